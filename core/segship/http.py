@@ -1,0 +1,175 @@
+"""The HTTP client destinations share: one aiohttp session, pacing, retries, stats.
+
+Retries follow slack_sdk's aiohttp handlers: 429 and 5xx (and dropped connections)
+are retried with exponential backoff plus jitter; a wait the destination states
+(``Retry-After`` or its rate-limit reset header) is honoured and pauses every request
+of the run, not just the one that was refused. Request headers are never logged.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import aiohttp
+import orjson
+import structlog
+
+from segship.ratelimit import Pacer, RateLimit
+
+log = structlog.get_logger("segship.http")
+
+
+@dataclass
+class HttpStats:
+    """What a run's requests cost; added to the run report."""
+
+    requests: int = 0
+    retries: int = 0
+    throttled: int = 0
+    server_errors: int = 0
+    connection_errors: int = 0
+    bytes_sent: int = 0
+
+    def as_dict(self) -> dict[str, int]:
+        return dict(self.__dict__)
+
+
+@dataclass(frozen=True)
+class RateLimitHeaders:
+    """Names of a destination's rate-limit headers and how its reset header counts."""
+
+    remaining: str
+    reset: str
+    reset_is_epoch: bool  # Braze: epoch seconds; Brevo: seconds from now
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    attempts: int = 8
+    base_delay: float = 0.5
+    max_delay: float = 60.0
+    retry_statuses: frozenset[int] = field(default_factory=lambda: frozenset({429, 500, 502, 503, 504}))
+
+    def backoff(self, attempt: int) -> float:
+        """Exponential backoff with equal jitter: never zero, never in lockstep."""
+        ceiling = min(self.max_delay, self.base_delay * 2 ** (attempt - 1))
+        return ceiling / 2 + random.uniform(0, ceiling / 2)
+
+
+@dataclass(frozen=True, slots=True)
+class HttpResponse:
+    status: int
+    headers: Mapping[str, str]
+    body: bytes
+
+    def json(self) -> Any:
+        """The body as JSON, or None when it is empty or not JSON."""
+        if not self.body:
+            return None
+        try:
+            return orjson.loads(self.body)
+        except orjson.JSONDecodeError:
+            return None
+
+
+class RetriesExhausted(Exception):
+    """A request still failed after every retry; the records it carried are not acknowledged."""
+
+
+class HttpClient:
+    """One session per run, created on first use, closed by ``close``."""
+
+    def __init__(self, base_url: str, headers: Mapping[str, str], *, rate_limit: RateLimit,
+                 concurrency: int = 8, rate_limit_headers: RateLimitHeaders | None = None,
+                 retry: RetryPolicy | None = None, timeout: float = 60.0) -> None:
+        self.base_url = base_url.rstrip("/")
+        self._headers = {"Content-Type": "application/json", "Accept": "application/json", **headers}
+        self.pacer = Pacer(rate_limit)
+        self.concurrency = concurrency
+        self.rate_limit_headers = rate_limit_headers
+        self.retry = retry or RetryPolicy()
+        self._timeout = aiohttp.ClientTimeout(total=timeout, sock_connect=10)
+        self._session: aiohttp.ClientSession | None = None
+        self.stats = HttpStats()
+
+    def _session_for_run(self) -> aiohttp.ClientSession:
+        if self._session is None:
+            connector = aiohttp.TCPConnector(limit=self.concurrency)
+            self._session = aiohttp.ClientSession(connector=connector, timeout=self._timeout,
+                                                  headers=self._headers)
+        return self._session
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    async def request(self, method: str, path: str, *, json: Any = None,
+                      params: Mapping[str, str] | None = None) -> HttpResponse:
+        """Send a request, retrying as the policy says; return the first non-retryable answer."""
+        body = orjson.dumps(json) if json is not None else None
+        session = self._session_for_run()
+        url = self.base_url + path
+        last_problem = ""
+        for attempt in range(1, self.retry.attempts + 1):
+            await self.pacer.acquire()
+            self.stats.requests += 1
+            if body:
+                self.stats.bytes_sent += len(body)
+            try:
+                async with session.request(method, url, data=body, params=params) as answer:
+                    response = HttpResponse(answer.status, answer.headers, await answer.read())
+            except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
+                self.stats.connection_errors += 1
+                last_problem = type(exc).__name__
+                delay = self.retry.backoff(attempt)
+            else:
+                stated_wait = self._observe_rate_limit(response)
+                if response.status not in self.retry.retry_statuses:
+                    return response
+                if response.status == 429:
+                    self.stats.throttled += 1
+                else:
+                    self.stats.server_errors += 1
+                last_problem = f"HTTP {response.status}"
+                delay = max(self.retry.backoff(attempt), stated_wait)
+                if response.status == 429 and stated_wait:
+                    self.pacer.hold(stated_wait)
+            if attempt == self.retry.attempts:
+                break
+            self.stats.retries += 1
+            log.debug("http.retry", method=method, path=path, problem=last_problem, attempt=attempt,
+                      delay=round(delay, 3))
+            await asyncio.sleep(delay)
+        raise RetriesExhausted(f"{method} {path} failed after {self.retry.attempts} attempts ({last_problem})")
+
+    def _observe_rate_limit(self, response: HttpResponse) -> float:
+        """Seconds the destination asks us to wait (0 if none); pauses pacing when the budget is spent."""
+        retry_after = _seconds(response.headers.get("Retry-After"))
+        if retry_after is not None:
+            return retry_after
+        names = self.rate_limit_headers
+        if names is None:
+            return 0.0
+        reset = _seconds(response.headers.get(names.reset))
+        if reset is None:
+            return 0.0
+        wait = max(0.0, reset - time.time()) if names.reset_is_epoch else reset
+        remaining = _seconds(response.headers.get(names.remaining))
+        if remaining is not None and remaining <= 0 and response.status != 429:
+            self.pacer.hold(wait)
+        return wait
+
+
+def _seconds(value: str | None) -> float | None:
+    if value is None:
+        return None
+    try:
+        return float(value)
+    except ValueError:
+        return None

@@ -1,0 +1,74 @@
+"""A sliding-window request limit, shared by the HTTP client (to pace) and the sandboxes (to enforce)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import deque
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class RateLimit:
+    """At most ``requests`` in any window of ``per_seconds``."""
+
+    requests: int
+    per_seconds: float
+
+    def scaled(self, fraction: float) -> RateLimit:
+        """The same window with a fraction of the requests (a safety margin for clock skew)."""
+        return RateLimit(max(1, int(self.requests * fraction)), self.per_seconds)
+
+
+class SlidingWindow:
+    """Counts requests in the last ``per_seconds``; exact, not bucketed, like Braze's limiter."""
+
+    def __init__(self, limit: RateLimit, clock=time.monotonic) -> None:
+        self.limit = limit
+        self._clock = clock
+        self._times: deque[float] = deque()
+
+    def _expire(self, now: float) -> None:
+        horizon = now - self.limit.per_seconds
+        times = self._times
+        while times and times[0] <= horizon:
+            times.popleft()
+
+    def try_acquire(self) -> tuple[bool, int, float]:
+        """Count a request if the window has room: (allowed, remaining, seconds until a slot frees)."""
+        now = self._clock()
+        self._expire(now)
+        if len(self._times) < self.limit.requests:
+            self._times.append(now)
+            wait = 0.0
+            allowed = True
+        else:
+            allowed = False
+            wait = self._times[0] + self.limit.per_seconds - now
+        remaining = self.limit.requests - len(self._times)
+        if allowed and remaining == 0:
+            wait = self._times[0] + self.limit.per_seconds - now
+        return allowed, remaining, wait
+
+
+class Pacer:
+    """Awaits a free slot in a sliding window; ``hold`` pauses everyone (a 429's reset time)."""
+
+    def __init__(self, limit: RateLimit) -> None:
+        self.window = SlidingWindow(limit)
+        self._held_until = 0.0
+
+    def hold(self, seconds: float) -> None:
+        """Send nothing for ``seconds`` (the destination asked us to wait)."""
+        self._held_until = max(self._held_until, time.monotonic() + seconds)
+
+    async def acquire(self) -> None:
+        while True:
+            held = self._held_until - time.monotonic()
+            if held > 0:
+                await asyncio.sleep(held)
+                continue
+            allowed, _remaining, wait = self.window.try_acquire()
+            if allowed:
+                return
+            await asyncio.sleep(wait)

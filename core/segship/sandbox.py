@@ -1,0 +1,236 @@
+"""What every local destination emulator shares: key check, rate limit, faults, stats, serving.
+
+A plugin's sandbox subclasses :class:`Sandbox`, adds its API routes in ``add_routes``
+and names its rate-limit headers in ``rate_limit_headers``. The base serves
+``/_sandbox/stats`` (GET), ``/_sandbox/faults`` (GET/POST, JSON body of
+:class:`Faults` fields) and ``/_sandbox/reset`` (POST), so tests in another process
+can inspect it and turn fault knobs while it runs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import signal
+import threading
+from collections import Counter
+from collections.abc import Awaitable, Callable
+from dataclasses import asdict, dataclass, fields
+from typing import Any
+
+import orjson
+from aiohttp import web
+
+from segship.ratelimit import RateLimit, SlidingWindow
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+@dataclass
+class Faults:
+    """Knobs that make a sandbox misbehave the way real APIs do."""
+
+    error_fraction: float = 0.0          # share of API requests answered with an error status
+    error_statuses: tuple[int, ...] = (500,)
+    latency: float = 0.0                 # seconds added to every API request
+    drop_fraction: float = 0.0           # share of API requests whose connection is dropped unanswered
+    seed: int | None = None
+
+    def update(self, values: dict[str, Any]) -> None:
+        known = {f.name for f in fields(self)}
+        unknown = set(values) - known
+        if unknown:
+            raise ValueError(f"unknown fault knobs: {sorted(unknown)}; known: {sorted(known)}")
+        for name, value in values.items():
+            setattr(self, name, tuple(value) if name == "error_statuses" else value)
+
+
+def json_response(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:
+    return web.Response(body=orjson.dumps(body), status=status, headers=headers,
+                        content_type="application/json")
+
+
+class Sandbox:
+    """Base of a destination emulator. ``api_key=None`` accepts any non-empty key."""
+
+    #: Path prefix of the API routes (``/v3`` for Brevo); inspection routes are never prefixed.
+    api_prefix = ""
+
+    def __init__(self, *, api_key: str | None = None, rate_limit: RateLimit | None = None,
+                 faults: Faults | None = None) -> None:
+        self.api_key = api_key
+        self.rate_limit = rate_limit
+        self.window = SlidingWindow(rate_limit) if rate_limit else None
+        self.faults = faults or Faults()
+        self._random = random.Random(self.faults.seed)
+        self.stats: Counter[str] = Counter()
+
+    # -- what a plugin's sandbox provides --------------------------------------------------
+
+    def add_routes(self, app: web.Application) -> None:
+        """Add the API routes (under ``api_prefix``) and any inspection routes."""
+        raise NotImplementedError
+
+    def presented_key(self, request: web.Request) -> str | None:
+        """The API key the request carries, or None."""
+        raise NotImplementedError
+
+    def auth_error(self, request: web.Request) -> web.Response:
+        """The destination's answer to a missing or wrong key."""
+        return json_response({"message": "Invalid API key"}, status=401)
+
+    def rate_limit_headers(self, limit: int, remaining: int, reset_in: float) -> dict[str, str]:
+        """The destination's rate-limit headers."""
+        return {}
+
+    def rate_limited_response(self, headers: dict[str, str]) -> web.Response:
+        return json_response({"message": "Too Many Requests"}, status=429, headers=headers)
+
+    def error_response(self, status: int) -> web.Response:
+        return json_response({"message": "Internal Server Error"}, status=status)
+
+    def reset(self) -> None:
+        """Forget all data and counters."""
+        self.stats.clear()
+
+    def extra_stats(self) -> dict[str, Any]:
+        """Destination-specific figures for ``/_sandbox/stats``."""
+        return {}
+
+    # -- the shared machinery ---------------------------------------------------------------
+
+    def build_app(self) -> web.Application:
+        app = web.Application(middlewares=[self._api_middleware], client_max_size=64 * 1024 * 1024)
+        app.router.add_get("/_sandbox/stats", self._get_stats)
+        app.router.add_get("/_sandbox/faults", self._get_faults)
+        app.router.add_post("/_sandbox/faults", self._set_faults)
+        app.router.add_post("/_sandbox/reset", self._reset)
+        self.add_routes(app)
+        return app
+
+    @web.middleware
+    async def _api_middleware(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+        if request.path.startswith("/_sandbox/"):
+            return await handler(request)
+        self.stats["requests"] += 1
+        faults = self.faults
+        if faults.latency:
+            await asyncio.sleep(faults.latency)
+        if faults.drop_fraction and self._random.random() < faults.drop_fraction:
+            self.stats["dropped"] += 1
+            if request.transport is not None:
+                request.transport.abort()
+            raise asyncio.CancelledError  # the client sees a closed connection and no answer
+        key = self.presented_key(request)
+        if not key or (self.api_key is not None and key != self.api_key):
+            self.stats["unauthorized"] += 1
+            return self.auth_error(request)
+        headers: dict[str, str] = {}
+        if self.window is not None:
+            allowed, remaining, reset_in = self.window.try_acquire()
+            headers = self.rate_limit_headers(self.window.limit.requests, remaining, reset_in)
+            if not allowed:
+                self.stats["rate_limited"] += 1
+                return self.rate_limited_response(headers)
+        if faults.error_fraction and self._random.random() < faults.error_fraction:
+            status = self._random.choice(faults.error_statuses)
+            self.stats[f"errors_{status}"] += 1
+            if status == 429:
+                return self.rate_limited_response(headers)
+            return self.error_response(status)
+        response = await handler(request)
+        response.headers.update(headers)
+        return response
+
+    async def _get_stats(self, request: web.Request) -> web.Response:
+        return json_response({**self.stats, **self.extra_stats()})
+
+    async def _get_faults(self, request: web.Request) -> web.Response:
+        return json_response(asdict(self.faults))
+
+    async def _set_faults(self, request: web.Request) -> web.Response:
+        try:
+            values = orjson.loads(await request.read())
+            self.faults.update(values)
+        except (ValueError, TypeError, AttributeError) as exc:
+            return json_response({"message": str(exc)}, status=400)
+        if "seed" in values:
+            self._random = random.Random(self.faults.seed)
+        return json_response(asdict(self.faults))
+
+    async def _reset(self, request: web.Request) -> web.Response:
+        self.reset()
+        return json_response({"reset": True})
+
+
+def base_url(host: str, port: int, prefix: str = "") -> str:
+    shown = f"[{host}]" if ":" in host else host
+    return f"http://{shown}:{port}{prefix}"
+
+
+async def _start(app: web.Application, host: str, port: int) -> tuple[web.AppRunner, int]:
+    runner = web.AppRunner(app, access_log=None, handle_signals=False)
+    await runner.setup()
+    site = web.TCPSite(runner, host, port, backlog=1024)
+    await site.start()
+    bound_port = runner.addresses[0][1]
+    return runner, bound_port
+
+
+def serve(sandbox: Sandbox, host: str = "127.0.0.1", port: int = 0,
+          announce: Callable[[str], None] = print) -> None:
+    """Serve until SIGINT/SIGTERM; the first thing announced is the base URL."""
+
+    async def main() -> None:
+        runner, bound_port = await _start(sandbox.build_app(), host, port)
+        announce(base_url(host, bound_port, sandbox.api_prefix))
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        try:
+            await stop.wait()
+        finally:
+            await runner.cleanup()
+
+    asyncio.run(main())
+
+
+class BackgroundSandbox:
+    """Runs a sandbox on its own event loop in a thread: ``with BackgroundSandbox(s) as url: ...``.
+
+    Tests use it so that the real CLI, started as a subprocess, can talk to it while the
+    test inspects ``sandbox`` directly.
+    """
+
+    def __init__(self, sandbox: Sandbox, host: str = "127.0.0.1", port: int = 0) -> None:
+        self.sandbox = sandbox
+        self.host = host
+        self.port = port
+        self.url = ""
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, name="sandbox", daemon=True)
+        self._runner: web.AppRunner | None = None
+
+    def __enter__(self) -> str:
+        self._thread.start()
+        future = asyncio.run_coroutine_threadsafe(
+            _start(self.sandbox.build_app(), self.host, self.port), self._loop)
+        self._runner, bound_port = future.result(timeout=30)
+        self.url = base_url(self.host, bound_port, self.sandbox.api_prefix)
+        return self.url
+
+    def call(self, function: Callable[[], Any]) -> Any:
+        """Run ``function`` on the sandbox's loop (safe access to its state from the test)."""
+
+        async def run() -> Any:
+            return function()
+
+        return asyncio.run_coroutine_threadsafe(run(), self._loop).result(timeout=30)
+
+    def __exit__(self, *exc_info: object) -> None:
+        if self._runner is not None:
+            asyncio.run_coroutine_threadsafe(self._runner.cleanup(), self._loop).result(timeout=30)
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(timeout=30)
+        self._loop.close()

@@ -1,0 +1,104 @@
+"""The built-in ``duckdb`` source: files (CSV, Parquet, JSON/JSONL, globs) or a .duckdb database.
+
+A file source is a view named after the source, so a segment queries ``FROM crm``; a
+database is attached read-only and its own tables are queried. It is registered
+through ``segship_register_sources`` like any third-party source.
+"""
+
+from __future__ import annotations
+
+import glob
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import pyarrow as pa
+
+from segship import hookimpl
+from segship.source import Source, SourceContext, SourceError
+
+FILE_READERS = {
+    ".csv": "read_csv_auto",
+    ".tsv": "read_csv_auto",
+    ".parquet": "read_parquet",
+    ".json": "read_json_auto",
+    ".jsonl": "read_json_auto",
+    ".ndjson": "read_json_auto",
+}
+
+
+def _quote_identifier(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def _quote_literal(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
+
+
+class DuckDBSource(Source):
+    name = "duckdb"
+    options_schema: dict[str, Any] = {
+        "type": "object",
+        "description": "Files (CSV, Parquet, JSON/JSONL; globs allowed) or a .duckdb database file.",
+        "properties": {
+            "path": {"type": "string", "minLength": 1,
+                     "description": "File, glob or .duckdb database; relative to the config file."},
+            "format": {"enum": ["csv", "parquet", "json"],
+                       "description": "Override the format guessed from the file extension."},
+        },
+        "required": ["path"],
+        "additionalProperties": False,
+    }
+
+    def __init__(self, context: SourceContext) -> None:
+        super().__init__(context)
+        self._connection: duckdb.DuckDBPyConnection | None = None
+
+    @property
+    def path(self) -> Path:
+        path = Path(str(self.context.options["path"])).expanduser()
+        return path if path.is_absolute() else self.context.base_dir / path
+
+    def _connect(self) -> duckdb.DuckDBPyConnection:
+        if self._connection is not None:
+            return self._connection
+        path = self.path
+        connection = duckdb.connect(":memory:")
+        try:
+            if path.suffix == ".duckdb" or path.suffix == ".db":
+                if not path.exists():
+                    raise SourceError(f"source {self.context.name!r}: database {path} does not exist")
+                connection.execute(f"ATTACH {_quote_literal(str(path))} AS source_db (READ_ONLY)")
+                connection.execute("USE source_db")
+            else:
+                if not glob.glob(str(path)):
+                    raise SourceError(f"source {self.context.name!r}: no file matches {path}")
+                fmt = self.context.options.get("format")
+                reader = {"csv": "read_csv_auto", "parquet": "read_parquet", "json": "read_json_auto"}.get(
+                    fmt or "", FILE_READERS.get(path.suffix.lower()))
+                if reader is None:
+                    raise SourceError(f"source {self.context.name!r}: can't tell the format of {path.name}; "
+                                      "set format: csv, parquet or json")
+                connection.execute(f"CREATE VIEW {_quote_identifier(self.context.name)} AS "
+                                   f"SELECT * FROM {reader}({_quote_literal(str(path))})")
+        except duckdb.Error as exc:
+            connection.close()
+            raise SourceError(f"source {self.context.name!r}: {exc}") from None
+        self._connection = connection
+        return connection
+
+    def read(self, sql: str, batch_rows: int = 65_536) -> pa.RecordBatchReader:
+        try:
+            return self._connect().sql(sql).to_arrow_reader(batch_rows)
+        except duckdb.Error as exc:
+            raise SourceError(f"source {self.context.name!r}: {exc}") from None
+
+    def close(self) -> None:
+        if self._connection is not None:
+            self._connection.close()
+            self._connection = None
+
+
+@hookimpl
+def segship_register_sources(register) -> None:
+    register(DuckDBSource)

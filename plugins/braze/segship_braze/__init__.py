@@ -1,0 +1,1 @@
+"""segship destination plugin for Braze."""
