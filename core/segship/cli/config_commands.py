@@ -2,11 +2,54 @@
 
 from __future__ import annotations
 
+from enum import Enum
+from typing import Annotated
+
+import orjson
+import typer
 from rich.console import Console
 from rich.table import Table
 
-from segship.cli.main import app
+from segship.cli.main import EXIT_INVALID, ConfigOption, app, config_path, options
+from segship.config import ConfigError, load_config
+from segship.config.schema import composed_schema
+from segship.config.validate import role_issues
 from segship.plugins import get_plugins
+
+
+class OutputFormat(str, Enum):
+    text = "text"
+    github = "github"
+    json = "json"
+
+
+@app.command("validate")
+def validate_command(
+    config: ConfigOption = None,
+    output: Annotated[OutputFormat, typer.Option("--format", help="text, github (workflow annotations) or json.")
+                      ] = OutputFormat.text,
+) -> None:
+    """Check the config: schema, references, plugin rules, consent, secrets, roles. Exit 2 on any error."""
+    path = config_path(config)
+    try:
+        loaded = load_config(path, get_plugins())
+        issues = role_issues(loaded, options.role, loaded.exports)
+        if issues:
+            raise ConfigError(issues)
+    except ConfigError as error:
+        typer.echo(error.render(output.value), err=output is not OutputFormat.json)
+        raise typer.Exit(EXIT_INVALID) from None
+    if output is OutputFormat.json:
+        typer.echo(orjson.dumps({"valid": True, "errors": []}).decode())
+    else:
+        typer.echo(f"{path}: valid ({len(loaded.sources)} sources, {len(loaded.segments)} segments, "
+                   f"{len(loaded.connections)} connections, {len(loaded.exports)} exports)")
+
+
+@app.command("schema")
+def schema_command() -> None:
+    """Print the JSON Schema of the config, with every installed plugin's schemas composed in."""
+    typer.echo(orjson.dumps(composed_schema(get_plugins()), option=orjson.OPT_INDENT_2).decode())
 
 
 @app.command("plugins")

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import sys
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -18,6 +19,20 @@ from segship.log import configure_logging, redact_text
 from segship.plugins import get_plugins
 
 EXIT_OK, EXIT_FAILED, EXIT_INVALID, EXIT_REJECTS = 0, 1, 2, 3
+
+ConfigOption = Annotated[
+    Path | None,
+    typer.Option("--config", "-c", help="Config file or directory (default: segship.yaml, else configs/).",
+                 show_default=False),
+]
+
+
+def config_path(given: Path | None) -> Path:
+    """The config to use: the one given, else ./segship.yaml, else ./configs/."""
+    if given is not None:
+        return given
+    default = Path("segship.yaml")
+    return default if default.exists() else Path("configs")
 
 
 @dataclass

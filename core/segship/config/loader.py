@@ -1,0 +1,186 @@
+"""Load YAML config files keeping the line and column of every key and value.
+
+A config is one file or a directory of ``*.yaml``/``*.yml`` files (recursively, in
+name order, hidden folders skipped) merged into one document: ``sources``,
+``segments``, ``connections`` and ``exports`` are merged by name, and a name defined
+twice is an error naming both places; ``version`` may repeat if equal; ``state`` may
+appear once.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from segship.config.issues import ConfigError, ConfigIssue, Location, display_path
+
+NAMED_SECTIONS = ("sources", "segments", "connections", "exports")
+Path_ = tuple[str | int, ...]
+
+try:
+    _Loader = yaml.CSafeLoader
+except AttributeError:  # PyYAML built without libyaml
+    _Loader = yaml.SafeLoader
+
+
+@dataclass
+class LoadedConfig:
+    """The merged document plus where each node came from."""
+
+    data: dict[str, Any] = field(default_factory=dict)
+    values: dict[Path_, Location] = field(default_factory=dict)   # where each value starts
+    keys: dict[Path_, Location] = field(default_factory=dict)     # where each key is written
+    files: dict[Path_, Path] = field(default_factory=dict)        # top-level entry -> file it is in
+
+    def location(self, path: Path_, *, key: bool = False) -> Location:
+        """The place of ``path`` (its key with ``key=True``), else of its nearest ancestor."""
+        table = self.keys if key else self.values
+        probe = tuple(path)
+        while probe:
+            if probe in table:
+                return table[probe]
+            if probe in self.values:
+                return self.values[probe]
+            probe = probe[:-1]
+        return self.values.get((), Location("<config>", 1, 1))
+
+    def file_of(self, path: Path_) -> Path:
+        """The file that defines an entry (``("sources", "crm")``); relative paths start from its folder."""
+        return self.files[tuple(path[:2])] if tuple(path[:2]) in self.files else self.files[(path[0],)]
+
+
+def _location(file: str, mark: yaml.Mark) -> Location:
+    return Location(file, mark.line + 1, mark.column + 1)
+
+
+class _Builder:
+    """Turns a composed YAML node tree into Python values, recording positions."""
+
+    def __init__(self, file: str, loader: yaml.SafeLoader, issues: list[ConfigIssue]) -> None:
+        self.file = file
+        self.loader = loader
+        self.issues = issues
+        self.values: dict[Path_, Location] = {}
+        self.keys: dict[Path_, Location] = {}
+
+    def build(self, node: yaml.Node, path: Path_) -> Any:
+        self.values[path] = _location(self.file, node.start_mark)
+        if isinstance(node, yaml.MappingNode):
+            result: dict[Any, Any] = {}
+            for key_node, value_node in node.value:
+                key = self.loader.construct_object(key_node, deep=True)
+                if not isinstance(key, str):
+                    key = str(key)
+                if key in result:
+                    first = self.keys[path + (key,)]
+                    self.issues.append(ConfigIssue(_location(self.file, key_node.start_mark),
+                                                   f"duplicate key {key!r} (first defined at line {first.line})"))
+                    continue
+                self.keys[path + (key,)] = _location(self.file, key_node.start_mark)
+                result[key] = self.build(value_node, path + (key,))
+            return result
+        if isinstance(node, yaml.SequenceNode):
+            return [self.build(item, path + (index,)) for index, item in enumerate(node.value)]
+        return self.loader.construct_object(node, deep=True)
+
+
+def load_file(path: Path, issues: list[ConfigIssue]) -> tuple[Any, dict[Path_, Location], dict[Path_, Location]]:
+    shown = display_path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        issues.append(ConfigIssue(Location(shown, 1, 1), f"can't read the file: {exc}"))
+        return None, {}, {}
+    loader = _Loader(text)
+    try:
+        node = loader.get_single_node()
+        if node is None:
+            return None, {}, {}
+        builder = _Builder(shown, loader, issues)
+        return builder.build(node, ()), builder.values, builder.keys
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        where = _location(shown, mark) if mark else Location(shown, 1, 1)
+        problem = " ".join(part for part in (exc.context, exc.problem) if part)
+        issues.append(ConfigIssue(where, f"invalid YAML: {problem}"))
+        return None, {}, {}
+    except yaml.YAMLError as exc:
+        issues.append(ConfigIssue(Location(shown, 1, 1), f"invalid YAML: {exc}"))
+        return None, {}, {}
+    finally:
+        loader.dispose()
+
+
+def config_files(path: Path) -> list[Path]:
+    if path.is_dir():
+        found = [p for p in path.rglob("*") if p.suffix in (".yaml", ".yml") and p.is_file()
+                 and not any(part.startswith(".") for part in p.relative_to(path).parts)]
+        return sorted(found)
+    return [path]
+
+
+def load_documents(path: Path) -> LoadedConfig:
+    """Load and merge the config at ``path``; raise ConfigError on YAML or merge problems."""
+    if not path.exists():
+        raise ConfigError([ConfigIssue(Location(display_path(path), 1, 1),
+                                       "config not found: expected a YAML file or a directory of them")])
+    files = config_files(path)
+    if not files:
+        raise ConfigError([ConfigIssue(Location(display_path(path), 1, 1),
+                                       "no .yaml or .yml files in this directory")])
+    issues: list[ConfigIssue] = []
+    merged = LoadedConfig()
+    for file in files:
+        data, values, keys = load_file(file, issues)
+        if data is None:
+            continue
+        if not isinstance(data, dict):
+            issues.append(ConfigIssue(values[()], "a config file must be a mapping of sections "
+                                                  "(version, state, sources, segments, connections, exports)"))
+            continue
+        merged.values.setdefault((), values[()])
+        for section, content in data.items():
+            _merge_section(merged, file, section, content, values, keys, issues)
+    if issues:
+        raise ConfigError(issues)
+    return merged
+
+
+def _merge_section(merged: LoadedConfig, file: Path, section: str, content: Any,
+                   values: dict[Path_, Location], keys: dict[Path_, Location],
+                   issues: list[ConfigIssue]) -> None:
+    def adopt(prefix: Path_) -> None:
+        """Copy the positions of ``prefix`` and everything below it from this file."""
+        for table, source in ((merged.values, values), (merged.keys, keys)):
+            for node_path, location in source.items():
+                if node_path[:len(prefix)] == prefix:
+                    table[node_path] = location
+
+    here = keys[(section,)]
+    if section in NAMED_SECTIONS and isinstance(content, dict):
+        target = merged.data.setdefault(section, {})
+        merged.keys.setdefault((section,), here)
+        merged.values.setdefault((section,), values[(section,)])
+        merged.files.setdefault((section,), file)
+        for name, entry in content.items():
+            if name in target:
+                first = merged.keys[(section, name)]
+                issues.append(ConfigIssue(keys[(section, name)],
+                                          f"{section[:-1]} {name!r} is defined twice: first at {first}"))
+                continue
+            target[name] = entry
+            merged.files[(section, name)] = file
+            adopt((section, name))
+        return
+    if section in merged.data:
+        if section == "version" and merged.data[section] == content:
+            return
+        first = merged.keys[(section,)]
+        issues.append(ConfigIssue(here, f"{section!r} is defined twice: first at {first}"))
+        return
+    merged.data[section] = content
+    merged.files[(section,)] = file
+    adopt((section,))

@@ -1,0 +1,139 @@
+"""The validated config as typed objects. Built only from a config that passed validation."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from segship.config.loader import LoadedConfig
+from segship.secrets import has_reference, resolve
+
+DEFAULT_STATE_PATH = ".segship/state.db"
+
+
+@dataclass(frozen=True)
+class SourceConfig:
+    name: str
+    type: str
+    options: dict[str, Any]
+    base_dir: Path
+
+
+@dataclass(frozen=True)
+class SegmentConfig:
+    name: str
+    source: str
+    key: str
+    sql: str
+
+
+@dataclass(frozen=True)
+class ConnectionConfig:
+    name: str
+    type: str
+    display_name: str
+    usable_by: tuple[str, ...]
+    data_privacy_consent: bool
+    settings: dict[str, Any]
+    secret_fields: tuple[str, ...]
+    base_dir: Path
+    #: file:line:col of each setting's value, for resolution errors
+    setting_locations: dict[str, str] = field(default_factory=dict)
+
+    def resolved_settings(self) -> dict[str, Any]:
+        """Settings with ``${env:…}``/``${file:…}`` resolved; raises SecretResolutionError.
+
+        Called only when a run or a connection test needs the values, so validation
+        works in CI without secrets. Resolved secrets are registered for redaction.
+        """
+        resolved: dict[str, Any] = {}
+        for name, value in self.settings.items():
+            if has_reference(value):
+                value = resolve(value, self.base_dir, where=self.setting_locations.get(name, self.name),
+                                secret=name in self.secret_fields)
+            resolved[name] = value
+        return resolved
+
+    def usable_by_role(self, role: str) -> bool:
+        return ("contributors" if role == "contributor" else "admins") in self.usable_by
+
+
+@dataclass(frozen=True)
+class Safeguards:
+    max_profiles: int | None = None
+    max_removed_fraction: float | None = None
+
+
+@dataclass(frozen=True)
+class ExportConfig:
+    name: str
+    display_name: str
+    connection: str
+    segments: tuple[str, ...]
+    settings: dict[str, Any]
+    mapping: dict[str, Any]
+    schedule: str | None
+    safeguards: Safeguards
+
+
+@dataclass
+class Config:
+    path: Path
+    state_path: Path
+    sources: dict[str, SourceConfig]
+    segments: dict[str, SegmentConfig]
+    connections: dict[str, ConnectionConfig]
+    exports: dict[str, ExportConfig]
+    loaded: LoadedConfig
+
+    def where(self, *path: str | int) -> str:
+        """file:line:col of a config node, for messages."""
+        return str(self.loaded.location(path))
+
+
+def build_config(path: Path, loaded: LoadedConfig, secret_fields_by_type: dict[str, list[str]]) -> Config:
+    data = loaded.data
+
+    def folder(*entry: str) -> Path:
+        return loaded.file_of(entry).resolve().parent
+
+    state_path = Path(data.get("state", {}).get("path", DEFAULT_STATE_PATH))
+    if not state_path.is_absolute():
+        state_path = (folder("state") if "state" in data else _config_root(path)) / state_path
+    sources = {
+        name: SourceConfig(name, entry["type"], {k: v for k, v in entry.items() if k != "type"},
+                           folder("sources", name))
+        for name, entry in data.get("sources", {}).items()
+    }
+    segments = {
+        name: SegmentConfig(name, entry["source"], entry["key"], entry["sql"])
+        for name, entry in data.get("segments", {}).items()
+    }
+    connections = {
+        name: ConnectionConfig(
+            name=name, type=entry["type"], display_name=entry["display_name"],
+            usable_by=tuple(entry.get("usable_by", ["admins"])),
+            data_privacy_consent=entry.get("data_privacy_consent") is True,
+            settings=dict(entry["settings"]),
+            secret_fields=tuple(secret_fields_by_type.get(entry["type"], ())),
+            base_dir=folder("connections", name),
+            setting_locations={key: str(loaded.location(("connections", name, "settings", key)))
+                               for key in entry["settings"]},
+        )
+        for name, entry in data.get("connections", {}).items()
+    }
+    exports = {
+        name: ExportConfig(
+            name=name, display_name=entry["display_name"], connection=entry["connection"],
+            segments=tuple(entry["segments"]), settings=dict(entry["settings"]), mapping=dict(entry["mapping"]),
+            schedule=entry.get("schedule"), safeguards=Safeguards(**entry.get("safeguards", {})),
+        )
+        for name, entry in data.get("exports", {}).items()
+    }
+    return Config(path, state_path, sources, segments, connections, exports, loaded)
+
+
+def _config_root(path: Path) -> Path:
+    """The folder state defaults to: the config directory, or the config file's folder."""
+    return path.resolve() if path.is_dir() else path.resolve().parent

@@ -1,0 +1,91 @@
+"""The core JSON Schema and its composition with the installed plugins' schemas.
+
+The core schema (``schemas/segship.schema.json``) knows no destination. Composition
+adds, for each installed plugin type, an ``if type == X then settings: <X's schema>``
+branch under connections and sources, and offers the export settings and mapping
+schemas of every destination to editors. Validation checks an export's settings and
+mapping against the schemas of its connection's type directly (see validate.py),
+which JSON Schema alone can't express since the export names its connection.
+"""
+
+from __future__ import annotations
+
+import copy
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from segship.plugins import Plugins
+
+SCHEMA_FILE = "segship.schema.json"
+
+
+def _schema_dir() -> Path:
+    here = Path(__file__).resolve().parent.parent
+    packaged = here / "schemas"              # inside a built wheel
+    if (packaged / SCHEMA_FILE).exists():
+        return packaged
+    return here.parent.parent / "schemas"    # editable install: the repository's schemas/
+
+
+@cache
+def core_schema() -> dict[str, Any]:
+    return orjson.loads((_schema_dir() / SCHEMA_FILE).read_bytes())
+
+
+def _type_branch(type_values: list[str], then: dict[str, Any]) -> dict[str, Any]:
+    condition = {"const": type_values[0]} if len(type_values) == 1 else {"enum": type_values}
+    return {"if": {"properties": {"type": condition}, "required": ["type"]}, "then": then}
+
+
+def _source_entry(options_schema: dict[str, Any]) -> dict[str, Any]:
+    entry = copy.deepcopy(options_schema)
+    entry["properties"] = {"type": {"type": "string"}, **entry.get("properties", {})}
+    return entry
+
+
+def composed_schema(plugins: Plugins, *, for_editors: bool = True) -> dict[str, Any]:
+    """The core schema with every installed plugin's schemas composed in.
+
+    ``for_editors`` also offers every destination's export settings and mapping
+    schemas (``anyOf``) for completion; validation leaves that out and checks each
+    export against its own connection type's schemas instead.
+    """
+    schema = copy.deepcopy(core_schema())
+    defs = schema["$defs"]
+    destinations = plugins.destination_types()
+    names = sorted(destinations)
+
+    connection = defs["connection"]
+    connection["properties"]["type"] = {"enum": names, "description": "Destination plugin name."}
+    connection["allOf"] = []
+    export_settings: list[dict[str, Any]] = []
+    export_mappings: list[dict[str, Any]] = []
+    for cls in sorted(set(destinations.values()), key=lambda c: c.name):
+        values = [cls.name, *cls.aliases]
+        defs[f"{cls.name}.connection"] = copy.deepcopy(cls.connection_schema)
+        defs[f"{cls.name}.export_settings"] = copy.deepcopy(cls.export_settings_schema)
+        defs[f"{cls.name}.mapping"] = copy.deepcopy(cls.mapping_schema)
+        connection["allOf"].append(_type_branch(
+            values, {"properties": {"settings": {"$ref": f"#/$defs/{cls.name}.connection"}}}))
+        export_settings.append({"$ref": f"#/$defs/{cls.name}.export_settings"})
+        export_mappings.append({"$ref": f"#/$defs/{cls.name}.mapping"})
+    if export_settings and for_editors:
+        # for editors only: validation picks the one schema of the export's connection type
+        defs["export"]["properties"]["settings"]["anyOf"] = export_settings
+        defs["export"]["properties"]["mapping"]["anyOf"] = export_mappings
+
+    source = defs["source"]
+    source["properties"]["type"] = {"enum": sorted(plugins.sources), "description": "Source plugin name."}
+    source["allOf"] = [
+        _type_branch([name], _source_entry(cls.options_schema)) for name, cls in sorted(plugins.sources.items())
+    ]
+    return schema
+
+
+def secret_fields(schema: dict[str, Any]) -> list[str]:
+    """Top-level settings a plugin marks ``"x-secret": true``."""
+    return [name for name, prop in schema.get("properties", {}).items()
+            if isinstance(prop, dict) and prop.get("x-secret")]

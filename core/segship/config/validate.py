@@ -1,0 +1,213 @@
+"""Validation: the composed JSON Schema, then references and plugin rules; every issue placed.
+
+Order: YAML and merge problems (loader) stop early; then schema errors and reference
+checks are all reported together, so one `segship validate` shows everything it can.
+Values of secret fields are never quoted in a message.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+from croniter import croniter
+
+from segship.config.issues import ConfigError, ConfigIssue
+from segship.config.loader import LoadedConfig, Path_, load_documents
+from segship.config.model import Config, build_config
+from segship.config.schema import composed_schema, secret_fields
+from segship.plugins import Plugins
+from segship.secrets import is_reference
+
+JSON_TYPES = {dict: "a mapping", list: "a list", str: "a string", bool: "a boolean", int: "an integer",
+              float: "a number", type(None): "empty (null)"}
+SCHEMA_TYPE_NAMES = {"object": "a mapping", "array": "a list", "string": "a string", "boolean": "a boolean",
+                     "integer": "an integer", "number": "a number", "null": "null"}
+
+
+def dotted(path: Iterable[str | int]) -> str:
+    return ".".join(str(part) for part in path) or "the config"
+
+
+def _shown(value: Any, subschema: Any) -> str:
+    """A value for a message: never a secret's, never very long."""
+    if isinstance(subschema, dict) and subschema.get("x-secret"):
+        return "(secret value not shown)"
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _type_phrase(expected: Any) -> str:
+    names = expected if isinstance(expected, list) else [expected]
+    return " or ".join(SCHEMA_TYPE_NAMES.get(name, name) for name in names)
+
+
+def _schema_issues(error: jsonschema.ValidationError, prefix: Path_,
+                   loaded: LoadedConfig) -> Iterator[ConfigIssue]:
+    path = prefix + tuple(error.absolute_path)
+    where = dotted(path)
+    instance, schema, kind = error.instance, error.schema, error.validator
+    if kind == "additionalProperties" and isinstance(instance, dict):
+        allowed = sorted(schema.get("properties", {}))
+        for extra in sorted(set(instance) - set(allowed)):
+            hint = f"; expected one of: {', '.join(allowed)}" if allowed else ""
+            yield ConfigIssue(loaded.location(path + (extra,), key=True), f"unknown key {extra!r} in {where}{hint}")
+        return
+    if kind == "required" and isinstance(instance, dict):
+        for missing in schema.get("required", []):
+            if missing not in instance:
+                yield ConfigIssue(loaded.location(path, key=True), f"{where}: missing required key {missing!r}")
+        return
+    if kind == "propertyNames":
+        # error.instance is the offending name; absolute_path stops at the mapping that holds it
+        yield ConfigIssue(loaded.location(path + (instance,), key=True),
+                          f"invalid name {instance!r} in {where}: use letters, digits, '_' or '-', "
+                          "starting with a letter or '_' (at most 64 characters)")
+        return
+    location = loaded.location(path)
+    if kind == "type":
+        message = f"{where} must be {_type_phrase(error.validator_value)}, not {JSON_TYPES.get(type(instance), type(instance).__name__)}"
+    elif kind == "enum":
+        choices = ", ".join(repr(choice) for choice in error.validator_value) or "(none installed)"
+        message = f"{where} must be one of {choices}; got {_shown(instance, schema)}"
+        if path[-1:] == ("type",) and len(path) == 3:
+            message += " (is the plugin installed? see `segship plugins`)"
+    elif kind == "const":
+        message = f"{where} must be {error.validator_value!r}; got {_shown(instance, schema)}"
+    elif kind == "pattern":
+        message = f"{where}: {_shown(instance, schema)} does not match the expected pattern {error.validator_value}"
+    elif kind in ("minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum"):
+        comparison = {"minimum": ">=", "maximum": "<=", "exclusiveMinimum": ">", "exclusiveMaximum": "<"}[kind]
+        message = f"{where} must be {comparison} {error.validator_value}; got {_shown(instance, schema)}"
+    elif kind in ("minLength", "minItems"):
+        message = f"{where} must not be empty" if error.validator_value == 1 else \
+            f"{where} needs at least {error.validator_value} {'characters' if kind == 'minLength' else 'items'}"
+    elif kind in ("maxLength", "maxItems"):
+        message = f"{where} allows at most {error.validator_value} {'characters' if kind == 'maxLength' else 'items'}"
+    elif kind == "uniqueItems":
+        message = f"{where} must not repeat items"
+    elif kind == "format":
+        message = f"{where} must be a valid {error.validator_value}; got {_shown(instance, schema)}"
+    else:
+        detail = error.message if not (isinstance(schema, dict) and schema.get("x-secret")) else "invalid value"
+        message = f"{where}: {detail}"
+    if isinstance(schema, dict) and schema.get("description") and kind in ("type", "pattern", "format"):
+        message += f" ({schema['description'].rstrip('.')})"
+    yield ConfigIssue(location, message)
+
+
+def _validate_schema(instance: Any, schema: dict[str, Any], prefix: Path_,
+                     loaded: LoadedConfig) -> list[ConfigIssue]:
+    validator = jsonschema.Draft202012Validator(schema, format_checker=jsonschema.FormatChecker())
+    issues: list[ConfigIssue] = []
+    for error in validator.iter_errors(instance):
+        issues.extend(_schema_issues(error, prefix, loaded))
+    return issues
+
+
+def _entries(data: dict[str, Any], section: str) -> Iterator[tuple[str, dict[str, Any]]]:
+    content = data.get(section)
+    if isinstance(content, dict):
+        for name, entry in content.items():
+            if isinstance(entry, dict):
+                yield name, entry
+
+
+def _check_references(loaded: LoadedConfig, plugins: Plugins) -> list[ConfigIssue]:
+    data = loaded.data
+    issues: list[ConfigIssue] = []
+
+    def issue(path: Path_, message: str, *, key: bool = False) -> None:
+        issues.append(ConfigIssue(loaded.location(path, key=key), message))
+
+    sources = data.get("sources") if isinstance(data.get("sources"), dict) else {}
+    segments = data.get("segments") if isinstance(data.get("segments"), dict) else {}
+    connections = data.get("connections") if isinstance(data.get("connections"), dict) else {}
+    destination_types = plugins.destination_types()
+
+    for name, segment in _entries(data, "segments"):
+        source = segment.get("source")
+        if isinstance(source, str) and source not in sources:
+            known = ", ".join(sorted(sources)) or "none defined"
+            issue(("segments", name, "source"), f"segment {name!r} uses source {source!r}, which is not defined "
+                                                f"(sources: {known})")
+
+    for name, connection in _entries(data, "connections"):
+        cls = destination_types.get(connection.get("type"))
+        settings = connection.get("settings")
+        if cls is None or not isinstance(settings, dict):
+            continue
+        for field_name in secret_fields(cls.connection_schema):
+            value = settings.get(field_name)
+            if value is not None and not is_reference(value):
+                issue(("connections", name, "settings", field_name),
+                      f"connections.{name}.settings.{field_name} is a secret: write a reference such as "
+                      f"${{env:{cls.name.upper()}_{field_name.upper()}}} or ${{file:path/to/secret}}, "
+                      "never the secret itself")
+
+    for name, export in _entries(data, "exports"):
+        base: Path_ = ("exports", name)
+        connection_name = export.get("connection")
+        connection = connections.get(connection_name) if isinstance(connection_name, str) else None
+        if isinstance(connection_name, str) and connection is None:
+            known = ", ".join(sorted(connections)) or "none defined"
+            issue(base + ("connection",), f"export {name!r} uses connection {connection_name!r}, which is not "
+                                          f"defined (connections: {known})")
+        for index, segment_name in enumerate(export.get("segments") or []):
+            if isinstance(segment_name, str) and segment_name not in segments:
+                known = ", ".join(sorted(segments)) or "none defined"
+                issue(base + ("segments", index), f"export {name!r} uses segment {segment_name!r}, which is not "
+                                                  f"defined (segments: {known})")
+        schedule = export.get("schedule")
+        if isinstance(schedule, str) and not croniter.is_valid(schedule):
+            issue(base + ("schedule",), f"exports.{name}.schedule: {schedule!r} is not a valid cron expression "
+                                        "(five fields: minute hour day-of-month month day-of-week)")
+        if not isinstance(connection, dict):
+            continue
+        if connection.get("data_privacy_consent") is not True:
+            consent_path: Path_ = ("connections", connection_name)
+            if "data_privacy_consent" in connection:
+                consent_path += ("data_privacy_consent",)
+            issue(consent_path, f"connection {connection_name!r} is used by export {name!r} but has no data "
+                                "privacy consent: set data_privacy_consent: true to agree to send personal data "
+                                "through it", key="data_privacy_consent" not in connection)
+        cls = destination_types.get(connection.get("type"))
+        if cls is None:
+            continue
+        for section, schema in (("settings", cls.export_settings_schema), ("mapping", cls.mapping_schema)):
+            if section in export:
+                issues.extend(_validate_schema(export[section], schema, base + (section,), loaded))
+        settings, mapping = export.get("settings"), export.get("mapping")
+        conn_settings = connection.get("settings")
+        if isinstance(settings, dict) and isinstance(mapping, dict) and isinstance(conn_settings, dict):
+            for problem in cls.check_export(conn_settings, settings, mapping):
+                issue(base + tuple(problem.path), problem.message)
+    return issues
+
+
+def role_issues(config: Config, role: str, export_names: Iterable[str]) -> list[ConfigIssue]:
+    """Exports the role may not run: a contributor can't use an admins-only connection."""
+    issues = []
+    for name in export_names:
+        export = config.exports[name]
+        connection = config.connections[export.connection]
+        if not connection.usable_by_role(role):
+            who = " and ".join(connection.usable_by)
+            issues.append(ConfigIssue(config.loaded.location(("exports", name, "connection")),
+                                      f"export {name!r} uses connection {connection.name!r}, which only {who} may "
+                                      f"use; you run as {role} (--role / SEGSHIP_ROLE)"))
+    return issues
+
+
+def load_config(path: Path, plugins: Plugins) -> Config:
+    """Load, validate and build the config at ``path``; raise ConfigError listing every issue."""
+    loaded = load_documents(path)
+    issues = _validate_schema(loaded.data, composed_schema(plugins, for_editors=False), (), loaded)
+    issues += _check_references(loaded, plugins)
+    if issues:
+        raise ConfigError(issues)
+    secrets_by_type = {type_name: secret_fields(cls.connection_schema)
+                       for type_name, cls in plugins.destination_types().items()}
+    return build_config(path, loaded, secrets_by_type)
