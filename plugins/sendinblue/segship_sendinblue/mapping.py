@@ -1,0 +1,116 @@
+"""The mapping rules: a segment row becomes a Brevo import contact, or a reject with a reason.
+
+Pure functions, no I/O, so ``--dry-run`` and ``plan`` can map every row offline.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any
+
+from segship.destination import RowRejected
+
+from segship_sendinblue.schemas import DEFAULT_ATTRIBUTE_NAMES
+
+# Pragmatic address check (what Brevo's import also refuses): one @, no spaces, a dotted
+# domain with a letter TLD. RFC 5322 allows more, but no mailbox provider does.
+EMAIL_PATTERN = re.compile(
+    r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*"
+    r"@([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)+[A-Za-z]{2,63}")
+MAX_EMAIL_LENGTH = 254
+# Separators people write in phone numbers; anything else that is not a digit is an error.
+PHONE_SEPARATORS = re.compile(r"[\s().\-/]")
+# E.164: at most 15 digits with the country code; fewer than 8 is no mobile number anywhere.
+MIN_PHONE_DIGITS, MAX_PHONE_DIGITS = 8, 15
+
+
+def normalize_email(value: Any) -> str:
+    """The address Brevo matches contacts on (trimmed, lower-cased), or RowRejected."""
+    if value is None or (isinstance(value, str) and not value.strip()):
+        raise RowRejected("email is empty")
+    if not isinstance(value, str):
+        raise RowRejected(f"email must be text, not {type(value).__name__}")
+    email = value.strip().lower()
+    if len(email) > MAX_EMAIL_LENGTH or not EMAIL_PATTERN.fullmatch(email):
+        raise RowRejected(f"invalid email address {email!r}")
+    return email
+
+
+def normalize_phone(value: Any, default_country_code: str | None) -> str:
+    """A mobile number as Brevo's SMS attribute wants it: ``+`` country code and digits.
+
+    ``+33 6 12 34 56 78`` and ``0033612345678`` carry their country code; ``06 12 34 56 78``
+    does not and gets ``default_country_code`` (its trunk 0 dropped) or is rejected.
+    """
+    if isinstance(value, bool) or not isinstance(value, (str, int)):
+        raise RowRejected(f"phone must be text or an integer, not {type(value).__name__}")
+    written = PHONE_SEPARATORS.sub("", str(value))
+    if written.startswith("+"):
+        digits = written[1:]
+    elif written.startswith("00"):
+        digits = written[2:]
+    elif default_country_code is None:
+        raise RowRejected(f"phone {value!r} has no country code: write it as +<country code><number>, "
+                          "or set default_country_code in the export settings")
+    else:
+        national = written[1:] if written.startswith("0") else written
+        digits = default_country_code.lstrip("+") + national
+    if not digits.isdigit() or digits.startswith("0"):
+        raise RowRejected(f"invalid phone number {value!r}")
+    if not MIN_PHONE_DIGITS <= len(digits) <= MAX_PHONE_DIGITS:
+        raise RowRejected(f"invalid phone number {value!r}: {len(digits)} digits with the country code, "
+                          f"expected {MIN_PHONE_DIGITS} to {MAX_PHONE_DIGITS}")
+    return "+" + digits
+
+
+def attribute_value(value: Any) -> Any:
+    """A column value as Brevo takes it in JSON; None means "leave the attribute as it is"."""
+    if isinstance(value, Decimal):
+        return int(value) if value == value.to_integral_value() else float(value)
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, str) and not value.strip():
+        return None  # emptyContactsAttributes is false: an empty value would change nothing anyway
+    if isinstance(value, (list, tuple)):
+        # multiple-choice attributes take a list of option labels
+        return [str(item) for item in value if item is not None]
+    return value  # str, int, float, bool, date, datetime: orjson writes them as Brevo expects
+
+
+@dataclass(frozen=True)
+class ContactMapping:
+    """An export's mapping and settings, compiled once per run."""
+
+    email_column: str
+    attribute_columns: tuple[tuple[str, str], ...]   # (Brevo attribute, column)
+    phone: tuple[str, str] | None                     # (Brevo attribute, column)
+    default_country_code: str | None
+
+    @classmethod
+    def from_config(cls, settings: Mapping[str, Any], mapping: Mapping[str, Any]) -> ContactMapping:
+        names = {**DEFAULT_ATTRIBUTE_NAMES, **settings.get("attribute_names", {})}
+        columns = [(names[field], mapping[field]) for field in ("first_name", "last_name") if field in mapping]
+        columns += list(mapping.get("attributes", {}).items())
+        phone = (names["phone"], mapping["phone"]) if "phone" in mapping else None
+        return cls(mapping["email"], tuple(columns), phone, settings.get("default_country_code"))
+
+    def contact(self, row: Mapping[str, Any]) -> dict[str, Any]:
+        """The ``jsonBody`` entry for a row: ``{"email": …, "attributes": {…}}``."""
+        contact: dict[str, Any] = {"email": normalize_email(row.get(self.email_column))}
+        attributes: dict[str, Any] = {}
+        for attribute, column in self.attribute_columns:
+            value = attribute_value(row.get(column))
+            if value is not None:
+                attributes[attribute] = value
+        if self.phone is not None:
+            attribute, column = self.phone
+            value = row.get(column)
+            if value is not None and not (isinstance(value, str) and not value.strip()):
+                attributes[attribute] = normalize_phone(value, self.default_country_code)
+        if attributes:
+            contact["attributes"] = attributes
+        return contact

@@ -1,0 +1,299 @@
+"""A local emulator of the Brevo v3 contacts API, as much of it as segship (and brevo-python) uses.
+
+Routes under ``/v3``: ``GET /account``, ``GET /contacts/lists/{id}``, ``POST /contacts/import``
+(processed asynchronously after ``process_delay`` seconds), ``GET /processes/{id}`` and
+``POST /contacts/lists/{id}/contacts/remove``; ``api-key`` header, ``{"code","message"}``
+errors and ``x-sib-ratelimit-*`` headers as Brevo sends them. Inspection routes (never
+rate limited, no key): ``GET /_sandbox/lists/{id}/contacts`` and the invalid-email report
+of an import, ``GET /_sandbox/processes/{id}/invalid_emails.csv`` (Brevo links a CSV on S3).
+
+State is in memory and lean on purpose: a contact is its email and its attribute dict,
+a list is an insertion-ordered dict of emails, so the benchmark's million contacts fit.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import math
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+from aiohttp import web
+from segship.ratelimit import RateLimit
+from segship.sandbox import Faults, Sandbox, json_response
+
+from segship_sendinblue.mapping import EMAIL_PATTERN
+
+#: Brevo refuses an import body above 10 MB (it recommends staying under 8 MB).
+MAX_IMPORT_BODY_BYTES = 10 * 1024 * 1024
+#: Brevo takes at most 150 emails per remove-from-list call.
+MAX_REMOVE_EMAILS = 150
+DEFAULT_LIST_IDS = tuple(range(1, 11))
+
+
+@dataclass
+class BrevoFaults(Faults):
+    """The base knobs plus failing imports: the process ends ``failed`` and imports nothing."""
+
+    fail_next_imports: int = 0           # the next N imports fail
+    import_failure_fraction: float = 0.0  # then this share of imports fails
+
+
+@dataclass
+class ImportProcess:
+    id: int
+    contacts: list[dict[str, Any]]
+    list_ids: list[int]
+    update_existing: bool
+    empty_attributes: bool
+    status: str = "queued"
+    invalid_emails: list[str] = field(default_factory=list)
+
+
+def brevo_error(status: int, code: str, message: str) -> web.Response:
+    return json_response({"code": code, "message": message}, status=status)
+
+
+class BrevoSandbox(Sandbox):
+    api_prefix = "/v3"
+
+    def __init__(self, *, api_key: str | None = None, list_ids: Iterable[int] = DEFAULT_LIST_IDS,
+                 process_delay: float = 0.0, rate_limit: RateLimit | None = None,
+                 faults: BrevoFaults | None = None, max_import_bytes: int = MAX_IMPORT_BODY_BYTES) -> None:
+        super().__init__(api_key=api_key, rate_limit=rate_limit, faults=faults or BrevoFaults())
+        self.faults: BrevoFaults
+        self.list_ids = tuple(list_ids)
+        self.process_delay = process_delay
+        self.max_import_bytes = max_import_bytes
+        self._timers: dict[int, asyncio.TimerHandle] = {}   # process id -> its pending run
+        self.reset()
+
+    def reset(self) -> None:
+        super().reset()
+        for timer in self._timers.values():
+            timer.cancel()
+        self._timers.clear()
+        self.contacts: dict[str, dict[str, Any]] = {}   # email -> attributes
+        self.lists: dict[int, dict[str, None]] = {list_id: {} for list_id in self.list_ids}
+        self.processes: dict[int, ImportProcess] = {}
+        self._process_ids = itertools.count(1)
+
+    # -- the Sandbox hooks ------------------------------------------------------------------
+
+    def presented_key(self, request: web.Request) -> str | None:
+        return request.headers.get("api-key")
+
+    def auth_error(self, request: web.Request) -> web.Response:
+        return brevo_error(401, "unauthorized", "Key not found")
+
+    def rate_limit_headers(self, limit: int, remaining: int, reset_in: float) -> dict[str, str]:
+        # Brevo counts the reset in whole seconds; rounding up never invites an early retry
+        return {"x-sib-ratelimit-limit": str(limit), "x-sib-ratelimit-remaining": str(remaining),
+                "x-sib-ratelimit-reset": str(math.ceil(reset_in))}
+
+    def rate_limited_response(self, headers: dict[str, str]) -> web.Response:
+        response = brevo_error(429, "too_many_requests", "The expected rate limit is exceeded.")
+        response.headers.update(headers)
+        return response
+
+    def error_response(self, status: int) -> web.Response:
+        return brevo_error(status, "internal_error", "Internal server error")
+
+    def extra_stats(self) -> dict[str, Any]:
+        return {
+            "contacts": len(self.contacts),
+            "lists": {str(list_id): len(members) for list_id, members in self.lists.items()},
+            "processes": {status: sum(1 for p in self.processes.values() if p.status == status)
+                          for status in ("queued", "in_process", "completed", "failed")},
+        }
+
+    def add_routes(self, app: web.Application) -> None:
+        v3 = self.api_prefix
+        app.router.add_get(f"{v3}/account", self._get_account)
+        app.router.add_get(f"{v3}/contacts/lists/{{list_id}}", self._get_list)
+        app.router.add_post(f"{v3}/contacts/import", self._import_contacts)
+        app.router.add_get(f"{v3}/processes/{{process_id}}", self._get_process)
+        app.router.add_post(f"{v3}/contacts/lists/{{list_id}}/contacts/remove", self._remove_from_list)
+        app.router.add_get("/_sandbox/lists/{list_id}/contacts", self._inspect_list)
+        app.router.add_get("/_sandbox/processes/{process_id}/invalid_emails.csv", self._invalid_emails_report)
+
+    # -- inspection (also used directly by the pytest fixture) --------------------------------
+
+    def list_contacts(self, list_id: int) -> dict[str, dict[str, Any]]:
+        """email -> attributes of the contacts in a list, in the order they joined."""
+        return {email: self.contacts[email] for email in self.lists.get(list_id, {})}
+
+    # -- API routes -------------------------------------------------------------------------
+
+    async def _get_account(self, request: web.Request) -> web.Response:
+        return json_response({
+            "email": "sandbox@segship.invalid", "firstName": "segship", "lastName": "sandbox",
+            "companyName": "segship Brevo sandbox",
+            "plan": [{"type": "free", "credits": 300, "creditsType": "sendLimit"}],
+        })
+
+    def _known_list(self, raw_id: str) -> int | web.Response:
+        try:
+            list_id = int(raw_id)
+        except ValueError:
+            return brevo_error(400, "invalid_parameter", "listId should be an integer")
+        if list_id not in self.lists:
+            return brevo_error(404, "document_not_found", "List ID does not exist")
+        return list_id
+
+    async def _get_list(self, request: web.Request) -> web.Response:
+        list_id = self._known_list(request.match_info["list_id"])
+        if isinstance(list_id, web.Response):
+            return list_id
+        size = len(self.lists[list_id])
+        return json_response({"id": list_id, "name": f"List {list_id}", "folderId": 1,
+                              "totalBlacklisted": 0, "totalSubscribers": size, "uniqueSubscribers": size})
+
+    async def _import_contacts(self, request: web.Request) -> web.Response:
+        raw = await request.read()
+        if len(raw) > self.max_import_bytes:
+            return brevo_error(400, "invalid_parameter",
+                               f"Maximum allowed json body size is {self.max_import_bytes // (1024 * 1024)}MB")
+        problem_or_process = self._parse_import(raw)
+        if isinstance(problem_or_process, web.Response):
+            return problem_or_process
+        process = problem_or_process
+        self.processes[process.id] = process
+        self.stats["imports"] += 1
+        loop = asyncio.get_running_loop()
+        self._timers[process.id] = loop.call_later(self.process_delay, self._run_import, process)
+        return json_response({"processId": process.id}, status=202)
+
+    def _parse_import(self, raw: bytes) -> ImportProcess | web.Response:
+        try:
+            body = orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            return brevo_error(400, "bad_request", "Input must be a valid JSON object")
+        if not isinstance(body, dict):
+            return brevo_error(400, "bad_request", "Input must be a valid JSON object")
+        if "fileBody" in body or "fileUrl" in body:
+            return brevo_error(400, "invalid_parameter", "the sandbox imports jsonBody only")
+        contacts = body.get("jsonBody")
+        if not isinstance(contacts, list) or not contacts:
+            return brevo_error(400, "missing_parameter", "jsonBody is mandatory if fileUrl and fileBody are not defined")
+        if not all(isinstance(contact, dict) for contact in contacts):
+            return brevo_error(400, "invalid_parameter", "jsonBody should be an array of objects")
+        list_ids = body.get("listIds")
+        if not isinstance(list_ids, list) or not list_ids or not all(type(i) is int for i in list_ids):
+            return brevo_error(400, "invalid_parameter", "listIds should be a non-empty array of integers")
+        unknown = [list_id for list_id in list_ids if list_id not in self.lists]
+        if unknown:
+            return brevo_error(404, "document_not_found", f"List ID does not exist: {unknown[0]}")
+        flags = {name: body.get(name, default) for name, default in (
+            ("updateExistingContacts", True), ("emptyContactsAttributes", False), ("disableNotification", False))}
+        if not all(isinstance(value, bool) for value in flags.values()):
+            return brevo_error(400, "invalid_parameter", "updateExistingContacts, emptyContactsAttributes and "
+                                                         "disableNotification should be booleans")
+        return ImportProcess(next(self._process_ids), contacts, list_ids,
+                             flags["updateExistingContacts"], flags["emptyContactsAttributes"])
+
+    def _should_fail_import(self) -> bool:
+        faults = self.faults
+        if faults.fail_next_imports > 0:
+            faults.fail_next_imports -= 1
+            return True
+        return bool(faults.import_failure_fraction) and self._random.random() < faults.import_failure_fraction
+
+    def _run_import(self, process: ImportProcess) -> None:
+        del self._timers[process.id]
+        if self._should_fail_import():
+            process.status = "failed"
+            process.contacts = []
+            return
+        lists = [self.lists[list_id] for list_id in process.list_ids]
+        for entry in process.contacts:
+            email = entry.get("email")
+            if not isinstance(email, str) or not EMAIL_PATTERN.fullmatch(email.strip().lower()):
+                process.invalid_emails.append(str(email))
+                continue
+            email = email.strip().lower()
+            self._store_contact(email, entry.get("attributes") or {}, process)
+            for members in lists:
+                members[email] = None
+        self.stats["imported_contacts"] += len(process.contacts) - len(process.invalid_emails)
+        process.contacts = []  # the import is done: free the memory
+        process.status = "completed"
+
+    def _store_contact(self, email: str, attributes: dict[str, Any], process: ImportProcess) -> None:
+        stored = self.contacts.get(email)
+        if stored is None:
+            self.contacts[email] = {name: value for name, value in attributes.items() if value not in (None, "")}
+        elif process.update_existing:
+            for name, value in attributes.items():
+                if value not in (None, ""):
+                    stored[name] = value
+                elif process.empty_attributes:
+                    stored.pop(name, None)
+
+    async def _get_process(self, request: web.Request) -> web.Response:
+        try:
+            process = self.processes.get(int(request.match_info["process_id"]))
+        except ValueError:
+            process = None
+        if process is None:
+            return brevo_error(404, "invalid_parameter", "processId is invalid")
+        answer: dict[str, Any] = {"id": process.id, "name": "IMPORTUSER", "status": process.status}
+        if process.status == "completed":
+            report = None
+            if process.invalid_emails:
+                report = f"{request.url.origin()}/_sandbox/processes/{process.id}/invalid_emails.csv"
+            answer["info"] = {"import": {"invalid_emails": report, "duplicate_contact_id": None,
+                                         "duplicate_ext_id": None, "duplicate_email_id": None,
+                                         "duplicate_phone_id": None}}
+        return json_response(answer)
+
+    async def _remove_from_list(self, request: web.Request) -> web.Response:
+        list_id = self._known_list(request.match_info["list_id"])
+        if isinstance(list_id, web.Response):
+            return list_id
+        try:
+            body = orjson.loads(await request.read())
+        except orjson.JSONDecodeError:
+            return brevo_error(400, "bad_request", "Input must be a valid JSON object")
+        emails = body.get("emails") if isinstance(body, dict) else None
+        if not isinstance(emails, list) or not emails or not all(isinstance(e, str) for e in emails):
+            return brevo_error(400, "missing_parameter", "emails should be a non-empty array of strings")
+        if len(emails) > MAX_REMOVE_EMAILS:
+            return brevo_error(400, "invalid_parameter",
+                               f"You can pass a maximum of {MAX_REMOVE_EMAILS} emails for removal in one request")
+        members = self.lists[list_id]
+        success, failure = [], []
+        for email in emails:
+            normalized = email.strip().lower()
+            if normalized in members:
+                del members[normalized]
+                success.append(email)
+            else:
+                failure.append(email)
+        self.stats["removed_contacts"] += len(success)
+        if not success:
+            return brevo_error(400, "invalid_parameter", "Contact already removed from list and/or does not exist")
+        return json_response({"contacts": {"success": success, "failure": failure}}, status=201)
+
+    # -- inspection routes ------------------------------------------------------------------
+
+    async def _inspect_list(self, request: web.Request) -> web.Response:
+        list_id = self._known_list(request.match_info["list_id"])
+        if isinstance(list_id, web.Response):
+            return list_id
+        contacts = self.list_contacts(list_id)
+        return json_response({"count": len(contacts), "contacts": [
+            {"email": email, "attributes": attributes} for email, attributes in contacts.items()]})
+
+    async def _invalid_emails_report(self, request: web.Request) -> web.Response:
+        try:
+            process = self.processes.get(int(request.match_info["process_id"]))
+        except ValueError:
+            process = None
+        if process is None:
+            raise web.HTTPNotFound()
+        lines = ["EMAIL", *process.invalid_emails]
+        return web.Response(text="\n".join(lines) + "\n", content_type="text/csv")
