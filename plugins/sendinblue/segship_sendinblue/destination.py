@@ -1,24 +1,84 @@
 """The ``sendinblue`` destination (alias ``brevo``): members are imported into a Brevo list.
 
-Joins and changes go through ``POST /contacts/import`` (asynchronous; the process is
-polled until it completes), leavers through ``POST /contacts/lists/{id}/contacts/remove``.
+Joins and changes go through ``POST /contacts/import`` (asynchronous: the process is
+polled with backoff until it completes), leavers through
+``POST /contacts/lists/{id}/contacts/remove``, 150 emails a call. A mapped contact is
+kept as its encoded JSON, so an import body is measured and assembled without
+encoding anything twice.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+import asyncio
+import time
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
+import orjson
+import structlog
 from segship.destination import (
     ConfigProblem,
+    ConnectionContext,
     Destination,
+    DestinationError,
+    ExportContext,
     Limits,
     Member,
     Record,
     RecordResult,
 )
+from segship.http import HttpClient, HttpResponse, HttpStats, RateLimitHeaders, RetriesExhausted, RetryPolicy
+from segship.ratelimit import RateLimit
 
 from segship_sendinblue import schemas
+from segship_sendinblue.mapping import ContactMapping
+
+log = structlog.get_logger("segship.sendinblue")
+
+#: Brevo takes import bodies up to 10 MB and recommends staying around 8 MB.
+MAX_IMPORT_BYTES = 8 * 1024 * 1024
+#: Contacts per engine batch: about 3 MB of typical contacts, so 1M profiles is 40 imports,
+#: while 4 batches in flight keep the run's memory small.
+UPSERT_BATCH_SIZE = 25_000
+CONCURRENCY = 4
+#: Brevo's limit of emails per remove-from-list call.
+REMOVE_BATCH_SIZE = 150
+#: Bytes of an import body around its contacts (the flags and list ID), with room to spare.
+IMPORT_ENVELOPE_BYTES = 256
+RATE_LIMIT_HEADERS = RateLimitHeaders("x-sib-ratelimit-remaining", "x-sib-ratelimit-reset", reset_is_epoch=False)
+#: Statuses of a process that is not finished yet.
+PROCESS_RUNNING = frozenset({"queued", "in_process", "processing"})
+#: Brevo's answer when every email of a remove call was already out of the list.
+NOT_IN_LIST_MESSAGE = "already removed from list"
+
+
+def pacing(requests_per_second: float) -> RateLimit:
+    """A sliding window for a per-second rate, 10% under it so arrival jitter does not cause 429s."""
+    requests = max(1, round(requests_per_second))
+    return RateLimit(requests, requests / requests_per_second).scaled(0.9)
+
+
+def split_by_size(records: Sequence[Record], max_bytes: int) -> Iterator[list[Record]]:
+    """Consecutive groups of records whose import body stays within ``max_bytes``."""
+    group: list[Record] = []
+    size = IMPORT_ENVELOPE_BYTES
+    for record in records:
+        length = len(record.payload) + 1  # the comma between contacts
+        if group and size + length > max_bytes:
+            yield group
+            group, size = [], IMPORT_ENVELOPE_BYTES
+        group.append(record)
+        size += length
+    if group:
+        yield group
+
+
+def brevo_error(response: HttpResponse) -> tuple[str, str]:
+    """Brevo's ``(code, message)`` of an error answer, tolerating bodies that are not Brevo's."""
+    body = response.json()
+    if isinstance(body, dict):
+        return str(body.get("code", "")), str(body.get("message", ""))
+    return "", response.body[:200].decode("utf-8", "replace")
 
 
 class SendinblueDestination(Destination):
@@ -27,6 +87,25 @@ class SendinblueDestination(Destination):
     connection_schema = schemas.connection_schema
     export_settings_schema = schemas.export_settings_schema
     mapping_schema = schemas.mapping_schema
+
+    def __init__(self, connection: ConnectionContext, export: ExportContext | None = None, *,
+                 max_import_bytes: int = MAX_IMPORT_BYTES, retry: RetryPolicy | None = None) -> None:
+        super().__init__(connection, export)
+        settings = connection.settings
+        self.base_url = str(settings.get("base_url", schemas.DEFAULT_BASE_URL)).rstrip("/")
+        self.max_import_bytes = max_import_bytes
+        self._api_key = str(settings["api_key"])
+        self._http = HttpClient(
+            self.base_url, {"api-key": self._api_key}, concurrency=CONCURRENCY, retry=retry,
+            rate_limit=pacing(settings.get("requests_per_second", schemas.DEFAULT_REQUESTS_PER_SECOND)),
+            rate_limit_headers=RATE_LIMIT_HEADERS)
+        # Brevo links import reports on another host (S3): they are fetched without the key
+        self._report_http = HttpClient("", {}, rate_limit=RateLimit(10, 1.0), concurrency=1, retry=retry)
+        self._poll_interval = float(settings.get("process_poll_interval", schemas.DEFAULT_PROCESS_POLL_INTERVAL))
+        self._poll_max_interval = max(self._poll_interval, float(settings.get(
+            "process_poll_max_interval", schemas.DEFAULT_PROCESS_POLL_MAX_INTERVAL)))
+        self._process_timeout = float(settings.get("process_timeout", schemas.DEFAULT_PROCESS_TIMEOUT))
+        self._contacts = ContactMapping.from_config(export.settings, export.mapping) if export else None
 
     @classmethod
     def check_export(cls, connection_settings: Mapping[str, Any], export_settings: Mapping[str, Any],
@@ -49,17 +128,178 @@ class SendinblueDestination(Destination):
                 written[attribute.upper()] = path
 
     @property
+    def list_id(self) -> int:
+        if self.export is None:
+            raise DestinationError("this Brevo connection is not bound to an export, so it has no list")
+        return int(self.export.settings["list_id"])
+
+    @property
     def limits(self) -> Limits:
-        raise NotImplementedError
+        settings = self.export.settings if self.export else {}
+        return Limits(upsert_batch_size=UPSERT_BATCH_SIZE, remove_batch_size=REMOVE_BATCH_SIZE,
+                      concurrency=CONCURRENCY,
+                      max_profiles=settings.get("max_profiles", schemas.DEFAULT_MAX_PROFILES))
+
+    @property
+    def http_stats(self) -> HttpStats:
+        return self._http.stats
+
+    # -- lifecycle ------------------------------------------------------------------------
 
     async def check_connection(self) -> str:
-        raise NotImplementedError
+        try:
+            account = (await self._get("/account", "checking the API key")).json() or {}
+            description = f"Brevo account {account.get('companyName') or account.get('email') or '?'}"
+            if self.export is not None:
+                description += ", " + await self._describe_list()
+        except RetriesExhausted as exc:
+            raise DestinationError(self._unavailable_message(exc)) from None
+        return description
+
+    async def prepare(self) -> None:
+        # a missing list fails the run before anything is sent
+        await self._describe_list()
 
     def map(self, row: Mapping[str, Any], changed_columns: frozenset[str] | None = None) -> Record:
-        raise NotImplementedError
+        # Brevo's import replaces the attributes it is given, so every mapped one is sent even on a change.
+        if self._contacts is None:
+            raise DestinationError("this Brevo connection is not bound to an export, so it has no mapping")
+        contact = self._contacts.contact(row)
+        email = contact["email"]
+        return Record(key=email, identity=email, payload=orjson.dumps(contact))
 
     async def upsert(self, records: Sequence[Record]) -> list[RecordResult]:
-        raise NotImplementedError
+        results: list[RecordResult] = []
+        for group in split_by_size(records, self.max_import_bytes):
+            results += await self._import(group)
+        return results
 
     async def remove(self, members: Sequence[Member]) -> list[RecordResult]:
-        raise NotImplementedError
+        results: list[RecordResult] = []
+        for start in range(0, len(members), REMOVE_BATCH_SIZE):
+            results += await self._remove_from_list(members[start:start + REMOVE_BATCH_SIZE])
+        return results
+
+    async def finish(self) -> None:
+        await self._http.close()
+        await self._report_http.close()
+
+    # -- joins and changes ------------------------------------------------------------------
+
+    async def _import(self, records: list[Record]) -> list[RecordResult]:
+        contacts = orjson.Fragment(b"[" + b",".join(record.payload for record in records) + b"]")
+        body = {"jsonBody": contacts, "listIds": [self.list_id], "updateExistingContacts": True,
+                "emptyContactsAttributes": False, "disableNotification": True}
+        response = await self._http.request("POST", "/contacts/import", json=body)
+        if response.status == 400:  # this body was refused; the next batches may pass
+            code, message = brevo_error(response)
+            return self._fail(records, f"Brevo refused the import ({code}: {message})")
+        if response.status != 202:
+            raise self._error(response, "importing contacts")
+        process_id = (response.json() or {}).get("processId")
+        if process_id is None:
+            raise DestinationError(f"Brevo answered an import without a processId: check base_url {self.base_url}")
+        log.debug("sendinblue.import_queued", process_id=process_id, contacts=len(records))
+        process = await self._wait_for(process_id)
+        if process is None:
+            return self._fail(records, f"Brevo import process {process_id} did not finish within "
+                                       f"{self._process_timeout:g} s; the rows are sent again on the next run")
+        status = process.get("status")
+        if status != "completed":
+            return self._fail(records, f"Brevo import process {process_id} ended with status {status!r}")
+        invalid = await self._invalid_emails(process)
+        return [RecordResult(record.key, "Brevo refused the email address as invalid"
+                             if record.identity in invalid else None) for record in records]
+
+    async def _wait_for(self, process_id: int) -> dict[str, Any] | None:
+        """The finished process, polled with a doubling interval (the endpoint has a low hourly limit)."""
+        deadline = time.monotonic() + self._process_timeout
+        interval = self._poll_interval
+        while True:
+            await asyncio.sleep(min(interval, max(0.0, deadline - time.monotonic())))
+            process = (await self._get(f"/processes/{process_id}", "checking an import process")).json() or {}
+            if process.get("status") not in PROCESS_RUNNING:
+                return process
+            if time.monotonic() >= deadline:
+                return None
+            interval = min(interval * 2, self._poll_max_interval)
+
+    async def _invalid_emails(self, process: Mapping[str, Any]) -> set[str]:
+        """Emails Brevo's import refused, read from the CSV report it links (none in the usual case)."""
+        report_url = ((process.get("info") or {}).get("import") or {}).get("invalid_emails")
+        if not report_url:
+            return set()
+        response = await self._report_http.request("GET", str(report_url))
+        if response.status != 200:
+            raise DestinationError(f"Brevo's invalid-email report of process {process.get('id')} could not be "
+                                   f"read (HTTP {response.status})")
+        lines = response.body.decode("utf-8", "replace").splitlines()[1:]  # the first line is the header
+        return {line.split(",")[0].split(";")[0].strip().strip('"').lower() for line in lines if line.strip()}
+
+    # -- leavers ------------------------------------------------------------------------------
+
+    async def _remove_from_list(self, members: Sequence[Member]) -> list[RecordResult]:
+        path = f"/contacts/lists/{self.list_id}/contacts/remove"
+        response = await self._http.request("POST", path, json={"emails": [m.identity for m in members]})
+        if response.status == 400:
+            code, message = brevo_error(response)
+            if NOT_IN_LIST_MESSAGE in message.lower():
+                # none of them is in the list any more (a retried call, or removed by hand): done
+                return [RecordResult(member.key) for member in members]
+            return self._fail(members, f"Brevo refused the removal ({code}: {message})")
+        if response.status not in (200, 201):
+            raise self._error(response, "removing contacts from the list")
+        failure = ((response.json() or {}).get("contacts") or {}).get("failure") or []
+        if failure:
+            # Brevo lists here the emails that were not in the list or are no contact: the goal is met
+            log.info("sendinblue.remove_not_in_list", list_id=self.list_id, contacts=len(failure))
+        return [RecordResult(member.key) for member in members]
+
+    # -- requests and errors ------------------------------------------------------------------
+
+    async def _get(self, path: str, doing: str) -> HttpResponse:
+        response = await self._http.request("GET", path)
+        if response.status != 200:
+            raise self._error(response, doing)
+        return response
+
+    async def _describe_list(self) -> str:
+        response = await self._http.request("GET", f"/contacts/lists/{self.list_id}")
+        if response.status == 404:
+            code, message = brevo_error(response)
+            raise DestinationError(
+                f"Brevo list {self.list_id} does not exist in this account ({code}: {message}): create it or "
+                f"fix exports.{self.export.name}.settings.list_id")
+        if response.status != 200:
+            raise self._error(response, "checking the list")
+        found = response.json() or {}
+        return f"list {self.list_id} {found.get('name', '')!r} ({found.get('uniqueSubscribers', '?')} contacts)"
+
+    def _error(self, response: HttpResponse, doing: str) -> DestinationError:
+        """A run-stopping error for an unexpected answer, saying what to fix (and never the key)."""
+        code, message = brevo_error(response)
+        where = f"connections.{self.connection.name}.settings"
+        refused_key = f"the API key was refused: check {where}.api_key (Brevo > Settings > SMTP & API > API keys)"
+        no_credits = "the Brevo account has not enough credits for this: check its plan"
+        not_allowed = ("the API key may not do this: check its permissions and, if the account restricts API "
+                       "access by IP address, authorise this machine (Brevo > Security > Authorised IPs)")
+        advice = {"unauthorized": refused_key, "not_enough_credits": no_credits,
+                  "permission_denied": not_allowed}.get(code) or {
+            401: refused_key, 402: no_credits, 403: not_allowed,
+            404: f"not found: check {where}.base_url ({self.base_url})",
+        }.get(response.status, f"unexpected HTTP {response.status}")
+        detail = f" ({code}: {message})" if code or message else ""
+        return DestinationError(f"Brevo ({doing}): {advice}{detail}".replace(self._api_key, "***"))
+
+    def _unavailable_message(self, exc: RetriesExhausted) -> str:
+        # the client's message ends with the last problem: "(HTTP 429)", "(HTTP 503)" or an exception name
+        if "HTTP 429" in str(exc):
+            return ("Brevo kept answering 429 Too Many Requests: the account's rate limit is used up "
+                    "(other integrations on the same key?); try again later or lower requests_per_second")
+        if "HTTP 5" in str(exc):
+            return f"Brevo is unavailable (server errors, {exc}); try again later"
+        return f"can't reach Brevo at {self.base_url} ({exc}); check base_url and the network"
+
+    @staticmethod
+    def _fail(items: Iterable[Record | Member], reason: str) -> list[RecordResult]:
+        return [RecordResult(item.key, reason) for item in items]
