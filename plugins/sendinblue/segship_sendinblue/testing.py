@@ -10,7 +10,10 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+import urllib.request
 from typing import Any
+
+import orjson
 
 import pytest
 from segship.sandbox import BackgroundSandbox
@@ -38,7 +41,11 @@ class SandboxHandle:
         return self._runner.call(lambda: {**self.sandbox.stats, **self.sandbox.extra_stats()})
 
     def set_faults(self, **knobs: Any) -> None:
-        self._runner.call(lambda: self.sandbox.faults.update(knobs))
+        """Turn fault knobs through ``/_sandbox/faults``, as a test in another process would (a seed reseeds)."""
+        request = urllib.request.Request(self.url.removesuffix(self.sandbox.api_prefix) + "/_sandbox/faults",
+                                         data=orjson.dumps(knobs), method="POST")
+        with urllib.request.urlopen(request, timeout=10) as answer:
+            answer.read()
 
     def reset(self) -> None:
         self._runner.call(self.sandbox.reset)

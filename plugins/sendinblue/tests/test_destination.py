@@ -1,0 +1,212 @@
+"""The destination against a real Brevo sandbox on 127.0.0.1: no HTTP mocks."""
+
+from __future__ import annotations
+
+import time
+
+import orjson
+import pytest
+from segship.destination import DestinationError, Member, Record
+from segship.http import RetriesExhausted, RetryPolicy
+from segship.ratelimit import RateLimit
+
+from segship_sendinblue.destination import UPSERT_BATCH_SIZE
+from segship_sendinblue.sandbox import BrevoSandbox
+from segship_sendinblue.testing import running_sandbox
+
+from .conftest import person, records
+
+
+async def test_joins_are_imported_into_the_list_with_their_attributes(sendinblue_sandbox, make_destination):
+    destination = make_destination(sendinblue_sandbox.url)
+    await destination.prepare()
+    batch = records(destination, [person(1), person(2)])
+    results = await destination.upsert(batch)
+    assert {(r.key, r.error) for r in results} == {("person1@example.com", None), ("person2@example.com", None)}
+    assert sendinblue_sandbox.list_contacts(2) == {
+        "person1@example.com": {"FIRSTNAME": "First1", "LASTNAME": "Last1", "SMS": "+33612340001", "TIER": "gold"},
+        "person2@example.com": {"FIRSTNAME": "First2", "LASTNAME": "Last2", "SMS": "+33612340002", "TIER": "gold"},
+    }
+    assert sendinblue_sandbox.list_contacts(1) == {}
+
+
+async def test_import_body_carries_brevo_flags(sendinblue_sandbox, make_destination):
+    destination = make_destination(sendinblue_sandbox.url)
+    seen = []
+    original = sendinblue_sandbox.sandbox._parse_import
+    sendinblue_sandbox.sandbox._parse_import = lambda raw: seen.append(orjson.loads(raw)) or original(raw)
+    await destination.upsert(records(destination, [person(1)]))
+    assert seen[0]["listIds"] == [2]
+    assert (seen[0]["updateExistingContacts"], seen[0]["emptyContactsAttributes"],
+            seen[0]["disableNotification"]) == (True, False, True)
+
+
+async def test_changed_attributes_update_the_contact_and_missing_values_keep_theirs(sendinblue_sandbox,
+                                                                                    make_destination):
+    destination = make_destination(sendinblue_sandbox.url)
+    await destination.upsert(records(destination, [person(1)]))
+    changed = destination.map(person(1, tier="platinum", last_name=None), frozenset({"tier", "last_name"}))
+    assert [r.error for r in await destination.upsert([changed])] == [None]
+    assert sendinblue_sandbox.list_contacts(2)["person1@example.com"] == {
+        "FIRSTNAME": "First1", "LASTNAME": "Last1", "SMS": "+33612340001", "TIER": "platinum"}
+
+
+async def test_leavers_are_removed_from_the_list_only(sendinblue_sandbox, make_destination):
+    destination = make_destination(sendinblue_sandbox.url)
+    await destination.upsert(records(destination, [person(n) for n in range(1, 4)]))
+    leavers = [Member(f"k{n}", f"person{n}@example.com") for n in (1, 3)]
+    results = await destination.remove(leavers)
+    assert {(r.key, r.error) for r in results} == {("k1", None), ("k3", None)}
+    assert list(sendinblue_sandbox.list_contacts(2)) == ["person2@example.com"]
+    assert sendinblue_sandbox.stats()["contacts"] == 3  # the profiles stay in the account
+
+
+async def test_removal_is_idempotent_and_cut_in_calls_of_150(sendinblue_sandbox, make_destination):
+    destination = make_destination(sendinblue_sandbox.url)
+    await destination.upsert(records(destination, [person(n) for n in range(320)]))
+    members = [Member(str(n), f"person{n}@example.com") for n in range(320)]
+    before = sendinblue_sandbox.stats()["requests"]
+    assert all(r.ok for r in await destination.remove(members))
+    assert sendinblue_sandbox.stats()["requests"] - before == 3
+    assert sendinblue_sandbox.list_contacts(2) == {}
+    # a retried call or a contact removed by hand: not in the list is what was asked
+    assert all(r.ok for r in await destination.remove(members[:5]))
+
+
+async def test_emails_brevo_refuses_fail_their_rows_only(sendinblue_sandbox, make_destination):
+    destination = make_destination(sendinblue_sandbox.url)
+    good = destination.map(person(1))
+    # an address our rules accept but Brevo's import reports in its invalid-email CSV
+    bad = Record("k-bad", "not-an-email", orjson.dumps({"email": "not-an-email"}))
+    results = {r.key: r.error for r in await destination.upsert([good, bad])}
+    assert results == {"person1@example.com": None, "k-bad": "Brevo refused the email address as invalid"}
+    assert list(sendinblue_sandbox.list_contacts(2)) == ["person1@example.com"]
+
+
+async def test_a_failed_import_process_fails_its_rows_with_the_reason(sendinblue_sandbox, make_destination):
+    destination = make_destination(sendinblue_sandbox.url)
+    sendinblue_sandbox.set_faults(fail_next_imports=1)
+    failed = await destination.upsert(records(destination, [person(1), person(2)]))
+    assert {r.error for r in failed} == {"Brevo import process 1 ended with status 'failed'"}
+    assert sendinblue_sandbox.list_contacts(2) == {}
+    assert all(r.ok for r in await destination.upsert(records(destination, [person(1), person(2)])))
+
+
+async def test_an_import_that_never_finishes_fails_its_rows_after_the_timeout(make_destination):
+    with running_sandbox(BrevoSandbox(process_delay=30)) as sandbox:
+        destination = make_destination(sandbox.url, connection={"process_timeout": 0.1})
+        [result] = await destination.upsert(records(destination, [person(1)]))
+    assert "did not finish within 0.1 s" in result.error
+
+
+async def test_import_bodies_are_split_to_stay_under_the_size_limit(sendinblue_sandbox, make_destination):
+    destination = make_destination(sendinblue_sandbox.url, max_import_bytes=1_000)
+    body_sizes = []
+    original = sendinblue_sandbox.sandbox._parse_import
+    sendinblue_sandbox.sandbox._parse_import = lambda raw: body_sizes.append(len(raw)) or original(raw)
+    batch = records(destination, [person(n) for n in range(100)])
+    assert sum(len(r.payload) for r in batch) > 10 * 1_000
+    assert all(r.ok for r in await destination.upsert(batch))
+    assert len(body_sizes) > 10 and max(body_sizes) <= 1_000
+    assert list(sendinblue_sandbox.list_contacts(2)) == [f"person{n}@example.com" for n in range(100)]
+
+
+async def test_a_full_batch_of_wide_contacts_is_split_under_brevos_10mb(make_destination):
+    # the sandbox refuses bodies over 10 MB as Brevo does; a full batch of wide rows is ~12 MB
+    with running_sandbox(BrevoSandbox(process_delay=0.01)) as sandbox:
+        mapping = {"email": "email", "attributes": {"NOTES": "notes"}}
+        destination = make_destination(sandbox.url, mapping=mapping)
+        notes = "n" * 450
+        batch = [destination.map({"email": f"p{n}@example.com", "notes": notes}) for n in range(UPSERT_BATCH_SIZE)]
+        assert sum(len(r.payload) for r in batch) > 10 * 1024 * 1024
+        assert all(r.ok for r in await destination.upsert(batch))
+        assert sandbox.stats()["imports"] == 2
+        assert sandbox.stats()["contacts"] == UPSERT_BATCH_SIZE
+
+
+@pytest.mark.parametrize("statuses", [(429,), (500, 502, 503, 504)])
+async def test_429_and_5xx_are_retried(sendinblue_sandbox, make_destination, statuses):
+    destination = make_destination(sendinblue_sandbox.url, retry=RetryPolicy(attempts=10, base_delay=0.01,
+                                                                              max_delay=0.02))
+    sendinblue_sandbox.set_faults(error_fraction=0.5, error_statuses=statuses, seed=7)
+    assert all(r.ok for r in await destination.upsert(records(destination, [person(n) for n in range(5)])))
+    assert all(r.ok for r in await destination.remove([Member("k", "person1@example.com")]))
+    stats = destination.http_stats
+    assert (stats.throttled if statuses == (429,) else stats.server_errors) == stats.retries > 0
+    assert len(sendinblue_sandbox.list_contacts(2)) == 4
+
+
+async def test_the_rate_limit_headers_pause_requests_before_brevo_refuses_them(make_destination):
+    # the client paces at 1000/s but the sandbox allows 3/s: x-sib-ratelimit-remaining reaching 0 holds it
+    with running_sandbox(BrevoSandbox(process_delay=0.01, rate_limit=RateLimit(3, 1.0))) as sandbox:
+        destination = make_destination(sandbox.url)
+        started = time.monotonic()
+        assert all(r.ok for r in await destination.upsert(records(destination, [person(1)])))
+        assert all(r.ok for r in await destination.remove([Member("k", "person1@example.com")]))
+        assert destination.http_stats.requests == 4 and time.monotonic() - started >= 0.5
+        assert sandbox.stats().get("rate_limited", 0) == destination.http_stats.throttled == 0
+
+
+async def test_dropped_connections_are_retried(sendinblue_sandbox, make_destination):
+    destination = make_destination(sendinblue_sandbox.url)
+    sendinblue_sandbox.set_faults(drop_fraction=0.4, seed=3)
+    assert all(r.ok for r in await destination.upsert(records(destination, [person(1), person(2)])))
+    assert destination.http_stats.connection_errors > 0
+
+
+async def test_persistent_server_errors_exhaust_retries(sendinblue_sandbox, make_destination):
+    destination = make_destination(sendinblue_sandbox.url, retry=RetryPolicy(attempts=2, base_delay=0.01))
+    sendinblue_sandbox.set_faults(error_fraction=1.0, error_statuses=(503,))
+    with pytest.raises(RetriesExhausted):
+        await destination.upsert(records(destination, [person(1)]))
+
+
+async def test_check_connection_describes_the_account_and_list(sendinblue_sandbox, make_destination):
+    description = await make_destination(sendinblue_sandbox.url).check_connection()
+    assert description == "Brevo account segship Brevo sandbox, list 2 'List 2' (0 contacts)"
+    assert await make_destination(sendinblue_sandbox.url, export=False).check_connection() == \
+        "Brevo account segship Brevo sandbox"
+
+
+async def test_a_wrong_key_stops_with_a_clear_message(sendinblue_sandbox, make_destination):
+    destination = make_destination(sendinblue_sandbox.url, connection={"api_key": "xkeysib-wrong-key-123"})
+    with pytest.raises(DestinationError) as stopped:
+        await destination.check_connection()
+    message = str(stopped.value)
+    assert "API key was refused" in message and "connections.brevo-test.settings.api_key" in message
+    assert "unauthorized" in message and "xkeysib-wrong-key-123" not in message
+    with pytest.raises(DestinationError, match="API key was refused"):
+        await destination.upsert(records(destination, [person(1)]))
+
+
+async def test_an_unknown_list_stops_with_a_clear_message(sendinblue_sandbox, make_destination):
+    destination = make_destination(sendinblue_sandbox.url, settings={"list_id": 11})
+    for step in (destination.check_connection, destination.prepare):
+        with pytest.raises(DestinationError) as stopped:
+            await step()
+        assert str(stopped.value) == ("Brevo list 11 does not exist in this account (document_not_found: List ID "
+                                      "does not exist): create it or fix exports.vip-to-brevo.settings.list_id")
+
+
+async def test_lists_can_be_chosen(make_destination):
+    with running_sandbox(BrevoSandbox(list_ids=[3, 7])) as sandbox:
+        await make_destination(sandbox.url, settings={"list_id": 7}).check_connection()
+        with pytest.raises(DestinationError, match="list 2 does not exist"):
+            await make_destination(sandbox.url).prepare()
+
+
+@pytest.mark.parametrize("status, fragment", [
+    (429, "kept answering 429"), (503, "Brevo is unavailable"),
+])
+async def test_check_connection_explains_throttling_and_outages(sendinblue_sandbox, make_destination, status,
+                                                               fragment):
+    sendinblue_sandbox.set_faults(error_fraction=1.0, error_statuses=(status,))
+    destination = make_destination(sendinblue_sandbox.url, retry=RetryPolicy(attempts=2, base_delay=0.01))
+    with pytest.raises(DestinationError, match=fragment):
+        await destination.check_connection()
+
+
+async def test_check_connection_explains_an_unreachable_host(make_destination):
+    destination = make_destination("http://127.0.0.1:9/v3", retry=RetryPolicy(attempts=1))
+    with pytest.raises(DestinationError, match="can't reach Brevo at http://127.0.0.1:9/v3"):
+        await destination.check_connection()
