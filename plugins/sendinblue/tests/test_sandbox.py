@@ -1,0 +1,123 @@
+"""The Brevo sandbox on its own: Brevo's answers, limits and the `segship sandbox sendinblue` command."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import urllib.error
+import urllib.request
+
+import aiohttp
+import orjson
+import pytest
+from segship.ratelimit import RateLimit
+
+from segship_sendinblue.sandbox import MAX_IMPORT_BODY_BYTES, BrevoSandbox
+from segship_sendinblue.testing import SANDBOX_API_KEY, running_sandbox
+
+
+async def call(url: str, method: str = "GET", body: object = None, *, key: str | None = SANDBOX_API_KEY,
+               raw: bytes | None = None) -> tuple[int, dict, object]:
+    headers = {"api-key": key} if key else {}
+    data = raw if raw is not None else (orjson.dumps(body) if body is not None else None)
+    async with aiohttp.ClientSession() as session, session.request(method, url, data=data, headers=headers) as answer:
+        return answer.status, dict(answer.headers), orjson.loads(await answer.read() or b"null")
+
+
+async def test_the_key_is_checked_with_brevos_answer(sendinblue_sandbox):
+    assert (await call(sendinblue_sandbox.url + "/account", key=None))[::2] == (
+        401, {"code": "unauthorized", "message": "Key not found"})
+    assert (await call(sendinblue_sandbox.url + "/account", key="other"))[0] == 401
+    assert (await call(sendinblue_sandbox.url + "/account"))[0] == 200
+
+
+async def test_rate_limit_headers_and_429():
+    with running_sandbox(BrevoSandbox(rate_limit=RateLimit(2, 60))) as sb:
+        first = await call(sb.url + "/account")
+        await call(sb.url + "/account")
+        status, headers, body = await call(sb.url + "/account")
+    assert first[1]["x-sib-ratelimit-limit"] == "2" and first[1]["x-sib-ratelimit-remaining"] == "1"
+    assert status == 429 and body["code"] == "too_many_requests"
+    assert headers["x-sib-ratelimit-remaining"] == "0" and 0 < int(headers["x-sib-ratelimit-reset"]) <= 60
+
+
+@pytest.mark.parametrize("body, status, code", [
+    ({"listIds": [2]}, 400, "missing_parameter"),
+    ({"jsonBody": [], "listIds": [2]}, 400, "missing_parameter"),
+    ({"jsonBody": ["a@b.co"], "listIds": [2]}, 400, "invalid_parameter"),
+    ({"jsonBody": [{"email": "a@b.co"}]}, 400, "invalid_parameter"),
+    ({"jsonBody": [{"email": "a@b.co"}], "listIds": ["2"]}, 400, "invalid_parameter"),
+    ({"jsonBody": [{"email": "a@b.co"}], "listIds": [99]}, 404, "document_not_found"),
+    ({"jsonBody": [{"email": "a@b.co"}], "listIds": [2], "updateExistingContacts": "yes"}, 400, "invalid_parameter"),
+    ({"fileBody": "EMAIL\na@b.co", "listIds": [2]}, 400, "invalid_parameter"),
+])
+async def test_import_bodies_are_validated(sendinblue_sandbox, body, status, code):
+    answer = await call(sendinblue_sandbox.url + "/contacts/import", "POST", body)
+    assert (answer[0], answer[2]["code"]) == (status, code)
+
+
+async def test_an_import_over_10mb_is_refused(sendinblue_sandbox):
+    contacts = [{"email": f"p{n}@example.com", "attributes": {"NOTES": "x" * 1000}} for n in range(11_000)]
+    raw = orjson.dumps({"jsonBody": contacts, "listIds": [2]})
+    assert len(raw) > MAX_IMPORT_BODY_BYTES
+    status, _, body = await call(sendinblue_sandbox.url + "/contacts/import", "POST", raw=raw)
+    assert status == 400 and body == {"code": "invalid_parameter", "message": "Maximum allowed json body size is 10MB"}
+
+
+async def test_an_import_is_queued_then_completed_with_an_invalid_email_report():
+    with running_sandbox(BrevoSandbox(process_delay=0.2)) as sb:
+        body = {"jsonBody": [{"email": "A@Example.com", "attributes": {"FIRSTNAME": "A"}}, {"email": "nope"}],
+                "listIds": [2, 3]}
+        status, _, answer = await call(sb.url + "/contacts/import", "POST", body)
+        assert (status, answer) == (202, {"processId": 1})
+        assert (await call(sb.url + "/processes/1"))[2] == {"id": 1, "name": "IMPORTUSER", "status": "queued"}
+        while (process := (await call(sb.url + "/processes/1"))[2])["status"] == "queued":
+            await asyncio.sleep(0.02)
+        assert process["status"] == "completed"
+        report = process["info"]["import"]["invalid_emails"]
+        with urllib.request.urlopen(report) as csv:  # no key: Brevo's report links are pre-signed
+            assert csv.read().decode().splitlines() == ["EMAIL", "nope"]
+        assert sb.list_contacts(2) == sb.list_contacts(3) == {"a@example.com": {"FIRSTNAME": "A"}}
+        assert (await call(sb.url + "/processes/2"))[::2] == (
+            404, {"code": "invalid_parameter", "message": "processId is invalid"})
+
+
+async def test_remove_answers_success_and_failure_and_caps_at_150(sendinblue_sandbox):
+    url = sendinblue_sandbox.url
+    await call(url + "/contacts/import", "POST", {"jsonBody": [{"email": "a@b.co"}], "listIds": [2]})
+    while sendinblue_sandbox.list_contacts(2) == {}:
+        await asyncio.sleep(0.01)
+    status, _, body = await call(url + "/contacts/lists/2/contacts/remove", "POST", {"emails": ["a@b.co", "z@b.co"]})
+    assert (status, body) == (201, {"contacts": {"success": ["a@b.co"], "failure": ["z@b.co"]}})
+    status, _, body = await call(url + "/contacts/lists/2/contacts/remove", "POST", {"emails": ["a@b.co"]})
+    assert status == 400 and body["code"] == "invalid_parameter"
+    status, _, body = await call(url + "/contacts/lists/2/contacts/remove", "POST",
+                                 {"emails": [f"p{n}@b.co" for n in range(151)]})
+    assert status == 400 and "150" in body["message"]
+    assert (await call(url + "/contacts/lists/12/contacts/remove", "POST", {"emails": ["a@b.co"]}))[0] == 404
+
+
+def test_the_command_prints_its_url_answers_and_stops_on_sigterm():
+    command = [sys.executable, "-c", "from segship.cli.main import main; main()", "sandbox", "sendinblue",
+               "--port", "0", "--api-key", "cli-key-123", "--lists", "3,7", "--process-delay", "0.01"]
+    env = {**os.environ, "SEGSHIP_LOAD_PLUGINS": "sendinblue"}
+    server = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    try:
+        url = server.stdout.readline().strip()
+        assert url.startswith("http://127.0.0.1:") and url.endswith("/v3")
+        request = urllib.request.Request(url + "/contacts/lists/7", headers={"api-key": "cli-key-123"})
+        with urllib.request.urlopen(request, timeout=10) as answer:
+            assert orjson.loads(answer.read())["id"] == 7
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            urllib.request.urlopen(urllib.request.Request(url + "/contacts/lists/2",
+                                                          headers={"api-key": "cli-key-123"}), timeout=10)
+        assert refused.value.code == 404
+        server.send_signal(signal.SIGTERM)
+        assert server.wait(timeout=10) == 0
+    finally:
+        if server.poll() is None:
+            server.kill()
+            server.wait()
