@@ -8,13 +8,12 @@ with ``running_sandbox``.
 
 from __future__ import annotations
 
+import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
-import urllib.request
 from typing import Any
 
 import orjson
-
 import pytest
 from segship.sandbox import BackgroundSandbox
 
