@@ -1,0 +1,217 @@
+"""The ``braze`` destination: members are marked in a custom array attribute through /users/track.
+
+A join sends the user's identifiers, mapped attributes and ``{"add": [segment]}`` on the
+membership attribute; a change only what changed; a leave ``{"remove": [segment]}``.
+Braze answers 201 with the indexes of the objects it refused; those rows become
+rejects and the rest are acknowledged.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+import structlog
+from segship.destination import (
+    ConfigProblem,
+    ConnectionContext,
+    Destination,
+    DestinationError,
+    ExportContext,
+    Limits,
+    Member,
+    Record,
+    RecordResult,
+)
+from segship.http import HttpClient, HttpResponse, HttpStats, RateLimitHeaders, RetriesExhausted, RetryPolicy
+from segship.ratelimit import RateLimit
+from segship.secrets import redactor
+
+from segship_braze import schemas
+from segship_braze.mapping import UserMapping, attribute_name_problem
+
+log = structlog.get_logger("segship.braze")
+
+TRACK_PATH = "/users/track"
+RATE_LIMIT_HEADERS = RateLimitHeaders("X-RateLimit-Remaining", "X-RateLimit-Reset", reset_is_epoch=True)
+#: /users/track requests per engine batch, sent at once: fewer, larger engine batches keep the
+#: engine's per-batch work (state commits) small next to Braze's 1,000 requests a second.
+REQUESTS_PER_BATCH = 10
+#: Engine batches in flight; with REQUESTS_PER_BATCH, 120 requests, which reaches Braze's
+#: 1,000 requests/s at its usual ~100 ms latency.
+CONCURRENCY = 12
+#: Pace under the limit: client and server windows don't see a request at the same instant.
+PACING_MARGIN = 0.95
+#: Words of Braze's answer for an update-only object whose user does not exist.
+USER_NOT_FOUND_MARKERS = ("not found", "does not exist", "no user")
+
+
+def _message(response: HttpResponse) -> str:
+    body = response.json()
+    if isinstance(body, dict) and body.get("message"):
+        return str(body["message"])
+    return response.body[:200].decode("utf-8", "replace").strip()
+
+
+def _indexed_errors(response: HttpResponse) -> tuple[dict[int, str], list[str]]:
+    """Braze's minor errors of the attributes array: by index, and those without one."""
+    body = response.json()
+    errors = body.get("errors") if isinstance(body, dict) else None
+    by_index: dict[int, str] = {}
+    unplaced: list[str] = []
+    for error in errors if isinstance(errors, list) else ():
+        if not isinstance(error, dict) or error.get("input_array", "attributes") != "attributes":
+            continue
+        reason = str(error.get("type") or error.get("message") or error)
+        index = error.get("index")
+        if isinstance(index, int) and not isinstance(index, bool):
+            by_index[index] = reason
+        else:
+            unplaced.append(reason)
+    return by_index, unplaced
+
+
+class BrazeDestination(Destination):
+    name = "braze"
+    connection_schema = schemas.connection_schema
+    export_settings_schema = schemas.export_settings_schema
+    mapping_schema = schemas.mapping_schema
+
+    def __init__(self, connection: ConnectionContext, export: ExportContext | None = None, *,
+                 retry: RetryPolicy | None = None) -> None:
+        super().__init__(connection, export)
+        settings = connection.settings
+        self.rest_endpoint = str(settings["rest_endpoint"]).rstrip("/")
+        self.batch_size = int(settings.get("batch_size", schemas.DEFAULT_BATCH_SIZE))
+        api_key = self._api_key = str(settings["api_key"])
+        redactor.add(api_key)  # masked in every log line, even when the settings were not resolved by the core
+        requests = int(settings.get("requests_per_3s", schemas.DEFAULT_REQUESTS_PER_3S))
+        self._http = HttpClient(self.rest_endpoint, {"Authorization": f"Bearer {api_key}"},
+                                rate_limit=RateLimit(requests, 3.0).scaled(PACING_MARGIN),
+                                concurrency=CONCURRENCY * REQUESTS_PER_BATCH,
+                                rate_limit_headers=RATE_LIMIT_HEADERS, retry=retry)
+        self._users = UserMapping.from_config(export.settings, export.mapping, schemas.DEFAULT_MEMBERSHIP_ATTRIBUTE) \
+            if export else None
+
+    @classmethod
+    def check_export(cls, connection_settings: Mapping[str, Any], export_settings: Mapping[str, Any],
+                     mapping: Mapping[str, Any]) -> Iterable[ConfigProblem]:
+        membership = export_settings.get("membership_attribute", schemas.DEFAULT_MEMBERSHIP_ATTRIBUTE)
+        problem = attribute_name_problem(membership, membership_attribute="")
+        if problem:
+            yield ConfigProblem(("settings", "membership_attribute"), problem)
+        attributes = mapping.get("attributes")
+        for name in attributes if isinstance(attributes, Mapping) else ():
+            problem = attribute_name_problem(name, membership)
+            if problem:
+                yield ConfigProblem(("mapping", "attributes", name), problem)
+
+    @property
+    def limits(self) -> Limits:
+        size = self.batch_size * REQUESTS_PER_BATCH
+        return Limits(upsert_batch_size=size, remove_batch_size=size, concurrency=CONCURRENCY)
+
+    @property
+    def http_stats(self) -> HttpStats:
+        return self._http.stats
+
+    def _mapping(self) -> UserMapping:
+        if self._users is None:
+            raise DestinationError("this Braze connection is not bound to an export, so it has no mapping")
+        return self._users
+
+    # -- lifecycle ------------------------------------------------------------------------
+
+    async def check_connection(self) -> str:
+        # An empty /users/track request is authenticated and authorised like a real one, then
+        # refused (400) or ignored for lack of data: it proves key, permission and instance
+        # without writing anything. Braze has no read endpoint that needs users.track.
+        try:
+            response = await self._http.request("POST", TRACK_PATH, json={"attributes": []})
+        except RetriesExhausted as exc:
+            raise DestinationError(self._unavailable_message(exc)) from None
+        if response.status not in (200, 201, 202, 400):
+            raise self._error(response)
+        description = f"Braze REST API at {self.rest_endpoint}: the API key may call {TRACK_PATH}"
+        if self._users is not None:
+            description += (f"; members get {self._users.segment_api_identifier!r} in "
+                            f"{self._users.membership_attribute}")
+        return description
+
+    def map(self, row: Mapping[str, Any], changed_columns: frozenset[str] | None = None) -> Record:
+        user = self._mapping().user(row, changed_columns)
+        identity = user["external_id"]
+        return Record(key=identity, identity=identity, payload=user)
+
+    async def upsert(self, records: Sequence[Record]) -> list[RecordResult]:
+        return await self._track([(record.key, record.payload) for record in records], leaving=False)
+
+    async def remove(self, members: Sequence[Member]) -> list[RecordResult]:
+        users = self._mapping()
+        return await self._track([(member.key, users.leaver(member.identity)) for member in members], leaving=True)
+
+    async def finish(self) -> None:
+        await self._http.close()
+
+    # -- requests -----------------------------------------------------------------------------
+
+    async def _track(self, users: list[tuple[str, dict[str, Any]]], *, leaving: bool) -> list[RecordResult]:
+        """Send ``(key, attributes object)`` pairs, ``batch_size`` per request, all requests at once."""
+        chunks = [users[start:start + self.batch_size] for start in range(0, len(users), self.batch_size)]
+        answers = await asyncio.gather(*(self._track_chunk(chunk, leaving) for chunk in chunks),
+                                       return_exceptions=True)
+        results: list[RecordResult] = []
+        for answer in answers:
+            if isinstance(answer, BaseException):
+                # the whole batch stays unacknowledged and is sent again on the next run
+                raise answer
+            results += answer
+        return results
+
+    async def _track_chunk(self, users: list[tuple[str, dict[str, Any]]], leaving: bool) -> list[RecordResult]:
+        response = await self._http.request("POST", TRACK_PATH, json={"attributes": [user for _, user in users]})
+        if response.status == 400:
+            # a fatal error: Braze processed none of the objects, so every row is refused with the reason
+            message = _message(response)
+            by_index, _ = _indexed_errors(response)
+            return [RecordResult(key, f"Braze refused the request: {by_index.get(index, message)}")
+                    for index, (key, _) in enumerate(users)]
+        if response.status not in (200, 201, 202):
+            raise self._error(response)
+        by_index, unplaced = _indexed_errors(response)
+        if unplaced:
+            # an error Braze did not tie to an object: nothing tells which rows it hit, so none is trusted
+            log.warning("braze.unplaced_errors", errors=unplaced[:5], objects=len(users))
+            return [RecordResult(key, f"Braze reported an error for the request: {unplaced[0]}") for key, _ in users]
+        results = []
+        for index, (key, _) in enumerate(users):
+            reason = by_index.get(index)
+            if reason is not None and leaving and any(marker in reason.lower() for marker in USER_NOT_FOUND_MARKERS):
+                reason = None  # the user is gone from Braze, so it is out of the segment: done
+            results.append(RecordResult(key, None if reason is None else f"Braze refused the user: {reason}"))
+        return results
+
+    # -- errors ------------------------------------------------------------------------------
+
+    def _error(self, response: HttpResponse) -> DestinationError:
+        """A run-stopping error for an unexpected answer, saying what to fix (and never the key)."""
+        where = f"connections.{self.connection.name}.settings"
+        advice = {
+            401: f"the API key was refused: check {where}.api_key (Braze > Settings > APIs and Identifiers)",
+            403: f"the API key lacks the users.track permission: edit the key in Braze > Settings > APIs and "
+                 f"Identifiers, or use another key in {where}.api_key",
+            404: f"{self.rest_endpoint}{TRACK_PATH} was not found: check {where}.rest_endpoint; it must be the "
+                 "REST endpoint of your workspace's instance, e.g. https://rest.iad-01.braze.com",
+        }.get(response.status, f"unexpected HTTP {response.status} from {self.rest_endpoint}{TRACK_PATH}")
+        detail = _message(response).replace(self._api_key, "***")  # Braze's 401 quotes the key it refused
+        return DestinationError(f"Braze: {advice}" + (f" (Braze said: {detail})" if detail else ""))
+
+    def _unavailable_message(self, exc: RetriesExhausted) -> str:
+        # the client's message ends with the last problem: "(HTTP 429)", "(HTTP 503)" or an exception name
+        if "HTTP 429" in str(exc):
+            return ("Braze kept answering 429 Too Many Requests: the workspace's /users/track limit is used up "
+                    "(other integrations?); try again later or lower requests_per_3s")
+        if "HTTP 5" in str(exc):
+            return f"Braze is unavailable (server errors: {exc}); try again later"
+        return f"can't reach Braze at {self.rest_endpoint} ({exc}); check rest_endpoint and the network"
