@@ -57,6 +57,8 @@ class Limits:
 class Record:
     """One mapped row, ready to send.
 
+    ``key`` is the segment key: the engine sets it on what ``map`` returns (a destination
+    doesn't know the key column), so a destination may leave any value there.
     ``identity`` is how the destination knows the profile (Braze ``external_id``, a
     Brevo email). The engine keeps it in state so a leaver can be removed after its row
     has gone from the segment, and so a changed identity removes the old one.

@@ -85,8 +85,19 @@ def fail(message: str, code: int = EXIT_FAILED) -> typer.Exit:
     return typer.Exit(code)
 
 
+def load_config_or_exit(given: Path | None):
+    """The validated config, or the config errors on stderr and exit 2."""
+    from segship.config import ConfigError, load_config
+
+    try:
+        return load_config(config_path(given), get_plugins())
+    except ConfigError as error:
+        typer.echo(error.render(), err=True)
+        raise typer.Exit(EXIT_INVALID) from None
+
+
 def _register_commands() -> None:
-    from segship.cli import config_commands  # noqa: F401 - registers its commands on app
+    from segship.cli import config_commands, run_commands  # noqa: F401 - they register commands on app
 
     get_plugins().register_commands(app, sandbox_app)
 

@@ -19,7 +19,10 @@ from segship.config.loader import LoadedConfig, Path_, load_documents
 from segship.config.model import Config, build_config
 from segship.config.schema import composed_schema, secret_fields
 from segship.plugins import Plugins
-from segship.secrets import is_reference
+from segship.secrets import SecretResolutionError, has_reference, is_reference
+
+# checks a ${env:…}/${file:…} reference can't pass before it is resolved (at run time)
+VALUE_CHECKS = {"pattern", "format", "enum", "const", "minLength", "maxLength"}
 
 JSON_TYPES = {dict: "a mapping", list: "a list", str: "a string", bool: "a boolean", int: "an integer",
               float: "a number", type(None): "empty (null)"}
@@ -49,6 +52,8 @@ def _schema_issues(error: jsonschema.ValidationError, prefix: Path_,
     path = prefix + tuple(error.absolute_path)
     where = dotted(path)
     instance, schema, kind = error.instance, error.schema, error.validator
+    if kind in VALUE_CHECKS and has_reference(instance):
+        return  # checked once resolved, when a run needs it (see resolve_connection_settings)
     if kind == "additionalProperties" and isinstance(instance, dict):
         allowed = sorted(schema.get("properties", {}))
         for extra in sorted(set(instance) - set(allowed)):
@@ -211,3 +216,23 @@ def load_config(path: Path, plugins: Plugins) -> Config:
     secrets_by_type = {type_name: secret_fields(cls.connection_schema)
                        for type_name, cls in plugins.destination_types().items()}
     return build_config(path, loaded, secrets_by_type)
+
+
+def resolve_connection_settings(config: Config, connection_name: str, plugins: Plugins) -> dict[str, Any]:
+    """Resolve a connection's references and check the values against the plugin's schema.
+
+    Raises SecretResolutionError naming the setting and its place, never a secret value.
+    """
+    connection = config.connections[connection_name]
+    cls = plugins.destination(connection.type)
+    settings = connection.resolved_settings()
+    validator = jsonschema.Draft202012Validator(cls.connection_schema, format_checker=jsonschema.FormatChecker())
+    for error in validator.iter_errors(settings):
+        name = error.absolute_path[0] if error.absolute_path else None
+        if name is None or not has_reference(connection.settings.get(name)):
+            continue  # literal values were checked by validate
+        detail = "has an invalid value" if name in connection.secret_fields else f"is invalid: {error.message}"
+        raise SecretResolutionError(f"{connection.setting_locations.get(name, connection_name)}: "
+                                    f"connections.{connection_name}.settings.{name} (from "
+                                    f"{connection.settings[name]}) {detail}")
+    return settings

@@ -1,0 +1,299 @@
+"""Commands that plan, run and explain exports: plan, export, schedule, runs, rejects, connections test."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+from collections.abc import Iterable
+from datetime import datetime
+from pathlib import Path
+from typing import Annotated
+
+import orjson
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from segship.cli.main import (
+    EXIT_FAILED,
+    EXIT_INVALID,
+    ConfigOption,
+    app,
+    fail,
+    load_config_or_exit,
+    options,
+)
+from segship.cli.progress import progress_for_terminal
+from segship.config import Config, ConfigError
+from segship.config.validate import resolve_connection_settings, role_issues
+from segship.destination import ConnectionContext, DestinationError, ExportContext
+from segship.engine.report import ExportPlan, RunReport
+from segship.engine.run import OUTCOME_EXIT_CODES, ExportRun, RunOptions
+from segship.engine.snapshot import PlanError, Snapshot, changed_columns
+from segship.engine.state import StateError, StateStore
+from segship.http import RetriesExhausted
+from segship.log import redact_text
+from segship.plugins import get_plugins
+from segship.secrets import SecretResolutionError
+from segship.source import SourceError
+
+connections_app = typer.Typer(help="Check destination connections.", no_args_is_help=True)
+app.add_typer(connections_app, name="connections")
+console = Console(width=160)
+
+
+def _select(config: Config, names: Iterable[str] | None, run_all: bool) -> list[str]:
+    names = list(names or [])
+    if run_all:
+        names = list(config.exports)
+    if not names:
+        raise fail("name one or more exports, or use --all", EXIT_INVALID)
+    unknown = [name for name in names if name not in config.exports]
+    if unknown:
+        raise fail(f"unknown export {unknown[0]!r} (exports: {', '.join(sorted(config.exports)) or 'none'})",
+                   EXIT_INVALID)
+    issues = role_issues(config, options.role, names)
+    if issues:
+        typer.echo(ConfigError(issues).render(), err=True)
+        raise typer.Exit(EXIT_INVALID)
+    return names
+
+
+def _state(config: Config) -> StateStore:
+    try:
+        return StateStore(config.state_path)
+    except StateError as exc:
+        raise fail(str(exc)) from None
+
+
+# -- plan -----------------------------------------------------------------------------------------
+
+def _plan_one(config: Config, name: str, state: StateStore, verbose: bool) -> ExportPlan:
+    plugins = get_plugins()
+    export = config.exports[name]
+    cls = plugins.destination(config.connections[export.connection].type)
+    columns = cls.source_columns(export.mapping)
+    snapshot = Snapshot(config, export, plugins, columns)
+    try:
+        snapshot.build()
+        plan = snapshot.plan(state.acknowledged(name), full_resync=False)
+        if verbose and plan.examples.get("update"):
+            keys = plan.examples["update"]
+            before = state.details(name, keys)
+            for reader in snapshot.rows_to_send(keys=keys):
+                for row in reader.read_all().to_pylist():
+                    key = row["__segship_key"]
+                    changed = changed_columns(columns, before[key][0], row["__segship_column_hashes"])
+                    plan.changed_fields[key] = sorted(changed) if changed is not None else ["(all: settings changed)"]
+        return plan
+    finally:
+        snapshot.close()
+
+
+@app.command("plan")
+def plan_command(
+    exports: Annotated[list[str] | None, typer.Argument(help="Exports to plan (default: all).")] = None,
+    config: ConfigOption = None,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Show the changed fields of example keys.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the plans as JSON.")] = False,
+) -> None:
+    """Show what a run would add, update, remove and leave alone; sends nothing, opens no connection."""
+    loaded = load_config_or_exit(config)
+    names = _select(loaded, exports, run_all=not exports)
+    state = _state(loaded)
+    plans = []
+    for name in names:
+        try:
+            plans.append(_plan_one(loaded, name, state, verbose))
+        except (PlanError, SourceError) as exc:
+            raise fail(f"{name}: {exc}") from None
+    if as_json:
+        typer.echo(orjson.dumps([plan.as_dict() for plan in plans], option=orjson.OPT_INDENT_2).decode())
+        return
+    table = Table("export", "members", "add", "update", "remove", "unchanged", "examples")
+    for plan in plans:
+        examples = "; ".join(f"{action}: {', '.join(keys)}" for action, keys in plan.examples.items())
+        table.add_row(plan.export, str(plan.members), str(plan.add), str(plan.update), str(plan.remove),
+                      str(plan.unchanged), examples or "-")
+    console.print(table)
+    for plan in plans:
+        for key, fields in plan.changed_fields.items():
+            typer.echo(f"{plan.export}: {key} changed: {', '.join(fields) or '(no mapped field)'}")
+
+
+# -- export ---------------------------------------------------------------------------------------
+
+def _summary(report: RunReport) -> str:
+    plan = report.plan or {}
+    planned = (f"plan +{plan.get('add', 0)} ~{plan.get('update', 0)} -{plan.get('remove', 0)} "
+               f"={plan.get('unchanged', 0)}") if plan else "not planned"
+    verb = "would send" if report.dry_run else "sent"
+    line = (f"{report.export}: {report.outcome} ({planned}); {verb}: {report.upserted} upserted, "
+            f"{report.removed} removed, {report.rejected} rejected; {report.http.get('requests', 0)} requests "
+            f"in {report.seconds:.1f} s")
+    if report.dry_run:
+        line = (f"{report.export}: dry run {report.outcome} ({planned}); would send "
+                f"{plan.get('add', 0) + plan.get('update', 0) - report.rejected} upserts and "
+                f"{plan.get('remove', 0)} removals; {report.rejected} row(s) would be rejected")
+    return line + (f"\n  {report.message}" if report.message else "")
+
+
+async def _run_all(loaded: Config, names: list[str], state: StateStore, run_options: RunOptions) -> list[RunReport]:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+
+    def interrupted() -> None:
+        if stop.is_set():  # a second Ctrl-C: stop now; state is still consistent
+            raise KeyboardInterrupt
+        typer.echo("stopping: finishing the batches in flight (Ctrl-C again to abort them)", err=True)
+        stop.set()
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, interrupted)
+    reports = []
+    for name in names:
+        run = ExportRun(loaded, name, get_plugins(), state, run_options, progress_for_terminal(), stop)
+        reports.append(await run.run())
+        if stop.is_set():
+            break
+    return reports
+
+
+@app.command("export")
+def export_command(
+    exports: Annotated[list[str] | None, typer.Argument(help="Exports to run.")] = None,
+    run_all: Annotated[bool, typer.Option("--all", help="Run every export.")] = False,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Map and check every record; send nothing.")] = False,
+    full_resync: Annotated[bool, typer.Option("--full-resync", help="Send every member again, whatever state says "
+                                                                    "(leavers known to state are still removed).")
+                           ] = False,
+    report_file: Annotated[Path | None, typer.Option("--report", help="Write a JSON run report to this file.")
+                           ] = None,
+    config: ConfigOption = None,
+) -> None:
+    """Run exports now: plan, safeguards, send changes, commit as acknowledged, report.
+
+    Exit 0 when all succeeded, 3 when some rows were rejected, 1 when a run failed or was stopped.
+    """
+    loaded = load_config_or_exit(config)
+    names = _select(loaded, exports, run_all)
+    state = _state(loaded)
+    reports = asyncio.run(_run_all(loaded, names, state, RunOptions(dry_run=dry_run, full_resync=full_resync)))
+    codes = [OUTCOME_EXIT_CODES.get(report.outcome, EXIT_FAILED) for report in reports]
+    code = max(codes, key=lambda c: (c in (1, 2), c == 3, c)) if codes else 0
+    for report in reports:
+        typer.echo(redact_text(_summary(report)))
+    if report_file is not None:
+        document = {"exit_code": code, "exports": [report.as_dict() for report in reports]}
+        report_file.parent.mkdir(parents=True, exist_ok=True)
+        report_file.write_text(redact_text(orjson.dumps(document, option=orjson.OPT_INDENT_2).decode()) + "\n")
+    raise typer.Exit(code)
+
+
+# -- history --------------------------------------------------------------------------------------
+
+@app.command("runs")
+def runs_command(
+    export: Annotated[str | None, typer.Argument(help="Only this export's runs.")] = None,
+    limit: Annotated[int, typer.Option("--limit", "-n", help="How many recent runs.")] = 20,
+    config: ConfigOption = None,
+) -> None:
+    """Recent runs: when, outcome, counts."""
+    loaded = load_config_or_exit(config)
+    table = Table("run", "export", "started", "seconds", "outcome", "upserted", "removed", "rejected", "message")
+    for run in _state(loaded).runs(export, limit):
+        report = run["report"] or {}
+        outcome = run["outcome"] + (" (dry run)" if run["dry_run"] else "")
+        table.add_row(str(run["id"]), run["export"], run["started_at"], str(report.get("seconds", "")), outcome,
+                      str(report.get("upserted", "")), str(report.get("removed", "")),
+                      str(report.get("rejected", "")), report.get("message", ""))
+    console.print(table)
+
+
+@app.command("rejects")
+def rejects_command(
+    export: Annotated[str, typer.Argument(help="The export whose rejected rows to show.")],
+    limit: Annotated[int, typer.Option("--limit", "-n", help="At most this many rows.")] = 100,
+    as_json: Annotated[bool, typer.Option("--json", help="Print as JSON.")] = False,
+    config: ConfigOption = None,
+) -> None:
+    """Rows the destination (or its mapping rules) refused, with the reason; retried on the next run."""
+    loaded = load_config_or_exit(config)
+    if export not in loaded.exports:
+        raise fail(f"unknown export {export!r}", EXIT_INVALID)
+    rows = _state(loaded).rejects(export, limit)
+    if as_json:
+        typer.echo(orjson.dumps(rows, option=orjson.OPT_INDENT_2).decode())
+        return
+    table = Table("key", "reason", "first seen", "last seen", "attempts")
+    for row in rows:
+        table.add_row(row["key"], row["reason"], row["first_seen"], row["last_seen"], str(row["attempts"]))
+    console.print(table)
+
+
+# -- connections test -----------------------------------------------------------------------------
+
+async def _test_connection(loaded: Config, name: str) -> list[str]:
+    connection = loaded.connections[name]
+    cls = get_plugins().destination(connection.type)
+    context = ConnectionContext(name, resolve_connection_settings(loaded, name, get_plugins()))
+    lines = []
+    targets = [None] + [export for export in loaded.exports.values() if export.connection == name]
+    for export in targets:
+        bound = ExportContext(export.name, export.settings, export.mapping, export.segments) if export else None
+        destination = cls(context, bound)
+        try:
+            description = await destination.check_connection()
+        finally:
+            await destination.finish()
+        lines.append(f"{name}{f' (export {export.name})' if export else ''}: ok: {description}")
+    return lines
+
+
+@connections_app.command("test")
+def connections_test_command(
+    name: Annotated[str, typer.Argument(help="The connection to test.")],
+    config: ConfigOption = None,
+) -> None:
+    """Check the connection's API key and endpoint (and each export's target) without changing any data."""
+    loaded = load_config_or_exit(config)
+    if name not in loaded.connections:
+        raise fail(f"unknown connection {name!r} (connections: {', '.join(sorted(loaded.connections))})",
+                   EXIT_INVALID)
+    try:
+        lines = asyncio.run(_test_connection(loaded, name))
+    except SecretResolutionError as exc:
+        raise fail(str(exc), EXIT_INVALID) from None
+    except (DestinationError, RetriesExhausted) as exc:
+        raise fail(f"{name}: {exc}") from None
+    for line in lines:
+        typer.echo(redact_text(line))
+
+
+# -- schedule -------------------------------------------------------------------------------------
+
+@app.command("schedule")
+def schedule_command(
+    config: ConfigOption = None,
+    once: Annotated[bool, typer.Option("--once", help="Run what is due now, then exit (for cron or CI).")] = False,
+) -> None:
+    """Run exports on their cron schedules until stopped (Ctrl-C)."""
+    from segship.engine.schedule import run_schedule
+
+    loaded = load_config_or_exit(config)
+    names = [name for name, export in loaded.exports.items() if export.schedule]
+    if not names:
+        raise fail("no export has a schedule", EXIT_INVALID)
+    names = _select(loaded, names, run_all=False)
+    state = _state(loaded)
+
+    async def run_due(due: list[str]) -> list[RunReport]:
+        reports = []
+        for name in due:
+            run = ExportRun(loaded, name, get_plugins(), state, RunOptions(), progress_for_terminal())
+            reports.append(await run.run())
+        for report in reports:
+            typer.echo(f"{datetime.now().isoformat(timespec='seconds')} {redact_text(_summary(report))}")
+        return reports
+
+    asyncio.run(run_schedule({name: loaded.exports[name].schedule for name in names}, run_due, once=once))

@@ -1,0 +1,1 @@
+"""The export engine: config -> plan -> batches -> destination -> state -> report."""

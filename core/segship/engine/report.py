@@ -1,0 +1,72 @@
+"""What the engine tells: an export's plan, each answered batch, and a run's report."""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+
+@dataclass
+class ExportPlan:
+    """What a run of one export would do; computed in bulk, nothing sent."""
+
+    export: str
+    members: int = 0            # rows in the export's segments (deduplicated by key)
+    acknowledged: int = 0       # members the destination acknowledged last time (state)
+    add: int = 0
+    update: int = 0
+    remove: int = 0
+    unchanged: int = 0
+    stale_identities: int = 0   # old identities (e.g. a changed email) still to remove
+    examples: dict[str, list[str]] = field(default_factory=dict)
+    changed_fields: dict[str, list[str]] = field(default_factory=dict)  # key -> columns (plan --verbose)
+    full_resync: bool = False
+    settings_changed: bool = False  # mapping or settings differ from the last run: everyone is re-sent
+
+    @property
+    def to_send(self) -> int:
+        return self.add + self.update
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class BatchReport:
+    """One batch the destination answered, after its acknowledgements were committed."""
+
+    kind: str          # "upsert" or "remove"
+    records: int
+    acknowledged: int
+    rejected: int
+    seconds: float
+
+
+@dataclass
+class RunReport:
+    """The outcome of one run; written as JSON with --report and kept in state."""
+
+    export: str
+    run_id: int | None = None
+    outcome: str = "running"  # succeeded, rejects, failed, aborted, interrupted, refused
+    message: str = ""
+    started_at: str = ""
+    finished_at: str = ""
+    seconds: float = 0.0
+    dry_run: bool = False
+    full_resync: bool = False
+    plan: dict[str, Any] = field(default_factory=dict)
+    upserted: int = 0
+    removed: int = 0
+    rejected: int = 0
+    unacknowledged: int = 0   # sent but not answered (retries exhausted, interrupted)
+    batches: int = 0
+    rejects_by_reason: Counter[str] = field(default_factory=Counter)
+    http: dict[str, int] = field(default_factory=dict)
+    phase_seconds: dict[str, float] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["rejects_by_reason"] = dict(self.rejects_by_reason.most_common())
+        return data

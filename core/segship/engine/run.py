@@ -1,0 +1,416 @@
+"""Running an export: plan, safeguards, send in paced batches, commit as acknowledged, report.
+
+The order is the issue's: resolve settings -> check the connection -> plan -> safeguards
+-> prepare -> joins and changes -> leavers and stale identities -> finish. State is
+committed per answered batch, so a run stopped at any point (Ctrl-C, a failure, kill -9)
+and started again sends what was not acknowledged and nothing else.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
+from typing import Protocol
+
+import pyarrow as pa
+import structlog
+
+from segship.config import Config
+from segship.config.validate import resolve_connection_settings
+from segship.destination import (
+    ConnectionContext,
+    Destination,
+    DestinationError,
+    ExportContext,
+    Member,
+    Record,
+    RecordResult,
+    RowRejected,
+)
+from segship.engine.report import BatchReport, ExportPlan, RunReport
+from segship.engine.snapshot import (
+    COLUMN_HASHES,
+    IS_NEW,
+    KEY,
+    ROW_HASH,
+    PlanError,
+    Snapshot,
+    changed_columns,
+    export_fingerprint,
+)
+from segship.engine.state import StateError, StateStore
+from segship.http import RetriesExhausted
+from segship.plugins import Plugins
+from segship.secrets import SecretResolutionError
+from segship.source import SourceError
+
+log = structlog.get_logger("segship.engine")
+
+OUTCOME_EXIT_CODES = {"succeeded": 0, "rejects": 3, "failed": 1, "aborted": 1, "interrupted": 1, "invalid": 2}
+
+
+class Progress(Protocol):
+    """Where a run reports how far it is (a rich bar on a terminal, log lines otherwise)."""
+
+    def start(self, export: str, total: int) -> None: ...
+    def advance(self, count: int) -> None: ...
+    def finish(self) -> None: ...
+
+
+class NoProgress:
+    def start(self, export: str, total: int) -> None:
+        pass
+
+    def advance(self, count: int) -> None:
+        pass
+
+    def finish(self) -> None:
+        pass
+
+
+class SafeguardError(Exception):
+    """The run would break a safeguard; it stopped before sending anything."""
+
+
+class RunStopped(Exception):
+    """Sending stopped part-way (failure or Ctrl-C); what was acknowledged is committed."""
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    dry_run: bool = False
+    full_resync: bool = False
+
+
+@dataclass
+class _Batch:
+    """Mapped records and what state needs when the destination acknowledges them."""
+
+    records: list[Record] = field(default_factory=list)
+    hashes: dict[str, tuple[int, str]] = field(default_factory=dict)   # key -> (row hash, column hashes)
+    previous_identity: dict[str, str] = field(default_factory=dict)   # key -> identity before this change
+    refused: list[tuple[str, str]] = field(default_factory=list)      # (key, reason) refused by the mapping
+
+    @property
+    def size(self) -> int:
+        return len(self.records) + len(self.refused)
+
+
+def check_safeguards(plan: ExportPlan, config: Config, export_name: str, limit: int | None) -> None:
+    """Stop before sending if the run would exceed max_profiles or remove too large a share."""
+    safeguards = config.exports[export_name].safeguards
+    for name, cap in (("safeguards.max_profiles", safeguards.max_profiles), ("the destination's limit", limit)):
+        if cap is not None and plan.members > cap:
+            raise SafeguardError(f"export {export_name!r} has {plan.members} members, more than {name} "
+                                 f"({cap}); nothing was sent")
+    fraction = safeguards.max_removed_fraction
+    if fraction is not None and plan.acknowledged and plan.remove / plan.acknowledged > fraction:
+        raise SafeguardError(
+            f"export {export_name!r} would remove {plan.remove} of the {plan.acknowledged} members the destination "
+            f"has ({plan.remove / plan.acknowledged:.0%}), more than safeguards.max_removed_fraction "
+            f"({fraction:.0%}); check the segment, or raise the safeguard; nothing was sent")
+
+
+def _chunks(items: Sequence, size: int):
+    for start in range(0, len(items), size):
+        yield items[start:start + size]
+
+
+class ExportRun:
+    """One run of one export. ``stop`` (set by Ctrl-C) ends it after the batches in flight."""
+
+    def __init__(self, config: Config, export_name: str, plugins: Plugins, state: StateStore,
+                 options: RunOptions, progress: Progress | None = None, stop: asyncio.Event | None = None) -> None:
+        self.config = config
+        self.export = config.exports[export_name]
+        self.connection = config.connections[self.export.connection]
+        self.plugins = plugins
+        self.state = state
+        self.options = options
+        self.progress = progress or NoProgress()
+        self.stop = stop or asyncio.Event()
+        self.report = RunReport(export_name, dry_run=options.dry_run, full_resync=options.full_resync)
+        self.cls = plugins.destination(self.connection.type)
+        self.columns = self.cls.source_columns(self.export.mapping)
+        self._failure: BaseException | None = None
+
+    # -- the whole run ------------------------------------------------------------------------------
+
+    async def run(self) -> RunReport:
+        report = self.report
+        started = time.monotonic()
+        report.started_at = datetime.now(UTC).isoformat(timespec="seconds")
+        log.info("export.started", export=self.export.name, dry_run=self.options.dry_run,
+                 full_resync=self.options.full_resync)
+        destination: Destination | None = None
+        snapshot: Snapshot | None = None
+        try:
+            with self.state.export_lock(self.export.name):
+                report.run_id = self.state.start_run(self.export.name, self.options.dry_run)
+                try:
+                    destination = self._destination()
+                    if not self.options.dry_run:
+                        await self._timed("check_connection", destination.check_connection())
+                    snapshot = Snapshot(self.config, self.export, self.plugins, self.columns)
+                    plan = self._plan(snapshot, destination)
+                    if self.options.dry_run:
+                        await self._dry_run(snapshot, destination)
+                    else:
+                        await self._timed("prepare", destination.prepare())
+                        self.plugins.export_started(self.export.name, plan)
+                        await self._send(snapshot, destination, plan)
+                    report.outcome = "rejects" if report.rejected else "succeeded"
+                except BaseException as exc:  # noqa: BLE001 - every ending is reported, then re-raised if fatal
+                    self._fail(exc)
+                    if not isinstance(exc, Exception):
+                        raise
+                finally:
+                    if destination is not None:
+                        try:
+                            await destination.finish()
+                        except Exception as exc:  # noqa: BLE001 - the run's own outcome matters more
+                            log.warning("destination.finish_failed", error=str(exc))
+                        report.http = destination.http_stats.as_dict()
+                    if snapshot is not None:
+                        snapshot.close()
+                    report.seconds = round(time.monotonic() - started, 3)
+                    report.finished_at = datetime.now(UTC).isoformat(timespec="seconds")
+                    self.state.finish_run(report.run_id, report.outcome, report.as_dict())
+        except StateError as exc:
+            self._fail(exc)
+        log.info("export.finished", export=self.export.name, outcome=report.outcome, upserted=report.upserted,
+                 removed=report.removed, rejected=report.rejected, seconds=report.seconds)
+        self.plugins.export_finished(self.export.name, report)
+        return report
+
+    def _fail(self, exc: BaseException) -> None:
+        report = self.report
+        if isinstance(exc, SafeguardError):
+            report.outcome, report.message = "aborted", str(exc)
+        elif isinstance(exc, SecretResolutionError):
+            report.outcome, report.message = "invalid", str(exc)
+        elif isinstance(exc, (KeyboardInterrupt, asyncio.CancelledError)) or (
+                isinstance(exc, RunStopped) and self.stop.is_set() and self._failure is None):
+            report.outcome = "interrupted"
+            report.message = (f"interrupted: {report.upserted + report.removed} record(s) acknowledged and saved; "
+                              "run the export again to continue")
+        elif isinstance(exc, RunStopped) and self._failure is not None:
+            report.outcome, report.message = "failed", _describe(self._failure)
+        elif isinstance(exc, (DestinationError, RetriesExhausted, PlanError, SourceError, StateError)):
+            report.outcome, report.message = "failed", _describe(exc)
+        else:
+            report.outcome, report.message = "failed", f"{type(exc).__name__}: {exc}"
+            log.exception("export.crashed", export=self.export.name)
+
+    async def _timed(self, phase: str, work: Awaitable[object]) -> object:
+        started = time.monotonic()
+        try:
+            return await work
+        finally:
+            self.report.phase_seconds[phase] = round(time.monotonic() - started, 3)
+
+    def _destination(self) -> Destination:
+        export = self.export
+        settings = resolve_connection_settings(self.config, self.connection.name, self.plugins)
+        connection = ConnectionContext(self.connection.name, settings)
+        return self.cls(connection, ExportContext(export.name, export.settings, export.mapping, export.segments))
+
+    def _plan(self, snapshot: Snapshot, destination: Destination) -> ExportPlan:
+        started = time.monotonic()
+        settings_changed = False
+        if not self.options.dry_run:
+            fingerprint = export_fingerprint(self.cls.name, self.export, self.columns)
+            settings_changed = self.state.reconcile_settings(self.export.name, fingerprint, self.columns)
+        snapshot.build()
+        plan = snapshot.plan(self.state.acknowledged(self.export.name), full_resync=self.options.full_resync)
+        plan.settings_changed = settings_changed
+        plan.stale_identities = self.state.count_stale_identities(self.export.name)
+        self._forget_rejects_of_non_members(snapshot)
+        self.report.plan = plan.as_dict()
+        self.report.phase_seconds["plan"] = round(time.monotonic() - started, 3)
+        log.info("export.planned", export=self.export.name, add=plan.add, update=plan.update, remove=plan.remove,
+                 unchanged=plan.unchanged)
+        check_safeguards(plan, self.config, self.export.name, destination.limits.max_profiles)
+        return plan
+
+    def _forget_rejects_of_non_members(self, snapshot: Snapshot) -> None:
+        if self.options.dry_run:
+            return
+        rejected = self.state.rejected_keys(self.export.name)
+        if rejected:
+            members = set(snapshot.member_keys().column("key").to_pylist())
+            self.state.forget_rejects(self.export.name, [key for key in rejected if key not in members])
+
+    # -- mapping ----------------------------------------------------------------------------------------
+
+    async def _batches(self, snapshot: Snapshot, destination: Destination) -> AsyncIterator[_Batch]:
+        """Mapped batches of the rows to add or update, read as the sending keeps up."""
+        size = destination.limits.upsert_batch_size
+        full = self.options.full_resync
+        for reader in snapshot.rows_to_send(batch_rows=max(size, 8192)):
+            while True:
+                try:
+                    record_batch = await asyncio.to_thread(_next_batch, reader)
+                except (pa.ArrowException, OSError) as exc:
+                    raise PlanError(f"reading the segment's rows failed: {exc}") from None
+                if record_batch is None:
+                    break
+                rows = record_batch.to_pylist()
+                for chunk in _chunks(rows, size):
+                    yield self._map(chunk, destination, full)
+                    await asyncio.sleep(0)  # let answers in
+
+    def _map(self, rows: list[dict], destination: Destination, full_resync: bool) -> _Batch:
+        batch = _Batch()
+        updates = [row[KEY] for row in rows if not row[IS_NEW]]
+        previous = self.state.details(self.export.name, updates) if updates else {}
+        for row in rows:
+            key, row_hash, column_hashes = row.pop(KEY), row.pop(ROW_HASH), row.pop(COLUMN_HASHES)
+            is_new = row.pop(IS_NEW)
+            before = previous.get(key)
+            changed = None
+            if not is_new and before is not None:
+                batch.previous_identity[key] = before[1]
+                if not full_resync:
+                    changed = changed_columns(self.columns, before[0], column_hashes)
+            try:
+                # the destination can't know the segment key column: the engine stamps it
+                record = replace(destination.map(row, changed), key=key)
+            except RowRejected as refused:
+                batch.refused.append((key, refused.reason))
+                continue
+            batch.records.append(record)
+            batch.hashes[key] = (row_hash, column_hashes)
+        return batch
+
+    # -- sending -----------------------------------------------------------------------------------------
+
+    async def _dry_run(self, snapshot: Snapshot, destination: Destination) -> None:
+        """Map every row that would be sent; send nothing, write nothing."""
+        async for batch in self._batches(snapshot, destination):
+            self._count_refused(batch.refused)
+
+    def _count_refused(self, refused: list[tuple[str, str]]) -> None:
+        self.report.rejected += len(refused)
+        self.report.rejects_by_reason.update(reason for _, reason in refused)
+
+    async def _send(self, snapshot: Snapshot, destination: Destination, plan: ExportPlan) -> None:
+        limits = destination.limits
+        self.progress.start(self.export.name, plan.to_send + plan.remove + plan.stale_identities)
+        try:
+            started = time.monotonic()
+            await self._pump(self._batches(snapshot, destination),
+                             lambda batch: self._upsert(destination, batch), limits.concurrency)
+            self.report.phase_seconds["upsert"] = round(time.monotonic() - started, 3)
+            started = time.monotonic()
+            leavers = self._leavers(snapshot)
+            await self._pump(_aiter(_chunks(leavers, limits.remove_batch_size)),
+                             lambda members: self._remove(destination, members, stale=False), limits.concurrency)
+            stale = self.state.stale_identities(self.export.name)
+            await self._pump(_aiter(_chunks(stale, limits.remove_batch_size)),
+                             lambda members: self._remove(destination, members, stale=True), limits.concurrency)
+            self.report.phase_seconds["remove"] = round(time.monotonic() - started, 3)
+        finally:
+            self.progress.finish()
+
+    def _leavers(self, snapshot: Snapshot) -> list[Member]:
+        keys = snapshot.keys_to_remove()
+        details = self.state.details(self.export.name, keys)
+        return [Member(key, details[key][1]) for key in keys if key in details]
+
+    async def _pump(self, batches: AsyncIterator, send: Callable[[object], Awaitable[None]], concurrency: int) -> None:
+        """Send batches with at most ``concurrency`` in flight; stop feeding on Ctrl-C or a failure."""
+        in_flight: set[asyncio.Task[None]] = set()
+
+        def settle(done: set[asyncio.Task[None]]) -> None:
+            for task in done:
+                exc = task.exception()
+                if exc is not None and self._failure is None:
+                    self._failure = exc
+                    self.stop.set()
+
+        try:
+            async for batch in batches:
+                if self.stop.is_set():
+                    break
+                while len(in_flight) >= concurrency:
+                    done, in_flight = await asyncio.wait(in_flight, return_when=asyncio.FIRST_COMPLETED)
+                    settle(done)
+                if self.stop.is_set():
+                    break
+                in_flight.add(asyncio.create_task(send(batch)))
+        finally:
+            # whatever ended the feeding, batches already sent are answered and committed
+            if in_flight:
+                done, _ = await asyncio.wait(in_flight)
+                settle(done)
+        if self.stop.is_set():
+            raise RunStopped()
+
+    def _acknowledge(self, results: list[RecordResult], expected: set[str]) -> tuple[list[str], list[tuple[str, str]]]:
+        """Split a destination's answer into acknowledged keys and refused (key, reason)."""
+        ok: list[str] = []
+        refused: list[tuple[str, str]] = []
+        for result in results:
+            if result.key not in expected:
+                continue  # an answer for a record we didn't send: ignore rather than trust
+            expected.discard(result.key)
+            if result.error is None:
+                ok.append(result.key)
+            else:
+                refused.append((result.key, result.error))
+        self.report.unacknowledged += len(expected)  # no answer: not committed, sent again next run
+        return ok, refused
+
+    async def _upsert(self, destination: Destination, batch: _Batch) -> None:
+        started = time.monotonic()
+        ok_keys: list[str] = []
+        refused: list[tuple[str, str]] = []
+        if batch.records:
+            results = await destination.upsert(batch.records)
+            ok_keys, refused = self._acknowledge(results, {record.key for record in batch.records})
+        identities = {record.key: record.identity for record in batch.records}
+        acknowledged = [(key, *batch.hashes[key], identities[key]) for key in ok_keys]
+        stale = [(key, batch.previous_identity[key]) for key in ok_keys
+                 if batch.previous_identity.get(key, identities[key]) != identities[key]]
+        refused += batch.refused
+        self.state.commit_upserts(self.export.name, acknowledged, stale, refused)
+        self.report.upserted += len(ok_keys)
+        self._finish_batch("upsert", batch.size, len(ok_keys), refused, started)
+
+    async def _remove(self, destination: Destination, members: Sequence[Member], *, stale: bool) -> None:
+        started = time.monotonic()
+        results = await destination.remove(members)
+        by_key = {member.key: member for member in members}
+        ok_keys, refused = self._acknowledge(results, set(by_key))
+        self.state.commit_removals(self.export.name, [by_key[key] for key in ok_keys], refused, stale=stale)
+        self.report.removed += len(ok_keys)
+        self._finish_batch("remove", len(members), len(ok_keys), refused, started)
+
+    def _finish_batch(self, kind: str, records: int, acknowledged: int, refused: list[tuple[str, str]],
+                      started: float) -> None:
+        self._count_refused(refused)
+        self.report.batches += 1
+        self.progress.advance(records)
+        self.plugins.batch_done(self.export.name, BatchReport(kind, records, acknowledged, len(refused),
+                                                              round(time.monotonic() - started, 4)))
+
+
+def _next_batch(reader: pa.RecordBatchReader) -> pa.RecordBatch | None:
+    """The next batch, or None at the end (StopIteration can't cross a thread's future)."""
+    try:
+        return reader.read_next_batch()
+    except StopIteration:
+        return None
+
+
+async def _aiter(items):
+    for item in items:
+        yield item
+
+
+def _describe(exc: BaseException) -> str:
+    return str(exc) or type(exc).__name__

@@ -1,0 +1,274 @@
+"""Run state in SQLite (WAL): what each destination acknowledged, runs, and rejects.
+
+Per export and key, ``members`` keeps the hash of the row the destination last
+acknowledged, per-column hashes (to send only changed attributes) and the identity
+the destination knows the profile by (to remove it after it has left the segment:
+for Brevo that is the email, so the state file holds personal data; keep it where
+the data it was made from is kept). Nothing is written before the destination
+acknowledges it, so a run killed at any moment loses nothing.
+
+Two runs of one export at once are refused with an OS file lock, which the kernel
+releases even when a run is killed with -9.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import sqlite3
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pyarrow as pa
+
+from segship.destination import Member
+
+# Each entry migrates from version N-1 to N; applied in order inside one transaction.
+MIGRATIONS: list[str] = [
+    """
+    CREATE TABLE members (
+        export TEXT NOT NULL,
+        key TEXT NOT NULL,
+        row_hash INTEGER NOT NULL,      -- 0: unknown, send the whole row again
+        column_hashes TEXT,             -- comma-separated, in the order of exports.columns
+        identity TEXT NOT NULL,
+        PRIMARY KEY (export, key)
+    ) WITHOUT ROWID;
+    CREATE TABLE stale_identities (    -- identities to remove that are no member's any more
+        export TEXT NOT NULL,
+        key TEXT NOT NULL,
+        identity TEXT NOT NULL,
+        PRIMARY KEY (export, identity)
+    ) WITHOUT ROWID;
+    CREATE TABLE exports (
+        export TEXT PRIMARY KEY,
+        fingerprint TEXT NOT NULL,      -- destination type + settings + mapping the state was made with
+        columns TEXT NOT NULL           -- JSON list of source columns hashed, in order
+    );
+    CREATE TABLE runs (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        export TEXT NOT NULL,
+        started_at TEXT NOT NULL,
+        finished_at TEXT,
+        outcome TEXT NOT NULL,
+        dry_run INTEGER NOT NULL,
+        report TEXT
+    );
+    CREATE INDEX runs_by_export ON runs (export, id);
+    CREATE TABLE rejects (
+        export TEXT NOT NULL,
+        key TEXT NOT NULL,
+        reason TEXT NOT NULL,
+        first_seen TEXT NOT NULL,
+        last_seen TEXT NOT NULL,
+        attempts INTEGER NOT NULL,
+        PRIMARY KEY (export, key)
+    ) WITHOUT ROWID;
+    """,
+]
+SCHEMA_VERSION = len(MIGRATIONS)
+
+
+class StateError(Exception):
+    """State can't be used (locked by another run, written by a newer segship, unreadable)."""
+
+
+def now() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+class StateStore:
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            self.db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+            self.db.execute("PRAGMA journal_mode=WAL")
+            self.db.execute("PRAGMA synchronous=NORMAL")  # WAL + NORMAL survives a killed process
+            self.db.execute("PRAGMA busy_timeout=30000")
+            self._migrate()
+        except sqlite3.DatabaseError as exc:
+            raise StateError(f"state database {path}: {exc}") from None
+
+    def close(self) -> None:
+        self.db.close()
+
+    def _migrate(self) -> None:
+        version = self.db.execute("PRAGMA user_version").fetchone()[0]
+        if version > SCHEMA_VERSION:
+            raise StateError(f"state database {self.path} was written by a newer segship "
+                             f"(schema {version}, this one knows {SCHEMA_VERSION})")
+        if version == SCHEMA_VERSION:
+            return
+        with self.transaction():
+            for script in MIGRATIONS[version:]:
+                for statement in filter(str.strip, script.split(";")):
+                    self.db.execute(statement)
+            self.db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+
+    @contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        self.db.execute("BEGIN IMMEDIATE")
+        try:
+            yield self.db
+        except BaseException:
+            self.db.execute("ROLLBACK")
+            raise
+        self.db.execute("COMMIT")
+
+    @contextmanager
+    def export_lock(self, export: str) -> Iterator[None]:
+        """Hold the export's run lock, or raise StateError if another run holds it."""
+        lock_dir = self.path.parent / "locks"
+        lock_dir.mkdir(exist_ok=True)
+        handle = open(lock_dir / f"{export}.lock", "a+")  # noqa: SIM115 - held for the with-block
+        try:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                raise StateError(f"export {export!r} is already running (lock {handle.name}); "
+                                 "two runs of one export at once are refused") from None
+            handle.seek(0)
+            handle.truncate()
+            handle.write(f"{os.getpid()}\n")
+            handle.flush()
+            yield
+        finally:
+            handle.close()
+
+    # -- what was acknowledged ---------------------------------------------------------------
+
+    def acknowledged(self, export: str) -> pa.Table:
+        """(key, row_hash) of every member the destination acknowledged, for the bulk diff."""
+        keys: list[str] = []
+        hashes: list[int] = []
+        for key, row_hash in self.db.execute("SELECT key, row_hash FROM members WHERE export = ?", (export,)):
+            keys.append(key)
+            hashes.append(row_hash)
+        return pa.table({"key": pa.array(keys, pa.string()), "row_hash": pa.array(hashes, pa.int64())})
+
+    def reconcile_settings(self, export: str, fingerprint: str, columns: Sequence[str]) -> bool:
+        """Record the settings a run uses; if they changed, mark every member for a full re-send.
+
+        Done in one transaction before sending, so a run killed afterwards still re-sends
+        what it didn't reach. Returns True when the settings changed.
+        """
+        row = self.db.execute("SELECT fingerprint, columns FROM exports WHERE export = ?", (export,)).fetchone()
+        columns_json = orjson.dumps(list(columns)).decode()
+        if row is not None and row == (fingerprint, columns_json):
+            return False
+        with self.transaction() as db:
+            db.execute("INSERT INTO exports VALUES (?, ?, ?) ON CONFLICT (export) DO UPDATE SET "
+                       "fingerprint = excluded.fingerprint, columns = excluded.columns",
+                       (export, fingerprint, columns_json))
+            db.execute("UPDATE members SET row_hash = 0, column_hashes = NULL WHERE export = ?", (export,))
+        return row is not None
+
+    def details(self, export: str, keys: Sequence[str]) -> dict[str, tuple[str | None, str]]:
+        """key -> (column_hashes, identity) for the given keys."""
+        found: dict[str, tuple[str | None, str]] = {}
+        for chunk in _chunks(keys, 500):
+            marks = ",".join("?" * len(chunk))
+            for key, column_hashes, identity in self.db.execute(
+                    f"SELECT key, column_hashes, identity FROM members WHERE export = ? AND key IN ({marks})",
+                    (export, *chunk)):
+                found[key] = (column_hashes, identity)
+        return found
+
+    def stale_identities(self, export: str) -> list[Member]:
+        return [Member(key, identity) for key, identity in self.db.execute(
+            "SELECT key, identity FROM stale_identities WHERE export = ? ORDER BY key", (export,))]
+
+    def count_stale_identities(self, export: str) -> int:
+        return self.db.execute("SELECT count(*) FROM stale_identities WHERE export = ?", (export,)).fetchone()[0]
+
+    # -- committing what the destination answered ----------------------------------------
+
+    def commit_upserts(self, export: str, acknowledged: Iterable[tuple[str, int, str | None, str]],
+                       stale: Iterable[tuple[str, str]], rejected: Iterable[tuple[str, str]]) -> None:
+        """One transaction per answered batch: acknowledged rows, identities they replaced, rejects."""
+        acknowledged = list(acknowledged)
+        with self.transaction() as db:
+            db.executemany(
+                "INSERT INTO members VALUES (?, ?, ?, ?, ?) ON CONFLICT (export, key) DO UPDATE SET "
+                "row_hash = excluded.row_hash, column_hashes = excluded.column_hashes, "
+                "identity = excluded.identity",
+                [(export, key, row_hash, hashes, identity) for key, row_hash, hashes, identity in acknowledged])
+            db.executemany("INSERT OR IGNORE INTO stale_identities VALUES (?, ?, ?)",
+                           [(export, key, identity) for key, identity in stale])
+            self._settle_rejects(db, export, [row[0] for row in acknowledged], rejected)
+
+    def commit_removals(self, export: str, removed: Iterable[Member], rejected: Iterable[tuple[str, str]],
+                        stale: bool) -> None:
+        """Acknowledged removals: leavers leave ``members``; stale identities leave their table."""
+        removed = list(removed)
+        with self.transaction() as db:
+            if stale:
+                db.executemany("DELETE FROM stale_identities WHERE export = ? AND identity = ?",
+                               [(export, member.identity) for member in removed])
+            else:
+                db.executemany("DELETE FROM members WHERE export = ? AND key = ?",
+                               [(export, member.key) for member in removed])
+            self._settle_rejects(db, export, [m.key for m in removed] if not stale else [], rejected)
+
+    def record_rejects(self, export: str, rejected: Iterable[tuple[str, str]]) -> None:
+        """Rows refused before sending (mapping rules)."""
+        with self.transaction() as db:
+            self._settle_rejects(db, export, [], rejected)
+
+    def _settle_rejects(self, db: sqlite3.Connection, export: str, accepted: Sequence[str],
+                        rejected: Iterable[tuple[str, str]]) -> None:
+        stamp = now()
+        db.executemany("DELETE FROM rejects WHERE export = ? AND key = ?", [(export, key) for key in accepted])
+        db.executemany(
+            "INSERT INTO rejects VALUES (?, ?, ?, ?, ?, 1) ON CONFLICT (export, key) DO UPDATE SET "
+            "reason = excluded.reason, last_seen = excluded.last_seen, attempts = attempts + 1",
+            [(export, key, reason, stamp, stamp) for key, reason in rejected])
+
+    def forget_rejects(self, export: str, keys: Iterable[str]) -> None:
+        """Drop rejects of rows that are no longer in the export (nothing left to retry)."""
+        with self.transaction() as db:
+            db.executemany("DELETE FROM rejects WHERE export = ? AND key = ?", [(export, key) for key in keys])
+
+    def rejected_keys(self, export: str) -> list[str]:
+        return [row[0] for row in self.db.execute("SELECT key FROM rejects WHERE export = ?", (export,))]
+
+    # -- history ---------------------------------------------------------------------------
+
+    def start_run(self, export: str, dry_run: bool) -> int:
+        """Record a run; a run still 'running' here was killed, since we hold the export's lock."""
+        with self.transaction() as db:
+            db.execute("UPDATE runs SET outcome = 'interrupted' WHERE export = ? AND outcome = 'running'",
+                       (export,))
+            cursor = db.execute("INSERT INTO runs (export, started_at, outcome, dry_run) VALUES (?, ?, 'running', ?)",
+                                (export, now(), int(dry_run)))
+        return int(cursor.lastrowid)
+
+    def finish_run(self, run_id: int, outcome: str, report: dict[str, Any]) -> None:
+        with self.transaction() as db:
+            db.execute("UPDATE runs SET finished_at = ?, outcome = ?, report = ? WHERE id = ?",
+                       (now(), outcome, orjson.dumps(report).decode(), run_id))
+
+    def runs(self, export: str | None = None, limit: int = 20) -> list[dict[str, Any]]:
+        where, params = ("WHERE export = ?", (export,)) if export else ("", ())
+        rows = self.db.execute(
+            f"SELECT id, export, started_at, finished_at, outcome, dry_run, report FROM runs {where} "
+            "ORDER BY id DESC LIMIT ?", (*params, limit)).fetchall()
+        return [{"id": r[0], "export": r[1], "started_at": r[2], "finished_at": r[3], "outcome": r[4],
+                 "dry_run": bool(r[5]), "report": orjson.loads(r[6]) if r[6] else None} for r in rows]
+
+    def rejects(self, export: str, limit: int | None = None) -> list[dict[str, Any]]:
+        rows = self.db.execute(
+            "SELECT key, reason, first_seen, last_seen, attempts FROM rejects WHERE export = ? "
+            "ORDER BY last_seen DESC, key LIMIT ?", (export, limit if limit is not None else -1)).fetchall()
+        return [{"key": r[0], "reason": r[1], "first_seen": r[2], "last_seen": r[3], "attempts": r[4]}
+                for r in rows]
+
+
+def _chunks(items: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:
+    for start in range(0, len(items), size):
+        yield items[start:start + size]
