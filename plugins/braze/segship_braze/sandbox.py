@@ -1,0 +1,255 @@
+"""A local emulator of Braze's ``POST /users/track``, as much of it as segship (and braze-client) uses.
+
+Bearer auth (a 401 quotes the refused key, as Braze does), at most 75 objects per array,
+one identifier per object, attribute types, strings of at most 255 characters,
+``{"add": […]}``/``{"remove": […]}`` on arrays, ``{"inc": n}``, ``null`` removing an
+attribute, ``_update_existing_only``; 201 with ``errors[].index`` for refused objects,
+400 for a malformed request, 403 for a key without ``users.track`` and
+``X-RateLimit-*`` headers (reset in epoch seconds) from the shared sliding window.
+
+Inspection routes (no key, never rate limited): ``GET /_sandbox/users`` (count, a page of
+users, ``?array=NAME`` counts the values of an array attribute) and
+``GET /_sandbox/users/{external_id}``. The handler is lean on purpose: the benchmark
+pushes 1,000 requests of 75 objects a second through it.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+import time
+from collections import Counter
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+from aiohttp import web
+from segship.ratelimit import RateLimit
+from segship.sandbox import Faults, Sandbox, json_response
+
+from segship_braze.mapping import CONTROL_KEYS, MAX_STRING_LENGTH
+from segship_braze.schemas import MAX_BATCH_SIZE
+
+TRACKED_ARRAYS = ("attributes", "events", "purchases")
+NO_DATA_MESSAGE = "Valid data must be provided in the 'attributes', 'events', or 'purchases' fields."
+USERS_PAGE = 100
+
+
+@dataclass
+class BrazeFaults(Faults):
+    """The base knobs plus users Braze refuses: their objects come back in ``errors``."""
+
+    refuse_external_ids: list[str] = field(default_factory=list)
+
+
+def braze_message(status: int, message: str, **extra: Any) -> web.Response:
+    return json_response({"message": message, **extra}, status=status)
+
+
+def _value_problem(name: str, value: Any) -> str | None:
+    """Why Braze would refuse ``value`` for attribute ``name``, or None."""
+    if value is None or isinstance(value, (bool, int, float)):
+        return None
+    if isinstance(value, str):
+        return None if len(value) <= MAX_STRING_LENGTH else \
+            f"'{name}' is {len(value)} characters long; string attributes are limited to {MAX_STRING_LENGTH}"
+    if isinstance(value, list):
+        for item in value:
+            if isinstance(item, str):
+                if len(item) > MAX_STRING_LENGTH:
+                    return f"an item of '{name}' is longer than {MAX_STRING_LENGTH} characters"
+            elif not isinstance(item, dict):
+                return f"'{name}' must be an array of strings or objects"
+        return None
+    if isinstance(value, dict):
+        if value.keys() <= {"add", "remove"} and value:
+            for operation in value.values():
+                problem = _value_problem(name, operation) if isinstance(operation, list) else \
+                    f"'{name}': add and remove take an array"
+                if problem:
+                    return problem
+            return None
+        if value.keys() == {"inc"}:
+            inc = value["inc"]
+            return None if isinstance(inc, int) and not isinstance(inc, bool) else f"'{name}': inc takes an integer"
+        return None  # a nested custom attribute (object)
+    return f"'{name}' has an unsupported type"
+
+
+class BrazeSandbox(Sandbox):
+    def __init__(self, *, api_key: str | None = None, rate_limit: RateLimit | None = None,
+                 faults: BrazeFaults | None = None, forbidden_keys: Iterable[str] = ()) -> None:
+        super().__init__(api_key=api_key, rate_limit=rate_limit, faults=faults or BrazeFaults())
+        self.faults: BrazeFaults
+        #: keys that authenticate but lack the users.track permission (403)
+        self.forbidden_keys = frozenset(forbidden_keys)
+        self.reset()
+
+    def reset(self) -> None:
+        super().reset()
+        self.users: dict[str, dict[str, Any]] = {}   # identifier -> attributes
+        self._interned: dict[str, str] = {}           # array items, shared: a million users carry the same ones
+
+    # -- what the base asks for ---------------------------------------------------------------
+
+    def add_routes(self, app: web.Application) -> None:
+        app.router.add_post("/users/track", self._track)
+        app.router.add_get("/_sandbox/users", self._list_users)
+        app.router.add_get("/_sandbox/users/{external_id}", self._get_user)
+
+    def presented_key(self, request: web.Request) -> str | None:
+        scheme, _, key = request.headers.get("Authorization", "").partition(" ")
+        return key.strip() or None if scheme.lower() == "bearer" else None
+
+    def auth_error(self, request: web.Request) -> web.Response:
+        return braze_message(401, f"Invalid API key: {self.presented_key(request) or ''}")
+
+    def rate_limit_headers(self, limit: int, remaining: int, reset_in: float) -> dict[str, str]:
+        return {"X-RateLimit-Limit": str(limit), "X-RateLimit-Remaining": str(remaining),
+                "X-RateLimit-Reset": str(math.ceil(time.time() + reset_in))}
+
+    def rate_limited_response(self, headers: dict[str, str]) -> web.Response:
+        return web.Response(body=b'{"message":"API rate limit reached"}', status=429, headers=headers,
+                            content_type="application/json")
+
+    def extra_stats(self) -> dict[str, Any]:
+        return {"users": len(self.users)}
+
+    # -- /users/track --------------------------------------------------------------------------
+
+    async def _track(self, request: web.Request) -> web.Response:
+        if self.presented_key(request) in self.forbidden_keys:
+            self.stats["forbidden"] += 1
+            return braze_message(403, "Access denied: this API key does not have the users.track permission")
+        try:
+            body = orjson.loads(await request.read())
+        except orjson.JSONDecodeError:
+            return self._bad_request("Received unparseable JSON in the request body")
+        if not isinstance(body, dict):
+            return self._bad_request("The request body must be a JSON object")
+        arrays = {name: body.get(name) or [] for name in TRACKED_ARRAYS}
+        for name, items in arrays.items():
+            if not isinstance(items, list):
+                return self._bad_request(f"'{name}' must be an array")
+            if len(items) > MAX_BATCH_SIZE:
+                return self._bad_request(f"Received {len(items)} {name} objects; the limit is {MAX_BATCH_SIZE} "
+                                         "per request")
+        if not any(arrays.values()):
+            return self._bad_request(NO_DATA_MESSAGE)
+        errors = []
+        for index, user in enumerate(arrays["attributes"]):
+            problem = self._update_user(user)
+            if problem is not None:
+                errors.append({"type": problem, "input_array": "attributes", "index": index})
+        processed = len(arrays["attributes"]) - len(errors)
+        self.stats["objects_processed"] += processed
+        self.stats["objects_refused"] += len(errors)
+        answer: dict[str, Any] = {"message": "success"}
+        for name, items in arrays.items():
+            if items:
+                answer[f"{name}_processed"] = processed if name == "attributes" else len(items)
+        if errors:
+            answer["errors"] = errors
+        return web.Response(body=orjson.dumps(answer), status=201, content_type="application/json")
+
+    def _bad_request(self, message: str) -> web.Response:
+        self.stats["bad_requests"] += 1
+        return braze_message(400, message)
+
+    def _update_user(self, user: Any) -> str | None:
+        """Validate one attributes object, then apply it; the reason it was refused, or None."""
+        if not isinstance(user, dict):
+            return "Each attributes object must be a JSON object"
+        identifier, problem = self._identifier(user)
+        if problem:
+            return problem
+        refused = self.faults.refuse_external_ids
+        if refused and user.get("external_id") in refused:
+            return "The sandbox was told to refuse this user (refuse_external_ids)"
+        for name, value in user.items():
+            if name in CONTROL_KEYS:
+                continue
+            problem = _value_problem(name, value)
+            if problem:
+                return problem
+            if name == "email" and value is not None and (not isinstance(value, str) or "@" not in value):
+                return "Invalid 'email' field"
+        stored = self.users.get(identifier)
+        if stored is None:
+            update_only = user.get("_update_existing_only", "user_alias" in user)
+            if update_only:
+                return f"No user with identifier {identifier!r} exists and '_update_existing_only' is true"
+            stored = self.users[identifier] = {}
+        self._write(stored, user)
+        return None
+
+    @staticmethod
+    def _identifier(user: dict[str, Any]) -> tuple[str, str | None]:
+        """The key the user is stored under (its external_id, or a prefixed alias/braze_id) and any problem."""
+        if "external_id" in user:
+            external_id = user["external_id"]
+            if not isinstance(external_id, str) or not external_id or len(external_id) > MAX_STRING_LENGTH:
+                return "", "Invalid 'external_id' field: a non-empty string of at most 255 characters is required"
+            return external_id, None
+        if "braze_id" in user:
+            braze_id = user["braze_id"]
+            return (f"braze_id:{braze_id}", None) if isinstance(braze_id, str) and braze_id else \
+                ("", "Invalid 'braze_id' field")
+        alias = user.get("user_alias")
+        if isinstance(alias, dict) and isinstance(alias.get("alias_name"), str) and \
+                isinstance(alias.get("alias_label"), str):
+            return f"alias:{alias['alias_label']}:{alias['alias_name']}", None
+        if alias is not None:
+            return "", "Invalid 'user_alias' field: alias_name and alias_label are required"
+        return "", "One of 'external_id', 'user_alias' or 'braze_id' is required"
+
+    def _write(self, stored: dict[str, Any], user: dict[str, Any]) -> None:
+        written = 0
+        for name, value in user.items():
+            if name in CONTROL_KEYS:
+                continue
+            written += 1
+            if value is None:
+                stored.pop(name, None)
+            elif isinstance(value, dict) and value and value.keys() <= {"add", "remove"}:
+                current = stored.get(name)
+                items = current if isinstance(current, list) else []
+                intern = self._interned.setdefault
+                for item in value.get("add", ()):
+                    item = intern(item, item) if isinstance(item, str) else item
+                    if item not in items:
+                        items.append(item)
+                removed = value.get("remove")
+                if removed:
+                    items = [item for item in items if item not in removed]
+                stored[name] = items
+            elif isinstance(value, dict) and value.keys() == {"inc"}:
+                current = stored.get(name)
+                stored[name] = (current if isinstance(current, int) else 0) + value["inc"]
+            else:
+                stored[name] = value
+        self.stats["data_points"] += written
+
+    # -- inspection ------------------------------------------------------------------------------
+
+    async def _get_user(self, request: web.Request) -> web.Response:
+        external_id = request.match_info["external_id"]
+        user = self.users.get(external_id)
+        if user is None:
+            return braze_message(404, f"no user with external_id {external_id!r}")
+        return json_response({"external_id": external_id, **user})
+
+    async def _list_users(self, request: web.Request) -> web.Response:
+        try:
+            limit = int(request.query.get("limit", USERS_PAGE))
+        except ValueError:
+            return braze_message(400, "limit must be an integer")
+        page = [{"external_id": identifier, **user}
+                for identifier, user in itertools.islice(self.users.items(), max(0, limit))]
+        answer: dict[str, Any] = {"count": len(self.users), "users": page}
+        array = request.query.get("array")
+        if array:
+            answer["array_counts"] = dict(Counter(item for user in self.users.values()
+                                                  for item in user.get(array) or () if isinstance(item, str)))
+        return json_response(answer)
