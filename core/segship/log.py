@@ -57,15 +57,19 @@ def configure_logging(*, json_format: bool = False, level: str = "info", log_pii
     processors: list[Any] = [
         structlog.contextvars.merge_contextvars,
         structlog.processors.add_log_level,
+        # tracebacks become text before the scrubbers run, so they are redacted too
+        structlog.processors.format_exc_info,
     ]
     if not log_pii:
         processors.append(_pii_processor)
     # the timestamp is added after masking, which would take it for a phone number
     processors += [_redact_processor, structlog.processors.TimeStamper(fmt="iso", utc=True)]
     if json_format:
-        processors += [structlog.processors.format_exc_info, structlog.processors.JSONRenderer()]
+        processors.append(structlog.processors.JSONRenderer())
     else:
-        processors.append(structlog.dev.ConsoleRenderer(colors=sys.stderr.isatty()))
+        # plain tracebacks: rich's would print local variables, which may hold secrets or personal data
+        processors.append(structlog.dev.ConsoleRenderer(colors=sys.stderr.isatty(),
+                                                        exception_formatter=structlog.dev.plain_traceback))
     structlog.configure(
         processors=processors,
         wrapper_class=structlog.make_filtering_bound_logger(logging.getLevelName(level.upper())),

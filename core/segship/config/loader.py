@@ -87,6 +87,19 @@ class _Builder:
         return self.loader.construct_object(node, deep=True)
 
 
+def _yaml_issue(shown: str, exc: yaml.MarkedYAMLError) -> ConfigIssue:
+    """A YAML syntax error placed where the parser stopped, with where the enclosing node began."""
+    mark = exc.problem_mark or exc.context_mark
+    where = _location(shown, mark) if mark else Location(shown, 1, 1)
+    message = f"invalid YAML: {exc.problem or exc.context or 'syntax error'}"
+    if exc.problem and exc.context:
+        context = exc.context
+        if exc.context_mark is not None and exc.context_mark is not mark:
+            context += f" that starts at line {exc.context_mark.line + 1}, column {exc.context_mark.column + 1}"
+        message += f" ({context}; check the indentation and the brackets and quotes above)"
+    return ConfigIssue(where, message)
+
+
 def load_file(path: Path, issues: list[ConfigIssue]) -> tuple[Any, dict[Path_, Location], dict[Path_, Location]]:
     shown = display_path(path)
     try:
@@ -102,10 +115,7 @@ def load_file(path: Path, issues: list[ConfigIssue]) -> tuple[Any, dict[Path_, L
         builder = _Builder(shown, loader, issues)
         return builder.build(node, ()), builder.values, builder.keys
     except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        where = _location(shown, mark) if mark else Location(shown, 1, 1)
-        problem = " ".join(part for part in (exc.context, exc.problem) if part)
-        issues.append(ConfigIssue(where, f"invalid YAML: {problem}"))
+        issues.append(_yaml_issue(shown, exc))
         return None, {}, {}
     except yaml.YAMLError as exc:
         issues.append(ConfigIssue(Location(shown, 1, 1), f"invalid YAML: {exc}"))
@@ -136,6 +146,11 @@ def load_documents(path: Path) -> LoadedConfig:
     for file in files:
         data, values, keys = load_file(file, issues)
         if data is None:
+            if not path.is_dir() and not issues:
+                # a directory may hold an empty file (a placeholder); a config file may not
+                issues.append(ConfigIssue(Location(display_path(file), 1, 1), "the file is empty: expected a "
+                                          "mapping of sections (version, state, sources, segments, connections, "
+                                          "exports), starting with version: 1"))
             continue
         if not isinstance(data, dict):
             issues.append(ConfigIssue(values[()], "a config file must be a mapping of sections "
@@ -146,6 +161,8 @@ def load_documents(path: Path) -> LoadedConfig:
             _merge_section(merged, file, section, content, values, keys, issues)
     if issues:
         raise ConfigError(issues)
+    # problems of the whole config (no version) are shown at the start of its first file
+    merged.values.setdefault((), Location(display_path(files[0]), 1, 1))
     return merged
 
 

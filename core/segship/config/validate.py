@@ -47,6 +47,13 @@ def _type_phrase(expected: Any) -> str:
     return " or ".join(SCHEMA_TYPE_NAMES.get(name, name) for name in names)
 
 
+def _names_a_property(error: jsonschema.ValidationError) -> bool:
+    """True for an error found by a ``propertyNames`` subschema (jsonschema reports its inner keyword)."""
+    schema_path = list(error.absolute_schema_path)
+    return any(part == "propertyNames" and (index == 0 or schema_path[index - 1] != "properties")
+               for index, part in enumerate(schema_path))
+
+
 def _schema_issues(error: jsonschema.ValidationError, prefix: Path_,
                    loaded: LoadedConfig) -> Iterator[ConfigIssue]:
     path = prefix + tuple(error.absolute_path)
@@ -63,9 +70,13 @@ def _schema_issues(error: jsonschema.ValidationError, prefix: Path_,
     if kind == "required" and isinstance(instance, dict):
         for missing in schema.get("required", []):
             if missing not in instance:
-                yield ConfigIssue(loaded.location(path, key=True), f"{where}: missing required key {missing!r}")
+                expected = schema.get("properties", {}).get(missing, {})
+                hint = f" (add {missing}: {expected['const']!r})" if isinstance(expected, dict) and \
+                    "const" in expected else ""
+                yield ConfigIssue(loaded.location(path, key=True),
+                                  f"{where}: missing required key {missing!r}{hint}")
         return
-    if kind == "propertyNames":
+    if _names_a_property(error):
         # error.instance is the offending name; absolute_path stops at the mapping that holds it
         yield ConfigIssue(loaded.location(path + (instance,), key=True),
                           f"invalid name {instance!r} in {where}: use letters, digits, '_' or '-', "

@@ -203,7 +203,8 @@ class ExportRun:
             report.outcome, report.message = "failed", _describe(exc)
         else:
             report.outcome, report.message = "failed", f"{type(exc).__name__}: {exc}"
-            log.exception("export.crashed", export=self.export.name)
+            log.error("export.crashed", export=self.export.name, error=report.message)
+            log.debug("export.crash_traceback", exc_info=exc)
 
     async def _timed(self, phase: str, work: Awaitable[object]) -> object:
         started = time.monotonic()
@@ -241,8 +242,7 @@ class ExportRun:
             return
         rejected = self.state.rejected_keys(self.export.name)
         if rejected:
-            members = set(snapshot.member_keys().column("key").to_pylist())
-            self.state.forget_rejects(self.export.name, [key for key in rejected if key not in members])
+            self.state.forget_rejects(self.export.name, snapshot.non_members(rejected))
 
     # -- mapping ----------------------------------------------------------------------------------------
 

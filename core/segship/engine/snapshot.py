@@ -102,7 +102,7 @@ class Snapshot:
         self.db.register(view, reader)
         try:
             return self.db.sql(f"SELECT {select} FROM {view} AS s {tail}")
-        except duckdb.BinderError as exc:
+        except duckdb.BinderException as exc:
             missing = [c for c in [segment.key, *self.columns] if c not in reader.schema.names]
             if missing:
                 raise PlanError(f"segment {segment.name!r} has no column {missing[0]!r}, which export "
@@ -182,8 +182,14 @@ class Snapshot:
         return [row[0] for row in self.db.execute("SELECT key FROM actions WHERE action = 'remove' ORDER BY key")
                 .fetchall()]
 
-    def member_keys(self) -> pa.Table:
-        return self.db.execute("SELECT key FROM members").arrow()
+    def non_members(self, keys: Sequence[str]) -> list[str]:
+        """The given keys that are not members of the export now."""
+        self.db.register("probe", pa.table({"key": pa.array(list(keys), pa.string())}))
+        try:
+            return [row[0] for row in self.db.execute("SELECT key FROM probe ANTI JOIN members USING (key)")
+                    .fetchall()]
+        finally:
+            self.db.unregister("probe")
 
     # -- sending -----------------------------------------------------------------------------------
 

@@ -1,0 +1,5 @@
+"""``python -m segship`` runs the CLI."""
+
+from segship.cli.main import main
+
+main()

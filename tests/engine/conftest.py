@@ -1,0 +1,98 @@
+"""Engine fixtures: a real DuckDB source file, a real state file, and the in-process memory destination."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from segship.config import Config, load_config
+from segship.engine.report import RunReport
+from segship.engine.run import ExportRun, RunOptions
+from segship.engine.state import StateStore
+from segship.plugins import Plugins, build_plugins
+
+from . import memory_destination
+from .memory_destination import MemoryDestination
+
+CONFIG = """
+version: 1
+state: {{path: state/state.db}}
+sources:
+  crm: {{type: duckdb, path: profiles.csv}}
+segments:
+  everyone: {{source: crm, key: id, sql: "SELECT * FROM crm"}}
+  rich: {{source: crm, key: id, sql: "SELECT * FROM crm WHERE value > 50"}}
+connections:
+  mem: {{type: memory, display_name: Memory, data_privacy_consent: true, settings: {{api_key: "${{env:MEMORY_KEY}}"}}}}
+exports:
+  sync:
+    display_name: Sync
+    connection: mem
+    segments: [{segments}]
+    settings: {{batch_size: {batch_size}}}
+    mapping: {{id: id, email: email, fields: {{name: name, value: value}}}}
+    {extra}
+"""
+
+
+def write_profiles(path: Path, rows: list[tuple]) -> None:
+    lines = ["id,email,name,value"] + [",".join("" if v is None else str(v) for v in row) for row in rows]
+    path.write_text("\n".join(lines) + "\n")
+
+
+def profiles(count: int, *, changed: dict[int, str] | None = None) -> list[tuple]:
+    changed = changed or {}
+    return [(i, f"user{i}@example.com", changed.get(i, f"Name{i}"), i) for i in range(1, count + 1)]
+
+
+@pytest.fixture
+def memory_plugins() -> Plugins:
+    plugins = build_plugins()
+    plugins.manager.register(memory_destination, name="memory")
+    plugins.destinations[MemoryDestination.name] = MemoryDestination
+    MemoryDestination.reset()
+    return plugins
+
+
+class Workspace:
+    def __init__(self, root: Path, plugins: Plugins) -> None:
+        self.root = root
+        self.plugins = plugins
+        self.configure()
+
+    def configure(self, segments: str = "everyone", batch_size: int = 10, extra: str = "") -> None:
+        (self.root / "segship.yaml").write_text(CONFIG.format(segments=segments, batch_size=batch_size, extra=extra))
+
+    def write(self, rows: list[tuple]) -> None:
+        write_profiles(self.root / "profiles.csv", rows)
+
+    def config(self) -> Config:
+        return load_config(self.root / "segship.yaml", self.plugins)
+
+    def state(self) -> StateStore:
+        return StateStore(self.root / "state" / "state.db")
+
+    def run(self, *, stop: asyncio.Event | None = None, **options: bool) -> RunReport:
+        state = self.state()
+        try:
+            run = ExportRun(self.config(), "sync", self.plugins, state, RunOptions(**options), stop=stop)
+            return asyncio.run(run.run())
+        finally:
+            state.close()
+
+
+@pytest.fixture
+def workspace(tmp_path: Path, memory_plugins: Plugins, monkeypatch: pytest.MonkeyPatch) -> Workspace:
+    monkeypatch.setenv("MEMORY_KEY", "memory-secret-key-123")
+    return Workspace(tmp_path, memory_plugins)
+
+
+@pytest.fixture
+def sent() -> Callable[[], list]:
+    """The records the memory destination received, flattened, in order."""
+    def records() -> list:
+        return [item for kind, items in MemoryDestination.calls if kind == "upsert" for item in items]
+    return records

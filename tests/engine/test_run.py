@@ -1,0 +1,192 @@
+"""ExportRun with the in-process memory destination: diff sync, rejects, resume, safeguards."""
+
+from __future__ import annotations
+
+import asyncio
+
+from .conftest import profiles
+from .memory_destination import MemoryDestination
+
+
+def test_first_run_sends_every_member_then_an_unchanged_rerun_sends_nothing(workspace, sent):
+    workspace.write(profiles(25))
+    first = workspace.run()
+    assert (first.outcome, first.upserted, first.plan["add"]) == ("succeeded", 25, 25)
+    assert MemoryDestination.members == {str(i) for i in range(1, 26)}
+    calls = len(MemoryDestination.calls)
+
+    again = workspace.run()
+    assert (again.outcome, again.upserted, again.plan["unchanged"]) == ("succeeded", 0, 25)
+    assert len(MemoryDestination.calls) == calls
+
+
+def test_a_changed_column_sends_that_member_with_only_that_column(workspace, sent):
+    workspace.write(profiles(12))
+    workspace.run()
+    before = len(sent())
+    workspace.write(profiles(12, changed={7: "Renamed"}))
+    report = workspace.run()
+    assert (report.plan["update"], report.upserted) == (1, 1)
+    changes = sent()[before:]
+    # (is_join, fields): not a join, and of the mapped fields only the changed one (email is always sent)
+    assert changes == [("7", (False, {"name": "Renamed", "email": "user7@example.com"}))]
+
+
+def test_members_who_leave_are_removed(workspace):
+    workspace.write(profiles(20))
+    workspace.run()
+    workspace.write(profiles(18))
+    report = workspace.run()
+    assert (report.plan["remove"], report.removed) == (2, 2)
+    assert MemoryDestination.members == {str(i) for i in range(1, 19)}
+    state = workspace.state()
+    assert state.acknowledged("sync").num_rows == 18
+
+
+def test_rows_refused_by_mapping_or_destination_are_rejects_and_retried_next_run(workspace):
+    rows = profiles(10)
+    rows[2] = (3, "not-an-email", "Name3", 3)
+    workspace.write(rows)
+    MemoryDestination.refuse = {"5"}
+    report = workspace.run()
+    assert report.outcome == "rejects"
+    assert report.rejected == 2
+    assert dict(report.rejects_by_reason) == {"invalid email 'not-an-email'": 1, "refused by the destination": 1}
+    rejects = {row["key"]: row for row in workspace.state().rejects("sync")}
+    assert set(rejects) == {"3", "5"} and rejects["5"]["attempts"] == 1
+
+    MemoryDestination.refuse = set()
+    retry = workspace.run()
+    assert retry.plan["add"] == 2  # both were never acknowledged, so both are sent again
+    assert (retry.outcome, retry.upserted, retry.rejected) == ("rejects", 1, 1)
+    rejects = {row["key"]: row for row in workspace.state().rejects("sync")}
+    assert set(rejects) == {"3"} and rejects["3"]["attempts"] == 2
+
+    workspace.write(profiles(10)[:2] + profiles(10)[3:])  # the bad row leaves the segment
+    workspace.run()
+    assert workspace.state().rejects("sync") == []
+
+
+def test_dry_run_maps_everything_and_sends_and_writes_nothing(workspace):
+    rows = profiles(10)
+    rows[0] = (1, "", "Name1", 1)
+    workspace.write(rows)
+    report = workspace.run(dry_run=True)
+    assert (report.outcome, report.rejected) == ("rejects", 1)
+    assert MemoryDestination.calls == []
+    assert workspace.state().acknowledged("sync").num_rows == 0
+    assert workspace.state().rejects("sync") == []
+
+
+def test_full_resync_sends_every_member_again(workspace, sent):
+    workspace.write(profiles(10))
+    workspace.run()
+    before = len(sent())
+    report = workspace.run(full_resync=True)
+    assert (report.plan["update"], report.upserted) == (10, 10)
+    assert all(payload[0] for _, payload in sent()[before:])  # sent whole, as joins
+
+
+def test_changing_the_mapping_resends_everyone_whole(workspace, sent):
+    workspace.write(profiles(6))
+    workspace.run()
+    before = len(sent())
+    workspace.configure(batch_size=3)  # export settings changed
+    report = workspace.run()
+    assert report.plan["settings_changed"] is True
+    assert report.upserted == 6
+    assert all(payload[0] for _, payload in sent()[before:])
+    assert workspace.run().upserted == 0
+
+
+def test_a_failure_mid_run_keeps_what_was_acknowledged_and_the_next_run_sends_the_rest(workspace):
+    workspace.write(profiles(50))
+    MemoryDestination.fail_after_calls = 2
+    failed = workspace.run()
+    assert failed.outcome == "failed" and "destination went away" in failed.message
+    acknowledged = workspace.state().acknowledged("sync").column("key").to_pylist()
+    assert 0 < len(acknowledged) < 50
+    assert set(acknowledged) <= MemoryDestination.members  # nothing acknowledged the destination didn't get
+
+    MemoryDestination.fail_after_calls = None
+    resumed = workspace.run()
+    assert resumed.outcome == "succeeded"
+    assert resumed.upserted == 50 - len(acknowledged)
+    assert MemoryDestination.members == {str(i) for i in range(1, 51)}
+
+
+def test_a_stop_request_ends_the_run_after_batches_in_flight_as_interrupted(workspace):
+    workspace.write(profiles(40))
+    stop = asyncio.Event()
+    original = MemoryDestination.upsert
+
+    async def upsert_then_stop(self, records):
+        stop.set()  # as Ctrl-C would, during the first batch
+        return await original(self, records)
+
+    MemoryDestination.upsert = upsert_then_stop
+    try:
+        report = workspace.run(stop=stop)
+    finally:
+        MemoryDestination.upsert = original
+    assert report.outcome == "interrupted"
+    assert "run the export again" in report.message
+    assert 0 < report.upserted < 40
+    assert workspace.state().acknowledged("sync").num_rows == report.upserted
+    assert workspace.run().upserted == 40 - report.upserted
+
+
+def test_safeguards_stop_a_mass_removal_before_sending(workspace):
+    workspace.configure(extra="safeguards: {max_removed_fraction: 0.2}")
+    workspace.write(profiles(20))
+    workspace.run()
+    calls = len(MemoryDestination.calls)
+    workspace.write(profiles(10))
+    report = workspace.run()
+    assert report.outcome == "aborted"
+    assert "would remove 10 of the 20 members" in report.message
+    assert len(MemoryDestination.calls) == calls
+
+
+def test_safeguards_stop_an_export_over_max_profiles(workspace):
+    workspace.configure(extra="safeguards: {max_profiles: 5}")
+    workspace.write(profiles(6))
+    report = workspace.run()
+    assert report.outcome == "aborted" and "6 members, more than safeguards.max_profiles (5)" in report.message
+    assert MemoryDestination.calls == []
+
+
+def test_duplicate_and_null_keys_stop_the_run_before_sending(workspace):
+    workspace.write(profiles(5) + [(2, "dup@example.com", "Dup", 2), (3, "dup3@example.com", "Dup", 3)])
+    report = workspace.run()
+    assert report.outcome == "failed"
+    assert "key 'id' is not unique: 2 key(s) appear more than once, e.g. 2 (2 rows), 3 (2 rows)" in report.message
+    assert MemoryDestination.calls == []
+
+    workspace.write(profiles(3) + [(None, "nokey@example.com", "NoKey", 1)])
+    report = workspace.run()
+    assert report.outcome == "failed" and "1 row(s) have no 'id'" in report.message
+    assert MemoryDestination.calls == []
+
+
+def test_a_key_in_two_segments_with_different_rows_is_an_error_naming_both(workspace):
+    workspace.configure(segments="everyone, rich")
+    workspace.write(profiles(60))
+    assert workspace.run().outcome == "succeeded"  # same rows in both segments: a union by key
+    assert len(MemoryDestination.members) == 60
+
+
+def test_a_missing_column_names_the_segment_and_the_column(workspace):
+    (workspace.root / "profiles.csv").write_text("id,email,name\n1,a@example.com,A\n")
+    report = workspace.run()
+    assert report.outcome == "failed"
+    assert "segment 'everyone' has no column 'value'" in report.message
+
+
+def test_a_second_run_of_the_same_export_is_refused_while_one_holds_the_lock(workspace):
+    workspace.write(profiles(3))
+    holder = workspace.state()
+    with holder.export_lock("sync"):
+        report = workspace.run()
+    assert report.outcome == "failed" and "already running" in report.message
+    assert MemoryDestination.calls == []
