@@ -87,15 +87,19 @@ class _Builder:
         return self.loader.construct_object(node, deep=True)
 
 
-def _yaml_issue(shown: str, exc: yaml.MarkedYAMLError) -> ConfigIssue:
+def _yaml_issue(shown: str, text: str, exc: yaml.MarkedYAMLError) -> ConfigIssue:
     """A YAML syntax error placed where the parser stopped, with where the enclosing node began."""
     mark = exc.problem_mark or exc.context_mark
     where = _location(shown, mark) if mark else Location(shown, 1, 1)
+    lines = text.splitlines()
+    if mark is not None and mark.line < len(lines) and lines[mark.line][mark.column:mark.column + 1] == "\t":
+        return ConfigIssue(where, "invalid YAML: a tab character; YAML indents with spaces, never tabs")
     message = f"invalid YAML: {exc.problem or exc.context or 'syntax error'}"
     if exc.problem and exc.context:
         context = exc.context
-        if exc.context_mark is not None and exc.context_mark is not mark:
-            context += f" that starts at line {exc.context_mark.line + 1}, column {exc.context_mark.column + 1}"
+        start = exc.context_mark
+        if start is not None and (start.line, start.column) != (where.line - 1, where.column - 1):
+            context += f" that starts at line {start.line + 1}, column {start.column + 1}"
         message += f" ({context}; check the indentation and the brackets and quotes above)"
     return ConfigIssue(where, message)
 
@@ -115,7 +119,7 @@ def load_file(path: Path, issues: list[ConfigIssue]) -> tuple[Any, dict[Path_, L
         builder = _Builder(shown, loader, issues)
         return builder.build(node, ()), builder.values, builder.keys
     except yaml.MarkedYAMLError as exc:
-        issues.append(_yaml_issue(shown, exc))
+        issues.append(_yaml_issue(shown, text, exc))
         return None, {}, {}
     except yaml.YAMLError as exc:
         issues.append(ConfigIssue(Location(shown, 1, 1), f"invalid YAML: {exc}"))

@@ -1,7 +1,9 @@
 """Running an export: plan, safeguards, send in paced batches, commit as acknowledged, report.
 
-The order is the issue's: resolve settings -> check the connection -> plan -> safeguards
--> prepare -> joins and changes -> leavers and stale identities -> finish. State is
+The order: resolve settings -> plan (local, in DuckDB) -> safeguards -> check the
+connection -> prepare -> joins and changes -> leavers and stale identities -> finish.
+Planning first means a run with nothing to send makes no request at all, and a run
+that breaks a safeguard stops before touching the destination. State is
 committed per answered batch, so a run stopped at any point (Ctrl-C, a failure, kill -9)
 and started again sends what was not acknowledged and nothing else.
 """
@@ -152,16 +154,17 @@ class ExportRun:
                 report.run_id = self.state.start_run(self.export.name, self.options.dry_run)
                 try:
                     destination = self._destination()
-                    if not self.options.dry_run:
-                        await self._timed("check_connection", destination.check_connection())
                     snapshot = Snapshot(self.config, self.export, self.plugins, self.columns)
                     plan = self._plan(snapshot, destination)
                     if self.options.dry_run:
                         await self._dry_run(snapshot, destination)
                     else:
-                        await self._timed("prepare", destination.prepare())
                         self.plugins.export_started(self.export.name, plan)
-                        await self._send(snapshot, destination, plan)
+                        if plan.to_send or plan.remove or plan.stale_identities:
+                            # the plan is local: an unchanged run makes no request at all
+                            await self._timed("check_connection", destination.check_connection())
+                            await self._timed("prepare", destination.prepare())
+                            await self._send(snapshot, destination, plan)
                     report.outcome = "rejects" if report.rejected else "succeeded"
                 except BaseException as exc:  # noqa: BLE001 - every ending is reported, then re-raised if fatal
                     self._fail(exc)

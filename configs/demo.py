@@ -1,0 +1,82 @@
+"""`make demo`: the example exports of configs/ against local sandboxes of Braze and Brevo.
+
+Starts both sandboxes on free ports of 127.0.0.1, points the example connections at
+them through the environment (the keys are demo keys the sandboxes are told to accept),
+then shows: validate, plugins, connection tests, the plan, a run of every export, a
+second run that sends nothing, and what the sandboxes now hold. The sandboxes start
+empty, so the demo starts from empty state too (configs/.segship is removed first).
+Nothing leaves this machine.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import urllib.request
+from contextlib import ExitStack
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+SEGSHIP = [sys.executable, "-m", "segship"]
+BRAZE_KEY = "demo-braze-key-not-a-secret"
+BREVO_KEY = "demo-brevo-key-not-a-secret"
+
+
+def start_sandbox(stack: ExitStack, name: str, *options: str) -> str:
+    process = subprocess.Popen([*SEGSHIP, "sandbox", name, "--port", "0", *options], stdout=subprocess.PIPE,
+                               text=True)
+    stack.callback(lambda: (process.terminate(), process.wait(timeout=10)))
+    url = process.stdout.readline().strip()
+    if not url.startswith("http://127.0.0.1:"):
+        raise SystemExit(f"the {name} sandbox did not start (it said {url!r})")
+    return url
+
+
+def step(title: str, *args: str, env: dict[str, str], allowed: tuple[int, ...] = (0,)) -> None:
+    print(f"\n$ segship {' '.join(args)}    # {title}", flush=True)
+    code = subprocess.run([*SEGSHIP, *args], env=env).returncode
+    if code not in allowed:
+        raise SystemExit(f"segship {args[0]} exited {code}")
+
+
+def get_json(url: str) -> dict:
+    with urllib.request.urlopen(url, timeout=10) as answer:
+        return json.load(answer)
+
+
+def main() -> None:
+    os.chdir(HERE.parent)
+    shutil.rmtree(HERE / ".segship", ignore_errors=True)
+    with ExitStack() as stack:
+        braze = start_sandbox(stack, "braze", "--api-key", BRAZE_KEY)
+        brevo = start_sandbox(stack, "sendinblue", "--api-key", BREVO_KEY, "--process-delay", "0.2")
+        print(f"Braze sandbox: {braze}\nBrevo sandbox: {brevo}")
+        env = {**os.environ, "BRAZE_API_KEY": BRAZE_KEY, "BRAZE_REST_ENDPOINT": braze,
+               "BREVO_API_KEY": BREVO_KEY, "BREVO_BASE_URL": brevo, "NO_COLOR": "1"}
+        config = ["-c", "configs"]
+        step("schema, references, consent, secrets", "validate", *config, env=env)
+        step("installed plugins", "plugins", env=env)
+        step("the Connect button", "connections", "test", "braze-prod", *config, env=env)
+        step("the Connect button", "connections", "test", "brevo-marketing", *config, env=env)
+        step("what a run would do; sends nothing", "plan", *config, env=env)
+        step("first run: every member is sent", "export", "--all", *config, env=env, allowed=(0, 3))
+        step("second run: nothing changed, nothing is sent", "export", "--all", *config, env=env, allowed=(0, 3))
+        step("run history", "runs", *config, env=env)
+
+        braze_root = braze.rstrip("/")
+        users = get_json(f"{braze_root}/_sandbox/users?limit=2&array=segship_segments")
+        print(f"\nThe Braze sandbox holds {users['count']} users; segment membership counts: "
+              f"{users.get('array_counts')}; for example:")
+        for user in users["users"]:
+            print("  ", json.dumps(user))
+        contacts = get_json(f"{brevo.removesuffix('/v3')}/_sandbox/lists/3/contacts")
+        print(f"The Brevo sandbox's list 3 holds {len(contacts.get('contacts', contacts))} contacts.")
+        print(f"Braze sandbox stats: {get_json(braze_root + '/_sandbox/stats')}")
+        print(f"Brevo sandbox stats: {get_json(brevo.removesuffix('/v3') + '/_sandbox/stats')}")
+
+
+if __name__ == "__main__":
+    main()
