@@ -1,0 +1,378 @@
+"""A table of bad configs, each run through the real ``segship validate``.
+
+Every case asserts exit code 2, the message, and the exact ``file:line:col`` of the
+error, on a line of its own in the form ``file:line:col: message``. Configs are written
+into ``tmp_path`` and the CLI runs there, so files are shown relative to it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import pytest
+
+# A valid single-file config every case below is a variation of (same line numbers where it can).
+VALID = """
+version: 1
+sources:
+  crm:
+    type: duckdb
+    path: profiles.csv
+segments:
+  vip:
+    source: crm
+    key: customer_id
+    sql: SELECT * FROM crm
+connections:
+  brevo:
+    type: sendinblue
+    display_name: Brevo
+    data_privacy_consent: true
+    settings:
+      api_key: ${env:BREVO_API_KEY}
+exports:
+  vip-to-brevo:
+    display_name: VIP to Brevo
+    connection: brevo
+    segments: [vip]
+    settings: {list_id: 3}
+    mapping: {email: email}
+"""
+
+# the same for Braze
+VALID_BRAZE = """
+version: 1
+sources:
+  crm: {type: duckdb, path: profiles.csv}
+segments:
+  vip: {source: crm, key: customer_id, sql: SELECT * FROM crm}
+connections:
+  braze:
+    type: braze
+    display_name: Braze
+    data_privacy_consent: true
+    settings:
+      api_key: ${env:BRAZE_API_KEY}
+      rest_endpoint: https://rest.iad-01.braze.com
+exports:
+  vip-to-braze:
+    display_name: VIP to Braze
+    connection: braze
+    segments: [vip]
+    settings: {segment_api_identifier: 3c4a9e52-0000-4000-8000-000000000001}
+    mapping:
+      customer_id: customer_id
+      email: email
+"""
+
+
+@dataclass
+class Case:
+    id: str
+    files: dict[str, str] | str          # one segship.yaml, or {relative path: text}
+    where: str                           # exact file:line:col of the error
+    message: str                         # a substring of the message after "file:line:col: "
+    args: tuple[str, ...] = ()           # global options before `validate`
+    env: dict[str, str] = field(default_factory=dict)
+    config: str = "segship.yaml"         # what -c points at
+    hidden: tuple[str, ...] = ()         # text that must not appear anywhere in the output
+
+
+def _replace(text: str, old: str, new: str) -> str:
+    assert text.count(old) == 1, f"{old!r} must occur once"
+    return text.replace(old, new)
+
+
+CASES = [
+    # -- YAML itself --------------------------------------------------------------------------------
+    Case("malformed-yaml-indentation",
+         """
+         version: 1
+         sources:
+           crm:
+             type: duckdb
+            path: profiles.csv
+         """,
+         "segship.yaml:5:4", "invalid YAML: did not find expected key (while parsing a block mapping"),
+    Case("malformed-yaml-tab",
+         "version: 1\nsources:\n  crm:\n\ttype: duckdb\n",
+         "segship.yaml:4:1", "invalid YAML: a tab character; YAML indents with spaces, never tabs"),
+    Case("malformed-yaml-unclosed-flow-list",
+         """
+         version: 1
+         segments:
+           vip: {source: crm, key: id, sql: [SELECT 1}
+         """,
+         "segship.yaml:3:45", "invalid YAML: did not find expected ',' or ']' (while parsing a flow sequence "
+                              "that starts at line 3, column 36"),
+    Case("malformed-yaml-unclosed-quote",
+         """
+         version: 1
+         segments:
+           vip:
+             sql: "SELECT * FROM crm
+         """,
+         "segship.yaml:5:1", "invalid YAML: found unexpected end of stream (while scanning a quoted scalar that "
+                             "starts at line 4, column 10"),
+    Case("malformed-yaml-colon-in-plain-value",
+         """
+         version: 1
+         segments:
+           vip:
+             sql: SELECT a: b FROM crm
+         """,
+         "segship.yaml:4:18", "invalid YAML: mapping values are not allowed"),
+    Case("duplicate-key-in-one-file",
+         """
+         version: 1
+         sources:
+           crm:
+             type: duckdb
+             path: a.csv
+             path: b.csv
+         """,
+         "segship.yaml:6:5", "duplicate key 'path' (first defined at line 5)"),
+    Case("duplicate-section-in-one-file",
+         """
+         version: 1
+         sources: {}
+         segments: {}
+         sources: {}
+         """,
+         "segship.yaml:4:1", "duplicate key 'sources' (first defined at line 2)"),
+    Case("non-mapping-file",
+         """
+         - version: 1
+         - sources: {}
+         """,
+         "segship.yaml:1:1", "a config file must be a mapping of sections"),
+    Case("empty-file",
+         "# nothing but a comment\n",
+         "segship.yaml:1:1", "the file is empty: expected a mapping of sections"),
+    Case("empty-config-directory",
+         {"conf/README.md": "no yaml here\n"},
+         "conf:1:1", "no .yaml or .yml files in this directory", config="conf"),
+    Case("config-not-found",
+         {"other.yaml": "version: 1\n"},
+         "missing.yaml:1:1", "config not found", config="missing.yaml"),
+    # -- version and top level ----------------------------------------------------------------------
+    Case("version-missing",
+         """
+         sources: {}
+         """,
+         "segship.yaml:1:1", "the config: missing required key 'version' (add version: 1)"),
+    Case("version-not-1",
+         _replace(VALID, "version: 1", "version: 2"),
+         "segship.yaml:1:10", "version must be 1; got 2"),
+    Case("version-a-string",
+         _replace(VALID, "version: 1", "version: '1'"),
+         "segship.yaml:1:10", "version must be 1; got '1'"),
+    Case("unknown-top-level-key",
+         VALID + "source:\n  crm2: {type: duckdb, path: x.csv}\n",
+         "segship.yaml:25:1", "unknown key 'source' in the config; expected one of: connections, exports, "
+                              "segments, sources, state, version"),
+    # -- wrong types ------------------------------------------------------------------------------
+    Case("section-a-list",
+         _replace(VALID, "sources:\n  crm:\n    type: duckdb\n    path: profiles.csv\n",
+                  "sources:\n  - crm\n"),
+         "segship.yaml:3:3", "sources must be a mapping, not a list"),
+    Case("sql-not-a-string",
+         _replace(VALID, "sql: SELECT * FROM crm", "sql: 42"),
+         "segship.yaml:10:10", "segments.vip.sql must be a string, not an integer"),
+    Case("export-segments-not-a-list",
+         _replace(VALID, "segments: [vip]", "segments: vip"),
+         "segship.yaml:22:15", "exports.vip-to-brevo.segments must be a list, not a string"),
+    Case("consent-a-string",
+         _replace(VALID, "data_privacy_consent: true", "data_privacy_consent: 'yes'"),
+         "segship.yaml:15:27", "connections.brevo.data_privacy_consent must be a boolean, not a string"),
+    Case("segment-key-empty",
+         _replace(VALID, "key: customer_id", "key: ''"),
+         "segship.yaml:9:10", "segments.vip.key must not be empty"),
+    # -- unknown keys -----------------------------------------------------------------------------
+    Case("unknown-key-in-connection",
+         _replace(VALID, "    data_privacy_consent: true\n", "    consent: true\n"),
+         "segship.yaml:15:5", "unknown key 'consent' in connections.brevo; expected one of: data_privacy_consent, "
+                              "display_name, settings, type, usable_by"),
+    Case("unknown-key-in-plugin-connection-settings",
+         _replace(VALID, "      api_key: ${env:BREVO_API_KEY}\n",
+                  "      api_key: ${env:BREVO_API_KEY}\n      api_url: https://api.brevo.com/v3\n"),
+         "segship.yaml:18:7", "unknown key 'api_url' in connections.brevo.settings; expected one of: api_key, "
+                              "base_url"),
+    Case("unknown-key-in-plugin-export-settings",
+         _replace(VALID, "settings: {list_id: 3}", "settings: {list_id: 3, folder_id: 2}"),
+         "segship.yaml:23:28", "unknown key 'folder_id' in exports.vip-to-brevo.settings; expected one of:"),
+    Case("unknown-key-in-source-plugin-options",
+         _replace(VALID, "path: profiles.csv", "paht: profiles.csv"),
+         "segship.yaml:5:5", "unknown key 'paht' in sources.crm; expected one of: format, path, type"),
+    # -- missing required keys ----------------------------------------------------------------------
+    Case("segment-missing-key",
+         _replace(VALID, "    key: customer_id\n", ""),
+         "segship.yaml:7:3", "segments.vip: missing required key 'key'"),
+    Case("connection-missing-display-name",
+         _replace(VALID, "    display_name: Brevo\n", ""),
+         "segship.yaml:12:3", "connections.brevo: missing required key 'display_name'"),
+    Case("plugin-connection-settings-missing-api-key",
+         _replace(VALID, "    settings:\n      api_key: ${env:BREVO_API_KEY}\n", "    settings: {}\n"),
+         "segship.yaml:16:5", "connections.brevo.settings: missing required key 'api_key'"),
+    Case("export-missing-mapping",
+         _replace(VALID, "    mapping: {email: email}\n", ""),
+         "segship.yaml:19:3", "exports.vip-to-brevo: missing required key 'mapping'"),
+    Case("brevo-mapping-missing-email",
+         _replace(VALID, "mapping: {email: email}", "mapping: {first_name: first_name}"),
+         "segship.yaml:24:5", "exports.vip-to-brevo.mapping: missing required key 'email'"),
+    # -- names ------------------------------------------------------------------------------------
+    Case("bad-segment-name",
+         _replace(VALID, "  vip:\n", "  vip customers:\n"),
+         "segship.yaml:7:3", "invalid name 'vip customers' in segments: use letters, digits, '_' or '-'"),
+    Case("bad-connection-name-starts-with-digit",
+         _replace(_replace(VALID, "  brevo:\n", "  1brevo:\n"), "connection: brevo", "connection: 1brevo"),
+         "segship.yaml:12:3", "invalid name '1brevo' in connections"),
+    Case("bad-export-name-not-first",
+         VALID + "  vip/braze:\n    display_name: x\n",
+         "segship.yaml:25:3", "invalid name 'vip/braze' in exports: use letters, digits, '_' or '-'"),
+    # -- connections --------------------------------------------------------------------------------
+    Case("unknown-connection-type",
+         _replace(VALID, "type: sendinblue", "type: hubspot"),
+         "segship.yaml:13:11", "connections.brevo.type must be one of"),
+    Case("usable-by-bad-role",
+         _replace(VALID, "    display_name: Brevo\n", "    display_name: Brevo\n    usable_by: [admins, marketing]\n"),
+         "segship.yaml:15:25", "connections.brevo.usable_by.1 must be one of 'admins', 'contributors'; "
+                               "got 'marketing'"),
+    Case("usable-by-empty",
+         _replace(VALID, "    display_name: Brevo\n", "    display_name: Brevo\n    usable_by: []\n"),
+         "segship.yaml:15:16", "connections.brevo.usable_by must not be empty"),
+    Case("consent-missing-on-used-connection",
+         _replace(VALID, "    data_privacy_consent: true\n", ""),
+         "segship.yaml:12:3", "connection 'brevo' is used by export 'vip-to-brevo' but has no data privacy "
+                              "consent: set data_privacy_consent: true"),
+    Case("consent-false",
+         _replace(VALID, "data_privacy_consent: true", "data_privacy_consent: false"),
+         "segship.yaml:15:27", "connection 'brevo' is used by export 'vip-to-brevo' but has no data privacy "
+                               "consent"),
+    Case("literal-api-key",
+         _replace(VALID, "api_key: ${env:BREVO_API_KEY}", "api_key: xkeysib-0123456789abcdef0123456789abcdef"),
+         "segship.yaml:17:16", "connections.brevo.settings.api_key is a secret: write a reference such as "
+                               "${env:SENDINBLUE_API_KEY} or ${file:path/to/secret}, never the secret itself",
+         hidden=("xkeysib", "0123456789abcdef")),
+    Case("literal-api-key-of-wrong-type",
+         _replace(VALID, "api_key: ${env:BREVO_API_KEY}", "api_key: 987654321987654321"),
+         "segship.yaml:17:16", "connections.brevo.settings.api_key must be a string, not an integer",
+         hidden=("987654321987654321",)),
+    Case("literal-braze-api-key",
+         _replace(VALID_BRAZE, "api_key: ${env:BRAZE_API_KEY}", "api_key: 'a1b2c3d4-e5f6-4a7b-8c9d-0e1f2a3b4c5d'"),
+         "segship.yaml:12:16", "connections.braze.settings.api_key is a secret: write a reference",
+         hidden=("a1b2c3d4", "0e1f2a3b4c5d")),
+    Case("brevo-bad-base-url",
+         _replace(VALID, "      api_key: ${env:BREVO_API_KEY}\n",
+                  "      api_key: ${env:BREVO_API_KEY}\n      base_url: api.brevo.com/v3\n"),
+         "segship.yaml:18:17", "connections.brevo.settings.base_url: 'api.brevo.com/v3' does not match"),
+    # -- references ---------------------------------------------------------------------------------
+    Case("segment-source-dangling",
+         _replace(VALID, "source: crm", "source: warehouse"),
+         "segship.yaml:8:13", "segment 'vip' uses source 'warehouse', which is not defined (sources: crm)"),
+    Case("export-connection-dangling",
+         _replace(VALID, "connection: brevo", "connection: brevo-prod"),
+         "segship.yaml:21:17", "export 'vip-to-brevo' uses connection 'brevo-prod', which is not defined "
+                               "(connections: brevo)"),
+    Case("export-segment-dangling",
+         _replace(VALID, "segments: [vip]", "segments: [vip, churned]"),
+         "segship.yaml:22:21", "export 'vip-to-brevo' uses segment 'churned', which is not defined (segments: vip)"),
+    # -- plugin rules -------------------------------------------------------------------------------
+    Case("braze-mapping-missing-customer-id",
+         _replace(VALID_BRAZE, "      customer_id: customer_id\n", ""),
+         "segship.yaml:20:5", "exports.vip-to-braze.mapping: missing required key 'customer_id'"),
+    Case("braze-mapping-missing-email",
+         _replace(VALID_BRAZE, "      email: email\n", ""),
+         "segship.yaml:20:5", "exports.vip-to-braze.mapping: missing required key 'email'"),
+    Case("braze-batch-size-over-75",
+         _replace(VALID_BRAZE, "      rest_endpoint: https://rest.iad-01.braze.com\n",
+                  "      rest_endpoint: https://rest.iad-01.braze.com\n      batch_size: 100\n"),
+         "segship.yaml:14:19", "connections.braze.settings.batch_size must be <= 75; got 100"),
+    Case("brevo-list-id-a-string",
+         _replace(VALID, "settings: {list_id: 3}", "settings: {list_id: newsletter}"),
+         "segship.yaml:23:25", "exports.vip-to-brevo.settings.list_id must be an integer, not a string"),
+    Case("brevo-list-id-a-float",
+         _replace(VALID, "settings: {list_id: 3}", "settings: {list_id: 3.5}"),
+         "segship.yaml:23:25", "exports.vip-to-brevo.settings.list_id must be an integer, not a number"),
+    Case("brevo-list-id-missing",
+         _replace(VALID, "settings: {list_id: 3}", "settings: {}"),
+         "segship.yaml:23:5", "exports.vip-to-brevo.settings: missing required key 'list_id'"),
+    # -- schedule and safeguards --------------------------------------------------------------------
+    Case("invalid-cron-schedule",
+         VALID + "    schedule: '61 * * * *'\n",
+         "segship.yaml:25:15", "exports.vip-to-brevo.schedule: '61 * * * *' is not a valid cron expression"),
+    Case("cron-schedule-not-a-string",
+         VALID + "    schedule: 5\n",
+         "segship.yaml:25:15", "exports.vip-to-brevo.schedule must be a string, not an integer"),
+    Case("safeguard-fraction-above-1",
+         VALID + "    safeguards: {max_removed_fraction: 1.5}\n",
+         "segship.yaml:25:40", "exports.vip-to-brevo.safeguards.max_removed_fraction must be <= 1; got 1.5"),
+    Case("safeguard-max-profiles-zero",
+         VALID + "    safeguards: {max_profiles: 0}\n",
+         "segship.yaml:25:32", "exports.vip-to-brevo.safeguards.max_profiles must be >= 1; got 0"),
+    Case("safeguard-unknown-key",
+         VALID + "    safeguards: {max_removed: 0.2}\n",
+         "segship.yaml:25:18", "unknown key 'max_removed' in exports.vip-to-brevo.safeguards; expected one of: "
+                               "max_profiles, max_removed_fraction"),
+    # -- directories --------------------------------------------------------------------------------
+    Case("duplicate-segment-across-two-files",
+         {"conf/a.yaml": "version: 1\nsegments:\n  vip: {source: crm, key: id, sql: SELECT 1}\n",
+          "conf/b.yaml": "version: 1\nsources:\n  crm: {type: duckdb, path: x.csv}\nsegments:\n"
+                         "  vip: {source: crm, key: id, sql: SELECT 2}\n"},
+         "conf/b.yaml:5:3", "segment 'vip' is defined twice: first at conf/a.yaml:3:3", config="conf"),
+    Case("duplicate-connection-in-a-subfolder",
+         {"conf/connections.yaml": VALID,
+          "conf/more/brevo.yaml": "version: 1\nconnections:\n  brevo:\n    type: sendinblue\n"
+                                  "    display_name: Brevo again\n    settings: {api_key: '${env:K}'}\n"},
+         "conf/more/brevo.yaml:3:3", "connection 'brevo' is defined twice: first at conf/connections.yaml:12:3",
+         config="conf"),
+    Case("versions-differ-across-files",
+         {"conf/a.yaml": "version: 1\n", "conf/b.yaml": "version: 2\n"},
+         "conf/b.yaml:1:1", "'version' is defined twice: first at conf/a.yaml:1:1", config="conf"),
+    Case("non-mapping-file-in-a-directory",
+         {"conf/a.yaml": VALID, "conf/b.yaml": "just a string\n"},
+         "conf/b.yaml:1:1", "a config file must be a mapping of sections", config="conf"),
+    Case("dangling-reference-across-files",
+         {"conf/a.yaml": _replace(VALID, "segments: [vip]", "segments: [vip, churned]"),
+          "conf/b.yaml": "version: 1\nsegments:\n  lapsed: {source: crm, key: id, sql: SELECT 1}\n"},
+         "conf/a.yaml:22:21", "uses segment 'churned', which is not defined (segments: lapsed, vip)", config="conf"),
+    # -- roles --------------------------------------------------------------------------------------
+    Case("contributor-through-admins-only-connection-option",
+         VALID,
+         "segship.yaml:21:17", "export 'vip-to-brevo' uses connection 'brevo', which only admins may use; "
+                               "you run as contributor",
+         args=("--role", "contributor")),
+    Case("contributor-through-admins-only-connection-env",
+         _replace(VALID, "    display_name: Brevo\n", "    display_name: Brevo\n    usable_by: [admins]\n"),
+         "segship.yaml:22:17", "export 'vip-to-brevo' uses connection 'brevo', which only admins may use",
+         env={"SEGSHIP_ROLE": "contributor"}),
+]
+
+
+@pytest.mark.parametrize("case", CASES, ids=[case.id for case in CASES])
+def test_bad_config(case: Case, segship, write_config) -> None:
+    write_config({"segship.yaml": case.files} if isinstance(case.files, str) else case.files)
+
+    result = segship(*case.args, "validate", "-c", case.config, env=case.env)
+
+    assert result.exit_code == 2, result
+    lines = result.stderr.splitlines()
+    placed = [line for line in lines if line.startswith(case.where + ": ")]
+    assert placed, f"no error at {case.where}\n{result}"
+    assert any(case.message in line for line in placed), f"expected {case.message!r} at {case.where}\n{result}"
+    assert "Traceback" not in result.output, result
+    for text in case.hidden:
+        assert text not in result.output, f"{text!r} leaked into the output\n{result}"
+
+
+def test_the_table_is_big_enough() -> None:
+    assert len(CASES) >= 30
+    assert len({case.id for case in CASES}) == len(CASES)
+
+
+@pytest.mark.parametrize("text", [VALID, VALID_BRAZE], ids=["brevo", "braze"])
+def test_the_base_configs_are_valid(text: str, segship, write_config) -> None:
+    """Each bad case is one change away from a config that validates (without its secret set)."""
+    write_config({"segship.yaml": text})
+    result = segship("validate", "-c", "segship.yaml")
+    assert result.exit_code == 0, result

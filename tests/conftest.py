@@ -1,0 +1,96 @@
+"""Shared fixtures of the core tests: running the real ``segship`` CLI and writing configs.
+
+The CLI runs as a subprocess of the venv's own ``segship`` script, in a clean
+environment: no ``SEGSHIP_*`` variable and no destination secret leaks in from the
+shell running the tests, so a test sets exactly what it needs.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import textwrap
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+EXAMPLE_CONFIGS = REPO / "configs"
+
+#: variables that would change what the CLI does, removed from every subprocess
+_STRIPPED_PREFIXES = ("SEGSHIP_", "BRAZE_", "BREVO_", "SENDINBLUE_")
+
+
+def segship_script(python: str | Path = sys.executable) -> Path:
+    """The ``segship`` console script installed next to a Python interpreter."""
+    script = Path(python).parent / "segship"
+    if not script.exists():
+        found = shutil.which("segship")
+        assert found, f"no segship script next to {python}"
+        script = Path(found)
+    return script
+
+
+def clean_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The test process's environment without segship settings or destination secrets."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(_STRIPPED_PREFIXES)}
+    env.update({"COLUMNS": "200", "NO_COLOR": "1", "PYTHONUTF8": "1"})
+    env.update(extra or {})
+    return env
+
+
+@dataclass
+class CliResult:
+    args: list[str]
+    exit_code: int
+    stdout: str
+    stderr: str
+
+    @property
+    def output(self) -> str:
+        return self.stdout + self.stderr
+
+    def __str__(self) -> str:  # shown by pytest when an assertion fails
+        return (f"$ segship {' '.join(self.args)}\nexit {self.exit_code}\n--- stdout\n{self.stdout}"
+                f"--- stderr\n{self.stderr}")
+
+
+def run_segship(args: list[str], *, cwd: Path, env: Mapping[str, str] | None = None,
+                python: str | Path = sys.executable, timeout: float = 60) -> CliResult:
+    """Run ``segship ARGS`` as a subprocess in ``cwd`` with a clean environment plus ``env``."""
+    completed = subprocess.run([str(segship_script(python)), *args], cwd=cwd, env=clean_env(env),
+                               capture_output=True, text=True, timeout=timeout)
+    return CliResult(list(args), completed.returncode, completed.stdout, completed.stderr)
+
+
+@pytest.fixture
+def segship(tmp_path: Path) -> Callable[..., CliResult]:
+    """``segship(*args, env={...}, cwd=...)`` runs the real CLI, by default in ``tmp_path``."""
+
+    def run(*args: str, env: Mapping[str, str] | None = None, cwd: Path | None = None) -> CliResult:
+        return run_segship(list(args), cwd=cwd or tmp_path, env=env)
+
+    return run
+
+
+def write_files(root: Path, files: Mapping[str, str]) -> None:
+    """Write ``{relative path: text}`` below ``root``; texts are dedented and stripped of a leading newline."""
+    for name, text in files.items():
+        path = root / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(textwrap.dedent(text).lstrip("\n"), encoding="utf-8")
+
+
+@pytest.fixture
+def write_config(tmp_path: Path) -> Callable[[Mapping[str, str]], Path]:
+    """Write config files into ``tmp_path``; returns ``tmp_path``."""
+
+    def write(files: Mapping[str, str]) -> Path:
+        write_files(tmp_path, files)
+        return tmp_path
+
+    return write
