@@ -86,12 +86,12 @@ def attribute_value(name: str, value: Any) -> Any:
 
 def _array_item(name: str, item: Any) -> Any:
     """Braze arrays hold strings (or objects); numbers and booleans are sent as their text."""
-    if isinstance(item, Mapping):
-        return attribute_value(name, item)
-    converted = attribute_value(name, item)
+    converted = attribute_value(f"an item of {name}", item)
     if isinstance(converted, bool):
         return "true" if converted else "false"
-    return converted if isinstance(converted, str) else _text(str(converted), f"an item of {name}")
+    if isinstance(converted, (int, float)):
+        return str(converted)
+    return converted
 
 
 def external_id(value: Any) -> str:

@@ -1,0 +1,143 @@
+"""Mapping rules, export checks and schemas: offline, no sandbox."""
+
+from __future__ import annotations
+
+import datetime
+from decimal import Decimal
+
+import jsonschema
+import pytest
+from segship.destination import ConnectionContext, ExportContext, RowRejected
+
+from segship_braze import schemas
+from segship_braze.destination import BrazeDestination
+
+from .conftest import MAPPING, SEGMENT, person
+
+
+def destination(settings: dict | None = None, mapping: dict | None = None) -> BrazeDestination:
+    export = ExportContext("vip-to-braze", {"segment_api_identifier": SEGMENT, **(settings or {})},
+                           mapping or MAPPING)
+    return BrazeDestination(ConnectionContext("braze", {"api_key": "k" * 32,
+                                                        "rest_endpoint": "https://rest.iad-01.braze.com"}), export)
+
+
+def test_a_join_sends_identifiers_attributes_and_the_membership_add():
+    record = destination().map(person(7))
+    assert record.key == record.identity == "7"
+    assert record.payload == {"external_id": "7", "email": "person7@example.com", "first_name": "First7",
+                              "tier": "gold", "lifetime_value": 1007, "segship_segments": {"add": [SEGMENT]}}
+
+
+def test_a_change_sends_only_the_changed_attributes_and_empty_values_as_null():
+    record = destination().map(person(7, tier=None, first_name="Ann"), frozenset({"tier", "first_name"}))
+    assert record.payload == {"external_id": "7", "first_name": "Ann", "tier": None}
+
+
+def test_a_changed_email_is_sent_and_a_changed_customer_id_is_a_new_join():
+    bound = destination()
+    assert bound.map(person(7, email="new@example.com"), frozenset({"email"})).payload == \
+        {"external_id": "7", "email": "new@example.com"}
+    assert "segship_segments" in bound.map(person(8), frozenset({"customer_id"})).payload
+
+
+def test_a_join_leaves_out_empty_values():
+    assert "tier" not in destination().map(person(1, tier=None)).payload
+
+
+def test_settings_name_the_membership_attribute_and_update_only_mode():
+    bound = destination({"membership_attribute": "audiences", "update_existing_only": True})
+    payload = bound.map(person(1)).payload
+    assert payload["audiences"] == {"add": [SEGMENT]} and payload["_update_existing_only"] is True
+
+
+@pytest.mark.parametrize(("value", "expected"), [
+    (Decimal("12.50"), 12.5),
+    (Decimal("12"), 12),
+    (True, True),
+    (3.25, 3.25),
+    (datetime.datetime(2024, 5, 1, 13, 30, tzinfo=datetime.UTC), "2024-05-01T13:30:00+00:00"),
+    (datetime.datetime(2024, 5, 1, 13, 30), "2024-05-01T13:30:00Z"),
+    (datetime.date(2024, 5, 1), "2024-05-01T00:00:00Z"),
+    (["a", 2, True, None], ["a", "2", "true"]),
+    ({"plan": "pro", "since": datetime.date(2020, 1, 2)}, {"plan": "pro", "since": "2020-01-02T00:00:00Z"}),
+])
+def test_values_are_converted_as_braze_expects(value, expected):
+    payload = destination().map(person(1, tier=value)).payload
+    assert payload["tier"] == expected
+    assert type(payload["tier"]) is type(expected)
+
+
+def test_date_of_birth_is_a_calendar_date():
+    bound = destination(mapping={**MAPPING, "attributes": {"dob": "born"}})
+    assert bound.map(person(1, born=datetime.date(1990, 2, 3))).payload["dob"] == "1990-02-03"
+
+
+@pytest.mark.parametrize(("columns", "reason"), [
+    ({"tier": "x" * 256}, "tier is 256 characters long; Braze allows at most 255"),
+    ({"tier": ["ok", "y" * 300]}, "an item of tier"),
+    ({"lifetime_value": float("nan")}, "no number Braze can store"),
+    ({"tier": b"bytes"}, "tier holds a bytes"),
+    ({"customer_id": None}, "customer_id is empty"),
+    ({"customer_id": "  "}, "customer_id is empty"),
+    ({"customer_id": 1.5}, "customer_id must be text or an integer"),
+    ({"email": None}, "email is empty"),
+    ({"email": "not an email"}, "invalid email address"),
+])
+def test_rows_braze_would_refuse_or_truncate_are_rejected_with_a_reason(columns, reason):
+    with pytest.raises(RowRejected) as rejected:
+        destination().map(person(1, **columns))
+    assert reason in rejected.value.reason
+
+
+def test_a_255_character_string_is_sent_whole():
+    assert destination().map(person(1, tier="x" * 255)).payload["tier"] == "x" * 255
+
+
+def test_a_leaver_loses_the_segment_and_is_never_created():
+    assert destination()._mapping().leaver("7") == {
+        "external_id": "7", "_update_existing_only": True, "segship_segments": {"remove": [SEGMENT]}}
+
+
+def test_check_export_refuses_reserved_and_invalid_attribute_names():
+    attributes = {"external_id": "a", "email": "b", "segship_segments": "c", "$rank": "d", " padded": "e",
+                  "n" * 256: "f", "first_name": "g", "favourite colour": "h"}
+    problems = {problem.path[-1]: problem.message for problem in BrazeDestination.check_export(
+        {}, {"segment_api_identifier": SEGMENT}, {**MAPPING, "attributes": attributes})}
+    assert set(problems) == {"external_id", "email", "segship_segments", "$rank", " padded", "n" * 256}
+    assert "mapping.email" in problems["email"]
+    assert "membership attribute" in problems["segship_segments"]
+
+
+def test_check_export_refuses_a_reserved_membership_attribute():
+    problems = list(BrazeDestination.check_export({}, {"segment_api_identifier": SEGMENT,
+                                                       "membership_attribute": "external_id"}, MAPPING))
+    assert [problem.path for problem in problems] == [("settings", "membership_attribute")]
+
+
+@pytest.mark.parametrize(("endpoint", "valid"), [
+    ("https://rest.iad-01.braze.com", True),
+    ("https://rest.iad-08.braze.com/", True),
+    ("https://rest.us-10.braze.com", True),
+    ("https://rest.fra-02.braze.eu", True),
+    ("https://rest.au-01.braze.com", True),
+    ("http://127.0.0.1:8080", True),
+    ("https://braze-proxy.internal.example.com/braze", True),
+    ("https://rest.iad-09.braze.com", False),
+    ("https://dashboard-01.braze.com", False),
+    ("rest.iad-01.braze.com", False),
+])
+def test_rest_endpoint_is_a_documented_instance_or_a_non_braze_url(endpoint, valid):
+    errors = list(jsonschema.Draft202012Validator(schemas.connection_schema).iter_errors(
+        {"api_key": "${env:BRAZE_API_KEY}", "rest_endpoint": endpoint}))
+    assert (not errors) is valid
+
+
+def test_schemas_describe_every_property_and_allow_nothing_else():
+    for schema in (schemas.connection_schema, schemas.export_settings_schema, schemas.mapping_schema):
+        jsonschema.Draft202012Validator.check_schema(schema)
+        assert schema["additionalProperties"] is False
+        assert all(prop.get("description") for prop in schema["properties"].values())
+    assert schemas.connection_schema["properties"]["api_key"]["x-secret"] is True
+    batch_size = schemas.connection_schema["properties"]["batch_size"]
+    assert (batch_size["minimum"], batch_size["maximum"], batch_size["default"]) == (1, 75, 75)
