@@ -1,0 +1,113 @@
+"""End-to-end fixtures: the real CLI (a subprocess), real DuckDB files, real sandboxes on 127.0.0.1."""
+
+from __future__ import annotations
+
+import csv
+import os
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from segship_braze.testing import braze_sandbox  # noqa: F401 - fixture
+from segship_sendinblue.testing import sendinblue_sandbox  # noqa: F401 - fixture
+
+SEGMENT_ID = "3c4a9e52-0000-4000-8000-000000000001"
+LIST_ID = 3
+COLUMNS = ["customer_id", "email", "first_name", "last_name", "phone", "lifetime_value"]
+
+CONFIG = """
+version: 1
+state: {{path: .segship/state.db}}
+sources:
+  crm: {{type: duckdb, path: profiles.csv}}
+segments:
+  vip: {{source: crm, key: customer_id, sql: "SELECT * FROM crm WHERE lifetime_value > 100"}}
+connections:
+  braze:
+    type: braze
+    display_name: Braze sandbox
+    usable_by: [admins]
+    data_privacy_consent: true
+    settings: {{api_key: "${{env:BRAZE_API_KEY}}", rest_endpoint: "${{env:BRAZE_URL}}", batch_size: {braze_batch}}}
+  brevo:
+    type: sendinblue
+    display_name: Brevo sandbox
+    usable_by: [admins, contributors]
+    data_privacy_consent: true
+    settings:
+      api_key: "${{env:BREVO_API_KEY}}"
+      base_url: "${{env:BREVO_URL}}"
+      process_poll_interval: 0.05
+exports:
+  vip-braze:
+    display_name: VIP to Braze
+    connection: braze
+    segments: [vip]
+    settings: {{segment_api_identifier: {segment_id}}}
+    mapping: {{customer_id: customer_id, email: email, attributes: {{first_name: first_name, last_name: last_name}}}}
+    safeguards: {{max_removed_fraction: {max_removed}}}
+  vip-brevo:
+    display_name: VIP to Brevo
+    connection: brevo
+    segments: [vip]
+    settings: {{list_id: {list_id}}}
+    mapping: {{email: email, first_name: first_name, last_name: last_name, phone: phone}}
+    safeguards: {{max_removed_fraction: {max_removed}}}
+"""
+
+
+def profile(index: int, **changes: object) -> dict[str, object]:
+    row = {"customer_id": f"C{index:05d}", "email": f"user{index}@example.com", "first_name": f"First{index}",
+           "last_name": f"Last{index}", "phone": f"+3361234{index:04d}", "lifetime_value": 500}
+    row.update(changes)
+    return row
+
+
+class Project:
+    """A GitOps folder in tmp: a config pointing at the sandboxes, a CSV source, and the CLI."""
+
+    def __init__(self, root: Path, braze, brevo) -> None:
+        self.root = root
+        self.braze = braze
+        self.brevo = brevo
+        self.env = {**os.environ, "BRAZE_API_KEY": braze.api_key, "BRAZE_URL": braze.url,
+                    "BREVO_API_KEY": brevo.api_key, "BREVO_URL": brevo.url, "NO_COLOR": "1"}
+        self.env.pop("SEGSHIP_ROLE", None)
+        self.configure()
+
+    def configure(self, *, braze_batch: int = 75, max_removed: float = 1.0) -> None:
+        (self.root / "segship.yaml").write_text(CONFIG.format(
+            braze_batch=braze_batch, segment_id=SEGMENT_ID, list_id=LIST_ID, max_removed=max_removed))
+
+    def write(self, rows: list[dict[str, object]]) -> None:
+        with (self.root / "profiles.csv").open("w", newline="") as out:
+            writer = csv.DictWriter(out, fieldnames=COLUMNS)
+            writer.writeheader()
+            writer.writerows(rows)
+
+    def command(self, *args: str) -> list[str]:
+        return [sys.executable, "-m", "segship", "--log-format", "json", *args]
+
+    def cli(self, *args: str, env: dict[str, str] | None = None, timeout: float = 120) -> subprocess.CompletedProcess:
+        return subprocess.run(self.command(*args), cwd=self.root, env=env or self.env, capture_output=True,
+                              text=True, timeout=timeout)
+
+    def acknowledged(self, export: str) -> set[str]:
+        """Keys the state says the destination acknowledged, read straight from the SQLite file."""
+        with sqlite3.connect(self.root / ".segship" / "state.db") as db:
+            return {row[0] for row in db.execute("SELECT key FROM members WHERE export = ?", (export,))}
+
+    def braze_members(self) -> dict[str, dict]:
+        """Braze users whose membership attribute holds the export's segment identifier."""
+        return {uid: user for uid, user in self.braze.users().items()
+                if SEGMENT_ID in (user.get("segship_segments") or [])}
+
+    def brevo_members(self) -> set[str]:
+        return set(self.brevo.list_contacts(LIST_ID))
+
+
+@pytest.fixture
+def project(tmp_path: Path, braze_sandbox, sendinblue_sandbox) -> Project:  # noqa: F811 - fixtures
+    return Project(tmp_path, braze_sandbox, sendinblue_sandbox)

@@ -1,0 +1,189 @@
+"""The engine's promises, end to end: the real CLI against the Braze and Brevo sandboxes."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import time
+
+from .conftest import profile
+
+EXPORTS = ("vip-braze", "vip-brevo")
+
+
+def rows(count: int, **overrides: dict) -> list[dict]:
+    return [profile(i, **overrides.get(f"C{i:05d}", {})) for i in range(1, count + 1)]
+
+
+def test_first_run_sends_every_member_and_an_unchanged_rerun_sends_nothing(project):
+    project.write(rows(120))
+    first = project.cli("export", "--all", "--report", "report.json")
+    assert first.returncode == 0, first.stderr
+    assert set(project.braze_members()) == {f"C{i:05d}" for i in range(1, 121)}
+    assert project.brevo_members() == {f"user{i}@example.com" for i in range(1, 121)}
+    user = project.braze.user("C00007")
+    assert (user["email"], user["first_name"], user["segship_segments"]) == (
+        "user7@example.com", "First7", ["3c4a9e52-0000-4000-8000-000000000001"])
+
+    requests = (project.braze.stats()["requests"], project.brevo.stats()["requests"])
+    again = project.cli("export", "--all", "--report", "again.json")
+    assert again.returncode == 0, again.stderr
+    assert (project.braze.stats()["requests"], project.brevo.stats()["requests"]) == requests
+    report = json.loads((project.root / "again.json").read_text())
+    assert report["exit_code"] == 0
+    assert [(r["export"], r["upserted"], r["http"]["requests"], r["plan"]["unchanged"]) for r in report["exports"]] \
+        == [("vip-braze", 0, 0, 120), ("vip-brevo", 0, 0, 120)]
+
+
+def test_a_changed_attribute_sends_only_that_user_and_for_braze_only_that_attribute(project):
+    project.write(rows(50))
+    assert project.cli("export", "--all").returncode == 0
+    braze_before, brevo_before = project.braze.stats(), project.brevo.stats()
+
+    project.write(rows(50, C00009={"first_name": "Renamed"}))
+    result = project.cli("export", "--all")
+    assert result.returncode == 0, result.stderr
+    braze_after, brevo_after = project.braze.stats(), project.brevo.stats()
+    assert braze_after["objects_processed"] - braze_before["objects_processed"] == 1
+    assert braze_after["data_points"] - braze_before["data_points"] == 1  # first_name only
+    assert project.braze.user("C00009")["first_name"] == "Renamed"
+    assert brevo_after["imported_contacts"] - brevo_before["imported_contacts"] == 1
+    assert project.brevo.list_contacts(3)["user9@example.com"]["FIRSTNAME"] == "Renamed"
+
+
+def test_members_who_leave_the_segment_are_removed(project):
+    project.write(rows(30))
+    assert project.cli("export", "--all").returncode == 0
+    leaving = rows(30, C00004={"lifetime_value": 5}, C00011={"lifetime_value": 5})
+    project.write(leaving)
+    result = project.cli("export", "--all")
+    assert result.returncode == 0, result.stderr
+    expected = {f"C{i:05d}" for i in range(1, 31)} - {"C00004", "C00011"}
+    assert set(project.braze_members()) == expected
+    assert "C00004" in project.braze.users()  # left the segment, not deleted from Braze
+    assert project.brevo_members() == {f"user{i}@example.com" for i in range(1, 31)} - {
+        "user4@example.com", "user11@example.com"}
+    assert project.acknowledged("vip-braze") == expected
+
+
+def test_rejected_rows_are_listed_with_reasons_and_retried_on_the_next_run(project):
+    project.write(rows(20, C00005={"email": "not-an-email"}))
+    project.braze.set_faults(refuse_external_ids=["C00003"])
+    first = project.cli("export", "--all")
+    assert first.returncode == 3, first.stderr
+
+    braze_rejects = project.cli("rejects", "vip-braze", "--json")
+    assert braze_rejects.returncode == 0
+    listed = {row["key"]: row for row in json.loads(braze_rejects.stdout)}
+    assert set(listed) == {"C00003", "C00005"}  # Braze refused one; its mapping rules refused the bad email
+    assert "refuse" in listed["C00003"]["reason"] and "email" in listed["C00005"]["reason"].lower()
+    brevo_rejects = {row["key"]: row for row in json.loads(project.cli("rejects", "vip-brevo", "--json").stdout)}
+    assert set(brevo_rejects) == {"C00005"} and "email" in brevo_rejects["C00005"]["reason"].lower()
+    assert "C00003" not in project.braze_members()
+
+    project.braze.set_faults(refuse_external_ids=[])
+    project.write(rows(20))
+    second = project.cli("export", "--all")
+    assert second.returncode == 0, second.stderr
+    assert "C00003" in project.braze_members()
+    assert "user5@example.com" in project.brevo_members()
+    assert json.loads(project.cli("rejects", "vip-braze", "--json").stdout) == []
+    assert json.loads(project.cli("rejects", "vip-brevo", "--json").stdout) == []
+
+
+def test_a_run_killed_with_sigkill_resumes_without_losing_or_duplicating_anyone(project):
+    project.configure(braze_batch=5)
+    project.write(rows(400))
+    project.braze.set_faults(latency=0.05)
+    process = subprocess.Popen(project.command("export", "vip-braze"), cwd=project.root, env=project.env,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 60
+    while len(project.braze.users()) < 60 and time.monotonic() < deadline and process.poll() is None:
+        time.sleep(0.02)
+    process.send_signal(signal.SIGKILL)
+    process.wait(timeout=10)
+    received = set(project.braze_members())
+    acknowledged = project.acknowledged("vip-braze")
+    assert 0 < len(acknowledged) < 400, "the run should have been killed part-way"
+    assert acknowledged <= received  # state never claims what Braze did not get
+
+    project.braze.set_faults(latency=0.0)
+    resumed = project.cli("export", "vip-braze", "--report", "resumed.json")
+    assert resumed.returncode == 0, resumed.stderr
+    report = json.loads((project.root / "resumed.json").read_text())["exports"][0]
+    assert report["upserted"] == 400 - len(acknowledged)
+    members = project.braze_members()
+    assert set(members) == {f"C{i:05d}" for i in range(1, 401)}
+    assert all(user["segship_segments"] == ["3c4a9e52-0000-4000-8000-000000000001"] for user in members.values())
+    runs = json.loads(json.dumps([line for line in project.cli("runs", "vip-braze").stdout.splitlines()]))
+    assert any("interrupted" in line for line in runs)
+
+
+def test_duplicate_or_null_keys_stop_the_run_before_anything_is_sent(project):
+    project.write(rows(10) + [profile(3, email="twin@example.com")])
+    result = project.cli("export", "--all")
+    assert result.returncode == 1
+    assert "key 'customer_id' is not unique" in result.stdout and "C00003 (2 rows)" in result.stdout
+    assert project.braze.stats().get("requests", 0) == 0 and project.brevo.stats().get("requests", 0) == 0
+
+    project.write(rows(10) + [profile(11, customer_id="")])
+    result = project.cli("export", "vip-braze")
+    assert result.returncode == 1 and "have no 'customer_id'" in result.stdout
+    assert project.braze.stats().get("requests", 0) == 0
+
+
+def test_safeguards_stop_a_mass_removal(project):
+    project.configure(max_removed=0.2)
+    project.write(rows(20))
+    assert project.cli("export", "vip-braze").returncode == 0
+    requests = project.braze.stats()["requests"]
+    project.write(rows(10))
+    result = project.cli("export", "vip-braze")
+    assert result.returncode == 1
+    assert "would remove 10 of the 20 members" in result.stdout
+    assert project.braze.stats()["requests"] == requests
+    assert len(project.braze_members()) == 20
+
+
+def test_dry_run_and_plan_send_nothing(project):
+    project.write(rows(15, C00002={"email": "broken"}))
+    plan = project.cli("plan", "--json")
+    assert plan.returncode == 0, plan.stderr
+    assert [(p["export"], p["add"]) for p in json.loads(plan.stdout)] == [("vip-braze", 15), ("vip-brevo", 15)]
+    dry = project.cli("export", "--all", "--dry-run")
+    assert dry.returncode == 3  # the broken email would be rejected by Brevo's mapping rules
+    assert "would be rejected" in dry.stdout
+    assert project.braze.stats().get("requests", 0) == 0 and project.brevo.stats().get("requests", 0) == 0
+    assert project.acknowledged("vip-braze") == set()
+
+
+def test_a_contributor_cannot_run_an_export_through_an_admins_only_connection(project):
+    project.write(rows(5))
+    refused = project.cli("--role", "contributor", "export", "vip-braze")
+    assert refused.returncode == 2
+    assert "only admins may use; you run as contributor" in refused.stderr
+    assert project.braze.stats().get("requests", 0) == 0
+    allowed = project.cli("export", "vip-brevo", env={**project.env, "SEGSHIP_ROLE": "contributor"})
+    assert allowed.returncode == 0, allowed.stderr
+
+
+def test_no_api_key_in_output_logs_or_report_and_an_unset_key_is_named(project):
+    project.write(rows(5, C00001={"email": "broken"}))
+    result = project.cli("--log-level", "debug", "export", "--all", "--report", "report.json")
+    assert result.returncode == 3
+    text = result.stdout + result.stderr + (project.root / "report.json").read_text()
+    for key in (project.braze.api_key, project.brevo.api_key):
+        assert key not in text
+    assert "user2@example.com" not in result.stderr  # personal data is masked in logs
+
+    env = {k: v for k, v in project.env.items() if k != "BRAZE_API_KEY"}
+    unset = project.cli("export", "vip-braze", env=env)
+    assert unset.returncode == 2
+    assert "environment variable BRAZE_API_KEY is not set" in unset.stdout
+
+
+def test_unknown_export_and_missing_names_are_usage_errors(project):
+    project.write(rows(1))
+    assert project.cli("export", "nope").returncode == 2
+    assert project.cli("export").returncode == 2
