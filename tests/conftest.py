@@ -67,6 +67,18 @@ def run_segship(args: list[str], *, cwd: Path, env: Mapping[str, str] | None = N
     return CliResult(list(args), completed.returncode, completed.stdout, completed.stderr)
 
 
+@pytest.fixture(scope="session")
+def segship_runner() -> Callable[..., CliResult]:
+    """:func:`run_segship` itself, for fixtures that choose their own folder or interpreter."""
+    return run_segship
+
+
+@pytest.fixture(scope="session")
+def file_writer() -> Callable[[Path, Mapping[str, str]], None]:
+    """:func:`write_files` itself: ``file_writer(root, {relative path: text})``."""
+    return write_files
+
+
 @pytest.fixture
 def segship(tmp_path: Path) -> Callable[..., CliResult]:
     """``segship(*args, env={...}, cwd=...)`` runs the real CLI, by default in ``tmp_path``."""

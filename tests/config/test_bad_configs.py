@@ -7,6 +7,8 @@ into ``tmp_path`` and the CLI runs there, so files are shown relative to it.
 
 from __future__ import annotations
 
+import os
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import pytest
@@ -349,11 +351,26 @@ CASES = [
 ]
 
 
-@pytest.mark.parametrize("case", CASES, ids=[case.id for case in CASES])
-def test_bad_config(case: Case, segship, write_config) -> None:
-    write_config({"segship.yaml": case.files} if isinstance(case.files, str) else case.files)
+@pytest.fixture(scope="module")
+def results(tmp_path_factory, segship_runner, file_writer) -> dict[str, object]:
+    """Every case run once, concurrently (each CLI start takes most of a second), by case id.
 
-    result = segship(*case.args, "validate", "-c", case.config, env=case.env)
+    Each case gets its own folder and its own ``segship validate`` process; running
+    them side by side only saves wall time.
+    """
+
+    def run(case: Case):
+        folder = tmp_path_factory.mktemp(case.id)
+        file_writer(folder, {"segship.yaml": case.files} if isinstance(case.files, str) else case.files)
+        return segship_runner([*case.args, "validate", "-c", case.config], cwd=folder, env=case.env)
+
+    with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
+        return dict(zip([case.id for case in CASES], pool.map(run, CASES), strict=True))
+
+
+@pytest.mark.parametrize("case", CASES, ids=[case.id for case in CASES])
+def test_bad_config(case: Case, results) -> None:
+    result = results[case.id]
 
     assert result.exit_code == 2, result
     lines = result.stderr.splitlines()
