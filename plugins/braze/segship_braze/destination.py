@@ -186,6 +186,8 @@ class BrazeDestination(Destination):
             # an error Braze did not tie to an object: nothing tells which rows it hit, so none is trusted
             log.warning("braze.unplaced_errors", errors=unplaced[:5], objects=len(users))
             return [RecordResult(key, f"Braze reported an error for the request: {unplaced[0]}") for key, _ in users]
+        if not by_index:  # the usual answer: all accepted
+            return [RecordResult(key) for key, _ in users]
         results = []
         for index, (key, _) in enumerate(users):
             reason = by_index.get(index)

@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import datetime
 import math
+import re
 import uuid
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
@@ -20,6 +21,7 @@ from segship.destination import RowRejected
 MAX_STRING_LENGTH = 255
 #: Keys of an attributes object that identify the user or steer the request, not attributes.
 CONTROL_KEYS = frozenset({"external_id", "user_alias", "braze_id", "_update_existing_only", "push_token_import"})
+WHITESPACE = re.compile(r"\s")
 #: Braze profile fields with a format of their own.
 DATE_OF_BIRTH = "dob"
 
@@ -58,10 +60,10 @@ def _iso_datetime(value: datetime.datetime) -> str:
 
 def attribute_value(name: str, value: Any) -> Any:
     """A column value as Braze takes it in JSON; None stays None (Braze removes the attribute)."""
+    if isinstance(value, str):  # first: most values are text
+        return value if len(value) <= MAX_STRING_LENGTH else _text(value, name)
     if value is None or isinstance(value, (bool, int)):
         return value
-    if isinstance(value, str):
-        return _text(value, name)
     if isinstance(value, float):
         if not math.isfinite(value):
             raise RowRejected(f"{name} is {value}, which is no number Braze can store")
@@ -96,6 +98,8 @@ def _array_item(name: str, item: Any) -> Any:
 
 def external_id(value: Any) -> str:
     """The customer ID as Braze's external_id: a non-empty string of at most 255 characters."""
+    if type(value) is int:  # the usual key
+        return str(value)
     if isinstance(value, Decimal) and value == value.to_integral_value():
         value = int(value)
     if isinstance(value, bool) or not isinstance(value, (str, int, uuid.UUID)):
@@ -108,12 +112,13 @@ def external_id(value: Any) -> str:
 
 
 def email_address(value: Any) -> str:
-    if value is None or (isinstance(value, str) and not value.strip()):
-        raise RowRejected("email is empty")
+    """The address, trimmed; Braze checks it further and refuses a bad one in its errors."""
     if not isinstance(value, str):
-        raise RowRejected(f"email must be text, not {type(value).__name__}")
+        raise RowRejected("email is empty" if value is None else f"email must be text, not {type(value).__name__}")
     email = value.strip()
-    if "@" not in email or any(char.isspace() for char in email):
+    if not email:
+        raise RowRejected("email is empty")
+    if "@" not in email or WHITESPACE.search(email):
         raise RowRejected(f"invalid email address {email!r}")
     return _text(email, "email")
 
@@ -136,15 +141,6 @@ class UserMapping:
                    settings.get("membership_attribute", default_membership_attribute),
                    settings["segment_api_identifier"], bool(settings.get("update_existing_only", False)))
 
-    def _attributes(self, row: Mapping[str, Any], changed: frozenset[str] | None) -> Iterator[tuple[str, Any]]:
-        for attribute, column in self.attribute_columns:
-            if changed is None:
-                value = row.get(column)
-                if value is not None:  # a new member has nothing to remove
-                    yield attribute, attribute_value(attribute, value)
-            elif column in changed:
-                yield attribute, attribute_value(attribute, row.get(column))
-
     def user(self, row: Mapping[str, Any], changed_columns: frozenset[str] | None) -> dict[str, Any]:
         """The attributes object of a joining member (``changed_columns`` None) or of a change.
 
@@ -153,14 +149,21 @@ class UserMapping:
         which removes it in Braze. A changed customer ID is another Braze user, so it is
         sent as a join (the engine removes the old one).
         """
-        if changed_columns is not None and self.customer_id_column in changed_columns:
-            changed_columns = None
+        # a hot loop: one call per row of the segment
         user: dict[str, Any] = {"external_id": external_id(row.get(self.customer_id_column))}
-        if changed_columns is None or self.email_column in changed_columns:
+        if changed_columns is None or self.customer_id_column in changed_columns:
             user["email"] = email_address(row.get(self.email_column))
-        user.update(self._attributes(row, changed_columns))
-        if changed_columns is None:
+            for attribute, column in self.attribute_columns:
+                value = row.get(column)
+                if value is not None:  # a new member has nothing to remove
+                    user[attribute] = attribute_value(attribute, value)
             user[self.membership_attribute] = {"add": [self.segment_api_identifier]}
+        else:
+            if self.email_column in changed_columns:
+                user["email"] = email_address(row.get(self.email_column))
+            for attribute, column in self.attribute_columns:
+                if column in changed_columns:
+                    user[attribute] = attribute_value(attribute, row.get(column))
         if self.update_existing_only:
             user["_update_existing_only"] = True
         return user
