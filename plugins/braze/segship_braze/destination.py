@@ -100,12 +100,14 @@ class BrazeDestination(Destination):
     def check_export(cls, connection_settings: Mapping[str, Any], export_settings: Mapping[str, Any],
                      mapping: Mapping[str, Any]) -> Iterable[ConfigProblem]:
         membership = export_settings.get("membership_attribute", schemas.DEFAULT_MEMBERSHIP_ATTRIBUTE)
-        problem = attribute_name_problem(membership, membership_attribute="")
+        problem = attribute_name_problem(membership)
         if problem:
             yield ConfigProblem(("settings", "membership_attribute"), problem)
         attributes = mapping.get("attributes")
         for name in attributes if isinstance(attributes, Mapping) else ():
-            problem = attribute_name_problem(name, membership)
+            problem = attribute_name_problem(name) or (
+                f"{name!r} is the membership attribute segship maintains (settings.membership_attribute): "
+                "choose another attribute name" if name == membership else None)
             if problem:
                 yield ConfigProblem(("mapping", "attributes", name), problem)
 

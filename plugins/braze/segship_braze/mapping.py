@@ -26,15 +26,12 @@ WHITESPACE = re.compile(r"\s")
 DATE_OF_BIRTH = "dob"
 
 
-def attribute_name_problem(name: str, membership_attribute: str) -> str | None:
-    """Why ``name`` can't be a mapped attribute, or None when it can."""
+def attribute_name_problem(name: str) -> str | None:
+    """Why ``name`` can't be an attribute segship writes, or None when it can."""
     if name in CONTROL_KEYS:
         return f"{name!r} is a Braze identifier/control key, not an attribute"
     if name == "email":
-        return "email identifies the user's address: map it with mapping.email, not as an attribute"
-    if name == membership_attribute:
-        return (f"{name!r} is the membership attribute segship maintains (settings.membership_attribute): "
-                "choose another attribute name")
+        return "'email' is the user's address, set from mapping.email"
     if name.startswith("$"):
         return f"{name!r}: attribute names starting with '$' are reserved by Braze"
     if not name.strip() or name != name.strip():
