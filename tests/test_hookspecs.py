@@ -11,6 +11,7 @@ from __future__ import annotations
 import ast
 import asyncio
 import inspect
+import re
 import sys
 import types
 from collections.abc import Callable, Mapping, Sequence
@@ -34,6 +35,7 @@ CORE = Path(hookspecs.__file__).resolve().parent
 HOOK_NAMES = sorted(name for name, value in vars(hookspecs).items()
                     if name.startswith("segship_") and inspect.isfunction(value))
 FAKE_MODULE = "segship_fake_hooks_plugin"
+HOOK_NAME = re.compile(r"segship_[a-z][a-z0-9_]*")
 
 
 # -- the fake plugin ------------------------------------------------------------------------------
@@ -191,11 +193,11 @@ def _hook_calls_in_core() -> dict[str, list[str]]:
             if not isinstance(node, ast.Call):
                 continue
             names = []
-            if isinstance(node.func, ast.Attribute) and node.func.attr.startswith("segship_"):
+            if isinstance(node.func, ast.Attribute) and HOOK_NAME.fullmatch(node.func.attr):
                 names.append(node.func.attr)
             for argument in [*node.args, *(keyword.value for keyword in node.keywords)]:
                 if isinstance(argument, ast.Constant) and isinstance(argument.value, str) \
-                        and argument.value.startswith("segship_"):
+                        and HOOK_NAME.fullmatch(argument.value):
                     names.append(argument.value)
             for name in names:
                 found.setdefault(name, []).append(f"{file.relative_to(CORE)}:{node.lineno}")

@@ -8,6 +8,7 @@ import, or whose hook raises, is skipped with a warning naming it; the CLI still
 
 from __future__ import annotations
 
+import difflib
 import importlib
 import os
 from collections.abc import Callable
@@ -126,6 +127,11 @@ def _register_callback(plugins: Plugins, kind: str, registry: dict[str, Any], ba
     return register
 
 
+def _unknown_hook(name: str) -> str:
+    close = difflib.get_close_matches(name, [n for n in dir(hookspecs) if n.startswith("segship_")], n=1)
+    return f"unknown hook {name}" + (f" (did you mean {close[0]}?)" if close else "")
+
+
 def build_plugins() -> Plugins:
     """Create the plugin manager, load built-ins and entry points, collect registrations."""
     manager = pluggy.PluginManager(ENTRY_POINT_GROUP)
@@ -152,6 +158,13 @@ def build_plugins() -> Plugins:
             manager.register(module, name=name)
         except Exception as exc:  # noqa: BLE001 - a malformed hookimpl skips the plugin
             plugins.warnings.append(f"plugin {name!r} ({dist}) was skipped: {type(exc).__name__}: {exc}")
+            continue
+        unknown = sorted(caller.name for caller in manager.get_hookcallers(module) or () if caller.spec is None)
+        if unknown:
+            # a misspelt hook would otherwise be ignored in silence, leaving the plugin half there
+            manager.unregister(module)
+            plugins.warnings.append(f"plugin {name!r} ({dist}) was skipped: it implements "
+                                    + ", ".join(_unknown_hook(hook) for hook in unknown))
             continue
         destinations: list[str] = []
         sources: list[str] = []
