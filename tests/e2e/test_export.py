@@ -93,9 +93,11 @@ def test_rejected_rows_are_listed_with_reasons_and_retried_on_the_next_run(proje
 
 
 def test_a_run_killed_with_sigkill_resumes_without_losing_or_duplicating_anyone(project):
+    # small requests answered slowly: the Braze plugin keeps ~120 requests in flight, so
+    # 3,000 rows in 600 requests take several round trips and the kill lands part-way
     project.configure(braze_batch=5)
-    project.write(rows(400))
-    project.braze.set_faults(latency=0.05)
+    project.write(rows(3000))
+    project.braze.set_faults(latency=0.2)
     process = subprocess.Popen(project.command("export", "vip-braze"), cwd=project.root, env=project.env,
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 60
@@ -105,19 +107,18 @@ def test_a_run_killed_with_sigkill_resumes_without_losing_or_duplicating_anyone(
     process.wait(timeout=10)
     received = set(project.braze_members())
     acknowledged = project.acknowledged("vip-braze")
-    assert 0 < len(acknowledged) < 400, "the run should have been killed part-way"
+    assert 0 < len(acknowledged) < 3000, "the run should have been killed part-way"
     assert acknowledged <= received  # state never claims what Braze did not get
 
     project.braze.set_faults(latency=0.0)
     resumed = project.cli("export", "vip-braze", "--report", "resumed.json")
     assert resumed.returncode == 0, resumed.stderr
     report = json.loads((project.root / "resumed.json").read_text())["exports"][0]
-    assert report["upserted"] == 400 - len(acknowledged)
+    assert report["upserted"] == 3000 - len(acknowledged)
     members = project.braze_members()
-    assert set(members) == {f"C{i:05d}" for i in range(1, 401)}
+    assert set(members) == {f"C{i:05d}" for i in range(1, 3001)}
     assert all(user["segship_segments"] == ["3c4a9e52-0000-4000-8000-000000000001"] for user in members.values())
-    runs = json.loads(json.dumps([line for line in project.cli("runs", "vip-braze").stdout.splitlines()]))
-    assert any("interrupted" in line for line in runs)
+    assert "interrupted" in project.cli("runs", "vip-braze").stdout  # the killed run, as the next one found it
 
 
 def test_duplicate_or_null_keys_stop_the_run_before_anything_is_sent(project):
