@@ -57,8 +57,10 @@ def resolve(value: str, base_dir: Path, *, where: str, secret: bool = False) -> 
             raise SecretResolutionError(f"{where}: empty ${{{kind}:}} reference")
         if kind == "env":
             resolved = os.environ.get(name)
-            if resolved is None or resolved == "":
+            if resolved is None:
                 raise SecretResolutionError(f"{where}: environment variable {name} is not set")
+            if not resolved.strip():
+                raise SecretResolutionError(f"{where}: environment variable {name} is set but empty")
         else:
             path = Path(os.path.expanduser(name))
             path = path if path.is_absolute() else base_dir / path
