@@ -13,6 +13,7 @@ import asyncio
 import random
 import signal
 import threading
+import urllib.request
 from collections import Counter
 from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass, fields
@@ -197,10 +198,11 @@ def serve(sandbox: Sandbox, host: str = "127.0.0.1", port: int = 0,
 
 
 class BackgroundSandbox:
-    """Runs a sandbox on its own event loop in a thread: ``with BackgroundSandbox(s) as url: ...``.
+    """Runs a sandbox on its own event loop in a thread: ``with BackgroundSandbox(s) as running: ...``.
 
     Tests use it so that the real CLI, started as a subprocess, can talk to it while the
-    test inspects ``sandbox`` directly.
+    test inspects the sandbox through thread-safe readers. Plugins subclass it to add
+    readers of their own data.
     """
 
     def __init__(self, sandbox: Sandbox, host: str = "127.0.0.1", port: int = 0) -> None:
@@ -212,13 +214,22 @@ class BackgroundSandbox:
         self._thread = threading.Thread(target=self._loop.run_forever, name="sandbox", daemon=True)
         self._runner: web.AppRunner | None = None
 
-    def __enter__(self) -> str:
+    @property
+    def api_key(self) -> str | None:
+        return self.sandbox.api_key
+
+    @property
+    def origin(self) -> str:
+        """The URL without the API prefix: where ``/_sandbox/…`` lives."""
+        return self.url.removesuffix(self.sandbox.api_prefix)
+
+    def __enter__(self) -> BackgroundSandbox:
         self._thread.start()
         future = asyncio.run_coroutine_threadsafe(
             _start(self.sandbox.build_app(), self.host, self.port), self._loop)
         self._runner, bound_port = future.result(timeout=30)
         self.url = base_url(self.host, bound_port, self.sandbox.api_prefix)
-        return self.url
+        return self
 
     def call(self, function: Callable[[], Any]) -> Any:
         """Run ``function`` on the sandbox's loop (safe access to its state from the test)."""
@@ -227,6 +238,18 @@ class BackgroundSandbox:
             return function()
 
         return asyncio.run_coroutine_threadsafe(run(), self._loop).result(timeout=30)
+
+    def stats(self) -> dict[str, Any]:
+        return self.call(lambda: {**self.sandbox.stats, **self.sandbox.extra_stats()})
+
+    def set_faults(self, **knobs: Any) -> None:
+        """Turn fault knobs through ``/_sandbox/faults``, as a test in another process would (a seed reseeds)."""
+        request = urllib.request.Request(self.origin + "/_sandbox/faults", data=orjson.dumps(knobs), method="POST")
+        with urllib.request.urlopen(request, timeout=10) as answer:
+            answer.read()
+
+    def reset(self) -> None:
+        self.call(self.sandbox.reset)
 
     def __exit__(self, *exc_info: object) -> None:
         if self._runner is not None:

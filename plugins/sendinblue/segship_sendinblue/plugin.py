@@ -7,6 +7,18 @@ from typing import Annotated
 
 import typer
 from segship import hookimpl
+from segship.cli.sandbox_options import (
+    ApiKeyOption,
+    DropFractionOption,
+    ErrorFractionOption,
+    ErrorStatusOption,
+    HostOption,
+    LatencyOption,
+    PortOption,
+    SeedOption,
+    announce,
+    fault_settings,
+)
 from segship.destination import Destination
 from segship.ratelimit import RateLimit
 from segship.sandbox import serve
@@ -32,34 +44,30 @@ def parse_list_ids(text: str) -> list[int]:
 
 
 def sandbox_sendinblue(
-    host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
-    port: Annotated[int, typer.Option(help="Port to listen on; 0 picks a free one.")] = 0,
-    api_key: Annotated[str | None, typer.Option(help="Accept only this API key (default: any non-empty key).",
-                                                envvar="SEGSHIP_SANDBOX_API_KEY")] = None,
+    host: HostOption = "127.0.0.1",
+    port: PortOption = 0,
+    api_key: ApiKeyOption = None,
     lists: Annotated[str, typer.Option(help="IDs of the contact lists that exist, comma-separated.")]
         = "1,2,3,4,5,6,7,8,9,10",
     process_delay: Annotated[float, typer.Option(help="Seconds an import stays queued before it is processed.")]
         = 1.0,
     requests_per_second: Annotated[float, typer.Option(
         help="Rate limit of the API (Brevo's General plan: 10); 0 turns it off.")] = DEFAULT_REQUESTS_PER_SECOND,
-    error_fraction: Annotated[float, typer.Option(help="Share of API requests answered with an error status.")]
-        = 0.0,
-    error_status: Annotated[list[int] | None, typer.Option(
-        help="Status(es) used by --error-fraction (repeatable; default 500).")] = None,
-    latency: Annotated[float, typer.Option(help="Seconds added to every API request.")] = 0.0,
-    drop_fraction: Annotated[float, typer.Option(help="Share of API requests whose connection is dropped.")] = 0.0,
+    error_fraction: ErrorFractionOption = 0.0,
+    error_status: ErrorStatusOption = None,
+    latency: LatencyOption = 0.0,
+    drop_fraction: DropFractionOption = 0.0,
     fail_imports: Annotated[int, typer.Option(help="Make the next N import processes fail.")] = 0,
     import_failure_fraction: Annotated[float, typer.Option(help="Share of import processes that fail.")] = 0.0,
-    seed: Annotated[int | None, typer.Option(help="Random seed of the fault knobs.")] = None,
+    seed: SeedOption = None,
 ) -> None:
     """Local emulator of the Brevo (Sendinblue) v3 contacts API; prints its base URL (…/v3) first."""
-    faults = BrevoFaults(error_fraction=error_fraction, error_statuses=tuple(error_status or (500,)),
-                         latency=latency, drop_fraction=drop_fraction, seed=seed,
+    faults = BrevoFaults(**fault_settings(error_fraction, error_status, latency, drop_fraction, seed),
                          fail_next_imports=fail_imports, import_failure_fraction=import_failure_fraction)
     rate_limit = RateLimit(max(1, round(requests_per_second)), 1.0) if requests_per_second > 0 else None
     sandbox = BrevoSandbox(api_key=api_key, list_ids=parse_list_ids(lists), process_delay=process_delay,
                            rate_limit=rate_limit, faults=faults)
-    serve(sandbox, host, port, announce=lambda url: print(url, flush=True))
+    serve(sandbox, host, port, announce=announce)
 
 
 @hookimpl

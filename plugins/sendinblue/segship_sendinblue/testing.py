@@ -8,12 +8,9 @@ with ``running_sandbox``.
 
 from __future__ import annotations
 
-import urllib.request
 from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any
 
-import orjson
 import pytest
 from segship.sandbox import BackgroundSandbox
 
@@ -22,40 +19,20 @@ from segship_sendinblue.sandbox import BrevoSandbox
 SANDBOX_API_KEY = "xkeysib-sandbox-0123456789abcdef"
 
 
-class SandboxHandle:
-    """A running sandbox: its base URL (…/v3), the sandbox object and thread-safe readers."""
+class SandboxHandle(BackgroundSandbox):
+    """A running Brevo sandbox: ``url`` is the base_url to use (…/v3); readers return copies."""
 
-    def __init__(self, runner: BackgroundSandbox, api_key: str | None) -> None:
-        self._runner = runner
-        self.sandbox: BrevoSandbox = runner.sandbox  # type: ignore[assignment]
-        self.url = runner.url
-        self.api_key = api_key
+    sandbox: BrevoSandbox
 
     def list_contacts(self, list_id: int) -> dict[str, dict[str, Any]]:
-        """email -> attributes of the contacts in a list (a copy)."""
-        return self._runner.call(lambda: {email: dict(attributes) for email, attributes
-                                          in self.sandbox.list_contacts(list_id).items()})
-
-    def stats(self) -> dict[str, Any]:
-        return self._runner.call(lambda: {**self.sandbox.stats, **self.sandbox.extra_stats()})
-
-    def set_faults(self, **knobs: Any) -> None:
-        """Turn fault knobs through ``/_sandbox/faults``, as a test in another process would (a seed reseeds)."""
-        request = urllib.request.Request(self.url.removesuffix(self.sandbox.api_prefix) + "/_sandbox/faults",
-                                         data=orjson.dumps(knobs), method="POST")
-        with urllib.request.urlopen(request, timeout=10) as answer:
-            answer.read()
-
-    def reset(self) -> None:
-        self._runner.call(self.sandbox.reset)
+        """email -> attributes of the contacts in a list."""
+        return self.call(lambda: {email: dict(attributes) for email, attributes
+                                  in self.sandbox.list_contacts(list_id).items()})
 
 
-@contextmanager
-def running_sandbox(sandbox: BrevoSandbox) -> Iterator[SandboxHandle]:
-    """Serve ``sandbox`` on a free port of 127.0.0.1 for the duration of the block."""
-    runner = BackgroundSandbox(sandbox)
-    with runner:
-        yield SandboxHandle(runner, sandbox.api_key)
+def running_sandbox(sandbox: BrevoSandbox) -> SandboxHandle:
+    """Serve ``sandbox`` on a free port of 127.0.0.1: ``with running_sandbox(s) as handle: ...``."""
+    return SandboxHandle(sandbox)
 
 
 @pytest.fixture

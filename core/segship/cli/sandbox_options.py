@@ -1,0 +1,30 @@
+"""Options every ``segship sandbox NAME`` command shares, so each plugin declares only its own."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+import typer
+
+HostOption = Annotated[str, typer.Option(help="Interface to listen on.")]
+PortOption = Annotated[int, typer.Option(help="Port to listen on; 0 picks a free one.")]
+ApiKeyOption = Annotated[str | None, typer.Option(help="Accept only this API key (default: any non-empty key).",
+                                                  envvar="SEGSHIP_SANDBOX_API_KEY")]
+ErrorFractionOption = Annotated[float, typer.Option(help="Share of API requests answered with an error status.")]
+ErrorStatusOption = Annotated[list[int] | None, typer.Option(
+    help="Status(es) used by --error-fraction (repeatable; default 500).")]
+LatencyOption = Annotated[float, typer.Option(help="Seconds added to every API request.")]
+DropFractionOption = Annotated[float, typer.Option(help="Share of API requests whose connection is dropped.")]
+SeedOption = Annotated[int | None, typer.Option(help="Random seed of the fault knobs.")]
+
+
+def fault_settings(error_fraction: float, error_status: list[int] | None, latency: float, drop_fraction: float,
+                   seed: int | None) -> dict[str, Any]:
+    """The shared options as keyword arguments of ``segship.sandbox.Faults`` (or a subclass)."""
+    return {"error_fraction": error_fraction, "error_statuses": tuple(error_status or (500,)), "latency": latency,
+            "drop_fraction": drop_fraction, "seed": seed}
+
+
+def announce(url: str) -> None:
+    """Print the base URL as the first line of output, at once (a parent process is reading it)."""
+    print(url, flush=True)
