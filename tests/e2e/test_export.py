@@ -92,33 +92,67 @@ def test_rejected_rows_are_listed_with_reasons_and_retried_on_the_next_run(proje
     assert json.loads(project.cli("rejects", "vip-brevo", "--json").stdout) == []
 
 
-def test_a_run_killed_with_sigkill_resumes_without_losing_or_duplicating_anyone(project):
-    # small requests answered slowly: the Braze plugin keeps ~120 requests in flight, so
-    # 3,000 rows in 600 requests take several round trips and the kill lands part-way
+def start_slow_export(project, rows_count: int = 3000) -> subprocess.Popen:
+    """Start exporting to a slow Braze and return once some users have arrived.
+
+    Small requests answered slowly: the Braze plugin keeps ~120 requests in flight, so
+    3,000 rows in 600 requests take several round trips and a signal lands part-way.
+    """
     project.configure(braze_batch=5)
-    project.write(rows(3000))
+    project.write(rows(rows_count))
     project.braze.set_faults(latency=0.2)
     process = subprocess.Popen(project.command("export", "vip-braze"), cwd=project.root, env=project.env,
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 60
     while len(project.braze.users()) < 60 and time.monotonic() < deadline and process.poll() is None:
         time.sleep(0.02)
-    process.send_signal(signal.SIGKILL)
-    process.wait(timeout=10)
-    received = set(project.braze_members())
-    acknowledged = project.acknowledged("vip-braze")
-    assert 0 < len(acknowledged) < 3000, "the run should have been killed part-way"
-    assert acknowledged <= received  # state never claims what Braze did not get
+    return process
 
+
+def assert_resumes_to_the_whole_segment(project, acknowledged: set[str], rows_count: int = 3000) -> None:
     project.braze.set_faults(latency=0.0)
     resumed = project.cli("export", "vip-braze", "--report", "resumed.json")
     assert resumed.returncode == 0, resumed.stderr
     report = json.loads((project.root / "resumed.json").read_text())["exports"][0]
-    assert report["upserted"] == 3000 - len(acknowledged)
+    assert report["upserted"] == rows_count - len(acknowledged)
     members = project.braze_members()
-    assert set(members) == {f"C{i:05d}" for i in range(1, 3001)}
+    assert set(members) == {f"C{i:05d}" for i in range(1, rows_count + 1)}
     assert all(user["segship_segments"] == ["3c4a9e52-0000-4000-8000-000000000001"] for user in members.values())
+
+
+def test_a_run_killed_with_sigkill_resumes_without_losing_or_duplicating_anyone(project):
+    process = start_slow_export(project)
+    process.send_signal(signal.SIGKILL)
+    process.communicate(timeout=10)
+    acknowledged = project.acknowledged("vip-braze")
+    assert 0 < len(acknowledged) < 3000, "the run should have been killed part-way"
+    assert acknowledged <= set(project.braze_members())  # state never claims what Braze did not get
+    assert_resumes_to_the_whole_segment(project, acknowledged)
     assert "interrupted" in project.cli("runs", "vip-braze").stdout  # the killed run, as the next one found it
+
+
+def test_ctrl_c_finishes_the_batches_in_flight_commits_and_exits_1(project):
+    process = start_slow_export(project)
+    process.send_signal(signal.SIGINT)
+    stdout, stderr = process.communicate(timeout=60)
+    assert process.returncode == 1
+    assert "interrupted" in stdout and "run the export again to continue" in stdout
+    assert "Traceback" not in stderr
+    acknowledged = project.acknowledged("vip-braze")
+    assert 0 < len(acknowledged) < 3000
+    # every batch in flight was answered and committed: state and Braze agree exactly
+    assert acknowledged == set(project.braze_members())
+    assert_resumes_to_the_whole_segment(project, acknowledged)
+
+
+def test_schedule_once_runs_the_exports_that_are_due(project):
+    project.write(rows(8))
+    with (project.root / "segship.yaml").open("a") as config:
+        config.write("    schedule: '* * * * *'\n")  # appended to the last export, vip-brevo: due every minute
+    result = project.cli("schedule", "--once")
+    assert result.returncode == 0, result.stderr
+    assert "vip-brevo: succeeded" in result.stdout and "vip-braze" not in result.stdout
+    assert len(project.brevo_members()) == 8
 
 
 def test_duplicate_or_null_keys_stop_the_run_before_anything_is_sent(project):
