@@ -76,6 +76,10 @@ class Snapshot:
             source.close()
         self.db.close()
 
+    def _error(self, segment: SegmentConfig, problem: str) -> PlanError:
+        """A problem with a segment's rows, placed at the segment in the config."""
+        return PlanError(f"{self.config.where('segments', segment.name)}: segment {segment.name!r} {problem}")
+
     # -- reading segments ----------------------------------------------------------------------
 
     def _source(self, name: str) -> Source:
@@ -105,11 +109,11 @@ class Snapshot:
         except duckdb.BinderException as exc:
             missing = [c for c in [segment.key, *self.columns] if c not in reader.schema.names]
             if missing:
-                raise PlanError(f"segment {segment.name!r} has no column {missing[0]!r}, which export "
+                raise self._error(segment, f"has no column {missing[0]!r}, which export "
                                 f"{self.export.name!r} needs (columns: {', '.join(reader.schema.names)})") from None
-            raise PlanError(f"segment {segment.name!r}: {exc}") from None
+            raise self._error(segment, f"failed: {exc}") from None
         except (duckdb.Error, SourceError) as exc:
-            raise PlanError(f"segment {segment.name!r}: {exc}") from None
+            raise self._error(segment, f"failed: {exc}") from None
 
     # -- planning -------------------------------------------------------------------------------
 
@@ -123,7 +127,7 @@ class Snapshot:
             try:
                 relation.insert_into("snapshot")
             except (duckdb.Error, pa.ArrowException, SourceError) as exc:
-                raise PlanError(f"segment {part.segment.name!r}: {exc}") from None
+                raise self._error(part.segment, f"failed: {exc}") from None
         self._check_keys()
         self.db.execute("CREATE TABLE members AS SELECT key, min(seg) AS seg, any_value(row_hash) AS row_hash "
                         "FROM snapshot GROUP BY key")
@@ -133,17 +137,17 @@ class Snapshot:
         for seg, nulls in self.db.execute("SELECT seg, count(*) FROM snapshot WHERE key IS NULL GROUP BY seg "
                                           "ORDER BY seg").fetchall():
             segment = names[seg]
-            raise PlanError(f"segment {segment.name!r}: {nulls} row(s) have no {segment.key!r} (the key must "
+            raise self._error(segment, f"has null keys: {nulls} row(s) have no {segment.key!r} (the key must "
                             "not be null); nothing was sent")
         duplicates = self.db.execute(
-            "SELECT seg, key, count(*) AS n, count(*) OVER (PARTITION BY seg) AS total FROM snapshot "
+            "SELECT seg, key, count(*) AS n FROM snapshot "
             "GROUP BY seg, key HAVING count(*) > 1 ORDER BY seg, key LIMIT ?", (EXAMPLES,)).fetchall()
         if duplicates:
             segment = names[duplicates[0][0]]
             total = self.db.execute("SELECT count(*) FROM (SELECT key FROM snapshot WHERE seg = ? GROUP BY key "
                                     "HAVING count(*) > 1)", (duplicates[0][0],)).fetchone()[0]
-            examples = ", ".join(f"{key} ({n} rows)" for seg, key, n, _ in duplicates if seg == duplicates[0][0])
-            raise PlanError(f"segment {segment.name!r}: key {segment.key!r} is not unique: {total} key(s) appear "
+            examples = ", ".join(f"{key} ({n} rows)" for seg, key, n in duplicates if seg == duplicates[0][0])
+            raise self._error(segment, f"key {segment.key!r} is not unique: {total} key(s) appear "
                             f"more than once, e.g. {examples}; nothing was sent")
         conflicts = self.db.execute(
             "SELECT key, list(DISTINCT seg ORDER BY seg) FROM snapshot GROUP BY key "
