@@ -11,6 +11,8 @@ import os
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
+import re
+
 import pytest
 
 # A valid single-file config every case below is a variation of (same line numbers where it can).
@@ -68,6 +70,9 @@ exports:
 """
 
 
+ERROR_LINE = re.compile(r"^\S+:\d+:\d+: ")
+
+
 @dataclass
 class Case:
     id: str
@@ -78,6 +83,7 @@ class Case:
     env: dict[str, str] = field(default_factory=dict)
     config: str = "segship.yaml"         # what -c points at
     hidden: tuple[str, ...] = ()         # text that must not appear anywhere in the output
+    count: int = 1                       # errors reported in all (more when one mistake breaks two rules)
 
 
 def _replace(text: str, old: str, new: str) -> str:
@@ -171,7 +177,7 @@ CASES = [
          "segship.yaml:1:10", "version must be 1; got '1'"),
     Case("unknown-top-level-key",
          VALID + "source:\n  crm2: {type: duckdb, path: x.csv}\n",
-         "segship.yaml:25:1", "unknown key 'source' in the config; expected one of: connections, exports, "
+         "segship.yaml:25:1", "unknown key 'source' in the config (did you mean 'sources'?); expected one of: connections, exports, "
                               "segments, sources, state, version"),
     # -- wrong types ------------------------------------------------------------------------------
     Case("section-a-list",
@@ -193,19 +199,22 @@ CASES = [
     # -- unknown keys -----------------------------------------------------------------------------
     Case("unknown-key-in-connection",
          _replace(VALID, "    data_privacy_consent: true\n", "    consent: true\n"),
-         "segship.yaml:15:5", "unknown key 'consent' in connections.brevo; expected one of: data_privacy_consent, "
-                              "display_name, settings, type, usable_by"),
+         "segship.yaml:15:5", "unknown key 'consent' in connections.brevo (did you mean 'data_privacy_consent'?); "
+                              "expected one of: data_privacy_consent, display_name, settings, type, usable_by",
+         count=2),  # and the consent is then missing
     Case("unknown-key-in-plugin-connection-settings",
          _replace(VALID, "      api_key: ${env:BREVO_API_KEY}\n",
                   "      api_key: ${env:BREVO_API_KEY}\n      api_url: https://api.brevo.com/v3\n"),
-         "segship.yaml:18:7", "unknown key 'api_url' in connections.brevo.settings; expected one of: api_key, "
-                              "base_url"),
+         "segship.yaml:18:7", "unknown key 'api_url' in connections.brevo.settings (did you mean 'base_url'?); "
+                              "expected one of: api_key, base_url"),
     Case("unknown-key-in-plugin-export-settings",
          _replace(VALID, "settings: {list_id: 3}", "settings: {list_id: 3, folder_id: 2}"),
          "segship.yaml:23:28", "unknown key 'folder_id' in exports.vip-to-brevo.settings; expected one of:"),
     Case("unknown-key-in-source-plugin-options",
          _replace(VALID, "path: profiles.csv", "paht: profiles.csv"),
-         "segship.yaml:5:5", "unknown key 'paht' in sources.crm; expected one of: format, path, type"),
+         "segship.yaml:5:5", "unknown key 'paht' in sources.crm (did you mean 'path'?); expected one of: format, "
+                              "path, type",
+         count=2),  # and path is missing
     # -- missing required keys ----------------------------------------------------------------------
     Case("segment-missing-key",
          _replace(VALID, "    key: customer_id\n", ""),
@@ -225,12 +234,14 @@ CASES = [
     # -- names ------------------------------------------------------------------------------------
     Case("bad-segment-name",
          _replace(VALID, "  vip:\n", "  vip customers:\n"),
-         "segship.yaml:7:3", "invalid name 'vip customers' in segments: use letters, digits, '_' or '-'"),
+         "segship.yaml:7:3", "invalid name 'vip customers' in segments: use letters, digits, '_' or '-'",
+         count=2),  # and the export's segment 'vip' is then not defined
     Case("bad-connection-name-starts-with-digit",
          _replace(_replace(VALID, "  brevo:\n", "  1brevo:\n"), "connection: brevo", "connection: 1brevo"),
          "segship.yaml:12:3", "invalid name '1brevo' in connections"),
     Case("bad-export-name-not-first",
-         VALID + "  vip/braze:\n    display_name: x\n",
+         VALID + "  vip/braze:\n    display_name: x\n    connection: brevo\n    segments: [vip]\n"
+                 "    settings: {list_id: 4}\n    mapping: {email: email}\n",
          "segship.yaml:25:3", "invalid name 'vip/braze' in exports: use letters, digits, '_' or '-'"),
     # -- connections --------------------------------------------------------------------------------
     Case("unknown-connection-type",
@@ -259,7 +270,7 @@ CASES = [
     Case("literal-api-key-of-wrong-type",
          _replace(VALID, "api_key: ${env:BREVO_API_KEY}", "api_key: 987654321987654321"),
          "segship.yaml:17:16", "connections.brevo.settings.api_key must be a string, not an integer",
-         hidden=("987654321987654321",)),
+         hidden=("987654321987654321",), count=2),  # and it is a literal secret
     Case("literal-braze-api-key",
          _replace(VALID_BRAZE, "api_key: ${env:BRAZE_API_KEY}", "api_key: 'a1b2c3d4-e5f6-4a7b-8c9d-0e1f2a3b4c5d'"),
          "segship.yaml:12:16", "connections.braze.settings.api_key is a secret: write a reference",
@@ -314,8 +325,8 @@ CASES = [
          "segship.yaml:25:32", "exports.vip-to-brevo.safeguards.max_profiles must be >= 1; got 0"),
     Case("safeguard-unknown-key",
          VALID + "    safeguards: {max_removed: 0.2}\n",
-         "segship.yaml:25:18", "unknown key 'max_removed' in exports.vip-to-brevo.safeguards; expected one of: "
-                               "max_profiles, max_removed_fraction"),
+         "segship.yaml:25:18", "unknown key 'max_removed' in exports.vip-to-brevo.safeguards (did you mean "
+                               "'max_removed_fraction'?); expected one of: max_profiles, max_removed_fraction"),
     # -- directories --------------------------------------------------------------------------------
     Case("duplicate-segment-across-two-files",
          {"conf/a.yaml": "version: 1\nsegments:\n  vip: {source: crm, key: id, sql: SELECT 1}\n",
@@ -378,6 +389,8 @@ def test_bad_config(case: Case, results) -> None:
     assert placed, f"no error at {case.where}\n{result}"
     assert any(case.message in line for line in placed), f"expected {case.message!r} at {case.where}\n{result}"
     assert "Traceback" not in result.output, result
+    errors = [line for line in lines if ERROR_LINE.match(line)]
+    assert len(errors) == case.count, f"expected {case.count} error(s)\n{result}"
     for text in case.hidden:
         assert text not in result.output, f"{text!r} leaked into the output\n{result}"
 

@@ -7,6 +7,7 @@ Values of secret fields are never quoted in a message.
 
 from __future__ import annotations
 
+import difflib
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
@@ -47,6 +48,15 @@ def _type_phrase(expected: Any) -> str:
     return " or ".join(SCHEMA_TYPE_NAMES.get(name, name) for name in names)
 
 
+def _close_key(extra: str, allowed: list[str]) -> str | None:
+    """The allowed key a mistyped or shortened one most likely meant (``consent`` -> ``data_privacy_consent``)."""
+    containing = [key for key in allowed if len(extra) >= 4 and extra.lower() in key.lower()]
+    if len(containing) == 1:
+        return containing[0]
+    close = difflib.get_close_matches(extra, allowed, n=1, cutoff=0.6)
+    return close[0] if close else None
+
+
 def _names_a_property(error: jsonschema.ValidationError) -> bool:
     """True for an error found by a ``propertyNames`` subschema (jsonschema reports its inner keyword)."""
     schema_path = list(error.absolute_schema_path)
@@ -64,7 +74,9 @@ def _schema_issues(error: jsonschema.ValidationError, prefix: Path_,
     if kind == "additionalProperties" and isinstance(instance, dict):
         allowed = sorted(schema.get("properties", {}))
         for extra in sorted(set(instance) - set(allowed)):
-            hint = f"; expected one of: {', '.join(allowed)}" if allowed else ""
+            close = _close_key(str(extra), allowed)
+            hint = f" (did you mean {close!r}?)" if close else ""
+            hint += f"; expected one of: {', '.join(allowed)}" if allowed else ""
             yield ConfigIssue(loaded.location(path + (extra,), key=True), f"unknown key {extra!r} in {where}{hint}")
         return
     if kind == "required" and isinstance(instance, dict):
@@ -138,6 +150,9 @@ def _check_references(loaded: LoadedConfig, plugins: Plugins) -> list[ConfigIssu
     def issue(path: Path_, message: str, *, key: bool = False) -> None:
         issues.append(ConfigIssue(loaded.location(path, key=key), message))
 
+    # a section that is there but not a mapping is a schema error already: names in it aren't checked
+    invalid = {section for section in ("sources", "segments", "connections")
+               if section in data and not isinstance(data[section], dict)}
     sources = data.get("sources") if isinstance(data.get("sources"), dict) else {}
     segments = data.get("segments") if isinstance(data.get("segments"), dict) else {}
     connections = data.get("connections") if isinstance(data.get("connections"), dict) else {}
@@ -145,7 +160,7 @@ def _check_references(loaded: LoadedConfig, plugins: Plugins) -> list[ConfigIssu
 
     for name, segment in _entries(data, "segments"):
         source = segment.get("source")
-        if isinstance(source, str) and source not in sources:
+        if isinstance(source, str) and source not in sources and "sources" not in invalid:
             known = ", ".join(sorted(sources)) or "none defined"
             issue(("segments", name, "source"), f"segment {name!r} uses source {source!r}, which is not defined "
                                                 f"(sources: {known})")
@@ -167,12 +182,13 @@ def _check_references(loaded: LoadedConfig, plugins: Plugins) -> list[ConfigIssu
         base: Path_ = ("exports", name)
         connection_name = export.get("connection")
         connection = connections.get(connection_name) if isinstance(connection_name, str) else None
-        if isinstance(connection_name, str) and connection is None:
+        if isinstance(connection_name, str) and connection is None and "connections" not in invalid:
             known = ", ".join(sorted(connections)) or "none defined"
             issue(base + ("connection",), f"export {name!r} uses connection {connection_name!r}, which is not "
                                           f"defined (connections: {known})")
-        for index, segment_name in enumerate(export.get("segments") or []):
-            if isinstance(segment_name, str) and segment_name not in segments:
+        segment_names = export.get("segments") if isinstance(export.get("segments"), list) else []
+        for index, segment_name in enumerate(segment_names):
+            if isinstance(segment_name, str) and segment_name not in segments and "segments" not in invalid:
                 known = ", ".join(sorted(segments)) or "none defined"
                 issue(base + ("segments", index), f"export {name!r} uses segment {segment_name!r}, which is not "
                                                   f"defined (segments: {known})")
@@ -182,7 +198,8 @@ def _check_references(loaded: LoadedConfig, plugins: Plugins) -> list[ConfigIssu
                                         "(five fields: minute hour day-of-month month day-of-week)")
         if not isinstance(connection, dict):
             continue
-        if connection.get("data_privacy_consent") is not True:
+        consent = connection.get("data_privacy_consent")
+        if consent is None or consent is False:  # any other value is a schema error (not a boolean)
             consent_path: Path_ = ("connections", connection_name)
             if "data_privacy_consent" in connection:
                 consent_path += ("data_privacy_consent",)
