@@ -18,6 +18,7 @@ import yaml
 from segship.config.issues import ConfigError, ConfigIssue, Location, display_path
 
 NAMED_SECTIONS = ("sources", "segments", "connections", "exports")
+MAP_TAG, SEQ_TAG, MERGE_TAG = "tag:yaml.org,2002:map", "tag:yaml.org,2002:seq", "tag:yaml.org,2002:merge"
 Path_ = tuple[str | int, ...]
 
 try:
@@ -68,12 +69,16 @@ class _Builder:
 
     def build(self, node: yaml.Node, path: Path_) -> Any:
         self.values[path] = _location(self.file, node.start_mark)
+        if isinstance(node, (yaml.MappingNode, yaml.SequenceNode)) and node.tag not in (MAP_TAG, SEQ_TAG):
+            # the safe loader refuses such tags on scalars; on collections they would pass unnoticed
+            self.issues.append(ConfigIssue(_location(self.file, node.start_mark),
+                                           f"invalid YAML: the tag {node.tag} is not supported; write a plain "
+                                           "mapping or list"))
         if isinstance(node, yaml.MappingNode):
             result: dict[Any, Any] = {}
-            for key_node, value_node in node.value:
-                key = self.loader.construct_object(key_node, deep=True)
-                if not isinstance(key, str):
-                    key = str(key)
+            own, merged = self._pairs(node)
+            for key_node, value_node in own:
+                key = self._key(key_node)
                 if key in result:
                     first = self.keys[path + (key,)]
                     self.issues.append(ConfigIssue(_location(self.file, key_node.start_mark),
@@ -81,10 +86,38 @@ class _Builder:
                     continue
                 self.keys[path + (key,)] = _location(self.file, key_node.start_mark)
                 result[key] = self.build(value_node, path + (key,))
+            for key_node, value_node in merged:  # `<<: *defaults`: keys written here win, then the first merged
+                key = self._key(key_node)
+                if key not in result:
+                    self.keys[path + (key,)] = _location(self.file, key_node.start_mark)
+                    result[key] = self.build(value_node, path + (key,))
             return result
         if isinstance(node, yaml.SequenceNode):
             return [self.build(item, path + (index,)) for index, item in enumerate(node.value)]
         return self.loader.construct_object(node, deep=True)
+
+    def _key(self, key_node: yaml.Node) -> str:
+        key = self.loader.construct_object(key_node, deep=True)
+        return key if isinstance(key, str) else str(key)
+
+    def _pairs(self, node: yaml.MappingNode) -> tuple[list[tuple[yaml.Node, yaml.Node]], list[tuple[yaml.Node, yaml.Node]]]:
+        """The mapping's own key/value nodes, and those its merge keys (``<<``) bring, in precedence order."""
+        own: list[tuple[yaml.Node, yaml.Node]] = []
+        merged: list[tuple[yaml.Node, yaml.Node]] = []
+        for key_node, value_node in node.value:
+            if key_node.tag != MERGE_TAG:
+                own.append((key_node, value_node))
+                continue
+            sources = value_node.value if isinstance(value_node, yaml.SequenceNode) else [value_node]
+            for source in sources:
+                if not isinstance(source, yaml.MappingNode):
+                    self.issues.append(ConfigIssue(_location(self.file, source.start_mark),
+                                                   "invalid YAML: a merge key (<<) takes a mapping or a list of "
+                                                   "mappings, such as <<: *defaults"))
+                    continue
+                source_own, source_merged = self._pairs(source)
+                merged += source_own + source_merged
+        return own, merged
 
 
 def _yaml_issue(shown: str, text: str, exc: yaml.MarkedYAMLError) -> ConfigIssue:

@@ -1,0 +1,144 @@
+"""Loading YAML: positions of every key and value, directory merge, and paths relative to the naming file."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from segship.config import ConfigError, Location, load_config
+from segship.config.loader import config_files, load_documents
+from segship.plugins import build_plugins
+
+
+@pytest.fixture(autouse=True)
+def _in_tmp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)  # files are shown relative to the working directory
+
+
+def test_every_key_and_value_has_its_position(write_config) -> None:
+    write_config({"segship.yaml": """
+        version: 1
+        segments:
+          vip:
+            sql: "SELECT 1"
+            key: id
+        exports:
+          x: {segments: [vip, rich]}
+        """})
+    loaded = load_documents(Path("segship.yaml"))
+    assert loaded.location(("segments", "vip"), key=True) == Location("segship.yaml", 3, 3)
+    assert loaded.location(("segments", "vip", "sql")) == Location("segship.yaml", 4, 10)
+    assert loaded.location(("segments", "vip", "sql"), key=True) == Location("segship.yaml", 4, 5)
+    assert loaded.location(("segments", "vip", "key")) == Location("segship.yaml", 5, 10)
+    assert loaded.location(("exports", "x", "segments", 1)) == Location("segship.yaml", 7, 23)
+    # a missing node is placed at its nearest ancestor
+    assert loaded.location(("segments", "vip", "source")) == Location("segship.yaml", 4, 5)
+
+
+def test_a_directory_merges_yaml_files_in_name_order_skipping_hidden_folders_and_other_files(write_config) -> None:
+    write_config({
+        "conf/b.yml": "version: 1\nsegments:\n  b: {source: crm, key: id, sql: SELECT 2}\n",
+        "conf/a.yaml": "version: 1\nsegments:\n  a: {source: crm, key: id, sql: SELECT 1}\n",
+        "conf/sub/c.yaml": "version: 1\nsources:\n  crm: {type: duckdb, path: ../data/x.csv}\n",
+        "conf/.segship/state.yaml": "not: [valid\n",
+        "conf/.github/workflow.yaml": "on: push\n",
+        "conf/notes.txt": "version: 2\n",
+        "conf/empty.yaml": "# placeholder\n",
+    })
+    assert [path.relative_to("conf").as_posix() for path in config_files(Path("conf"))] == [
+        "a.yaml", "b.yml", "empty.yaml", "sub/c.yaml"]
+    loaded = load_documents(Path("conf"))
+    assert list(loaded.data["segments"]) == ["a", "b"]
+    assert loaded.location(("segments", "b", "sql")) == Location("conf/b.yml", 3, 34)
+    assert loaded.file_of(("sources", "crm")) == Path("conf/sub/c.yaml")
+
+
+def test_state_may_appear_once(write_config) -> None:
+    write_config({"conf/a.yaml": "version: 1\nstate: {path: a.db}\n", "conf/b.yaml": "version: 1\nstate: {path: b.db}\n"})
+    with pytest.raises(ConfigError) as error:
+        load_documents(Path("conf"))
+    assert str(error.value) == "conf/b.yaml:2:1: 'state' is defined twice: first at conf/a.yaml:2:1"
+
+
+def test_every_merge_problem_is_reported_at_once(write_config) -> None:
+    write_config({
+        "conf/a.yaml": "version: 1\nsegments:\n  vip: {}\nsources:\n  crm: {}\n",
+        "conf/b.yaml": "version: 1\nsegments:\n  vip: {}\nsources:\n  crm: {}\n",
+        "conf/c.yaml": "version: 1\nsegments: {vip: {}\n",
+    })
+    with pytest.raises(ConfigError) as error:
+        load_documents(Path("conf"))
+    assert [issue.as_text().split(": ")[0] for issue in error.value.issues] == [
+        "conf/b.yaml:3:3", "conf/b.yaml:5:3", "conf/c.yaml:3:1"]
+
+
+def test_relative_paths_start_from_the_file_that_names_them(write_config, tmp_path: Path) -> None:
+    write_config({
+        "conf/sources/crm.yaml": "version: 1\nsources:\n  crm: {type: duckdb, path: ../data/profiles.csv}\n",
+        "conf/state.yaml": "version: 1\nstate: {path: run/state.db}\n",
+    })
+    config = load_config(Path("conf"), build_plugins())
+    assert config.sources["crm"].base_dir == (tmp_path / "conf" / "sources").resolve()
+    assert config.state_path == (tmp_path / "conf" / "run" / "state.db").resolve()
+
+
+def test_the_default_state_lives_in_the_config_directory(write_config, tmp_path: Path) -> None:
+    write_config({"conf/a.yaml": "version: 1\n"})
+    assert load_config(Path("conf"), build_plugins()).state_path == (tmp_path / "conf" / ".segship" / "state.db").resolve()
+    write_config({"single/segship.yaml": "version: 1\n"})
+    assert load_config(Path("single/segship.yaml"), build_plugins()).state_path == \
+        (tmp_path / "single" / ".segship" / "state.db").resolve()
+
+
+def test_yaml_values_are_not_executed(write_config) -> None:
+    """The safe loader: a Python tag is an error, never an object."""
+    write_config({"segship.yaml": "version: 1\nsegments: !!python/object/apply:os.system ['echo hacked']\n"})
+    with pytest.raises(ConfigError) as error:
+        load_documents(Path("segship.yaml"))
+    assert str(error.value) == ("segship.yaml:2:11: invalid YAML: the tag tag:yaml.org,2002:python/object/apply:os.system "
+                                "is not supported; write a plain mapping or list")
+
+
+def test_python_tags_on_scalars_are_refused_too(write_config) -> None:
+    write_config({"segship.yaml": "version: !!python/name:os.system\n"})
+    with pytest.raises(ConfigError) as error:
+        load_documents(Path("segship.yaml"))
+    assert str(error.value).startswith("segship.yaml:1:10: invalid YAML: could not determine a constructor for the tag")
+
+
+def test_keys_that_are_not_strings_become_strings(write_config) -> None:
+    write_config({"segship.yaml": "version: 1\nexports:\n  2024: {}\n"})
+    assert list(load_documents(Path("segship.yaml")).data["exports"]) == ["2024"]
+
+
+def test_merge_keys_share_defaults_and_keys_written_here_win(write_config) -> None:
+    write_config({"segship.yaml": """
+        version: 1
+        sources: {crm: {type: duckdb, path: x.csv}}
+        segments:
+          vip: &segment {source: crm, key: customer_id, sql: SELECT 0}
+          rich:
+            <<: *segment
+            sql: SELECT 1
+          all:
+            <<: [*segment, {description: everyone}]
+        """})
+    loaded = load_documents(Path("segship.yaml"))
+    assert loaded.data["segments"] == {
+        "vip": {"source": "crm", "key": "customer_id", "sql": "SELECT 0"},
+        "rich": {"source": "crm", "key": "customer_id", "sql": "SELECT 1"},
+        "all": {"source": "crm", "key": "customer_id", "sql": "SELECT 0", "description": "everyone"},
+    }
+    assert loaded.location(("segments", "rich", "sql")) == Location("segship.yaml", 7, 10)
+    # a merged value is placed where it is written: in the anchored mapping
+    assert loaded.location(("segments", "rich", "key")) == Location("segship.yaml", 4, 36)
+    assert set(load_config(Path("segship.yaml"), build_plugins()).segments) == {"vip", "rich", "all"}
+
+
+def test_a_merge_key_needs_a_mapping(write_config) -> None:
+    write_config({"segship.yaml": "version: 1\nsegments:\n  vip:\n    <<: 3\n"})
+    with pytest.raises(ConfigError) as error:
+        load_documents(Path("segship.yaml"))
+    assert str(error.value) == ("segship.yaml:4:9: invalid YAML: a merge key (<<) takes a mapping or a list of "
+                                "mappings, such as <<: *defaults")
