@@ -151,7 +151,10 @@ def test_the_third_party_schema_is_composed(cli) -> None:
     assert result.exit_code == 0, result
     schema = json.loads(result.stdout)
     defs = schema["$defs"]
-    assert defs["testdest.connection"]["properties"]["workspace"]["pattern"] == "^ws-[0-9]+$"
+    workspace = defs["testdest.connection"]["properties"]["workspace"]
+    assert workspace["description"] == "Workspace ID, ws-<digits>."
+    assert {"type": "string", "pattern": "^ws-[0-9]+$", "description": "Workspace ID, ws-<digits>."} \
+        in workspace["anyOf"]  # or a ${env:…} reference, as validate accepts
     assert defs["testdest.export_settings"]["required"] == ["audience_id"]
     assert defs["testdest.mapping"]["required"] == ["id"]
     assert defs["connection"]["properties"]["type"]["enum"] == ["braze", "brevo", "sendinblue", "testdest"]

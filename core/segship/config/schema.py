@@ -46,6 +46,27 @@ def _source_entry(options_schema: dict[str, Any]) -> dict[str, Any]:
     return entry
 
 
+#: what validate skips for a ``${env:…}``/``${file:…}`` value until a run resolves it
+VALUE_KEYWORDS = ("pattern", "format", "enum", "const", "minLength", "maxLength")
+REFERENCE_PATTERN = r"\$\{(env|file):[^}]+\}"
+DOC_KEYWORDS = ("title", "description", "default", "examples", "x-secret")
+
+
+def _accept_references(settings_schema: dict[str, Any]) -> None:
+    """Let editors accept a reference where a connection setting checks its value (as validate does).
+
+    ``rest_endpoint: ${env:BRAZE_REST_ENDPOINT}`` would otherwise be flagged by the
+    setting's URL pattern in every editor, though `segship validate` accepts it.
+    """
+    for name, prop in settings_schema.get("properties", {}).items():
+        if isinstance(prop, dict) and any(keyword in prop for keyword in VALUE_KEYWORDS):
+            docs = {key: prop[key] for key in DOC_KEYWORDS if key in prop}
+            settings_schema["properties"][name] = {
+                **docs, "anyOf": [prop, {"type": "string", "pattern": REFERENCE_PATTERN,
+                                         "description": "A reference resolved at run time: ${env:VAR} or "
+                                                        "${file:PATH}."}]}
+
+
 def composed_schema(plugins: Plugins, *, for_editors: bool = True) -> dict[str, Any]:
     """The core schema with every installed plugin's schemas composed in.
 
@@ -66,6 +87,8 @@ def composed_schema(plugins: Plugins, *, for_editors: bool = True) -> dict[str, 
     for cls in sorted(set(destinations.values()), key=lambda c: c.name):
         values = [cls.name, *cls.aliases]
         defs[f"{cls.name}.connection"] = copy.deepcopy(cls.connection_schema)
+        if for_editors:
+            _accept_references(defs[f"{cls.name}.connection"])
         defs[f"{cls.name}.export_settings"] = copy.deepcopy(cls.export_settings_schema)
         defs[f"{cls.name}.mapping"] = copy.deepcopy(cls.mapping_schema)
         connection["allOf"].append(_type_branch(
