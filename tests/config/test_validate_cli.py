@@ -168,3 +168,19 @@ def test_a_copy_of_the_example_configs_elsewhere_validates(segship, tmp_path: Pa
     line, column = position_of(tmp_path / "gitops" / "exports.yaml", "vips", after="vip-to-braze:")
     assert (f"gitops/exports.yaml:{line}:{column}: export 'vip-to-braze' uses segment 'vips', which is not defined "
             "(segments: newsletter, vip)") in result.stderr, result
+
+
+def test_an_unknown_role_is_a_usage_error(segship, write_config) -> None:
+    write_config({"segship.yaml": "version: 1\n"})
+    for args, env in ((["--role", "boss"], None), ([], {"SEGSHIP_ROLE": "boss"})):
+        result = segship(*args, "validate", "-c", "segship.yaml", env=env)
+        assert result.exit_code == 2, result
+        assert "must be 'admin' or 'contributor'" in result.stderr, result
+
+
+def test_a_contributor_may_validate_a_config_whose_connections_are_open_to_them(segship, write_config) -> None:
+    write_config({"segship.yaml": BAD.replace("xkeysib-literal-0123456789", "'${env:BREVO_KEY}'")
+                  .replace(", lapsed", "").replace("    display_name: Brevo\n",
+                                                   "    display_name: Brevo\n    usable_by: [admins, contributors]\n")})
+    result = segship("validate", "-c", "segship.yaml", env={"SEGSHIP_ROLE": "contributor"})
+    assert result.exit_code == 0, result
