@@ -60,10 +60,13 @@ def configure_logging(*, json_format: bool = False, level: str = "info", log_pii
         # tracebacks become text before the scrubbers run, so they are redacted too
         structlog.processors.format_exc_info,
     ]
+    # secrets first: masking personal data could cut a key (digits that look like a phone number)
+    # into pieces the redactor no longer recognises
+    processors.append(_redact_processor)
     if not log_pii:
         processors.append(_pii_processor)
     # the timestamp is added after masking, which would take it for a phone number
-    processors += [_redact_processor, structlog.processors.TimeStamper(fmt="iso", utc=True)]
+    processors.append(structlog.processors.TimeStamper(fmt="iso", utc=True))
     if json_format:
         processors.append(structlog.processors.JSONRenderer())
     else:
