@@ -37,7 +37,7 @@ def validate_command(
         if issues:
             raise ConfigError(issues)
     except ConfigError as error:
-        typer.echo(error.render(output.value), err=output is not OutputFormat.json)
+        typer.echo(error.render(output.value), err=output is OutputFormat.text)  # annotations and JSON on stdout, for CI
         raise typer.Exit(EXIT_INVALID) from None
     if output is OutputFormat.json:
         typer.echo(orjson.dumps({"valid": True, "errors": []}).decode())

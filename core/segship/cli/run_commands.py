@@ -7,7 +7,7 @@ import signal
 from collections.abc import Iterable
 from datetime import datetime
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import orjson
 import typer
@@ -27,15 +27,18 @@ from segship.cli.progress import progress_for_terminal
 from segship.config import Config, ConfigError
 from segship.config.validate import resolve_connection_settings, role_issues
 from segship.destination import ConnectionContext, DestinationError, ExportContext
-from segship.engine.report import ExportPlan, RunReport
-from segship.engine.run import OUTCOME_EXIT_CODES, ExportRun, RunOptions
-from segship.engine.snapshot import PlanError, Snapshot, changed_columns
-from segship.engine.state import StateError, StateStore
 from segship.http import RetriesExhausted
 from segship.log import redact_text
 from segship.plugins import get_plugins
 from segship.secrets import SecretResolutionError
-from segship.source import SourceError
+
+if TYPE_CHECKING:
+    from segship.engine.report import ExportPlan, RunReport
+    from segship.engine.run import RunOptions
+    from segship.engine.state import StateStore
+
+# The engine (DuckDB, Arrow) is imported by the commands that run it, so that
+# `segship validate` and friends start fast.
 
 connections_app = typer.Typer(help="Check destination connections.", no_args_is_help=True)
 app.add_typer(connections_app, name="connections")
@@ -60,6 +63,8 @@ def _select(config: Config, names: Iterable[str] | None, run_all: bool) -> list[
 
 
 def _state(config: Config) -> StateStore:
+    from segship.engine.state import StateError, StateStore
+
     try:
         return StateStore(config.state_path)
     except StateError as exc:
@@ -69,6 +74,8 @@ def _state(config: Config) -> StateStore:
 # -- plan -----------------------------------------------------------------------------------------
 
 def _plan_one(config: Config, name: str, state: StateStore, verbose: bool) -> ExportPlan:
+    from segship.engine.snapshot import Snapshot, changed_columns
+
     plugins = get_plugins()
     export = config.exports[name]
     cls = plugins.destination(config.connections[export.connection].type)
@@ -98,6 +105,9 @@ def plan_command(
     as_json: Annotated[bool, typer.Option("--json", help="Print the plans as JSON.")] = False,
 ) -> None:
     """Show what a run would add, update, remove and leave alone; sends nothing, opens no connection."""
+    from segship.engine.snapshot import PlanError
+    from segship.source import SourceError
+
     loaded = load_config_or_exit(config)
     names = _select(loaded, exports, run_all=not exports)
     state = _state(loaded)
@@ -139,6 +149,8 @@ def _summary(report: RunReport) -> str:
 
 
 async def _run_all(loaded: Config, names: list[str], state: StateStore, run_options: RunOptions) -> list[RunReport]:
+    from segship.engine.run import ExportRun
+
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
 
@@ -175,6 +187,8 @@ def export_command(
 
     Exit 0 when all succeeded, 3 when some rows were rejected, 1 when a run failed or was stopped.
     """
+    from segship.engine.run import OUTCOME_EXIT_CODES, RunOptions
+
     loaded = load_config_or_exit(config)
     names = _select(loaded, exports, run_all)
     state = _state(loaded)
@@ -278,6 +292,7 @@ def schedule_command(
     once: Annotated[bool, typer.Option("--once", help="Run what is due now, then exit (for cron or CI).")] = False,
 ) -> None:
     """Run exports on their cron schedules until stopped (Ctrl-C)."""
+    from segship.engine.run import ExportRun, RunOptions
     from segship.engine.schedule import run_schedule
 
     loaded = load_config_or_exit(config)

@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import glob
 from pathlib import Path
-from typing import Any
-
-import duckdb
-import pyarrow as pa
+from typing import TYPE_CHECKING, Any
 
 from segship import hookimpl
 from segship.source import Source, SourceContext, SourceError
+
+if TYPE_CHECKING:
+    import duckdb
+    import pyarrow as pa
 
 FILE_READERS = {
     ".csv": "read_csv_auto",
@@ -60,6 +61,8 @@ class DuckDBSource(Source):
         return path if path.is_absolute() else self.context.base_dir / path
 
     def _connect(self) -> duckdb.DuckDBPyConnection:
+        import duckdb  # imported when a run reads, so every CLI start doesn't pay for it
+
         if self._connection is not None:
             return self._connection
         path = self.path
@@ -88,6 +91,8 @@ class DuckDBSource(Source):
         return connection
 
     def read(self, sql: str, batch_rows: int = 65_536) -> pa.RecordBatchReader:
+        import duckdb
+
         try:
             return self._connect().sql(sql).to_arrow_reader(batch_rows)
         except duckdb.Error as exc:
