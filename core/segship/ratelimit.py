@@ -57,18 +57,25 @@ class Pacer:
     def __init__(self, limit: RateLimit) -> None:
         self.window = SlidingWindow(limit)
         self._held_until = 0.0
+        self._queue: asyncio.Lock | None = None  # made in the running loop
 
     def hold(self, seconds: float) -> None:
         """Send nothing for ``seconds`` (the destination asked us to wait)."""
         self._held_until = max(self._held_until, time.monotonic() + seconds)
 
     async def acquire(self) -> None:
-        while True:
-            held = self._held_until - time.monotonic()
-            if held > 0:
-                await asyncio.sleep(held)
-                continue
-            allowed, _remaining, wait = self.window.try_acquire()
-            if allowed:
-                return
-            await asyncio.sleep(wait)
+        if self._queue is None:
+            self._queue = asyncio.Lock()
+        # Requests wait in line (the lock is FIFO) and only the first sleeps until a slot frees:
+        # otherwise every waiter wakes up for every slot (hundreds of wake-ups per request at
+        # Braze's 1,000 requests a second). Uncontended, the lock costs no await.
+        async with self._queue:
+            while True:
+                held = self._held_until - time.monotonic()
+                if held > 0:
+                    await asyncio.sleep(held)
+                    continue
+                allowed, _remaining, wait = self.window.try_acquire()
+                if allowed:
+                    return
+                await asyncio.sleep(wait)

@@ -94,7 +94,8 @@ class _Batch:
     """Mapped records and what state needs when the destination acknowledges them."""
 
     records: list[Record] = field(default_factory=list)
-    hashes: dict[str, tuple[int, str]] = field(default_factory=dict)   # key -> (row hash, column hashes)
+    # key -> (row hash, column hashes, identity): what state keeps once the destination acknowledges it
+    acknowledge: dict[str, tuple[int, str, str]] = field(default_factory=dict)
     previous_identity: dict[str, str] = field(default_factory=dict)   # key -> identity before this change
     refused: list[tuple[str, str]] = field(default_factory=list)      # (key, reason) refused by the mapping
 
@@ -274,10 +275,15 @@ class ExportRun:
     # -- mapping ----------------------------------------------------------------------------------------
 
     async def _batches(self, snapshot: Snapshot, destination: Destination) -> AsyncIterator[_Batch]:
-        """Mapped batches of the rows to add or update, read as the sending keeps up."""
+        """Mapped batches of the rows to add or update, read as the sending keeps up.
+
+        Every batch but a segment's last is full: rows left over at the end of one Arrow
+        batch wait for the next, so no request goes out part-empty (Braze: 75 users each).
+        """
         size = destination.limits.upsert_batch_size
         full = self.options.full_resync
-        for reader in snapshot.rows_to_send(batch_rows=max(size, 8192)):
+        for reader in snapshot.rows_to_send(batch_rows=size * -(-8192 // size)):
+            leftover: pa.RecordBatch | None = None
             while True:
                 try:
                     record_batch = await asyncio.to_thread(_next_batch, reader)
@@ -285,9 +291,16 @@ class ExportRun:
                     raise PlanError(f"reading the segment's rows failed: {exc}") from None
                 if record_batch is None:
                     break
-                for start in range(0, record_batch.num_rows, size):
+                if leftover is not None:
+                    record_batch, leftover = pa.concat_batches([leftover, record_batch]), None
+                whole = record_batch.num_rows - record_batch.num_rows % size
+                if whole < record_batch.num_rows:
+                    leftover = record_batch.slice(whole)
+                for start in range(0, whole, size):
                     yield self._map(record_batch.slice(start, size), destination, full)
                     await asyncio.sleep(0)  # let answers in
+            if leftover is not None:
+                yield self._map(leftover, destination, full)
 
     def _map(self, record_batch: pa.RecordBatch, destination: Destination, full_resync: bool) -> _Batch:
         """Map a slice of the rows to send. The engine's own columns are read column-wise,
@@ -301,7 +314,7 @@ class ExportRun:
         keys, row_hashes, news = extras[KEY], extras[ROW_HASH], extras[IS_NEW]
         updates = [key for key, is_new in zip(keys, news) if not is_new]
         previous = self.state.details(self.export.name, updates) if updates else {}
-        records, hashes, refused = batch.records, batch.hashes, batch.refused
+        records, acknowledge, refused = batch.records, batch.acknowledge, batch.refused
         map_row = destination.map
         for key, row_hash, column_hashes, is_new, row in zip(keys, row_hashes, extras[COLUMN_HASHES], news, rows):
             changed = None
@@ -316,10 +329,11 @@ class ExportRun:
             except RowRejected as exc:
                 refused.append((key, exc.reason))
                 continue
-            # the destination can't know the segment key column: the engine stamps it
-            records.append(Record(key, record.identity, record.payload) if type(record) is Record
-                           else replace(record, key=key))
-            hashes[key] = (row_hash, column_hashes)
+            if record.key != key:  # the destination can't know the segment key column: the engine stamps it
+                record = Record(key, record.identity, record.payload) if type(record) is Record \
+                    else replace(record, key=key)
+            records.append(record)
+            acknowledge[key] = (row_hash, column_hashes, record.identity)
         return batch
 
     # -- sending -----------------------------------------------------------------------------------------
@@ -410,10 +424,11 @@ class ExportRun:
         if batch.records:
             results = await destination.upsert(batch.records)
             ok_keys, refused = self._acknowledge(results, {record.key for record in batch.records})
-        identities = {record.key: record.identity for record in batch.records}
-        acknowledged = [(key, *batch.hashes[key], identities[key]) for key in ok_keys]
-        stale = [(key, batch.previous_identity[key]) for key in ok_keys
-                 if batch.previous_identity.get(key, identities[key]) != identities[key]]
+        what = batch.acknowledge
+        acknowledged = [(key, *what[key]) for key in ok_keys]
+        previous = batch.previous_identity  # identities before a change: replaced ones are removed later
+        stale = [(key, previous[key]) for key in ok_keys if key in previous and previous[key] != what[key][2]] \
+            if previous else []
         refused += batch.refused
         self.state.commit_upserts(self.export.name, acknowledged, stale, refused)
         self.report.upserted += len(ok_keys)

@@ -223,7 +223,8 @@ class StateStore:
     def _settle_rejects(self, db: sqlite3.Connection, export: str, accepted: Sequence[str],
                         rejected: Iterable[tuple[str, str]]) -> None:
         stamp = now()
-        db.executemany("DELETE FROM rejects WHERE export = ? AND key = ?", [(export, key) for key in accepted])
+        if accepted and db.execute("SELECT 1 FROM rejects WHERE export = ? LIMIT 1", (export,)).fetchone():
+            db.executemany("DELETE FROM rejects WHERE export = ? AND key = ?", [(export, key) for key in accepted])
         db.executemany(
             "INSERT INTO rejects VALUES (?, ?, ?, ?, ?, 1) ON CONFLICT (export, key) DO UPDATE SET "
             "reason = excluded.reason, last_seen = excluded.last_seen, attempts = attempts + 1",
