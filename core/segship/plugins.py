@@ -56,7 +56,7 @@ class Plugins:
 
     def destination(self, type_name: str) -> type[Destination] | None:
         """The destination class for a connection ``type`` (its name or an alias)."""
-        return self.destinations.get(type_name)
+        return self.destination_types().get(type_name)
 
     def destination_types(self) -> dict[str, type[Destination]]:
         """Every accepted ``type`` value, aliases included."""

@@ -32,7 +32,7 @@ connections:
     data_privacy_consent: true
     settings: {{api_key: "${{env:BRAZE_API_KEY}}", rest_endpoint: "${{env:BRAZE_URL}}", batch_size: {braze_batch}}}
   brevo:
-    type: sendinblue
+    type: brevo                           # the alias of sendinblue: resolves to the same plugin
     display_name: Brevo sandbox
     usable_by: [admins, contributors]
     data_privacy_consent: true
