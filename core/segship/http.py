@@ -80,6 +80,18 @@ class HttpResponse:
 class RetriesExhausted(Exception):
     """A request still failed after every retry; the records it carried are not acknowledged."""
 
+    def __init__(self, message: str, last_status: int | None = None) -> None:
+        super().__init__(message)
+        self.last_status = last_status  # None: the connection failed, no answer
+
+    @property
+    def throttled(self) -> bool:
+        return self.last_status == 429
+
+    @property
+    def server_error(self) -> bool:
+        return self.last_status is not None and self.last_status >= 500
+
 
 class HttpClient:
     """One session per run, created on first use, closed by ``close``."""
@@ -116,17 +128,20 @@ class HttpClient:
         session = self._session_for_run()
         url = self.base_url + path
         last_problem = ""
+        last_status: int | None = None
         for attempt in range(1, self.retry.attempts + 1):
             await self.pacer.acquire()
             self.stats.requests += 1
             if body:
                 self.stats.bytes_sent += len(body)
             try:
-                async with session.request(method, url, data=body, params=params) as answer:
+                # no redirects: a custom auth header (Brevo's api-key) would follow them anywhere
+                async with session.request(method, url, data=body, params=params,
+                                           allow_redirects=False) as answer:
                     response = HttpResponse(answer.status, answer.headers, await answer.read())
             except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
                 self.stats.connection_errors += 1
-                last_problem = type(exc).__name__
+                last_problem, last_status = type(exc).__name__, None
                 delay = self.retry.backoff(attempt)
             else:
                 stated_wait = self._observe_rate_limit(response)
@@ -136,17 +151,21 @@ class HttpClient:
                     self.stats.throttled += 1
                 else:
                     self.stats.server_errors += 1
-                last_problem = f"HTTP {response.status}"
-                delay = max(self.retry.backoff(attempt), stated_wait)
-                if response.status == 429 and stated_wait:
-                    self.pacer.hold(stated_wait)
+                last_problem, last_status = f"HTTP {response.status}", response.status
+                delay = self.retry.backoff(attempt)
+                # a reset header says when the budget refills: a wait only for a 429; Retry-After always
+                if stated_wait and (response.status == 429 or "Retry-After" in response.headers):
+                    delay = max(delay, min(stated_wait, self.retry.max_delay))
+                    if response.status == 429:
+                        self.pacer.hold(delay)  # everyone waits, not just this request
             if attempt == self.retry.attempts:
                 break
             self.stats.retries += 1
             log.debug("http.retry", method=method, path=path, problem=last_problem, attempt=attempt,
                       delay=round(delay, 3))
             await asyncio.sleep(delay)
-        raise RetriesExhausted(f"{method} {path} failed after {self.retry.attempts} attempts ({last_problem})")
+        raise RetriesExhausted(f"{method} {path} failed after {self.retry.attempts} attempts ({last_problem})",
+                               last_status)
 
     def _observe_rate_limit(self, response: HttpResponse) -> float:
         """Seconds the destination asks us to wait (0 if none); pauses pacing when the budget is spent."""

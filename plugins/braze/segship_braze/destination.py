@@ -214,10 +214,9 @@ class BrazeDestination(Destination):
         return DestinationError(f"Braze: {advice}" + (f" (Braze said: {detail})" if detail else ""))
 
     def _unavailable_message(self, exc: RetriesExhausted) -> str:
-        # the client's message ends with the last problem: "(HTTP 429)", "(HTTP 503)" or an exception name
-        if "HTTP 429" in str(exc):
+        if exc.throttled:
             return ("Braze kept answering 429 Too Many Requests: the workspace's /users/track limit is used up "
                     "(other integrations?); try again later or lower requests_per_3s")
-        if "HTTP 5" in str(exc):
+        if exc.server_error:
             return f"Braze is unavailable (server errors: {exc}); try again later"
         return f"can't reach Braze at {self.rest_endpoint} ({exc}); check rest_endpoint and the network"

@@ -294,11 +294,10 @@ class SendinblueDestination(Destination):
         return DestinationError(f"Brevo ({doing}): {advice}{detail}".replace(self._api_key, "***"))
 
     def _unavailable_message(self, exc: RetriesExhausted) -> str:
-        # the client's message ends with the last problem: "(HTTP 429)", "(HTTP 503)" or an exception name
-        if "HTTP 429" in str(exc):
+        if exc.throttled:
             return ("Brevo kept answering 429 Too Many Requests: the account's rate limit is used up "
                     "(other integrations on the same key?); try again later or lower requests_per_second")
-        if "HTTP 5" in str(exc):
+        if exc.server_error:
             return f"Brevo is unavailable (server errors, {exc}); try again later"
         return f"can't reach Brevo at {self.base_url} ({exc}); check base_url and the network"
 
