@@ -94,7 +94,7 @@ class ConnectionContext:
     """A configured connection with its settings resolved (secrets included: never log it)."""
 
     name: str
-    settings: Mapping[str, Any]
+    settings: Mapping[str, Any] = field(repr=False)  # holds the API key: never in a repr
 
 
 @dataclass(frozen=True)

@@ -35,8 +35,9 @@ class Redactor:
         self._values: set[str] = set()
 
     def add(self, value: str) -> None:
-        if len(value) >= 4:  # shorter values would mask ordinary words
-            self._values.add(value)
+        for form in (value, value.strip()):  # a client may send the key trimmed
+            if len(form) >= 4:  # shorter values would mask ordinary words
+                self._values.add(form)
 
     def redact(self, text: str) -> str:
         for value in sorted(self._values, key=len, reverse=True):
