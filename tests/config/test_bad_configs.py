@@ -279,6 +279,11 @@ CASES = [
          _replace(VALID, "      api_key: ${env:BREVO_API_KEY}\n",
                   "      api_key: ${env:BREVO_API_KEY}\n      base_url: api.brevo.com/v3\n"),
          "segship.yaml:18:17", "connections.brevo.settings.base_url: 'api.brevo.com/v3' does not match"),
+    Case("reference-in-export-settings",
+         _replace(VALID_BRAZE, "segment_api_identifier: 3c4a9e52-0000-4000-8000-000000000001",
+                  "segment_api_identifier: '${env:SEGMENT_ID}'"),
+         "segship.yaml:19:40", "exports.vip-to-braze.settings.segment_api_identifier: ${env:…}/${file:…} "
+                               "references are resolved only in connection settings"),
     # -- references ---------------------------------------------------------------------------------
     Case("segment-source-dangling",
          _replace(VALID, "source: crm", "source: warehouse"),

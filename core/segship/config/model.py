@@ -56,7 +56,8 @@ class ConnectionConfig:
         return resolved
 
     def usable_by_role(self, role: str) -> bool:
-        return ("contributors" if role == "contributor" else "admins") in self.usable_by
+        """Admins may use every connection; contributors only those that list them."""
+        return role != "contributor" or "contributors" in self.usable_by
 
 
 @dataclass(frozen=True)

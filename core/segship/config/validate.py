@@ -180,6 +180,9 @@ def _check_references(loaded: LoadedConfig, plugins: Plugins) -> list[ConfigIssu
 
     for name, export in _entries(data, "exports"):
         base: Path_ = ("exports", name)
+        for reference_path in _references_in(export, base):
+            issue(reference_path, f"{dotted(reference_path)}: ${{env:…}}/${{file:…}} references are resolved only "
+                                  "in connection settings; write the value here")
         connection_name = export.get("connection")
         connection = connections.get(connection_name) if isinstance(connection_name, str) else None
         if isinstance(connection_name, str) and connection is None and "connections" not in invalid:
@@ -218,6 +221,19 @@ def _check_references(loaded: LoadedConfig, plugins: Plugins) -> list[ConfigIssu
             for problem in cls.check_export(conn_settings, settings, mapping):
                 issue(base + tuple(problem.path), problem.message)
     return issues
+
+
+def _references_in(value: Any, path: Path_) -> Iterator[Path_]:
+    """Paths of strings holding a ${env:…}/${file:…} reference, below ``path``."""
+    if isinstance(value, str):
+        if has_reference(value):
+            yield path
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            yield from _references_in(item, path + (key,))
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            yield from _references_in(item, path + (index,))
 
 
 def role_issues(config: Config, role: str, export_names: Iterable[str]) -> list[ConfigIssue]:
