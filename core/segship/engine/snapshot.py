@@ -149,11 +149,15 @@ class Snapshot:
             examples = ", ".join(f"{key} ({n} rows)" for seg, key, n in duplicates if seg == duplicates[0][0])
             raise self._error(segment, f"key {segment.key!r} is not unique: {total} key(s) appear "
                             f"more than once, e.g. {examples}; nothing was sent")
-        conflicts = self.db.execute(
-            "SELECT key, list(DISTINCT seg ORDER BY seg) FROM snapshot GROUP BY key "
-            "HAVING count(DISTINCT row_hash) > 1 ORDER BY key LIMIT ?", (EXAMPLES,)).fetchall()
-        if conflicts:
-            key, segs = conflicts[0]
+        # min <> max: two different row hashes, as cheap as a plain aggregate (count(DISTINCT) took
+        # 0.4 s of a 1M-row plan); the segments of the first such key are looked up afterwards
+        conflict = self.db.execute(
+            "SELECT key FROM snapshot GROUP BY key HAVING min(row_hash) <> max(row_hash) ORDER BY key LIMIT 1"
+        ).fetchone()
+        if conflict:
+            key = conflict[0]
+            segs = [row[0] for row in self.db.execute(
+                "SELECT DISTINCT seg FROM snapshot WHERE key = ? ORDER BY seg", (key,)).fetchall()]
             both = " and ".join(repr(names[s].name) for s in segs)
             raise PlanError(f"key {key!r} is in segments {both} with different rows; an export's segments must "
                             "agree on the row of a shared key; nothing was sent")
