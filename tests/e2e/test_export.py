@@ -154,6 +154,11 @@ def test_schedule_once_runs_the_exports_that_are_due(project):
     assert "vip-brevo: succeeded" in result.stdout and "vip-braze" not in result.stdout
     assert len(project.brevo_members()) == 8
 
+    project.write(rows(8) + [profile(2, email="twin@example.com")])
+    failed = project.cli("schedule", "--once")
+    assert failed.returncode == 1  # cron and CI see a failed export, as with `segship export`
+    assert "vip-brevo: failed" in failed.stdout
+
 
 def test_duplicate_or_null_keys_stop_the_run_before_anything_is_sent(project):
     project.write(rows(10) + [profile(3, email="twin@example.com")])

@@ -148,27 +148,40 @@ def _summary(report: RunReport) -> str:
     return line + (f"\n  {report.message}" if report.message else "")
 
 
-async def _run_all(loaded: Config, names: list[str], state: StateStore, run_options: RunOptions) -> list[RunReport]:
-    from segship.engine.run import ExportRun
-
-    stop = asyncio.Event()
+def _stop_on_signals(stop: asyncio.Event) -> None:
+    """First Ctrl-C (or SIGTERM): finish the batches in flight, commit, stop. A second: abort now."""
     loop = asyncio.get_running_loop()
 
     def interrupted() -> None:
-        if stop.is_set():  # a second Ctrl-C: stop now; state is still consistent
+        if stop.is_set():  # state stays consistent: it only ever holds acknowledged rows
             raise KeyboardInterrupt
         typer.echo("stopping: finishing the batches in flight (Ctrl-C again to abort them)", err=True)
         stop.set()
 
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, interrupted)
+
+
+async def _run_exports(loaded: Config, names: list[str], state: StateStore, run_options: RunOptions,
+                       stop: asyncio.Event) -> list[RunReport]:
+    """Run exports one after the other; a Ctrl-C ends the current one and starts no other."""
+    from segship.engine.run import ExportRun
+
     reports = []
     for name in names:
-        run = ExportRun(loaded, name, get_plugins(), state, run_options, progress_for_terminal(), stop)
-        reports.append(await run.run())
         if stop.is_set():
             break
+        run = ExportRun(loaded, name, get_plugins(), state, run_options, progress_for_terminal(), stop)
+        reports.append(await run.run())
     return reports
+
+
+def _exit_code(reports: list[RunReport]) -> int:
+    """A failure (1) or invalid settings (2) outweighs rejects (3), which outweigh success (0)."""
+    from segship.engine.run import OUTCOME_EXIT_CODES
+
+    codes = [OUTCOME_EXIT_CODES.get(report.outcome, EXIT_FAILED) for report in reports]
+    return max(codes, key=lambda c: (c in (1, 2), c == 3, c)) if codes else 0
 
 
 @app.command("export")
@@ -187,14 +200,19 @@ def export_command(
 
     Exit 0 when all succeeded, 3 when some rows were rejected, 1 when a run failed or was stopped.
     """
-    from segship.engine.run import OUTCOME_EXIT_CODES, RunOptions
+    from segship.engine.run import RunOptions
 
     loaded = load_config_or_exit(config)
     names = _select(loaded, exports, run_all)
     state = _state(loaded)
-    reports = asyncio.run(_run_all(loaded, names, state, RunOptions(dry_run=dry_run, full_resync=full_resync)))
-    codes = [OUTCOME_EXIT_CODES.get(report.outcome, EXIT_FAILED) for report in reports]
-    code = max(codes, key=lambda c: (c in (1, 2), c == 3, c)) if codes else 0
+
+    async def run() -> list[RunReport]:
+        stop = asyncio.Event()
+        _stop_on_signals(stop)
+        return await _run_exports(loaded, names, state, RunOptions(dry_run=dry_run, full_resync=full_resync), stop)
+
+    reports = asyncio.run(run())
+    code = _exit_code(reports)
     for report in reports:
         typer.echo(redact_text(_summary(report)))
     if report_file is not None:
@@ -291,8 +309,11 @@ def schedule_command(
     config: ConfigOption = None,
     once: Annotated[bool, typer.Option("--once", help="Run what is due now, then exit (for cron or CI).")] = False,
 ) -> None:
-    """Run exports on their cron schedules until stopped (Ctrl-C)."""
-    from segship.engine.run import ExportRun, RunOptions
+    """Run exports on their cron schedules until stopped (Ctrl-C ends the run in progress cleanly).
+
+    With --once, run what is due now and exit with the exports' combined exit code.
+    """
+    from segship.engine.run import RunOptions
     from segship.engine.schedule import run_schedule
 
     loaded = load_config_or_exit(config)
@@ -302,13 +323,17 @@ def schedule_command(
     names = _select(loaded, names, run_all=False)
     state = _state(loaded)
 
-    async def run_due(due: list[str]) -> list[RunReport]:
-        reports = []
-        for name in due:
-            run = ExportRun(loaded, name, get_plugins(), state, RunOptions(), progress_for_terminal())
-            reports.append(await run.run())
-        for report in reports:
-            typer.echo(f"{datetime.now().isoformat(timespec='seconds')} {redact_text(_summary(report))}")
-        return reports
+    async def run() -> int:
+        stop = asyncio.Event()
+        _stop_on_signals(stop)
 
-    asyncio.run(run_schedule({name: loaded.exports[name].schedule for name in names}, run_due, once=once))
+        async def run_due(due: list[str]) -> int:
+            reports = await _run_exports(loaded, due, state, RunOptions(), stop)
+            for report in reports:
+                typer.echo(f"{datetime.now().isoformat(timespec='seconds')} {redact_text(_summary(report))}")
+            return _exit_code(reports)
+
+        return await run_schedule({name: loaded.exports[name].schedule for name in names}, run_due, stop,
+                                  once=once)
+
+    raise typer.Exit(asyncio.run(run()))

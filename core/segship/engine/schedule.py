@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import signal
 from collections.abc import Awaitable, Callable
 from datetime import datetime
 
@@ -17,25 +16,20 @@ def next_runs(schedules: dict[str, str], after: datetime) -> dict[str, datetime]
     return {name: croniter(expression, after).get_next(datetime) for name, expression in schedules.items()}
 
 
-async def run_schedule(schedules: dict[str, str], run_due: Callable[[list[str]], Awaitable[object]], *,
-                       once: bool = False) -> None:
-    """Wait for the next due time, run the due exports, repeat until SIGINT/SIGTERM.
+async def run_schedule(schedules: dict[str, str], run_due: Callable[[list[str]], Awaitable[int]],
+                       stop: asyncio.Event, *, once: bool = False) -> int:
+    """Wait for the next due time, run the due exports, repeat until ``stop`` is set.
 
-    ``--once`` runs the exports due in the current minute and returns. Runs that come
-    due while another run is going are started when it ends (never skipped silently,
-    never run twice at once; the state lock enforces that too).
+    ``once`` runs the exports due in the current minute and returns their exit code.
+    Otherwise the exit code is that of the run a stop interrupted, or 0 if it came while
+    waiting. Runs that come due while another run is going start when it ends (never
+    skipped silently, never two at once; the state lock enforces that too).
     """
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
     now = datetime.now().astimezone()
     if once:
         minute = now.replace(second=0, microsecond=0)
         due = [name for name, expression in schedules.items() if croniter.match(expression, minute)]
-        if due:
-            await run_due(due)
-        return
+        return await run_due(due) if due else 0
     upcoming = next_runs(schedules, now)
     while not stop.is_set():
         when = min(upcoming.values())
@@ -47,6 +41,8 @@ async def run_schedule(schedules: dict[str, str], run_due: Callable[[list[str]],
         except TimeoutError:
             pass
         due = [name for name, at in upcoming.items() if at <= datetime.now().astimezone()]
-        await run_due(due)
-        now = datetime.now().astimezone()
-        upcoming.update(next_runs({name: schedules[name] for name in due}, now))
+        code = await run_due(due)
+        if stop.is_set():
+            return code
+        upcoming.update(next_runs({name: schedules[name] for name in due}, datetime.now().astimezone()))
+    return 0
