@@ -227,3 +227,21 @@ def test_unknown_export_and_missing_names_are_usage_errors(project):
     project.write(rows(1))
     assert project.cli("export", "nope").returncode == 2
     assert project.cli("export").returncode == 2
+
+
+def test_a_removal_never_takes_out_a_profile_a_staying_member_still_maps_to(project):
+    # two keys, one Brevo contact (emails match once trimmed and lower-cased)
+    project.write(rows(4, C00002={"email": "USER1@example.com"}))
+    assert project.cli("export", "vip-brevo").returncode == 0
+    project.write(rows(4, C00002={"email": "USER1@example.com", "lifetime_value": 5}))  # C00002 leaves
+    left = project.cli("export", "vip-brevo")
+    assert left.returncode == 0, left.stderr
+    assert "user1@example.com" in project.brevo_members()  # still C00001's
+    assert project.cli("plan", "vip-brevo", "--json").returncode == 0
+
+    # two members swap emails: each old email is still held by the other, so none is removed
+    project.write(rows(4, C00002={"email": "USER1@example.com", "lifetime_value": 5},
+                       C00003={"email": "user4@example.com"}, C00004={"email": "user3@example.com"}))
+    swapped = project.cli("export", "vip-brevo")
+    assert swapped.returncode == 0, swapped.stderr
+    assert project.brevo_members() == {"user1@example.com", "user3@example.com", "user4@example.com"}

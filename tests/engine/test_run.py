@@ -102,8 +102,10 @@ def test_changing_the_mapping_resends_everyone_whole(workspace, sent):
 def test_a_failure_mid_run_keeps_what_was_acknowledged_and_the_next_run_sends_the_rest(workspace):
     workspace.write(profiles(50))
     MemoryDestination.fail_after_calls = 2
-    failed = workspace.run()
+    user_stop = asyncio.Event()
+    failed = workspace.run(stop=user_stop)
     assert failed.outcome == "failed" and "destination went away" in failed.message
+    assert not user_stop.is_set()  # a failure ends this run, never the user's other exports
     acknowledged = workspace.state().acknowledged("sync").column("key").to_pylist()
     assert 0 < len(acknowledged) < 50
     assert set(acknowledged) <= MemoryDestination.members  # nothing acknowledged the destination didn't get

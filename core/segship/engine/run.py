@@ -45,7 +45,7 @@ from segship.engine.snapshot import (
     changed_columns,
     export_fingerprint,
 )
-from segship.engine.state import StateError, StateStore
+from segship.engine.state import StateError, StateStore, chunks
 from segship.http import RetriesExhausted
 from segship.plugins import Plugins
 from segship.secrets import SecretResolutionError
@@ -141,11 +141,6 @@ def streaming_gc() -> Iterator[None]:
         gc.unfreeze()
 
 
-def _chunks(items: Sequence, size: int):
-    for start in range(0, len(items), size):
-        yield items[start:start + size]
-
-
 class ExportRun:
     """One run of one export. ``stop`` (set by Ctrl-C) ends it after the batches in flight."""
 
@@ -221,7 +216,7 @@ class ExportRun:
         elif isinstance(exc, SecretResolutionError):
             report.outcome, report.message = "invalid", str(exc)
         elif isinstance(exc, (KeyboardInterrupt, asyncio.CancelledError)) or (
-                isinstance(exc, RunStopped) and self.stop.is_set() and self._failure is None):
+                isinstance(exc, RunStopped) and self._failure is None):
             report.outcome = "interrupted"
             report.message = (f"interrupted: {report.upserted + report.removed} record(s) acknowledged and saved; "
                               "run the export again to continue")
@@ -358,15 +353,26 @@ class ExportRun:
                                  lambda batch: self._upsert(destination, batch), limits.concurrency)
                 self.report.phase_seconds["upsert"] = round(time.monotonic() - started, 3)
                 started = time.monotonic()
-                leavers = self._leavers(snapshot)
-                await self._pump(_aiter(_chunks(leavers, limits.remove_batch_size)),
+                leavers = self._still_held_aside(self._leavers(snapshot), stale=False)
+                await self._pump(_aiter(chunks(leavers, limits.remove_batch_size)),
                                  lambda members: self._remove(destination, members, stale=False), limits.concurrency)
-                stale = self.state.stale_identities(self.export.name)
-                await self._pump(_aiter(_chunks(stale, limits.remove_batch_size)),
+                stale = self._still_held_aside(self.state.stale_identities(self.export.name), stale=True)
+                await self._pump(_aiter(chunks(stale, limits.remove_batch_size)),
                                  lambda members: self._remove(destination, members, stale=True), limits.concurrency)
                 self.report.phase_seconds["remove"] = round(time.monotonic() - started, 3)
         finally:
             self.progress.finish()
+
+    def _still_held_aside(self, members: list[Member], *, stale: bool) -> list[Member]:
+        """Forget, without a request, the removals whose identity a staying member still holds."""
+        leaving = [] if stale else [member.key for member in members]
+        held = self.state.identities_held(self.export.name, [m.identity for m in members], excluding=leaving)
+        kept = [member for member in members if member.identity in held]
+        if kept:
+            log.info("export.removal_skipped", export=self.export.name, count=len(kept),
+                     reason="the identity belongs to a staying member too")
+            self.state.commit_removals(self.export.name, kept, [], stale=stale)
+        return [member for member in members if member.identity not in held]
 
     def _leavers(self, snapshot: Snapshot) -> list[Member]:
         keys = snapshot.keys_to_remove()
@@ -381,17 +387,19 @@ class ExportRun:
             for task in done:
                 exc = task.exception()
                 if exc is not None and self._failure is None:
-                    self._failure = exc
-                    self.stop.set()
+                    self._failure = exc  # ends this run only: ``stop`` is the user's, shared by the runs
+
+        def stopping() -> bool:
+            return self.stop.is_set() or self._failure is not None
 
         try:
             async for batch in batches:
-                if self.stop.is_set():
+                if stopping():
                     break
                 while len(in_flight) >= concurrency:
                     done, in_flight = await asyncio.wait(in_flight, return_when=asyncio.FIRST_COMPLETED)
                     settle(done)
-                if self.stop.is_set():
+                if stopping():
                     break
                 in_flight.add(asyncio.create_task(send(batch)))
         finally:
@@ -399,7 +407,7 @@ class ExportRun:
             if in_flight:
                 done, _ = await asyncio.wait(in_flight)
                 settle(done)
-        if self.stop.is_set():
+        if stopping():
             raise RunStopped()
 
     def _acknowledge(self, results: list[RecordResult], expected: set[str]) -> tuple[list[str], list[tuple[str, str]]]:

@@ -69,6 +69,10 @@ MIGRATIONS: list[str] = [
         PRIMARY KEY (export, key)
     ) WITHOUT ROWID;
     """,
+    # 2: find the members holding an identity (a leaver's email may be a staying member's too)
+    """
+    CREATE INDEX members_by_identity ON members (export, identity);
+    """,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -171,13 +175,31 @@ class StateStore:
     def details(self, export: str, keys: Sequence[str]) -> dict[str, tuple[str | None, str]]:
         """key -> (column_hashes, identity) for the given keys."""
         found: dict[str, tuple[str | None, str]] = {}
-        for chunk in _chunks(keys, 500):
+        for chunk in chunks(keys, 500):
             marks = ",".join("?" * len(chunk))
             for key, column_hashes, identity in self.db.execute(
                     f"SELECT key, column_hashes, identity FROM members WHERE export = ? AND key IN ({marks})",
                     (export, *chunk)):
                 found[key] = (column_hashes, identity)
         return found
+
+    def identities_held(self, export: str, identities: Iterable[str], excluding: Iterable[str] = ()) -> set[str]:
+        """Which of ``identities`` a member holds, members with a key in ``excluding`` aside.
+
+        A removal must not take out a profile that a staying member still maps to (two
+        keys with one email, a swapped email): such identities are forgotten, not removed.
+        """
+        db = self.db
+        db.execute("CREATE TEMP TABLE IF NOT EXISTS probe_identities (identity TEXT PRIMARY KEY)")
+        db.execute("CREATE TEMP TABLE IF NOT EXISTS probe_keys (key TEXT PRIMARY KEY)")
+        db.execute("DELETE FROM probe_identities")
+        db.execute("DELETE FROM probe_keys")
+        db.executemany("INSERT OR IGNORE INTO probe_identities VALUES (?)", ((i,) for i in identities))
+        db.executemany("INSERT OR IGNORE INTO probe_keys VALUES (?)", ((k,) for k in excluding))
+        return {row[0] for row in db.execute(
+            "SELECT DISTINCT m.identity FROM probe_identities p JOIN members m "
+            "ON m.export = ? AND m.identity = p.identity WHERE m.key NOT IN (SELECT key FROM probe_keys)",
+            (export,))}
 
     def stale_identities(self, export: str) -> list[Member]:
         return [Member(key, identity) for key, identity in self.db.execute(
@@ -214,11 +236,6 @@ class StateStore:
                 db.executemany("DELETE FROM members WHERE export = ? AND key = ?",
                                [(export, member.key) for member in removed])
             self._settle_rejects(db, export, [m.key for m in removed] if not stale else [], rejected)
-
-    def record_rejects(self, export: str, rejected: Iterable[tuple[str, str]]) -> None:
-        """Rows refused before sending (mapping rules)."""
-        with self.transaction() as db:
-            self._settle_rejects(db, export, [], rejected)
 
     def _settle_rejects(self, db: sqlite3.Connection, export: str, accepted: Sequence[str],
                         rejected: Iterable[tuple[str, str]]) -> None:
@@ -270,6 +287,7 @@ class StateStore:
                 for r in rows]
 
 
-def _chunks(items: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:
+def chunks(items: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:
+    """Consecutive slices of at most ``size`` items."""
     for start in range(0, len(items), size):
         yield items[start:start + size]
