@@ -18,6 +18,7 @@ import orjson
 import pyarrow as pa
 
 from segship.config import Config, ExportConfig, SegmentConfig
+from segship.duckdb_sql import quote_identifier
 from segship.engine.report import ExportPlan
 from segship.plugins import Plugins
 from segship.source import Source, SourceContext, SourceError
@@ -30,10 +31,6 @@ KEY, ROW_HASH, COLUMN_HASHES, IS_NEW = "__segship_key", "__segship_row_hash", "_
 
 class PlanError(Exception):
     """The export's rows can't be planned (bad keys, missing columns, failing SQL); nothing was sent."""
-
-
-def quote(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
 
 
 def export_fingerprint(type_name: str, export: ExportConfig, columns: Sequence[str]) -> str:
@@ -93,7 +90,7 @@ class Snapshot:
 
     def _hashes(self, alias: str = "s") -> tuple[str, str]:
         """SQL for the row hash and the comma-joined per-column hashes of the mapped columns."""
-        cols = [f"{alias}.{quote(c)}" for c in self.columns]
+        cols = [f"{alias}.{quote_identifier(c)}" for c in self.columns]
         row_hash = f"(hash({', '.join(cols)}) & {HASH_MASK})::BIGINT"
         per_column = ", ".join(f"((hash({c}) & {HASH_MASK})::BIGINT)::VARCHAR" for c in cols)
         return row_hash, f"concat_ws(',', {per_column})"
@@ -122,7 +119,7 @@ class Snapshot:
         row_hash, _ = self._hashes()
         self.db.execute("CREATE TABLE snapshot (key VARCHAR, seg INTEGER, row_hash BIGINT)")
         for part in self.segments:
-            key = f"CAST(s.{quote(part.segment.key)} AS VARCHAR)"
+            key = f"CAST(s.{quote_identifier(part.segment.key)} AS VARCHAR)"
             relation = self._query(part, f"{key} AS key, {part.index} AS seg, {row_hash} AS row_hash")
             try:
                 relation.insert_into("snapshot")
@@ -204,14 +201,14 @@ class Snapshot:
     def rows_to_send(self, batch_rows: int = 8192, keys: Sequence[str] | None = None) -> Iterator[pa.RecordBatchReader]:
         """Readers over the rows to add or update (or just ``keys``), each row once, with its hashes."""
         row_hash, column_hashes = self._hashes()
-        mapped = ", ".join(f"s.{quote(c)}" for c in self.columns)
+        mapped = ", ".join(f"s.{quote_identifier(c)}" for c in self.columns)
         if keys is not None:
             self.db.register("wanted", pa.table({"key": pa.array(list(keys), pa.string())}))
             filter_ = "JOIN wanted w ON w.key = a.key"
         else:
             filter_ = "WHERE a.action IN ('add', 'update')"
         for part in self.segments:
-            key = f"CAST(s.{quote(part.segment.key)} AS VARCHAR)"
+            key = f"CAST(s.{quote_identifier(part.segment.key)} AS VARCHAR)"
             select = (f"{mapped}, {key} AS {KEY}, {row_hash} AS {ROW_HASH}, "
                       f"{column_hashes} AS {COLUMN_HASHES}, a.action = 'add' AS {IS_NEW}")
             tail = f"JOIN actions a ON a.key = {key} AND a.seg = {part.index} {filter_}"

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from segship import hookimpl
+from segship.duckdb_sql import quote_identifier, quote_literal
 from segship.source import Source, SourceContext, SourceError
 
 if TYPE_CHECKING:
@@ -26,14 +27,6 @@ FILE_READERS = {
     ".jsonl": "read_json_auto",
     ".ndjson": "read_json_auto",
 }
-
-
-def _quote_identifier(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
-
-
-def _quote_literal(text: str) -> str:
-    return "'" + text.replace("'", "''") + "'"
 
 
 class DuckDBSource(Source):
@@ -71,7 +64,7 @@ class DuckDBSource(Source):
             if path.suffix == ".duckdb" or path.suffix == ".db":
                 if not path.exists():
                     raise SourceError(f"source {self.context.name!r}: database {path} does not exist")
-                connection.execute(f"ATTACH {_quote_literal(str(path))} AS source_db (READ_ONLY)")
+                connection.execute(f"ATTACH {quote_literal(str(path))} AS source_db (READ_ONLY)")
                 connection.execute("USE source_db")
             else:
                 if not glob.glob(str(path)):
@@ -82,8 +75,8 @@ class DuckDBSource(Source):
                 if reader is None:
                     raise SourceError(f"source {self.context.name!r}: can't tell the format of {path.name}; "
                                       "set format: csv, parquet or json")
-                connection.execute(f"CREATE VIEW {_quote_identifier(self.context.name)} AS "
-                                   f"SELECT * FROM {reader}({_quote_literal(str(path))})")
+                connection.execute(f"CREATE VIEW {quote_identifier(self.context.name)} AS "
+                                   f"SELECT * FROM {reader}({quote_literal(str(path))})")
         except duckdb.Error as exc:
             connection.close()
             raise SourceError(f"source {self.context.name!r}: {exc}") from None
