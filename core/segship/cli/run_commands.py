@@ -74,7 +74,7 @@ def _state(config: Config) -> StateStore:
 # -- plan -----------------------------------------------------------------------------------------
 
 def _plan_one(config: Config, name: str, state: StateStore, verbose: bool) -> ExportPlan:
-    from segship.engine.snapshot import Snapshot, changed_columns
+    from segship.engine.snapshot import Snapshot, changed_columns, export_fingerprint
 
     plugins = get_plugins()
     export = config.exports[name]
@@ -83,7 +83,10 @@ def _plan_one(config: Config, name: str, state: StateStore, verbose: bool) -> Ex
     snapshot = Snapshot(config, export, plugins, columns)
     try:
         snapshot.build()
-        plan = snapshot.plan(state.acknowledged(name), full_resync=False)
+        settings_changed = state.settings_changed(name, export_fingerprint(cls.name, export, columns), columns)
+        plan = snapshot.plan(state.acknowledged(name), full_resync=settings_changed)
+        plan.settings_changed = settings_changed
+        plan.stale_identities = state.count_stale_identities(name)
         if verbose and plan.examples.get("update"):
             keys = plan.examples["update"]
             before = state.details(name, keys)
@@ -127,6 +130,9 @@ def plan_command(
                       str(plan.unchanged), examples or "-")
     console.print(table)
     for plan in plans:
+        if plan.settings_changed:
+            typer.echo(f"{plan.export}: its settings or mapping changed since the last run: every member will be "
+                       "sent again whole (members stay where the old settings sent them; see docs/engine.md)")
         for key, fields in plan.changed_fields.items():
             typer.echo(f"{plan.export}: {key} changed: {', '.join(fields) or '(no mapped field)'}")
 
@@ -238,7 +244,7 @@ def runs_command(
         outcome = run["outcome"] + (" (dry run)" if run["dry_run"] else "")
         table.add_row(str(run["id"]), run["export"], run["started_at"], str(report.get("seconds", "")), outcome,
                       str(report.get("upserted", "")), str(report.get("removed", "")),
-                      str(report.get("rejected", "")), report.get("message", ""))
+                      str(report.get("rejected", "")), redact_text(report.get("message", "")))
     console.print(table)
 
 

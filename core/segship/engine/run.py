@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import re
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -47,6 +48,7 @@ from segship.engine.snapshot import (
 )
 from segship.engine.state import StateError, StateStore, chunks
 from segship.http import RetriesExhausted
+from segship.log import redact_text
 from segship.plugins import Plugins
 from segship.secrets import SecretResolutionError
 from segship.source import SourceError
@@ -199,6 +201,7 @@ class ExportRun:
                         report.http = destination.http_stats.as_dict()
                     if snapshot is not None:
                         snapshot.close()
+                    report.message = redact_text(report.message)  # it is stored and printed
                     report.seconds = round(time.monotonic() - started, 3)
                     report.finished_at = datetime.now(UTC).isoformat(timespec="seconds")
                     self.state.finish_run(report.run_id, report.outcome, report.as_dict())
@@ -244,12 +247,14 @@ class ExportRun:
 
     def _plan(self, snapshot: Snapshot, destination: Destination) -> ExportPlan:
         started = time.monotonic()
-        settings_changed = False
-        if not self.options.dry_run:
-            fingerprint = export_fingerprint(self.cls.name, self.export, self.columns)
+        fingerprint = export_fingerprint(self.cls.name, self.export, self.columns)
+        if self.options.dry_run:  # writes nothing: tell what a real run would do
+            settings_changed = self.state.settings_changed(self.export.name, fingerprint, self.columns)
+        else:  # marks every member for a full re-send when the settings changed
             settings_changed = self.state.reconcile_settings(self.export.name, fingerprint, self.columns)
         snapshot.build()
-        plan = snapshot.plan(self.state.acknowledged(self.export.name), full_resync=self.options.full_resync)
+        plan = snapshot.plan(self.state.acknowledged(self.export.name),
+                             full_resync=self.options.full_resync or settings_changed)
         plan.settings_changed = settings_changed
         plan.stale_identities = self.state.count_stale_identities(self.export.name)
         self._forget_rejects_of_non_members(snapshot)
@@ -341,7 +346,7 @@ class ExportRun:
 
     def _count_refused(self, refused: list[tuple[str, str]]) -> None:
         self.report.rejected += len(refused)
-        self.report.rejects_by_reason.update(reason for _, reason in refused)
+        self.report.rejects_by_reason.update(reason_kind(reason) for _, reason in refused)
 
     async def _send(self, snapshot: Snapshot, destination: Destination, plan: ExportPlan) -> None:
         limits = destination.limits
@@ -471,6 +476,15 @@ def _next_batch(reader: pa.RecordBatchReader) -> pa.RecordBatch | None:
 async def _aiter(items):
     for item in items:
         yield item
+
+
+QUOTED_VALUE = re.compile(r"'[^']*'|\"[^\"]*\"")
+
+
+def reason_kind(reason: str) -> str:
+    """A reject reason without the row's values: the report groups by it and stays free of personal
+    data (`segship rejects` shows each row's full reason)."""
+    return QUOTED_VALUE.sub("'…'", reason)
 
 
 def _describe(exc: BaseException) -> str:

@@ -161,16 +161,24 @@ class StateStore:
         Done in one transaction before sending, so a run killed afterwards still re-sends
         what it didn't reach. Returns True when the settings changed.
         """
-        row = self.db.execute("SELECT fingerprint, columns FROM exports WHERE export = ?", (export,)).fetchone()
+        recorded = self._recorded_settings(export)
         columns_json = orjson.dumps(list(columns)).decode()
-        if row is not None and row == (fingerprint, columns_json):
+        if recorded == (fingerprint, columns_json):
             return False
         with self.transaction() as db:
             db.execute("INSERT INTO exports VALUES (?, ?, ?) ON CONFLICT (export) DO UPDATE SET "
                        "fingerprint = excluded.fingerprint, columns = excluded.columns",
                        (export, fingerprint, columns_json))
             db.execute("UPDATE members SET row_hash = 0, column_hashes = NULL WHERE export = ?", (export,))
-        return row is not None
+        return recorded is not None
+
+    def settings_changed(self, export: str, fingerprint: str, columns: Sequence[str]) -> bool:
+        """Whether a run would re-send everyone for changed settings (read only: plan, dry run)."""
+        recorded = self._recorded_settings(export)
+        return recorded is not None and recorded != (fingerprint, orjson.dumps(list(columns)).decode())
+
+    def _recorded_settings(self, export: str) -> tuple[str, str] | None:
+        return self.db.execute("SELECT fingerprint, columns FROM exports WHERE export = ?", (export,)).fetchone()
 
     def details(self, export: str, keys: Sequence[str]) -> dict[str, tuple[str | None, str]]:
         """key -> (column_hashes, identity) for the given keys."""
