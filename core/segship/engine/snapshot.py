@@ -126,8 +126,12 @@ class Snapshot:
             except (duckdb.Error, pa.ArrowException, SourceError) as exc:
                 raise self._error(part.segment, f"failed: {exc}") from None
         self._check_keys()
-        self.db.execute("CREATE TABLE members AS SELECT key, min(seg) AS seg, any_value(row_hash) AS row_hash "
-                        "FROM snapshot GROUP BY key")
+        if len(self.segments) == 1:  # the keys are unique: the snapshot is the members (no second copy)
+            self.db.execute("ALTER TABLE snapshot RENAME TO members")
+        else:
+            self.db.execute("CREATE TABLE members AS SELECT key, min(seg) AS seg, any_value(row_hash) AS row_hash "
+                            "FROM snapshot GROUP BY key")
+            self.db.execute("DROP TABLE snapshot")
 
     def _check_keys(self) -> None:
         names = {part.index: part.segment for part in self.segments}
@@ -146,6 +150,8 @@ class Snapshot:
             examples = ", ".join(f"{key} ({n} rows)" for seg, key, n in duplicates if seg == duplicates[0][0])
             raise self._error(segment, f"key {segment.key!r} is not unique: {total} key(s) appear "
                             f"more than once, e.g. {examples}; nothing was sent")
+        if len(self.segments) == 1:
+            return  # a key in one segment only: nothing to disagree with
         # min <> max: two different row hashes, as cheap as a plain aggregate (count(DISTINCT) took
         # 0.4 s of a 1M-row plan); the segments of the first such key are looked up afterwards
         conflict = self.db.execute(
@@ -172,15 +178,16 @@ class Snapshot:
                         ELSE 'unchanged' END AS action
             FROM members m FULL OUTER JOIN acknowledged a ON m.key = a.key""")
         self.db.unregister("acknowledged")
+        self.db.execute("DROP TABLE members")  # actions has every member: one copy of the keys at a time
         plan = ExportPlan(self.export.name, full_resync=full_resync)
         for action, count in self.db.execute("SELECT action, count(*) FROM actions GROUP BY action").fetchall():
             setattr(plan, action, count)
         plan.members = plan.add + plan.update + plan.unchanged
         plan.acknowledged = plan.update + plan.unchanged + plan.remove
-        for action, keys in self.db.execute(
-                f"SELECT action, list(key ORDER BY key)[1:{EXAMPLES}] FROM actions WHERE action <> 'unchanged' "
-                "GROUP BY action").fetchall():
-            plan.examples[action] = keys
+        for action in ("add", "update", "remove"):
+            if getattr(plan, action):  # a top-N per action: never a list of every key
+                plan.examples[action] = [row[0] for row in self.db.execute(
+                    "SELECT key FROM actions WHERE action = ? ORDER BY key LIMIT ?", (action, EXAMPLES)).fetchall()]
         return plan
 
     def keys_to_remove(self) -> list[str]:
@@ -191,8 +198,9 @@ class Snapshot:
         """The given keys that are not members of the export now."""
         self.db.register("probe", pa.table({"key": pa.array(list(keys), pa.string())}))
         try:
-            return [row[0] for row in self.db.execute("SELECT key FROM probe ANTI JOIN members USING (key)")
-                    .fetchall()]
+            return [row[0] for row in self.db.execute(
+                "SELECT key FROM probe ANTI JOIN (SELECT key FROM actions WHERE action <> 'remove') USING (key)")
+                .fetchall()]
         finally:
             self.db.unregister("probe")
 
