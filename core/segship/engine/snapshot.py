@@ -215,9 +215,22 @@ class Snapshot:
             filter_ = "JOIN wanted w ON w.key = a.key"
         else:
             filter_ = "WHERE a.action IN ('add', 'update')"
+        uniform = self._uniform_action() if keys is None else None
         for part in self.segments:
             key = f"CAST(s.{quote_identifier(part.segment.key)} AS VARCHAR)"
-            select = (f"{mapped}, {key} AS {KEY}, {row_hash} AS {ROW_HASH}, "
-                      f"{column_hashes} AS {COLUMN_HASHES}, a.action = 'add' AS {IS_NEW}")
+            columns = f"{mapped}, {key} AS {KEY}, {row_hash} AS {ROW_HASH}, {column_hashes} AS {COLUMN_HASHES}"
+            if uniform is not None:
+                # every row is sent, all as joins or all as changes: no join with the plan (whose hash
+                # table of every key is the largest allocation of a first run)
+                yield self._query(part, f"{columns}, {uniform == 'add'} AS {IS_NEW}").to_arrow_reader(batch_rows)
+                continue
+            select = f"{columns}, a.action = 'add' AS {IS_NEW}"
             tail = f"JOIN actions a ON a.key = {key} AND a.seg = {part.index} {filter_}"
             yield self._query(part, select, tail).to_arrow_reader(batch_rows)
+
+    def _uniform_action(self) -> str | None:
+        """'add' or 'update' when a single segment's every row is sent with that action, else None."""
+        if len(self.segments) != 1:
+            return None
+        sent = self.db.execute("SELECT DISTINCT action FROM actions WHERE action <> 'remove'").fetchall()
+        return sent[0][0] if len(sent) == 1 and sent[0][0] in ("add", "update") else None
