@@ -17,12 +17,15 @@ import duckdb
 import orjson
 import pyarrow as pa
 
+from segship import embedded_duckdb
 from segship.config import Config, ExportConfig, SegmentConfig
-from segship.duckdb_sql import quote_identifier
+from segship.embedded_duckdb import quote_identifier
 from segship.engine.report import ExportPlan
 from segship.plugins import Plugins
 from segship.source import Source, SourceContext, SourceError
 
+#: DuckDB's own memory for the snapshot, the diff and the send join (beyond it, it spills).
+SNAPSHOT_MEMORY_MB = 160
 HASH_MASK = 0x7FFFFFFFFFFFFFFF  # DuckDB hashes are unsigned 64-bit; SQLite integers are signed
 EXAMPLES = 5
 # columns the send query adds to each row, beside the mapped ones
@@ -65,7 +68,7 @@ class Snapshot:
         self.plugins = plugins
         self.columns = list(columns)
         self.segments = [_SegmentSource(config.segments[name], index) for index, name in enumerate(export.segments)]
-        self.db = duckdb.connect(":memory:")
+        self.db = embedded_duckdb.connect(SNAPSHOT_MEMORY_MB)
         self._sources: dict[str, Source] = {}
 
     def close(self) -> None:

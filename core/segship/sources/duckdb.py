@@ -11,14 +11,16 @@ import glob
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from segship import hookimpl
-from segship.duckdb_sql import quote_identifier, quote_literal
+from segship import embedded_duckdb, hookimpl
+from segship.embedded_duckdb import quote_identifier, quote_literal
 from segship.source import Source, SourceContext, SourceError
 
 if TYPE_CHECKING:
     import duckdb
     import pyarrow as pa
 
+#: DuckDB's own memory for reading a source (it streams; beyond this it spills).
+SOURCE_MEMORY_MB = 96
 FILE_READERS = {
     ".csv": "read_csv_auto",
     ".tsv": "read_csv_auto",
@@ -59,7 +61,7 @@ class DuckDBSource(Source):
         if self._connection is not None:
             return self._connection
         path = self.path
-        connection = duckdb.connect(":memory:")
+        connection = embedded_duckdb.connect(SOURCE_MEMORY_MB)
         try:
             if path.suffix == ".duckdb" or path.suffix == ".db":
                 if not path.exists():
