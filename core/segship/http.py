@@ -46,13 +46,17 @@ class RateLimitHeaders:
     remaining: str
     reset: str
     reset_is_epoch: bool  # Braze: epoch seconds; Brevo: seconds from now
+    #: pause every request until the reset when an answer says the budget is spent (before any
+    #: 429); a 429 always pauses everyone until the reset
+    pause_when_spent: bool = True
 
 
 @dataclass(frozen=True)
 class RetryPolicy:
     attempts: int = 8
     base_delay: float = 0.5
-    max_delay: float = 60.0
+    max_delay: float = 60.0           # ceiling of our own backoff
+    max_stated_wait: float = 300.0    # ceiling of a wait the destination states (reset, Retry-After)
     retry_statuses: frozenset[int] = field(default_factory=lambda: frozenset({429, 500, 502, 503, 504}))
 
     def backoff(self, attempt: int) -> float:
@@ -155,7 +159,7 @@ class HttpClient:
                 delay = self.retry.backoff(attempt)
                 # a reset header says when the budget refills: a wait only for a 429; Retry-After always
                 if stated_wait and (response.status == 429 or "Retry-After" in response.headers):
-                    delay = max(delay, min(stated_wait, self.retry.max_delay))
+                    delay = max(delay, min(stated_wait, self.retry.max_stated_wait))
                     if response.status == 429:
                         self.pacer.hold(delay)  # everyone waits, not just this request
             if attempt == self.retry.attempts:
@@ -180,7 +184,7 @@ class HttpClient:
             return 0.0
         wait = max(0.0, reset - time.time()) if names.reset_is_epoch else reset
         remaining = _seconds(response.headers.get(names.remaining))
-        if remaining is not None and remaining <= 0 and response.status != 429:
+        if names.pause_when_spent and remaining is not None and remaining <= 0 and response.status != 429:
             self.pacer.hold(wait)
         return wait
 
