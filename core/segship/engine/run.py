@@ -241,7 +241,10 @@ class ExportRun:
 
     def _destination(self) -> Destination:
         export = self.export
-        settings = resolve_connection_settings(self.config, self.connection.name, self.plugins)
+        if self.options.dry_run:  # opens no connection, so needs no secret (a dry run works in CI)
+            settings = dict(self.connection.settings)
+        else:
+            settings = resolve_connection_settings(self.config, self.connection.name, self.plugins)
         connection = ConnectionContext(self.connection.name, settings)
         return self.cls(connection, ExportContext(export.name, export.settings, export.mapping, export.segments))
 
