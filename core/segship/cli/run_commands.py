@@ -85,7 +85,7 @@ def _plan_one(config: Config, name: str, state: StateStore, verbose: bool) -> Ex
         snapshot.build()
         settings_changed = state.settings_changed(name, export_fingerprint(cls.name, export, columns), columns)
         plan = snapshot.plan(state.acknowledged(name), full_resync=settings_changed)
-        plan.settings_changed = settings_changed
+        plan.full_resync, plan.settings_changed = False, settings_changed
         plan.stale_identities = state.count_stale_identities(name)
         if verbose and plan.examples.get("update"):
             keys = plan.examples["update"]

@@ -258,7 +258,7 @@ class ExportRun:
         snapshot.build()
         plan = snapshot.plan(self.state.acknowledged(self.export.name),
                              full_resync=self.options.full_resync or settings_changed)
-        plan.settings_changed = settings_changed
+        plan.full_resync, plan.settings_changed = self.options.full_resync, settings_changed
         plan.stale_identities = self.state.count_stale_identities(self.export.name)
         self._forget_rejects_of_non_members(snapshot)
         self.report.plan = plan.as_dict()
