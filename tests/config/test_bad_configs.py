@@ -72,6 +72,11 @@ exports:
 
 ERROR_LINE = re.compile(r"^\S+:\d+:\d+: ")
 
+# Fake keys that look real, for the literal-secret cases; assembled so that no key-shaped
+# literal sits in the repository for secret scanners to flag.
+FAKE_BREVO_KEY = "xkeysib-" + "0123456789abcdef" * 2
+FAKE_BRAZE_KEY = "-".join(("a1b2c3d4", "e5f6", "4a7b", "8c9d", "0e1f2a3b4c5d"))
+
 
 @dataclass
 class Case:
@@ -263,7 +268,7 @@ CASES = [
          "segship.yaml:15:27", "connection 'brevo' is used by export 'vip-to-brevo' but has no data privacy "
                                "consent"),
     Case("literal-api-key",
-         _replace(VALID, "api_key: ${env:BREVO_API_KEY}", "api_key: xkeysib-0123456789abcdef0123456789abcdef"),
+         _replace(VALID, "api_key: ${env:BREVO_API_KEY}", f"api_key: {FAKE_BREVO_KEY}"),
          "segship.yaml:17:16", "connections.brevo.settings.api_key is a secret: write a reference such as "
                                "${env:SENDINBLUE_API_KEY} or ${file:path/to/secret}, never the secret itself",
          hidden=("xkeysib", "0123456789abcdef")),
@@ -272,7 +277,7 @@ CASES = [
          "segship.yaml:17:16", "connections.brevo.settings.api_key must be a string, not an integer",
          hidden=("987654321987654321",), count=2),  # and it is a literal secret
     Case("literal-braze-api-key",
-         _replace(VALID_BRAZE, "api_key: ${env:BRAZE_API_KEY}", "api_key: 'a1b2c3d4-e5f6-4a7b-8c9d-0e1f2a3b4c5d'"),
+         _replace(VALID_BRAZE, "api_key: ${env:BRAZE_API_KEY}", f"api_key: '{FAKE_BRAZE_KEY}'"),
          "segship.yaml:12:16", "connections.braze.settings.api_key is a secret: write a reference",
          hidden=("a1b2c3d4", "0e1f2a3b4c5d")),
     Case("brevo-bad-base-url",

