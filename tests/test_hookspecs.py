@@ -308,16 +308,14 @@ exports:
 """
 
 
-def test_the_engine_fires_the_observer_hooks_in_order(fake: types.ModuleType, plugins: Plugins,
-                                                      tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def _run_engine(plugins: Plugins, fake: types.ModuleType, tmp_path: Path, profiles_csv: str) -> Any:
+    """One real ExportRun of ENGINE_CONFIG over ``profiles_csv``, the fake plugin's calls cleared first."""
     from segship.config import load_config
-    from segship.engine.report import BatchReport, ExportPlan, RunReport
     from segship.engine.run import ExportRun, RunOptions
     from segship.engine.state import StateStore
 
-    monkeypatch.setenv("FAKE_TOKEN", "fake-token-value")
     (tmp_path / "segship.yaml").write_text(ENGINE_CONFIG)
-    (tmp_path / "profiles.csv").write_text("id,email\n1,a@example.com\n2,b@example.com\n3,c@example.com\n")
+    (tmp_path / "profiles.csv").write_text(profiles_csv)
     config = load_config(tmp_path / "segship.yaml", plugins)
     fake.calls.clear()
     state = StateStore(config.state_path)
@@ -325,6 +323,15 @@ def test_the_engine_fires_the_observer_hooks_in_order(fake: types.ModuleType, pl
         report = asyncio.run(ExportRun(config, "everyone-to-fake", plugins, state, RunOptions()).run())
     finally:
         state.close()
+    return report
+
+
+def test_the_engine_fires_the_observer_hooks_in_order(fake: types.ModuleType, plugins: Plugins,
+                                                      tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from segship.engine.report import BatchReport, ExportPlan, RunReport
+
+    monkeypatch.setenv("FAKE_TOKEN", "fake-token-value")
+    report = _run_engine(plugins, fake, tmp_path, "id,email\n1,a@example.com\n2,b@example.com\n3,c@example.com\n")
 
     assert report.outcome == "succeeded", report
     assert sorted(FakeDestination.received) == ["1", "2", "3"]
@@ -345,20 +352,8 @@ def test_the_engine_fires_the_observer_hooks_in_order(fake: types.ModuleType, pl
 def test_the_engine_reports_a_failed_run_to_export_finished(fake: types.ModuleType, plugins: Plugins,
                                                             tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """export_finished is called whatever the outcome; export_started only once the run may send."""
-    from segship.config import load_config
-    from segship.engine.run import ExportRun, RunOptions
-    from segship.engine.state import StateStore
-
     monkeypatch.setenv("FAKE_TOKEN", "fake-token-value")
-    (tmp_path / "segship.yaml").write_text(ENGINE_CONFIG)
-    (tmp_path / "profiles.csv").write_text("id,email\n1,a@example.com\n1,b@example.com\n")  # duplicate key
-    config = load_config(tmp_path / "segship.yaml", plugins)
-    fake.calls.clear()
-    state = StateStore(config.state_path)
-    try:
-        report = asyncio.run(ExportRun(config, "everyone-to-fake", plugins, state, RunOptions()).run())
-    finally:
-        state.close()
+    report = _run_engine(plugins, fake, tmp_path, "id,email\n1,a@example.com\n1,b@example.com\n")  # duplicate key
 
     assert report.outcome != "succeeded"
     names = [name for name, _ in fake.calls]
