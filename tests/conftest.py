@@ -12,11 +12,13 @@ import shutil
 import subprocess
 import sys
 import textwrap
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+
+from .postgres_server import PostgresServer
 
 REPO = Path(__file__).resolve().parent.parent
 EXAMPLE_CONFIGS = REPO / "configs"
@@ -106,3 +108,29 @@ def write_config(tmp_path: Path) -> Callable[[Mapping[str, str]], Path]:
         return tmp_path
 
     return write
+
+
+@pytest.fixture(scope="session")
+def postgres_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PostgresServer]:
+    """One real PostgreSQL 16 server for the test session (127.0.0.1, a free port, password auth)."""
+    server = PostgresServer(tmp_path_factory.mktemp("postgres"))
+    try:
+        yield server
+    finally:
+        server.close()
+
+
+@pytest.fixture
+def postgres_url(postgres_server: PostgresServer) -> str:
+    """The URL of a new, empty database on the session's server (``postgresql://user:pass@127.0.0.1:port/db``)."""
+    return postgres_server.create_database()
+
+
+@pytest.fixture
+def own_postgres_server(tmp_path: Path) -> Iterator[PostgresServer]:
+    """A server of the test's own, for tests that stop it (a database going away mid-run)."""
+    server = PostgresServer(tmp_path / "own-postgres")
+    try:
+        yield server
+    finally:
+        server.close()
