@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+from io import StringIO
 
-from segship.cli.plan_format import MARKDOWN_MARKER, as_json, as_markdown
+from rich.console import Console
+from segship.cli.plan_format import MARKDOWN_MARKER, as_json, as_markdown, print_text
 from segship.engine.report import ExportPlan
 
 
@@ -50,3 +52,13 @@ def test_json_keeps_every_plan_field_and_the_safeguard_stop():
     (document,) = json.loads(as_json([ExportPlan("vip", members=2, add=2)], {"vip": None}))
     assert document["export"] == "vip" and document["add"] == 2 and document["stopped_by_safeguard"] is None
     assert {"members", "update", "remove", "unchanged", "settings_changed", "examples"} <= set(document)
+
+
+def test_text_notes_are_whole_lines_after_the_table():
+    out = StringIO()
+    plans = [ExportPlan("a-rather-long-export-name-for-wrapping", members=4, unchanged=4, settings_changed=True)]
+    print_text(plans, {}, Console(file=out, width=80))
+    lines = out.getvalue().splitlines()
+    assert "a-rather-long-export-name-for-wrapping: its settings or mapping changed since the last run: all 4 " \
+           "members will be sent again whole (members stay where the old settings sent them; see docs/engine.md)" \
+           in lines

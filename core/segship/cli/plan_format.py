@@ -41,15 +41,17 @@ def print_text(plans: Sequence[ExportPlan], stops: Mapping[str, str | None], con
         examples = "; ".join(f"{action}: {', '.join(keys)}" for action, keys in plan.examples.items())
         table.add_row(plan.export, *(str(getattr(plan, count)) for count in COUNTS), examples or "-")
     console.print(table)
+
+    def say(line: str) -> None:  # plain lines, never wrapped: people grep them
+        console.print(line, markup=False, highlight=False, soft_wrap=True)
+
     for plan in plans:
         if stops.get(plan.export):
-            console.print(f"{plan.export}: a run would stop before sending anything: {stops[plan.export]}",
-                          markup=False, highlight=False)
+            say(f"{plan.export}: a run would stop before sending anything: {stops[plan.export]}")
         if plan.settings_changed:
-            console.print(f"{plan.export}: {settings_note(plan)}", markup=False, highlight=False)
+            say(f"{plan.export}: {settings_note(plan)}")
         for key, fields in plan.changed_fields.items():
-            console.print(f"{plan.export}: {key} changed: {', '.join(fields) or '(no mapped field)'}",
-                          markup=False, highlight=False)
+            say(f"{plan.export}: {key} changed: {', '.join(fields) or '(no mapped field)'}")
 
 
 def _cell(text: str) -> str:

@@ -334,9 +334,10 @@ def schedule_command(
     config: ConfigOption = None,
     once: Annotated[bool, typer.Option("--once", help="Run what is due now, then exit (for cron or CI).")] = False,
 ) -> None:
-    """Run exports on their cron schedules until stopped (Ctrl-C ends the run in progress cleanly).
+    """Run exports on their cron schedules until stopped (Ctrl-C or SIGTERM end the run in progress cleanly).
 
-    With --once, run what is due now and exit with the exports' combined exit code.
+    One run at a time; a tick missed during a run runs once when it ends; a failed run doesn't stop the
+    scheduler. With --once, run what is due now and exit with the exports' combined exit code.
     """
     from segship.engine.run import RunOptions
     from segship.engine.schedule import run_schedule
