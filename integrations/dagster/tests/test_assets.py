@@ -139,9 +139,9 @@ def test_two_materializations_of_the_same_export_are_refused_by_the_state_lock(c
     assets = segship_assets(config_dir)
     braze_sandbox.set_faults(latency=1.0)  # the first run holds the lock while its request is answered
     results = []
+    state = StateStore(Path(config_dir, ".segship", "state.db"))  # created before either run opens it
     first = threading.Thread(target=lambda: results.append(run(assets, VIP)))
     first.start()
-    state = StateStore(Path(config_dir, ".segship", "state.db"))
     try:
         while not any(r["outcome"] == "running" for r in state.runs("vip-braze")):
             assert first.is_alive(), "the first materialization ended before its run started"
