@@ -7,6 +7,7 @@ so a reviewer sees before merging that a change would be refused, not only at ru
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from enum import Enum
 from typing import Any
 
 import orjson
@@ -18,6 +19,12 @@ from segship.engine.report import ExportPlan
 #: First line of the Markdown comment: the CI workflow finds its earlier comment by it and edits it.
 MARKDOWN_MARKER = "<!-- segship-plan -->"
 COUNTS = ("members", "add", "update", "remove", "unchanged")
+
+
+class PlanFormat(str, Enum):
+    text = "text"
+    json = "json"
+    markdown = "markdown"
 
 
 def has_changes(plan: ExportPlan) -> bool:

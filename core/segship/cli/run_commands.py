@@ -6,7 +6,6 @@ import asyncio
 import signal
 from collections.abc import Iterable
 from datetime import datetime
-from enum import Enum
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -15,6 +14,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from segship.cli import plan_format
 from segship.cli.main import (
     EXIT_FAILED,
     EXIT_INVALID,
@@ -118,23 +118,16 @@ def _plan_one(config: Config, name: str, state: StateStore, verbose: bool) -> Ex
         snapshot.close()
 
 
-class PlanFormat(str, Enum):
-    text = "text"
-    json = "json"
-    markdown = "markdown"
-
-
 @app.command("plan")
 def plan_command(
     exports: Annotated[list[str] | None, typer.Argument(help="Exports to plan (default: all).")] = None,
     config: ConfigOption = None,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Show the changed fields of example keys.")] = False,
-    output: Annotated[PlanFormat, typer.Option("--format", help="text, json, or markdown (a pull-request comment).")
-                      ] = PlanFormat.text,
+    output: Annotated[plan_format.PlanFormat, typer.Option(
+        "--format", help="text, json, or markdown (a pull-request comment).")] = plan_format.PlanFormat.text,
     as_json: Annotated[bool, typer.Option("--json", help="Same as --format json.", hidden=True)] = False,
 ) -> None:
     """Show what a run would add, update, remove and leave alone; sends nothing, opens no connection."""
-    from segship.cli import plan_format
     from segship.engine.snapshot import PlanError
     from segship.source import SourceError
 
@@ -148,9 +141,9 @@ def plan_command(
         except (PlanError, SourceError) as exc:
             raise fail(f"{name}: {exc}") from None
     stops = {plan.export: _safeguard_stop(loaded, plan) for plan in plans}
-    if as_json or output is PlanFormat.json:
+    if as_json or output is plan_format.PlanFormat.json:
         typer.echo(plan_format.as_json(plans, stops))
-    elif output is PlanFormat.markdown:
+    elif output is plan_format.PlanFormat.markdown:
         typer.echo(redact_text(plan_format.as_markdown(plans, stops)), nl=False)
     else:
         plan_format.print_text(plans, stops, console)

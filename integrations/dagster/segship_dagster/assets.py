@@ -20,6 +20,7 @@ from dagster import (
     AssetExecutionContext,
     AssetKey,
     AssetsDefinition,
+    AssetSpec,
     Failure,
     MaterializeResult,
     MetadataValue,
@@ -27,6 +28,7 @@ from dagster import (
 )
 from segship.config import Config, ExportConfig, load_config
 from segship.engine.report import RunReport
+from segship.engine.state import StateError
 from segship.log import mask_pii, redact_text
 from segship.plugins import get_plugins
 
@@ -39,7 +41,7 @@ PLAN_FIGURES = ("add", "update", "remove", "unchanged")
 
 ConfigLike = str | os.PathLike[str] | Config
 #: What ``deps`` takes for an upstream asset, as ``AssetSpec(deps=...)`` does.
-Upstream = AssetKey | AssetDep | str | Sequence[str]
+Upstream = AssetKey | AssetDep | AssetSpec | AssetsDefinition | str | Sequence[str]
 
 
 def load(config: ConfigLike) -> Config:
@@ -79,7 +81,10 @@ def _export_asset(config: Config, export: ExportConfig, translator: SegshipTrans
 
     @multi_asset(name=op_name(export.name), specs=[spec], check_specs=[check])
     def _materialize(context: AssetExecutionContext) -> MaterializeResult:
-        report = run_export(config, export.name, context.log)
+        try:
+            report = run_export(config, export.name, context.log)
+        except StateError as exc:  # the state can't be opened: no run was recorded
+            raise Failure(description=redact_text(f"segship export {export.name!r} failed: {exc}")) from None
         if report.outcome not in MATERIALIZED:
             raise Failure(description=redact_text(f"segship export {export.name!r} {report.outcome}: "
                                                   f"{report.message}"),

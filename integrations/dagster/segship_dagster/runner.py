@@ -22,8 +22,9 @@ def open_state(config: Config) -> StateStore:
 def run_export(config: Config, export: str, step_log: logging.Logger) -> RunReport:
     """Run ``export`` now and return its report; segship's events go to ``step_log``.
 
-    Never raises for a run that went wrong (the report says how); the state lock refuses a
-    second run of the same export at once, from Dagster or the CLI, as a failed run.
+    Raises ``StateError`` when the state can't be opened; never raises for a run that went
+    wrong (the report says how). The state lock refuses a second run of the same export at
+    once, from Dagster or the CLI, as a failed run.
     """
     with events_to(step_log):
         state = open_state(config)

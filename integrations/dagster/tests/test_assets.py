@@ -135,6 +135,16 @@ def test_a_safeguard_stop_fails_the_step_before_anything_is_sent(config_dir, bra
     assert braze_sandbox.stats()["requests"] == requests
 
 
+def test_an_unreadable_state_fails_the_step_saying_so(config_dir, braze_sandbox):
+    (config_dir / ".segship").mkdir()
+    (config_dir / ".segship" / "state.db").write_bytes(b"not a database" * 100)
+    result = run(segship_assets(config_dir), VIP)
+    assert not result.success
+    (failure,) = result.get_step_failure_events()
+    assert "state database" in failure.step_failure_data.user_failure_data.description
+    assert braze_sandbox.stats().get("requests", 0) == 0
+
+
 def test_two_materializations_of_the_same_export_are_refused_by_the_state_lock(config_dir, braze_sandbox):
     assets = segship_assets(config_dir)
     braze_sandbox.set_faults(latency=1.0)  # the first run holds the lock while its request is answered
