@@ -1,6 +1,6 @@
 # Two commands set everything up on a fresh machine with only Python 3.11:
 #   make demo   create .venv, install core + plugins, run the example exports on local sandboxes
-#   make test   create .venv, install everything with test extras, run every test
+#   make test   create .venv, install everything (the Dagster integration too) with test extras, run every test
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
@@ -8,10 +8,11 @@ STAMP := $(VENV)/.installed
 
 .PHONY: install demo test benchmark clean
 
-$(STAMP): pyproject.toml plugins/braze/pyproject.toml plugins/sendinblue/pyproject.toml
+$(STAMP): pyproject.toml plugins/braze/pyproject.toml plugins/sendinblue/pyproject.toml integrations/dagster/pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[test]' -e 'plugins/braze[test]' -e 'plugins/sendinblue[test]'
+	$(BIN)/python -m pip install --quiet -e '.[test]' -e 'plugins/braze[test]' -e 'plugins/sendinblue[test]' \
+		-e 'integrations/dagster[test]'
 	touch $(STAMP)
 
 install: $(STAMP)

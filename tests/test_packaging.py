@@ -131,6 +131,14 @@ def test_the_example_configs_validate(cli, tmp_path: Path) -> None:
     assert "configs: valid (1 sources, 2 segments, 2 connections, 2 exports)" in result.stdout
 
 
+def test_init_works_from_the_wheel_whose_templates_it_writes(cli, venv: FreshVenv) -> None:
+    names = zipfile.ZipFile(venv.wheels["segship"]).namelist()
+    assert {"segship/templates/segship.yaml", "segship/templates/github-workflow.yml"} <= set(names)
+    assert cli("init", "repo").exit_code == 0
+    result = cli("validate", "-c", "repo/segship.yaml")
+    assert result.exit_code == 0, result
+
+
 def test_build_and_install_time_stays_modest(venv: FreshVenv) -> None:
     assert venv.seconds < 240, f"building and installing the wheels took {venv.seconds:.0f}s"
 

@@ -92,16 +92,21 @@ def test_rejected_rows_are_listed_with_reasons_and_retried_on_the_next_run(proje
     assert json.loads(project.cli("rejects", "vip-brevo", "--json").stdout) == []
 
 
-def start_slow_export(project, rows_count: int = 3000) -> subprocess.Popen:
-    """Start exporting to a slow Braze and return once some users have arrived.
+def start_slow_export(project, rows_count: int = 3000, command: tuple[str, ...] = ("export", "vip-braze"),
+                      braze_schedule: str | None = None) -> subprocess.Popen:
+    """Start exporting to a slow Braze (``segship *command``) and return once some users have arrived.
 
     Small requests answered slowly: the Braze plugin keeps ~120 requests in flight, so
     3,000 rows in 600 requests take several round trips and a signal lands part-way.
     """
     project.configure(braze_batch=5)
+    if braze_schedule:
+        config = project.root / "segship.yaml"
+        config.write_text(config.read_text().replace(
+            "    display_name: VIP to Braze\n", f"    display_name: VIP to Braze\n    schedule: '{braze_schedule}'\n"))
     project.write(rows(rows_count))
     project.braze.set_faults(latency=0.2)
-    process = subprocess.Popen(project.command("export", "vip-braze"), cwd=project.root, env=project.env,
+    process = subprocess.Popen(project.command(*command), cwd=project.root, env=project.env,
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 60
     while len(project.braze.users()) < 60 and time.monotonic() < deadline and process.poll() is None:
@@ -143,6 +148,32 @@ def test_ctrl_c_finishes_the_batches_in_flight_commits_and_exits_1(project):
     # every batch in flight was answered and committed: state and Braze agree exactly
     assert acknowledged == set(project.braze_members())
     assert_resumes_to_the_whole_segment(project, acknowledged)
+
+
+def test_sigterm_to_a_scheduled_run_finishes_the_batches_in_flight_commits_and_exits_1(project):
+    process = start_slow_export(project, command=("schedule", "--once"), braze_schedule="* * * * *")
+    process.send_signal(signal.SIGTERM)  # what Kubernetes, systemd and CI runners send first
+    stdout, stderr = process.communicate(timeout=60)
+    assert process.returncode == 1
+    assert "vip-braze: interrupted" in stdout and "Traceback" not in stderr
+    acknowledged = project.acknowledged("vip-braze")
+    assert 0 < len(acknowledged) < 3000
+    assert acknowledged == set(project.braze_members())
+    assert_resumes_to_the_whole_segment(project, acknowledged)
+
+
+def test_sigterm_to_a_waiting_scheduler_stops_it_at_once_with_exit_0(project):
+    project.write(rows(3))
+    with (project.root / "segship.yaml").open("a") as config:
+        config.write("    schedule: '0 0 1 1 *'\n")  # vip-brevo, next due on New Year's Day
+    process = subprocess.Popen(project.command("schedule"), cwd=project.root, env=project.env,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    first = process.stderr.readline()  # blocks until the scheduler says what it waits for
+    assert "schedule.waiting" in first, first
+    process.send_signal(signal.SIGTERM)
+    stdout, stderr = process.communicate(timeout=10)
+    assert process.returncode == 0, stderr
+    assert "Traceback" not in stderr and project.brevo.stats().get("requests", 0) == 0
 
 
 def test_schedule_once_runs_the_exports_that_are_due(project):

@@ -46,10 +46,15 @@ def validate_command(
                    f"{len(loaded.connections)} connections, {len(loaded.exports)} exports)")
 
 
+def schema_text() -> str:
+    """The composed JSON Schema as `segship schema` prints it (and `segship init` writes it)."""
+    return orjson.dumps(composed_schema(get_plugins()), option=orjson.OPT_INDENT_2).decode()
+
+
 @app.command("schema")
 def schema_command() -> None:
     """Print the JSON Schema of the config, with every installed plugin's schemas composed in."""
-    typer.echo(orjson.dumps(composed_schema(get_plugins()), option=orjson.OPT_INDENT_2).decode())
+    typer.echo(schema_text())
 
 
 @app.command("plugins")

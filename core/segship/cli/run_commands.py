@@ -14,6 +14,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from segship.cli import plan_format
 from segship.cli.main import (
     EXIT_FAILED,
     EXIT_INVALID,
@@ -73,6 +74,23 @@ def _state(config: Config) -> StateStore:
 
 # -- plan -----------------------------------------------------------------------------------------
 
+def _safeguard_stop(config: Config, plan: ExportPlan) -> str | None:
+    """Why a run of this plan would stop before sending, or None (the destination is built offline,
+    as for a dry run, for its own limit)."""
+    from segship.engine.run import SafeguardError, check_safeguards
+
+    export = config.exports[plan.export]
+    connection = config.connections[export.connection]
+    destination = get_plugins().destination(connection.type)(
+        ConnectionContext(connection.name, dict(connection.settings)),
+        ExportContext(export.name, export.settings, export.mapping, export.segments))
+    try:
+        check_safeguards(plan, config, plan.export, destination.limits.max_profiles)
+    except SafeguardError as exc:
+        return str(exc).removesuffix("; nothing was sent")  # written for a run; a plan sends nothing anyway
+    return None
+
+
 def _plan_one(config: Config, name: str, state: StateStore, verbose: bool) -> ExportPlan:
     from segship.engine.snapshot import Snapshot, changed_columns, export_fingerprint
 
@@ -105,7 +123,9 @@ def plan_command(
     exports: Annotated[list[str] | None, typer.Argument(help="Exports to plan (default: all).")] = None,
     config: ConfigOption = None,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Show the changed fields of example keys.")] = False,
-    as_json: Annotated[bool, typer.Option("--json", help="Print the plans as JSON.")] = False,
+    output: Annotated[plan_format.PlanFormat, typer.Option(
+        "--format", help="text, json, or markdown (a pull-request comment).")] = plan_format.PlanFormat.text,
+    as_json: Annotated[bool, typer.Option("--json", help="Same as --format json.", hidden=True)] = False,
 ) -> None:
     """Show what a run would add, update, remove and leave alone; sends nothing, opens no connection."""
     from segship.engine.snapshot import PlanError
@@ -120,21 +140,13 @@ def plan_command(
             plans.append(_plan_one(loaded, name, state, verbose))
         except (PlanError, SourceError) as exc:
             raise fail(f"{name}: {exc}") from None
-    if as_json:
-        typer.echo(orjson.dumps([plan.as_dict() for plan in plans], option=orjson.OPT_INDENT_2).decode())
-        return
-    table = Table("export", "members", "add", "update", "remove", "unchanged", "examples")
-    for plan in plans:
-        examples = "; ".join(f"{action}: {', '.join(keys)}" for action, keys in plan.examples.items())
-        table.add_row(plan.export, str(plan.members), str(plan.add), str(plan.update), str(plan.remove),
-                      str(plan.unchanged), examples or "-")
-    console.print(table)
-    for plan in plans:
-        if plan.settings_changed:
-            typer.echo(f"{plan.export}: its settings or mapping changed since the last run: every member will be "
-                       "sent again whole (members stay where the old settings sent them; see docs/engine.md)")
-        for key, fields in plan.changed_fields.items():
-            typer.echo(f"{plan.export}: {key} changed: {', '.join(fields) or '(no mapped field)'}")
+    stops = {plan.export: _safeguard_stop(loaded, plan) for plan in plans}
+    if as_json or output is plan_format.PlanFormat.json:
+        typer.echo(plan_format.as_json(plans, stops))
+    elif output is plan_format.PlanFormat.markdown:
+        typer.echo(redact_text(plan_format.as_markdown(plans, stops)), nl=False)
+    else:
+        plan_format.print_text(plans, stops, console)
 
 
 # -- export ---------------------------------------------------------------------------------------
@@ -315,9 +327,10 @@ def schedule_command(
     config: ConfigOption = None,
     once: Annotated[bool, typer.Option("--once", help="Run what is due now, then exit (for cron or CI).")] = False,
 ) -> None:
-    """Run exports on their cron schedules until stopped (Ctrl-C ends the run in progress cleanly).
+    """Run exports on their cron schedules until stopped (Ctrl-C or SIGTERM end the run in progress cleanly).
 
-    With --once, run what is due now and exit with the exports' combined exit code.
+    One run at a time; a tick missed during a run runs once when it ends; a failed run doesn't stop the
+    scheduler. With --once, run what is due now and exit with the exports' combined exit code.
     """
     from segship.engine.run import RunOptions
     from segship.engine.schedule import run_schedule

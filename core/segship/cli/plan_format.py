@@ -1,0 +1,100 @@
+"""How `segship plan` shows its plans: a terminal table, JSON, or Markdown for a pull-request comment.
+
+Each export's plan comes with the safeguard that would stop its run, if any (``stops``),
+so a reviewer sees before merging that a change would be refused, not only at run time.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from enum import Enum
+from typing import Any
+
+import orjson
+from rich.console import Console
+from rich.table import Table
+
+from segship.engine.report import ExportPlan
+
+#: First line of the Markdown comment: the CI workflow finds its earlier comment by it and edits it.
+MARKDOWN_MARKER = "<!-- segship-plan -->"
+COUNTS = ("members", "add", "update", "remove", "unchanged")
+
+
+class PlanFormat(str, Enum):
+    text = "text"
+    json = "json"
+    markdown = "markdown"
+
+
+def has_changes(plan: ExportPlan) -> bool:
+    return bool(plan.add or plan.update or plan.remove or plan.stale_identities or plan.settings_changed)
+
+
+def settings_note(plan: ExportPlan) -> str:
+    return (f"its settings or mapping changed since the last run: all {plan.members} members will be sent again "
+            "whole (members stay where the old settings sent them; see docs/engine.md)")
+
+
+def as_json(plans: Sequence[ExportPlan], stops: Mapping[str, str | None]) -> str:
+    documents: list[dict[str, Any]] = [{**plan.as_dict(), "stopped_by_safeguard": stops.get(plan.export)}
+                                       for plan in plans]
+    return orjson.dumps(documents, option=orjson.OPT_INDENT_2).decode()
+
+
+def print_text(plans: Sequence[ExportPlan], stops: Mapping[str, str | None], console: Console) -> None:
+    table = Table("export", *COUNTS, "examples")
+    for plan in plans:
+        examples = "; ".join(f"{action}: {', '.join(keys)}" for action, keys in plan.examples.items())
+        table.add_row(plan.export, *(str(getattr(plan, count)) for count in COUNTS), examples or "-")
+    console.print(table)
+
+    def say(line: str) -> None:  # plain lines, never wrapped: people grep them
+        console.print(line, markup=False, highlight=False, soft_wrap=True)
+
+    for plan in plans:
+        if stops.get(plan.export):
+            say(f"{plan.export}: a run would stop before sending anything: {stops[plan.export]}")
+        if plan.settings_changed:
+            say(f"{plan.export}: {settings_note(plan)}")
+        for key, fields in plan.changed_fields.items():
+            say(f"{plan.export}: {key} changed: {', '.join(fields) or '(no mapped field)'}")
+
+
+def _cell(text: str) -> str:
+    """Text safe inside a Markdown table cell."""
+    return text.replace("|", "\\|").replace("\n", " ")
+
+
+def _status(plan: ExportPlan, stop: str | None) -> str:
+    if stop:
+        return "⛔ stopped by a safeguard"
+    if plan.settings_changed:
+        return "⚠️ re-sends every member"
+    return "changes" if has_changes(plan) else "no changes"
+
+
+def as_markdown(plans: Sequence[ExportPlan], stops: Mapping[str, str | None]) -> str:
+    """A comment for a pull request: one table row per export, then what needs a reviewer's eye."""
+    lines = [MARKDOWN_MARKER, "### segship plan", ""]
+    if not plans:
+        return "\n".join([*lines, "No exports."]) + "\n"
+    lines += ["| export | members | add | update | remove | unchanged | |",
+              "|---|--:|--:|--:|--:|--:|---|"]
+    for plan in plans:
+        counts = " | ".join(str(getattr(plan, count)) for count in COUNTS)
+        lines.append(f"| `{plan.export}` | {counts} | {_status(plan, stops.get(plan.export))} |")
+    notes = []
+    for plan in plans:
+        if stops.get(plan.export):
+            notes.append(f"- ⛔ `{plan.export}`: a run would stop before sending anything: "
+                         f"{_cell(stops[plan.export] or '')}")
+        if plan.settings_changed:
+            notes.append(f"- ⚠️ `{plan.export}`: {settings_note(plan)}")
+        if plan.stale_identities:
+            notes.append(f"- `{plan.export}`: {plan.stale_identities} old identities (e.g. changed emails) "
+                         "will be removed")
+    lines += ["", *notes] if notes else []
+    if not any(has_changes(plan) or stops.get(plan.export) for plan in plans):
+        lines += ["", "No changes: a run now would send nothing."]
+    return "\n".join(lines) + "\n"
