@@ -1,7 +1,8 @@
-"""Exports whose segments run in a real PostgreSQL server: the real CLI, the Braze and Brevo sandboxes.
+"""Exports whose segments run in a database: the real CLI, the Braze and Brevo sandboxes.
 
-The ``postgres`` source reads ``url`` from ``${env:WAREHOUSE_URL}``; the URL holds the
-server's password, which must never show in output, reports or state.
+Mostly the ``postgres`` source against the real PostgreSQL fixture server; its ``url``
+comes from ``${env:WAREHOUSE_URL}`` and holds the server's password, which must never show
+in output, reports or state. The ``adbc`` source is run with the SQLite driver.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ CONFIG = """
 version: 1
 state: {{path: .segship/state.db}}
 sources:
-  warehouse: {{type: postgres, url: "${{env:WAREHOUSE_URL}}"}}
+  warehouse: {source}
 segments:
   customers: {{source: warehouse, key: customer_id, sql: "{sql}"}}
 connections:
@@ -69,10 +70,11 @@ class Warehouse:
                     "BREVO_API_KEY": brevo.api_key, "BREVO_URL": brevo.url, "NO_COLOR": "1"}
         self.env.pop("SEGSHIP_ROLE", None)
 
-    def configure(self, sql: str, attributes: list[str] | None = None) -> None:
+    def configure(self, sql: str, attributes: list[str] | None = None,
+                  source: str = '{type: postgres, url: "${env:WAREHOUSE_URL}"}') -> None:
         attributes = attributes or ["first_name"]
         (self.root / "segship.yaml").write_text(CONFIG.format(
-            sql=sql, segment_id=SEGMENT_ID, list_id=LIST_ID,
+            source=source, sql=sql, segment_id=SEGMENT_ID, list_id=LIST_ID,
             braze_attributes=", ".join(f"{a}: {a}" for a in attributes),
             brevo_attributes=", ".join(f"{a.upper()}: {a}" for a in attributes if a != "first_name")))
 
@@ -252,3 +254,18 @@ def test_a_server_stopped_mid_stream_commits_only_what_was_acknowledged(tmp_path
     members = {uid for uid, user in braze_sandbox.users().items() if SEGMENT_ID in user["segship_segments"]}
     assert 0 < len(acknowledged) < 250_000
     assert acknowledged <= members  # state holds only what Braze acknowledged
+
+
+def test_an_adbc_source_exports_through_the_sqlite_driver(warehouse):
+    with sqlite3.connect(warehouse.root / "crm.sqlite") as db:
+        db.execute("CREATE TABLE customers (customer_id INTEGER, email TEXT, first_name TEXT, ltv REAL)")
+        db.executemany("INSERT INTO customers VALUES (?, ?, ?, ?)",
+                       [(i, f"user{i}@example.com", f"Ünïcode{i}", i * 10.5) for i in range(1, 201)])
+    warehouse.configure("SELECT customer_id, email, first_name FROM customers WHERE ltv > 1000",
+                        source='{type: adbc, driver: adbc_driver_sqlite, uri: "${env:LAKE_URI}"}')
+    env = {**warehouse.env, "LAKE_URI": str(warehouse.root / "crm.sqlite")}
+    result = warehouse.cli("export", "--all", env=env)
+    assert result.returncode == 0, result.stderr
+    assert set(warehouse.braze.users()) == {str(i) for i in range(96, 201)}
+    assert warehouse.braze.user("150")["first_name"] == "Ünïcode150"
+    assert len(warehouse.brevo.list_contacts(LIST_ID)) == 105
