@@ -50,7 +50,7 @@ class Source(ABC):
         driver and their versions.
         """
         self.read("SELECT 1").read_all()
-        return "ok"
+        return "answered SELECT 1"
 
     def close(self) -> None:
         """Release connections; called once when the run is done."""

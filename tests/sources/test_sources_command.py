@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sqlite3
 
+import duckdb
 import pytest
 
 CONFIG = """
@@ -36,7 +37,8 @@ def test_sqlite_through_adbc_and_a_file_source(segship, project, tmp_path):
     assert lake.exit_code == 0, lake
     assert lake.stdout.startswith("lake: ok: SQLite 3.")
     files = segship("sources", "test", "files")
-    assert (files.exit_code, files.stdout) == (0, "files: ok: ok\n")
+    assert (files.exit_code, files.stdout) == (0, f"files: ok: DuckDB {duckdb.__version__}, "
+                                                  f"{tmp_path / 'profiles.csv'}\n")
 
 
 @pytest.mark.parametrize(("case", "expected"), [

@@ -173,7 +173,7 @@ def _check_references(loaded: LoadedConfig, plugins: Plugins) -> list[ConfigIssu
             issues.extend(_literal_secrets(loaded, ("connections", name, "settings"), settings,
                                            cls.connection_schema, cls.name))
     for name, source in _entries(data, "sources"):
-        source_cls = plugins.source(source.get("type"))
+        source_cls = plugins.source(source["type"]) if isinstance(source.get("type"), str) else None
         if source_cls is not None:
             issues.extend(_literal_secrets(loaded, ("sources", name), source, source_cls.options_schema, name))
 
