@@ -230,6 +230,20 @@ def test_null_and_duplicate_keys_are_refused_before_anything_is_sent(warehouse):
     assert warehouse.braze.stats().get("requests", 0) == 0
 
 
+def test_a_key_in_two_segments_with_different_rows_is_refused(warehouse):
+    _customers(warehouse, 5)
+    warehouse.configure("SELECT * FROM customers WHERE customer_id <= 3")
+    config = warehouse.root / "segship.yaml"
+    text = config.read_text().replace(
+        "segments:\n", "segments:\n  renamed: {source: warehouse, key: customer_id, sql: \"SELECT customer_id, email, "
+                       "'Other' AS first_name FROM customers WHERE customer_id >= 3\"}\n", 1)
+    config.write_text(text.replace("segments: [customers]", "segments: [customers, renamed]"))
+    result = warehouse.cli("export", "to-braze")
+    assert result.returncode == 1
+    assert "key '3' is in segments 'customers' and 'renamed' with different rows" in result.stdout + result.stderr
+    assert warehouse.braze.stats().get("requests", 0) == 0
+
+
 def test_a_server_stopped_mid_stream_commits_only_what_was_acknowledged(tmp_path, own_postgres_server,
                                                                         braze_sandbox, sendinblue_sandbox):
     server = own_postgres_server
