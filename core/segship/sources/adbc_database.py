@@ -8,16 +8,17 @@ closed by ``close()``. Each query runs in its own transaction (autocommit): the 
 reads a segment twice (to plan, then to send), so a row changed in between is sent as it
 is at send time (see docs/sources.md).
 
-Every error becomes a one-line ``SourceError`` naming the source, with the database's own
-message passed through redaction: a driver's message may quote the connection URI.
+Every error opening the source or starting a query becomes a one-line ``SourceError``
+naming the source, with the database's own message passed through redaction (a driver's
+message may quote the connection URI). An error while rows stream reaches the engine as
+the driver's message, which the engine places and redacts.
 """
 
 from __future__ import annotations
 
 import importlib.metadata
 from abc import abstractmethod
-from collections.abc import Iterator
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 from segship.log import redact_text
@@ -156,32 +157,15 @@ class AdbcDatabaseSource(Source):
             self._cursor = None
 
     def _faithful(self, reader: pa.RecordBatchReader) -> pa.RecordBatchReader:
-        """The reader with NUMERIC columns as numbers and mid-stream errors as redacted SourceErrors."""
+        """The reader with NUMERIC columns as numbers (cast lazily, batch by batch, in Arrow's C++).
+
+        No Python runs between the driver's stream and DuckDB: an error mid-stream (a dropped
+        connection) reaches the engine as the driver's own message, not as a Python traceback.
+        """
         import pyarrow as pa
 
-        fields = []
-        casts: dict[int, pa.DataType] = {}
-        for index, field in enumerate(reader.schema):
-            target = _numeric_type(field)
-            if target is not None:
-                casts[index] = target
-                field = pa.field(field.name, target, field.nullable)
-            fields.append(field)
-        schema = pa.schema(fields)
-
-        def batches() -> Iterator[pa.RecordBatch]:
-            while True:
-                try:
-                    batch = reader.read_next_batch()
-                except StopIteration:
-                    return
-                except Exception as exc:  # noqa: BLE001 - a dropped connection, a query cancelled …
-                    raise self._error(exc) from None
-                if casts:
-                    columns: list[Any] = list(batch.columns)
-                    for index, target in casts.items():
-                        columns[index] = columns[index].storage.cast(target)
-                    batch = pa.RecordBatch.from_arrays(columns, schema=schema)
-                yield batch
-
-        return pa.RecordBatchReader.from_batches(schema, batches())
+        targets = [_numeric_type(field) for field in reader.schema]
+        if not any(targets):
+            return reader
+        return reader.cast(pa.schema([field if target is None else pa.field(field.name, target, field.nullable)
+                                      for field, target in zip(reader.schema, targets, strict=True)]))
