@@ -111,14 +111,20 @@ def _yaml(connection_name: str, connection: dict, export_name: str, export: dict
 
 
 @contextmanager
-def workspace(data: Path, destination: str, *, keep: bool = False) -> Iterator[Workspace]:
-    """A temp dir with ``segship.yaml`` (source, segment, state; ``destination`` adds the rest)."""
+def workspace(data: Path, destination: str, *, keep: bool = False,
+              source: str | None = None) -> Iterator[Workspace]:
+    """A temp dir with ``segship.yaml`` (source, segment, state; ``destination`` adds the rest).
+
+    The source ``crm`` is a DuckDB one over ``data`` unless ``source`` gives another (YAML
+    flow mapping); the segment is ``SELECT * FROM crm`` either way.
+    """
     root = Path(tempfile.mkdtemp(prefix="segship-bench-"))
+    source = source or f"{{type: duckdb, path: {json.dumps(str(data))}}}"
     try:
         (root / "segship.yaml").write_text(
             "version: 1\n"
             "state: {path: state/state.db}\n"
-            f"sources:\n  crm: {{type: duckdb, path: {json.dumps(str(data))}}}\n"
+            f"sources:\n  crm: {source}\n"
             "segments:\n  everyone: {source: crm, key: customer_id, sql: SELECT * FROM crm}\n"
             + destination)
         yield Workspace(root)

@@ -96,7 +96,7 @@ def names(plugins) -> list[str]:
 
 def test_the_project_plugins_and_the_builtin_source_load() -> None:
     plugins = build_plugins()
-    assert names(plugins)[0] == "duckdb"  # built-ins first, then entry points by name
+    assert names(plugins)[:3] == ["duckdb", "postgres", "adbc"]  # built-ins first, then entry points by name
     assert {"braze", "sendinblue"} <= set(names(plugins))
     assert set(plugins.destination_types()) >= {"braze", "sendinblue", "brevo"}
     assert plugins.warnings == []
@@ -183,12 +183,15 @@ def test_a_broken_commands_hook_does_not_stop_the_cli(extra_plugins) -> None:
     assert "plugin 'noisy' failed in segship_register_commands: RuntimeError: no commands today" in plugins.warnings
 
 
+BUILTINS = ["duckdb", "postgres", "adbc"]  # the built-in sources always load
+
+
 @pytest.mark.parametrize(("value", "expected"), [
-    ("braze", ["duckdb", "braze"]),
-    ("sendinblue, braze", ["duckdb", "braze", "sendinblue"]),
-    ("", ["duckdb"]),
-    (" , ", ["duckdb"]),
-    ("hubspot", ["duckdb"]),
+    ("braze", [*BUILTINS, "braze"]),
+    ("sendinblue, braze", [*BUILTINS, "braze", "sendinblue"]),
+    ("", BUILTINS),
+    (" , ", BUILTINS),
+    ("hubspot", BUILTINS),
 ])
 def test_load_plugins_variable(value: str, expected: list[str], monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("SEGSHIP_LOAD_PLUGINS", value)

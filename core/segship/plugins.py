@@ -1,7 +1,7 @@
 """The plugin manager and the typed facade the rest of segship uses instead of pluggy.
 
 Plugins are modules registered under the entry point group ``segship``. Built-in parts
-(the DuckDB source) are registered through the same hooks. ``SEGSHIP_LOAD_PLUGINS=a,b``
+(the duckdb, postgres and adbc sources) are registered through the same hooks. ``SEGSHIP_LOAD_PLUGINS=a,b``
 loads only the named entry points (an empty value loads none). A plugin that fails to
 import, or whose hook raises, is skipped with a warning naming it; the CLI still runs.
 """
@@ -27,7 +27,7 @@ from segship.source import Source
 
 ENTRY_POINT_GROUP = "segship"
 LOAD_PLUGINS_VARIABLE = "SEGSHIP_LOAD_PLUGINS"
-BUILTIN_PLUGINS = ("segship.sources.duckdb",)
+BUILTIN_PLUGINS = ("segship.sources.duckdb", "segship.sources.postgres", "segship.sources.adbc")
 
 log = structlog.get_logger("segship.plugins")
 

@@ -43,5 +43,14 @@ class Source(ABC):
     def read(self, sql: str, batch_rows: int = 65_536) -> pa.RecordBatchReader:
         """Run a segment's query and stream its rows."""
 
+    def check_connection(self) -> str:
+        """Open the source and run a trivial query (`segship sources test`); say what answered.
+
+        Raises SourceError. Sources that reach a server override it to name the server and
+        driver and their versions.
+        """
+        self.read("SELECT 1").read_all()
+        return "answered SELECT 1"
+
     def close(self) -> None:
         """Release connections; called once when the run is done."""

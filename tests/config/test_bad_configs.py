@@ -76,6 +76,7 @@ ERROR_LINE = re.compile(r"^\S+:\d+:\d+: ")
 # literal sits in the repository for secret scanners to flag.
 FAKE_BREVO_KEY = "xkeysib-" + "0123456789abcdef" * 2
 FAKE_BRAZE_KEY = "-".join(("a1b2c3d4", "e5f6", "4a7b", "8c9d", "0e1f2a3b4c5d"))
+FAKE_DB_PASSWORD = "Tr0ub4dor" + "-and-3"
 
 
 @dataclass
@@ -280,6 +281,19 @@ CASES = [
          _replace(VALID_BRAZE, "api_key: ${env:BRAZE_API_KEY}", f"api_key: '{FAKE_BRAZE_KEY}'"),
          "segship.yaml:12:16", "connections.braze.settings.api_key is a secret: write a reference",
          hidden=("a1b2c3d4", "0e1f2a3b4c5d")),
+    Case("literal-postgres-url-with-password",
+         _replace(VALID, "    type: duckdb\n    path: profiles.csv\n",
+                  f"    type: postgres\n    url: postgresql://app:{FAKE_DB_PASSWORD}@db.example.com:5432/crm\n"),
+         "segship.yaml:5:10", "sources.crm.url is a secret: write a reference such as ${env:CRM_URL} or "
+                              "${file:path/to/secret}, never the secret itself",
+         hidden=(FAKE_DB_PASSWORD, "db.example.com")),
+    Case("literal-adbc-option",
+         _replace(VALID, "    type: duckdb\n    path: profiles.csv\n",
+                  "    type: adbc\n    driver: adbc_driver_snowflake\n    uri: ${env:SNOWFLAKE_URI}\n"
+                  f"    options:\n      adbc.snowflake.sql.auth_token: {FAKE_DB_PASSWORD}\n"),
+         "segship.yaml:8:38", "sources.crm.options.adbc.snowflake.sql.auth_token is a secret: write a reference "
+                              "such as ${env:CRM_OPTIONS_ADBC_SNOWFLAKE_SQL_AUTH_TOKEN}",
+         hidden=(FAKE_DB_PASSWORD,)),
     Case("brevo-bad-base-url",
          _replace(VALID, "      api_key: ${env:BREVO_API_KEY}\n",
                   "      api_key: ${env:BREVO_API_KEY}\n      base_url: api.brevo.com/v3\n"),

@@ -33,7 +33,7 @@ def test_each_installed_destination_is_composed_under_its_type() -> None:
         assert set(defs[f"{cls.name}.connection"]["properties"]) == set(cls.connection_schema["properties"])
         assert defs[f"{cls.name}.export_settings"] == cls.export_settings_schema
         assert defs[f"{cls.name}.mapping"] == cls.mapping_schema
-    assert defs["source"]["properties"]["type"]["enum"] == ["duckdb"]
+    assert defs["source"]["properties"]["type"]["enum"] == ["adbc", "duckdb", "postgres"]
     assert core_schema()["$defs"]["connection"]["properties"]["type"] == {"type": "string",
                                                                          "description": "Destination plugin name."}
 

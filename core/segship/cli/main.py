@@ -97,7 +97,12 @@ def load_config_or_exit(given: Path | None):
 
 
 def _register_commands() -> None:
-    from segship.cli import config_commands, init_command, run_commands  # noqa: F401 - they register commands on app
+    from segship.cli import (  # noqa: F401 - they register commands on app
+        config_commands,
+        init_command,
+        run_commands,
+        source_commands,
+    )
 
     get_plugins().register_commands(app, sandbox_app)
 

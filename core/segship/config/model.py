@@ -8,6 +8,7 @@ from typing import Any
 
 from segship.config.loader import LoadedConfig
 from segship.secrets import has_reference, resolve
+from segship.source import SourceContext
 
 DEFAULT_STATE_PATH = ".segship/state.db"
 
@@ -18,6 +19,28 @@ class SourceConfig:
     type: str
     options: dict[str, Any]
     base_dir: Path
+    #: options the source plugin marks ``"x-secret": true`` (a mapping's every value is a secret)
+    secret_fields: tuple[str, ...] = ()
+    #: file:line:col of each option's value (and of each value in a mapping), for resolution errors
+    option_locations: dict[tuple[str, ...], str] = field(default_factory=dict)
+
+    def context(self) -> SourceContext:
+        """What the source plugin gets, ``${env:…}``/``${file:…}`` resolved; raises SecretResolutionError.
+
+        Called only when a run or `segship sources test` opens the source, so validation
+        works without secrets. Resolved secrets are registered for redaction.
+        """
+
+        def resolved(value: Any, *path: str) -> Any:
+            if isinstance(value, dict):
+                return {key: resolved(item, *path, key) for key, item in value.items()}
+            if not has_reference(value):
+                return value
+            return resolve(value, self.base_dir, where=self.option_locations.get(path, self.name),
+                           secret=path[0] in self.secret_fields)
+
+        return SourceContext(self.name, {name: resolved(value, name) for name, value in self.options.items()},
+                             self.base_dir)
 
 
 @dataclass(frozen=True)
@@ -93,7 +116,8 @@ class Config:
         return str(self.loaded.location(path))
 
 
-def build_config(path: Path, loaded: LoadedConfig, secret_fields_by_type: dict[str, list[str]]) -> Config:
+def build_config(path: Path, loaded: LoadedConfig, secret_fields_by_type: dict[str, list[str]],
+                 source_secret_fields_by_type: dict[str, list[str]] | None = None) -> Config:
     data = loaded.data
 
     def folder(*entry: str) -> Path:
@@ -104,7 +128,9 @@ def build_config(path: Path, loaded: LoadedConfig, secret_fields_by_type: dict[s
         state_path = (folder("state") if "state" in data else _config_root(path)) / state_path
     sources = {
         name: SourceConfig(name, entry["type"], {k: v for k, v in entry.items() if k != "type"},
-                           folder("sources", name))
+                           folder("sources", name),
+                           tuple((source_secret_fields_by_type or {}).get(entry["type"], ())),
+                           _value_locations(loaded, ("sources", name), entry))
         for name, entry in data.get("sources", {}).items()
     }
     segments = {
@@ -133,6 +159,17 @@ def build_config(path: Path, loaded: LoadedConfig, secret_fields_by_type: dict[s
         for name, entry in data.get("exports", {}).items()
     }
     return Config(path, state_path, sources, segments, connections, exports, loaded)
+
+
+def _value_locations(loaded: LoadedConfig, base: tuple[str, ...], entry: dict[str, Any]) -> dict[tuple[str, ...], str]:
+    """file:line:col of each value below ``base`` (one level of mappings deep), keyed by its path."""
+    locations = {}
+    for key, value in entry.items():
+        locations[(key,)] = str(loaded.location((*base, key)))
+        if isinstance(value, dict):
+            for inner in value:
+                locations[(key, inner)] = str(loaded.location((*base, key, inner)))
+    return locations
 
 
 def _config_root(path: Path) -> Path:

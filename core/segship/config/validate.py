@@ -8,6 +8,7 @@ Values of secret fields are never quoted in a message.
 from __future__ import annotations
 
 import difflib
+import re
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
@@ -168,15 +169,13 @@ def _check_references(loaded: LoadedConfig, plugins: Plugins) -> list[ConfigIssu
     for name, connection in _entries(data, "connections"):
         cls = destination_types.get(connection.get("type"))
         settings = connection.get("settings")
-        if cls is None or not isinstance(settings, dict):
-            continue
-        for field_name in secret_fields(cls.connection_schema):
-            value = settings.get(field_name)
-            if value is not None and not is_reference(value):
-                issue(("connections", name, "settings", field_name),
-                      f"connections.{name}.settings.{field_name} is a secret: write a reference such as "
-                      f"${{env:{cls.name.upper()}_{field_name.upper()}}} or ${{file:path/to/secret}}, "
-                      "never the secret itself")
+        if cls is not None and isinstance(settings, dict):
+            issues.extend(_literal_secrets(loaded, ("connections", name, "settings"), settings,
+                                           cls.connection_schema, cls.name))
+    for name, source in _entries(data, "sources"):
+        source_cls = plugins.source(source["type"]) if isinstance(source.get("type"), str) else None
+        if source_cls is not None:
+            issues.extend(_literal_secrets(loaded, ("sources", name), source, source_cls.options_schema, name))
 
     for name, export in _entries(data, "exports"):
         base: Path_ = ("exports", name)
@@ -223,6 +222,28 @@ def _check_references(loaded: LoadedConfig, plugins: Plugins) -> list[ConfigIssu
     return issues
 
 
+def _literal_secrets(loaded: LoadedConfig, base: Path_, values: dict[str, Any], schema: dict[str, Any],
+                     env_prefix: str) -> Iterator[ConfigIssue]:
+    """Secret fields (``x-secret``; of a mapping, each value) written literally instead of by reference.
+
+    The one check for connection settings and source options; the value is never quoted.
+    """
+    for field_name in secret_fields(schema):
+        value = values.get(field_name)
+        if isinstance(value, dict):
+            found = [((field_name, key), item) for key, item in value.items()]
+        else:
+            found = [((field_name,), value)] if value is not None else []
+        for below, item in found:
+            if is_reference(item):
+                continue
+            path = base + below
+            variable = re.sub(r"[^A-Za-z0-9]+", "_", "_".join(map(str, (env_prefix, *below)))).upper()
+            yield ConfigIssue(loaded.location(path), f"{dotted(path)} is a secret: write a reference such as "
+                                                     f"${{env:{variable}}} or ${{file:path/to/secret}}, never the "
+                                                     "secret itself")
+
+
 def _references_in(value: Any, path: Path_) -> Iterator[Path_]:
     """Paths of strings holding a ${env:…}/${file:…} reference, below ``path``."""
     if isinstance(value, str):
@@ -259,7 +280,8 @@ def load_config(path: Path, plugins: Plugins) -> Config:
         raise ConfigError(issues)
     secrets_by_type = {type_name: secret_fields(cls.connection_schema)
                        for type_name, cls in plugins.destination_types().items()}
-    return build_config(path, loaded, secrets_by_type)
+    source_secrets_by_type = {type_name: secret_fields(cls.options_schema) for type_name, cls in plugins.sources.items()}
+    return build_config(path, loaded, secrets_by_type, source_secrets_by_type)
 
 
 def resolve_connection_settings(config: Config, connection_name: str, plugins: Plugins) -> dict[str, Any]:

@@ -22,7 +22,7 @@ from segship.config import Config, ExportConfig, SegmentConfig
 from segship.embedded_duckdb import quote_identifier
 from segship.engine.report import ExportPlan
 from segship.plugins import Plugins
-from segship.source import Source, SourceContext, SourceError
+from segship.source import Source, SourceError
 
 #: DuckDB's own memory for the snapshot, the diff and the send join (beyond it, it spills).
 SNAPSHOT_MEMORY_MB = 160
@@ -88,7 +88,7 @@ class Snapshot:
             cls = self.plugins.source(source_config.type)
             if cls is None:
                 raise PlanError(f"source {name!r} has type {source_config.type!r}, which no installed plugin provides")
-            self._sources[name] = cls(SourceContext(name, source_config.options, source_config.base_dir))
+            self._sources[name] = cls(source_config.context())  # resolves the source's secrets
         return self._sources[name]
 
     def _hashes(self, alias: str = "s") -> tuple[str, str]:
@@ -101,10 +101,10 @@ class Snapshot:
     def _query(self, part: _SegmentSource, select: str, tail: str = "") -> duckdb.DuckDBPyRelation:
         """Run ``select`` over a segment's rows, registered as ``s``; explain a missing column."""
         segment = part.segment
-        reader = self._source(segment.source).read(segment.sql)
         view = f"segment_rows_{part.index}"
-        self.db.register(view, reader)
         try:
+            reader = self._source(segment.source).read(segment.sql)  # a warehouse fails here: placed too
+            self.db.register(view, reader)
             return self.db.sql(f"SELECT {select} FROM {view} AS s {tail}")
         except duckdb.BinderException as exc:
             missing = [c for c in [segment.key, *self.columns] if c not in reader.schema.names]

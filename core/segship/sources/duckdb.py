@@ -93,6 +93,12 @@ class DuckDBSource(Source):
         except duckdb.Error as exc:
             raise SourceError(f"source {self.context.name!r}: {exc}") from None
 
+    def check_connection(self) -> str:
+        import duckdb
+
+        super().check_connection()
+        return f"DuckDB {duckdb.__version__}, {self.path}"
+
     def close(self) -> None:
         if self._connection is not None:
             self._connection.close()

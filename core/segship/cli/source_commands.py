@@ -1,0 +1,42 @@
+"""Commands about sources: ``segship sources test NAME`` (the "Connect" button for a source)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from segship.cli.main import EXIT_INVALID, ConfigOption, app, fail, load_config_or_exit
+from segship.log import redact_text
+from segship.plugins import get_plugins
+from segship.secrets import SecretResolutionError
+from segship.source import SourceError
+
+sources_app = typer.Typer(help="Check sources.", no_args_is_help=True)
+app.add_typer(sources_app, name="sources")
+
+
+@sources_app.command("test")
+def sources_test_command(
+    name: Annotated[str, typer.Argument(help="The source to test.")],
+    config: ConfigOption = None,
+) -> None:
+    """Connect to the source and run a trivial query; print the server or driver that answered. Exit 1 if it fails."""
+    loaded = load_config_or_exit(config)
+    if name not in loaded.sources:
+        raise fail(f"unknown source {name!r} (sources: {', '.join(sorted(loaded.sources)) or 'none'})", EXIT_INVALID)
+    source_config = loaded.sources[name]
+    cls = get_plugins().source(source_config.type)
+    if cls is None:
+        raise fail(f"source {name!r} has type {source_config.type!r}, which no installed plugin provides")
+    try:
+        source = cls(source_config.context())
+    except SecretResolutionError as exc:
+        raise fail(str(exc), EXIT_INVALID) from None
+    try:
+        description = source.check_connection()
+    except SourceError as exc:
+        raise fail(str(exc)) from None
+    finally:
+        source.close()
+    typer.echo(redact_text(f"{name}: ok: {description}"))
