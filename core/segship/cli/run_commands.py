@@ -140,6 +140,8 @@ def plan_command(
             plans.append(_plan_one(loaded, name, state, verbose))
         except (PlanError, SourceError) as exc:
             raise fail(f"{name}: {exc}") from None
+        except SecretResolutionError as exc:  # an unset ${env:…} of a source: usage, as for export
+            raise fail(str(exc), EXIT_INVALID) from None
     stops = {plan.export: _safeguard_stop(loaded, plan) for plan in plans}
     if as_json or output is plan_format.PlanFormat.json:
         typer.echo(plan_format.as_json(plans, stops))
