@@ -73,6 +73,19 @@ def _state(config: Config) -> StateStore:
 
 # -- plan -----------------------------------------------------------------------------------------
 
+def _safeguard_stop(config: Config, plan: ExportPlan) -> str | None:
+    """Why a run of this plan would stop before sending, or None (the destination is built offline,
+    as for a dry run, for its own limit)."""
+    from segship.engine.run import safeguard_problem
+
+    export = config.exports[plan.export]
+    connection = config.connections[export.connection]
+    destination = get_plugins().destination(connection.type)(
+        ConnectionContext(connection.name, dict(connection.settings)),
+        ExportContext(export.name, export.settings, export.mapping, export.segments))
+    return safeguard_problem(plan, config, plan.export, destination.limits.max_profiles)
+
+
 def _plan_one(config: Config, name: str, state: StateStore, verbose: bool) -> ExportPlan:
     from segship.engine.snapshot import Snapshot, changed_columns, export_fingerprint
 
@@ -120,8 +133,10 @@ def plan_command(
             plans.append(_plan_one(loaded, name, state, verbose))
         except (PlanError, SourceError) as exc:
             raise fail(f"{name}: {exc}") from None
+    stops = {plan.export: _safeguard_stop(loaded, plan) for plan in plans}
     if as_json:
-        typer.echo(orjson.dumps([plan.as_dict() for plan in plans], option=orjson.OPT_INDENT_2).decode())
+        documents = [{**plan.as_dict(), "stopped_by_safeguard": stops[plan.export]} for plan in plans]
+        typer.echo(orjson.dumps(documents, option=orjson.OPT_INDENT_2).decode())
         return
     table = Table("export", "members", "add", "update", "remove", "unchanged", "examples")
     for plan in plans:
@@ -130,6 +145,8 @@ def plan_command(
                       str(plan.unchanged), examples or "-")
     console.print(table)
     for plan in plans:
+        if stops[plan.export]:
+            typer.echo(f"{plan.export}: a run would stop before sending anything: {stops[plan.export]}")
         if plan.settings_changed:
             typer.echo(f"{plan.export}: its settings or mapping changed since the last run: every member will be "
                        "sent again whole (members stay where the old settings sent them; see docs/engine.md)")
@@ -200,6 +217,9 @@ def export_command(
                            ] = False,
     report_file: Annotated[Path | None, typer.Option("--report", help="Write a JSON run report to this file.")
                            ] = None,
+    allow_mass_removal: Annotated[bool, typer.Option(
+        "--allow-mass-removal", help="Let this run remove more than the removal safeguard allows "
+                                     "(safeguards.max_removed_fraction, default 0.5), once, deliberately.")] = False,
     config: ConfigOption = None,
 ) -> None:
     """Run exports now: plan, safeguards, send changes, commit as acknowledged, report.
@@ -215,7 +235,8 @@ def export_command(
     async def run() -> list[RunReport]:
         stop = asyncio.Event()
         _stop_on_signals(stop)
-        return await _run_exports(loaded, names, state, RunOptions(dry_run=dry_run, full_resync=full_resync), stop)
+        run_options = RunOptions(dry_run=dry_run, full_resync=full_resync, allow_mass_removal=allow_mass_removal)
+        return await _run_exports(loaded, names, state, run_options, stop)
 
     reports = asyncio.run(run())
     code = _exit_code(reports)
