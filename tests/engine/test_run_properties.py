@@ -1,0 +1,84 @@
+"""Property: after any sequence of segment changes, refusals and runs cut short, one clean run leaves the
+destination equal to the segment, and a further run sends nothing.
+
+In-process against the memory destination (a real DuckDB source file, real SQLite state). A run is
+cut short the ways a process dies: the destination fails after some calls (nothing of that call
+applied), or applies a call and the answer is lost (as when ``kill -9`` hits a batch in flight).
+"""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from segship.plugins import Plugins
+
+from .conftest import Workspace
+from .memory_destination import MemoryDestination
+
+NAMES = ["Ann", "Bob", "Cy"]
+# id -> (name, whether the email is valid, value): rows with a bad email are refused by the mapping
+segments = st.dictionaries(st.integers(1, 30), st.tuples(st.sampled_from(NAMES), st.booleans() | st.just(True),
+                                                         st.integers(0, 99)), max_size=25)
+cuts = st.one_of(st.none(), st.tuples(st.sampled_from(["fails", "answer_lost"]), st.integers(0, 4)))
+steps = st.lists(st.tuples(segments, cuts, st.sets(st.integers(1, 30), max_size=5)), min_size=1, max_size=2)
+
+
+def rows_of(segment: dict[int, tuple[str, bool, int]]) -> list[tuple]:
+    return [(key, f"user{key}@example.com" if valid else "not-an-email", name, value)
+            for key, (name, valid, value) in sorted(segment.items())]
+
+
+def cut_short(kind: str, after: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Make the destination die at its call number ``after`` + 1."""
+    if kind == "fails":
+        MemoryDestination.fail_after_calls = after
+        return
+    original_upsert, original_remove = MemoryDestination.upsert, MemoryDestination.remove
+
+    def dying(original):
+        async def call(self, items):
+            results = await original(self, items)  # applied...
+            if len(MemoryDestination.calls) > after:
+                raise ConnectionResetError("the answer was lost")  # ...but never acknowledged
+            return results
+        return call
+
+    monkeypatch.setattr(MemoryDestination, "upsert", dying(original_upsert))
+    monkeypatch.setattr(MemoryDestination, "remove", dying(original_remove))
+
+
+@settings(max_examples=6, deadline=None,  # each example is 3 or 4 runs of the export
+          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@given(history=steps)
+def test_a_clean_run_after_any_history_makes_the_destination_equal_the_segment(history, memory_plugins: Plugins):
+    MemoryDestination.reset()
+    with tempfile.TemporaryDirectory() as folder, pytest.MonkeyPatch.context() as monkeypatch:
+        monkeypatch.setenv("MEMORY_KEY", "memory-secret-key-123")
+        workspace = Workspace(Path(folder), memory_plugins)
+        workspace.configure(batch_size=4, extra="safeguards: {max_removed_fraction: null}")
+        segment: dict[int, tuple[str, bool, int]] = {}
+        for segment, cut, refused in history:
+            workspace.write(rows_of(segment))
+            MemoryDestination.refuse = {str(key) for key in refused}
+            with pytest.MonkeyPatch.context() as faults:
+                if cut is not None:
+                    cut_short(*cut, faults)
+                workspace.run()
+            MemoryDestination.refuse, MemoryDestination.fail_after_calls = set(), None
+
+        clean = workspace.run()
+        assert clean.outcome in ("succeeded", "rejects"), clean.message
+        expected = {str(key): (name, value) for key, (name, valid, value) in segment.items() if valid}
+        assert MemoryDestination.members == set(expected)
+        assert {key: (MemoryDestination.profiles[key]["name"], MemoryDestination.profiles[key]["value"])
+                for key in expected} == expected
+
+        calls = len(MemoryDestination.calls)
+        again = workspace.run()
+        assert (again.upserted, again.removed, len(MemoryDestination.calls)) == (0, 0, calls)
+        assert again.rejected == len(segment) - len(expected)  # the bad emails, refused again by the mapping
