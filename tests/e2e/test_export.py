@@ -215,6 +215,19 @@ def test_safeguards_stop_a_mass_removal(project):
     assert "would remove 10 of the 20 members" in result.stdout
     assert project.braze.stats()["requests"] == requests
     assert len(project.braze_members()) == 20
+    assert "--allow-mass-removal" in result.stdout
+
+    # plan tells beforehand, in text and in JSON
+    plan = project.cli("plan", "vip-braze")
+    assert plan.returncode == 0 and "vip-braze: a run would stop before sending anything" in plan.stdout
+    stopped = json.loads(project.cli("plan", "vip-braze", "--json").stdout)[0]["stopped_by_safeguard"]
+    assert "would remove 10 of the 20 members" in stopped
+
+    # one deliberate run goes through
+    result = project.cli("export", "vip-braze", "--allow-mass-removal")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert len(project.braze_members()) == 10
+    assert json.loads(project.cli("plan", "vip-braze", "--json").stdout)[0]["stopped_by_safeguard"] is None
 
 
 def test_dry_run_and_plan_send_nothing(project):

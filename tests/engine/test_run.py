@@ -151,6 +151,40 @@ def test_safeguards_stop_a_mass_removal_before_sending(workspace):
     assert len(MemoryDestination.calls) == calls
 
 
+def test_by_default_a_run_may_remove_at_most_half_of_the_members(workspace):
+    workspace.write(profiles(20))
+    workspace.run()
+    calls = len(MemoryDestination.calls)
+    workspace.write(profiles(10))  # half leave: allowed
+    assert (workspace.run().removed, len(MemoryDestination.members)) == (10, 10)
+    calls = len(MemoryDestination.calls)
+    workspace.write(profiles(4))  # 6 of the 10 would leave: more than half
+    report = workspace.run()
+    assert report.outcome == "aborted"
+    assert "would remove 6 of the 10 members the destination has (60%), more than the default removal " \
+           "safeguard (50%)" in report.message
+    assert "--allow-mass-removal" in report.message and "max_removed_fraction" in report.message
+    assert len(MemoryDestination.calls) == calls and len(MemoryDestination.members) == 10
+
+
+def test_allow_mass_removal_lets_one_run_through(workspace):
+    workspace.write(profiles(10))
+    workspace.run()
+    workspace.write([])
+    assert workspace.run().outcome == "aborted"
+    report = workspace.run(allow_mass_removal=True)
+    assert (report.outcome, report.removed) == ("succeeded", 10)
+    assert MemoryDestination.members == set()
+
+
+def test_a_null_max_removed_fraction_turns_the_removal_safeguard_off(workspace):
+    workspace.configure(extra="safeguards: {max_removed_fraction: null}")
+    workspace.write(profiles(10))
+    workspace.run()
+    workspace.write(profiles(1))
+    assert (workspace.run().outcome, MemoryDestination.members) == ("succeeded", {"1"})
+
+
 def test_safeguards_stop_an_export_over_max_profiles(workspace):
     workspace.configure(extra="safeguards: {max_profiles: 5}")
     workspace.write(profiles(6))

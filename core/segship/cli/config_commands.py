@@ -30,8 +30,8 @@ def validate_command(
                       ] = OutputFormat.text,
 ) -> None:
     """Check the config: schema, references, plugin rules, consent, secrets, roles. Exit 2 on any error."""
-    path = config_path(config)
     try:
+        path = config_path(config)
         loaded = load_config(path, get_plugins())
         issues = role_issues(loaded, options.role, loaded.exports)
         if issues:

@@ -22,17 +22,17 @@ EXIT_OK, EXIT_FAILED, EXIT_INVALID, EXIT_REJECTS = 0, 1, 2, 3
 
 ConfigOption = Annotated[
     Path | None,
-    typer.Option("--config", "-c", help="Config file or directory (default: segship.yaml, else configs/).",
-                 show_default=False),
+    typer.Option("--config", "-c", help="Config file or directory. Default: $SEGSHIP_CONFIG, else ./segship.yaml, "
+                                        "else ./configs/, else the current directory when its YAML files are "
+                                        "segship's.", show_default=False),
 ]
 
 
 def config_path(given: Path | None) -> Path:
-    """The config to use: the one given, else ./segship.yaml, else ./configs/."""
-    if given is not None:
-        return given
-    default = Path("segship.yaml")
-    return default if default.exists() else Path("configs")
+    """The config to use (see ``segship.config.discovery``); ConfigError saying where it looked if none."""
+    from segship.config.discovery import find_config
+
+    return find_config(given)
 
 
 @dataclass

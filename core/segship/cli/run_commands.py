@@ -77,18 +77,14 @@ def _state(config: Config) -> StateStore:
 def _safeguard_stop(config: Config, plan: ExportPlan) -> str | None:
     """Why a run of this plan would stop before sending, or None (the destination is built offline,
     as for a dry run, for its own limit)."""
-    from segship.engine.run import SafeguardError, check_safeguards
+    from segship.engine.run import safeguard_problem
 
     export = config.exports[plan.export]
     connection = config.connections[export.connection]
     destination = get_plugins().destination(connection.type)(
         ConnectionContext(connection.name, dict(connection.settings)),
         ExportContext(export.name, export.settings, export.mapping, export.segments))
-    try:
-        check_safeguards(plan, config, plan.export, destination.limits.max_profiles)
-    except SafeguardError as exc:
-        return str(exc).removesuffix("; nothing was sent")  # written for a run; a plan sends nothing anyway
-    return None
+    return safeguard_problem(plan, config, plan.export, destination.limits.max_profiles)
 
 
 def _plan_one(config: Config, name: str, state: StateStore, verbose: bool) -> ExportPlan:
@@ -214,6 +210,9 @@ def export_command(
                            ] = False,
     report_file: Annotated[Path | None, typer.Option("--report", help="Write a JSON run report to this file.")
                            ] = None,
+    allow_mass_removal: Annotated[bool, typer.Option(
+        "--allow-mass-removal", help="Let this run remove more than the removal safeguard allows "
+                                     "(safeguards.max_removed_fraction, default 0.5), once, deliberately.")] = False,
     config: ConfigOption = None,
 ) -> None:
     """Run exports now: plan, safeguards, send changes, commit as acknowledged, report.
@@ -229,7 +228,8 @@ def export_command(
     async def run() -> list[RunReport]:
         stop = asyncio.Event()
         _stop_on_signals(stop)
-        return await _run_exports(loaded, names, state, RunOptions(dry_run=dry_run, full_resync=full_resync), stop)
+        run_options = RunOptions(dry_run=dry_run, full_resync=full_resync, allow_mass_removal=allow_mass_removal)
+        return await _run_exports(loaded, names, state, run_options, stop)
 
     reports = asyncio.run(run())
     code = _exit_code(reports)

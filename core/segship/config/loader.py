@@ -66,10 +66,24 @@ class _Builder:
         self.issues = issues
         self.values: dict[Path_, Location] = {}
         self.keys: dict[Path_, Location] = {}
+        self._open: set[int] = set()  # the collections being built: an alias to one of them is a cycle
 
     def build(self, node: yaml.Node, path: Path_) -> Any:
         self.values[path] = _location(self.file, node.start_mark)
-        if isinstance(node, (yaml.MappingNode, yaml.SequenceNode)) and node.tag not in (MAP_TAG, SEQ_TAG):
+        if id(node) in self._open:
+            self.issues.append(ConfigIssue(_location(self.file, node.start_mark),
+                                           "invalid YAML: an alias refers to a node that contains it (a cycle)"))
+            return None
+        if isinstance(node, (yaml.MappingNode, yaml.SequenceNode)):
+            self._open.add(id(node))
+            try:
+                return self._build_collection(node, path)
+            finally:
+                self._open.discard(id(node))
+        return self.loader.construct_object(node, deep=True)
+
+    def _build_collection(self, node: yaml.MappingNode | yaml.SequenceNode, path: Path_) -> Any:
+        if node.tag not in (MAP_TAG, SEQ_TAG):
             # the safe loader refuses such tags on scalars; on collections they would pass unnoticed
             self.issues.append(ConfigIssue(_location(self.file, node.start_mark),
                                            f"invalid YAML: the tag {node.tag} is not supported; write a plain "
@@ -92,9 +106,7 @@ class _Builder:
                     self.keys[path + (key,)] = _location(self.file, key_node.start_mark)
                     result[key] = self.build(value_node, path + (key,))
             return result
-        if isinstance(node, yaml.SequenceNode):
-            return [self.build(item, path + (index,)) for index, item in enumerate(node.value)]
-        return self.loader.construct_object(node, deep=True)
+        return [self.build(item, path + (index,)) for index, item in enumerate(node.value)]
 
     def _key(self, key_node: yaml.Node) -> str:
         key = self.loader.construct_object(key_node, deep=True)
@@ -156,6 +168,9 @@ def load_file(path: Path, issues: list[ConfigIssue]) -> tuple[Any, dict[Path_, L
         return None, {}, {}
     except yaml.YAMLError as exc:
         issues.append(ConfigIssue(Location(shown, 1, 1), f"invalid YAML: {exc}"))
+        return None, {}, {}
+    except RecursionError:
+        issues.append(ConfigIssue(Location(shown, 1, 1), "invalid YAML: nested too deeply"))
         return None, {}, {}
     finally:
         loader.dispose()

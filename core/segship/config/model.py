@@ -11,6 +11,9 @@ from segship.secrets import has_reference, resolve
 from segship.source import SourceContext
 
 DEFAULT_STATE_PATH = ".segship/state.db"
+#: The share of an export's acknowledged members a run may remove when the export doesn't say:
+#: an emptied upstream table must not empty the list a campaign is about to use.
+DEFAULT_MAX_REMOVED_FRACTION = 0.5
 
 
 @dataclass(frozen=True)
@@ -86,7 +89,13 @@ class ConnectionConfig:
 @dataclass(frozen=True)
 class Safeguards:
     max_profiles: int | None = None
-    max_removed_fraction: float | None = None
+    #: None (``null`` in YAML) turns the removal check off; unset, the default applies
+    max_removed_fraction: float | None = DEFAULT_MAX_REMOVED_FRACTION
+    max_removed_fraction_set: bool = False  # the export wrote max_removed_fraction (a value or null)
+
+    @classmethod
+    def from_config(cls, entry: dict[str, Any]) -> Safeguards:
+        return cls(**entry, max_removed_fraction_set="max_removed_fraction" in entry)
 
 
 @dataclass(frozen=True)
@@ -154,7 +163,7 @@ def build_config(path: Path, loaded: LoadedConfig, secret_fields_by_type: dict[s
         name: ExportConfig(
             name=name, display_name=entry["display_name"], connection=entry["connection"],
             segments=tuple(entry["segments"]), settings=dict(entry["settings"]), mapping=dict(entry["mapping"]),
-            schedule=entry.get("schedule"), safeguards=Safeguards(**entry.get("safeguards", {})),
+            schedule=entry.get("schedule"), safeguards=Safeguards.from_config(entry.get("safeguards", {})),
         )
         for name, entry in data.get("exports", {}).items()
     }

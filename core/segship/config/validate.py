@@ -157,7 +157,12 @@ def _check_references(loaded: LoadedConfig, plugins: Plugins) -> list[ConfigIssu
     sources = data.get("sources") if isinstance(data.get("sources"), dict) else {}
     segments = data.get("segments") if isinstance(data.get("segments"), dict) else {}
     connections = data.get("connections") if isinstance(data.get("connections"), dict) else {}
-    destination_types = plugins.destination_types()
+    types = plugins.destination_types()
+
+    def destination_type(connection: dict[str, Any]) -> Any:
+        """The plugin class of a connection's type; None when unknown or not a name (a schema error)."""
+        name = connection.get("type")
+        return types.get(name) if isinstance(name, str) else None
 
     for name, segment in _entries(data, "segments"):
         source = segment.get("source")
@@ -167,7 +172,7 @@ def _check_references(loaded: LoadedConfig, plugins: Plugins) -> list[ConfigIssu
                                                 f"(sources: {known})")
 
     for name, connection in _entries(data, "connections"):
-        cls = destination_types.get(connection.get("type"))
+        cls = destination_type(connection)
         settings = connection.get("settings")
         if cls is not None and isinstance(settings, dict):
             issues.extend(_literal_secrets(loaded, ("connections", name, "settings"), settings,
@@ -208,15 +213,20 @@ def _check_references(loaded: LoadedConfig, plugins: Plugins) -> list[ConfigIssu
             issue(consent_path, f"connection {connection_name!r} is used by export {name!r} but has no data "
                                 "privacy consent: set data_privacy_consent: true to agree to send personal data "
                                 "through it", key="data_privacy_consent" not in connection)
-        cls = destination_types.get(connection.get("type"))
+        cls = destination_type(connection)
         if cls is None:
             continue
+        section_issues: list[ConfigIssue] = []
         for section, schema in (("settings", cls.export_settings_schema), ("mapping", cls.mapping_schema)):
             if section in export:
-                issues.extend(_validate_schema(export[section], schema, base + (section,), loaded))
+                section_issues += _validate_schema(export[section], schema, base + (section,), loaded)
+        issues += section_issues
         settings, mapping = export.get("settings"), export.get("mapping")
         conn_settings = connection.get("settings")
-        if isinstance(settings, dict) and isinstance(mapping, dict) and isinstance(conn_settings, dict):
+        # a plugin's own rules get what its schemas accept (the connection's problems are reported above)
+        if not section_issues and isinstance(settings, dict) and isinstance(mapping, dict) and \
+                isinstance(conn_settings, dict) and not _validate_schema(
+                    conn_settings, cls.connection_schema, ("connections", connection_name, "settings"), loaded):
             for problem in cls.check_export(conn_settings, settings, mapping):
                 issue(base + tuple(problem.path), problem.message)
     return issues

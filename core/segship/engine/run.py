@@ -89,6 +89,7 @@ class RunStopped(Exception):
 class RunOptions:
     dry_run: bool = False
     full_resync: bool = False
+    allow_mass_removal: bool = False  # one deliberate run past the removal safeguard
 
 
 @dataclass
@@ -106,19 +107,35 @@ class _Batch:
         return len(self.records) + len(self.refused)
 
 
-def check_safeguards(plan: ExportPlan, config: Config, export_name: str, limit: int | None) -> None:
-    """Stop before sending if the run would exceed max_profiles or remove too large a share."""
+def safeguard_problem(plan: ExportPlan, config: Config, export_name: str, limit: int | None, *,
+                      allow_mass_removal: bool = False) -> str | None:
+    """Why a run of this plan must stop before sending (too many members, too large a removal), or None.
+
+    A function of the plan only, so ``plan`` tells beforehand what a run would do.
+    """
     safeguards = config.exports[export_name].safeguards
     for name, cap in (("safeguards.max_profiles", safeguards.max_profiles), ("the destination's limit", limit)):
         if cap is not None and plan.members > cap:
-            raise SafeguardError(f"export {export_name!r} has {plan.members} members, more than {name} "
-                                 f"({cap}); nothing was sent")
+            return f"export {export_name!r} has {plan.members} members, more than {name} ({cap})"
     fraction = safeguards.max_removed_fraction
-    if fraction is not None and plan.acknowledged and plan.remove / plan.acknowledged > fraction:
-        raise SafeguardError(
-            f"export {export_name!r} would remove {plan.remove} of the {plan.acknowledged} members the destination "
-            f"has ({plan.remove / plan.acknowledged:.0%}), more than safeguards.max_removed_fraction "
-            f"({fraction:.0%}); check the segment, or raise the safeguard; nothing was sent")
+    removing = plan.remove
+    if allow_mass_removal or fraction is None or not plan.acknowledged or removing / plan.acknowledged <= fraction:
+        return None
+    which = "safeguards.max_removed_fraction" if safeguards.max_removed_fraction_set else \
+        "the default removal safeguard"
+    return (f"export {export_name!r} would remove {removing} of the {plan.acknowledged} members the destination "
+            f"has ({removing / plan.acknowledged:.0%}), more than {which} ({fraction:.0%}). Check the segment's "
+            f"source (an emptied or truncated table?); if the removal is intended, run `segship export "
+            f"{export_name} --allow-mass-removal` once, or set exports.{export_name}.safeguards."
+            "max_removed_fraction (null turns the check off)")
+
+
+def check_safeguards(plan: ExportPlan, config: Config, export_name: str, limit: int | None, *,
+                     allow_mass_removal: bool = False) -> None:
+    """Stop before sending if the run would exceed max_profiles or remove too large a share."""
+    problem = safeguard_problem(plan, config, export_name, limit, allow_mass_removal=allow_mass_removal)
+    if problem is not None:
+        raise SafeguardError(f"{problem}; nothing was sent")
 
 
 #: Net new container objects before a young-generation collection while rows stream (CPython's
@@ -265,7 +282,8 @@ class ExportRun:
         self.report.phase_seconds["plan"] = round(time.monotonic() - started, 3)
         log.info("export.planned", export=self.export.name, add=plan.add, update=plan.update, remove=plan.remove,
                  unchanged=plan.unchanged)
-        check_safeguards(plan, self.config, self.export.name, destination.limits.max_profiles)
+        check_safeguards(plan, self.config, self.export.name, destination.limits.max_profiles,
+                         allow_mass_removal=self.options.allow_mass_removal)
         return plan
 
     def _forget_rejects_of_non_members(self, snapshot: Snapshot) -> None:

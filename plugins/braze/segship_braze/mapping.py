@@ -24,6 +24,7 @@ CONTROL_KEYS = frozenset({"external_id", "user_alias", "braze_id", "_update_exis
 WHITESPACE = re.compile(r"\s")
 #: Braze profile fields with a format of their own.
 DATE_OF_BIRTH = "dob"
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
 
 
 def attribute_name_problem(name: str) -> str | None:
@@ -59,7 +60,11 @@ def attribute_value(name: str, value: Any) -> Any:
     """A column value as Braze takes it in JSON; None stays None (Braze removes the attribute)."""
     if isinstance(value, str):  # first: most values are text
         return value if len(value) <= MAX_STRING_LENGTH else _text(value, name)
-    if value is None or isinstance(value, (bool, int)):
+    if value is None or isinstance(value, bool):
+        return value
+    if isinstance(value, int):
+        if not INT64_MIN <= value <= INT64_MAX:
+            raise RowRejected(f"{name} is {value}, a number too large for Braze (64 bits at most)")
         return value
     if isinstance(value, float):
         if not math.isfinite(value):
@@ -68,7 +73,7 @@ def attribute_value(name: str, value: Any) -> Any:
     if isinstance(value, Decimal):
         if not value.is_finite():
             raise RowRejected(f"{name} is {value}, which is no number Braze can store")
-        return int(value) if value == value.to_integral_value() else float(value)
+        return attribute_value(name, int(value)) if value == value.to_integral_value() else float(value)
     if isinstance(value, datetime.datetime):
         return _iso_datetime(value)
     if isinstance(value, datetime.date):
@@ -86,6 +91,8 @@ def attribute_value(name: str, value: Any) -> Any:
 def _array_item(name: str, item: Any) -> Any:
     """Braze arrays hold strings (or objects); numbers and booleans are sent as their text."""
     converted = attribute_value(f"an item of {name}", item)
+    if isinstance(converted, list):
+        raise RowRejected(f"{name} holds a list inside a list; Braze arrays hold text or objects")
     if isinstance(converted, bool):
         return "true" if converted else "false"
     if isinstance(converted, (int, float)):
@@ -97,7 +104,7 @@ def external_id(value: Any) -> str:
     """The customer ID as Braze's external_id: a non-empty string of at most 255 characters."""
     if type(value) is int:  # the usual key
         return str(value)
-    if isinstance(value, Decimal) and value == value.to_integral_value():
+    if isinstance(value, Decimal) and value.is_finite() and value == value.to_integral_value():
         value = int(value)
     if isinstance(value, bool) or not isinstance(value, (str, int, uuid.UUID)):
         raise RowRejected(f"customer_id must be text or an integer, not {type(value).__name__}"

@@ -4,8 +4,10 @@ Bearer auth (a 401 quotes the refused key, as Braze does), at most 75 objects pe
 one identifier per object, attribute types, strings of at most 255 characters,
 ``{"add": […]}``/``{"remove": […]}`` on arrays, ``{"inc": n}``, ``null`` removing an
 attribute, ``_update_existing_only``; 201 with ``errors[].index`` for refused objects,
-400 for a malformed request, 403 for a key without ``users.track`` and
-``X-RateLimit-*`` headers (reset in epoch seconds) from the shared sliding window.
+400 for a malformed request, 403 for a key without ``users.track``, 404 with an error body
+for a URL Braze doesn't serve, and ``X-RateLimit-*`` headers (reset in epoch seconds) from the
+shared sliding window. Every answer has the body Braze's documentation defines (checked by
+tests/test_sandbox_spec.py against tests/braze_users_track_responses.yaml).
 
 Inspection routes (no key, never rate limited): ``GET /_sandbox/users`` (count, a page of
 users, ``?array=NAME`` counts the values of an array attribute) and
@@ -97,6 +99,7 @@ class BrazeSandbox(Sandbox):
         app.router.add_post("/users/track", self._track)
         app.router.add_get("/_sandbox/users", self._list_users)
         app.router.add_get("/_sandbox/users/{external_id}", self._get_user)
+        app.router.add_route("*", "/{path:.*}", self._unknown_endpoint)  # last: what no route above serves
 
     def presented_key(self, request: web.Request) -> str | None:
         scheme, _, key = request.headers.get("Authorization", "").partition(" ")
@@ -152,6 +155,10 @@ class BrazeSandbox(Sandbox):
         if errors:
             answer["errors"] = errors
         return web.Response(body=orjson.dumps(answer), status=201, content_type="application/json")
+
+    async def _unknown_endpoint(self, request: web.Request) -> web.Response:
+        # Braze answers a wrong URL with a 404 and its error body, as every fatal error
+        return braze_message(404, f"Invalid URL: {request.method} {request.path} is no Braze REST endpoint")
 
     def _bad_request(self, message: str) -> web.Response:
         self.stats["bad_requests"] += 1

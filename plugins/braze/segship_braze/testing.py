@@ -11,6 +11,8 @@ import copy
 from collections.abc import Iterator
 from typing import Any
 
+import aiohttp
+import orjson
 import pytest
 from segship.sandbox import BackgroundSandbox
 
@@ -31,6 +33,16 @@ class SandboxHandle(BackgroundSandbox):
     def users(self) -> dict[str, dict[str, Any]]:
         """Every user by identifier."""
         return self.call(lambda: copy.deepcopy(self.sandbox.users))
+
+
+async def call(url: str, body: Any = None, *, method: str = "POST", path: str = "/users/track",
+               key: str | None = SANDBOX_API_KEY) -> tuple[int, dict[str, str], Any]:
+    """One request to a sandbox as a Braze client makes it: (status, headers, decoded JSON body)."""
+    headers = {"Authorization": f"Bearer {key}"} if key is not None else {}
+    data = body if isinstance(body, bytes) else orjson.dumps(body) if body is not None else None
+    async with aiohttp.ClientSession() as session, session.request(method, url + path, data=data,
+                                                                    headers=headers) as answer:
+        return answer.status, dict(answer.headers), orjson.loads(await answer.read())
 
 
 def running_sandbox(sandbox: BrazeSandbox) -> SandboxHandle:

@@ -9,24 +9,13 @@ import sys
 import time
 import urllib.request
 from pathlib import Path
-from typing import Any
 
-import aiohttp
 import orjson
 import pytest
 from segship.ratelimit import RateLimit
 
 from segship_braze.sandbox import NO_DATA_MESSAGE, BrazeSandbox
-from segship_braze.testing import SANDBOX_API_KEY, running_sandbox
-
-
-async def call(url: str, body: Any = None, *, method: str = "POST", path: str = "/users/track",
-               key: str | None = SANDBOX_API_KEY) -> tuple[int, dict[str, str], Any]:
-    headers = {"Authorization": f"Bearer {key}"} if key is not None else {}
-    data = body if isinstance(body, bytes) else orjson.dumps(body) if body is not None else None
-    async with aiohttp.ClientSession() as session, session.request(method, url + path, data=data,
-                                                                    headers=headers) as answer:
-        return answer.status, dict(answer.headers), orjson.loads(await answer.read())
+from segship_braze.testing import call, running_sandbox
 
 
 async def test_a_missing_or_wrong_key_is_401_quoting_the_key(braze_sandbox):

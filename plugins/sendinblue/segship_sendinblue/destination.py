@@ -26,6 +26,7 @@ from segship.destination import (
     Member,
     Record,
     RecordResult,
+    RowRejected,
 )
 from segship.http import HttpClient, HttpResponse, HttpStats, RateLimitHeaders, RetriesExhausted, RetryPolicy
 from segship.ratelimit import RateLimit
@@ -168,6 +169,9 @@ class SendinblueDestination(Destination):
         email = contact["email"]
         # orjson's result keeps its 1 KB+ output buffer allocated; an exact copy is ~15x smaller
         payload = bytes(memoryview(orjson.dumps(contact)))
+        if len(payload) + 1 + IMPORT_ENVELOPE_BYTES > self.max_import_bytes:
+            raise RowRejected(f"the contact is {len(payload):,} bytes of JSON, more than one Brevo import takes "
+                              f"({self.max_import_bytes:,} bytes): shorten its attributes in the source")
         return Record(key=email, identity=email, payload=payload)
 
     async def upsert(self, records: Sequence[Record]) -> list[RecordResult]:

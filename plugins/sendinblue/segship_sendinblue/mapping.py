@@ -5,6 +5,7 @@ Pure functions, no I/O, so ``--dry-run`` and ``plan`` can map every row offline.
 
 from __future__ import annotations
 
+import datetime
 import math
 import re
 from collections.abc import Mapping
@@ -26,6 +27,7 @@ MAX_EMAIL_LENGTH = 254
 PHONE_SEPARATORS = re.compile(r"[\s().\-/]")
 # E.164: at most 15 digits with the country code; fewer than 8 is no mobile number anywhere.
 MIN_PHONE_DIGITS, MAX_PHONE_DIGITS = 8, 15
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
 
 
 def normalize_email(value: Any) -> str:
@@ -67,18 +69,42 @@ def normalize_phone(value: Any, default_country_code: str | None) -> str:
     return "+" + digits
 
 
-def attribute_value(value: Any) -> Any:
-    """A column value as Brevo takes it in JSON; None means "leave the attribute as it is"."""
-    if isinstance(value, Decimal):
-        return int(value) if value == value.to_integral_value() else float(value)
-    if isinstance(value, float) and not math.isfinite(value):
+def attribute_value(name: str, value: Any) -> Any:
+    """A column value as Brevo takes it in JSON; None means "leave the attribute as it is".
+
+    Brevo attributes hold text, numbers, dates, booleans and lists of option labels; any other
+    value (a struct, bytes, a time of day, a duration, a number past 64 bits) is a reject.
+    """
+    if value is None:
         return None
-    if isinstance(value, str) and not value.strip():
-        return None  # emptyContactsAttributes is false: an empty value would change nothing anyway
+    if isinstance(value, str):
+        return value if value.strip() else None  # emptyContactsAttributes is false: "" would change nothing
+    if isinstance(value, Decimal):
+        if not value.is_finite():
+            return None  # as a NaN float: no number to store
+        value = int(value) if value == value.to_integral_value() else float(value)
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, bool) or isinstance(value, (datetime.date, datetime.datetime)):
+        return value  # orjson writes dates and datetimes (with their offset) in ISO 8601
+    if isinstance(value, int):
+        if not INT64_MIN <= value <= INT64_MAX:
+            raise RowRejected(f"{name} is {value}, a number too large for a Brevo attribute")
+        return value
     if isinstance(value, (list, tuple)):
         # multiple-choice attributes take a list of option labels
-        return [str(item) for item in value if item is not None]
-    return value  # str, int, float, bool, date, datetime: orjson writes them as Brevo expects
+        labels = []
+        for item in value:
+            if item is None:
+                continue
+            label = attribute_value(name, item)
+            if isinstance(label, list):
+                raise RowRejected(f"{name} holds a list inside a list; Brevo takes a list of option labels")
+            if label is not None:
+                labels.append(label if isinstance(label, str) else str(label))
+        return labels
+    raise RowRejected(f"{name} holds a {type(value).__name__}, which a Brevo attribute can't store (text, numbers, "
+                      "dates, booleans or a list of options)")
 
 
 @dataclass(frozen=True)
@@ -103,7 +129,7 @@ class ContactMapping:
         contact: dict[str, Any] = {"email": normalize_email(row.get(self.email_column))}
         attributes: dict[str, Any] = {}
         for attribute, column in self.attribute_columns:
-            value = attribute_value(row.get(column))
+            value = attribute_value(attribute, row.get(column))
             if value is not None:
                 attributes[attribute] = value
         if self.phone is not None:

@@ -7,6 +7,13 @@ errors and ``x-sib-ratelimit-*`` headers as Brevo sends them. Inspection routes 
 rate limited, no key): ``GET /_sandbox/lists/{id}/contacts`` and the invalid-email report
 of an import, ``GET /_sandbox/processes/{id}/invalid_emails.csv`` (Brevo links a CSV on S3).
 
+Answers follow Brevo's published API v3 spec (plugins/sendinblue/tests/brevo_api_v3.yaml, checked
+by test_sandbox_spec.py): required fields, documented statuses, error codes. Where the spec is
+silent, decisions: an import naming a list that doesn't exist is a 400 ``invalid_parameter``
+(the spec documents only 202 and 400 for it; the body is checked before a process is queued,
+so an import never queues work it can't do); a failed import (fault knob) ends with status
+``failed``, which Brevo's current reference lists though the spec's enum predates it.
+
 State is in memory and lean on purpose: a contact is its email and its attribute dict,
 a list is an insertion-ordered dict of emails, so the benchmark's million contacts fit.
 """
@@ -18,6 +25,7 @@ import itertools
 import math
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 import orjson
@@ -32,6 +40,19 @@ MAX_IMPORT_BODY_BYTES = 10 * 1024 * 1024
 #: Brevo takes at most 150 emails per remove-from-list call.
 MAX_REMOVE_EMAILS = 150
 DEFAULT_LIST_IDS = tuple(range(1, 11))
+#: The optional booleans of an import body and their defaults.
+IMPORT_FLAGS = {"updateExistingContacts": True, "emptyContactsAttributes": False, "disableNotification": False,
+                "emailBlacklist": False, "smsBlacklist": False}
+#: The account ``GET /account`` describes (the spec requires the relay and address objects).
+ACCOUNT = {
+    "email": "sandbox@segship.invalid", "firstName": "segship", "lastName": "sandbox",
+    "companyName": "segship Brevo sandbox",
+    "address": {"street": "127 Loopback Lane", "city": "Localhost", "zipCode": "00000", "country": "Sandbox"},
+    "plan": [{"type": "free", "credits": 300, "creditsType": "sendLimit"}],
+    "relay": {"enabled": True, "data": {"userName": "sandbox@segship.invalid", "relay": "smtp-relay.sandbox.invalid",
+                                        "port": 587}},
+    "marketingAutomation": {"enabled": False},
+}
 
 
 @dataclass
@@ -78,6 +99,9 @@ class BrevoSandbox(Sandbox):
         self._timers.clear()
         self.contacts: dict[str, dict[str, Any]] = {}   # email -> attributes
         self.lists: dict[int, dict[str, None]] = {list_id: {} for list_id in self.list_ids}
+        created = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        self.list_details: dict[int, dict[str, Any]] = {
+            list_id: {"name": f"List {list_id}", "folderId": 1, "createdAt": created} for list_id in self.list_ids}
         self.processes: dict[int, ImportProcess] = {}
         self._process_ids = itertools.count(1)
 
@@ -129,11 +153,7 @@ class BrevoSandbox(Sandbox):
     # -- API routes -------------------------------------------------------------------------
 
     async def _get_account(self, request: web.Request) -> web.Response:
-        return json_response({
-            "email": "sandbox@segship.invalid", "firstName": "segship", "lastName": "sandbox",
-            "companyName": "segship Brevo sandbox",
-            "plan": [{"type": "free", "credits": 300, "creditsType": "sendLimit"}],
-        })
+        return json_response(ACCOUNT)
 
     def _known_list(self, raw_id: str) -> int | web.Response:
         try:
@@ -149,8 +169,8 @@ class BrevoSandbox(Sandbox):
         if isinstance(list_id, web.Response):
             return list_id
         size = len(self.lists[list_id])
-        return json_response({"id": list_id, "name": f"List {list_id}", "folderId": 1,
-                              "totalBlacklisted": 0, "totalSubscribers": size, "uniqueSubscribers": size})
+        return json_response({"id": list_id, **self.list_details[list_id], "totalBlacklisted": 0,
+                              "totalSubscribers": size, "uniqueSubscribers": size, "dynamicList": False})
 
     async def _import_contacts(self, request: web.Request) -> web.Response:
         raw = await request.read()
@@ -168,6 +188,7 @@ class BrevoSandbox(Sandbox):
         return json_response({"processId": process.id}, status=202)
 
     def _parse_import(self, raw: bytes) -> ImportProcess | web.Response:
+        """The import a body asks for, or Brevo's 400: every check is made before a process is queued."""
         try:
             body = orjson.loads(raw)
         except orjson.JSONDecodeError:
@@ -179,21 +200,33 @@ class BrevoSandbox(Sandbox):
         contacts = body.get("jsonBody")
         if not isinstance(contacts, list) or not contacts:
             return brevo_error(400, "missing_parameter", "jsonBody is mandatory if fileUrl and fileBody are not defined")
-        if not all(isinstance(contact, dict) for contact in contacts):
-            return brevo_error(400, "invalid_parameter", "jsonBody should be an array of objects")
+        problem = _contacts_problem(contacts) or _options_problem(body)
+        if problem is not None:
+            return brevo_error(400, "invalid_parameter", problem)
         list_ids = body.get("listIds")
-        if not isinstance(list_ids, list) or not list_ids or not all(type(i) is int for i in list_ids):
+        new_list = body.get("newList")
+        if list_ids is None and new_list is None:
+            return brevo_error(400, "missing_parameter", "listIds is mandatory if newList is not defined")
+        if list_ids is not None and (not isinstance(list_ids, list) or not list_ids
+                                     or not all(type(i) is int for i in list_ids)):
             return brevo_error(400, "invalid_parameter", "listIds should be a non-empty array of integers")
-        unknown = [list_id for list_id in list_ids if list_id not in self.lists]
+        unknown = [list_id for list_id in list_ids or () if list_id not in self.lists]
         if unknown:
-            return brevo_error(404, "document_not_found", f"List ID does not exist: {unknown[0]}")
-        flags = {name: body.get(name, default) for name, default in (
-            ("updateExistingContacts", True), ("emptyContactsAttributes", False), ("disableNotification", False))}
+            return brevo_error(400, "invalid_parameter", f"Invalid list id: {unknown[0]} does not exist")
+        flags = {name: body.get(name, default) for name, default in IMPORT_FLAGS.items()}
         if not all(isinstance(value, bool) for value in flags.values()):
-            return brevo_error(400, "invalid_parameter", "updateExistingContacts, emptyContactsAttributes and "
-                                                         "disableNotification should be booleans")
+            return brevo_error(400, "invalid_parameter", f"{', '.join(IMPORT_FLAGS)} should be booleans")
+        if new_list is not None:
+            list_ids = [*(list_ids or ()), self._create_list(new_list["listName"], new_list["folderId"])]
         return ImportProcess(next(self._process_ids), contacts, list_ids,
                              flags["updateExistingContacts"], flags["emptyContactsAttributes"])
+
+    def _create_list(self, name: str, folder_id: int) -> int:
+        list_id = max(self.lists, default=0) + 1
+        self.lists[list_id] = {}
+        self.list_details[list_id] = {"name": name, "folderId": folder_id,
+                                      "createdAt": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")}
+        return list_id
 
     def _should_fail_import(self) -> bool:
         faults = self.faults
@@ -237,7 +270,7 @@ class BrevoSandbox(Sandbox):
         try:
             process = self.processes.get(int(request.match_info["process_id"]))
         except ValueError:
-            process = None
+            return brevo_error(400, "invalid_parameter", "processId should be an integer")
         if process is None:
             return brevo_error(404, "invalid_parameter", "processId is invalid")
         answer: dict[str, Any] = {"id": process.id, "name": "IMPORTUSER", "status": process.status}
@@ -297,3 +330,32 @@ class BrevoSandbox(Sandbox):
             raise web.HTTPNotFound()
         lines = ["EMAIL", *process.invalid_emails]
         return web.Response(text="\n".join(lines) + "\n", content_type="text/csv")
+
+
+def _contacts_problem(contacts: list[Any]) -> str | None:
+    """Why a ``jsonBody`` is refused: each contact an object, its email a string, its attributes an object."""
+    for index, contact in enumerate(contacts):
+        if not isinstance(contact, dict):
+            return "jsonBody should be an array of objects"
+        if not isinstance(contact.get("email", ""), str):
+            return f"jsonBody[{index}].email should be a string"
+        attributes = contact.get("attributes")
+        if attributes is not None and not isinstance(attributes, dict):
+            return f"jsonBody[{index}].attributes should be an object"
+    return None
+
+
+def _options_problem(body: dict[str, Any]) -> str | None:
+    """Why ``notifyUrl`` or ``newList`` is refused (the spec types them: a URL string; listName and folderId)."""
+    notify_url = body.get("notifyUrl")
+    if notify_url is not None and not (isinstance(notify_url, str) and notify_url.startswith(("http://", "https://"))):
+        return "notifyUrl should be a URL"
+    new_list = body.get("newList")
+    if new_list is None:
+        return None
+    if not isinstance(new_list, dict) or not isinstance(new_list.get("listName"), str) or \
+            not new_list["listName"].strip():
+        return "newList should be an object with a non-empty listName"
+    if type(new_list.get("folderId")) is not int:
+        return "newList.folderId should be an integer (mandatory with a listName)"
+    return None

@@ -11,6 +11,8 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
+import aiohttp
+import orjson
 import pytest
 from segship.sandbox import BackgroundSandbox
 
@@ -28,6 +30,15 @@ class SandboxHandle(BackgroundSandbox):
         """email -> attributes of the contacts in a list."""
         return self.call(lambda: {email: dict(attributes) for email, attributes
                                   in self.sandbox.list_contacts(list_id).items()})
+
+
+async def call(url: str, method: str = "GET", body: object = None, *, key: str | None = SANDBOX_API_KEY,
+               raw: bytes | None = None) -> tuple[int, dict[str, str], Any]:
+    """One request to a sandbox as a Brevo client makes it: (status, headers, decoded JSON body)."""
+    headers = {"api-key": key} if key else {}
+    data = raw if raw is not None else (orjson.dumps(body) if body is not None else None)
+    async with aiohttp.ClientSession() as session, session.request(method, url, data=data, headers=headers) as answer:
+        return answer.status, dict(answer.headers), orjson.loads(await answer.read() or b"null")
 
 
 def running_sandbox(sandbox: BrevoSandbox) -> SandboxHandle:

@@ -10,21 +10,12 @@ import sys
 import urllib.error
 import urllib.request
 
-import aiohttp
 import orjson
 import pytest
 from segship.ratelimit import RateLimit
 
 from segship_sendinblue.sandbox import MAX_IMPORT_BODY_BYTES, BrevoSandbox
-from segship_sendinblue.testing import SANDBOX_API_KEY, running_sandbox
-
-
-async def call(url: str, method: str = "GET", body: object = None, *, key: str | None = SANDBOX_API_KEY,
-               raw: bytes | None = None) -> tuple[int, dict, object]:
-    headers = {"api-key": key} if key else {}
-    data = raw if raw is not None else (orjson.dumps(body) if body is not None else None)
-    async with aiohttp.ClientSession() as session, session.request(method, url, data=data, headers=headers) as answer:
-        return answer.status, dict(answer.headers), orjson.loads(await answer.read() or b"null")
+from segship_sendinblue.testing import call, running_sandbox
 
 
 async def test_the_key_is_checked_with_brevos_answer(sendinblue_sandbox):
@@ -48,15 +39,38 @@ async def test_rate_limit_headers_and_429():
     ({"listIds": [2]}, 400, "missing_parameter"),
     ({"jsonBody": [], "listIds": [2]}, 400, "missing_parameter"),
     ({"jsonBody": ["a@b.co"], "listIds": [2]}, 400, "invalid_parameter"),
-    ({"jsonBody": [{"email": "a@b.co"}]}, 400, "invalid_parameter"),
+    ({"jsonBody": [{"email": "a@b.co"}]}, 400, "missing_parameter"),
     ({"jsonBody": [{"email": "a@b.co"}], "listIds": ["2"]}, 400, "invalid_parameter"),
-    ({"jsonBody": [{"email": "a@b.co"}], "listIds": [99]}, 404, "document_not_found"),
+    ({"jsonBody": [{"email": "a@b.co"}], "listIds": [99]}, 400, "invalid_parameter"),
     ({"jsonBody": [{"email": "a@b.co"}], "listIds": [2], "updateExistingContacts": "yes"}, 400, "invalid_parameter"),
+    ({"jsonBody": [{"email": "a@b.co", "attributes": ["FIRSTNAME"]}], "listIds": [2]}, 400, "invalid_parameter"),
+    ({"jsonBody": [{"email": 7}], "listIds": [2]}, 400, "invalid_parameter"),
+    ({"jsonBody": [{"email": "a@b.co"}], "listIds": [2], "smsBlacklist": "no"}, 400, "invalid_parameter"),
+    ({"jsonBody": [{"email": "a@b.co"}], "listIds": [2], "emailBlacklist": 1}, 400, "invalid_parameter"),
+    ({"jsonBody": [{"email": "a@b.co"}], "listIds": [2], "notifyUrl": 5}, 400, "invalid_parameter"),
+    ({"jsonBody": [{"email": "a@b.co"}], "newList": "fresh"}, 400, "invalid_parameter"),
+    ({"jsonBody": [{"email": "a@b.co"}], "newList": {"listName": "fresh"}}, 400, "invalid_parameter"),
     ({"fileBody": "EMAIL\na@b.co", "listIds": [2]}, 400, "invalid_parameter"),
 ])
 async def test_import_bodies_are_validated(sendinblue_sandbox, body, status, code):
     answer = await call(sendinblue_sandbox.url + "/contacts/import", "POST", body)
     assert (answer[0], answer[2]["code"]) == (status, code)
+
+
+async def test_a_refused_import_queues_no_process(sendinblue_sandbox):
+    body = {"jsonBody": [{"email": "a@b.co", "attributes": "FIRSTNAME=A"}], "listIds": [2]}
+    assert (await call(sendinblue_sandbox.url + "/contacts/import", "POST", body))[0] == 400
+    assert sendinblue_sandbox.stats()["processes"] == {"queued": 0, "in_process": 0, "completed": 0, "failed": 0}
+
+
+async def test_an_import_into_a_new_list_creates_it(sendinblue_sandbox):
+    body = {"jsonBody": [{"email": "a@b.co"}], "newList": {"listName": "Fresh", "folderId": 3}}
+    status, _, answer = await call(sendinblue_sandbox.url + "/contacts/import", "POST", body)
+    assert status == 202
+    status, _, found = await call(sendinblue_sandbox.url + "/contacts/lists/11")
+    assert (status, found["name"], found["folderId"]) == (200, "Fresh", 3)
+    while sendinblue_sandbox.list_contacts(11) == {}:
+        await asyncio.sleep(0.01)
 
 
 async def test_an_import_over_10mb_is_refused(sendinblue_sandbox):

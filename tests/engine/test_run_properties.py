@@ -1,0 +1,111 @@
+"""Property: after any sequence of segment changes, refusals and runs cut short, one clean run leaves the
+destination equal to the segment, and a further run sends nothing.
+
+In-process against the memory destination (a real DuckDB source file, real SQLite state). A run is
+cut short the ways a process dies: the destination fails after some calls (nothing of that call
+applied), or applies a call and the answer is lost (as when ``kill -9`` hits a batch in flight).
+
+Known gap (found by this property, left to the state's owner): a join the destination applied but
+never acknowledged is unknown to state, so if that member leaves the segment before the next run,
+nothing removes it. The property is held for cuts that apply nothing; the lost answer followed by
+a leave is pinned by a strict xfail below until state records what is in flight.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from segship.plugins import Plugins
+
+from .conftest import Workspace
+from .memory_destination import MemoryDestination
+
+NAMES = ["Ann", "Bob", "Cy"]
+# id -> (name, whether the email is valid, value): rows with a bad email are refused by the mapping
+segments = st.dictionaries(st.integers(1, 30), st.tuples(st.sampled_from(NAMES), st.booleans() | st.just(True),
+                                                         st.integers(0, 99)), max_size=25)
+cuts = st.one_of(st.none(), st.tuples(st.just("fails"), st.integers(0, 4)))
+steps = st.lists(st.tuples(segments, cuts, st.sets(st.integers(1, 30), max_size=5)), min_size=1, max_size=2)
+
+
+def rows_of(segment: dict[int, tuple[str, bool, int]]) -> list[tuple]:
+    return [(key, f"user{key}@example.com" if valid else "not-an-email", name, value)
+            for key, (name, valid, value) in sorted(segment.items())]
+
+
+def cut_short(kind: str, after: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Make the destination die at its call number ``after`` + 1."""
+    if kind == "fails":
+        MemoryDestination.fail_after_calls = after
+        return
+    original_upsert, original_remove = MemoryDestination.upsert, MemoryDestination.remove
+
+    def dying(original):
+        async def call(self, items):
+            results = await original(self, items)  # applied...
+            if len(MemoryDestination.calls) > after:
+                raise ConnectionResetError("the answer was lost")  # ...but never acknowledged
+            return results
+        return call
+
+    monkeypatch.setattr(MemoryDestination, "upsert", dying(original_upsert))
+    monkeypatch.setattr(MemoryDestination, "remove", dying(original_remove))
+
+
+def replay(history: list, plugins: Plugins) -> None:
+    """Run the export through ``history``, then check one clean run and a further one."""
+    MemoryDestination.reset()
+    with tempfile.TemporaryDirectory() as folder, pytest.MonkeyPatch.context() as monkeypatch:
+        monkeypatch.setenv("MEMORY_KEY", "memory-secret-key-123")
+        workspace = Workspace(Path(folder), plugins)
+        workspace.configure(batch_size=4, extra="safeguards: {max_removed_fraction: null}")
+        segment: dict[int, tuple[str, bool, int]] = {}
+        for segment, cut, refused in history:
+            workspace.write(rows_of(segment))
+            MemoryDestination.refuse = {str(key) for key in refused}
+            with pytest.MonkeyPatch.context() as faults:
+                if cut is not None:
+                    cut_short(*cut, faults)
+                workspace.run()
+            MemoryDestination.refuse, MemoryDestination.fail_after_calls = set(), None
+
+        clean = workspace.run()
+        assert clean.outcome in ("succeeded", "rejects"), clean.message
+        expected = {str(key): (name, value) for key, (name, valid, value) in segment.items() if valid}
+        # every member the mapping takes is there with its current values, and no one outside the segment;
+        # a member whose new row is refused keeps what was acknowledged before (its reject is retried)
+        assert set(expected) <= MemoryDestination.members <= {str(key) for key in segment}
+        assert {key: (MemoryDestination.profiles[key]["name"], MemoryDestination.profiles[key]["value"])
+                for key in expected} == expected
+
+        calls = len(MemoryDestination.calls)
+        again = workspace.run()
+        assert (again.upserted, again.removed, len(MemoryDestination.calls)) == (0, 0, calls)
+        assert again.rejected == len(segment) - len(expected)  # the bad emails, refused again by the mapping
+
+
+@settings(max_examples=6, deadline=None,  # each example is 3 or 4 runs of the export
+          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@given(history=steps)
+def test_a_clean_run_after_any_history_makes_the_destination_equal_the_segment(history, memory_plugins: Plugins):
+    replay(history, memory_plugins)
+
+
+@pytest.mark.parametrize("history", [
+    [({1: ("Ann", True, 0)}, ("answer_lost", 0), set()), ({1: ("Ann", True, 0)}, None, set())],  # stays: re-sent
+    [({1: ("Ann", True, 0), 2: ("Bob", True, 5)}, None, set()), ({2: ("Bob", True, 5)}, ("answer_lost", 1), set()),
+     ({2: ("Bob", True, 6)}, None, set())],  # a lost removal answer: removed again
+])
+def test_a_lost_answer_is_sent_again(history, memory_plugins: Plugins):
+    replay(history, memory_plugins)
+
+
+@pytest.mark.xfail(strict=True, reason="a join applied but never acknowledged (kill -9 in flight) is unknown to "
+                                       "state, so a member who leaves before the next run stays in the destination")
+def test_a_member_whose_join_answer_was_lost_and_who_then_leaves_is_removed(memory_plugins: Plugins):
+    replay([({1: ("Ann", True, 0)}, ("answer_lost", 0), set()), ({}, None, set())], memory_plugins)
