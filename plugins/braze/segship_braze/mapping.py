@@ -2,19 +2,27 @@
 
 Pure functions, no I/O, so ``plan`` and ``--dry-run`` can map every row offline. Nothing
 is truncated: a value Braze would refuse or cut is a reject that says why.
+
+``UserMapping.user`` maps one row; ``UserMapping.users`` a batch of rows column-wise, with
+the same result for every row (the engine's way; see ``users``).
 """
 
 from __future__ import annotations
 
 import datetime
 import math
+import operator
 import re
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
+from itertools import repeat
 from typing import Any
 
+import pyarrow as pa
+import pyarrow.compute as pc
+from segship.columns import column, is_text, null_rows, rows_where
 from segship.destination import RowRejected
 
 #: Braze keeps at most 255 characters of a string attribute (and of an attribute name).
@@ -165,6 +173,66 @@ class UserMapping:
             user["_update_existing_only"] = True
         return user
 
+    def users(self, rows: pa.RecordBatch, changed: Sequence[frozenset[str] | None] | None
+              ) -> tuple[list[dict[str, Any] | None], dict[int, str]]:
+        """``user`` for every row of a batch: the attributes objects (None for a refused row) and
+        the rejects by row, exactly as ``user`` makes them row by row.
+
+        Columns are converted whole: text within Braze's length, integers, booleans and finite
+        floats need no decision per value. A row holding anything else (a value to reject, an
+        empty or untrimmed identifier, ...) goes through ``user`` itself, so every reason and
+        edge case is ``user``'s own.
+        """
+        size = rows.num_rows
+        slow: set[int] = set()  # rows ``user`` maps
+        ids = _external_ids(column(rows, self.customer_id_column), slow)
+        emails = _email_addresses(column(rows, self.email_column), slow)
+        attributes = [(attribute, name, _attribute_values(attribute)(column(rows, name), slow))
+                      for attribute, name in self.attribute_columns]
+        membership = self.membership_attribute
+        update_only = self.update_existing_only
+        if changed is None and not slow and all(None not in values for _, _, values in attributes):
+            # every row a join with every attribute set: the usual first run, and the fast path
+            names = ("external_id", "email", *(attribute for attribute, _, _ in attributes), membership,
+                     *(("_update_existing_only",) if update_only else ()))
+            columns = [ids, emails, *(values for _, _, values in attributes), self._joins(size),
+                       *((repeat(True),) if update_only else ())]
+            return [dict(zip(names, values)) for values in zip(*columns)], {}
+        users: list[dict[str, Any] | None] = []
+        rejects: dict[int, str] = {}
+        joins = self._joins(size)
+        for index in range(size):
+            columns = None if changed is None else changed[index]
+            if index in slow:
+                try:
+                    users.append(self.user(rows.slice(index, 1).to_pylist()[0], columns))
+                except RowRejected as exc:
+                    users.append(None)
+                    rejects[index] = exc.reason
+                continue
+            user: dict[str, Any] = {"external_id": ids[index]}
+            if columns is None or self.customer_id_column in columns:
+                user["email"] = emails[index]
+                for attribute, _, values in attributes:
+                    if values[index] is not None:  # a new member has nothing to remove
+                        user[attribute] = values[index]
+                user[membership] = joins[index]
+            else:
+                if self.email_column in columns:
+                    user["email"] = emails[index]
+                for attribute, name, values in attributes:
+                    if name in columns:
+                        user[attribute] = values[index]
+            if update_only:
+                user["_update_existing_only"] = True
+            users.append(user)
+        return users, rejects
+
+    def _joins(self, size: int) -> list[dict[str, list[str]]]:
+        """The membership change of a join, one object per row as ``user`` makes them."""
+        segment = self.segment_api_identifier
+        return [{"add": [segment]} for _ in range(size)]
+
     def leaver(self, identity: str) -> dict[str, Any]:
         """The attributes object that takes a user out of the segment (the user stays in Braze).
 
@@ -172,3 +240,65 @@ class UserMapping:
         """
         return {"external_id": identity, "_update_existing_only": True,
                 self.membership_attribute: {"remove": [self.segment_api_identifier]}}
+
+
+# -- column-wise conversions: the values ``user`` would send, and the rows it must decide itself --
+
+#: A column's values as Braze takes them; the rows whose value needs ``user`` are added to the set.
+Conversion = Callable[[pa.Array, set[int]], list[Any]]
+
+
+def _external_ids(array: pa.Array, slow: set[int]) -> list[Any]:
+    """``external_id`` of text or integers; a null, empty or too long identifier is ``user``'s."""
+    slow.update(null_rows(array))
+    values = array.to_pylist()
+    if pa.types.is_integer(array.type):
+        return [str(value) for value in values]  # None: a slow row, whatever this makes of it
+    if not is_text(array):
+        slow.update(range(len(values)))
+        return values
+    ids = [value.strip() if value is not None else "" for value in values]
+    if not all(ids) or max(map(len, ids), default=0) > MAX_STRING_LENGTH:
+        slow.update(index for index, text in enumerate(ids) if not text or len(text) > MAX_STRING_LENGTH)
+    return ids
+
+
+def _email_addresses(array: pa.Array, slow: set[int]) -> list[Any]:
+    """``email_address`` of text; a null, empty, malformed or too long address is ``user``'s."""
+    slow.update(null_rows(array))
+    values = array.to_pylist()
+    if not is_text(array):
+        slow.update(range(len(values)))
+        return values
+    emails = [value.strip() if value is not None else "" for value in values]
+    # "\0" is no whitespace, so one search over the joined addresses finds whitespace in any of them
+    if (not all(emails) or not all(map(operator.contains, emails, repeat("@")))
+            or WHITESPACE.search("\0".join(emails)) or max(map(len, emails), default=0) > MAX_STRING_LENGTH):
+        slow.update(index for index, email in enumerate(emails) if not email or "@" not in email
+                    or WHITESPACE.search(email) or len(email) > MAX_STRING_LENGTH)
+    return emails
+
+
+def _attribute_values(attribute: str) -> Conversion:
+    """``attribute_value`` of a column: text and numbers as they are, other types value by value."""
+
+    def convert(array: pa.Array, slow: set[int]) -> list[Any]:
+        kind = array.type
+        if is_text(array):
+            slow.update(rows_where(pc.greater(pc.utf8_length(array), MAX_STRING_LENGTH)))
+            return array.to_pylist()
+        if pa.types.is_integer(kind) or pa.types.is_boolean(kind) or pa.types.is_null(kind):
+            return array.to_pylist()
+        if pa.types.is_float32(kind) or pa.types.is_float64(kind):
+            slow.update(rows_where(pc.invert(pc.is_finite(array))))
+            return array.to_pylist()
+        values = []
+        for index, value in enumerate(array.to_pylist()):
+            try:
+                values.append(attribute_value(attribute, value))
+            except RowRejected:
+                slow.add(index)
+                values.append(None)
+        return values
+
+    return convert
