@@ -13,7 +13,6 @@ from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import pyarrow as pa
-import pyarrow.compute as pc
 
 from segship.destination import Destination, Records, RecordResult, RecordResults
 from segship.engine.snapshot import COLUMN_HASHES, IS_NEW, KEY, ROW_HASH, PlanError, Snapshot, changed_columns
@@ -93,7 +92,7 @@ def map_rows(rows: pa.RecordBatch, destination: Destination, columns: Sequence[s
     mapped = rows.select([index for index, name in enumerate(names) if name not in ENGINE_COLUMNS])
     result = MappedRows(Records(keys, [], []), row_hashes, column_hashes)
     changed: list[frozenset[str] | None] | None = None
-    if not pc.all(is_new).as_py():  # some rows are changes: what changed, and the identity they had
+    if is_new.false_count:  # some rows are changes: what changed, and the identity they had
         news = is_new.to_pylist()
         before = previous([key for key, new in zip(keys, news) if not new])
         changed = []
