@@ -48,7 +48,8 @@ INT64 = st.integers(-2**63, 2**63 - 1)
 UTC_TIMES = st.datetimes(datetime.datetime(1900, 1, 1), datetime.datetime(2200, 1, 1), timezones=st.just(datetime.UTC))
 #: Column kinds: Arrow type and values (nulls are added by ``columns``).
 KINDS: dict[str, tuple[pa.DataType, st.SearchStrategy[Any]]] = {
-    "good_text": (pa.string(), st.text(UNICODE, min_size=1, max_size=12)),
+    "good_text": (pa.string(), st.text(UNICODE, min_size=1, max_size=12)
+                  | st.sampled_from(['say "hi"', '",', '","', "back\\", "%s", "%b", "{}", "\u2028"])),
     "good_email": (pa.string(), GOOD_EMAILS),
     "bad_email": (pa.string(), BAD_EMAILS),
     "text": (pa.string(), TEXT),

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Iterable, Mapping, Sequence
-from operator import itemgetter
 from typing import Any
 
 import pyarrow as pa
@@ -158,12 +157,8 @@ class BrazeDestination(Destination):
         return Record(key=identity, identity=identity, payload=user)
 
     def map_batch(self, rows: pa.RecordBatch, changed: Sequence[frozenset[str] | None] | None = None) -> MappedBatch:
-        users, rejects = self._mapping().users(rows, changed)
-        if rejects:
-            identities = [None if user is None else user["external_id"] for user in users]
-        else:
-            identities = list(map(itemgetter("external_id"), users))
-        return MappedBatch(identities, users, rejects)
+        # payloads are attributes objects, or their JSON (orjson.Fragment) when made column-wise
+        return self._mapping().users(rows, changed)
 
     async def upsert(self, records: Sequence[Record]) -> RecordResults:
         records = Records.of(records)

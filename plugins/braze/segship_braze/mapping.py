@@ -20,10 +20,10 @@ from decimal import Decimal
 from itertools import repeat
 from typing import Any
 
+import orjson
 import pyarrow as pa
-import pyarrow.compute as pc
-from segship.columns import column, is_text, null_rows, rows_where
-from segship.destination import RowRejected
+from segship.columns import column, is_text, null_rows
+from segship.destination import MappedBatch, RowRejected
 
 #: Braze keeps at most 255 characters of a string attribute (and of an attribute name).
 MAX_STRING_LENGTH = 255
@@ -173,15 +173,14 @@ class UserMapping:
             user["_update_existing_only"] = True
         return user
 
-    def users(self, rows: pa.RecordBatch, changed: Sequence[frozenset[str] | None] | None
-              ) -> tuple[list[dict[str, Any] | None], dict[int, str]]:
-        """``user`` for every row of a batch: the attributes objects (None for a refused row) and
-        the rejects by row, exactly as ``user`` makes them row by row.
+    def users(self, rows: pa.RecordBatch, changed: Sequence[frozenset[str] | None] | None) -> MappedBatch:
+        """``user`` for every row of a batch, exactly as ``user`` makes them row by row: the
+        external IDs, the attributes objects (or their JSON) and the rejects by row.
 
         Columns are converted whole: text within Braze's length, integers, booleans and finite
         floats need no decision per value. A row holding anything else (a value to reject, an
-        empty or untrimmed identifier, ...) goes through ``user`` itself, so every reason and
-        edge case is ``user``'s own.
+        empty identifier, ...) goes through ``user`` itself, so every reason and edge case is
+        ``user``'s own.
         """
         size = rows.num_rows
         slow: set[int] = set()  # rows ``user`` maps
@@ -189,49 +188,72 @@ class UserMapping:
         emails = _email_addresses(column(rows, self.email_column), slow)
         attributes = [(attribute, name, _attribute_values(attribute)(column(rows, name), slow))
                       for attribute, name in self.attribute_columns]
-        membership = self.membership_attribute
-        update_only = self.update_existing_only
-        if changed is None and not slow and all(None not in values for _, _, values in attributes):
-            # every row a join with every attribute set: the usual first run, and the fast path
-            names = ("external_id", "email", *(attribute for attribute, _, _ in attributes), membership,
-                     *(("_update_existing_only",) if update_only else ()))
-            columns = [ids, emails, *(values for _, _, values in attributes), self._joins(size),
-                       *((repeat(True),) if update_only else ())]
-            return [dict(zip(names, values)) for values in zip(*columns)], {}
+        if changed is None and not slow and size:
+            encoded = self._encoded_joins(ids, emails, [(attribute, values) for attribute, _, values in attributes])
+            if encoded is not None:
+                return MappedBatch(ids, encoded)
         users: list[dict[str, Any] | None] = []
+        identities: list[str | None] = []
         rejects: dict[int, str] = {}
-        joins = self._joins(size)
+        membership, segment = self.membership_attribute, self.segment_api_identifier
         for index in range(size):
             columns = None if changed is None else changed[index]
             if index in slow:
                 try:
-                    users.append(self.user(rows.slice(index, 1).to_pylist()[0], columns))
+                    user = self.user(rows.slice(index, 1).to_pylist()[0], columns)
                 except RowRejected as exc:
                     users.append(None)
+                    identities.append(None)
                     rejects[index] = exc.reason
+                    continue
+                users.append(user)
+                identities.append(user["external_id"])
                 continue
-            user: dict[str, Any] = {"external_id": ids[index]}
+            user = {"external_id": ids[index]}
             if columns is None or self.customer_id_column in columns:
                 user["email"] = emails[index]
                 for attribute, _, values in attributes:
                     if values[index] is not None:  # a new member has nothing to remove
                         user[attribute] = values[index]
-                user[membership] = joins[index]
+                user[membership] = {"add": [segment]}
             else:
                 if self.email_column in columns:
                     user["email"] = emails[index]
                 for attribute, name, values in attributes:
                     if name in columns:
                         user[attribute] = values[index]
-            if update_only:
+            if self.update_existing_only:
                 user["_update_existing_only"] = True
             users.append(user)
-        return users, rejects
+            identities.append(ids[index])
+        return MappedBatch(identities, users, rejects)
 
-    def _joins(self, size: int) -> list[dict[str, list[str]]]:
-        """The membership change of a join, one object per row as ``user`` makes them."""
-        segment = self.segment_api_identifier
-        return [{"add": [segment]} for _ in range(size)]
+    def _encoded_joins(self, ids: list[str], emails: list[str], attributes: list[tuple[str, list[Any]]]
+                       ) -> list[orjson.Fragment] | None:
+        """The JSON of joins whose every attribute is set, as ``user`` + orjson would write them,
+        made column by column (no dict per row); None when a column has nulls or values of
+        another kind than text, numbers and booleans.
+
+        Every value of a column is encoded by one orjson call over the column; the objects are
+        then filled in from a template.
+        """
+        keys = ["external_id", "email", *(attribute for attribute, _ in attributes)]
+        if len(set(keys)) < len(keys) or {self.membership_attribute, "_update_existing_only"} & set(keys):
+            return None  # names `user` would overwrite (validate refuses them)
+        slots, columns = [], []
+        for values in (ids, emails, *(values for _, values in attributes)):
+            encoded = _encoded_column(values)
+            if encoded is None:
+                return None
+            slot, pieces = encoded
+            slots.append(slot)
+            columns.append(pieces)
+        tail = {self.membership_attribute: {"add": [self.segment_api_identifier]}}
+        if self.update_existing_only:
+            tail["_update_existing_only"] = True
+        fields = [orjson.dumps(key).replace(b"%", b"%%") + b":" + slot for key, slot in zip(keys, slots)]
+        template = b"{" + b",".join(fields) + b"," + orjson.dumps(tail)[1:].replace(b"%", b"%%")
+        return [orjson.Fragment(template % values) for values in zip(*columns)]
 
     def leaver(self, identity: str) -> dict[str, Any]:
         """The attributes object that takes a user out of the segment (the user stays in Braze).
@@ -246,6 +268,21 @@ class UserMapping:
 
 #: A column's values as Braze takes them; the rows whose value needs ``user`` are added to the set.
 Conversion = Callable[[pa.Array, set[int]], list[Any]]
+
+
+def _encoded_column(values: list[Any]) -> tuple[bytes, list[bytes]] | None:
+    """The column's values as JSON (the template slot and a piece per value), or None unless it
+    is all text, or all numbers and booleans."""
+    kinds = set(map(type, values))
+    encoded = orjson.dumps(values)
+    if kinds == {str}:
+        # without an escaped quote, '","' occurs only between two strings of the array
+        if b'\\"' in encoded:
+            return b"%b", list(map(orjson.dumps, values))
+        return b'"%b"', encoded[2:-2].split(b'","')
+    if kinds <= {int, float, bool}:  # no comma inside a number or a boolean
+        return b"%b", encoded[1:-1].split(b",")
+    return None
 
 
 def _external_ids(array: pa.Array, slow: set[int]) -> list[Any]:
@@ -284,21 +321,27 @@ def _attribute_values(attribute: str) -> Conversion:
 
     def convert(array: pa.Array, slow: set[int]) -> list[Any]:
         kind = array.type
+        values = array.to_pylist()
+        # filter(None, ...) skips nulls (and empty text, zeros: fine as they are) in C, not per value in Python
         if is_text(array):
-            slow.update(rows_where(pc.greater(pc.utf8_length(array), MAX_STRING_LENGTH)))
-            return array.to_pylist()
+            if max(map(len, filter(None, values)), default=0) > MAX_STRING_LENGTH:
+                slow.update(index for index, value in enumerate(values)
+                            if value is not None and len(value) > MAX_STRING_LENGTH)
+            return values
         if pa.types.is_integer(kind) or pa.types.is_boolean(kind) or pa.types.is_null(kind):
-            return array.to_pylist()
+            return values
         if pa.types.is_float32(kind) or pa.types.is_float64(kind):
-            slow.update(rows_where(pc.invert(pc.is_finite(array))))
-            return array.to_pylist()
-        values = []
-        for index, value in enumerate(array.to_pylist()):
+            if not all(map(math.isfinite, filter(None, values))):
+                slow.update(index for index, value in enumerate(values)
+                            if value is not None and not math.isfinite(value))
+            return values
+        converted = []
+        for index, value in enumerate(values):
             try:
-                values.append(attribute_value(attribute, value))
+                converted.append(attribute_value(attribute, value))
             except RowRejected:
                 slow.add(index)
-                values.append(None)
-        return values
+                converted.append(None)
+        return converted
 
     return convert
