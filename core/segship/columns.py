@@ -6,7 +6,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 
-def column(rows: pa.RecordBatch, name: str) -> pa.Array:
+def batch_column(rows: pa.RecordBatch, name: str) -> pa.Array:
     """The column ``name``, or nulls when the batch lacks it (as ``row.get`` gives None)."""
     index = rows.schema.get_field_index(name)
     return rows.column(index) if index >= 0 else pa.nulls(rows.num_rows)

@@ -157,11 +157,6 @@ class RecordResults(Sequence[RecordResult]):
     def __init__(self, keys: Sequence[str], refused: Mapping[int, str] | None = None) -> None:
         self.keys, self.refused = keys, refused or {}
 
-    @classmethod
-    def refusing(cls, keys: Sequence[str], reason: str) -> RecordResults:
-        """Every record refused with the same reason."""
-        return cls(keys, dict.fromkeys(range(len(keys)), reason))
-
     def __len__(self) -> int:
         return len(self.keys)
 

@@ -24,7 +24,6 @@ from segship.destination import (
     MappedBatch,
     Member,
     Record,
-    RecordResult,
     RecordResults,
     Records,
 )

@@ -22,7 +22,7 @@ from typing import Any
 
 import orjson
 import pyarrow as pa
-from segship.columns import column, is_text, null_rows
+from segship.columns import batch_column, is_text, null_rows
 from segship.destination import MappedBatch, RowRejected
 
 #: Braze keeps at most 255 characters of a string attribute (and of an attribute name).
@@ -184,9 +184,9 @@ class UserMapping:
         """
         size = rows.num_rows
         slow: set[int] = set()  # rows ``user`` maps
-        ids = _external_ids(column(rows, self.customer_id_column), slow)
-        emails = _email_addresses(column(rows, self.email_column), slow)
-        attributes = [(attribute, name, _attribute_values(attribute)(column(rows, name), slow))
+        ids = _external_ids(batch_column(rows, self.customer_id_column), slow)
+        emails = _email_addresses(batch_column(rows, self.email_column), slow)
+        attributes = [(attribute, name, _attribute_values(attribute)(batch_column(rows, name), slow))
                       for attribute, name in self.attribute_columns]
         if changed is None and not slow and size:
             encoded = self._encoded_joins(ids, emails, [(attribute, values) for attribute, _, values in attributes])

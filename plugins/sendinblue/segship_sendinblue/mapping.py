@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
 import pyarrow as pa
-from segship.columns import column, is_text, null_rows
+from segship.columns import batch_column, is_text, null_rows
 from segship.destination import RowRejected
 
 from segship_sendinblue.schemas import DEFAULT_ATTRIBUTE_NAMES
@@ -130,11 +130,11 @@ class ContactMapping:
         edge case is ``contact``'s own.
         """
         slow: set[int] = set()  # rows ``contact`` maps
-        emails = _addresses(column(rows, self.email_column), slow)
-        attributes = [(attribute, _attribute_values(column(rows, name))) for attribute, name in self.attribute_columns]
+        emails = _addresses(batch_column(rows, self.email_column), slow)
+        attributes = [(attribute, _attribute_values(batch_column(rows, name))) for attribute, name in self.attribute_columns]
         if self.phone is not None:
             attribute, name = self.phone
-            attributes.append((attribute, self._phones(column(rows, name), slow)))
+            attributes.append((attribute, self._phones(batch_column(rows, name), slow)))
         contacts: list[dict[str, Any] | None] = []
         rejects: dict[int, str] = {}
         for index, email in enumerate(emails):
