@@ -90,7 +90,7 @@ def map_rows(rows: pa.RecordBatch, destination: Destination, columns: Sequence[s
     column_hashes = column(COLUMN_HASHES).to_pylist()
     is_new = column(IS_NEW)
     mapped = rows.select([index for index, name in enumerate(names) if name not in ENGINE_COLUMNS])
-    result = MappedRows(Records(keys, [], []), row_hashes, column_hashes)
+    previous_identity: dict[str, str] = {}
     changed: list[frozenset[str] | None] | None = None
     if is_new.false_count:  # some rows are changes: what changed, and the identity they had
         news = is_new.to_pylist()
@@ -99,21 +99,21 @@ def map_rows(rows: pa.RecordBatch, destination: Destination, columns: Sequence[s
         for key, new, hashes in zip(keys, news, column_hashes):
             known = None if new else before.get(key)
             if known is not None:
-                result.previous_identity[key] = known[1]
+                previous_identity[key] = known[1]
             changed.append(None if known is None or full_resync else changed_columns(columns, known[0], hashes))
+        if changed.count(None) == len(changed):
+            changed = None  # every row sends everything (a full resync): the destination's fastest path
     batch = destination.map_batch(mapped, changed)
     if len(batch.identities) != len(keys) or len(batch.payloads) != len(keys):
         raise TypeError(f"{type(destination).__name__}.map_batch answered {len(batch.identities)} identities and "
                         f"{len(batch.payloads)} payloads for {len(keys)} rows")
-    identities, payloads = batch.identities, batch.payloads
-    if batch.rejects:
-        rejects = batch.rejects
-        result.refused = [(keys[index], rejects[index]) for index in sorted(rejects)]
+    identities, payloads, rejects = batch.identities, batch.payloads, batch.rejects
+    refused = [(keys[index], rejects[index]) for index in sorted(rejects)]
+    if rejects:
         kept = [index for index in range(len(keys)) if index not in rejects]
-        keys, identities, payloads, result.row_hashes, result.column_hashes = (
+        keys, identities, payloads, row_hashes, column_hashes = (
             [values[index] for index in kept] for values in (keys, identities, payloads, row_hashes, column_hashes))
-    result.records = Records(keys, identities, payloads)
-    return result
+    return MappedRows(Records(keys, identities, payloads), row_hashes, column_hashes, previous_identity, refused)
 
 
 async def mapped_batches(snapshot: Snapshot, size: int,
