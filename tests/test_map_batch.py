@@ -11,6 +11,7 @@ from typing import Any
 
 import orjson
 import pyarrow as pa
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from segship.destination import ConnectionContext, Destination, ExportContext, RowRejected
@@ -22,9 +23,19 @@ from tests.engine.memory_destination import MemoryDestination
 EXAMPLES = settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 UNICODE = st.characters(codec="utf-8", exclude_categories=("Cs",))
+#: Values that need a decision of their own, to be found among fine ones by the column-wise paths.
+ODD_TEXTS = ["", " ", "\t", "\x1f", "\u00a0", " padded ", "ÉLODIE", "ß", "İstanbul", "零", 'say "hi"', '","',
+             "back\\", "é" * 255, "é" * 256, "%s"]
+ODD_EMAILS = ["a@b", "a@b.c", "x@y.co\n", "no-at.example.com", "two@@example.com", "sp ace@example.com",
+              "tab\t@example.com", "é@exämple.org", "a@b.c0m", "", "  ", "a\u2028@example.com", "\x1c@example.com",
+              "ann@example.com\nbad", "bad\nann@example.com", "a@example.com\rx", "a" * 243 + "@example.com",
+              "a" * 242 + "@example.com", " A@EXAMPLE.com "]
+ODD_PHONES = ["+33 6 12 34 56 78", "0033612345678", "06 12 34 56 78", "(555) 123-4567", "+1", "0", "+0123456789",
+              "+33 6 12 34 56 78 90 12 34", "abc", " ", "+٣٣٦١٢٣٤٥٦٧٨", "+1234567890123456", "+1234567",
+              "+12345678\n+1234", "+123456789012345", "+12345678"]
 TEXT = st.one_of(
     st.text(UNICODE, max_size=12),
-    st.sampled_from(["", " ", "\t", "\x1f", "\u00a0", " padded ", "ÉLODIE", "ß", "İstanbul", "零"]),
+    st.sampled_from(ODD_TEXTS),
     st.integers(250, 260).map(lambda n: "é" * n),  # around Braze's 255 characters
 )
 GOOD_EMAILS = st.one_of(
@@ -33,17 +44,11 @@ GOOD_EMAILS = st.one_of(
     st.sampled_from(["ada@example.com", " Ada@Example.COM ", "first.last+tag@sub.example.co.uk"]),
 )
 BAD_EMAILS = st.one_of(
-    st.sampled_from(["a@b", "a@b.c", "x@y.co\n", "no-at.example.com", "two@@example.com", "sp ace@example.com",
-                     "tab\t@example.com", "é@exämple.org", "a@b.c0m", "", "  ", "a\u2028@example.com",
-                     "\x1c@example.com", "ann@example.com\nbad", "bad\nann@example.com", "a@example.com\rx"]),
+    st.sampled_from(ODD_EMAILS),
     st.integers(235, 260).map(lambda n: "a" * n + "@example.com"),
 )
 EMAILS = st.one_of(GOOD_EMAILS, BAD_EMAILS, TEXT)
-PHONES = st.one_of(
-    st.sampled_from(["+33 6 12 34 56 78", "0033612345678", "06 12 34 56 78", "(555) 123-4567", "+1", "0", "+0123456789",
-                     "+33 6 12 34 56 78 90 12 34", "abc", " ", "+٣٣٦١٢٣٤٥٦٧٨"]),
-    TEXT,
-)
+PHONES = st.one_of(st.sampled_from(ODD_PHONES), TEXT)
 INT64 = st.integers(-2**63, 2**63 - 1)
 UTC_TIMES = st.datetimes(datetime.datetime(1900, 1, 1), datetime.datetime(2200, 1, 1), timezones=st.just(datetime.UTC))
 #: Column kinds: Arrow type and values (nulls are added by ``columns``).
@@ -56,6 +61,8 @@ KINDS: dict[str, tuple[pa.DataType, st.SearchStrategy[Any]]] = {
     "large_text": (pa.large_string(), TEXT),
     "email": (pa.string(), EMAILS),
     "phone": (pa.string(), PHONES),
+    "odd_phone": (pa.string(), st.sampled_from(ODD_PHONES)),
+    "good_phone": (pa.string(), st.integers(10**7, 10**15 - 1).map(lambda number: f"+{number}") | st.just("")),
     "int64": (pa.int64(), INT64),
     "int8": (pa.int8(), st.integers(-128, 127)),
     "float64": (pa.float64(), st.floats(allow_nan=True, allow_infinity=True)),
@@ -74,7 +81,7 @@ KINDS: dict[str, tuple[pa.DataType, st.SearchStrategy[Any]]] = {
 
 
 #: Kinds whose values are all fine, and the kind of the odd value one of them may hold
-ODD_ONE_OUT = {"good_text": "text", "good_email": "bad_email", "int64": "int64", "float64": "float64"}
+ODD_ONE_OUT = {"good_text": "text", "good_email": "bad_email", "good_phone": "odd_phone", "int64": "int64", "float64": "float64"}
 
 
 @st.composite
@@ -169,6 +176,26 @@ def test_braze_maps_a_batch_as_it_maps_each_row(data: st.DataObject) -> None:
     assert body == b'{"attributes":[' + b",".join(payloads) + b"]}"
 
 
+@pytest.mark.parametrize("odd", ODD_TEXTS + ODD_EMAILS)
+def test_braze_maps_one_odd_value_among_fine_ones_as_its_row(odd: str) -> None:
+    fine = {"customer_id": "C1", "email": "ada@example.com", "first_name": "Ada"}
+    destination = braze({"customer_id": "customer_id", "email": "email", "attributes": {"first_name": "first_name"}})
+    for column in fine:
+        rows = pa.RecordBatch.from_pylist([fine, {**fine, column: odd}, fine])
+        assert_same(destination, rows, None, orjson.dumps)
+        assert_same(destination, rows, [None, frozenset({column}), frozenset()], orjson.dumps)
+
+
+@pytest.mark.parametrize("odd", ODD_TEXTS + ODD_EMAILS + ODD_PHONES)
+def test_brevo_maps_one_odd_value_among_fine_ones_as_its_row(odd: str) -> None:
+    fine = {"email": "ada@example.com", "first_name": "Ada", "phone": "+33612345678"}
+    for export_settings in ({}, {"default_country_code": "+33"}):
+        destination = brevo({"email": "email", "first_name": "first_name", "phone": "phone"}, **export_settings)
+        for column in fine:
+            rows = pa.RecordBatch.from_pylist([fine, {**fine, column: odd}, fine])
+            assert_same(destination, rows, None, bytes)
+
+
 def test_braze_maps_a_first_run_batch_through_its_fast_path_as_each_row() -> None:
     rows = pa.RecordBatch.from_pydict({"customer_id": [" C1 ", "C2"], "email": ["a@example.com ", "B@example.com"],
                                        "first_name": ["Ada", "Ben"], "score": [1.5, 2.0]})
@@ -182,7 +209,8 @@ def test_braze_maps_a_first_run_batch_through_its_fast_path_as_each_row() -> Non
 @given(st.data())
 def test_brevo_maps_a_batch_as_it_maps_each_row(data: st.DataObject) -> None:
     rows, names = data.draw(batches({"email": ["good_email"] * 4 + ["email", "large_text", "int64", "nothing"],
-                                     "phone": ["phone", "int64", "float64", "nothing"]}, attributes=4))
+                                     "phone": ["good_phone"] * 3 + ["phone", "int64", "float64", "nothing"]},
+                                    attributes=4))
     mapping: dict[str, Any] = {"email": "email", "phone": "phone"}
     others = names[2:]
     if others:

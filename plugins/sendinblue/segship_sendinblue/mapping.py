@@ -12,6 +12,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from decimal import Decimal
+from itertools import repeat
 from typing import Any
 
 import pyarrow as pa
@@ -32,6 +33,8 @@ MAX_EMAIL_LENGTH = 254
 PHONE_SEPARATORS = re.compile(r"[\s().\-/]")
 # E.164: at most 15 digits with the country code; fewer than 8 is no mobile number anywhere.
 MIN_PHONE_DIGITS, MAX_PHONE_DIGITS = 8, 15
+#: Numbers already as Brevo wants them (normalize_phone keeps them as they are), one per line.
+CANONICAL_PHONE_LINES = re.compile(r"^\+[1-9][0-9]{7,14}$", re.MULTILINE)
 
 
 def normalize_email(value: Any) -> str:
@@ -135,9 +138,11 @@ class ContactMapping:
         if self.phone is not None:
             attribute, name = self.phone
             attributes.append((attribute, self._phones(batch_column(rows, name), slow)))
+        names = [attribute for attribute, _ in attributes]
+        columns = [values for _, values in attributes]
         contacts: list[dict[str, Any] | None] = []
         rejects: dict[int, str] = {}
-        for index, email in enumerate(emails):
+        for index, (email, values) in enumerate(zip(emails, zip(*columns) if columns else repeat(()))):
             if index in slow:
                 try:
                     contacts.append(self.contact(rows.slice(index, 1).to_pylist()[0]))
@@ -145,17 +150,23 @@ class ContactMapping:
                     contacts.append(None)
                     rejects[index] = exc.reason
                 continue
-            contact: dict[str, Any] = {"email": email}
-            set_values = {attribute: values[index] for attribute, values in attributes if values[index] is not None}
-            if set_values:
-                contact["attributes"] = set_values
-            contacts.append(contact)
+            if None in values:  # an empty value is not sent
+                values_set = {name: value for name, value in zip(names, values) if value is not None}
+            else:
+                values_set = dict(zip(names, values))
+            contacts.append({"email": email, "attributes": values_set} if values_set else {"email": email})
         return contacts, rejects
 
     def _phones(self, array: pa.Array, slow: set[int]) -> list[str | None]:
         """``normalize_phone`` of a column, None where blank; a number to refuse is ``contact``'s."""
+        values = array.to_pylist()
+        if is_text(array):
+            written = list(filter(None, values))
+            lines = "\n".join(written)
+            if lines.count("\n") == len(written) - 1 and CANONICAL_PHONE_LINES.subn("", lines)[1] == len(written):
+                return [value or None for value in values]  # every number as Brevo wants it already
         phones: list[str | None] = []
-        for index, value in enumerate(array.to_pylist()):
+        for index, value in enumerate(values):
             if value is None or (isinstance(value, str) and not value.strip()):
                 phones.append(None)
                 continue
@@ -177,7 +188,7 @@ def _addresses(array: pa.Array, slow: set[int]) -> list[Any]:
     emails = [value.strip().lower() if value is not None else "" for value in values]
     lines = "\n".join(emails)
     if (lines.count("\n") != len(emails) - 1 or max(map(len, emails), default=0) > MAX_EMAIL_LENGTH
-            or sum(1 for _ in EMAIL_LINES.finditer(lines)) != len(emails)):
+            or EMAIL_LINES.subn("", lines)[1] != len(emails)):
         slow.update(index for index, email in enumerate(emails)
                     if len(email) > MAX_EMAIL_LENGTH or not EMAIL_PATTERN.fullmatch(email))
     return emails
