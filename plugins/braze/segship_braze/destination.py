@@ -173,8 +173,9 @@ class BrazeDestination(Destination):
 
     # -- requests -----------------------------------------------------------------------------
 
-    async def _track(self, keys: Sequence[str], users: Sequence[dict[str, Any]], *, leaving: bool) -> RecordResults:
-        """Send attributes objects (``users[i]`` for ``keys[i]``), ``batch_size`` per request, all at once."""
+    async def _track(self, keys: Sequence[str], users: Sequence[Any], *, leaving: bool) -> RecordResults:
+        """Send attributes objects (``users[i]`` for ``keys[i]``: dicts, or their JSON as orjson.Fragment),
+        ``batch_size`` per request, all requests at once."""
         starts = range(0, len(users), self.batch_size)
         answers = await asyncio.gather(*(self._track_chunk(users[start:start + self.batch_size], leaving)
                                          for start in starts), return_exceptions=True)
@@ -187,7 +188,7 @@ class BrazeDestination(Destination):
                 refused[start + index] = reason
         return RecordResults(keys, refused)
 
-    async def _track_chunk(self, users: Sequence[dict[str, Any]], leaving: bool) -> dict[int, str]:
+    async def _track_chunk(self, users: Sequence[Any], leaving: bool) -> dict[int, str]:
         """One /users/track request; the reasons of the objects Braze refused, by index."""
         response = await self._http.request("POST", TRACK_PATH, json={"attributes": users})
         if response.status == 400:
@@ -206,7 +207,7 @@ class BrazeDestination(Destination):
         for index, reason in sorted(by_index.items()):  # usually none: all accepted
             if not 0 <= index < len(users) or (
                     leaving and any(marker in reason.lower() for marker in USER_NOT_FOUND_MARKERS)):
-                continue  # a user gone from Braze is out of the segment: done
+                continue  # no object of ours; or a leaver Braze no longer has, so out of the segment: done
             refused[index] = f"Braze refused the user: {reason}"
         return refused
 
