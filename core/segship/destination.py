@@ -7,6 +7,7 @@ engine drives one instance per export run through this lifecycle::
     await destination.check_connection()                  # `segship connections test`
     await destination.prepare()                           # opens the HTTP session, checks the export
     record = destination.map(row, changed_columns)        # mapping rules; raises RowRejected
+    mapped = destination.map_batch(rows, changed)         # the engine's way: a batch of rows at once
     results = await destination.upsert(records)           # joins and changes, per-record results
     results = await destination.remove(members)           # leavers, per-record results
     await destination.finish()                            # closes everything; always called
@@ -15,16 +16,26 @@ engine drives one instance per export run through this lifecycle::
 the network; ``map`` is plain and pure so ``--dry-run`` can map every row without a
 connection. A destination owns its limits (``limits``) and its pacing (through
 :class:`segship.http.HttpClient`); the engine honours both.
+
+``map`` is the whole contract a plugin must meet. The engine maps a batch of rows at once
+through ``map_batch``, whose default calls ``map`` row by row; a destination may override
+it to map column-wise (Braze and Brevo do: the per-row Python work was most of segship's
+CPU), as long as every row comes out exactly as ``map`` makes it. The engine hands
+``upsert`` a :class:`Records` (column-wise, and a sequence of :class:`Record`), and a
+destination may answer with a :class:`RecordResults` instead of a list.
 """
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, overload
 
 from segship.http import HttpStats
+
+if TYPE_CHECKING:
+    import pyarrow as pa
 
 
 class RowRejected(Exception):
@@ -69,6 +80,53 @@ class Record:
     payload: Any
 
 
+class Records(Sequence[Record]):
+    """Records column-wise: record ``i`` is ``keys[i]``, ``identities[i]``, ``payloads[i]``.
+
+    What the engine hands ``upsert``. Indexing or iterating gives :class:`Record` objects, so
+    any ``upsert`` works with it; reading the columns is cheaper (no object per record).
+    """
+
+    __slots__ = ("keys", "identities", "payloads")
+
+    def __init__(self, keys: list[str], identities: list[str], payloads: list[Any]) -> None:
+        self.keys, self.identities, self.payloads = keys, identities, payloads
+
+    @classmethod
+    def of(cls, records: Sequence[Record]) -> Records:
+        """``records`` column-wise (themselves when they already are)."""
+        if isinstance(records, Records):
+            return records
+        return cls([r.key for r in records], [r.identity for r in records], [r.payload for r in records])
+
+    def __len__(self) -> int:
+        return len(self.keys)
+
+    @overload
+    def __getitem__(self, index: int) -> Record: ...
+    @overload
+    def __getitem__(self, index: slice) -> Records: ...
+
+    def __getitem__(self, index: int | slice) -> Record | Records:
+        if isinstance(index, slice):
+            return Records(self.keys[index], self.identities[index], self.payloads[index])
+        return Record(self.keys[index], self.identities[index], self.payloads[index])
+
+    def __iter__(self) -> Iterator[Record]:
+        return map(Record, self.keys, self.identities, self.payloads)
+
+
+@dataclass(frozen=True, slots=True)
+class MappedBatch:
+    """What ``map_batch`` makes of a batch of rows, row by row: row ``i`` is refused (``rejects[i]``
+    is why) or becomes a record of ``identities[i]`` and ``payloads[i]``. A refused row's entries
+    in those lists are placeholders the engine ignores."""
+
+    identities: list[Any]
+    payloads: list[Any]
+    rejects: Mapping[int, str] = field(default_factory=dict)
+
+
 @dataclass(frozen=True, slots=True)
 class Member:
     """A profile that left the segment, as the destination last acknowledged it."""
@@ -87,6 +145,27 @@ class RecordResult:
     @property
     def ok(self) -> bool:
         return self.error is None
+
+
+class RecordResults(Sequence[RecordResult]):
+    """An answer for every record sent, column-wise: record ``i`` (``keys[i]``) was refused with
+    ``refused[i]``, all others acknowledged. Iterating gives :class:`RecordResult` objects; the
+    engine reads the columns (no object per record)."""
+
+    __slots__ = ("keys", "refused")
+
+    def __init__(self, keys: Sequence[str], refused: Mapping[int, str] | None = None) -> None:
+        self.keys, self.refused = keys, refused or {}
+
+    def __len__(self) -> int:
+        return len(self.keys)
+
+    def __getitem__(self, index: int) -> RecordResult:  # type: ignore[override] - no slices needed
+        return RecordResult(self.keys[index], self.refused.get(range(len(self.keys))[index]))
+
+    def __iter__(self) -> Iterator[RecordResult]:
+        refused = self.refused
+        return (RecordResult(key, refused.get(index)) for index, key in enumerate(self.keys))
 
 
 @dataclass(frozen=True)
@@ -191,12 +270,39 @@ class Destination(ABC):
         Raise RowRejected with a reason for a row that can't be sent.
         """
 
-    @abstractmethod
-    async def upsert(self, records: Sequence[Record]) -> list[RecordResult]:
-        """Send joins and changes; return one result per record (any order)."""
+    def map_batch(self, rows: pa.RecordBatch, changed: Sequence[frozenset[str] | None] | None = None) -> MappedBatch:
+        """Apply the mapping rules to a batch of segment rows (the mapped columns only).
+
+        ``changed`` is None when every row is a new member, otherwise ``changed[i]`` is what
+        ``map`` gets as ``changed_columns`` for row ``i``. This default calls ``map`` row by row;
+        an override must give, for every row, exactly the payload and identity ``map`` gives,
+        or the same reject.
+        """
+        identities: list[Any] = []
+        payloads: list[Any] = []
+        rejects: dict[int, str] = {}
+        for index, row in enumerate(rows.to_pylist()):
+            try:
+                record = self.map(row, None if changed is None else changed[index])
+            except RowRejected as exc:
+                rejects[index] = exc.reason
+                identities.append(None)
+                payloads.append(None)
+            else:
+                identities.append(record.identity)
+                payloads.append(record.payload)
+        return MappedBatch(identities, payloads, rejects)
 
     @abstractmethod
-    async def remove(self, members: Sequence[Member]) -> list[RecordResult]:
+    async def upsert(self, records: Sequence[Record]) -> Sequence[RecordResult]:
+        """Send joins and changes; return one result per record (any order), a list or a RecordResults.
+
+        The engine passes a :class:`Records`; read its columns (``Records.of(records)``) to avoid
+        an object per record.
+        """
+
+    @abstractmethod
+    async def remove(self, members: Sequence[Member]) -> Sequence[RecordResult]:
         """Take leavers out of the segment or list (the profile is not deleted); one result each."""
 
     async def finish(self) -> None:

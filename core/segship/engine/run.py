@@ -16,11 +16,10 @@ import re
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Protocol
 
-import pyarrow as pa
 import structlog
 
 from segship.config import Config
@@ -31,21 +30,11 @@ from segship.destination import (
     DestinationError,
     ExportContext,
     Member,
-    Record,
     RecordResult,
-    RowRejected,
 )
 from segship.engine.report import BatchReport, ExportPlan, RunReport
-from segship.engine.snapshot import (
-    COLUMN_HASHES,
-    IS_NEW,
-    KEY,
-    ROW_HASH,
-    PlanError,
-    Snapshot,
-    changed_columns,
-    export_fingerprint,
-)
+from segship.engine.mapping import MappedRows, map_rows, mapped_batches
+from segship.engine.snapshot import PlanError, Snapshot, export_fingerprint
 from segship.engine.state import StateError, StateStore, chunks
 from segship.http import RetriesExhausted
 from segship.log import redact_text
@@ -90,21 +79,6 @@ class RunOptions:
     dry_run: bool = False
     full_resync: bool = False
     allow_mass_removal: bool = False  # one deliberate run past the removal safeguard
-
-
-@dataclass
-class _Batch:
-    """Mapped records and what state needs when the destination acknowledges them."""
-
-    records: list[Record] = field(default_factory=list)
-    # key -> (row hash, column hashes, identity): what state keeps once the destination acknowledges it
-    acknowledge: dict[str, tuple[int, str, str]] = field(default_factory=dict)
-    previous_identity: dict[str, str] = field(default_factory=dict)   # key -> identity before this change
-    refused: list[tuple[str, str]] = field(default_factory=list)      # (key, reason) refused by the mapping
-
-    @property
-    def size(self) -> int:
-        return len(self.records) + len(self.refused)
 
 
 def safeguard_problem(plan: ExportPlan, config: Config, export_name: str, limit: int | None, *,
@@ -295,67 +269,14 @@ class ExportRun:
 
     # -- mapping ----------------------------------------------------------------------------------------
 
-    async def _batches(self, snapshot: Snapshot, destination: Destination) -> AsyncIterator[_Batch]:
-        """Mapped batches of the rows to add or update, read as the sending keeps up.
-
-        Every batch but a segment's last is full: rows left over at the end of one Arrow
-        batch wait for the next, so no request goes out part-empty (Braze: 75 users each).
-        """
-        size = destination.limits.upsert_batch_size
+    def _batches(self, snapshot: Snapshot, destination: Destination) -> AsyncIterator[MappedRows]:
         full = self.options.full_resync
-        for reader in snapshot.rows_to_send(batch_rows=size * -(-8192 // size)):
-            leftover: pa.RecordBatch | None = None
-            while True:
-                try:
-                    record_batch = await asyncio.to_thread(_next_batch, reader)
-                except (pa.ArrowException, OSError) as exc:
-                    raise PlanError(f"reading the segment's rows failed: {exc}") from None
-                if record_batch is None:
-                    break
-                if leftover is not None:
-                    record_batch, leftover = pa.concat_batches([leftover, record_batch]), None
-                whole = record_batch.num_rows - record_batch.num_rows % size
-                if whole < record_batch.num_rows:
-                    leftover = record_batch.slice(whole)
-                for start in range(0, whole, size):
-                    yield self._map(record_batch.slice(start, size), destination, full)
-                    await asyncio.sleep(0)  # let answers in
-            if leftover is not None:
-                yield self._map(leftover, destination, full)
 
-    def _map(self, record_batch: pa.RecordBatch, destination: Destination, full_resync: bool) -> _Batch:
-        """Map a slice of the rows to send. The engine's own columns are read column-wise,
-        so the rows the destination maps hold only the mapped columns."""
-        batch = _Batch()
-        names = record_batch.schema.names
-        extras = {name: record_batch.column(names.index(name)).to_pylist()
-                  for name in (KEY, ROW_HASH, COLUMN_HASHES, IS_NEW)}
-        mapped = [index for index, name in enumerate(names) if name not in extras]
-        rows = record_batch.select(mapped).to_pylist()
-        keys, row_hashes, news = extras[KEY], extras[ROW_HASH], extras[IS_NEW]
-        updates = [key for key, is_new in zip(keys, news) if not is_new]
-        previous = self.state.details(self.export.name, updates) if updates else {}
-        records, acknowledge, refused = batch.records, batch.acknowledge, batch.refused
-        map_row = destination.map
-        for key, row_hash, column_hashes, is_new, row in zip(keys, row_hashes, extras[COLUMN_HASHES], news, rows):
-            changed = None
-            if not is_new:
-                before = previous.get(key)
-                if before is not None:
-                    batch.previous_identity[key] = before[1]
-                    if not full_resync:
-                        changed = changed_columns(self.columns, before[0], column_hashes)
-            try:
-                record = map_row(row, changed)
-            except RowRejected as exc:
-                refused.append((key, exc.reason))
-                continue
-            if record.key != key:  # the destination can't know the segment key column: the engine stamps it
-                record = Record(key, record.identity, record.payload) if type(record) is Record \
-                    else replace(record, key=key)
-            records.append(record)
-            acknowledge[key] = (row_hash, column_hashes, record.identity)
-        return batch
+        def previous(keys: list[str]) -> dict[str, tuple[str | None, str]]:
+            return self.state.details(self.export.name, keys) if keys else {}
+
+        return mapped_batches(snapshot, destination.limits.upsert_batch_size,
+                              lambda rows: map_rows(rows, destination, self.columns, previous, full))
 
     # -- sending -----------------------------------------------------------------------------------------
 
@@ -436,7 +357,7 @@ class ExportRun:
         if stopping():
             raise RunStopped()
 
-    def _acknowledge(self, results: list[RecordResult], expected: set[str]) -> tuple[list[str], list[tuple[str, str]]]:
+    def _acknowledge(self, results: Sequence[RecordResult], expected: set[str]) -> tuple[list[str], list[tuple[str, str]]]:
         """Split a destination's answer into acknowledged keys and refused (key, reason)."""
         ok: list[str] = []
         refused: list[tuple[str, str]] = []
@@ -451,22 +372,15 @@ class ExportRun:
         self.report.unacknowledged += len(expected)  # no answer: not committed, sent again next run
         return ok, refused
 
-    async def _upsert(self, destination: Destination, batch: _Batch) -> None:
+    async def _upsert(self, destination: Destination, batch: MappedRows) -> None:
         started = time.monotonic()
-        ok_keys: list[str] = []
-        refused: list[tuple[str, str]] = []
-        if batch.records:
-            results = await destination.upsert(batch.records)
-            ok_keys, refused = self._acknowledge(results, {record.key for record in batch.records})
-        what = batch.acknowledge
-        acknowledged = [(key, *what[key]) for key in ok_keys]
-        previous = batch.previous_identity  # identities before a change: replaced ones are removed later
-        stale = [(key, previous[key]) for key in ok_keys if key in previous and previous[key] != what[key][2]] \
-            if previous else []
+        acknowledged, refused, missing = batch.answered(await destination.upsert(batch.records)) \
+            if batch.records else ([], [], 0)
+        self.report.unacknowledged += missing  # no answer: not committed, sent again next run
         refused += batch.refused
-        self.state.commit_upserts(self.export.name, acknowledged, stale, refused)
-        self.report.upserted += len(ok_keys)
-        self._finish_batch("upsert", batch.size, len(ok_keys), refused, started)
+        self.state.commit_upserts(self.export.name, acknowledged, batch.replaced_identities(acknowledged), refused)
+        self.report.upserted += len(acknowledged)
+        self._finish_batch("upsert", batch.size, len(acknowledged), refused, started)
 
     async def _remove(self, destination: Destination, members: Sequence[Member], *, stale: bool) -> None:
         started = time.monotonic()
@@ -484,14 +398,6 @@ class ExportRun:
         self.progress.advance(records)
         self.plugins.batch_done(self.export.name, BatchReport(kind, records, acknowledged, len(refused),
                                                               round(time.monotonic() - started, 4)))
-
-
-def _next_batch(reader: pa.RecordBatchReader) -> pa.RecordBatch | None:
-    """The next batch, or None at the end (StopIteration can't cross a thread's future)."""
-    try:
-        return reader.read_next_batch()
-    except StopIteration:
-        return None
 
 
 async def _aiter(items):

@@ -12,6 +12,7 @@ import asyncio
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
+import pyarrow as pa
 import structlog
 from segship.destination import (
     ConfigProblem,
@@ -20,9 +21,11 @@ from segship.destination import (
     DestinationError,
     ExportContext,
     Limits,
+    MappedBatch,
     Member,
     Record,
-    RecordResult,
+    RecordResults,
+    Records,
 )
 from segship.http import HttpClient, HttpResponse, HttpStats, RateLimitHeaders, RetriesExhausted, RetryPolicy
 from segship.ratelimit import RateLimit
@@ -152,55 +155,61 @@ class BrazeDestination(Destination):
         identity = user["external_id"]
         return Record(key=identity, identity=identity, payload=user)
 
-    async def upsert(self, records: Sequence[Record]) -> list[RecordResult]:
-        return await self._track([(record.key, record.payload) for record in records], leaving=False)
+    def map_batch(self, rows: pa.RecordBatch, changed: Sequence[frozenset[str] | None] | None = None) -> MappedBatch:
+        # payloads are attributes objects, or their JSON (orjson.Fragment) when made column-wise
+        return self._mapping().users(rows, changed)
 
-    async def remove(self, members: Sequence[Member]) -> list[RecordResult]:
+    async def upsert(self, records: Sequence[Record]) -> RecordResults:
+        records = Records.of(records)
+        return await self._track(records.keys, records.payloads, leaving=False)
+
+    async def remove(self, members: Sequence[Member]) -> RecordResults:
         users = self._mapping()
-        return await self._track([(member.key, users.leaver(member.identity)) for member in members], leaving=True)
+        return await self._track([member.key for member in members],
+                                 [users.leaver(member.identity) for member in members], leaving=True)
 
     async def finish(self) -> None:
         await self._http.close()
 
     # -- requests -----------------------------------------------------------------------------
 
-    async def _track(self, users: list[tuple[str, dict[str, Any]]], *, leaving: bool) -> list[RecordResult]:
-        """Send ``(key, attributes object)`` pairs, ``batch_size`` per request, all requests at once."""
-        chunks = [users[start:start + self.batch_size] for start in range(0, len(users), self.batch_size)]
-        answers = await asyncio.gather(*(self._track_chunk(chunk, leaving) for chunk in chunks),
-                                       return_exceptions=True)
-        results: list[RecordResult] = []
-        for answer in answers:
+    async def _track(self, keys: Sequence[str], users: Sequence[Any], *, leaving: bool) -> RecordResults:
+        """Send attributes objects (``users[i]`` for ``keys[i]``: dicts, or their JSON as orjson.Fragment),
+        ``batch_size`` per request, all requests at once."""
+        starts = range(0, len(users), self.batch_size)
+        answers = await asyncio.gather(*(self._track_chunk(users[start:start + self.batch_size], leaving)
+                                         for start in starts), return_exceptions=True)
+        refused: dict[int, str] = {}
+        for start, answer in zip(starts, answers):
             if isinstance(answer, BaseException):
                 # the whole batch stays unacknowledged and is sent again on the next run
                 raise answer
-            results += answer
-        return results
+            for index, reason in answer.items():
+                refused[start + index] = reason
+        return RecordResults(keys, refused)
 
-    async def _track_chunk(self, users: list[tuple[str, dict[str, Any]]], leaving: bool) -> list[RecordResult]:
-        response = await self._http.request("POST", TRACK_PATH, json={"attributes": [user for _, user in users]})
+    async def _track_chunk(self, users: Sequence[Any], leaving: bool) -> dict[int, str]:
+        """One /users/track request; the reasons of the objects Braze refused, by index."""
+        response = await self._http.request("POST", TRACK_PATH, json={"attributes": users})
         if response.status == 400:
             # a fatal error: Braze processed none of the objects, so every row is refused with the reason
             message = _message(response)
             by_index, _ = _indexed_errors(response)
-            return [RecordResult(key, f"Braze refused the request: {by_index.get(index, message)}")
-                    for index, (key, _) in enumerate(users)]
+            return {index: f"Braze refused the request: {by_index.get(index, message)}" for index in range(len(users))}
         if response.status not in (200, 201, 202):
             raise self._error(response)
         by_index, unplaced = _indexed_errors(response)
         if unplaced:
             # an error Braze did not tie to an object: nothing tells which rows it hit, so none is trusted
             log.warning("braze.unplaced_errors", errors=unplaced[:5], objects=len(users))
-            return [RecordResult(key, f"Braze reported an error for the request: {unplaced[0]}") for key, _ in users]
-        if not by_index:  # the usual answer: all accepted
-            return [RecordResult(key) for key, _ in users]
-        results = []
-        for index, (key, _) in enumerate(users):
-            reason = by_index.get(index)
-            if reason is not None and leaving and any(marker in reason.lower() for marker in USER_NOT_FOUND_MARKERS):
-                reason = None  # the user is gone from Braze, so it is out of the segment: done
-            results.append(RecordResult(key, None if reason is None else f"Braze refused the user: {reason}"))
-        return results
+            return dict.fromkeys(range(len(users)), f"Braze reported an error for the request: {unplaced[0]}")
+        refused = {}
+        for index, reason in sorted(by_index.items()):  # usually none: all accepted
+            if not 0 <= index < len(users) or (
+                    leaving and any(marker in reason.lower() for marker in USER_NOT_FOUND_MARKERS)):
+                continue  # no object of ours; or a leaver Braze no longer has, so out of the segment: done
+            refused[index] = f"Braze refused the user: {reason}"
+        return refused
 
     # -- errors ------------------------------------------------------------------------------
 

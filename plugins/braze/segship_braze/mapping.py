@@ -2,20 +2,28 @@
 
 Pure functions, no I/O, so ``plan`` and ``--dry-run`` can map every row offline. Nothing
 is truncated: a value Braze would refuse or cut is a reject that says why.
+
+``UserMapping.user`` maps one row; ``UserMapping.users`` a batch of rows column-wise, with
+the same result for every row (the engine's way; see ``users``).
 """
 
 from __future__ import annotations
 
 import datetime
 import math
+import operator
 import re
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
+from itertools import repeat
 from typing import Any
 
-from segship.destination import RowRejected
+import orjson
+import pyarrow as pa
+from segship.columns import batch_column, is_text, null_rows
+from segship.destination import MappedBatch, RowRejected
 
 #: Braze keeps at most 255 characters of a string attribute (and of an attribute name).
 MAX_STRING_LENGTH = 255
@@ -172,6 +180,88 @@ class UserMapping:
             user["_update_existing_only"] = True
         return user
 
+    def users(self, rows: pa.RecordBatch, changed: Sequence[frozenset[str] | None] | None) -> MappedBatch:
+        """``user`` for every row of a batch, exactly as ``user`` makes them row by row: the
+        external IDs, the attributes objects (or their JSON) and the rejects by row.
+
+        Columns are converted whole: text within Braze's length, integers, booleans and finite
+        floats need no decision per value. A row holding anything else (a value to reject, an
+        empty identifier, ...) goes through ``user`` itself, so every reason and edge case is
+        ``user``'s own.
+        """
+        size = rows.num_rows
+        slow: set[int] = set()  # rows ``user`` maps
+        ids = _external_ids(batch_column(rows, self.customer_id_column), slow)
+        emails = _email_addresses(batch_column(rows, self.email_column), slow)
+        attributes = [(attribute, name, _attribute_values(attribute)(batch_column(rows, name), slow))
+                      for attribute, name in self.attribute_columns]
+        if changed is None and not slow and size:
+            encoded = self._encoded_joins(ids, emails, [(attribute, values) for attribute, _, values in attributes])
+            if encoded is not None:
+                return MappedBatch(ids, encoded)
+        users: list[dict[str, Any] | None] = []
+        identities: list[str | None] = []
+        rejects: dict[int, str] = {}
+        membership, segment = self.membership_attribute, self.segment_api_identifier
+        for index in range(size):
+            columns = None if changed is None else changed[index]
+            if index in slow:
+                try:
+                    user = self.user(rows.slice(index, 1).to_pylist()[0], columns)
+                except RowRejected as exc:
+                    users.append(None)
+                    identities.append(None)
+                    rejects[index] = exc.reason
+                    continue
+                users.append(user)
+                identities.append(user["external_id"])
+                continue
+            user = {"external_id": ids[index]}
+            if columns is None or self.customer_id_column in columns:
+                user["email"] = emails[index]
+                for attribute, _, values in attributes:
+                    if values[index] is not None:  # a new member has nothing to remove
+                        user[attribute] = values[index]
+                user[membership] = {"add": [segment]}
+            else:
+                if self.email_column in columns:
+                    user["email"] = emails[index]
+                for attribute, name, values in attributes:
+                    if name in columns:
+                        user[attribute] = values[index]
+            if self.update_existing_only:
+                user["_update_existing_only"] = True
+            users.append(user)
+            identities.append(ids[index])
+        return MappedBatch(identities, users, rejects)
+
+    def _encoded_joins(self, ids: list[str], emails: list[str], attributes: list[tuple[str, list[Any]]]
+                       ) -> list[orjson.Fragment] | None:
+        """The JSON of joins whose every attribute is set, as ``user`` + orjson would write them,
+        made column by column (no dict per row); None when a column has nulls or values of
+        another kind than text, numbers and booleans.
+
+        Every value of a column is encoded by one orjson call over the column; the objects are
+        then filled in from a template.
+        """
+        keys = ["external_id", "email", *(attribute for attribute, _ in attributes)]
+        if len(set(keys)) < len(keys) or {self.membership_attribute, "_update_existing_only"} & set(keys):
+            return None  # names `user` would overwrite (validate refuses them)
+        slots, columns = [], []
+        for values in (ids, emails, *(values for _, values in attributes)):
+            encoded = _encoded_column(values)
+            if encoded is None:
+                return None
+            slot, pieces = encoded
+            slots.append(slot)
+            columns.append(pieces)
+        tail = {self.membership_attribute: {"add": [self.segment_api_identifier]}}
+        if self.update_existing_only:
+            tail["_update_existing_only"] = True
+        fields = [orjson.dumps(key).replace(b"%", b"%%") + b":" + slot for key, slot in zip(keys, slots)]
+        template = b"{" + b",".join(fields) + b"," + orjson.dumps(tail)[1:].replace(b"%", b"%%")
+        return [orjson.Fragment(template % values) for values in zip(*columns)]
+
     def leaver(self, identity: str) -> dict[str, Any]:
         """The attributes object that takes a user out of the segment (the user stays in Braze).
 
@@ -179,3 +269,86 @@ class UserMapping:
         """
         return {"external_id": identity, "_update_existing_only": True,
                 self.membership_attribute: {"remove": [self.segment_api_identifier]}}
+
+
+# -- column-wise conversions: the values ``user`` would send, and the rows it must decide itself --
+
+#: A column's values as Braze takes them; the rows whose value needs ``user`` are added to the set.
+Conversion = Callable[[pa.Array, set[int]], list[Any]]
+
+
+def _encoded_column(values: list[Any]) -> tuple[bytes, list[bytes]] | None:
+    """The column's values as JSON (the template slot and a piece per value), or None unless it
+    is all text, or all numbers and booleans."""
+    kinds = set(map(type, values))
+    encoded = orjson.dumps(values)
+    if kinds == {str}:
+        # without an escaped quote, '","' occurs only between two strings of the array
+        if b'\\"' in encoded:
+            return b"%b", list(map(orjson.dumps, values))
+        return b'"%b"', encoded[2:-2].split(b'","')
+    if kinds <= {int, float, bool}:  # no comma inside a number or a boolean
+        return b"%b", encoded[1:-1].split(b",")
+    return None
+
+
+def _external_ids(array: pa.Array, slow: set[int]) -> list[Any]:
+    """``external_id`` of text or integers; a null, empty or too long identifier is ``user``'s."""
+    slow.update(null_rows(array))
+    values = array.to_pylist()
+    if pa.types.is_integer(array.type):
+        return [str(value) for value in values]  # None: a slow row, whatever this makes of it
+    if not is_text(array):
+        slow.update(range(len(values)))
+        return values
+    ids = [value.strip() if value is not None else "" for value in values]
+    if not all(ids) or max(map(len, ids), default=0) > MAX_STRING_LENGTH:
+        slow.update(index for index, text in enumerate(ids) if not text or len(text) > MAX_STRING_LENGTH)
+    return ids
+
+
+def _email_addresses(array: pa.Array, slow: set[int]) -> list[Any]:
+    """``email_address`` of text; a null, empty, malformed or too long address is ``user``'s."""
+    slow.update(null_rows(array))
+    values = array.to_pylist()
+    if not is_text(array):
+        slow.update(range(len(values)))
+        return values
+    emails = [value.strip() if value is not None else "" for value in values]
+    # "\0" is no whitespace, so one search over the joined addresses finds whitespace in any of them
+    if (not all(emails) or not all(map(operator.contains, emails, repeat("@")))
+            or WHITESPACE.search("\0".join(emails)) or max(map(len, emails), default=0) > MAX_STRING_LENGTH):
+        slow.update(index for index, email in enumerate(emails) if not email or "@" not in email
+                    or WHITESPACE.search(email) or len(email) > MAX_STRING_LENGTH)
+    return emails
+
+
+def _attribute_values(attribute: str) -> Conversion:
+    """``attribute_value`` of a column: text and numbers as they are, other types value by value."""
+
+    def convert(array: pa.Array, slow: set[int]) -> list[Any]:
+        kind = array.type
+        values = array.to_pylist()
+        # filter(None, ...) skips nulls (and empty text, zeros: fine as they are) in C, not per value in Python
+        if is_text(array):
+            if max(map(len, filter(None, values)), default=0) > MAX_STRING_LENGTH:
+                slow.update(index for index, value in enumerate(values)
+                            if value is not None and len(value) > MAX_STRING_LENGTH)
+            return values
+        if pa.types.is_integer(kind) or pa.types.is_boolean(kind) or pa.types.is_null(kind):
+            return values
+        if pa.types.is_float32(kind) or pa.types.is_float64(kind):
+            if not all(map(math.isfinite, filter(None, values))):
+                slow.update(index for index, value in enumerate(values)
+                            if value is not None and not math.isfinite(value))
+            return values
+        converted = []
+        for index, value in enumerate(values):
+            try:
+                converted.append(attribute_value(attribute, value))
+            except RowRejected:
+                slow.add(index)
+                converted.append(None)
+        return converted
+
+    return convert

@@ -15,6 +15,7 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 import orjson
+import pyarrow as pa
 import structlog
 from segship.destination import (
     ConfigProblem,
@@ -23,9 +24,12 @@ from segship.destination import (
     DestinationError,
     ExportContext,
     Limits,
+    MappedBatch,
     Member,
     Record,
     RecordResult,
+    RecordResults,
+    Records,
     RowRejected,
 )
 from segship.http import HttpClient, HttpResponse, HttpStats, RateLimitHeaders, RetriesExhausted, RetryPolicy
@@ -59,19 +63,22 @@ def pacing(requests_per_second: float) -> RateLimit:
     return RateLimit(requests, requests / requests_per_second).scaled(0.9)
 
 
-def split_by_size(records: Sequence[Record], max_bytes: int) -> Iterator[list[Record]]:
-    """Consecutive groups of records whose import body stays within ``max_bytes``."""
-    group: list[Record] = []
-    size = IMPORT_ENVELOPE_BYTES
-    for record in records:
-        length = len(record.payload) + 1  # the comma between contacts
-        if group and size + length > max_bytes:
-            yield group
-            group, size = [], IMPORT_ENVELOPE_BYTES
-        group.append(record)
+def split_by_size(payloads: Sequence[bytes], max_bytes: int) -> Iterator[slice]:
+    """Consecutive groups of encoded contacts whose import body stays within ``max_bytes``."""
+    start, size = 0, IMPORT_ENVELOPE_BYTES
+    for index, length in enumerate(map(len, payloads)):
+        length += 1  # the comma between contacts
+        if index > start and size + length > max_bytes:
+            yield slice(start, index)
+            start, size = index, IMPORT_ENVELOPE_BYTES
         size += length
-    if group:
-        yield group
+    if start < len(payloads):
+        yield slice(start, len(payloads))
+
+
+def _encoded(contact: dict[str, Any]) -> bytes:
+    # orjson's result keeps its 1 KB+ output buffer allocated; an exact copy is ~15x smaller
+    return bytes(memoryview(orjson.dumps(contact)))
 
 
 def brevo_error(response: HttpResponse) -> tuple[str, str]:
@@ -163,22 +170,45 @@ class SendinblueDestination(Destination):
 
     def map(self, row: Mapping[str, Any], changed_columns: frozenset[str] | None = None) -> Record:
         # Brevo's import replaces the attributes it is given, so every mapped one is sent even on a change.
-        if self._contacts is None:
-            raise DestinationError("this Brevo connection is not bound to an export, so it has no mapping")
-        contact = self._contacts.contact(row)
+        contact = self._mapping().contact(row)
         email = contact["email"]
-        # orjson's result keeps its 1 KB+ output buffer allocated; an exact copy is ~15x smaller
-        payload = bytes(memoryview(orjson.dumps(contact)))
+        return Record(key=email, identity=email, payload=self._payload(contact))
+
+    def map_batch(self, rows: pa.RecordBatch, changed: Sequence[frozenset[str] | None] | None = None) -> MappedBatch:
+        contacts, rejects = self._mapping().contacts(rows)
+        identities: list[str | None] = []
+        payloads: list[bytes | None] = []
+        for index, contact in enumerate(contacts):
+            payload = None
+            if contact is not None:
+                try:
+                    payload = self._payload(contact)
+                except RowRejected as exc:
+                    rejects[index] = exc.reason
+            identities.append(None if payload is None else contact["email"])
+            payloads.append(payload)
+        return MappedBatch(identities, payloads, rejects)
+
+    def _payload(self, contact: dict[str, Any]) -> bytes:
+        """The contact's JSON, or RowRejected when it can't fit in one import body."""
+        payload = _encoded(contact)
         if len(payload) + 1 + IMPORT_ENVELOPE_BYTES > self.max_import_bytes:
             raise RowRejected(f"the contact is {len(payload):,} bytes of JSON, more than one Brevo import takes "
                               f"({self.max_import_bytes:,} bytes): shorten its attributes in the source")
-        return Record(key=email, identity=email, payload=payload)
+        return payload
 
-    async def upsert(self, records: Sequence[Record]) -> list[RecordResult]:
-        results: list[RecordResult] = []
-        for group in split_by_size(records, self.max_import_bytes):
-            results += await self._import(group)
-        return results
+    def _mapping(self) -> ContactMapping:
+        if self._contacts is None:
+            raise DestinationError("this Brevo connection is not bound to an export, so it has no mapping")
+        return self._contacts
+
+    async def upsert(self, records: Sequence[Record]) -> RecordResults:
+        records = Records.of(records)
+        refused: dict[int, str] = {}
+        for group in split_by_size(records.payloads, self.max_import_bytes):
+            for index, reason in (await self._import(records[group])).items():
+                refused[group.start + index] = reason
+        return RecordResults(records.keys, refused)
 
     async def remove(self, members: Sequence[Member]) -> list[RecordResult]:
         results: list[RecordResult] = []
@@ -192,14 +222,15 @@ class SendinblueDestination(Destination):
 
     # -- joins and changes ------------------------------------------------------------------
 
-    async def _import(self, records: list[Record]) -> list[RecordResult]:
-        contacts = orjson.Fragment(b"[" + b",".join(record.payload for record in records) + b"]")
+    async def _import(self, records: Records) -> dict[int, str]:
+        """One import of encoded contacts; the reasons of those refused, by index."""
+        contacts = orjson.Fragment(b"[" + b",".join(records.payloads) + b"]")
         body = {"jsonBody": contacts, "listIds": [self.list_id], "updateExistingContacts": True,
                 "emptyContactsAttributes": False, "disableNotification": True}
         response = await self._http.request("POST", "/contacts/import", json=body)
         if response.status == 400:  # this body was refused; the next batches may pass
             code, message = brevo_error(response)
-            return self._fail(records, f"Brevo refused the import ({code}: {message})")
+            return dict.fromkeys(range(len(records)), f"Brevo refused the import ({code}: {message})")
         if response.status != 202:
             raise self._error(response, "importing contacts")
         process_id = (response.json() or {}).get("processId")
@@ -208,14 +239,17 @@ class SendinblueDestination(Destination):
         log.debug("sendinblue.import_queued", process_id=process_id, contacts=len(records))
         process = await self._wait_for(process_id)
         if process is None:
-            return self._fail(records, f"Brevo import process {process_id} did not finish within "
-                                       f"{self._process_timeout:g} s; the rows are sent again on the next run")
+            return dict.fromkeys(range(len(records)), f"Brevo import process {process_id} did not finish within "
+                                 f"{self._process_timeout:g} s; the rows are sent again on the next run")
         status = process.get("status")
         if status != "completed":
-            return self._fail(records, f"Brevo import process {process_id} ended with status {status!r}")
+            return dict.fromkeys(range(len(records)), f"Brevo import process {process_id} ended with status "
+                                 f"{status!r}")
         invalid = await self._invalid_emails(process)
-        return [RecordResult(record.key, "Brevo refused the email address as invalid"
-                             if record.identity in invalid else None) for record in records]
+        if not invalid:  # the usual answer: all imported
+            return {}
+        return {index: "Brevo refused the email address as invalid"
+                for index, identity in enumerate(records.identities) if identity in invalid}
 
     async def _wait_for(self, process_id: int) -> dict[str, Any] | None:
         """The finished process, polled with a doubling interval (the endpoint has a low hourly limit)."""
@@ -306,5 +340,5 @@ class SendinblueDestination(Destination):
         return f"can't reach Brevo at {self.base_url} ({exc}); check base_url and the network"
 
     @staticmethod
-    def _fail(items: Iterable[Record | Member], reason: str) -> list[RecordResult]:
-        return [RecordResult(item.key, reason) for item in items]
+    def _fail(members: Iterable[Member], reason: str) -> list[RecordResult]:
+        return [RecordResult(member.key, reason) for member in members]

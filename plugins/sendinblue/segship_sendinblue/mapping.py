@@ -1,6 +1,8 @@
 """The mapping rules: a segment row becomes a Brevo import contact, or a reject with a reason.
 
 Pure functions, no I/O, so ``--dry-run`` and ``plan`` can map every row offline.
+``ContactMapping.contact`` maps one row; ``ContactMapping.contacts`` a batch of rows
+column-wise, with the same result for every row (the engine's way).
 """
 
 from __future__ import annotations
@@ -11,8 +13,11 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from decimal import Decimal
+from itertools import repeat
 from typing import Any
 
+import pyarrow as pa
+from segship.columns import batch_column, is_text, null_rows
 from segship.destination import RowRejected
 
 from segship_sendinblue.schemas import DEFAULT_ATTRIBUTE_NAMES
@@ -22,12 +27,16 @@ from segship_sendinblue.schemas import DEFAULT_ATTRIBUTE_NAMES
 EMAIL_PATTERN = re.compile(
     r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*"
     r"@([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)+[A-Za-z]{2,63}")
+#: The same check over many addresses at once, one per line (none of its characters is a newline).
+EMAIL_LINES = re.compile(f"^(?:{EMAIL_PATTERN.pattern})$", re.MULTILINE)
 MAX_EMAIL_LENGTH = 254
 # Separators people write in phone numbers; anything else that is not a digit is an error.
 PHONE_SEPARATORS = re.compile(r"[\s().\-/]")
 # E.164: at most 15 digits with the country code; fewer than 8 is no mobile number anywhere.
 MIN_PHONE_DIGITS, MAX_PHONE_DIGITS = 8, 15
 INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
+#: Numbers already as Brevo wants them (normalize_phone keeps them as they are), one per line.
+CANONICAL_PHONE_LINES = re.compile(r"^\+[1-9][0-9]{7,14}$", re.MULTILINE)
 
 
 def normalize_email(value: Any) -> str:
@@ -140,3 +149,93 @@ class ContactMapping:
         if attributes:
             contact["attributes"] = attributes
         return contact
+
+    def contacts(self, rows: pa.RecordBatch) -> tuple[list[dict[str, Any] | None], dict[int, str]]:
+        """``contact`` for every row of a batch: the contacts (None for a refused row) and the
+        rejects by row, exactly as ``contact`` makes them row by row.
+
+        Addresses are checked all at once and attribute columns converted whole; a row with an
+        address or phone number to refuse goes through ``contact`` itself, so every reason and
+        edge case is ``contact``'s own.
+        """
+        slow: set[int] = set()  # rows ``contact`` maps
+        emails = _addresses(batch_column(rows, self.email_column), slow)
+        attributes = [(attribute, _attribute_values(attribute, batch_column(rows, name), slow))
+                      for attribute, name in self.attribute_columns]
+        if self.phone is not None:
+            attribute, name = self.phone
+            attributes.append((attribute, self._phones(batch_column(rows, name), slow)))
+        names = [attribute for attribute, _ in attributes]
+        columns = [values for _, values in attributes]
+        contacts: list[dict[str, Any] | None] = []
+        rejects: dict[int, str] = {}
+        for index, (email, values) in enumerate(zip(emails, zip(*columns) if columns else repeat(()))):
+            if index in slow:
+                try:
+                    contacts.append(self.contact(rows.slice(index, 1).to_pylist()[0]))
+                except RowRejected as exc:
+                    contacts.append(None)
+                    rejects[index] = exc.reason
+                continue
+            if None in values:  # an empty value is not sent
+                values_set = {name: value for name, value in zip(names, values) if value is not None}
+            else:
+                values_set = dict(zip(names, values))
+            contacts.append({"email": email, "attributes": values_set} if values_set else {"email": email})
+        return contacts, rejects
+
+    def _phones(self, array: pa.Array, slow: set[int]) -> list[str | None]:
+        """``normalize_phone`` of a column, None where blank; a number to refuse is ``contact``'s."""
+        values = array.to_pylist()
+        if is_text(array):
+            written = list(filter(None, values))
+            lines = "\n".join(written)
+            if lines.count("\n") == len(written) - 1 and CANONICAL_PHONE_LINES.subn("", lines)[1] == len(written):
+                return [value or None for value in values]  # every number as Brevo wants it already
+        phones: list[str | None] = []
+        for index, value in enumerate(values):
+            if value is None or (isinstance(value, str) and not value.strip()):
+                phones.append(None)
+                continue
+            try:
+                phones.append(normalize_phone(value, self.default_country_code))
+            except RowRejected:
+                slow.add(index)
+                phones.append(None)
+        return phones
+
+
+def _addresses(array: pa.Array, slow: set[int]) -> list[Any]:
+    """``normalize_email`` of a column; a row whose address is to be refused is ``contact``'s."""
+    slow.update(null_rows(array))
+    values = array.to_pylist()
+    if not is_text(array):
+        slow.update(range(len(values)))
+        return values
+    emails = [value.strip().lower() if value is not None else "" for value in values]
+    lines = "\n".join(emails)
+    if (lines.count("\n") != len(emails) - 1 or max(map(len, emails), default=0) > MAX_EMAIL_LENGTH
+            or EMAIL_LINES.subn("", lines)[1] != len(emails)):
+        slow.update(index for index, email in enumerate(emails)
+                    if len(email) > MAX_EMAIL_LENGTH or not EMAIL_PATTERN.fullmatch(email))
+    return emails
+
+
+def _attribute_values(name: str, array: pa.Array, slow: set[int]) -> list[Any]:
+    """``attribute_value`` of a column; text is kept as it is unless blank. A value to refuse
+    puts its row in ``slow``, so the reason is ``contact``'s own."""
+    values = array.to_pylist()
+    if is_text(array):
+        if not array.null_count and all(map(str.strip, values)):
+            return values
+        return [value if value is not None and value.strip() else None for value in values]
+    if pa.types.is_integer(array.type) or pa.types.is_boolean(array.type):
+        return values
+    converted = []
+    for index, value in enumerate(values):
+        try:
+            converted.append(attribute_value(name, value))
+        except RowRejected:
+            slow.add(index)
+            converted.append(None)
+    return converted

@@ -1,0 +1,59 @@
+"""The engine's side of a mapped batch: what it sends and what state keeps from the answer."""
+
+from __future__ import annotations
+
+import pyarrow as pa
+from segship.destination import ConnectionContext, ExportContext, RecordResult, RecordResults
+from segship.engine.mapping import MappedRows, map_rows
+from segship.engine.snapshot import COLUMN_HASHES, IS_NEW, KEY, ROW_HASH
+
+from .memory_destination import MemoryDestination
+
+
+def rows_to_send(emails: list[str], news: list[bool]) -> pa.RecordBatch:
+    keys = [f"k{n}" for n in range(len(emails))]
+    return pa.RecordBatch.from_pydict({
+        "id": [f"id{n}" for n in range(len(emails))], "email": emails, "name": ["x"] * len(emails),
+        KEY: keys, ROW_HASH: list(range(len(emails))), COLUMN_HASHES: ["1,2,3"] * len(emails), IS_NEW: news})
+
+
+def memory() -> MemoryDestination:
+    return MemoryDestination(ConnectionContext("memory", {}),
+                             ExportContext("sync", {}, {"id": "id", "email": "email", "fields": {"name": "name"}}))
+
+
+def test_refused_rows_are_left_out_and_the_rest_keep_their_hashes():
+    batch = map_rows(rows_to_send(["a@x.io", "bad", "c@x.io"], [True] * 3), memory(), ["id", "email", "name"],
+                     lambda keys: {}, full_resync=False)
+    assert batch.refused == [("k1", "invalid email 'bad'")]
+    assert (batch.records.keys, batch.records.identities) == (["k0", "k2"], ["id0", "id2"])
+    assert (batch.row_hashes, batch.size) == ([0, 2], 3)
+
+
+def test_a_change_gets_its_changed_columns_and_remembers_the_identity_it_replaces():
+    # the row was acknowledged as identity "old" with another hash of its second column (email)
+    batch = map_rows(rows_to_send(["a@x.io"], [False]), memory(), ["id", "email", "name"],
+                     lambda keys: {"k0": ("1,9,3", "old")}, full_resync=False)
+    assert batch.records.payloads == [(False, {"email": "a@x.io"})]
+    acknowledged, refused, missing = batch.answered([RecordResult("k0")])
+    assert (acknowledged, refused, missing) == ([("k0", 0, "1,2,3", "id0")], [], 0)
+    assert batch.replaced_identities(acknowledged) == [("k0", "old")]
+
+
+def three_records() -> MappedRows:
+    return map_rows(rows_to_send(["a@x.io", "b@x.io", "c@x.io"], [True] * 3), memory(), ["id", "email", "name"],
+                    lambda keys: {}, full_resync=False)
+
+
+def test_a_column_wise_answer_acknowledges_all_but_the_refused():
+    batch = three_records()
+    acknowledged, refused, missing = batch.answered(RecordResults(batch.records.keys, {1: "no"}))
+    assert [row[0] for row in acknowledged] == ["k0", "k2"]
+    assert (refused, missing) == ([("k1", "no")], 0)
+
+
+def test_a_list_answer_in_any_order_counts_missing_records_and_ignores_unknown_keys():
+    batch = three_records()
+    acknowledged, refused, missing = batch.answered(
+        [RecordResult("k2"), RecordResult("stranger"), RecordResult("k0", "no")])
+    assert ([row[0] for row in acknowledged], refused, missing) == (["k2"], [("k0", "no")], 1)
