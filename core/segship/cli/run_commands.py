@@ -74,6 +74,7 @@ def _state(config: Config) -> StateStore:
 # -- plan -----------------------------------------------------------------------------------------
 
 def _plan_one(config: Config, name: str, state: StateStore, verbose: bool) -> ExportPlan:
+    from segship.engine.planning import plan_against_state
     from segship.engine.snapshot import Snapshot, changed_columns, export_fingerprint
 
     plugins = get_plugins()
@@ -82,11 +83,8 @@ def _plan_one(config: Config, name: str, state: StateStore, verbose: bool) -> Ex
     columns = cls.source_columns(export.mapping)
     snapshot = Snapshot(config, export, plugins, columns)
     try:
-        snapshot.build()
-        settings_changed = state.settings_changed(name, export_fingerprint(cls.name, export, columns), columns)
-        plan = snapshot.plan(state.acknowledged(name), full_resync=settings_changed)
-        plan.full_resync, plan.settings_changed = False, settings_changed
-        plan.stale_identities = state.count_stale_identities(name)
+        plan = plan_against_state(snapshot, state, name, fingerprint=export_fingerprint(cls.name, export, columns),
+                                  columns=columns, full_resync=False, write=False)
         if verbose and plan.examples.get("update"):
             keys = plan.examples["update"]
             before = state.details(name, keys)
@@ -133,6 +131,10 @@ def plan_command(
         if plan.settings_changed:
             typer.echo(f"{plan.export}: its settings or mapping changed since the last run: every member will be "
                        "sent again whole (members stay where the old settings sent them; see docs/engine.md)")
+        if plan.hashes_converted:
+            typer.echo(f"{plan.export}: state's hashes were made by an older segship (DuckDB's hash()); the next "
+                       f"run converts those of {plan.hashes_converted} member(s) to segship's own, re-sending only "
+                       "rows that changed")
         for key, fields in plan.changed_fields.items():
             typer.echo(f"{plan.export}: {key} changed: {', '.join(fields) or '(no mapped field)'}")
 

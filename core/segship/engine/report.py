@@ -23,6 +23,7 @@ class ExportPlan:
     changed_fields: dict[str, list[str]] = field(default_factory=dict)  # key -> columns (plan --verbose)
     full_resync: bool = False
     settings_changed: bool = False  # mapping or settings differ from the last run: everyone is re-sent
+    hashes_converted: int = 0       # members whose hashes state made with an older hash version (not re-sent)
 
     @property
     def to_send(self) -> int:

@@ -35,6 +35,7 @@ from segship.destination import (
     RecordResult,
     RowRejected,
 )
+from segship.engine.planning import plan_against_state
 from segship.engine.report import BatchReport, ExportPlan, RunReport
 from segship.engine.snapshot import (
     COLUMN_HASHES,
@@ -250,16 +251,9 @@ class ExportRun:
 
     def _plan(self, snapshot: Snapshot, destination: Destination) -> ExportPlan:
         started = time.monotonic()
-        fingerprint = export_fingerprint(self.cls.name, self.export, self.columns)
-        if self.options.dry_run:  # writes nothing: tell what a real run would do
-            settings_changed = self.state.settings_changed(self.export.name, fingerprint, self.columns)
-        else:  # marks every member for a full re-send when the settings changed
-            settings_changed = self.state.reconcile_settings(self.export.name, fingerprint, self.columns)
-        snapshot.build()
-        plan = snapshot.plan(self.state.acknowledged(self.export.name),
-                             full_resync=self.options.full_resync or settings_changed)
-        plan.full_resync, plan.settings_changed = self.options.full_resync, settings_changed
-        plan.stale_identities = self.state.count_stale_identities(self.export.name)
+        plan = plan_against_state(snapshot, self.state, self.export.name, columns=self.columns,
+                                  fingerprint=export_fingerprint(self.cls.name, self.export, self.columns),
+                                  full_resync=self.options.full_resync, write=not self.options.dry_run)
         self._forget_rejects_of_non_members(snapshot)
         self.report.plan = plan.as_dict()
         self.report.phase_seconds["plan"] = round(time.monotonic() - started, 3)

@@ -26,6 +26,7 @@ import orjson
 import pyarrow as pa
 
 from segship.destination import Member
+from segship.engine.hashing import HASH_VERSION
 
 # Each entry migrates from version N-1 to N; applied in order inside one transaction.
 MIGRATIONS: list[str] = [
@@ -72,6 +73,11 @@ MIGRATIONS: list[str] = [
     # 2: find the members holding an identity (a leaver's email may be a staying member's too)
     """
     CREATE INDEX members_by_identity ON members (export, identity);
+    """,
+    # 3: which hash function made an export's hashes (segship.engine.hashing.HASH_VERSION); from
+    # version 2 on, members.column_hashes holds 8 bytes a column (a BLOB), no longer decimal text
+    """
+    ALTER TABLE exports ADD COLUMN hash_version INTEGER NOT NULL DEFAULT 1;
     """,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
@@ -166,9 +172,11 @@ class StateStore:
         if recorded == (fingerprint, columns_json):
             return False
         with self.transaction() as db:
-            db.execute("INSERT INTO exports VALUES (?, ?, ?) ON CONFLICT (export) DO UPDATE SET "
-                       "fingerprint = excluded.fingerprint, columns = excluded.columns",
-                       (export, fingerprint, columns_json))
+            # no hash is left to convert: every member is marked unknown
+            db.execute("INSERT INTO exports (export, fingerprint, columns, hash_version) VALUES (?, ?, ?, ?) "
+                       "ON CONFLICT (export) DO UPDATE SET fingerprint = excluded.fingerprint, "
+                       "columns = excluded.columns, hash_version = excluded.hash_version",
+                       (export, fingerprint, columns_json, HASH_VERSION))
             db.execute("UPDATE members SET row_hash = 0, column_hashes = NULL WHERE export = ?", (export,))
         return recorded is not None
 
@@ -179,6 +187,29 @@ class StateStore:
 
     def _recorded_settings(self, export: str) -> tuple[str, str] | None:
         return self.db.execute("SELECT fingerprint, columns FROM exports WHERE export = ?", (export,)).fetchone()
+
+    def hash_version(self, export: str) -> int:
+        """The version of the hash functions that made the export's hashes (new exports: the current one)."""
+        row = self.db.execute("SELECT hash_version FROM exports WHERE export = ?", (export,)).fetchone()
+        return HASH_VERSION if row is None else row[0]
+
+    def stored_hashes(self, export: str) -> pa.Table:
+        """(key, row_hash, column_hashes) of every member, as stored, to convert them to another version."""
+        rows = self.db.execute("SELECT key, row_hash, column_hashes FROM members WHERE export = ?",
+                               (export,)).fetchall()
+        keys, row_hashes, column_hashes = zip(*rows, strict=True) if rows else ((), (), ())
+        return pa.table({"key": pa.array(keys, pa.string()), "row_hash": pa.array(row_hashes, pa.int64()),
+                         "column_hashes": pa.array(column_hashes, pa.string())})
+
+    def convert_hashes(self, export: str, converted: pa.Table, version: int) -> None:
+        """Replace members' hashes with ``converted`` (key, row_hash, column_hashes) made by ``version``,
+        in one transaction with the export's hash version."""
+        with self.transaction() as db:
+            db.executemany("UPDATE members SET row_hash = ?, column_hashes = ? WHERE export = ? AND key = ?",
+                           ((row_hash, column_hashes, export, key) for key, row_hash, column_hashes in zip(
+                               *(converted.column(name).to_pylist() for name in ("key", "row_hash",
+                                                                                 "column_hashes")), strict=True)))
+            db.execute("UPDATE exports SET hash_version = ? WHERE export = ?", (version, export))
 
     def details(self, export: str, keys: Sequence[str]) -> dict[str, tuple[str | None, str]]:
         """key -> (column_hashes, identity) for the given keys."""
