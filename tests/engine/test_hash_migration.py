@@ -26,7 +26,15 @@ def make_state_of_hash_version_1(workspace) -> None:
     with db:
         db.executemany("UPDATE members SET row_hash = ?, column_hashes = ? WHERE export = 'sync' AND key = ?",
                        [(row_hash, column_hashes, key) for key, row_hash, column_hashes in rows])
+        # the schema of segship before hash versions and targets (migrations 3 and 4 undone)
         db.execute("ALTER TABLE exports DROP COLUMN hash_version")
+        db.execute("DROP TABLE targets")
+        db.execute("ALTER TABLE members DROP COLUMN target")
+        db.execute("CREATE TABLE stale_identities_2 (export TEXT NOT NULL, key TEXT NOT NULL, identity TEXT NOT NULL, "
+                   "PRIMARY KEY (export, identity)) WITHOUT ROWID")
+        db.execute("INSERT INTO stale_identities_2 SELECT export, key, identity FROM stale_identities")
+        db.execute("DROP TABLE stale_identities")
+        db.execute("ALTER TABLE stale_identities_2 RENAME TO stale_identities")
     db.execute("PRAGMA user_version = 2")
     db.close()
 

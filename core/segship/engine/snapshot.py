@@ -38,9 +38,15 @@ class PlanError(Exception):
     """The export's rows can't be planned (bad keys, missing columns, failing SQL); nothing was sent."""
 
 
-def export_fingerprint(type_name: str, export: ExportConfig, columns: Sequence[str]) -> str:
-    """What the acknowledged hashes depend on besides the rows: a change re-sends everyone."""
-    material = orjson.dumps([type_name, export.settings, export.mapping, list(columns)],
+def export_fingerprint(type_name: str, export: ExportConfig, columns: Sequence[str],
+                       target_settings: Sequence[str] = ()) -> str:
+    """What the acknowledged hashes depend on besides the rows: a change re-sends everyone.
+
+    ``target_settings`` are left out: changing one moves the members instead. (Without
+    them this is the fingerprint segship recorded before moves existed.)
+    """
+    settings = {name: value for name, value in export.settings.items() if name not in target_settings}
+    material = orjson.dumps([type_name, settings, export.mapping, list(columns)],
                             option=orjson.OPT_SORT_KEYS, default=str)
     return hashlib.sha256(material).hexdigest()
 
@@ -220,23 +226,28 @@ class Snapshot:
             raise PlanError(f"key {key!r} is in segments {both} with different rows; an export's segments must "
                             "agree on the row of a shared key; nothing was sent")
 
-    def plan(self, acknowledged: pa.Table, *, full_resync: bool) -> ExportPlan:
-        """Diff the members against what the destination acknowledged (key, row_hash)."""
+    def plan(self, acknowledged: pa.Table, *, full_resync: bool, target: int = 1) -> ExportPlan:
+        """Diff the members against what the destination acknowledged (key, row_hash, target).
+
+        A member acknowledged in another target than ``target`` (the export's now) moves.
+        """
         self.db.register("acknowledged_rows", acknowledged)
         if self.db.execute("SELECT 1 FROM duckdb_tables() WHERE table_name = 'converted'").fetchone():
             # state's hashes converted from version 1 (not yet written there by a dry run or plan)
             self.db.execute("CREATE TEMP VIEW acknowledged AS SELECT a.key, coalesce(c.row_hash, a.row_hash) "
-                            "AS row_hash FROM acknowledged_rows a LEFT JOIN converted c USING (key)")
+                            "AS row_hash, a.target FROM acknowledged_rows a LEFT JOIN converted c USING (key)")
         else:
-            self.db.execute("CREATE TEMP VIEW acknowledged AS SELECT key, row_hash FROM acknowledged_rows")
+            self.db.execute("CREATE TEMP VIEW acknowledged AS SELECT key, row_hash, target FROM acknowledged_rows")
         changed = "TRUE" if full_resync else "a.row_hash <> m.row_hash"
         self.db.execute(f"""
             CREATE OR REPLACE TABLE actions AS
             SELECT coalesce(m.key, a.key) AS key, m.seg AS seg,
                    CASE WHEN a.key IS NULL THEN 'add'
                         WHEN m.key IS NULL THEN 'remove'
+                        WHEN a.target <> {int(target)} THEN 'move'
                         WHEN {changed} THEN 'update'
-                        ELSE 'unchanged' END AS action
+                        ELSE 'unchanged' END AS action,
+                   a.target AS target
             FROM members m FULL OUTER JOIN acknowledged a ON m.key = a.key""")
         self.db.execute("DROP VIEW acknowledged")
         self.db.execute("DROP TABLE IF EXISTS converted")
@@ -245,13 +256,18 @@ class Snapshot:
         plan = ExportPlan(self.export.name, full_resync=full_resync)
         for action, count in self.db.execute("SELECT action, count(*) FROM actions GROUP BY action").fetchall():
             setattr(plan, action, count)
-        plan.members = plan.add + plan.update + plan.unchanged
-        plan.acknowledged = plan.update + plan.unchanged + plan.remove
-        for action in ("add", "update", "remove"):
+        plan.members = plan.add + plan.update + plan.unchanged + plan.move
+        plan.acknowledged = plan.update + plan.unchanged + plan.remove + plan.move
+        for action in ("add", "update", "move", "remove"):
             if getattr(plan, action):  # a top-N per action: never a list of every key
                 plan.examples[action] = [row[0] for row in self.db.execute(
                     "SELECT key FROM actions WHERE action = ? ORDER BY key LIMIT ?", (action, EXAMPLES)).fetchall()]
         return plan
+
+    def moves(self) -> dict[int, int]:
+        """Members to move, by the target they were acknowledged in."""
+        return dict(self.db.execute("SELECT target, count(*) FROM actions WHERE action = 'move' GROUP BY target "
+                                    "ORDER BY target").fetchall())
 
     def keys_to_remove(self) -> list[str]:
         return [row[0] for row in self.db.execute("SELECT key FROM actions WHERE action = 'remove' ORDER BY key")
@@ -276,19 +292,20 @@ class Snapshot:
             self.db.register("wanted", pa.table({"key": pa.array(list(keys), pa.string())}))
             filter_ = "JOIN wanted w ON w.key = a.key"
         else:
-            filter_ = "WHERE a.action IN ('add', 'update')"
+            filter_ = "WHERE a.action IN ('add', 'update', 'move')"
         uniform = self._uniform_action() if keys is None else None
         for part in self.segments:
             key = f"CAST(s.{quote_identifier(part.segment.key)} AS VARCHAR)"
 
-            def select(encodings: list[str], key: str = key, is_new: str = "a.action = 'add'") -> str:
+            # a member moving to a new target joins it: sent whole, as a new one is
+            def select(encodings: list[str], key: str = key, is_new: str = "a.action IN ('add', 'move')") -> str:
                 return (f"{mapped}, {key} AS {KEY}, {hashing.column_hashes_sql(encodings)} AS {COLUMN_HASHES}, "
                         f"{is_new} AS {IS_NEW}")
 
             if uniform is not None:
                 # every row is sent, all as joins or all as changes: no join with the plan (whose hash
                 # table of every key is the largest allocation of a first run)
-                relation = self._query(part, partial(select, is_new=str(uniform == "add")))
+                relation = self._query(part, partial(select, is_new=str(uniform != "update")))
             else:
                 relation = self._query(part, select, f"JOIN actions a ON a.key = {key} AND a.seg = {part.index} "
                                                      f"{filter_}")
@@ -310,8 +327,8 @@ class Snapshot:
         return pa.RecordBatchReader.from_batches(schema, batches())
 
     def _uniform_action(self) -> str | None:
-        """'add' or 'update' when a single segment's every row is sent with that action, else None."""
+        """'add', 'update' or 'move' when a single segment's every row is sent with that action, else None."""
         if len(self.segments) != 1:
             return None
         sent = self.db.execute("SELECT DISTINCT action FROM actions WHERE action <> 'remove'").fetchall()
-        return sent[0][0] if len(sent) == 1 and sent[0][0] in ("add", "update") else None
+        return sent[0][0] if len(sent) == 1 and sent[0][0] in ("add", "update", "move") else None
