@@ -129,7 +129,7 @@ def plan_command(
     for plan in plans:
         if plan.settings_changed:
             typer.echo(f"{plan.export}: its settings or mapping changed since the last run: every member will be "
-                       "sent again whole (members stay where the old settings sent them; see docs/engine.md)")
+                       "sent again whole")
         for line in plan.move_lines():
             typer.echo(f"{plan.export}: {line}")
         if plan.hashes_converted:
