@@ -260,9 +260,7 @@ class ExportRun:
         self.report.plan = plan.as_dict()
         self.report.phase_seconds["plan"] = round(time.monotonic() - started, 3)
         log.info("export.planned", export=self.export.name, add=plan.add, update=plan.update, remove=plan.remove,
-                 unchanged=plan.unchanged, move=plan.move)
-        for line in plan.move_lines():
-            log.info("export.move", export=self.export.name, move=line)
+                 unchanged=plan.unchanged, moves=plan.move_lines())
         check_safeguards(plan, self.config, self.export.name, destination.limits.max_profiles)
         return plan
 
@@ -392,14 +390,7 @@ class ExportRun:
 
     def _leavers(self, snapshot: Snapshot) -> dict[int, list[Member]]:
         """Members who left the export, by the target they are in."""
-        keys = snapshot.keys_to_remove()
-        details = self.state.details(self.export.name, keys)
-        targets = self.state.member_targets(self.export.name, keys)
-        by_target: dict[int, list[Member]] = {}
-        for key in keys:
-            if key in details:
-                by_target.setdefault(targets[key], []).append(Member(key, details[key][1]))
-        return by_target
+        return self.state.members_by_target(self.export.name, snapshot.keys_to_remove())
 
     async def _pump(self, batches: AsyncIterator, send: Callable[[object], Awaitable[None]], concurrency: int) -> None:
         """Send batches with at most ``concurrency`` in flight; stop feeding on Ctrl-C or a failure."""

@@ -209,14 +209,16 @@ class StateStore:
         return {target_id: orjson.loads(settings) for target_id, settings in self.db.execute(
             "SELECT id, settings FROM targets WHERE export = ?", (export,))}
 
-    def member_targets(self, export: str, keys: Sequence[str]) -> dict[str, int]:
-        """key -> the target the member was acknowledged in, for the given keys."""
-        found: dict[str, int] = {}
+    def members_by_target(self, export: str, keys: Sequence[str]) -> dict[int, list[Member]]:
+        """The members with the given keys, by the target they were acknowledged in."""
+        by_target: dict[int, list[Member]] = {}
         for chunk in chunks(keys, 500):
             marks = ",".join("?" * len(chunk))
-            found.update(self.db.execute(f"SELECT key, target FROM members WHERE export = ? AND key IN ({marks})",
-                                         (export, *chunk)).fetchall())
-        return found
+            for key, identity, target in self.db.execute(
+                    f"SELECT key, identity, target FROM members WHERE export = ? AND key IN ({marks}) ORDER BY key",
+                    (export, *chunk)):
+                by_target.setdefault(target, []).append(Member(key, identity))
+        return by_target
 
     def reconcile_settings(self, export: str, fingerprint: str, columns: Sequence[str],
                            earlier_fingerprint: str | None = None) -> bool:
