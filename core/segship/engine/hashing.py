@@ -47,8 +47,15 @@ where *framed* ``e`` is ``<character length of e>:e`` (so a concatenation is una
   alike; computed from the column hashes, it costs no second MD5 of the row.
 
 ``tests/engine/test_hashing.py`` pins fixed inputs to fixed outputs and checks them
-against Python's ``hashlib``. Version 1 was DuckDB's ``hash()``; state written with it is
-converted on the first plan (:mod:`segship.engine.hash_migration`).
+against Python's ``hashlib``. The rules for floats, times and "anything else" use DuckDB's
+text of the value; the pinned vectors are what catches a DuckDB release that changed it
+(then the hash version goes up and state is converted). Values are the same "whichever
+source" as far as the source gives them the same type: PostgreSQL ``NUMERIC`` arrives
+through ADBC as text, so it hashes as text until the source casts it to a decimal.
+
+Version 1 was DuckDB's ``hash()``; state written with it is converted on the first plan
+(:meth:`segship.engine.snapshot.Snapshot.convert_legacy_hashes`, called by
+:mod:`segship.engine.planning`).
 """
 
 from __future__ import annotations
@@ -132,7 +139,8 @@ def encoding(value: str, dtype: DuckDBPyType, depth: int = 0) -> str:
         types = dict(dtype.children)
         entry = (f"{_framed(encoding(f'{item}.key', types['key'], depth + 1))} || "
                  f"{_framed(encoding(f'{item}.value', types['value'], depth + 1))}")
-        return _composite(value, "m", f"array_to_string(list_transform(map_entries({value}), lambda {item}: {entry}), '')")
+        entries = f"list_transform(map_entries({value}), lambda {item}: {entry})"
+        return _composite(value, "m", f"array_to_string({entries}, '')")
     return _tagged("o", f"{value}::VARCHAR")
 
 
@@ -171,7 +179,8 @@ def encodings(alias: str, columns: Sequence[str], types: Mapping[str, DuckDBPyTy
 def column_hash_bytes(hashes: pa.Array, count: int) -> pa.Array:
     """A list<uint64> column of ``count`` hashes a row as fixed-size binary (8 bytes each, zero copy).
 
-    The bytes are the integers' little-endian form, i.e. the first 8 bytes of each MD5 digest.
+    The bytes are the integers' little-endian form, i.e. the first 8 bytes of each MD5 digest
+    (Arrow buffers are in the machine's order: little-endian on every platform DuckDB ships for).
     """
     values = hashes.flatten()
     if len(values) != len(hashes) * count or values.null_count:
