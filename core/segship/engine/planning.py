@@ -37,14 +37,15 @@ def plan_against_state(snapshot: Snapshot, state: StateStore, cls: type[Destinat
     target_id = state.target_id(name, target, record=write)
     # changed settings re-send everyone: there is nothing to convert
     legacy = not settings_changed and state.hash_version(name) < HASH_VERSION
-    snapshot.build(legacy_hashes=legacy)
+    full = full_resync or settings_changed
+    snapshot.build(row_hashes=not full and state.has_members(name), legacy_hashes=legacy)
     converted = 0
     if legacy:
         table = snapshot.convert_legacy_hashes(state.stored_hashes(name))
         if write:
             state.convert_hashes(name, table, HASH_VERSION)
         converted = table.num_rows
-    plan = snapshot.plan(state.acknowledged(name), full_resync=full_resync or settings_changed, target=target_id)
+    plan = snapshot.plan(state.acknowledged(name), full_resync=full, target=target_id)
     plan.full_resync, plan.settings_changed, plan.hashes_converted = full_resync, settings_changed, converted
     plan.stale_identities = state.count_stale_identities(name)
     plan.target = target

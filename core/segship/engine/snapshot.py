@@ -128,12 +128,16 @@ class Snapshot:
 
     # -- planning -------------------------------------------------------------------------------
 
-    def build(self, *, legacy_hashes: bool = False) -> None:
+    def build(self, *, row_hashes: bool = True, legacy_hashes: bool = False) -> None:
         """Load (key, segment, row hash) of every segment row and check the keys.
 
-        With ``legacy_hashes`` (state holds hash version 1), each member also gets its
-        version-1 hashes and its column hashes, for :meth:`convert_legacy_hashes`.
+        Without ``row_hashes`` (nothing to diff against: a first run, a full re-send) a
+        single segment's rows are not hashed here (0), which is most of a first plan's CPU;
+        the rows sent are hashed as they are read again. With ``legacy_hashes`` (state holds
+        hash version 1), each member also gets its version-1 hashes and its column hashes,
+        for :meth:`convert_legacy_hashes`.
         """
+        row_hashes = row_hashes or legacy_hashes or len(self.segments) > 1  # segments' rows must agree
         legacy_columns = ", legacy_row_hash BIGINT, legacy_column_hashes VARCHAR[], column_hashes UBIGINT[]" \
             if legacy_hashes else ""
         self.db.execute(f"CREATE TABLE snapshot (key VARCHAR, seg INTEGER, row_hash BIGINT{legacy_columns})")
@@ -146,9 +150,13 @@ class Snapshot:
                          f"{hashing.legacy_column_hashes_sql(values)} AS legacy_column_hashes" if legacy_hashes else ""
                 return f"{key} AS key, {seg} AS seg, {hashing.column_hashes_sql(encodings)} AS column_hashes{legacy}"
 
-            relation = self._query(part, select)
-            relation = relation.project(f"key, seg, {self._row_hash('column_hashes')} AS row_hash" + (
-                ", legacy_row_hash, legacy_column_hashes, column_hashes" if legacy_hashes else ""))
+            if row_hashes:
+                relation = self._query(part, select)
+                relation = relation.project(f"key, seg, {self._row_hash('column_hashes')} AS row_hash" + (
+                    ", legacy_row_hash, legacy_column_hashes, column_hashes" if legacy_hashes else ""))
+            else:
+                relation = self._query(part, lambda _, key=key, seg=part.index: f"{key} AS key, {seg} AS seg, "
+                                                                               "0::BIGINT AS row_hash")
             try:
                 relation.insert_into("snapshot")
             except (duckdb.Error, pa.ArrowException, SourceError) as exc:

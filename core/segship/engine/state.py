@@ -256,6 +256,9 @@ class StateStore:
     def _recorded_settings(self, export: str) -> tuple[str, str] | None:
         return self.db.execute("SELECT fingerprint, columns FROM exports WHERE export = ?", (export,)).fetchone()
 
+    def has_members(self, export: str) -> bool:
+        return self.db.execute("SELECT 1 FROM members WHERE export = ? LIMIT 1", (export,)).fetchone() is not None
+
     def hash_version(self, export: str) -> int:
         """The version of the hash functions that made the export's hashes (new exports: the current one)."""
         row = self.db.execute("SELECT hash_version FROM exports WHERE export = ?", (export,)).fetchone()
