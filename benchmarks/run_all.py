@@ -129,7 +129,7 @@ def bench_pipeline(s: Session) -> None:
                 served = box.stats().get("requests", 0) - before
                 s.add(Figure(f"unchanged re-run of {s.rows:,} profiles", again.seconds, 10.0, "s",
                              note=f"plan {again.export.get('plan', {}).get('unchanged', 0):,} unchanged; "
-                                  f"{s.phases(again)}"))
+                                  f"CPU: segship {again.cpu_seconds:.1f} s; {s.phases(again)}"))
                 s.add(Figure("requests of the unchanged re-run", served, 0, "requests",
                              note=f"counted by the sandbox; the run reported {again.requests}"))
 

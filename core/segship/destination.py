@@ -207,6 +207,10 @@ class Destination(ABC):
     export_settings_schema: ClassVar[dict[str, Any]]
     #: JSON Schema of ``exports.<name>.mapping``.
     mapping_schema: ClassVar[dict[str, Any]]
+    #: Export settings that name where members go (a list, a segment). Changing one moves the
+    #: members: the engine removes them from the old target (through an instance built with the
+    #: old settings) and sends them to the new one, instead of re-sending everyone.
+    target_settings: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, connection: ConnectionContext, export: ExportContext | None = None) -> None:
         self.connection = connection
@@ -219,6 +223,13 @@ class Destination(ABC):
                      mapping: Mapping[str, Any]) -> Iterable[ConfigProblem]:
         """Checks beyond the JSON Schemas, made by `segship validate` (no secrets, no network)."""
         return ()
+
+    @classmethod
+    def target(cls, export_settings: Mapping[str, Any]) -> dict[str, Any]:
+        """The export's target: its ``target_settings``, with the schema's defaults for those not set."""
+        properties = cls.export_settings_schema.get("properties", {})
+        return {name: export_settings.get(name, properties.get(name, {}).get("default"))
+                for name in cls.target_settings}
 
     @classmethod
     def source_columns(cls, mapping: Mapping[str, Any]) -> list[str]:

@@ -45,7 +45,7 @@ exports:
     display_name: VIP to Braze
     connection: braze
     segments: [vip]
-    settings: {{segment_api_identifier: {segment_id}}}
+    settings: {{segment_api_identifier: {segment_id}, membership_attribute: {membership_attribute}}}
     mapping: {{customer_id: customer_id, email: email, attributes: {{first_name: first_name, last_name: last_name}}}}
     safeguards: {{max_removed_fraction: {max_removed}}}
   vip-brevo:
@@ -77,9 +77,11 @@ class Project:
         self.env.pop("SEGSHIP_ROLE", None)
         self.configure()
 
-    def configure(self, *, braze_batch: int = 75, max_removed: float = 1.0) -> None:
+    def configure(self, *, braze_batch: int = 75, max_removed: float = 1.0, segment_id: str = SEGMENT_ID,
+                  membership_attribute: str = "segship_segments", list_id: int = LIST_ID) -> None:
         (self.root / "segship.yaml").write_text(CONFIG.format(
-            braze_batch=braze_batch, segment_id=SEGMENT_ID, list_id=LIST_ID, max_removed=max_removed))
+            braze_batch=braze_batch, segment_id=segment_id, list_id=list_id, max_removed=max_removed,
+            membership_attribute=membership_attribute))
 
     def write(self, rows: list[dict[str, object]]) -> None:
         with (self.root / "profiles.csv").open("w", newline="") as out:

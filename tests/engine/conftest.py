@@ -32,7 +32,7 @@ exports:
     display_name: Sync
     connection: mem
     segments: [{segments}]
-    settings: {{batch_size: {batch_size}}}
+    settings: {{batch_size: {batch_size}{settings}}}
     mapping: {{id: id, email: email, fields: {{name: name, value: value}}}}
     {extra}
 """
@@ -63,8 +63,9 @@ class Workspace:
         self.plugins = plugins
         self.configure()
 
-    def configure(self, segments: str = "everyone", batch_size: int = 10, extra: str = "") -> None:
-        (self.root / "segship.yaml").write_text(CONFIG.format(segments=segments, batch_size=batch_size, extra=extra))
+    def configure(self, segments: str = "everyone", batch_size: int = 10, extra: str = "", settings: str = "") -> None:
+        (self.root / "segship.yaml").write_text(CONFIG.format(segments=segments, batch_size=batch_size, extra=extra,
+                                                              settings=settings))
 
     def write(self, rows: list[tuple]) -> None:
         write_profiles(self.root / "profiles.csv", rows)

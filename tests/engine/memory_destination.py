@@ -17,8 +17,10 @@ class MemoryDestination(Destination):
     name = "memory"
     connection_schema = {"type": "object", "properties": {"api_key": {"type": "string", "x-secret": True}},
                          "additionalProperties": False}
-    export_settings_schema = {"type": "object", "properties": {"batch_size": {"type": "integer"}},
+    export_settings_schema = {"type": "object", "properties": {"batch_size": {"type": "integer"},
+                                                               "list": {"type": "string", "default": "main"}},
                               "additionalProperties": False}
+    target_settings = ("list",)
     mapping_schema = {"type": "object", "properties": {"id": {"type": "string"}, "email": {"type": "string"},
                                                        "fields": {"type": "object"}}, "required": ["id"]}
 

@@ -10,11 +10,16 @@ from segship.engine.snapshot import COLUMN_HASHES, IS_NEW, KEY, ROW_HASH
 from .memory_destination import MemoryDestination
 
 
+def column_hashes(*values: int) -> bytes:
+    """Per-column hashes as state keeps them: 8 bytes a column."""
+    return b"".join(value.to_bytes(8, "big") for value in values)
+
+
 def rows_to_send(emails: list[str], news: list[bool]) -> pa.RecordBatch:
     keys = [f"k{n}" for n in range(len(emails))]
     return pa.RecordBatch.from_pydict({
         "id": [f"id{n}" for n in range(len(emails))], "email": emails, "name": ["x"] * len(emails),
-        KEY: keys, ROW_HASH: list(range(len(emails))), COLUMN_HASHES: ["1,2,3"] * len(emails), IS_NEW: news})
+        KEY: keys, ROW_HASH: list(range(len(emails))), COLUMN_HASHES: [column_hashes(1, 2, 3)] * len(emails), IS_NEW: news})
 
 
 def memory() -> MemoryDestination:
@@ -33,10 +38,10 @@ def test_refused_rows_are_left_out_and_the_rest_keep_their_hashes():
 def test_a_change_gets_its_changed_columns_and_remembers_the_identity_it_replaces():
     # the row was acknowledged as identity "old" with another hash of its second column (email)
     batch = map_rows(rows_to_send(["a@x.io"], [False]), memory(), ["id", "email", "name"],
-                     lambda keys: {"k0": ("1,9,3", "old")}, full_resync=False)
+                     lambda keys: {"k0": (column_hashes(1, 9, 3), "old")}, full_resync=False)
     assert batch.records.payloads == [(False, {"email": "a@x.io"})]
     acknowledged, refused, missing = batch.answered([RecordResult("k0")])
-    assert (acknowledged, refused, missing) == ([("k0", 0, "1,2,3", "id0")], [], 0)
+    assert (acknowledged, refused, missing) == ([("k0", 0, column_hashes(1, 2, 3), "id0")], [], 0)
     assert batch.replaced_identities(acknowledged) == [("k0", "old")]
 
 

@@ -18,8 +18,9 @@ def test_a_state_file_of_an_older_schema_is_migrated_in_place(tmp_path):
         db.execute("INSERT INTO members VALUES ('sync', 'k1', 7, NULL, 'a@example.com')")
     store = StateStore(path)
     assert store.db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
-    assert store.acknowledged("sync").to_pylist() == [{"key": "k1", "row_hash": 7}]
-    assert store.identities_held("sync", ["a@example.com", "b@example.com"]) == {"a@example.com"}
+    # acknowledged before targets were recorded: in target 1, the first one recorded
+    assert store.acknowledged("sync").to_pylist() == [{"key": "k1", "row_hash": 7, "target": 1}]
+    assert store.identities_held("sync", ["a@example.com", "b@example.com"], 1) == {"a@example.com"}
 
 
 def test_a_state_file_from_a_newer_segship_is_refused(tmp_path):
@@ -45,7 +46,7 @@ def test_identities_held_ignores_the_keys_that_are_leaving(tmp_path):
     store = StateStore(tmp_path / "state.db")
     store.commit_upserts("sync", [("k1", 1, None, "same@example.com"), ("k2", 2, None, "same@example.com"),
                                   ("k3", 3, None, "own@example.com")], [], [])
-    assert store.identities_held("sync", ["same@example.com", "own@example.com"], excluding=["k2", "k3"]) == {
+    assert store.identities_held("sync", ["same@example.com", "own@example.com"], 1, excluding=["k2", "k3"]) == {
         "same@example.com"}
     store.commit_removals("sync", [Member("k2", "same@example.com")], [], stale=False)
     assert store.acknowledged("sync").column("key").to_pylist() == ["k1", "k3"]

@@ -28,12 +28,17 @@ class PlanFormat(str, Enum):
 
 
 def has_changes(plan: ExportPlan) -> bool:
-    return bool(plan.add or plan.update or plan.remove or plan.stale_identities or plan.settings_changed)
+    return bool(plan.add or plan.update or plan.remove or plan.move or plan.stale_identities
+                or plan.settings_changed)
 
 
 def settings_note(plan: ExportPlan) -> str:
-    return (f"its settings or mapping changed since the last run: all {plan.members} members will be sent again "
-            "whole (members stay where the old settings sent them; see docs/engine.md)")
+    return f"its settings or mapping changed since the last run: all {plan.members} members will be sent again whole"
+
+
+def hashes_note(plan: ExportPlan) -> str:
+    return (f"state's hashes were made by an older segship (DuckDB's hash()); the next run converts those of "
+            f"{plan.hashes_converted} member(s) to segship's own, re-sending only rows that changed")
 
 
 def as_json(plans: Sequence[ExportPlan], stops: Mapping[str, str | None]) -> str:
@@ -57,6 +62,10 @@ def print_text(plans: Sequence[ExportPlan], stops: Mapping[str, str | None], con
             say(f"{plan.export}: a run would stop before sending anything: {stops[plan.export]}")
         if plan.settings_changed:
             say(f"{plan.export}: {settings_note(plan)}")
+        for line in plan.move_lines():
+            say(f"{plan.export}: {line}")
+        if plan.hashes_converted:
+            say(f"{plan.export}: {hashes_note(plan)}")
         for key, fields in plan.changed_fields.items():
             say(f"{plan.export}: {key} changed: {', '.join(fields) or '(no mapped field)'}")
 
@@ -91,6 +100,9 @@ def as_markdown(plans: Sequence[ExportPlan], stops: Mapping[str, str | None]) ->
                          f"{_cell(stops[plan.export] or '')}")
         if plan.settings_changed:
             notes.append(f"- ⚠️ `{plan.export}`: {settings_note(plan)}")
+        notes += [f"- `{plan.export}`: {_cell(line)}" for line in plan.move_lines()]
+        if plan.hashes_converted:
+            notes.append(f"- `{plan.export}`: {hashes_note(plan)}")
         if plan.stale_identities:
             notes.append(f"- `{plan.export}`: {plan.stale_identities} old identities (e.g. changed emails) "
                          "will be removed")

@@ -88,7 +88,8 @@ def _safeguard_stop(config: Config, plan: ExportPlan) -> str | None:
 
 
 def _plan_one(config: Config, name: str, state: StateStore, verbose: bool) -> ExportPlan:
-    from segship.engine.snapshot import Snapshot, changed_columns, export_fingerprint
+    from segship.engine.planning import plan_against_state
+    from segship.engine.snapshot import Snapshot, changed_columns
 
     plugins = get_plugins()
     export = config.exports[name]
@@ -96,11 +97,7 @@ def _plan_one(config: Config, name: str, state: StateStore, verbose: bool) -> Ex
     columns = cls.source_columns(export.mapping)
     snapshot = Snapshot(config, export, plugins, columns)
     try:
-        snapshot.build()
-        settings_changed = state.settings_changed(name, export_fingerprint(cls.name, export, columns), columns)
-        plan = snapshot.plan(state.acknowledged(name), full_resync=settings_changed)
-        plan.full_resync, plan.settings_changed = False, settings_changed
-        plan.stale_identities = state.count_stale_identities(name)
+        plan = plan_against_state(snapshot, state, cls, export, columns, full_resync=False, write=False)
         if verbose and plan.examples.get("update"):
             keys = plan.examples["update"]
             before = state.details(name, keys)
@@ -150,18 +147,22 @@ def plan_command(
 # -- export ---------------------------------------------------------------------------------------
 
 def _summary(report: RunReport) -> str:
+    from segship.engine.report import ExportPlan
+
     plan = report.plan or {}
     planned = (f"plan +{plan.get('add', 0)} ~{plan.get('update', 0)} -{plan.get('remove', 0)} "
-               f"={plan.get('unchanged', 0)}") if plan else "not planned"
+               f"={plan.get('unchanged', 0)}" + (f" >{plan['move']}" if plan.get("move") else "")) \
+        if plan else "not planned"
     verb = "would send" if report.dry_run else "sent"
     line = (f"{report.export}: {report.outcome} ({planned}); {verb}: {report.upserted} upserted, "
             f"{report.removed} removed, {report.rejected} rejected; {report.http.get('requests', 0)} requests "
             f"in {report.seconds:.1f} s")
     if report.dry_run:
         line = (f"{report.export}: dry run {report.outcome} ({planned}); would send "
-                f"{plan.get('add', 0) + plan.get('update', 0) - report.rejected} upserts and "
+                f"{plan.get('add', 0) + plan.get('update', 0) + plan.get('move', 0) - report.rejected} upserts and "
                 f"{plan.get('remove', 0)} removals; {report.rejected} row(s) would be rejected")
-    return line + (f"\n  {report.message}" if report.message else "")
+    moves = ExportPlan(report.export, target=plan.get("target", {}), moves=plan.get("moves", [])).move_lines()
+    return line + "".join(f"\n  {move}" for move in moves) + (f"\n  {report.message}" if report.message else "")
 
 
 def _stop_on_signals(stop: asyncio.Event) -> None:

@@ -18,15 +18,26 @@ class ExportPlan:
     update: int = 0
     remove: int = 0
     unchanged: int = 0
+    move: int = 0               # members to move from an earlier target (a list, a segment) to the export's
     stale_identities: int = 0   # old identities (e.g. a changed email) still to remove
     examples: dict[str, list[str]] = field(default_factory=dict)
     changed_fields: dict[str, list[str]] = field(default_factory=dict)  # key -> columns (plan --verbose)
     full_resync: bool = False
     settings_changed: bool = False  # mapping or settings differ from the last run: everyone is re-sent
+    hashes_converted: int = 0       # members whose hashes state made with an older hash version (not re-sent)
+    target: dict[str, Any] = field(default_factory=dict)         # the settings naming where members go
+    moves: list[dict[str, Any]] = field(default_factory=list)    # {"from": target, "members": N} per earlier one
 
     @property
     def to_send(self) -> int:
-        return self.add + self.update
+        return self.add + self.update + self.move
+
+    def move_lines(self) -> list[str]:
+        """'move from … to …, N members' per earlier target, for plan and run summaries."""
+        def describe(target: dict[str, Any]) -> str:
+            return ", ".join(f"{name} {value}" for name, value in target.items())
+        return [f"move from {describe(move['from'])} to {describe(self.target)}, {move['members']} members"
+                for move in self.moves]
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -32,10 +32,12 @@ from segship.destination import (
     Member,
     RecordResult,
 )
+from segship.engine.planning import plan_against_state
 from segship.engine.report import BatchReport, ExportPlan, RunReport
 from segship.engine.mapping import MappedRows, map_rows, mapped_batches
-from segship.engine.snapshot import PlanError, Snapshot, export_fingerprint
+from segship.engine.snapshot import PlanError, Snapshot
 from segship.engine.state import StateError, StateStore, chunks
+from segship.engine.targets import TargetDestinations
 from segship.http import RetriesExhausted
 from segship.log import redact_text
 from segship.plugins import Plugins
@@ -151,6 +153,7 @@ class ExportRun:
         self.cls = plugins.destination(self.connection.type)
         self.columns = self.cls.source_columns(self.export.mapping)
         self._failure: BaseException | None = None
+        self.target_id = 1  # the export's target in state, known once planned
 
     # -- the whole run ------------------------------------------------------------------------------
 
@@ -189,7 +192,8 @@ class ExportRun:
                             await destination.finish()
                         except Exception as exc:  # noqa: BLE001 - the run's own outcome matters more
                             log.warning("destination.finish_failed", error=str(exc))
-                        report.http = destination.http_stats.as_dict()
+                        # set by the sending already when earlier targets' destinations sent too
+                        report.http = report.http or destination.http_stats.as_dict()
                     if snapshot is not None:
                         snapshot.close()
                     report.message = redact_text(report.message)  # it is stored and printed
@@ -241,21 +245,14 @@ class ExportRun:
 
     def _plan(self, snapshot: Snapshot, destination: Destination) -> ExportPlan:
         started = time.monotonic()
-        fingerprint = export_fingerprint(self.cls.name, self.export, self.columns)
-        if self.options.dry_run:  # writes nothing: tell what a real run would do
-            settings_changed = self.state.settings_changed(self.export.name, fingerprint, self.columns)
-        else:  # marks every member for a full re-send when the settings changed
-            settings_changed = self.state.reconcile_settings(self.export.name, fingerprint, self.columns)
-        snapshot.build()
-        plan = snapshot.plan(self.state.acknowledged(self.export.name),
-                             full_resync=self.options.full_resync or settings_changed)
-        plan.full_resync, plan.settings_changed = self.options.full_resync, settings_changed
-        plan.stale_identities = self.state.count_stale_identities(self.export.name)
+        plan = plan_against_state(snapshot, self.state, self.cls, self.export, self.columns,
+                                  full_resync=self.options.full_resync, write=not self.options.dry_run)
+        self.target_id = self.state.target_id(self.export.name, plan.target, record=False)
         self._forget_rejects_of_non_members(snapshot)
         self.report.plan = plan.as_dict()
         self.report.phase_seconds["plan"] = round(time.monotonic() - started, 3)
         log.info("export.planned", export=self.export.name, add=plan.add, update=plan.update, remove=plan.remove,
-                 unchanged=plan.unchanged)
+                 unchanged=plan.unchanged, moves=plan.move_lines())
         check_safeguards(plan, self.config, self.export.name, destination.limits.max_profiles,
                          allow_mass_removal=self.options.allow_mass_removal)
         return plan
@@ -293,38 +290,47 @@ class ExportRun:
     async def _send(self, snapshot: Snapshot, destination: Destination, plan: ExportPlan) -> None:
         limits = destination.limits
         self.progress.start(self.export.name, plan.to_send + plan.remove + plan.stale_identities)
+        targets = TargetDestinations(destination, self.target_id, self.export, self.state.targets(self.export.name))
         try:
             with streaming_gc():
                 started = time.monotonic()
                 await self._pump(self._batches(snapshot, destination),
-                                 lambda batch: self._upsert(destination, batch), limits.concurrency)
+                                 lambda batch: self._upsert(destination, batch, moving=bool(plan.move)),
+                                 limits.concurrency)
                 self.report.phase_seconds["upsert"] = round(time.monotonic() - started, 3)
                 started = time.monotonic()
-                leavers = self._still_held_aside(self._leavers(snapshot), stale=False)
-                await self._pump(_aiter(chunks(leavers, limits.remove_batch_size)),
-                                 lambda members: self._remove(destination, members, stale=False), limits.concurrency)
-                stale = self._still_held_aside(self.state.stale_identities(self.export.name), stale=True)
-                await self._pump(_aiter(chunks(stale, limits.remove_batch_size)),
-                                 lambda members: self._remove(destination, members, stale=True), limits.concurrency)
+                # leavers, then identities to remove (replaced ones, and those of moved members), each
+                # from the target it is in
+                for stale, by_target in ((False, self._leavers(snapshot)),
+                                         (True, self.state.stale_identities(self.export.name))):
+                    for target, members in by_target.items():
+                        await self._remove_all(targets.get(target), target, members, stale=stale)
                 self.report.phase_seconds["remove"] = round(time.monotonic() - started, 3)
         finally:
+            self.report.http = targets.http_stats()
+            await targets.finish()
             self.progress.finish()
 
-    def _still_held_aside(self, members: list[Member], *, stale: bool) -> list[Member]:
-        """Forget, without a request, the removals whose identity a staying member still holds."""
+    async def _remove_all(self, destination: Destination, target: int, members: list[Member], *, stale: bool) -> None:
+        members = self._still_held_aside(members, target, stale=stale)
+        await self._pump(_aiter(chunks(members, destination.limits.remove_batch_size)),
+                         lambda batch: self._remove(destination, batch, target, stale=stale),
+                         destination.limits.concurrency)
+
+    def _still_held_aside(self, members: list[Member], target: int, *, stale: bool) -> list[Member]:
+        """Forget, without a request, the removals whose identity a staying member still holds there."""
         leaving = [] if stale else [member.key for member in members]
-        held = self.state.identities_held(self.export.name, [m.identity for m in members], excluding=leaving)
+        held = self.state.identities_held(self.export.name, [m.identity for m in members], target, excluding=leaving)
         kept = [member for member in members if member.identity in held]
         if kept:
             log.info("export.removal_skipped", export=self.export.name, count=len(kept),
                      reason="the identity belongs to a staying member too")
-            self.state.commit_removals(self.export.name, kept, [], stale=stale)
+            self.state.commit_removals(self.export.name, kept, [], stale=stale, target=target)
         return [member for member in members if member.identity not in held]
 
-    def _leavers(self, snapshot: Snapshot) -> list[Member]:
-        keys = snapshot.keys_to_remove()
-        details = self.state.details(self.export.name, keys)
-        return [Member(key, details[key][1]) for key in keys if key in details]
+    def _leavers(self, snapshot: Snapshot) -> dict[int, list[Member]]:
+        """Members who left the export, by the target they are in."""
+        return self.state.members_by_target(self.export.name, snapshot.keys_to_remove())
 
     async def _pump(self, batches: AsyncIterator, send: Callable[[object], Awaitable[None]], concurrency: int) -> None:
         """Send batches with at most ``concurrency`` in flight; stop feeding on Ctrl-C or a failure."""
@@ -372,22 +378,25 @@ class ExportRun:
         self.report.unacknowledged += len(expected)  # no answer: not committed, sent again next run
         return ok, refused
 
-    async def _upsert(self, destination: Destination, batch: MappedRows) -> None:
+    async def _upsert(self, destination: Destination, batch: MappedRows, *, moving: bool) -> None:
         started = time.monotonic()
         acknowledged, refused, missing = batch.answered(await destination.upsert(batch.records)) \
             if batch.records else ([], [], 0)
         self.report.unacknowledged += missing  # no answer: not committed, sent again next run
         refused += batch.refused
-        self.state.commit_upserts(self.export.name, acknowledged, batch.replaced_identities(acknowledged), refused)
+        self.state.commit_upserts(self.export.name, acknowledged, batch.replaced_identities(acknowledged), refused,
+                                  target=self.target_id, moving=moving)
         self.report.upserted += len(acknowledged)
         self._finish_batch("upsert", batch.size, len(acknowledged), refused, started)
 
-    async def _remove(self, destination: Destination, members: Sequence[Member], *, stale: bool) -> None:
+    async def _remove(self, destination: Destination, members: Sequence[Member], target: int, *,
+                      stale: bool) -> None:
         started = time.monotonic()
         results = await destination.remove(members)
         by_key = {member.key: member for member in members}
         ok_keys, refused = self._acknowledge(results, set(by_key))
-        self.state.commit_removals(self.export.name, [by_key[key] for key in ok_keys], refused, stale=stale)
+        self.state.commit_removals(self.export.name, [by_key[key] for key in ok_keys], refused, stale=stale,
+                                   target=target)
         self.report.removed += len(ok_keys)
         self._finish_batch("remove", len(members), len(ok_keys), refused, started)
 

@@ -10,23 +10,25 @@ rows to send are read again from the sources, joined to the diff, and streamed.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
+from functools import partial
 
 import duckdb
 import orjson
 import pyarrow as pa
+import pyarrow.compute  # noqa: F401 - pa.compute
 
 from segship import embedded_duckdb
 from segship.config import Config, ExportConfig, SegmentConfig
 from segship.embedded_duckdb import quote_identifier
+from segship.engine import hashing
 from segship.engine.report import ExportPlan
 from segship.plugins import Plugins
 from segship.source import Source, SourceError
 
 #: DuckDB's own memory for the snapshot, the diff and the send join (beyond it, it spills).
 SNAPSHOT_MEMORY_MB = 160
-HASH_MASK = 0x7FFFFFFFFFFFFFFF  # DuckDB hashes are unsigned 64-bit; SQLite integers are signed
 EXAMPLES = 5
 # columns the send query adds to each row, beside the mapped ones
 KEY, ROW_HASH, COLUMN_HASHES, IS_NEW = "__segship_key", "__segship_row_hash", "__segship_column_hashes", "__segship_new"
@@ -36,21 +38,26 @@ class PlanError(Exception):
     """The export's rows can't be planned (bad keys, missing columns, failing SQL); nothing was sent."""
 
 
-def export_fingerprint(type_name: str, export: ExportConfig, columns: Sequence[str]) -> str:
-    """What the acknowledged hashes depend on besides the rows: a change re-sends everyone."""
-    material = orjson.dumps([type_name, export.settings, export.mapping, list(columns)],
+def export_fingerprint(type_name: str, export: ExportConfig, columns: Sequence[str],
+                       target_settings: Sequence[str] = ()) -> str:
+    """What the acknowledged hashes depend on besides the rows: a change re-sends everyone.
+
+    ``target_settings`` are left out: changing one moves the members instead. (Without
+    them this is the fingerprint segship recorded before moves existed.)
+    """
+    settings = {name: value for name, value in export.settings.items() if name not in target_settings}
+    material = orjson.dumps([type_name, settings, export.mapping, list(columns)],
                             option=orjson.OPT_SORT_KEYS, default=str)
     return hashlib.sha256(material).hexdigest()
 
 
-def changed_columns(columns: Sequence[str], old_hashes: str | None, new_hashes: str) -> frozenset[str] | None:
-    """Columns whose hash differs; None when the old hashes are unknown (send everything)."""
-    if old_hashes is None:
+def changed_columns(columns: Sequence[str], old_hashes: bytes | None, new_hashes: bytes) -> frozenset[str] | None:
+    """Columns whose hash differs; None when the old hashes are unknown or of another kind (send everything)."""
+    if not isinstance(old_hashes, bytes) or len(old_hashes) != len(new_hashes):
         return None
-    old, new = old_hashes.split(","), new_hashes.split(",")
-    if len(old) != len(new):
-        return None
-    return frozenset(column for column, before, after in zip(columns, old, new, strict=True) if before != after)
+    size = hashing.COLUMN_HASH_BYTES
+    return frozenset(column for index, column in enumerate(columns)
+                     if old_hashes[index * size:(index + 1) * size] != new_hashes[index * size:(index + 1) * size])
 
 
 @dataclass
@@ -91,39 +98,68 @@ class Snapshot:
             self._sources[name] = cls(source_config.context())  # resolves the source's secrets
         return self._sources[name]
 
-    def _hashes(self, alias: str = "s") -> tuple[str, str]:
-        """SQL for the row hash and the comma-joined per-column hashes of the mapped columns."""
-        cols = [f"{alias}.{quote_identifier(c)}" for c in self.columns]
-        row_hash = f"(hash({', '.join(cols)}) & {HASH_MASK})::BIGINT"
-        per_column = ", ".join(f"((hash({c}) & {HASH_MASK})::BIGINT)::VARCHAR" for c in cols)
-        return row_hash, f"concat_ws(',', {per_column})"
-
-    def _query(self, part: _SegmentSource, select: str, tail: str = "") -> duckdb.DuckDBPyRelation:
-        """Run ``select`` over a segment's rows, registered as ``s``; explain a missing column."""
+    def _register(self, part: _SegmentSource) -> tuple[str, dict[str, duckdb.DuckDBPyType]]:
+        """Register a segment's rows as a view; its name and its columns' DuckDB types."""
         segment = part.segment
         view = f"segment_rows_{part.index}"
         try:
             reader = self._source(segment.source).read(segment.sql)  # a warehouse fails here: placed too
-            self.db.register(view, reader)
-            return self.db.sql(f"SELECT {select} FROM {view} AS s {tail}")
-        except duckdb.BinderException as exc:
-            missing = [c for c in [segment.key, *self.columns] if c not in reader.schema.names]
-            if missing:
-                raise self._error(segment, f"has no column {missing[0]!r}, which export "
-                                f"{self.export.name!r} needs (columns: {', '.join(reader.schema.names)})") from None
+        except SourceError as exc:
             raise self._error(segment, f"failed: {exc}") from None
+        self.db.register(view, reader)
+        relation = self.db.sql(f"SELECT * FROM {view}")  # binds only: the reader is not consumed
+        types = dict(zip(relation.columns, relation.types, strict=True))
+        missing = [c for c in [segment.key, *self.columns] if c not in types]
+        if missing:
+            raise self._error(segment, f"has no column {missing[0]!r}, which export {self.export.name!r} needs "
+                                       f"(columns: {', '.join(reader.schema.names)})")
+        return view, types
+
+    def _query(self, part: _SegmentSource, select: Callable[[list[str]], str], tail: str = "") \
+            -> duckdb.DuckDBPyRelation:
+        """Run ``SELECT select(encodings) FROM`` a segment's rows, aliased ``s``; ``encodings`` are the
+        SQL of the mapped columns' canonical encodings (:mod:`segship.engine.hashing`)."""
+        view, types = self._register(part)
+        try:
+            return self.db.sql(f"SELECT {select(hashing.encodings('s', self.columns, types))} FROM {view} AS s {tail}")
         except (duckdb.Error, SourceError) as exc:
-            raise self._error(segment, f"failed: {exc}") from None
+            raise self._error(part.segment, f"failed: {exc}") from None
+
+    def _row_hash(self, column_hashes: str) -> str:
+        """SQL for the row hash from the list column ``column_hashes`` (computed once, read per column)."""
+        return hashing.row_hash_sql([f"{column_hashes}[{index + 1}]" for index in range(len(self.columns))])
 
     # -- planning -------------------------------------------------------------------------------
 
-    def build(self) -> None:
-        """Load (key, segment, row hash) of every segment row and check the keys."""
-        row_hash, _ = self._hashes()
-        self.db.execute("CREATE TABLE snapshot (key VARCHAR, seg INTEGER, row_hash BIGINT)")
+    def build(self, *, row_hashes: bool = True, legacy_hashes: bool = False) -> None:
+        """Load (key, segment, row hash) of every segment row and check the keys.
+
+        Without ``row_hashes`` (nothing to diff against: a first run, a full re-send) a
+        single segment's rows are not hashed here (0), which is most of a first plan's CPU;
+        the rows sent are hashed as they are read again. With ``legacy_hashes`` (state holds
+        hash version 1), each member also gets its version-1 hashes and its column hashes,
+        for :meth:`convert_legacy_hashes`.
+        """
+        row_hashes = row_hashes or legacy_hashes or len(self.segments) > 1  # segments' rows must agree
+        legacy_columns = ", legacy_row_hash BIGINT, legacy_column_hashes VARCHAR[], column_hashes UBIGINT[]" \
+            if legacy_hashes else ""
+        self.db.execute(f"CREATE TABLE snapshot (key VARCHAR, seg INTEGER, row_hash BIGINT{legacy_columns})")
+        values = [f"s.{quote_identifier(c)}" for c in self.columns]
         for part in self.segments:
             key = f"CAST(s.{quote_identifier(part.segment.key)} AS VARCHAR)"
-            relation = self._query(part, f"{key} AS key, {part.index} AS seg, {row_hash} AS row_hash")
+
+            def select(encodings: list[str], key: str = key, seg: int = part.index) -> str:
+                legacy = f", {hashing.legacy_row_hash_sql(values)} AS legacy_row_hash, " \
+                         f"{hashing.legacy_column_hashes_sql(values)} AS legacy_column_hashes" if legacy_hashes else ""
+                return f"{key} AS key, {seg} AS seg, {hashing.column_hashes_sql(encodings)} AS column_hashes{legacy}"
+
+            if row_hashes:
+                relation = self._query(part, select)
+                relation = relation.project(f"key, seg, {self._row_hash('column_hashes')} AS row_hash" + (
+                    ", legacy_row_hash, legacy_column_hashes, column_hashes" if legacy_hashes else ""))
+            else:
+                relation = self._query(part, lambda _, key=key, seg=part.index: f"{key} AS key, {seg} AS seg, "
+                                                                               "0::BIGINT AS row_hash")
             try:
                 relation.insert_into("snapshot")
             except (duckdb.Error, pa.ArrowException, SourceError) as exc:
@@ -132,9 +168,42 @@ class Snapshot:
         if len(self.segments) == 1:  # the keys are unique: the snapshot is the members (no second copy)
             self.db.execute("ALTER TABLE snapshot RENAME TO members")
         else:
-            self.db.execute("CREATE TABLE members AS SELECT key, min(seg) AS seg, any_value(row_hash) AS row_hash "
-                            "FROM snapshot GROUP BY key")
+            legacy = ", any_value(legacy_row_hash) AS legacy_row_hash, any_value(legacy_column_hashes) AS " \
+                     "legacy_column_hashes, any_value(column_hashes) AS column_hashes" if legacy_hashes else ""
+            self.db.execute("CREATE TABLE members AS SELECT key, min(seg) AS seg, any_value(row_hash) AS row_hash"
+                            f"{legacy} FROM snapshot GROUP BY key")
             self.db.execute("DROP TABLE snapshot")
+
+    def convert_legacy_hashes(self, stored: pa.Table) -> pa.Table:
+        """State's version-1 hashes of the members, converted to this version's without a re-send.
+
+        ``stored`` is state's (key, row_hash, column_hashes) in version 1. A member whose
+        stored row hash is the version-1 hash of its current row is unchanged: it gets its
+        current hashes. A changed one gets row hash 0 (so it is sent) and, per column, the
+        current hash where the stored column hash still matches, else zeros (so only what
+        changed is sent). Members that left keep their old hashes (they are removed).
+        Returns (key, row_hash, column_hashes) for state, and diffs later plans against it.
+        """
+        count = len(self.columns)
+        self.db.register("stored", stored)
+        self.db.execute(f"""
+            CREATE OR REPLACE TABLE converted AS
+            SELECT m.key,
+                   CASE WHEN s.row_hash = m.legacy_row_hash THEN m.row_hash ELSE 0 END AS row_hash,
+                   len(string_split(s.column_hashes, ',')) IS NOT DISTINCT FROM {count} AS known,
+                   list_transform(range(1, {count + 1}), lambda i: CASE WHEN string_split(s.column_hashes, ',')[i]
+                       = m.legacy_column_hashes[i] THEN m.column_hashes[i] ELSE 0::UBIGINT END) AS column_hashes
+            FROM members m JOIN stored s USING (key)""")
+        self.db.unregister("stored")
+        for column in ("legacy_row_hash", "legacy_column_hashes", "column_hashes"):
+            self.db.execute(f"ALTER TABLE members DROP COLUMN {column}")
+        table = self.db.sql("SELECT key, row_hash, known, column_hashes FROM converted").to_arrow_table()
+        # unknown column hashes (NULL: send the whole row) stay unknown
+        as_bytes = hashing.column_hash_bytes(table.column("column_hashes").combine_chunks(), count)
+        unknown = pa.scalar(None, as_bytes.type)
+        table = table.drop_columns(["known"]).set_column(
+            2, "column_hashes", pa.compute.if_else(table.column("known").combine_chunks(), as_bytes, unknown))
+        return table
 
     def _check_keys(self) -> None:
         names = {part.index: part.segment for part in self.segments}
@@ -168,30 +237,48 @@ class Snapshot:
             raise PlanError(f"key {key!r} is in segments {both} with different rows; an export's segments must "
                             "agree on the row of a shared key; nothing was sent")
 
-    def plan(self, acknowledged: pa.Table, *, full_resync: bool) -> ExportPlan:
-        """Diff the members against what the destination acknowledged (key, row_hash)."""
-        self.db.register("acknowledged", acknowledged)
+    def plan(self, acknowledged: pa.Table, *, full_resync: bool, target: int = 1) -> ExportPlan:
+        """Diff the members against what the destination acknowledged (key, row_hash, target).
+
+        A member acknowledged in another target than ``target`` (the export's now) moves.
+        """
+        self.db.register("acknowledged_rows", acknowledged)
+        if self.db.execute("SELECT 1 FROM duckdb_tables() WHERE table_name = 'converted'").fetchone():
+            # state's hashes converted from version 1 (not yet written there by a dry run or plan)
+            self.db.execute("CREATE TEMP VIEW acknowledged AS SELECT a.key, coalesce(c.row_hash, a.row_hash) "
+                            "AS row_hash, a.target FROM acknowledged_rows a LEFT JOIN converted c USING (key)")
+        else:
+            self.db.execute("CREATE TEMP VIEW acknowledged AS SELECT key, row_hash, target FROM acknowledged_rows")
         changed = "TRUE" if full_resync else "a.row_hash <> m.row_hash"
         self.db.execute(f"""
             CREATE OR REPLACE TABLE actions AS
             SELECT coalesce(m.key, a.key) AS key, m.seg AS seg,
                    CASE WHEN a.key IS NULL THEN 'add'
                         WHEN m.key IS NULL THEN 'remove'
+                        WHEN a.target <> {int(target)} THEN 'move'
                         WHEN {changed} THEN 'update'
-                        ELSE 'unchanged' END AS action
+                        ELSE 'unchanged' END AS action,
+                   a.target AS target
             FROM members m FULL OUTER JOIN acknowledged a ON m.key = a.key""")
-        self.db.unregister("acknowledged")
+        self.db.execute("DROP VIEW acknowledged")
+        self.db.execute("DROP TABLE IF EXISTS converted")
+        self.db.unregister("acknowledged_rows")
         self.db.execute("DROP TABLE members")  # actions has every member: one copy of the keys at a time
         plan = ExportPlan(self.export.name, full_resync=full_resync)
         for action, count in self.db.execute("SELECT action, count(*) FROM actions GROUP BY action").fetchall():
             setattr(plan, action, count)
-        plan.members = plan.add + plan.update + plan.unchanged
-        plan.acknowledged = plan.update + plan.unchanged + plan.remove
-        for action in ("add", "update", "remove"):
+        plan.members = plan.add + plan.update + plan.unchanged + plan.move
+        plan.acknowledged = plan.update + plan.unchanged + plan.remove + plan.move
+        for action in ("add", "update", "move", "remove"):
             if getattr(plan, action):  # a top-N per action: never a list of every key
                 plan.examples[action] = [row[0] for row in self.db.execute(
                     "SELECT key FROM actions WHERE action = ? ORDER BY key LIMIT ?", (action, EXAMPLES)).fetchall()]
         return plan
+
+    def moves(self) -> dict[int, int]:
+        """Members to move, by the target they were acknowledged in."""
+        return dict(self.db.execute("SELECT target, count(*) FROM actions WHERE action = 'move' GROUP BY target "
+                                    "ORDER BY target").fetchall())
 
     def keys_to_remove(self) -> list[str]:
         return [row[0] for row in self.db.execute("SELECT key FROM actions WHERE action = 'remove' ORDER BY key")
@@ -211,29 +298,48 @@ class Snapshot:
 
     def rows_to_send(self, batch_rows: int = 8192, keys: Sequence[str] | None = None) -> Iterator[pa.RecordBatchReader]:
         """Readers over the rows to add or update (or just ``keys``), each row once, with its hashes."""
-        row_hash, column_hashes = self._hashes()
         mapped = ", ".join(f"s.{quote_identifier(c)}" for c in self.columns)
         if keys is not None:
             self.db.register("wanted", pa.table({"key": pa.array(list(keys), pa.string())}))
             filter_ = "JOIN wanted w ON w.key = a.key"
         else:
-            filter_ = "WHERE a.action IN ('add', 'update')"
+            filter_ = "WHERE a.action IN ('add', 'update', 'move')"
         uniform = self._uniform_action() if keys is None else None
         for part in self.segments:
             key = f"CAST(s.{quote_identifier(part.segment.key)} AS VARCHAR)"
-            columns = f"{mapped}, {key} AS {KEY}, {row_hash} AS {ROW_HASH}, {column_hashes} AS {COLUMN_HASHES}"
+
+            # a member moving to a new target joins it: sent whole, as a new one is
+            def select(encodings: list[str], key: str = key, is_new: str = "a.action IN ('add', 'move')") -> str:
+                return (f"{mapped}, {key} AS {KEY}, {hashing.column_hashes_sql(encodings)} AS {COLUMN_HASHES}, "
+                        f"{is_new} AS {IS_NEW}")
+
             if uniform is not None:
                 # every row is sent, all as joins or all as changes: no join with the plan (whose hash
                 # table of every key is the largest allocation of a first run)
-                yield self._query(part, f"{columns}, {uniform == 'add'} AS {IS_NEW}").to_arrow_reader(batch_rows)
-                continue
-            select = f"{columns}, a.action = 'add' AS {IS_NEW}"
-            tail = f"JOIN actions a ON a.key = {key} AND a.seg = {part.index} {filter_}"
-            yield self._query(part, select, tail).to_arrow_reader(batch_rows)
+                relation = self._query(part, partial(select, is_new=str(uniform != "update")))
+            else:
+                relation = self._query(part, select, f"JOIN actions a ON a.key = {key} AND a.seg = {part.index} "
+                                                     f"{filter_}")
+            relation = relation.project(f"*, {self._row_hash(COLUMN_HASHES)} AS {ROW_HASH}")
+            yield self._with_column_hash_bytes(relation.to_arrow_reader(batch_rows))
+
+    def _with_column_hash_bytes(self, reader: pa.RecordBatchReader) -> pa.RecordBatchReader:
+        """The reader with its column hashes as bytes (8 a column), as state keeps them."""
+        index = reader.schema.get_field_index(COLUMN_HASHES)
+        width = pa.binary(hashing.COLUMN_HASH_BYTES * len(self.columns))
+        schema = reader.schema.set(index, pa.field(COLUMN_HASHES, width))
+        count = len(self.columns)
+
+        def batches() -> Iterator[pa.RecordBatch]:
+            for batch in reader:
+                hashes = hashing.column_hash_bytes(batch.column(index), count)
+                yield batch.set_column(index, schema.field(index), hashes)
+
+        return pa.RecordBatchReader.from_batches(schema, batches())
 
     def _uniform_action(self) -> str | None:
-        """'add' or 'update' when a single segment's every row is sent with that action, else None."""
+        """'add', 'update' or 'move' when a single segment's every row is sent with that action, else None."""
         if len(self.segments) != 1:
             return None
         sent = self.db.execute("SELECT DISTINCT action FROM actions WHERE action <> 'remove'").fetchall()
-        return sent[0][0] if len(sent) == 1 and sent[0][0] in ("add", "update") else None
+        return sent[0][0] if len(sent) == 1 and sent[0][0] in ("add", "update", "move") else None

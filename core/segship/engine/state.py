@@ -26,6 +26,7 @@ import orjson
 import pyarrow as pa
 
 from segship.destination import Member
+from segship.engine.hashing import HASH_VERSION
 
 # Each entry migrates from version N-1 to N; applied in order inside one transaction.
 MIGRATIONS: list[str] = [
@@ -72,6 +73,33 @@ MIGRATIONS: list[str] = [
     # 2: find the members holding an identity (a leaver's email may be a staying member's too)
     """
     CREATE INDEX members_by_identity ON members (export, identity);
+    """,
+    # 3: which hash function made an export's hashes (segship.engine.hashing.HASH_VERSION); from
+    # version 2 on, members.column_hashes holds 8 bytes a column (a BLOB), no longer decimal text
+    """
+    ALTER TABLE exports ADD COLUMN hash_version INTEGER NOT NULL DEFAULT 1;
+    """,
+    # 4: where members were sent (a Brevo list, a Braze segment), so a changed target moves them.
+    # Target ids count from 1 per export; 1 is the first target recorded, which is where members
+    # acknowledged before this migration are.
+    """
+    CREATE TABLE targets (
+        export TEXT NOT NULL,
+        id INTEGER NOT NULL,
+        settings TEXT NOT NULL,         -- JSON of the destination's target settings
+        PRIMARY KEY (export, id)
+    ) WITHOUT ROWID;
+    ALTER TABLE members ADD COLUMN target INTEGER NOT NULL DEFAULT 1;
+    CREATE TABLE stale_identities_by_target (
+        export TEXT NOT NULL,
+        key TEXT NOT NULL,
+        identity TEXT NOT NULL,
+        target INTEGER NOT NULL,        -- where to remove the identity from
+        PRIMARY KEY (export, target, identity)
+    ) WITHOUT ROWID;
+    INSERT INTO stale_identities_by_target SELECT export, key, identity, 1 FROM stale_identities;
+    DROP TABLE stale_identities;
+    ALTER TABLE stale_identities_by_target RENAME TO stale_identities;
     """,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
@@ -147,38 +175,112 @@ class StateStore:
     # -- what was acknowledged ---------------------------------------------------------------
 
     def acknowledged(self, export: str) -> pa.Table:
-        """(key, row_hash) of every member the destination acknowledged, for the bulk diff."""
+        """(key, row_hash, target) of every member the destination acknowledged, for the bulk diff."""
         keys: list[str] = []
         hashes: list[int] = []
-        for key, row_hash in self.db.execute("SELECT key, row_hash FROM members WHERE export = ?", (export,)):
+        targets: list[int] = []
+        for key, row_hash, target in self.db.execute("SELECT key, row_hash, target FROM members WHERE export = ?",
+                                                     (export,)):
             keys.append(key)
             hashes.append(row_hash)
-        return pa.table({"key": pa.array(keys, pa.string()), "row_hash": pa.array(hashes, pa.int64())})
+            targets.append(target)
+        return pa.table({"key": pa.array(keys, pa.string()), "row_hash": pa.array(hashes, pa.int64()),
+                         "target": pa.array(targets, pa.int32())})
 
-    def reconcile_settings(self, export: str, fingerprint: str, columns: Sequence[str]) -> bool:
+    # -- targets -------------------------------------------------------------------------------
+
+    def target_id(self, export: str, target: dict[str, Any], *, record: bool) -> int:
+        """The id of the export's target (settings naming a list or segment); a new one gets the next
+        id, recorded when ``record``. The first target recorded is 1: where earlier members are."""
+        settings = orjson.dumps(target, option=orjson.OPT_SORT_KEYS).decode()
+        found = self.db.execute("SELECT id FROM targets WHERE export = ? AND settings = ?",
+                                (export, settings)).fetchone()
+        if found:
+            return found[0]
+        new_id = self.db.execute("SELECT coalesce(max(id), 0) + 1 FROM targets WHERE export = ?",
+                                 (export,)).fetchone()[0]
+        if record:
+            with self.transaction() as db:
+                db.execute("INSERT INTO targets VALUES (?, ?, ?)", (export, new_id, settings))
+        return new_id
+
+    def targets(self, export: str) -> dict[int, dict[str, Any]]:
+        """Every target the export has had: id -> its settings."""
+        return {target_id: orjson.loads(settings) for target_id, settings in self.db.execute(
+            "SELECT id, settings FROM targets WHERE export = ?", (export,))}
+
+    def members_by_target(self, export: str, keys: Sequence[str]) -> dict[int, list[Member]]:
+        """The members with the given keys, by the target they were acknowledged in."""
+        by_target: dict[int, list[Member]] = {}
+        for chunk in chunks(keys, 500):
+            marks = ",".join("?" * len(chunk))
+            for key, identity, target in self.db.execute(
+                    f"SELECT key, identity, target FROM members WHERE export = ? AND key IN ({marks}) ORDER BY key",
+                    (export, *chunk)):
+                by_target.setdefault(target, []).append(Member(key, identity))
+        return by_target
+
+    def reconcile_settings(self, export: str, fingerprint: str, columns: Sequence[str],
+                           earlier_fingerprint: str | None = None) -> bool:
         """Record the settings a run uses; if they changed, mark every member for a full re-send.
 
         Done in one transaction before sending, so a run killed afterwards still re-sends
-        what it didn't reach. Returns True when the settings changed.
+        what it didn't reach. Returns True when the settings changed. ``earlier_fingerprint``
+        is the same settings as an older segship fingerprinted them: found, it is replaced.
         """
         recorded = self._recorded_settings(export)
         columns_json = orjson.dumps(list(columns)).decode()
         if recorded == (fingerprint, columns_json):
             return False
+        if recorded is not None and recorded == (earlier_fingerprint, columns_json):
+            with self.transaction() as db:
+                db.execute("UPDATE exports SET fingerprint = ? WHERE export = ?", (fingerprint, export))
+            return False
         with self.transaction() as db:
-            db.execute("INSERT INTO exports VALUES (?, ?, ?) ON CONFLICT (export) DO UPDATE SET "
-                       "fingerprint = excluded.fingerprint, columns = excluded.columns",
-                       (export, fingerprint, columns_json))
+            # no hash is left to convert: every member is marked unknown
+            db.execute("INSERT INTO exports (export, fingerprint, columns, hash_version) VALUES (?, ?, ?, ?) "
+                       "ON CONFLICT (export) DO UPDATE SET fingerprint = excluded.fingerprint, "
+                       "columns = excluded.columns, hash_version = excluded.hash_version",
+                       (export, fingerprint, columns_json, HASH_VERSION))
             db.execute("UPDATE members SET row_hash = 0, column_hashes = NULL WHERE export = ?", (export,))
         return recorded is not None
 
-    def settings_changed(self, export: str, fingerprint: str, columns: Sequence[str]) -> bool:
+    def settings_changed(self, export: str, fingerprint: str, columns: Sequence[str],
+                         earlier_fingerprint: str | None = None) -> bool:
         """Whether a run would re-send everyone for changed settings (read only: plan, dry run)."""
         recorded = self._recorded_settings(export)
-        return recorded is not None and recorded != (fingerprint, orjson.dumps(list(columns)).decode())
+        columns_json = orjson.dumps(list(columns)).decode()
+        return recorded is not None and recorded not in ((fingerprint, columns_json),
+                                                         (earlier_fingerprint, columns_json))
 
     def _recorded_settings(self, export: str) -> tuple[str, str] | None:
         return self.db.execute("SELECT fingerprint, columns FROM exports WHERE export = ?", (export,)).fetchone()
+
+    def has_members(self, export: str) -> bool:
+        return self.db.execute("SELECT 1 FROM members WHERE export = ? LIMIT 1", (export,)).fetchone() is not None
+
+    def hash_version(self, export: str) -> int:
+        """The version of the hash functions that made the export's hashes (new exports: the current one)."""
+        row = self.db.execute("SELECT hash_version FROM exports WHERE export = ?", (export,)).fetchone()
+        return HASH_VERSION if row is None else row[0]
+
+    def stored_hashes(self, export: str) -> pa.Table:
+        """(key, row_hash, column_hashes) of every member, as stored, to convert them to another version."""
+        rows = self.db.execute("SELECT key, row_hash, column_hashes FROM members WHERE export = ?",
+                               (export,)).fetchall()
+        keys, row_hashes, column_hashes = zip(*rows, strict=True) if rows else ((), (), ())
+        return pa.table({"key": pa.array(keys, pa.string()), "row_hash": pa.array(row_hashes, pa.int64()),
+                         "column_hashes": pa.array(column_hashes, pa.string())})
+
+    def convert_hashes(self, export: str, converted: pa.Table, version: int) -> None:
+        """Replace members' hashes with ``converted`` (key, row_hash, column_hashes) made by ``version``,
+        in one transaction with the export's hash version."""
+        with self.transaction() as db:
+            db.executemany("UPDATE members SET row_hash = ?, column_hashes = ? WHERE export = ? AND key = ?",
+                           ((row_hash, column_hashes, export, key) for key, row_hash, column_hashes in zip(
+                               *(converted.column(name).to_pylist() for name in ("key", "row_hash",
+                                                                                 "column_hashes")), strict=True)))
+            db.execute("UPDATE exports SET hash_version = ? WHERE export = ?", (version, export))
 
     def details(self, export: str, keys: Sequence[str]) -> dict[str, tuple[str | None, str]]:
         """key -> (column_hashes, identity) for the given keys."""
@@ -191,8 +293,9 @@ class StateStore:
                 found[key] = (column_hashes, identity)
         return found
 
-    def identities_held(self, export: str, identities: Iterable[str], excluding: Iterable[str] = ()) -> set[str]:
-        """Which of ``identities`` a member holds, members with a key in ``excluding`` aside.
+    def identities_held(self, export: str, identities: Iterable[str], target: int,
+                        excluding: Iterable[str] = ()) -> set[str]:
+        """Which of ``identities`` a member holds in ``target``, members with a key in ``excluding`` aside.
 
         A removal must not take out a profile that a staying member still maps to (two
         keys with one email, a swapped email): such identities are forgotten, not removed.
@@ -206,40 +309,53 @@ class StateStore:
         db.executemany("INSERT OR IGNORE INTO probe_keys VALUES (?)", ((k,) for k in excluding))
         return {row[0] for row in db.execute(
             "SELECT DISTINCT m.identity FROM probe_identities p JOIN members m "
-            "ON m.export = ? AND m.identity = p.identity WHERE m.key NOT IN (SELECT key FROM probe_keys)",
-            (export,))}
+            "ON m.export = ? AND m.identity = p.identity WHERE m.target = ? "
+            "AND m.key NOT IN (SELECT key FROM probe_keys)", (export, target))}
 
-    def stale_identities(self, export: str) -> list[Member]:
-        return [Member(key, identity) for key, identity in self.db.execute(
-            "SELECT key, identity FROM stale_identities WHERE export = ? ORDER BY key", (export,))]
+    def stale_identities(self, export: str) -> dict[int, list[Member]]:
+        """target -> identities to remove from it."""
+        by_target: dict[int, list[Member]] = {}
+        for key, identity, target in self.db.execute(
+                "SELECT key, identity, target FROM stale_identities WHERE export = ? ORDER BY target, key", (export,)):
+            by_target.setdefault(target, []).append(Member(key, identity))
+        return by_target
 
     def count_stale_identities(self, export: str) -> int:
         return self.db.execute("SELECT count(*) FROM stale_identities WHERE export = ?", (export,)).fetchone()[0]
 
     # -- committing what the destination answered ----------------------------------------
 
-    def commit_upserts(self, export: str, acknowledged: Iterable[tuple[str, int, str | None, str]],
-                       stale: Iterable[tuple[str, str]], rejected: Iterable[tuple[str, str]]) -> None:
-        """One transaction per answered batch: acknowledged rows, identities they replaced, rejects."""
+    def commit_upserts(self, export: str, acknowledged: Iterable[tuple[str, int, bytes | None, str]],
+                       stale: Iterable[tuple[str, str]], rejected: Iterable[tuple[str, str]], *,
+                       target: int = 1, moving: bool = False) -> None:
+        """One transaction per answered batch: acknowledged rows (now in ``target``), identities they
+        replaced there, rejects. When ``moving``, a member acknowledged before in another target
+        leaves its identity there to remove (a stale identity of that target)."""
         acknowledged = list(acknowledged)
         with self.transaction() as db:
+            if moving:
+                db.executemany("INSERT OR IGNORE INTO stale_identities SELECT export, key, identity, target "
+                               "FROM members WHERE export = ? AND key = ? AND target <> ?",
+                               [(export, row[0], target) for row in acknowledged])
             db.executemany(
-                "INSERT INTO members VALUES (?, ?, ?, ?, ?) ON CONFLICT (export, key) DO UPDATE SET "
+                "INSERT INTO members (export, key, row_hash, column_hashes, identity, target) "
+                "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (export, key) DO UPDATE SET "
                 "row_hash = excluded.row_hash, column_hashes = excluded.column_hashes, "
-                "identity = excluded.identity",
-                [(export, key, row_hash, hashes, identity) for key, row_hash, hashes, identity in acknowledged])
-            db.executemany("INSERT OR IGNORE INTO stale_identities VALUES (?, ?, ?)",
-                           [(export, key, identity) for key, identity in stale])
+                "identity = excluded.identity, target = excluded.target",
+                [(export, key, row_hash, hashes, identity, target)
+                 for key, row_hash, hashes, identity in acknowledged])
+            db.executemany("INSERT OR IGNORE INTO stale_identities VALUES (?, ?, ?, ?)",
+                           [(export, key, identity, target) for key, identity in stale])
             self._settle_rejects(db, export, [row[0] for row in acknowledged], rejected)
 
     def commit_removals(self, export: str, removed: Iterable[Member], rejected: Iterable[tuple[str, str]],
-                        stale: bool) -> None:
+                        stale: bool, target: int = 1) -> None:
         """Acknowledged removals: leavers leave ``members``; stale identities leave their table."""
         removed = list(removed)
         with self.transaction() as db:
             if stale:
-                db.executemany("DELETE FROM stale_identities WHERE export = ? AND identity = ?",
-                               [(export, member.identity) for member in removed])
+                db.executemany("DELETE FROM stale_identities WHERE export = ? AND target = ? AND identity = ?",
+                               [(export, target, member.identity) for member in removed])
             else:
                 db.executemany("DELETE FROM members WHERE export = ? AND key = ?",
                                [(export, member.key) for member in removed])

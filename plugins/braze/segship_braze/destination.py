@@ -86,6 +86,7 @@ class BrazeDestination(Destination):
     connection_schema = schemas.connection_schema
     export_settings_schema = schemas.export_settings_schema
     mapping_schema = schemas.mapping_schema
+    target_settings = ("segment_api_identifier", "membership_attribute")
 
     def __init__(self, connection: ConnectionContext, export: ExportContext | None = None, *,
                  retry: RetryPolicy | None = None) -> None:

@@ -95,6 +95,7 @@ class SendinblueDestination(Destination):
     connection_schema = schemas.connection_schema
     export_settings_schema = schemas.export_settings_schema
     mapping_schema = schemas.mapping_schema
+    target_settings = ("list_id",)
 
     def __init__(self, connection: ConnectionContext, export: ExportContext | None = None, *,
                  max_import_bytes: int = MAX_IMPORT_BYTES, retry: RetryPolicy | None = None) -> None:

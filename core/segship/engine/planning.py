@@ -1,0 +1,56 @@
+"""An export's plan against state: settings reconciled, hashes of an older segship converted, the diff.
+
+Shared by ``segship plan`` and a run (the same answer for both); only a real run writes state.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from segship.config import ExportConfig
+from segship.destination import Destination
+from segship.engine.hashing import HASH_VERSION
+from segship.engine.report import ExportPlan
+from segship.engine.snapshot import Snapshot, export_fingerprint
+from segship.engine.state import StateStore
+
+
+def plan_against_state(snapshot: Snapshot, state: StateStore, cls: type[Destination], export: ExportConfig,
+                       columns: Sequence[str], *, full_resync: bool, write: bool) -> ExportPlan:
+    """Build the snapshot and diff it against what the destination acknowledged.
+
+    With ``write``, changed settings mark every member for a re-send, a new target is
+    recorded, and hashes state made with an older hash version are converted (each in
+    one transaction, before anything is sent); without it, the plan tells what a run
+    would do and writes nothing. A changed target is not a changed setting: its members
+    move (``plan.moves``).
+    """
+    name = export.name
+    fingerprint = export_fingerprint(cls.name, export, columns, cls.target_settings)
+    # the fingerprint of segship before moves, target included: the same settings, not a change
+    earlier = export_fingerprint(cls.name, export, columns) if cls.target_settings else None
+    if write:
+        settings_changed = state.reconcile_settings(name, fingerprint, columns, earlier)
+    else:
+        settings_changed = state.settings_changed(name, fingerprint, columns, earlier)
+    target = cls.target(export.settings)
+    target_id = state.target_id(name, target, record=write)
+    # changed settings re-send everyone: there is nothing to convert
+    legacy = not settings_changed and state.hash_version(name) < HASH_VERSION
+    full = full_resync or settings_changed
+    snapshot.build(row_hashes=not full and state.has_members(name), legacy_hashes=legacy)
+    converted = 0
+    if legacy:
+        table = snapshot.convert_legacy_hashes(state.stored_hashes(name))
+        if write:
+            state.convert_hashes(name, table, HASH_VERSION)
+        converted = table.num_rows
+    plan = snapshot.plan(state.acknowledged(name), full_resync=full, target=target_id)
+    plan.full_resync, plan.settings_changed, plan.hashes_converted = full_resync, settings_changed, converted
+    plan.stale_identities = state.count_stale_identities(name)
+    plan.target = target
+    if plan.move:
+        earlier_targets = state.targets(name)
+        plan.moves = [{"from": {setting: earlier_targets.get(source, {}).get(setting) for setting in target},
+                       "members": count} for source, count in snapshot.moves().items()]
+    return plan
