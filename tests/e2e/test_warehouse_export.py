@@ -263,6 +263,7 @@ def test_a_server_stopped_mid_stream_commits_only_what_was_acknowledged(tmp_path
     out, err = process.communicate(timeout=120)
     assert process.returncode == 1, err
     assert "server closed the connection unexpectedly" in out and "Traceback" not in out + err
+    assert "stopped while its rows were read" in out  # placed at the segment in the config
     assert server.password not in out + err
     acknowledged = warehouse.acknowledged("to-braze")
     members = {uid for uid, user in braze_sandbox.users().items() if SEGMENT_ID in user["segship_segments"]}

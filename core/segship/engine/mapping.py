@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 import pyarrow as pa
 
 from segship.destination import Destination, Records, RecordResult, RecordResults
-from segship.engine.snapshot import COLUMN_HASHES, IS_NEW, KEY, ROW_HASH, PlanError, Snapshot, changed_columns
+from segship.engine.snapshot import COLUMN_HASHES, IS_NEW, KEY, ROW_HASH, Snapshot, changed_columns
 
 ENGINE_COLUMNS = (KEY, ROW_HASH, COLUMN_HASHES, IS_NEW)
 #: What state knows of the keys given: key -> (column hashes, identity) last acknowledged.
@@ -123,13 +123,14 @@ async def mapped_batches(snapshot: Snapshot, size: int,
     Every batch but a segment's last is full: rows left over at the end of one Arrow
     batch wait for the next, so no request goes out part-empty (Braze: 75 users each).
     """
-    for reader in snapshot.rows_to_send(batch_rows=size * -(-8192 // size)):
+    readers = snapshot.rows_to_send(batch_rows=size * -(-8192 // size))  # one per segment, in order
+    for part, reader in zip(snapshot.segments, readers, strict=True):
         leftover: pa.RecordBatch | None = None
         while True:
             try:
                 record_batch = await asyncio.to_thread(_next_batch, reader)
-            except (pa.ArrowException, OSError) as exc:
-                raise PlanError(f"reading the segment's rows failed: {exc}") from None
+            except (pa.ArrowException, OSError) as exc:  # e.g. a warehouse that went away mid-stream
+                raise snapshot.error(part.segment, f"stopped while its rows were read: {exc}") from None
             if record_batch is None:
                 break
             if leftover is not None:

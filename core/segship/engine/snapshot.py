@@ -83,7 +83,7 @@ class Snapshot:
             source.close()
         self.db.close()
 
-    def _error(self, segment: SegmentConfig, problem: str) -> PlanError:
+    def error(self, segment: SegmentConfig, problem: str) -> PlanError:
         """A problem with a segment's rows, placed at the segment in the config."""
         return PlanError(f"{self.config.where('segments', segment.name)}: segment {segment.name!r} {problem}")
 
@@ -105,13 +105,13 @@ class Snapshot:
         try:
             reader = self._source(segment.source).read(segment.sql)  # a warehouse fails here: placed too
         except SourceError as exc:
-            raise self._error(segment, f"failed: {exc}") from None
+            raise self.error(segment, f"failed: {exc}") from None
         self.db.register(view, reader)
         relation = self.db.sql(f"SELECT * FROM {view}")  # binds only: the reader is not consumed
         types = dict(zip(relation.columns, relation.types, strict=True))
         missing = [c for c in [segment.key, *self.columns] if c not in types]
         if missing:
-            raise self._error(segment, f"has no column {missing[0]!r}, which export {self.export.name!r} needs "
+            raise self.error(segment, f"has no column {missing[0]!r}, which export {self.export.name!r} needs "
                                        f"(columns: {', '.join(reader.schema.names)})")
         return view, types
 
@@ -123,7 +123,7 @@ class Snapshot:
         try:
             return self.db.sql(f"SELECT {select(hashing.encodings('s', self.columns, types))} FROM {view} AS s {tail}")
         except (duckdb.Error, SourceError) as exc:
-            raise self._error(part.segment, f"failed: {exc}") from None
+            raise self.error(part.segment, f"failed: {exc}") from None
 
     def _row_hash(self, column_hashes: str) -> str:
         """SQL for the row hash from the list column ``column_hashes`` (computed once, read per column)."""
@@ -163,7 +163,7 @@ class Snapshot:
             try:
                 relation.insert_into("snapshot")
             except (duckdb.Error, pa.ArrowException, SourceError) as exc:
-                raise self._error(part.segment, f"failed: {exc}") from None
+                raise self.error(part.segment, f"failed: {exc}") from None
         self._check_keys()
         if len(self.segments) == 1:  # the keys are unique: the snapshot is the members (no second copy)
             self.db.execute("ALTER TABLE snapshot RENAME TO members")
@@ -210,7 +210,7 @@ class Snapshot:
         for seg, nulls in self.db.execute("SELECT seg, count(*) FROM snapshot WHERE key IS NULL GROUP BY seg "
                                           "ORDER BY seg").fetchall():
             segment = names[seg]
-            raise self._error(segment, f"has null keys: {nulls} row(s) have no {segment.key!r} (the key must "
+            raise self.error(segment, f"has null keys: {nulls} row(s) have no {segment.key!r} (the key must "
                             "not be null); nothing was sent")
         duplicates = self.db.execute(
             "SELECT seg, key, count(*) AS n FROM snapshot "
@@ -220,7 +220,7 @@ class Snapshot:
             total = self.db.execute("SELECT count(*) FROM (SELECT key FROM snapshot WHERE seg = ? GROUP BY key "
                                     "HAVING count(*) > 1)", (duplicates[0][0],)).fetchone()[0]
             examples = ", ".join(f"{key} ({n} rows)" for seg, key, n in duplicates if seg == duplicates[0][0])
-            raise self._error(segment, f"key {segment.key!r} is not unique: {total} key(s) appear "
+            raise self.error(segment, f"key {segment.key!r} is not unique: {total} key(s) appear "
                             f"more than once, e.g. {examples}; nothing was sent")
         if len(self.segments) == 1:
             return  # a key in one segment only: nothing to disagree with

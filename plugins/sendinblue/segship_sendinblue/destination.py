@@ -288,6 +288,10 @@ class SendinblueDestination(Destination):
                 # none of them is in the list any more (a retried call, or removed by hand): done
                 return [RecordResult(member.key) for member in members]
             return self._fail(members, f"Brevo refused the removal ({code}: {message})")
+        if response.status == 404:
+            # the list itself is gone (deleted after an export moved to another list): nobody is in it
+            log.info("sendinblue.remove_list_gone", list_id=self.list_id, contacts=len(members))
+            return [RecordResult(member.key) for member in members]
         if response.status not in (200, 201):
             raise self._error(response, "removing contacts from the list")
         failure = ((response.json() or {}).get("contacts") or {}).get("failure") or []

@@ -73,6 +73,13 @@ async def test_removal_is_idempotent_and_cut_in_calls_of_150(sendinblue_sandbox,
     assert all(r.ok for r in await destination.remove(members[:5]))
 
 
+async def test_removal_from_a_list_that_no_longer_exists_is_done(sendinblue_sandbox, make_destination):
+    # an export moved from a list that was deleted since: its old members are in no list to leave
+    destination = make_destination(sendinblue_sandbox.url, settings={"list_id": 999})
+    results = await destination.remove([Member("k1", "person1@example.com")])
+    assert [(r.key, r.error) for r in results] == [("k1", None)]
+
+
 async def test_emails_brevo_refuses_fail_their_rows_only(sendinblue_sandbox, make_destination):
     destination = make_destination(sendinblue_sandbox.url)
     good = destination.map(person(1))
