@@ -158,6 +158,8 @@ def _check_references(loaded: LoadedConfig, plugins: Plugins) -> list[ConfigIssu
     connections = data.get("connections") if isinstance(data.get("connections"), dict) else {}
     destination_types = plugins.destination_types()
 
+    issues.extend(_state_issues(loaded))
+
     for name, segment in _entries(data, "segments"):
         source = segment.get("source")
         if isinstance(source, str) and source not in sources and "sources" not in invalid:
@@ -221,6 +223,22 @@ def _check_references(loaded: LoadedConfig, plugins: Plugins) -> list[ConfigIssu
             for problem in cls.check_export(conn_settings, settings, mapping):
                 issue(base + tuple(problem.path), problem.message)
     return issues
+
+
+def _state_issues(loaded: LoadedConfig) -> list[ConfigIssue]:
+    """``state``: a path or a URL, not both; the URL (it holds a password) by reference only."""
+    state = loaded.data.get("state")
+    if not isinstance(state, dict):
+        return []
+    if "path" in state and "url" in state:
+        return [ConfigIssue(loaded.location(("state", "url"), key=True),
+                            "state: give either path (a SQLite file) or url (PostgreSQL), not both")]
+    url = state.get("url")
+    if isinstance(url, str) and not is_reference(url):
+        return [ConfigIssue(loaded.location(("state", "url")),
+                            "state.url is a secret (it holds the database password): write a reference such as "
+                            "${env:SEGSHIP_STATE_URL} or ${file:path/to/secret}, never the URL itself")]
+    return []
 
 
 def _references_in(value: Any, path: Path_) -> Iterator[Path_]:

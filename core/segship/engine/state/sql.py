@@ -1,0 +1,383 @@
+"""The SQL both state backends share: the contract over a DB-API connection.
+
+Queries are written once, with ``?`` placeholders; a backend says how to connect,
+lock, migrate and begin a transaction, and rewrites placeholders if its driver wants
+others. The schema (same tables and columns on both, DDL in each backend's module):
+
+- ``exports``: an id per export name, and the settings its hashes were made with;
+- ``members``: per export id and key, the acknowledged row hash, column hashes and the
+  identity, NULL when it equals the key (Braze: the key is the external id), which keeps
+  the largest table small;
+- ``stale_identities``, ``rejects``, ``runs``: by export name (few rows).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any
+
+import orjson
+import pyarrow as pa
+
+from segship.destination import Member
+from segship.engine.state import ColumnHashes, StateError, StateStore, chunks, now
+
+#: Columns of each table (and their Arrow types, for ``state copy``), in an order that
+#: copies parents first. The backends' DDL matches these types.
+TABLES: dict[str, pa.Schema] = {
+    "exports": pa.schema([("id", pa.int64()), ("name", pa.string()), ("fingerprint", pa.string()),
+                          ("columns", pa.string())]),
+    "members": pa.schema([("export_id", pa.int64()), ("key", pa.string()), ("row_hash", pa.int64()),
+                          ("column_hashes", pa.binary()), ("identity", pa.string())]),
+    "stale_identities": pa.schema([("export", pa.string()), ("key", pa.string()), ("identity", pa.string())]),
+    "runs": pa.schema([("id", pa.int64()), ("export", pa.string()), ("started_at", pa.string()),
+                       ("finished_at", pa.string()), ("outcome", pa.string()), ("dry_run", pa.int32()),
+                       ("report", pa.string())]),
+    "rejects": pa.schema([("export", pa.string()), ("key", pa.string()), ("reason", pa.string()),
+                          ("first_seen", pa.string()), ("last_seen", pa.string()), ("attempts", pa.int32())]),
+}
+#: Primary keys, by which ``state copy`` reads a table in pages.
+TABLE_KEYS: dict[str, tuple[str, ...]] = {"exports": ("id",), "members": ("export_id", "key"),
+                                          "stale_identities": ("export", "identity"), "runs": ("id",),
+                                          "rejects": ("export", "key")}
+ACKNOWLEDGED = pa.schema([("key", pa.string()), ("row_hash", pa.int64())])
+COPY_BATCH_ROWS = 50_000
+#: Column hashes of state written before the hash rework: comma-joined decimal text.
+TEXT_COLUMN_HASHES = re.compile(rb"-?\d+(,-?\d+)*")
+
+
+def column_hashes_in(value: ColumnHashes | None) -> bytes | None:
+    """Stored as bytes on both backends (BLOB / BYTEA)."""
+    return value.encode() if isinstance(value, str) else value
+
+
+def column_hashes_out(value: bytes | str | None) -> ColumnHashes | None:
+    """As the engine handed them: text hashes (kept until the hash rework re-keys them) come back as text."""
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        value = bytes(value)
+        if TEXT_COLUMN_HASHES.fullmatch(value):
+            return value.decode()
+    return value
+
+
+def migrate(current: int, migrations: Sequence[str], describe: str, apply: Callable[[int], None]) -> None:
+    """Apply ``migrations[current:]`` via ``apply(target_version)``; refuse a newer schema."""
+    latest = len(migrations)
+    if current > latest:
+        raise StateError(f"state {describe} was written by a newer segship (schema {current}, this one knows "
+                         f"{latest}); upgrade segship")
+    if current < latest:
+        apply(latest)
+
+
+def statements(script: str) -> list[str]:
+    """The statements of a migration script (no ';' inside our statements)."""
+    return [statement.strip() for statement in script.split(";") if statement.strip()]
+
+
+class SqlState(StateStore):
+    """The contract in SQL over ``self.db`` (a DB-API connection in autocommit mode)."""
+
+    db: Any
+    #: the driver's error base class, turned into StateError
+    driver_error: type[Exception] | tuple[type[Exception], ...]
+    begin = "BEGIN"
+
+    def __init__(self) -> None:
+        self.cursor = self.new_cursor()
+        self._export_ids: dict[str, int] = {}
+
+    # -- what a backend provides ------------------------------------------------------------------
+
+    def sql(self, text: str) -> str:
+        """``text`` with the driver's placeholders (``?`` as written)."""
+        return text
+
+    def error_message(self, exc: Exception) -> str:
+        return f"state {self.describe()}: {exc}"
+
+    def new_cursor(self) -> Any:
+        return self.db.cursor()
+
+    def insert_batches(self, table: str, batches: Iterable[pa.RecordBatch]) -> None:
+        columns = TABLES[table].names
+        insert = f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))})"
+        for batch in batches:
+            self.many(insert, list(zip(*(column.to_pylist() for column in batch.columns), strict=True)))
+
+    def after_copy(self) -> None:
+        """Hook: what a backend does once a copy is in (PostgreSQL moves its id sequences on)."""
+
+    # -- statements -----------------------------------------------------------------------------------
+
+    @contextmanager
+    def errors(self) -> Iterator[None]:
+        try:
+            yield
+        except self.driver_error as exc:
+            raise StateError(self.error_message(exc)) from None
+
+    def execute(self, sql: str, params: Sequence[Any] = ()) -> Any:
+        with self.errors():
+            self.cursor.execute(self.sql(sql), params)
+            return self.cursor
+
+    def rows(self, sql: str, params: Sequence[Any] = ()) -> list[tuple]:
+        with self.errors():
+            self.cursor.execute(self.sql(sql), params)
+            return self.cursor.fetchall()
+
+    def one(self, sql: str, params: Sequence[Any] = ()) -> tuple | None:
+        with self.errors():
+            self.cursor.execute(self.sql(sql), params)
+            return self.cursor.fetchone()
+
+    def many(self, sql: str, rows: list[Sequence[Any]]) -> None:
+        if rows:
+            with self.errors():
+                self.cursor.executemany(self.sql(sql), rows)
+
+    @contextmanager
+    def transaction(self) -> Iterator[None]:
+        self.execute(self.begin)
+        try:
+            yield
+        except BaseException:
+            try:
+                self.execute("ROLLBACK")
+            except StateError:
+                pass  # the connection is gone: the server rolled back
+            raise
+        self.execute("COMMIT")
+
+    # -- exports ----------------------------------------------------------------------------------------
+
+    def export_id(self, export: str, *, create: bool = False) -> int | None:
+        if export not in self._export_ids:
+            row = self.one("SELECT id FROM exports WHERE name = ?", (export,))
+            if row is None and create:
+                row = self.one("INSERT INTO exports (name) VALUES (?) RETURNING id", (export,))
+            if row is None:
+                return None
+            self._export_ids[export] = int(row[0])
+        return self._export_ids[export]
+
+    def reconcile_settings(self, export: str, fingerprint: str, columns: Sequence[str]) -> bool:
+        recorded = self._recorded_settings(export)
+        columns_json = orjson.dumps(list(columns)).decode()
+        if recorded == (fingerprint, columns_json):
+            return False
+        with self.transaction():
+            export_id = self.export_id(export, create=True)
+            self.execute("UPDATE exports SET fingerprint = ?, columns = ? WHERE id = ?",
+                         (fingerprint, columns_json, export_id))
+            self.execute("UPDATE members SET row_hash = 0, column_hashes = NULL WHERE export_id = ?", (export_id,))
+        return recorded is not None
+
+    def settings_changed(self, export: str, fingerprint: str, columns: Sequence[str]) -> bool:
+        recorded = self._recorded_settings(export)
+        return recorded is not None and recorded != (fingerprint, orjson.dumps(list(columns)).decode())
+
+    def _recorded_settings(self, export: str) -> tuple[str, str] | None:
+        row = self.one("SELECT fingerprint, columns FROM exports WHERE name = ? AND fingerprint IS NOT NULL",
+                       (export,))
+        return (row[0], row[1]) if row else None
+
+    # -- what was acknowledged -----------------------------------------------------------------------
+
+    def acknowledged(self, export: str) -> pa.RecordBatchReader:
+        export_id = self.export_id(export)
+        if export_id is None:
+            return pa.RecordBatchReader.from_batches(ACKNOWLEDGED, [])
+        with self.errors():
+            cursor = self.new_cursor()
+            cursor.execute(self.sql("SELECT key, row_hash FROM members WHERE export_id = ?"), (export_id,))
+            reader = cursor.fetch_record_batch()
+
+        def batches() -> Iterator[pa.RecordBatch]:
+            try:
+                for batch in reader:
+                    if batch.num_rows:  # an empty result may come with guessed types
+                        yield pa.RecordBatch.from_arrays(batch.columns, schema=ACKNOWLEDGED)
+            finally:
+                cursor.close()
+
+        return pa.RecordBatchReader.from_batches(ACKNOWLEDGED, batches())
+
+    def details(self, export: str, keys: Sequence[str]) -> dict[str, tuple[ColumnHashes | None, str]]:
+        export_id = self.export_id(export)
+        found: dict[str, tuple[ColumnHashes | None, str]] = {}
+        if export_id is None:
+            return found
+        for chunk in chunks(keys, 500):
+            marks = ",".join("?" * len(chunk))
+            for key, column_hashes, identity in self.rows(
+                    f"SELECT key, column_hashes, coalesce(identity, key) FROM members "
+                    f"WHERE export_id = ? AND key IN ({marks})", (export_id, *chunk)):
+                found[key] = (column_hashes_out(column_hashes), identity)
+        return found
+
+    def identities_held(self, export: str, identities: Iterable[str], excluding: Iterable[str] = ()) -> set[str]:
+        export_id = self.export_id(export)
+        identities, excluding = list(dict.fromkeys(identities)), list(dict.fromkeys(excluding))
+        if export_id is None or not identities:
+            return set()
+        self.execute("CREATE TEMP TABLE IF NOT EXISTS probe_identities (identity TEXT PRIMARY KEY)")
+        self.execute("CREATE TEMP TABLE IF NOT EXISTS probe_keys (key TEXT PRIMARY KEY)")
+        self.execute("DELETE FROM probe_identities")
+        self.execute("DELETE FROM probe_keys")
+        self.many("INSERT INTO probe_identities VALUES (?)", [(i,) for i in identities])
+        self.many("INSERT INTO probe_keys VALUES (?)", [(k,) for k in excluding])
+        # an identity is a member's own (NULL: the key, found by the primary key) or another value
+        return {row[0] for row in self.rows(
+            "SELECT m.identity FROM probe_identities p JOIN members m ON m.export_id = ? AND m.identity = p.identity "
+            "WHERE m.key NOT IN (SELECT key FROM probe_keys) "
+            "UNION SELECT m.key FROM probe_identities p JOIN members m ON m.export_id = ? AND m.key = p.identity "
+            "WHERE m.identity IS NULL AND m.key NOT IN (SELECT key FROM probe_keys)", (export_id, export_id))}
+
+    def stale_identities(self, export: str) -> list[Member]:
+        return [Member(key, identity) for key, identity in self.rows(
+            "SELECT key, identity FROM stale_identities WHERE export = ? ORDER BY key", (export,))]
+
+    def count_stale_identities(self, export: str) -> int:
+        return int(self.one("SELECT count(*) FROM stale_identities WHERE export = ?", (export,))[0])
+
+    # -- committing what the destination answered -------------------------------------------------------
+
+    def commit_upserts(self, export: str, acknowledged: Iterable[tuple[str, int, ColumnHashes | None, str]],
+                       stale: Iterable[tuple[str, str]], rejected: Iterable[tuple[str, str]]) -> None:
+        acknowledged, stale, rejected = list(acknowledged), list(stale), list(rejected)
+        with self.transaction():
+            export_id = self.export_id(export, create=True)
+            self.many(
+                "INSERT INTO members VALUES (?, ?, ?, ?, ?) ON CONFLICT (export_id, key) DO UPDATE SET "
+                "row_hash = excluded.row_hash, column_hashes = excluded.column_hashes, identity = excluded.identity",
+                [(export_id, key, row_hash, column_hashes_in(hashes), None if identity == key else identity)
+                 for key, row_hash, hashes, identity in acknowledged])
+            self.many("INSERT INTO stale_identities VALUES (?, ?, ?) ON CONFLICT DO NOTHING",
+                      [(export, key, identity) for key, identity in stale])
+            self._settle_rejects(export, [row[0] for row in acknowledged], rejected)
+
+    def commit_removals(self, export: str, removed: Iterable[Member], rejected: Iterable[tuple[str, str]],
+                        stale: bool) -> None:
+        removed, rejected = list(removed), list(rejected)
+        with self.transaction():
+            if stale:
+                self.many("DELETE FROM stale_identities WHERE export = ? AND identity = ?",
+                          [(export, member.identity) for member in removed])
+            else:
+                export_id = self.export_id(export)
+                self.many("DELETE FROM members WHERE export_id = ? AND key = ?",
+                          [(export_id, member.key) for member in removed])
+            self._settle_rejects(export, [m.key for m in removed] if not stale else [], rejected)
+
+    def _settle_rejects(self, export: str, accepted: Sequence[str], rejected: list[tuple[str, str]]) -> None:
+        stamp = now()
+        if accepted and self.one("SELECT 1 FROM rejects WHERE export = ? LIMIT 1", (export,)):
+            self.many("DELETE FROM rejects WHERE export = ? AND key = ?", [(export, key) for key in accepted])
+        self.many(
+            "INSERT INTO rejects VALUES (?, ?, ?, ?, ?, 1) ON CONFLICT (export, key) DO UPDATE SET "
+            "reason = excluded.reason, last_seen = excluded.last_seen, attempts = rejects.attempts + 1",
+            [(export, key, reason, stamp, stamp) for key, reason in rejected])
+
+    def forget_rejects(self, export: str, keys: Iterable[str]) -> None:
+        keys = list(keys)
+        with self.transaction():
+            self.many("DELETE FROM rejects WHERE export = ? AND key = ?", [(export, key) for key in keys])
+
+    def rejected_keys(self, export: str) -> list[str]:
+        return [row[0] for row in self.rows("SELECT key FROM rejects WHERE export = ?", (export,))]
+
+    # -- history ------------------------------------------------------------------------------------------
+
+    def start_run(self, export: str, dry_run: bool) -> int:
+        with self.transaction():
+            self.execute("UPDATE runs SET outcome = 'interrupted' WHERE export = ? AND outcome = 'running'",
+                         (export,))
+            row = self.one("INSERT INTO runs (export, started_at, outcome, dry_run) VALUES (?, ?, 'running', ?) "
+                           "RETURNING id", (export, now(), int(dry_run)))
+        return int(row[0])
+
+    def finish_run(self, run_id: int, outcome: str, report: dict[str, Any]) -> None:
+        with self.transaction():
+            self.execute("UPDATE runs SET finished_at = ?, outcome = ?, report = ? WHERE id = ?",
+                         (now(), outcome, orjson.dumps(report).decode(), run_id))
+
+    def runs(self, export: str | None = None, limit: int = 20) -> list[dict[str, Any]]:
+        where, params = ("WHERE export = ?", (export,)) if export else ("", ())
+        rows = self.rows(f"SELECT id, export, started_at, finished_at, outcome, dry_run, report FROM runs {where} "
+                         "ORDER BY id DESC LIMIT ?", (*params, limit))
+        return [{"id": r[0], "export": r[1], "started_at": r[2], "finished_at": r[3], "outcome": r[4],
+                 "dry_run": bool(r[5]), "report": orjson.loads(r[6]) if r[6] else None} for r in rows]
+
+    def rejects(self, export: str, limit: int | None = None) -> list[dict[str, Any]]:
+        tail, params = (" LIMIT ?", (export, limit)) if limit is not None else ("", (export,))
+        rows = self.rows("SELECT key, reason, first_seen, last_seen, attempts FROM rejects WHERE export = ? "
+                         "ORDER BY last_seen DESC, key" + tail, params)
+        return [{"key": r[0], "reason": r[1], "first_seen": r[2], "last_seen": r[3], "attempts": r[4]}
+                for r in rows]
+
+    # -- administration ------------------------------------------------------------------------------------
+
+    def summary(self, export: str | None = None) -> list[dict[str, Any]]:
+        names = [row[0] for row in self.rows(
+            "SELECT name FROM exports UNION SELECT export FROM runs UNION SELECT export FROM rejects "
+            "UNION SELECT export FROM stale_identities")]
+        found = []
+        for name in sorted(n for n in names if export is None or n == export):
+            export_id = self.export_id(name)
+            last = self.one("SELECT id, started_at, finished_at, outcome, dry_run FROM runs WHERE export = ? "
+                            "ORDER BY id DESC LIMIT 1", (name,))
+            found.append({
+                "export": name,
+                "members": int(self.one("SELECT count(*) FROM members WHERE export_id = ?", (export_id,))[0])
+                if export_id is not None else 0,
+                "rejects": int(self.one("SELECT count(*) FROM rejects WHERE export = ?", (name,))[0]),
+                "stale_identities": self.count_stale_identities(name),
+                "last_run": {"id": last[0], "started_at": last[1], "finished_at": last[2], "outcome": last[3],
+                             "dry_run": bool(last[4])} if last else None,
+            })
+        return found
+
+    def forget(self, export: str) -> bool:
+        existed = bool(self.summary(export))
+        with self.transaction():
+            export_id = self.export_id(export)
+            if export_id is not None:
+                self.execute("DELETE FROM members WHERE export_id = ?", (export_id,))
+                self.execute("DELETE FROM exports WHERE id = ?", (export_id,))
+            for table in ("stale_identities", "rejects", "runs"):
+                self.execute(f"DELETE FROM {table} WHERE export = ?", (export,))  # noqa: S608 - our own names
+        self._export_ids.pop(export, None)
+        return existed
+
+    def counts(self) -> dict[str, int]:
+        return {table: int(self.one(f"SELECT count(*) FROM {table}")[0]) for table in TABLES}  # noqa: S608
+
+    def read_table(self, table: str) -> Iterator[pa.RecordBatch]:
+        # in pages by primary key: each query's result is one driver batch (see sqlite.py)
+        schema, keys = TABLES[table], TABLE_KEYS[table]
+        select = f"SELECT {', '.join(schema.names)} FROM {table}"  # noqa: S608 - our own names
+        page = f" ORDER BY {', '.join(keys)} LIMIT {COPY_BATCH_ROWS}"
+        after_key = f" WHERE ({', '.join(keys)}) > ({', '.join('?' * len(keys))})"
+        positions = [schema.names.index(key) for key in keys]
+        last: tuple | None = None
+        while rows := self.rows(select + page if last is None else select + after_key + page, last or ()):
+            columns = list(zip(*rows, strict=True))
+            if table == "members":
+                columns[3] = [column_hashes_in(value) for value in columns[3]]
+            yield pa.RecordBatch.from_arrays(
+                [pa.array(values, field.type) for values, field in zip(columns, schema, strict=True)], schema=schema)
+            last = tuple(rows[-1][position] for position in positions)
+
+    def replace_all(self, tables: dict[str, Iterable[pa.RecordBatch]]) -> None:
+        with self.transaction():
+            for table in reversed(TABLES):
+                self.execute(f"DELETE FROM {table}")  # noqa: S608 - our own names
+            for table in TABLES:
+                with self.errors():
+                    self.insert_batches(table, tables[table])
+            self.after_copy()
+        self._export_ids.clear()
