@@ -97,7 +97,7 @@ def load_config_or_exit(given: Path | None):
 
 
 def _register_commands() -> None:
-    from segship.cli import config_commands, run_commands  # noqa: F401 - they register commands on app
+    from segship.cli import config_commands, run_commands, state_commands  # noqa: F401 - they register commands on app
 
     get_plugins().register_commands(app, sandbox_app)
 

@@ -63,15 +63,9 @@ def _select(config: Config, names: Iterable[str] | None, run_all: bool) -> list[
 
 
 def _state(config: Config) -> StateStore:
-    """The config's state (SQLite file or PostgreSQL), or exit: 2 for an unresolved state.url, else 1."""
-    from segship.engine.state import StateError, open_state
+    from segship.cli.state_commands import open_state_or_exit
 
-    try:
-        return open_state(config)
-    except SecretResolutionError as exc:
-        raise fail(str(exc), EXIT_INVALID) from None
-    except StateError as exc:
-        raise fail(str(exc)) from None
+    return open_state_or_exit(config)
 
 
 # -- plan -----------------------------------------------------------------------------------------

@@ -125,13 +125,6 @@ class PostgresState(SqlState):
         detail = re.sub(r"^(IO|INTERNAL|UNKNOWN): ", "", detail)
         return redactor.redact(f"state ({self._where}): {detail}")
 
-    def close(self) -> None:
-        try:
-            self.cursor.close()
-            self.db.close()
-        except self.driver_error:
-            pass  # already gone
-
     def sql(self, text: str) -> str:
         if text not in self._sql_cache:
             numbers = iter(range(1, 10_000))

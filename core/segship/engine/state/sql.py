@@ -13,10 +13,13 @@ others. The schema (same tables and columns on both, DDL in each backend's modul
 
 from __future__ import annotations
 
+import functools
 import re
+import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, TypeVar
 
 import orjson
 import pyarrow as pa
@@ -44,6 +47,7 @@ TABLE_KEYS: dict[str, tuple[str, ...]] = {"exports": ("id",), "members": ("expor
                                           "rejects": ("export", "key")}
 ACKNOWLEDGED = pa.schema([("key", pa.string()), ("row_hash", pa.int64())])
 COPY_BATCH_ROWS = 50_000
+T = TypeVar("T")
 #: Column hashes of state written before the hash rework: comma-joined decimal text.
 TEXT_COLUMN_HASHES = re.compile(rb"-?\d+(,-?\d+)*")
 
@@ -77,6 +81,21 @@ def statements(script: str) -> list[str]:
     return [statement.strip() for statement in script.split(";") if statement.strip()]
 
 
+def on_state_thread(method: Callable[..., T]) -> Callable[..., T]:
+    """Run the method on the store's own thread. ADBC's DB-API installs a SIGINT handler of its own
+    around every blocking call made on the main thread (to cancel the query), which would swallow
+    segship's Ctrl-C (finish the batches in flight, commit, stop) or cancel a commit; off the main
+    thread it doesn't. One thread per store also keeps the connection to one thread."""
+
+    @functools.wraps(method)
+    def on_thread(self: SqlState, *args: Any, **kwargs: Any) -> T:
+        if threading.get_ident() == self._thread_id:
+            return method(self, *args, **kwargs)
+        return self._thread.submit(method, self, *args, **kwargs).result()
+
+    return on_thread
+
+
 class SqlState(StateStore):
     """The contract in SQL over ``self.db`` (a DB-API connection in autocommit mode)."""
 
@@ -86,8 +105,25 @@ class SqlState(StateStore):
     begin = "BEGIN"
 
     def __init__(self) -> None:
+        self._thread = ThreadPoolExecutor(1, thread_name_prefix="segship-state")
+        self._thread_id = self._thread.submit(threading.get_ident).result()
         self.cursor = self.new_cursor()
         self._export_ids: dict[str, int] = {}
+        self._exports_with_rejects: set[str] = set()
+        self._exports_without_rejects: set[str] = set()
+
+    def close(self) -> None:
+        try:
+            self._thread.submit(self.close_connection).result()
+        finally:
+            self._thread.shutdown(wait=True)
+
+    def close_connection(self) -> None:
+        try:
+            self.cursor.close()
+            self.db.close()
+        except self.driver_error:
+            pass  # already gone (a server that went away)
 
     # -- what a backend provides ------------------------------------------------------------------
 
@@ -119,25 +155,37 @@ class SqlState(StateStore):
         except self.driver_error as exc:
             raise StateError(self.error_message(exc)) from None
 
+    @on_state_thread
     def execute(self, sql: str, params: Sequence[Any] = ()) -> Any:
         with self.errors():
             self.cursor.execute(self.sql(sql), params)
             return self.cursor
 
+    @on_state_thread
     def rows(self, sql: str, params: Sequence[Any] = ()) -> list[tuple]:
         with self.errors():
             self.cursor.execute(self.sql(sql), params)
             return self.cursor.fetchall()
 
+    @on_state_thread
     def one(self, sql: str, params: Sequence[Any] = ()) -> tuple | None:
         with self.errors():
             self.cursor.execute(self.sql(sql), params)
             return self.cursor.fetchone()
 
-    def many(self, sql: str, rows: list[Sequence[Any]]) -> None:
-        if rows:
-            with self.errors():
-                self.cursor.executemany(self.sql(sql), rows)
+    @on_state_thread
+    def many(self, sql: str, rows: Sequence[Sequence[Any]], types: Sequence[pa.DataType | None] = ()) -> None:
+        """Run ``sql`` for each row, the rows bound as one Arrow batch (the driver's own row loop is
+        slow in Python); a column of NULLs only is bound as text unless ``types`` says otherwise."""
+        if not rows:
+            return
+        columns = list(zip(*rows, strict=True))
+        arrays = [pa.array(values, types[index] if index < len(types) else None)
+                  for index, values in enumerate(columns)]
+        arrays = [array.cast(pa.string()) if array.type == pa.null() else array for array in arrays]
+        with self.errors():
+            self.cursor.executemany(self.sql(sql), pa.RecordBatch.from_arrays(
+                arrays, names=[f"p{index}" for index in range(len(arrays))]))
 
     @contextmanager
     def transaction(self) -> Iterator[None]:
@@ -164,6 +212,7 @@ class SqlState(StateStore):
             self._export_ids[export] = int(row[0])
         return self._export_ids[export]
 
+    @on_state_thread
     def reconcile_settings(self, export: str, fingerprint: str, columns: Sequence[str]) -> bool:
         recorded = self._recorded_settings(export)
         columns_json = orjson.dumps(list(columns)).decode()
@@ -187,6 +236,7 @@ class SqlState(StateStore):
 
     # -- what was acknowledged -----------------------------------------------------------------------
 
+    @on_state_thread
     def acknowledged(self, export: str) -> pa.RecordBatchReader:
         export_id = self.export_id(export)
         if export_id is None:
@@ -206,6 +256,7 @@ class SqlState(StateStore):
 
         return pa.RecordBatchReader.from_batches(ACKNOWLEDGED, batches())
 
+    @on_state_thread
     def details(self, export: str, keys: Sequence[str]) -> dict[str, tuple[ColumnHashes | None, str]]:
         export_id = self.export_id(export)
         found: dict[str, tuple[ColumnHashes | None, str]] = {}
@@ -219,6 +270,7 @@ class SqlState(StateStore):
                 found[key] = (column_hashes_out(column_hashes), identity)
         return found
 
+    @on_state_thread
     def identities_held(self, export: str, identities: Iterable[str], excluding: Iterable[str] = ()) -> set[str]:
         export_id = self.export_id(export)
         identities, excluding = list(dict.fromkeys(identities)), list(dict.fromkeys(excluding))
@@ -246,6 +298,7 @@ class SqlState(StateStore):
 
     # -- committing what the destination answered -------------------------------------------------------
 
+    @on_state_thread
     def commit_upserts(self, export: str, acknowledged: Iterable[tuple[str, int, ColumnHashes | None, str]],
                        stale: Iterable[tuple[str, str]], rejected: Iterable[tuple[str, str]]) -> None:
         acknowledged, stale, rejected = list(acknowledged), list(stale), list(rejected)
@@ -255,11 +308,12 @@ class SqlState(StateStore):
                 "INSERT INTO members VALUES (?, ?, ?, ?, ?) ON CONFLICT (export_id, key) DO UPDATE SET "
                 "row_hash = excluded.row_hash, column_hashes = excluded.column_hashes, identity = excluded.identity",
                 [(export_id, key, row_hash, column_hashes_in(hashes), None if identity == key else identity)
-                 for key, row_hash, hashes, identity in acknowledged])
+                 for key, row_hash, hashes, identity in acknowledged], TABLES["members"].types)
             self.many("INSERT INTO stale_identities VALUES (?, ?, ?) ON CONFLICT DO NOTHING",
                       [(export, key, identity) for key, identity in stale])
             self._settle_rejects(export, [row[0] for row in acknowledged], rejected)
 
+    @on_state_thread
     def commit_removals(self, export: str, removed: Iterable[Member], rejected: Iterable[tuple[str, str]],
                         stale: bool) -> None:
         removed, rejected = list(removed), list(rejected)
@@ -275,23 +329,38 @@ class SqlState(StateStore):
 
     def _settle_rejects(self, export: str, accepted: Sequence[str], rejected: list[tuple[str, str]]) -> None:
         stamp = now()
-        if accepted and self.one("SELECT 1 FROM rejects WHERE export = ? LIMIT 1", (export,)):
+        if accepted and self._has_rejects(export):
             self.many("DELETE FROM rejects WHERE export = ? AND key = ?", [(export, key) for key in accepted])
+        if rejected:
+            self._exports_with_rejects.add(export)
+            self._exports_without_rejects.discard(export)
         self.many(
             "INSERT INTO rejects VALUES (?, ?, ?, ?, ?, 1) ON CONFLICT (export, key) DO UPDATE SET "
             "reason = excluded.reason, last_seen = excluded.last_seen, attempts = rejects.attempts + 1",
             [(export, key, reason, stamp, stamp) for key, reason in rejected])
 
+    @on_state_thread
     def forget_rejects(self, export: str, keys: Iterable[str]) -> None:
         keys = list(keys)
         with self.transaction():
             self.many("DELETE FROM rejects WHERE export = ? AND key = ?", [(export, key) for key in keys])
+
+    def _has_rejects(self, export: str) -> bool:
+        """Whether an export may have rejects: asked once, then kept (a run holds its export's lock, so
+        no one else adds any), which saves a query per committed batch."""
+        if export not in self._exports_without_rejects and export not in self._exports_with_rejects:
+            if self.one("SELECT 1 FROM rejects WHERE export = ? LIMIT 1", (export,)):
+                self._exports_with_rejects.add(export)
+            else:
+                self._exports_without_rejects.add(export)
+        return export in self._exports_with_rejects
 
     def rejected_keys(self, export: str) -> list[str]:
         return [row[0] for row in self.rows("SELECT key FROM rejects WHERE export = ?", (export,))]
 
     # -- history ------------------------------------------------------------------------------------------
 
+    @on_state_thread
     def start_run(self, export: str, dry_run: bool) -> int:
         with self.transaction():
             self.execute("UPDATE runs SET outcome = 'interrupted' WHERE export = ? AND outcome = 'running'",
@@ -300,6 +369,7 @@ class SqlState(StateStore):
                            "RETURNING id", (export, now(), int(dry_run)))
         return int(row[0])
 
+    @on_state_thread
     def finish_run(self, run_id: int, outcome: str, report: dict[str, Any]) -> None:
         with self.transaction():
             self.execute("UPDATE runs SET finished_at = ?, outcome = ?, report = ? WHERE id = ?",
@@ -321,6 +391,7 @@ class SqlState(StateStore):
 
     # -- administration ------------------------------------------------------------------------------------
 
+    @on_state_thread
     def summary(self, export: str | None = None) -> list[dict[str, Any]]:
         names = [row[0] for row in self.rows(
             "SELECT name FROM exports UNION SELECT export FROM runs UNION SELECT export FROM rejects "
@@ -341,6 +412,7 @@ class SqlState(StateStore):
             })
         return found
 
+    @on_state_thread
     def forget(self, export: str) -> bool:
         existed = bool(self.summary(export))
         with self.transaction():
@@ -372,6 +444,7 @@ class SqlState(StateStore):
                 [pa.array(values, field.type) for values, field in zip(columns, schema, strict=True)], schema=schema)
             last = tuple(rows[-1][position] for position in positions)
 
+    @on_state_thread
     def replace_all(self, tables: dict[str, Iterable[pa.RecordBatch]]) -> None:
         with self.transaction():
             for table in reversed(TABLES):

@@ -130,10 +130,6 @@ class SqliteState(SqlState):
     def describe(self) -> str:
         return str(self.path)
 
-    def close(self) -> None:
-        self.cursor.close()
-        self.db.close()
-
     def schema_version(self) -> int:
         return int(self.one("PRAGMA user_version")[0])
 
