@@ -83,6 +83,8 @@ MIGRATIONS: list[str] = [
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 PLACEHOLDER = re.compile(r"\?")
+CONNECTION_LOST = re.compile(r"server closed the connection|no connection to the server|terminating connection|"
+                             r"could not receive data")
 
 
 def _register_secret(url: str) -> None:
@@ -123,6 +125,9 @@ class PostgresState(SqlState):
         detail = " ".join(line.strip() for line in str(exc).splitlines() if line.strip() and
                           not line.startswith("Query was:"))
         detail = re.sub(r"^(IO|INTERNAL|UNKNOWN): ", "", detail)
+        if CONNECTION_LOST.search(detail):
+            detail += ("; the connection to the state database was lost: what the destination acknowledged "
+                       "before is saved; run the export again once the database is back")
         return redactor.redact(f"state ({self._where}): {detail}")
 
     def sql(self, text: str) -> str:
