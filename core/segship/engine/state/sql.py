@@ -111,8 +111,12 @@ class SqlState(StateStore):
         self._export_ids: dict[str, int] = {}
         self._exports_with_rejects: set[str] = set()
         self._exports_without_rejects: set[str] = set()
+        self._closed = False
 
     def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
         try:
             self._thread.submit(self.close_connection).result()
         finally:
@@ -141,7 +145,8 @@ class SqlState(StateStore):
         columns = TABLES[table].names
         insert = f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))})"
         for batch in batches:
-            self.many(insert, list(zip(*(column.to_pylist() for column in batch.columns), strict=True)))
+            with self.errors():
+                self.cursor.executemany(self.sql(insert), batch)
 
     def after_copy(self) -> None:
         """Hook: what a backend does once a copy is in (PostgreSQL moves its id sequences on)."""
@@ -346,8 +351,8 @@ class SqlState(StateStore):
             self.many("DELETE FROM rejects WHERE export = ? AND key = ?", [(export, key) for key in keys])
 
     def _has_rejects(self, export: str) -> bool:
-        """Whether an export may have rejects: asked once, then kept (a run holds its export's lock, so
-        no one else adds any), which saves a query per committed batch."""
+        """Whether an export may have rejects: asked once a run (``start_run`` forgets the answer), then
+        kept, as the run holds the export's lock, so no one else adds any; saves a query a batch."""
         if export not in self._exports_without_rejects and export not in self._exports_with_rejects:
             if self.one("SELECT 1 FROM rejects WHERE export = ? LIMIT 1", (export,)):
                 self._exports_with_rejects.add(export)
@@ -362,6 +367,10 @@ class SqlState(StateStore):
 
     @on_state_thread
     def start_run(self, export: str, dry_run: bool) -> int:
+        # under the export's lock now: forget what was cached of it (another machine may have run it)
+        self._export_ids.pop(export, None)
+        self._exports_with_rejects.discard(export)
+        self._exports_without_rejects.discard(export)
         with self.transaction():
             self.execute("UPDATE runs SET outcome = 'interrupted' WHERE export = ? AND outcome = 'running'",
                          (export,))
