@@ -22,7 +22,7 @@ Dagster worker): a run resumes where the last one stopped, on whichever machine.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 from urllib.parse import unquote, urlsplit
@@ -30,7 +30,7 @@ from urllib.parse import unquote, urlsplit
 import pyarrow as pa
 
 from segship.engine.state import StateError, export_lock_key
-from segship.engine.state.sql import SqlState, migrate, statements
+from segship.engine.state.sql import SqlState, migrate, on_state_thread, statements
 from segship.secrets import redactor
 
 SCHEMA = "segship"
@@ -83,6 +83,9 @@ MIGRATIONS: list[str] = [
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 PLACEHOLDER = re.compile(r"\?")
+MULTI_ROW_INSERT = re.compile(r"(INSERT INTO \w+ )VALUES (\([^()]*\))(.*)", re.DOTALL)
+PAIR_DELETE = re.compile(r"DELETE FROM (\w+) WHERE (\w+) = \? AND (\w+) = \?")
+POSTGRES_TYPES = {pa.int64(): "bigint", pa.int32(): "integer", pa.string(): "text", pa.binary(): "bytea"}
 CONNECTION_LOST = re.compile(r"server closed the connection|no connection to the server|terminating connection|"
                              r"could not receive data")
 
@@ -164,6 +167,36 @@ class PostgresState(SqlState):
                 self.execute("SELECT pg_advisory_unlock(?)", (key,))
             except StateError:
                 pass  # the session is gone, and its lock with it
+
+    @on_state_thread
+    def many(self, sql: str, rows: Sequence[Sequence[Any]], types: Sequence[pa.DataType | None] = ()) -> None:
+        """Many rows in one statement, their columns bound as arrays: the driver's executemany costs
+        a round trip per row (75 a batch, each a network round trip to a remote server), which made
+        a commit 4x slower. An INSERT selects its rows from ``unnest`` of the arrays; a DELETE by a
+        pair of columns matches the pairs ``unnest`` yields."""
+        insert, delete = MULTI_ROW_INSERT.fullmatch(sql), PAIR_DELETE.fullmatch(sql)
+        if not rows or not (insert or delete):
+            super().many(sql, rows, types)
+            return
+        columns = list(zip(*rows, strict=True))
+        arrays = [pa.array(values, types[index] if index < len(types) else None)
+                  for index, values in enumerate(columns)]
+        arrays = [array.cast(pa.string()) if array.type == pa.null() else array for array in arrays]
+        unnest = ", ".join(f"?::{POSTGRES_TYPES[array.type]}[]" for array in arrays)
+        names = [f"u{index}" for index in range(len(arrays))]
+        if insert:
+            head, values, tail = insert.groups()
+            items, selected = iter(names), []
+            for item in values.strip("()").split(","):
+                selected.append(next(items) if item.strip() == "?" else item.strip())
+            statement = f"{head}SELECT {', '.join(selected)} FROM unnest({unnest}) AS u({', '.join(names)}){tail}"
+        else:
+            table, first, second = delete.groups()
+            statement = f"DELETE FROM {table} WHERE ({first}, {second}) IN (SELECT * FROM unnest({unnest}))"
+        params = pa.RecordBatch.from_arrays(
+            [pa.ListArray.from_arrays(pa.array([0, len(rows)], pa.int32()), array) for array in arrays], names=names)
+        with self.errors():
+            self.cursor.execute(self.sql(statement), params)
 
     def insert_batches(self, table: str, batches: Iterable[pa.RecordBatch]) -> None:
         for batch in batches:
