@@ -35,6 +35,7 @@ if TYPE_CHECKING:
 #: A member's per-column hashes as the engine makes them: opaque to state (bytes, or the
 #: comma-joined text of state written before the hash rework).
 ColumnHashes = bytes | str
+POSTGRES_SCHEMES = ("postgresql://", "postgres://")
 
 
 class StateError(Exception):
@@ -177,18 +178,20 @@ def open_state(config: Config) -> StateStore:
         where = config.where("state", "url")
         url = resolve(config.state_url, config.loaded.file_of(("state",)).resolve().parent, where=where,
                       secret=True)
-        return open_state_at(url, where=f"{where}: state.url (from {config.state_url})")
+        if not url.startswith(POSTGRES_SCHEMES):  # never echoed: it may hold a password
+            raise StateError(f"{where}: state.url (from {config.state_url}) must be a postgresql:// URL")
+        return open_state_at(url)
     return open_state_at(config.state_path)
 
 
 def open_state_at(target: str | Path, *, where: str = "the state URL") -> StateStore:
-    """State at a SQLite path or a ``postgresql://`` URL (``where`` names the URL's origin in errors)."""
-    if isinstance(target, str) and target.startswith(("postgresql://", "postgres://")):
+    """State at a ``postgresql://`` URL, or else a SQLite file path (``where`` names a URL's origin in errors)."""
+    if isinstance(target, str) and target.startswith(POSTGRES_SCHEMES):
         from segship.engine.state.postgres import PostgresState
 
         return PostgresState(target)
     if isinstance(target, str) and "://" in target:
-        raise StateError(f"{where} must be a postgresql:// URL (or give state.path for a SQLite file)")
+        raise StateError(f"{where} must be a postgresql:// URL or a SQLite file path")
     from segship.engine.state.sqlite import SqliteState
 
     return SqliteState(Path(target))
