@@ -30,7 +30,7 @@ from urllib.parse import unquote, urlsplit
 import pyarrow as pa
 
 from segship.engine.state import StateError, export_lock_key
-from segship.engine.state.sql import SqlState, migrate, on_state_thread, statements
+from segship.engine.state.sql import SqlState, arrow_columns, migrate, on_state_thread, statements
 from segship.secrets import redactor
 
 SCHEMA = "segship"
@@ -178,10 +178,7 @@ class PostgresState(SqlState):
         if not rows or not (insert or delete):
             super().many(sql, rows, types)
             return
-        columns = list(zip(*rows, strict=True))
-        arrays = [pa.array(values, types[index] if index < len(types) else None)
-                  for index, values in enumerate(columns)]
-        arrays = [array.cast(pa.string()) if array.type == pa.null() else array for array in arrays]
+        arrays = arrow_columns(rows, types)
         unnest = ", ".join(f"?::{POSTGRES_TYPES[array.type]}[]" for array in arrays)
         names = [f"u{index}" for index in range(len(arrays))]
         if insert:

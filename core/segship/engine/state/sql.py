@@ -66,6 +66,13 @@ def column_hashes_out(value: bytes | str | None) -> ColumnHashes | None:
     return value
 
 
+def arrow_columns(rows: Sequence[Sequence[Any]], types: Sequence[pa.DataType | None] = ()) -> list[pa.Array]:
+    """The rows' columns as Arrow arrays, typed by ``types`` where given; a column of NULLs only is text."""
+    arrays = [pa.array(values, types[index] if index < len(types) else None)
+              for index, values in enumerate(zip(*rows, strict=True))]
+    return [array.cast(pa.string()) if array.type == pa.null() else array for array in arrays]
+
+
 def migrate(current: int, migrations: Sequence[str], describe: str, apply: Callable[[int], None]) -> None:
     """Apply ``migrations[current:]`` via ``apply(target_version)``; refuse a newer schema."""
     latest = len(migrations)
@@ -184,10 +191,7 @@ class SqlState(StateStore):
         slow in Python); a column of NULLs only is bound as text unless ``types`` says otherwise."""
         if not rows:
             return
-        columns = list(zip(*rows, strict=True))
-        arrays = [pa.array(values, types[index] if index < len(types) else None)
-                  for index, values in enumerate(columns)]
-        arrays = [array.cast(pa.string()) if array.type == pa.null() else array for array in arrays]
+        arrays = arrow_columns(rows, types)
         with self.errors():
             self.cursor.executemany(self.sql(sql), pa.RecordBatch.from_arrays(
                 arrays, names=[f"p{index}" for index in range(len(arrays))]))
