@@ -47,6 +47,7 @@ TABLE_KEYS: dict[str, tuple[str, ...]] = {"exports": ("id",), "members": ("expor
                                           "rejects": ("export", "key")}
 ACKNOWLEDGED = pa.schema([("key", pa.string()), ("row_hash", pa.int64())])
 COPY_BATCH_ROWS = 50_000
+ACKNOWLEDGED_PAGE_ROWS = 200_000
 T = TypeVar("T")
 #: Column hashes of state written before the hash rework: comma-joined decimal text.
 TEXT_COLUMN_HASHES = re.compile(rb"-?\d+(,-?\d+)*")
@@ -245,25 +246,33 @@ class SqlState(StateStore):
 
     # -- what was acknowledged -----------------------------------------------------------------------
 
-    @on_state_thread
     def acknowledged(self, export: str) -> pa.RecordBatchReader:
         export_id = self.export_id(export)
-        if export_id is None:
-            return pa.RecordBatchReader.from_batches(ACKNOWLEDGED, [])
+
+        def pages() -> Iterator[pa.RecordBatch]:
+            last = None
+            while export_id is not None:
+                page = self._acknowledged_page(export_id, last)
+                if not page.num_rows:
+                    return
+                yield from page.to_batches()
+                last = page.column("key")[-1].as_py()
+
+        return pa.RecordBatchReader.from_batches(ACKNOWLEDGED, pages())
+
+    @on_state_thread
+    def _acknowledged_page(self, export_id: int, after: str | None) -> pa.Table:
+        """The next ``ACKNOWLEDGED_PAGE_ROWS`` members by key: the PostgreSQL driver keeps a whole
+        result in memory (3M rows: +270 MB), so a query's result is kept to a page."""
+        where = "WHERE export_id = ?" + (" AND key > ?" if after is not None else "")
         with self.errors():
-            cursor = self.new_cursor()
-            cursor.execute(self.sql("SELECT key, row_hash FROM members WHERE export_id = ?"), (export_id,))
-            reader = cursor.fetch_record_batch()
-
-        def batches() -> Iterator[pa.RecordBatch]:
-            try:
-                for batch in reader:
-                    if batch.num_rows:  # an empty result may come with guessed types
-                        yield pa.RecordBatch.from_arrays(batch.columns, schema=ACKNOWLEDGED)
-            finally:
-                cursor.close()
-
-        return pa.RecordBatchReader.from_batches(ACKNOWLEDGED, batches())
+            self.cursor.execute(self.sql(f"SELECT key, row_hash FROM members {where} ORDER BY key "
+                                         f"LIMIT {ACKNOWLEDGED_PAGE_ROWS}"),
+                                (export_id,) if after is None else (export_id, after))
+            table = self.cursor.fetch_arrow_table()
+        if not table.num_rows:  # an empty result may come with guessed types
+            return ACKNOWLEDGED.empty_table()
+        return pa.Table.from_arrays(table.columns, schema=ACKNOWLEDGED)
 
     @on_state_thread
     def details(self, export: str, keys: Sequence[str]) -> dict[str, tuple[ColumnHashes | None, str]]:
