@@ -64,12 +64,9 @@ def _select(config: Config, names: Iterable[str] | None, run_all: bool) -> list[
 
 
 def _state(config: Config) -> StateStore:
-    from segship.engine.state import StateError, StateStore
+    from segship.cli.state_commands import open_state_or_exit
 
-    try:
-        return StateStore(config.state_path)
-    except StateError as exc:
-        raise fail(str(exc)) from None
+    return open_state_or_exit(config)
 
 
 # -- plan -----------------------------------------------------------------------------------------
