@@ -1,12 +1,14 @@
-"""State on disk per member, as the engine's column hashes will be after the hash rework (8 bytes a
-mapped column) and as they are today (comma-joined decimal text); bound: SQLite ≤ 100 bytes.
+"""State on disk per member, with the engine's column hashes (8 bytes a mapped column, hash
+version 2); bound: SQLite ≤ 100 bytes. (Hash version 1's comma-joined decimal text only
+lives in state of an older segship until its first plan converts it.)
 
     .venv/bin/python benchmarks/state_size.py                 # 1,000,000 members, SQLite
     .venv/bin/python benchmarks/state_size.py --rows 10000000 --postgres
 
 Members are committed through the state contract (``commit_upserts``), in key order as a
 first run commits them, shaped like the ``pipeline`` benchmark's Braze export: keys
-``C0000001``…, a signed 64-bit row hash, six mapped columns, the identity equal to the key.
+``C0000001``…, a signed 64-bit row hash, six mapped columns, the identity equal to the key,
+all in the export's first target.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ MAPPED_COLUMNS = 6
 BATCH = 10_000
 
 
-def fill(state, rows: int, text_hashes: bool) -> float:
+def fill(state, rows: int) -> float:
     from segship.engine.state import StateStore
 
     assert isinstance(state, StateStore)
@@ -36,8 +38,7 @@ def fill(state, rows: int, text_hashes: bool) -> float:
         batch = []
         for index in range(start, min(rows + 1, start + BATCH)):
             hashes = [rng.getrandbits(63) for _ in range(MAPPED_COLUMNS)]
-            column_hashes = ",".join(map(str, hashes)) if text_hashes else \
-                b"".join(h.to_bytes(8, "big") for h in hashes)
+            column_hashes = b"".join(h.to_bytes(8, "big") for h in hashes)
             key = f"C{index:07d}"
             batch.append((key, rng.getrandbits(63) - 2**62, column_hashes, key))
         state.commit_upserts("to-braze", batch, [], [])
@@ -52,21 +53,19 @@ def main() -> int:
     from segship.engine.state import open_state_at
 
     figures = []
-    for text_hashes in (False, True):
-        kind = "text column hashes (today)" if text_hashes else "8-byte column hashes (hash rework)"
-        with tempfile.TemporaryDirectory(prefix="segship-bench-state-") as folder:
-            state = open_state_at(Path(folder) / "state.db")
-            seconds = fill(state, args.rows, text_hashes)
-            state.close()  # the last connection checkpoints the WAL into the file
-            size = sum(path.stat().st_size for path in Path(folder).glob("state.db*"))
-        figures.append(common.Figure(f"SQLite state per member, {kind}", size / args.rows, 100.0, "bytes",
-                                     note=f"{size / 2**20:,.0f} MiB for {args.rows:,} members; filled in "
-                                          f"{seconds:.1f} s"))
-        print(f"  {figures[-1].name}: {figures[-1].value:.1f} bytes", flush=True)
+    with tempfile.TemporaryDirectory(prefix="segship-bench-state-") as folder:
+        state = open_state_at(Path(folder) / "state.db")
+        seconds = fill(state, args.rows)
+        state.close()  # the last connection checkpoints the WAL into the file
+        size = sum(path.stat().st_size for path in Path(folder).glob("state.db*"))
+    figures.append(common.Figure("SQLite state per member, 8-byte column hashes", size / args.rows, 100.0, "bytes",
+                                 note=f"{size / 2**20:,.0f} MiB for {args.rows:,} members; filled in "
+                                      f"{seconds:.1f} s"))
+    print(f"  {figures[-1].name}: {figures[-1].value:.1f} bytes", flush=True)
     if args.postgres:
         with common.state_backend("postgres") as backend:
             state = open_state_at(backend.env["SEGSHIP_BENCH_STATE_URL"])
-            seconds = fill(state, args.rows, text_hashes=False)
+            seconds = fill(state, args.rows)
             state.close()
             size = backend.size_bytes(None)
         figures.append(common.Figure("PostgreSQL state per member, 8-byte column hashes", size / args.rows,
