@@ -138,11 +138,11 @@ class SqlState(StateStore):
             self._thread.shutdown(wait=True)
 
     def close_connection(self) -> None:
-        try:
-            self.cursor.close()
-            self.db.close()
-        except self.driver_error:
-            pass  # already gone (a server that went away)
+        for close in (self.cursor.close, self.db.close):
+            try:
+                close()
+            except self.driver_error:
+                pass  # already gone (a server that went away)
 
     # -- what a backend provides ------------------------------------------------------------------
 
