@@ -318,8 +318,8 @@ class SqlState(StateStore):
         for chunk in chunks(keys, 500):
             marks = ",".join("?" * len(chunk))
             for key, identity, target in self.rows(
-                    f"SELECT key, coalesce(identity, key), target FROM members WHERE export_id = ? AND key IN ({marks}) "
-                    "ORDER BY key", (export_id, *chunk)):
+                    "SELECT key, coalesce(identity, key), target FROM members "
+                    f"WHERE export_id = ? AND key IN ({marks}) ORDER BY key", (export_id, *chunk)):
                 by_target.setdefault(int(target), []).append(Member(key, identity))
         return by_target
 
