@@ -87,7 +87,7 @@ def braze_export(url: str, *, requests_per_3s: int | None = None,
               "settings": {"segment_api_identifier": SEGMENT_ID},
               "mapping": {"customer_id": "customer_id", "email": "email",
                           "attributes": {name: name for name in attributes}},
-              "safeguards": {"max_profiles": 1_000_000, "max_removed_fraction": 0.2}}
+              "safeguards": {"max_profiles": 100_000_000, "max_removed_fraction": 0.2}}
     return _yaml("braze", connection, "to-braze", export)
 
 
@@ -116,26 +116,69 @@ def _yaml(connection_name: str, connection: dict, export_name: str, export: dict
 
 
 @contextmanager
-def workspace(data: Path, destination: str, *, keep: bool = False,
+def workspace(data: Path, destination: str, *, state: State | None = None, keep: bool = False,
               source: str | None = None) -> Iterator[Workspace]:
     """A temp dir with ``segship.yaml`` (source, segment, state; ``destination`` adds the rest).
 
     The source ``crm`` is a DuckDB one over ``data`` unless ``source`` gives another (YAML
-    flow mapping); the segment is ``SELECT * FROM crm`` either way.
+    flow mapping); the segment is ``SELECT * FROM crm`` either way. State is a SQLite file
+    unless ``state`` says otherwise.
     """
     root = Path(tempfile.mkdtemp(prefix="segship-bench-"))
     source = source or f"{{type: duckdb, path: {json.dumps(str(data))}}}"
+    state = state or State("sqlite", "{path: state/state.db}")
     try:
         (root / "segship.yaml").write_text(
             "version: 1\n"
-            "state: {path: state/state.db}\n"
+            f"state: {state.yaml}\n"
             f"sources:\n  crm: {source}\n"
             "segments:\n  everyone: {source: crm, key: customer_id, sql: SELECT * FROM crm}\n"
             + destination)
-        yield Workspace(root)
+        yield Workspace(root, dict(state.env))
     finally:
         if not keep:
             subprocess.run(["rm", "-rf", str(root)], check=False)
+
+
+# -- state -----------------------------------------------------------------------------------------
+
+@dataclass
+class State:
+    """Where a benchmark's state lives: the config's ``state:`` value and the variables it reads."""
+
+    backend: str
+    yaml: str
+    env: dict[str, str] = field(default_factory=dict)
+    server: Any = None
+
+    def size_bytes(self, ws: Workspace) -> int:
+        """Bytes the state takes: the SQLite file, or segship's tables in PostgreSQL (with indexes)."""
+        if self.server is None:
+            return sum(path.stat().st_size for path in (ws.root / "state").glob("state.db*"))
+        rows = self.server.execute("SELECT sum(pg_total_relation_size(c.oid)) FROM pg_class c JOIN pg_namespace n "
+                                   "ON n.oid = c.relnamespace WHERE n.nspname = 'segship' AND c.relkind = 'r'",
+                                   "bench")
+        return int(rows[0][0])
+
+
+@contextmanager
+def state_backend(backend: str) -> Iterator[State]:
+    """SQLite in the workspace, or a real PostgreSQL 16 (the tests' pgserver fixture) in a temp dir."""
+    if backend == "sqlite":
+        yield State("sqlite", "{path: state/state.db}")
+        return
+    sys.path.insert(0, str(ROOT))
+    from tests.postgres_server import PostgresServer
+
+    root = Path(tempfile.mkdtemp(prefix="segship-bench-postgres-"))
+    server = PostgresServer(root)
+    try:
+        server.execute("CREATE DATABASE bench")
+        yield State("postgres", '{url: "${env:SEGSHIP_BENCH_STATE_URL}"}',
+                    {"SEGSHIP_BENCH_STATE_URL": server.url("bench")}, server)
+    finally:
+        server.close()
+        subprocess.run(["rm", "-rf", str(root)], check=False)
 
 
 # -- sandboxes ------------------------------------------------------------------------------------
@@ -230,7 +273,7 @@ def run_export(ws: Workspace, export: str, env: Mapping[str, str], *, timeout: f
     report_path = ws.root / f"report-{time.monotonic_ns()}.json"
     output_path = ws.root / "output.txt"
     command = [*wrapper, SEGSHIP, "export", export, "-c", str(ws.config), "--report", str(report_path), *extra]
-    child_env = {**os.environ, **env}
+    child_env = {**os.environ, **ws.env, **env}
     with output_path.open("w") as output:
         started = time.perf_counter()
         process = subprocess.Popen(command, stdout=output, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,

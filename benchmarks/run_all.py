@@ -72,7 +72,7 @@ def bench_braze(s: Session) -> None:
     minimum = requests / BRAZE_REQUESTS_PER_SECOND
     with common.sandbox("braze", "--rate-limit", "3000") as box:
         export, body = common.braze_export(box.url)
-        with common.workspace(s.data, body) as ws:
+        with common.workspace(s.data, body, state=s.state) as ws:
             sandbox_cpu = box.cpu_seconds()
             run = common.run_export(ws, export, {common.BRAZE_KEY_VAR: box.api_key}, timeout=s.timeout)
             common.check_ok(run, "braze", sent=s.rows)
@@ -91,7 +91,7 @@ def bench_braze(s: Session) -> None:
 def bench_brevo(s: Session) -> None:
     with common.sandbox("sendinblue", "--requests-per-second", "10", "--process-delay", "1.0") as box:
         export, body = common.brevo_export(box.url)
-        with common.workspace(s.data, body) as ws:
+        with common.workspace(s.data, body, state=s.state) as ws:
             run = common.run_export(ws, export, {common.BREVO_KEY_VAR: box.api_key}, timeout=max(s.timeout, 300))
             common.check_ok(run, "brevo", sent=s.rows)
             stats = box.stats()
@@ -108,7 +108,7 @@ def bench_pipeline(s: Session) -> None:
     """Unthrottled, then (``rerun``) the same export again with nothing changed."""
     with common.sandbox("braze", "--rate-limit", "0") as box:
         export, body = common.braze_export(box.url, requests_per_3s=10_000_000)
-        with common.workspace(s.data, body) as ws:
+        with common.workspace(s.data, body, state=s.state) as ws:
             env = {common.BRAZE_KEY_VAR: box.api_key}
             sandbox_cpu = box.cpu_seconds()
             run = common.run_export(ws, export, env, timeout=s.timeout)
@@ -132,6 +132,10 @@ def bench_pipeline(s: Session) -> None:
                                   f"CPU: segship {again.cpu_seconds:.1f} s; {s.phases(again)}"))
                 s.add(Figure("requests of the unchanged re-run", served, 0, "requests",
                              note=f"counted by the sandbox; the run reported {again.requests}"))
+                s.full_exports.append(("rerun", again))
+            size = s.state.size_bytes(ws)
+            s.add(Figure(f"state per member ({s.state.backend})", size / s.rows, 100.0 if s.state.server is None
+                         else float("inf"), "bytes", note=f"{size / 2**20:,.0f} MiB for {s.rows:,} members"))
 
 
 def bench_memory(s: Session) -> None:
@@ -152,12 +156,20 @@ def main() -> int:
     parser.add_argument("--rows", type=int, default=1_000_000, help="profiles per export (default 1,000,000)")
     parser.add_argument("--only", action="append", choices=NAMES, help="run only these (repeatable)")
     parser.add_argument("--timeout", type=float, default=600.0, help="seconds before an export is killed")
+    parser.add_argument("--state", choices=("sqlite", "postgres"), default="sqlite",
+                        help="state backend: a SQLite file (default) or a local PostgreSQL 16 server (pgserver)")
     args = parser.parse_args()
+    with common.state_backend(args.state) as state:
+        return run(args, state)
+
+
+def run(args: argparse.Namespace, state: common.State) -> int:
     selected = args.only or list(NAMES)
     session = Session(args.rows, args.timeout)
     session.selected = set(selected)
+    session.state = state
     started = datetime.now(UTC)
-    print(f"segship benchmarks, {args.rows:,} profiles, {started:%Y-%m-%d %H:%M} UTC")
+    print(f"segship benchmarks, {args.rows:,} profiles, {state.backend} state, {started:%Y-%m-%d %H:%M} UTC")
     print(f"machine: {common.machine()}; load average before: {common.load_average()}", flush=True)
     for name in NAMES:
         if name not in selected:

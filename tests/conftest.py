@@ -11,6 +11,7 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
 import textwrap
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
@@ -111,13 +112,19 @@ def write_config(tmp_path: Path) -> Callable[[Mapping[str, str]], Path]:
 
 
 @pytest.fixture(scope="session")
-def postgres_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PostgresServer]:
-    """One real PostgreSQL 16 server for the test session (127.0.0.1, a free port, password auth)."""
-    server = PostgresServer(tmp_path_factory.mktemp("postgres"))
+def postgres_server() -> Iterator[PostgresServer]:
+    """One real PostgreSQL 16 server for the test session (127.0.0.1, a free port, password auth).
+
+    Its folder is its own, not pytest's: pytest deletes all but the newest three base temp
+    folders of a user, so another pytest session on the machine would delete a live server's data.
+    """
+    root = Path(tempfile.mkdtemp(prefix="segship-postgres-"))
+    server = PostgresServer(root)
     try:
         yield server
     finally:
         server.close()
+        shutil.rmtree(root, ignore_errors=True)
 
 
 @pytest.fixture
@@ -126,11 +133,31 @@ def postgres_url(postgres_server: PostgresServer) -> str:
     return postgres_server.create_database()
 
 
+@dataclass
+class StateTarget:
+    """Where a test's state lives: ``yaml`` is the value of the config's ``state:``, ``env`` what it reads."""
+
+    backend: str
+    yaml: str
+    env: dict[str, str]
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def state_target(request: pytest.FixtureRequest) -> StateTarget:
+    """Each state backend in turn: a SQLite file in the config's folder, or a new PostgreSQL database."""
+    if request.param == "sqlite":
+        return StateTarget("sqlite", "{path: .segship/state.db}", {})
+    url = request.getfixturevalue("postgres_url")
+    return StateTarget("postgres", '{url: "${env:SEGSHIP_STATE_URL}"}', {"SEGSHIP_STATE_URL": url})
+
+
 @pytest.fixture
-def own_postgres_server(tmp_path: Path) -> Iterator[PostgresServer]:
+def own_postgres_server() -> Iterator[PostgresServer]:
     """A server of the test's own, for tests that stop it (a database going away mid-run)."""
-    server = PostgresServer(tmp_path / "own-postgres")
+    root = Path(tempfile.mkdtemp(prefix="segship-postgres-"))
+    server = PostgresServer(root)
     try:
         yield server
     finally:
         server.close()
+        shutil.rmtree(root, ignore_errors=True)

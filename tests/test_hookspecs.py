@@ -312,13 +312,13 @@ def _run_engine(plugins: Plugins, fake: types.ModuleType, tmp_path: Path, profil
     """One real ExportRun of ENGINE_CONFIG over ``profiles_csv``, the fake plugin's calls cleared first."""
     from segship.config import load_config
     from segship.engine.run import ExportRun, RunOptions
-    from segship.engine.state import StateStore
+    from segship.engine.state import open_state
 
     (tmp_path / "segship.yaml").write_text(ENGINE_CONFIG)
     (tmp_path / "profiles.csv").write_text(profiles_csv)
     config = load_config(tmp_path / "segship.yaml", plugins)
     fake.calls.clear()
-    state = StateStore(config.state_path)
+    state = open_state(config)
     try:
         report = asyncio.run(ExportRun(config, "everyone-to-fake", plugins, state, RunOptions()).run())
     finally:

@@ -373,6 +373,17 @@ CASES = [
          {"conf/a.yaml": _replace(VALID, "segments: [vip]", "segments: [vip, churned]"),
           "conf/b.yaml": "version: 1\nsegments:\n  lapsed: {source: crm, key: id, sql: SELECT 1}\n"},
          "conf/a.yaml:22:21", "uses segment 'churned', which is not defined (segments: lapsed, vip)", config="conf"),
+    # -- state --------------------------------------------------------------------------------------
+    Case("state-path-and-url",
+         _replace(VALID, "version: 1\n", "version: 1\nstate:\n  path: .segship/state.db\n"
+                                           "  url: ${env:SEGSHIP_STATE_URL}\n"),
+         "segship.yaml:4:3", "state: give either path (a SQLite file) or url (PostgreSQL), not both"),
+    Case("state-literal-url",
+         _replace(VALID, "version: 1\n", "version: 1\nstate:\n  url: postgresql://segship:" + "hunter2" +
+                  "-state@db.example.com/segship\n"),
+         "segship.yaml:3:8", "state.url is a secret (it holds the database password): write a reference such as "
+                             "${env:SEGSHIP_STATE_URL}",
+         hidden=("hunter2-state", "db.example.com")),
     # -- roles --------------------------------------------------------------------------------------
     Case("contributor-through-admins-only-connection-option",
          VALID,

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import csv
 import os
-import sqlite3
 import subprocess
 import sys
 from pathlib import Path
@@ -13,13 +12,17 @@ import pytest
 from segship_braze.testing import braze_sandbox  # noqa: F401 - fixture
 from segship_sendinblue.testing import sendinblue_sandbox  # noqa: F401 - fixture
 
+from segship.engine.state import StateStore, open_state_at
+
+from ..conftest import StateTarget
+
 SEGMENT_ID = "3c4a9e52-0000-4000-8000-000000000001"
 LIST_ID = 3
 COLUMNS = ["customer_id", "email", "first_name", "last_name", "phone", "lifetime_value"]
 
 CONFIG = """
 version: 1
-state: {{path: .segship/state.db}}
+state: {state}
 sources:
   crm: {{type: duckdb, path: profiles.csv}}
 segments:
@@ -68,20 +71,21 @@ def profile(index: int, **changes: object) -> dict[str, object]:
 class Project:
     """A GitOps folder in tmp: a config pointing at the sandboxes, a CSV source, and the CLI."""
 
-    def __init__(self, root: Path, braze, brevo) -> None:
+    def __init__(self, root: Path, braze, brevo, state: StateTarget) -> None:
         self.root = root
         self.braze = braze
         self.brevo = brevo
+        self.state_target = state
         self.env = {**os.environ, "BRAZE_API_KEY": braze.api_key, "BRAZE_URL": braze.url,
-                    "BREVO_API_KEY": brevo.api_key, "BREVO_URL": brevo.url, "NO_COLOR": "1"}
+                    "BREVO_API_KEY": brevo.api_key, "BREVO_URL": brevo.url, "NO_COLOR": "1", **state.env}
         self.env.pop("SEGSHIP_ROLE", None)
         self.configure()
 
     def configure(self, *, braze_batch: int = 75, max_removed: float = 1.0, segment_id: str = SEGMENT_ID,
                   membership_attribute: str = "segship_segments", list_id: int = LIST_ID) -> None:
         (self.root / "segship.yaml").write_text(CONFIG.format(
-            braze_batch=braze_batch, segment_id=segment_id, list_id=list_id, max_removed=max_removed,
-            membership_attribute=membership_attribute))
+            state=self.state_target.yaml, braze_batch=braze_batch, segment_id=segment_id, list_id=list_id,
+            max_removed=max_removed, membership_attribute=membership_attribute))
 
     def write(self, rows: list[dict[str, object]]) -> None:
         with (self.root / "profiles.csv").open("w", newline="") as out:
@@ -96,10 +100,18 @@ class Project:
         return subprocess.run(self.command(*args), cwd=self.root, env=env or self.env, capture_output=True,
                               text=True, timeout=timeout)
 
+    def state(self) -> StateStore:
+        """The project's state, SQLite file or PostgreSQL database, through the state contract."""
+        env = self.state_target.env
+        return open_state_at(env["SEGSHIP_STATE_URL"] if env else self.root / ".segship" / "state.db")
+
     def acknowledged(self, export: str) -> set[str]:
-        """Keys the state says the destination acknowledged, read straight from the SQLite file."""
-        with sqlite3.connect(self.root / ".segship" / "state.db") as db:
-            return {row[0] for row in db.execute("SELECT key FROM members WHERE export = ?", (export,))}
+        """Keys the state says the destination acknowledged."""
+        state = self.state()
+        try:
+            return set(state.acknowledged(export).read_all().column("key").to_pylist())
+        finally:
+            state.close()
 
     def braze_members(self) -> dict[str, dict]:
         """Braze users whose membership attribute holds the export's segment identifier."""
@@ -111,5 +123,6 @@ class Project:
 
 
 @pytest.fixture
-def project(tmp_path: Path, braze_sandbox, sendinblue_sandbox) -> Project:  # noqa: F811 - fixtures
-    return Project(tmp_path, braze_sandbox, sendinblue_sandbox)
+def project(tmp_path: Path, braze_sandbox, sendinblue_sandbox, state_target) -> Project:  # noqa: F811 - fixtures
+    """A project on each state backend in turn."""
+    return Project(tmp_path, braze_sandbox, sendinblue_sandbox, state_target)

@@ -140,7 +140,7 @@ def test_ctrl_c_finishes_the_batches_in_flight_commits_and_exits_1(project):
     process = start_slow_export(project)
     process.send_signal(signal.SIGINT)
     stdout, stderr = process.communicate(timeout=60)
-    assert process.returncode == 1
+    assert process.returncode == 1, stdout + stderr[-3000:]
     assert "interrupted" in stdout and "run the export again to continue" in stdout
     assert "Traceback" not in stderr
     acknowledged = project.acknowledged("vip-braze")

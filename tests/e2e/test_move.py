@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import signal
-import sqlite3
 import subprocess
 import time
 
@@ -88,8 +87,12 @@ def test_a_move_killed_part_way_resumes_and_finishes(project):
         time.sleep(0.02)
     process.send_signal(signal.SIGKILL)
     process.communicate(timeout=10)
-    with sqlite3.connect(project.root / ".segship" / "state.db") as db:
-        moved = db.execute("SELECT count(*) FROM members WHERE export = 'vip-braze' AND target = 2").fetchone()[0]
+    state = project.state()
+    try:
+        moved = int(state.one("SELECT count(*) FROM members m JOIN exports e ON e.id = m.export_id "
+                              "WHERE e.name = 'vip-braze' AND m.target = 2")[0])
+    finally:
+        state.close()
     assert 0 < moved < 3000, "the run should have been killed part-way through the move"
 
     project.braze.set_faults(latency=0.0)

@@ -17,6 +17,8 @@ from pathlib import Path
 
 import pytest
 
+from segship.engine.state import open_state_at
+
 from .conftest import LIST_ID, SEGMENT_ID
 
 CONFIG = """
@@ -86,8 +88,11 @@ class Warehouse:
                               capture_output=True, text=True, timeout=timeout)
 
     def acknowledged(self, export: str) -> set[str]:
-        with sqlite3.connect(self.root / ".segship" / "state.db") as db:
-            return {row[0] for row in db.execute("SELECT key FROM members WHERE export = ?", (export,))}
+        state = open_state_at(self.root / ".segship" / "state.db")
+        try:
+            return set(state.acknowledged(export).read_all().column("key").to_pylist())
+        finally:
+            state.close()
 
     def state_bytes(self) -> bytes:
         return b"".join(path.read_bytes() for path in (self.root / ".segship").glob("state.db*"))

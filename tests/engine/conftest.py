@@ -11,15 +11,16 @@ import pytest
 from segship.config import Config, load_config
 from segship.engine.report import RunReport
 from segship.engine.run import ExportRun, RunOptions
-from segship.engine.state import StateStore
+from segship.engine.state import StateStore, open_state
 from segship.plugins import Plugins, build_plugins
 
+from ..conftest import StateTarget
 from . import memory_destination
 from .memory_destination import MemoryDestination
 
 CONFIG = """
 version: 1
-state: {{path: state/state.db}}
+state: {state}
 sources:
   crm: {{type: duckdb, path: profiles.csv}}
 segments:
@@ -58,14 +59,15 @@ def memory_plugins() -> Plugins:
 
 
 class Workspace:
-    def __init__(self, root: Path, plugins: Plugins) -> None:
+    def __init__(self, root: Path, plugins: Plugins, state: StateTarget) -> None:
         self.root = root
         self.plugins = plugins
+        self.state_target = state
         self.configure()
 
     def configure(self, segments: str = "everyone", batch_size: int = 10, extra: str = "", settings: str = "") -> None:
-        (self.root / "segship.yaml").write_text(CONFIG.format(segments=segments, batch_size=batch_size, extra=extra,
-                                                              settings=settings))
+        (self.root / "segship.yaml").write_text(CONFIG.format(
+            state=self.state_target.yaml, segments=segments, batch_size=batch_size, extra=extra, settings=settings))
 
     def write(self, rows: list[tuple]) -> None:
         write_profiles(self.root / "profiles.csv", rows)
@@ -74,7 +76,15 @@ class Workspace:
         return load_config(self.root / "segship.yaml", self.plugins)
 
     def state(self) -> StateStore:
-        return StateStore(self.root / "state" / "state.db")
+        return open_state(self.config())
+
+    def acknowledged(self) -> list[str]:
+        """Keys state says the destination acknowledged, read through the contract."""
+        state = self.state()
+        try:
+            return state.acknowledged("sync").read_all().column("key").to_pylist()
+        finally:
+            state.close()
 
     def run(self, *, stop: asyncio.Event | None = None, **options: bool) -> RunReport:
         state = self.state()
@@ -86,9 +96,13 @@ class Workspace:
 
 
 @pytest.fixture
-def workspace(tmp_path: Path, memory_plugins: Plugins, monkeypatch: pytest.MonkeyPatch) -> Workspace:
+def workspace(tmp_path: Path, memory_plugins: Plugins, monkeypatch: pytest.MonkeyPatch,
+              state_target: StateTarget) -> Workspace:
+    """A config folder with a CSV source, run on each state backend in turn."""
     monkeypatch.setenv("MEMORY_KEY", "memory-secret-key-123")
-    return Workspace(tmp_path, memory_plugins)
+    for name, value in state_target.env.items():
+        monkeypatch.setenv(name, value)
+    return Workspace(tmp_path, memory_plugins, state_target)
 
 
 @pytest.fixture

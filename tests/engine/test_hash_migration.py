@@ -3,48 +3,71 @@
 from __future__ import annotations
 
 import sqlite3
+from pathlib import Path
 
 import duckdb
+import pytest
 
 from segship.engine import hashing
+from segship.engine.state.sqlite import MIGRATIONS
 
+from ..conftest import StateTarget
 from .conftest import profiles
 from .memory_destination import MemoryDestination
 
 COLUMNS = ["id", "email", "name", "value"]  # the memory export's mapped columns, in mapping order
+#: schema 2, the last of segship before hash versions, targets and the compact members
+SCHEMA_2 = MIGRATIONS[0] + MIGRATIONS[1] + "PRAGMA user_version=2;"
+
+
+@pytest.fixture
+def state_target() -> StateTarget:
+    """State of hash version 1 is a SQLite file of schema 2: segship had no other state then."""
+    return StateTarget("sqlite", "{path: .segship/state.db}", {})
+
+
+def state_file(workspace) -> Path:
+    return workspace.root / ".segship" / "state.db"
 
 
 def make_state_of_hash_version_1(workspace) -> None:
-    """Turn the workspace's state into what segship wrote before hash version 2: schema 2, and
-    members' hashes from DuckDB's hash() of the current rows (decimal text column hashes)."""
+    """Turn the workspace's state into what segship wrote before hash version 2: schema 2 (as
+    ``engine/state.py`` made it up to commit 4607515), and members' hashes from DuckDB's hash()
+    of the current rows (decimal text column hashes)."""
     values = [f's."{column}"' for column in COLUMNS]
-    rows = duckdb.sql(
+    legacy = duckdb.sql(
         f"SELECT id::VARCHAR, {hashing.legacy_row_hash_sql(values)}, "
         f"array_to_string({hashing.legacy_column_hashes_sql(values)}, ',') "
         f"FROM read_csv('{workspace.root / 'profiles.csv'}') AS s").fetchall()
-    db = sqlite3.connect(workspace.root / "state" / "state.db")
+    path = state_file(workspace)
+    db = sqlite3.connect(path)
+    try:
+        exports = db.execute("SELECT name, fingerprint, columns FROM exports").fetchall()
+        members = db.execute("SELECT e.name, m.key, coalesce(m.identity, m.key) FROM members m "
+                             "JOIN exports e ON e.id = m.export_id").fetchall()
+        runs = db.execute("SELECT * FROM runs").fetchall()
+    finally:
+        db.close()
+    for leftover in path.parent.glob("state.db*"):
+        leftover.unlink()
+    hashes = {key: (row_hash, column_hashes) for key, row_hash, column_hashes in legacy}
+    db = sqlite3.connect(path)
     with db:
-        db.executemany("UPDATE members SET row_hash = ?, column_hashes = ? WHERE export = 'sync' AND key = ?",
-                       [(row_hash, column_hashes, key) for key, row_hash, column_hashes in rows])
-        # the schema of segship before hash versions and targets (migrations 3 and 4 undone)
-        db.execute("ALTER TABLE exports DROP COLUMN hash_version")
-        db.execute("DROP TABLE targets")
-        db.execute("ALTER TABLE members DROP COLUMN target")
-        db.execute("CREATE TABLE stale_identities_2 (export TEXT NOT NULL, key TEXT NOT NULL, identity TEXT NOT NULL, "
-                   "PRIMARY KEY (export, identity)) WITHOUT ROWID")
-        db.execute("INSERT INTO stale_identities_2 SELECT export, key, identity FROM stale_identities")
-        db.execute("DROP TABLE stale_identities")
-        db.execute("ALTER TABLE stale_identities_2 RENAME TO stale_identities")
-    db.execute("PRAGMA user_version = 2")
+        db.executescript(SCHEMA_2)
+        db.executemany("INSERT INTO exports VALUES (?, ?, ?)", exports)
+        db.executemany("INSERT INTO members VALUES (?, ?, ?, ?, ?)",
+                       [(export, key, *hashes[key], identity) for export, key, identity in members])
+        db.executemany("INSERT INTO runs VALUES (?, ?, ?, ?, ?, ?, ?)", runs)
     db.close()
 
 
 def stored(workspace) -> tuple[int, list]:
     """The export's hash version and its members' column hashes, as state holds them."""
-    db = sqlite3.connect(workspace.root / "state" / "state.db")
+    db = sqlite3.connect(state_file(workspace))
     try:
-        version = db.execute("SELECT hash_version FROM exports WHERE export = 'sync'").fetchone()
-        hashes = [row[0] for row in db.execute("SELECT column_hashes FROM members WHERE export = 'sync'")]
+        version = db.execute("SELECT hash_version FROM exports WHERE name = 'sync'").fetchone()
+        hashes = [row[0] for row in db.execute(
+            "SELECT m.column_hashes FROM members m JOIN exports e ON e.id = m.export_id WHERE e.name = 'sync'")]
         return (version[0] if version else None), hashes
     finally:
         db.close()
@@ -91,7 +114,7 @@ def test_a_member_whose_hashes_were_unknown_under_the_old_hash_is_sent_whole(wor
     workspace.write(profiles(6))
     workspace.run()
     make_state_of_hash_version_1(workspace)
-    db = sqlite3.connect(workspace.root / "state" / "state.db")
+    db = sqlite3.connect(state_file(workspace))
     with db:  # as a run killed during a re-send for changed settings leaves it
         db.execute("UPDATE members SET row_hash = 0, column_hashes = NULL WHERE key = '4'")
     db.close()

@@ -39,8 +39,7 @@ def test_members_who_leave_are_removed(workspace):
     report = workspace.run()
     assert (report.plan["remove"], report.removed) == (2, 2)
     assert MemoryDestination.members == {str(i) for i in range(1, 19)}
-    state = workspace.state()
-    assert state.acknowledged("sync").num_rows == 18
+    assert len(workspace.acknowledged()) == 18
 
 
 def test_rows_refused_by_mapping_or_destination_are_rejects_and_retried_next_run(workspace):
@@ -75,7 +74,7 @@ def test_dry_run_maps_everything_and_sends_and_writes_nothing(workspace):
     report = workspace.run(dry_run=True)
     assert (report.outcome, report.rejected) == ("rejects", 1)
     assert MemoryDestination.calls == []
-    assert workspace.state().acknowledged("sync").num_rows == 0
+    assert len(workspace.acknowledged()) == 0
     assert workspace.state().rejects("sync") == []
 
 
@@ -107,7 +106,7 @@ def test_a_failure_mid_run_keeps_what_was_acknowledged_and_the_next_run_sends_th
     failed = workspace.run(stop=user_stop)
     assert failed.outcome == "failed" and "destination went away" in failed.message
     assert not user_stop.is_set()  # a failure ends this run, never the user's other exports
-    acknowledged = workspace.state().acknowledged("sync").column("key").to_pylist()
+    acknowledged = workspace.acknowledged()
     assert 0 < len(acknowledged) < 50
     assert set(acknowledged) <= MemoryDestination.members  # nothing acknowledged the destination didn't get
 
@@ -135,7 +134,7 @@ def test_a_stop_request_ends_the_run_after_batches_in_flight_as_interrupted(work
     assert report.outcome == "interrupted"
     assert "run the export again" in report.message
     assert 0 < report.upserted < 40
-    assert workspace.state().acknowledged("sync").num_rows == report.upserted
+    assert len(workspace.acknowledged()) == report.upserted
     assert workspace.run().upserted == 40 - report.upserted
 
 

@@ -22,10 +22,12 @@ from hypothesis import strategies as st
 
 from segship.plugins import Plugins
 
+from ..conftest import StateTarget
 from .conftest import Workspace
 from .memory_destination import MemoryDestination
 
 NAMES = ["Ann", "Bob", "Cy"]
+SQLITE_STATE = StateTarget("sqlite", "{path: .segship/state.db}", {})  # the engine, not a backend, is held here
 # id -> (name, whether the email is valid, value): rows with a bad email are refused by the mapping
 segments = st.dictionaries(st.integers(1, 30), st.tuples(st.sampled_from(NAMES), st.booleans() | st.just(True),
                                                          st.integers(0, 99)), max_size=25)
@@ -62,7 +64,7 @@ def replay(history: list, plugins: Plugins) -> None:
     MemoryDestination.reset()
     with tempfile.TemporaryDirectory() as folder, pytest.MonkeyPatch.context() as monkeypatch:
         monkeypatch.setenv("MEMORY_KEY", "memory-secret-key-123")
-        workspace = Workspace(Path(folder), plugins)
+        workspace = Workspace(Path(folder), plugins, SQLITE_STATE)
         workspace.configure(batch_size=4, extra="safeguards: {max_removed_fraction: null}")
         segment: dict[int, tuple[str, bool, int]] = {}
         for segment, cut, refused in history:

@@ -1,8 +1,7 @@
-"""Targets in state: what the memory destination's ``list`` setting names, and state from before targets."""
+"""Targets in state: what the memory destination's ``list`` setting names, and state from before targets
+(on each state backend)."""
 
 from __future__ import annotations
-
-import sqlite3
 
 from segship.engine.snapshot import export_fingerprint
 
@@ -17,18 +16,23 @@ def test_state_from_before_targets_is_no_settings_change_and_no_move(workspace, 
     config = workspace.config()
     export = config.exports["sync"]
     columns = MemoryDestination.source_columns(export.mapping)
-    with sqlite3.connect(workspace.root / "state" / "state.db") as db:
-        # what segship recorded before targets: a fingerprint of every setting, no target
-        db.execute("UPDATE exports SET fingerprint = ?", (export_fingerprint("memory", export, columns),))
-        db.execute("DELETE FROM targets")
+    state = workspace.state()
+    try:  # what segship recorded before targets: a fingerprint of every setting, no target
+        state.execute("UPDATE exports SET fingerprint = ?", (export_fingerprint("memory", export, columns),))
+        state.execute("DELETE FROM targets")
+    finally:
+        state.close()
     before = len(sent())
     report = workspace.run()
     assert (report.plan["settings_changed"], report.plan["move"], report.plan["unchanged"]) == (False, 0, 8)
     assert len(sent()) == before
-    with sqlite3.connect(workspace.root / "state" / "state.db") as db:
-        assert db.execute("SELECT fingerprint FROM exports").fetchone()[0] == export_fingerprint(
+    state = workspace.state()
+    try:
+        assert state.one("SELECT fingerprint FROM exports")[0] == export_fingerprint(
             "memory", export, columns, ("list",))
-        assert db.execute("SELECT id, settings FROM targets").fetchall() == [(1, '{"list":"first"}')]
+        assert state.rows("SELECT id, settings FROM targets") == [(1, '{"list":"first"}')]
+    finally:
+        state.close()
 
 
 def test_a_new_target_is_a_move_not_a_settings_change_and_its_default_is_the_same_target(workspace):

@@ -102,6 +102,7 @@ def _register_commands() -> None:
         init_command,
         run_commands,
         source_commands,
+        state_commands,
     )
 
     get_plugins().register_commands(app, sandbox_app)

@@ -64,12 +64,9 @@ def _select(config: Config, names: Iterable[str] | None, run_all: bool) -> list[
 
 
 def _state(config: Config) -> StateStore:
-    from segship.engine.state import StateError, StateStore
+    from segship.cli.state_commands import open_state_or_exit
 
-    try:
-        return StateStore(config.state_path)
-    except StateError as exc:
-        raise fail(str(exc)) from None
+    return open_state_or_exit(config)
 
 
 # -- plan -----------------------------------------------------------------------------------------
@@ -232,7 +229,10 @@ def export_command(
         run_options = RunOptions(dry_run=dry_run, full_resync=full_resync, allow_mass_removal=allow_mass_removal)
         return await _run_exports(loaded, names, state, run_options, stop)
 
-    reports = asyncio.run(run())
+    try:
+        reports = asyncio.run(run())
+    finally:  # before the interpreter exits: a connection collected before its cursor complains on stderr
+        state.close()
     code = _exit_code(reports)
     for report in reports:
         typer.echo(redact_text(_summary(report)))

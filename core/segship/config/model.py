@@ -119,6 +119,8 @@ class Config:
     connections: dict[str, ConnectionConfig]
     exports: dict[str, ExportConfig]
     loaded: LoadedConfig
+    #: ``state.url``: a ${env:…}/${file:…} reference to a PostgreSQL URL, resolved when state is opened
+    state_url: str | None = None
 
     def where(self, *path: str | int) -> str:
         """file:line:col of a config node, for messages."""
@@ -132,6 +134,7 @@ def build_config(path: Path, loaded: LoadedConfig, secret_fields_by_type: dict[s
     def folder(*entry: str) -> Path:
         return loaded.file_of(entry).resolve().parent
 
+    state_url = data.get("state", {}).get("url")
     state_path = Path(data.get("state", {}).get("path", DEFAULT_STATE_PATH))
     if not state_path.is_absolute():
         state_path = (folder("state") if "state" in data else _config_root(path)) / state_path
@@ -167,7 +170,7 @@ def build_config(path: Path, loaded: LoadedConfig, secret_fields_by_type: dict[s
         )
         for name, entry in data.get("exports", {}).items()
     }
-    return Config(path, state_path, sources, segments, connections, exports, loaded)
+    return Config(path, state_path, sources, segments, connections, exports, loaded, state_url)
 
 
 def _value_locations(loaded: LoadedConfig, base: tuple[str, ...], entry: dict[str, Any]) -> dict[tuple[str, ...], str]:

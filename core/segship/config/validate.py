@@ -164,6 +164,8 @@ def _check_references(loaded: LoadedConfig, plugins: Plugins) -> list[ConfigIssu
         name = connection.get("type")
         return types.get(name) if isinstance(name, str) else None
 
+    issues.extend(_state_issues(loaded))
+
     for name, segment in _entries(data, "segments"):
         source = segment.get("source")
         if isinstance(source, str) and source not in sources and "sources" not in invalid:
@@ -252,6 +254,22 @@ def _literal_secrets(loaded: LoadedConfig, base: Path_, values: dict[str, Any], 
             yield ConfigIssue(loaded.location(path), f"{dotted(path)} is a secret: write a reference such as "
                                                      f"${{env:{variable}}} or ${{file:path/to/secret}}, never the "
                                                      "secret itself")
+
+
+def _state_issues(loaded: LoadedConfig) -> list[ConfigIssue]:
+    """``state``: a path or a URL, not both; the URL (it holds a password) by reference only."""
+    state = loaded.data.get("state")
+    if not isinstance(state, dict):
+        return []
+    if "path" in state and "url" in state:
+        return [ConfigIssue(loaded.location(("state", "url"), key=True),
+                            "state: give either path (a SQLite file) or url (PostgreSQL), not both")]
+    url = state.get("url")
+    if isinstance(url, str) and not is_reference(url):
+        return [ConfigIssue(loaded.location(("state", "url")),
+                            "state.url is a secret (it holds the database password): write a reference such as "
+                            "${env:SEGSHIP_STATE_URL} or ${file:path/to/secret}, never the URL itself")]
+    return []
 
 
 def _references_in(value: Any, path: Path_) -> Iterator[Path_]:

@@ -8,15 +8,10 @@ import logging
 from segship.config import Config
 from segship.engine.report import RunReport
 from segship.engine.run import ExportRun, RunOptions
-from segship.engine.state import StateStore
+from segship.engine.state import open_state
 from segship.plugins import get_plugins
 
 from segship_dagster.log_bridge import events_to
-
-
-def open_state(config: Config) -> StateStore:
-    """The state the config names: the only place this package opens it."""
-    return StateStore(config.state_path)
 
 
 def run_export(config: Config, export: str, step_log: logging.Logger) -> RunReport:

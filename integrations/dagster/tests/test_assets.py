@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 from dagster import AssetCheckSeverity, AssetKey, DagsterInstance, Definitions, materialize
-from segship.engine.state import StateStore
+from segship.engine.state import open_state_at
 from segship_dagster import REJECTS_CHECK, SegshipTranslator, segship_assets
 
 from .conftest import SEGMENT_ID, write_profiles
@@ -149,7 +149,7 @@ def test_two_materializations_of_the_same_export_are_refused_by_the_state_lock(c
     assets = segship_assets(config_dir)
     braze_sandbox.set_faults(latency=1.0)  # the first run holds the lock while its request is answered
     results = []
-    state = StateStore(Path(config_dir, ".segship", "state.db"))  # created before either run opens it
+    state = open_state_at(Path(config_dir, ".segship", "state.db"))  # created before either run opens it
     first = threading.Thread(target=lambda: results.append(run(assets, VIP)))
     first.start()
     try:

@@ -1,0 +1,158 @@
+"""``segship state``: inspect run state, move it between SQLite and PostgreSQL, drop an export's."""
+
+from __future__ import annotations
+
+from contextlib import ExitStack
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+from urllib.parse import urlsplit
+
+import orjson
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from segship.cli.main import EXIT_INVALID, ConfigOption, app, fail, load_config_or_exit
+from segship.config import Config
+from segship.secrets import SecretResolutionError, is_reference, resolve
+
+if TYPE_CHECKING:
+    from segship.engine.state import StateStore
+
+state_app = typer.Typer(help="Inspect, move (SQLite <-> PostgreSQL) and drop run state.", no_args_is_help=True)
+app.add_typer(state_app, name="state")
+console = Console(width=160)
+
+
+def open_state_or_exit(config: Config) -> StateStore:
+    """The config's state (SQLite file or PostgreSQL), or exit: 2 for an unresolved state.url, else 1."""
+    from segship.engine.state import StateError, open_state
+
+    try:
+        return open_state(config)
+    except SecretResolutionError as exc:
+        raise fail(str(exc), EXIT_INVALID) from None
+    except StateError as exc:
+        raise fail(str(exc)) from None
+
+
+@state_app.command("show")
+def show_command(
+    export: Annotated[str | None, typer.Argument(help="Only this export.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print as JSON.")] = False,
+    config: ConfigOption = None,
+) -> None:
+    """Where state lives (backend, schema version) and, per export, members, rejects and the last run."""
+    loaded = load_config_or_exit(config)
+    state = open_state_or_exit(loaded)
+    try:
+        exports = state.summary(export)
+        header = {"backend": state.backend, "where": state.describe(), "schema_version": state.schema_version()}
+    finally:
+        state.close()
+    if as_json:
+        typer.echo(orjson.dumps({**header, "exports": exports}, option=orjson.OPT_INDENT_2).decode())
+        return
+    typer.echo(f"state: {header['backend']}, {header['where']}, schema {header['schema_version']}")
+    table = Table("export", "members", "rejects", "stale identities", "last run", "outcome", "started", "finished")
+    for row in exports:
+        last = row["last_run"] or {}
+        name = row["export"] + ("" if row["export"] in loaded.exports else " (not in the config)")
+        table.add_row(name, str(row["members"]), str(row["rejects"]), str(row["stale_identities"]),
+                      str(last.get("id", "-")), last.get("outcome", "-") + (" (dry run)" if last.get("dry_run") else ""),
+                      last.get("started_at", "-"), last.get("finished_at") or "-")
+    console.print(table)
+    if export is not None and not exports:
+        typer.echo(f"no state for export {export!r}")
+
+
+def _target(to: str) -> str | Path:
+    """``--to``: a ${env:…}/${file:…} reference (a URL is a secret) or a SQLite file path."""
+    if is_reference(to):
+        try:
+            return resolve(to, Path.cwd(), where="--to", secret=True)
+        except SecretResolutionError as exc:
+            raise fail(str(exc), EXIT_INVALID) from None
+    if "://" in to:
+        if urlsplit(to).password is not None:
+            raise fail("--to: a database URL holds a password: give it by reference, e.g. "
+                       "--to '${env:NEW_STATE_URL}', never on the command line", EXIT_INVALID)
+        return to
+    return Path(to).resolve()
+
+
+@state_app.command("copy")
+def copy_command(
+    to: Annotated[str, typer.Option("--to", help="Target: a SQLite file path, or a PostgreSQL URL by reference: "
+                                                 "'${env:VAR}' or '${file:PATH}'.")],
+    force: Annotated[bool, typer.Option("--force", help="Replace a target that already holds state.")] = False,
+    config: ConfigOption = None,
+) -> None:
+    """Copy the config's state to another backend (SQLite <-> PostgreSQL) and verify the row counts.
+
+    The exports are locked meanwhile, so no run changes the state being copied. Point the
+    config at the target (state.url / state.path) afterwards.
+    """
+    from segship.engine.state import StateError, open_state_at
+
+    loaded = load_config_or_exit(config)
+    target_place = _target(to)
+    source = open_state_or_exit(loaded)
+    try:
+        target = open_state_at(target_place, where="--to")
+        try:
+            if target.describe() == source.describe():
+                raise fail("--to names the state the config already uses: nothing to copy", EXIT_INVALID)
+            with ExitStack() as locks:
+                for row in source.summary():
+                    locks.enter_context(source.export_lock(row["export"]))
+                counts = source.counts()
+                held = target.counts()
+                if any(held.values()) and not force:
+                    raise fail(f"the target ({target.describe()}) already holds state ({held['members']} members, "
+                               f"{held['runs']} runs); add --force to replace it")
+                target.replace_all({table: source.read_table(table) for table in counts})
+                copied = target.counts()
+            if copied != counts:
+                raise fail(f"copy to {target.describe()} does not match: source {counts}, target {copied}")
+        finally:
+            target.close()
+    except StateError as exc:
+        raise fail(str(exc)) from None
+    finally:
+        source.close()
+    typer.echo(f"copied {source.backend} state {source.describe()} to {target.backend} {target.describe()}: "
+               + ", ".join(f"{count} {table}" for table, count in copied.items()) + " (counts verified)")
+
+
+@state_app.command("forget")
+def forget_command(
+    export: Annotated[str, typer.Argument(help="The export whose state to drop.")],
+    yes: Annotated[bool, typer.Option("--yes", help="Confirm: drop its members, rejects and runs.")] = False,
+    config: ConfigOption = None,
+) -> None:
+    """Drop everything state keeps about an export (an export that no longer exists).
+
+    Nothing is removed from the destination. If the export is still in the config, its
+    next run sends every member again and removes nobody who left before.
+    """
+    from segship.engine.state import StateError
+
+    loaded = load_config_or_exit(config)
+    state = open_state_or_exit(loaded)
+    try:
+        found = state.summary(export)
+        if not found:
+            raise fail(f"no state for export {export!r}")
+        what = f"{found[0]['members']} members, {found[0]['rejects']} rejects and the run history"
+        if not yes:
+            raise fail(f"this drops the state of export {export!r} ({what}); add --yes to confirm", EXIT_INVALID)
+        with state.export_lock(export):
+            state.forget(export)
+    except StateError as exc:
+        raise fail(str(exc)) from None
+    finally:
+        state.close()
+    typer.echo(f"forgot export {export!r}: {what}")
+    if export in loaded.exports:
+        typer.echo(f"note: {export!r} is still in the config: its next run sends every member again", err=True)

@@ -1,0 +1,239 @@
+"""Run state: what each destination acknowledged, runs and rejects, behind one contract.
+
+Per export and key, state keeps the hash of the row the destination last acknowledged,
+per-column hashes (to send only changed attributes) and the identity the destination
+knows the profile by (to remove it after it has left the segment: for Brevo that is the
+email, so state holds personal data; keep it where the data it was made from is kept).
+Nothing is written before the destination acknowledges it, and each answered batch is
+committed in one transaction, so a run killed at any moment loses nothing.
+
+The engine uses :class:`StateStore` without knowing where state lives; :func:`open_state`
+picks the backend from the config: ``state.path``, a SQLite file (the embedded default,
+``sqlite.py``), or ``state.url``, a PostgreSQL database shared by every machine that runs
+the exports (``postgres.py``). The SQL they share is in ``sql.py``.
+
+One run per export at a time: SQLite holds an OS file lock, PostgreSQL a session-level
+advisory lock; both die with the process, so a run killed with -9 frees its export at once.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from abc import ABC, abstractmethod
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import AbstractContextManager
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+
+    from segship.config import Config
+    from segship.destination import Member
+
+#: A member's per-column hashes as the engine makes them: opaque to state (bytes, 8 a column; or
+#: the comma-joined decimal text of hash version 1, kept until the export's hashes are converted).
+ColumnHashes = bytes | str
+POSTGRES_SCHEMES = ("postgresql://", "postgres://")
+
+
+class StateError(Exception):
+    """State can't be used (locked by another run, written by a newer segship, unreachable)."""
+
+
+def now() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+def chunks(items: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:
+    """Consecutive slices of at most ``size`` items."""
+    for start in range(0, len(items), size):
+        yield items[start:start + size]
+
+
+def export_lock_key(export: str) -> int:
+    """A stable signed 64-bit number for an export's run lock (the same on every machine and Python)."""
+    return int.from_bytes(hashlib.sha256(f"segship export {export}".encode()).digest()[:8], "big", signed=True)
+
+
+class StateStore(ABC):
+    """What the engine and the CLI need from state, whatever the backend."""
+
+    #: "sqlite" or "postgresql"
+    backend: str
+
+    @abstractmethod
+    def close(self) -> None: ...
+
+    @abstractmethod
+    def describe(self) -> str:
+        """Where state lives, for people: a file path, or a database without its credentials."""
+
+    @abstractmethod
+    def schema_version(self) -> int: ...
+
+    @abstractmethod
+    def export_lock(self, export: str) -> AbstractContextManager[None]:
+        """Hold the export's run lock for a with-block, or raise StateError at once if another run holds it."""
+
+    # -- what was acknowledged ----------------------------------------------------------------
+
+    @abstractmethod
+    def acknowledged(self, export: str) -> pa.RecordBatchReader:
+        """(key, row_hash, target) of every member the destination acknowledged, streamed for the bulk diff."""
+
+    @abstractmethod
+    def reconcile_settings(self, export: str, fingerprint: str, columns: Sequence[str],
+                           earlier_fingerprint: str | None = None) -> bool:
+        """Record the settings a run uses; if they changed, mark every member for a full re-send.
+
+        Done in one transaction before sending, so a run killed afterwards still re-sends
+        what it didn't reach. Returns True when the settings changed. ``earlier_fingerprint``
+        is the same settings as an older segship fingerprinted them: found, it is replaced.
+        Changed settings leave no hash to convert: the export's hash version becomes the current one.
+        """
+
+    @abstractmethod
+    def settings_changed(self, export: str, fingerprint: str, columns: Sequence[str],
+                         earlier_fingerprint: str | None = None) -> bool:
+        """Whether a run would re-send everyone for changed settings (read only: plan, dry run)."""
+
+    @abstractmethod
+    def has_members(self, export: str) -> bool: ...
+
+    @abstractmethod
+    def hash_version(self, export: str) -> int:
+        """The version of the hash functions that made the export's hashes
+        (``segship.engine.hashing.HASH_VERSION``; a new export: the current one)."""
+
+    @abstractmethod
+    def stored_hashes(self, export: str) -> pa.Table:
+        """(key, row_hash, column_hashes as text) of every member as stored, to convert hashes of
+        version 1 (decimal text column hashes) to the current version."""
+
+    @abstractmethod
+    def convert_hashes(self, export: str, converted: pa.Table, version: int) -> None:
+        """Replace members' hashes with ``converted`` (key, row_hash, column_hashes) made by ``version``,
+        in one transaction with the export's hash version."""
+
+    @abstractmethod
+    def details(self, export: str, keys: Sequence[str]) -> dict[str, tuple[ColumnHashes | None, str]]:
+        """key -> (column_hashes, identity) for the given keys."""
+
+    @abstractmethod
+    def identities_held(self, export: str, identities: Iterable[str], target: int,
+                        excluding: Iterable[str] = ()) -> set[str]:
+        """Which of ``identities`` a member holds in ``target``, members with a key in ``excluding`` aside.
+
+        A removal must not take out a profile that a staying member still maps to (two
+        keys with one email, a swapped email): such identities are forgotten, not removed.
+        """
+
+    @abstractmethod
+    def stale_identities(self, export: str) -> dict[int, list[Member]]:
+        """target -> identities to remove from it."""
+
+    @abstractmethod
+    def count_stale_identities(self, export: str) -> int: ...
+
+    # -- targets --------------------------------------------------------------------------------
+
+    @abstractmethod
+    def target_id(self, export: str, target: dict[str, Any], *, record: bool) -> int:
+        """The id of the export's target (settings naming a list or segment); a new one gets the next
+        id, recorded when ``record``. The first target recorded is 1: where earlier members are."""
+
+    @abstractmethod
+    def targets(self, export: str) -> dict[int, dict[str, Any]]:
+        """Every target the export has had: id -> its settings."""
+
+    @abstractmethod
+    def members_by_target(self, export: str, keys: Sequence[str]) -> dict[int, list[Member]]:
+        """The members with the given keys, by the target they were acknowledged in."""
+
+    # -- committing what the destination answered ---------------------------------------------
+
+    @abstractmethod
+    def commit_upserts(self, export: str, acknowledged: Iterable[tuple[str, int, ColumnHashes | None, str]],
+                       stale: Iterable[tuple[str, str]], rejected: Iterable[tuple[str, str]], *,
+                       target: int = 1, moving: bool = False) -> None:
+        """One transaction per answered batch: acknowledged rows (now in ``target``), identities they
+        replaced there, rejects. When ``moving``, a member acknowledged before in another target
+        leaves its identity there to remove (a stale identity of that target)."""
+
+    @abstractmethod
+    def commit_removals(self, export: str, removed: Iterable[Member], rejected: Iterable[tuple[str, str]],
+                        stale: bool, target: int = 1) -> None:
+        """Acknowledged removals: leavers leave the members; stale identities leave ``target``'s list."""
+
+    @abstractmethod
+    def forget_rejects(self, export: str, keys: Iterable[str]) -> None:
+        """Drop rejects of rows that are no longer in the export (nothing left to retry)."""
+
+    @abstractmethod
+    def rejected_keys(self, export: str) -> list[str]: ...
+
+    # -- history --------------------------------------------------------------------------------
+
+    @abstractmethod
+    def start_run(self, export: str, dry_run: bool) -> int:
+        """Record a run; a run still 'running' here was killed, since we hold the export's lock."""
+
+    @abstractmethod
+    def finish_run(self, run_id: int, outcome: str, report: dict[str, Any]) -> None: ...
+
+    @abstractmethod
+    def runs(self, export: str | None = None, limit: int = 20) -> list[dict[str, Any]]: ...
+
+    @abstractmethod
+    def rejects(self, export: str, limit: int | None = None) -> list[dict[str, Any]]: ...
+
+    # -- administration (segship state …) -------------------------------------------------------
+
+    @abstractmethod
+    def summary(self, export: str | None = None) -> list[dict[str, Any]]:
+        """Per export: members, rejects, stale identities and the last run."""
+
+    @abstractmethod
+    def forget(self, export: str) -> bool:
+        """Drop everything kept about an export (members, targets, rejects, runs); False if there was nothing."""
+
+    @abstractmethod
+    def counts(self) -> dict[str, int]:
+        """Rows per table, to verify a copy."""
+
+    @abstractmethod
+    def read_table(self, table: str) -> Iterator[pa.RecordBatch]:
+        """A table's rows in batches, for ``state copy``."""
+
+    @abstractmethod
+    def replace_all(self, tables: dict[str, Iterable[pa.RecordBatch]]) -> None:
+        """Make this state hold exactly ``tables`` (a copy), in one transaction."""
+
+
+def open_state(config: Config) -> StateStore:
+    """The config's state: ``state.url`` (resolved here, a secret) or the SQLite file."""
+    if config.state_url is not None:
+        from segship.secrets import resolve
+
+        where = config.where("state", "url")
+        url = resolve(config.state_url, config.loaded.file_of(("state",)).resolve().parent, where=where,
+                      secret=True)
+        if not url.startswith(POSTGRES_SCHEMES):  # never echoed: it may hold a password
+            raise StateError(f"{where}: state.url (from {config.state_url}) must be a postgresql:// URL")
+        return open_state_at(url)
+    return open_state_at(config.state_path)
+
+
+def open_state_at(target: str | Path, *, where: str = "the state URL") -> StateStore:
+    """State at a ``postgresql://`` URL, or else a SQLite file path (``where`` names a URL's origin in errors)."""
+    if isinstance(target, str) and target.startswith(POSTGRES_SCHEMES):
+        from segship.engine.state.postgres import PostgresState
+
+        return PostgresState(target)
+    if isinstance(target, str) and "://" in target:
+        raise StateError(f"{where} must be a postgresql:// URL or a SQLite file path")
+    from segship.engine.state.sqlite import SqliteState
+
+    return SqliteState(Path(target))
