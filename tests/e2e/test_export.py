@@ -125,8 +125,16 @@ def assert_resumes_to_the_whole_segment(project, acknowledged: set[str], rows_co
     assert all(user["segship_segments"] == ["3c4a9e52-0000-4000-8000-000000000001"] for user in members.values())
 
 
+def until_some_are_acknowledged(project) -> None:
+    """Wait until a run in progress has committed a batch (Braze gets users before it answers)."""
+    deadline = time.monotonic() + 30
+    while not project.acknowledged("vip-braze") and time.monotonic() < deadline:
+        time.sleep(0.05)
+
+
 def test_a_run_killed_with_sigkill_resumes_without_losing_or_duplicating_anyone(project):
     process = start_slow_export(project)
+    until_some_are_acknowledged(project)
     process.send_signal(signal.SIGKILL)
     process.communicate(timeout=10)
     acknowledged = project.acknowledged("vip-braze")

@@ -5,13 +5,12 @@ from __future__ import annotations
 
 import json
 import signal
-import time
 
 import pytest
 
 from ..conftest import StateTarget
 from .conftest import Project
-from .test_export import assert_resumes_to_the_whole_segment, rows, start_slow_export
+from .test_export import assert_resumes_to_the_whole_segment, rows, start_slow_export, until_some_are_acknowledged
 
 POSTGRES_STATE = '{url: "${env:SEGSHIP_STATE_URL}"}'
 
@@ -44,13 +43,6 @@ def test_a_second_run_of_an_export_anywhere_is_refused_while_other_exports_run(m
     assert "export 'vip-braze' is already running: another run holds its lock" in refused.stdout
     assert other.returncode == 0, other.stdout + other.stderr
     assert len(b.brevo_members()) == 3000
-
-
-def until_some_are_acknowledged(project: Project) -> None:
-    """Wait until a run in progress has committed a batch (Braze gets users before it answers)."""
-    deadline = time.monotonic() + 30
-    while not project.acknowledged("vip-braze") and time.monotonic() < deadline:
-        time.sleep(0.05)
 
 
 def test_a_run_killed_with_sigkill_frees_its_lock_and_resumes_on_another_machine(machines):
