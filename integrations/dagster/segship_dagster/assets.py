@@ -29,9 +29,9 @@ from dagster import (
 from segship.config import Config, ExportConfig, load_config
 from segship.engine.report import RunReport
 from segship.engine.state import StateError
-from segship.secrets import SecretResolutionError
 from segship.log import mask_pii, redact_text
 from segship.plugins import get_plugins
+from segship.secrets import SecretResolutionError
 
 from segship_dagster.runner import run_export
 from segship_dagster.translator import REJECTS_CHECK, SegshipTranslator
