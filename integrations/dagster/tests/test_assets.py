@@ -141,7 +141,8 @@ def test_an_unreadable_state_fails_the_step_saying_so(config_dir, braze_sandbox)
     result = run(segship_assets(config_dir), VIP)
     assert not result.success
     (failure,) = result.get_step_failure_events()
-    assert "state database" in failure.step_failure_data.user_failure_data.description
+    description = failure.step_failure_data.user_failure_data.description
+    assert "state.db" in description and "not a database" in description  # names the state file and the problem
     assert braze_sandbox.stats().get("requests", 0) == 0
 
 
