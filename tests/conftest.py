@@ -14,6 +14,7 @@ import sys
 import tempfile
 import textwrap
 from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -113,18 +114,9 @@ def write_config(tmp_path: Path) -> Callable[[Mapping[str, str]], Path]:
 
 @pytest.fixture(scope="session")
 def postgres_server() -> Iterator[PostgresServer]:
-    """One real PostgreSQL 16 server for the test session (127.0.0.1, a free port, password auth).
-
-    Its folder is its own, not pytest's: pytest deletes all but the newest three base temp
-    folders of a user, so another pytest session on the machine would delete a live server's data.
-    """
-    root = Path(tempfile.mkdtemp(prefix="segship-postgres-"))
-    server = PostgresServer(root)
-    try:
+    """One real PostgreSQL 16 server for the test session (127.0.0.1, a free port, password auth)."""
+    with running_postgres_server() as server:
         yield server
-    finally:
-        server.close()
-        shutil.rmtree(root, ignore_errors=True)
 
 
 @pytest.fixture
@@ -154,6 +146,17 @@ def state_target(request: pytest.FixtureRequest) -> StateTarget:
 @pytest.fixture
 def own_postgres_server() -> Iterator[PostgresServer]:
     """A server of the test's own, for tests that stop it (a database going away mid-run)."""
+    with running_postgres_server() as server:
+        yield server
+
+
+@contextmanager
+def running_postgres_server() -> Iterator[PostgresServer]:
+    """A server in a folder of its own, stopped and removed afterwards.
+
+    The folder is not pytest's: pytest deletes all but the newest three base temp folders of a
+    user, so another pytest session on the machine would delete a live server's data.
+    """
     root = Path(tempfile.mkdtemp(prefix="segship-postgres-"))
     server = PostgresServer(root)
     try:
