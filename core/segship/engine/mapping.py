@@ -16,6 +16,7 @@ import pyarrow as pa
 
 from segship.destination import Destination, Records, RecordResult, RecordResults
 from segship.engine.snapshot import COLUMN_HASHES, IS_NEW, KEY, ROW_HASH, Snapshot, changed_columns
+from segship.engine.state import ACKNOWLEDGED_COLUMNS
 
 ENGINE_COLUMNS = (KEY, ROW_HASH, COLUMN_HASHES, IS_NEW)
 #: What state knows of the keys given: key -> (column hashes, identity) last acknowledged.
@@ -26,12 +27,12 @@ Previous = Callable[[list[str]], Mapping[str, tuple[str | None, str]]]
 class MappedRows:
     """Mapped records and what state needs when the destination acknowledges them.
 
-    ``row_hashes[i]`` and ``column_hashes[i]`` belong to record ``i`` of ``records``.
+    ``hashes`` holds the key, row hash and column hashes of each record of ``records``, in order
+    (Arrow, as the send query made them: state takes them without a Python object per row).
     """
 
     records: Records
-    row_hashes: list[int]
-    column_hashes: list[str]
+    hashes: pa.RecordBatch                                             # KEY, ROW_HASH, COLUMN_HASHES
     previous_identity: dict[str, str] = field(default_factory=dict)  # key -> identity before this change
     refused: list[tuple[str, str]] = field(default_factory=list)     # (key, reason) refused by the mapping
 
@@ -39,14 +40,14 @@ class MappedRows:
     def size(self) -> int:
         return len(self.records) + len(self.refused)
 
-    def answered(self, results: Sequence[RecordResult]) -> tuple[list[tuple[str, int, str, str]],
-                                                                   list[tuple[str, str]], int]:
-        """The destination's answer as state takes it: acknowledged (key, row hash, column hashes,
-        identity), refused (key, reason), and how many records got no answer."""
+    def answered(self, results: Sequence[RecordResult]) -> tuple[pa.RecordBatch, list[tuple[str, str]], int]:
+        """The destination's answer as state takes it: the acknowledged rows (a batch of
+        :data:`~segship.engine.state.ACKNOWLEDGED_COLUMNS`), refused (key, reason), and how many
+        records got no answer."""
         records = self.records
         if isinstance(results, RecordResults) and results.keys == records.keys:
             at = results.refused
-            ok = range(len(records)) if not at else [index for index in range(len(records)) if index not in at]
+            ok = None if not at else [index for index in range(len(records)) if index not in at]
             refused = [(records.keys[index], at[index]) for index in sorted(at)]
             missing = 0
         else:  # a result per record, any order: matched by key, an unknown key ignored rather than trusted
@@ -61,19 +62,17 @@ class MappedRows:
                 else:
                     refused.append((result.key, result.error))
             missing = len(position)  # no answer: not committed, sent again next run
-        columns = (records.keys, self.row_hashes, self.column_hashes, records.identities)
-        if len(ok) == len(records):
-            acknowledged = list(zip(*columns))
-        else:
-            acknowledged = [tuple(column[index] for column in columns) for index in ok]
-        return acknowledged, refused, missing
+        acknowledged = pa.RecordBatch.from_arrays(
+            [*self.hashes.columns, pa.array(records.identities, pa.string())], names=list(ACKNOWLEDGED_COLUMNS))
+        return (acknowledged if ok is None else acknowledged.take(pa.array(ok, pa.int64()))), refused, missing
 
-    def replaced_identities(self, acknowledged: list[tuple[str, int, str, str]]) -> list[tuple[str, str]]:
+    def replaced_identities(self, acknowledged: pa.RecordBatch) -> list[tuple[str, str]]:
         """(key, identity before) of acknowledged changes that moved the profile to another identity."""
         previous = self.previous_identity
         if not previous:
             return []
-        return [(key, previous[key]) for key, _, _, identity in acknowledged
+        keys, identities = acknowledged.column("key").to_pylist(), acknowledged.column("identity").to_pylist()
+        return [(key, previous[key]) for key, identity in zip(keys, identities)
                 if key in previous and previous[key] != identity]
 
 
@@ -86,8 +85,7 @@ def map_rows(rows: pa.RecordBatch, destination: Destination, columns: Sequence[s
         return rows.column(names.index(name))
 
     keys = column(KEY).to_pylist()
-    row_hashes = column(ROW_HASH).to_pylist()
-    column_hashes = column(COLUMN_HASHES).to_pylist()
+    hashes = rows.select([KEY, ROW_HASH, COLUMN_HASHES])
     is_new = column(IS_NEW)
     mapped = rows.select([index for index, name in enumerate(names) if name not in ENGINE_COLUMNS])
     previous_identity: dict[str, str] = {}
@@ -96,11 +94,12 @@ def map_rows(rows: pa.RecordBatch, destination: Destination, columns: Sequence[s
         news = is_new.to_pylist()
         before = previous([key for key, new in zip(keys, news) if not new])
         changed = []
-        for key, new, hashes in zip(keys, news, column_hashes):
+        for key, new, row_column_hashes in zip(keys, news, hashes.column(COLUMN_HASHES).to_pylist()):
             known = None if new else before.get(key)
             if known is not None:
                 previous_identity[key] = known[1]
-            changed.append(None if known is None or full_resync else changed_columns(columns, known[0], hashes))
+            changed.append(None if known is None or full_resync else
+                           changed_columns(columns, known[0], row_column_hashes))
         if changed.count(None) == len(changed):
             changed = None  # every row sends everything (a full resync): the destination's fastest path
     batch = destination.map_batch(mapped, changed)
@@ -111,9 +110,9 @@ def map_rows(rows: pa.RecordBatch, destination: Destination, columns: Sequence[s
     refused = [(keys[index], rejects[index]) for index in sorted(rejects)]
     if rejects:
         kept = [index for index in range(len(keys)) if index not in rejects]
-        keys, identities, payloads, row_hashes, column_hashes = (
-            [values[index] for index in kept] for values in (keys, identities, payloads, row_hashes, column_hashes))
-    return MappedRows(Records(keys, identities, payloads), row_hashes, column_hashes, previous_identity, refused)
+        keys, identities, payloads = ([values[index] for index in kept] for values in (keys, identities, payloads))
+        hashes = hashes.take(pa.array(kept, pa.int64()))
+    return MappedRows(Records(keys, identities, payloads), hashes, previous_identity, refused)
 
 
 async def mapped_batches(snapshot: Snapshot, size: int,

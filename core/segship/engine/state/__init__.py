@@ -24,7 +24,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Union
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -35,6 +35,10 @@ if TYPE_CHECKING:
 #: A member's per-column hashes as the engine makes them: opaque to state (bytes, 8 a column; or
 #: the comma-joined decimal text of hash version 1, kept until the export's hashes are converted).
 ColumnHashes = bytes | str
+#: Acknowledged rows: (key, row hash, column hashes, identity) tuples, or those columns of an Arrow
+#: record batch (``ACKNOWLEDGED_COLUMNS``: what the engine commits, with no Python object per row).
+Acknowledged = Union[Iterable[tuple[str, int, ColumnHashes | None, str]], "pa.RecordBatch"]  # noqa: UP007 - pa is lazy
+ACKNOWLEDGED_COLUMNS = ("key", "row_hash", "column_hashes", "identity")
 POSTGRES_SCHEMES = ("postgresql://", "postgres://")
 
 
@@ -155,7 +159,7 @@ class StateStore(ABC):
     # -- committing what the destination answered ---------------------------------------------
 
     @abstractmethod
-    def commit_upserts(self, export: str, acknowledged: Iterable[tuple[str, int, ColumnHashes | None, str]],
+    def commit_upserts(self, export: str, acknowledged: Acknowledged,
                        stale: Iterable[tuple[str, str]], rejected: Iterable[tuple[str, str]], *,
                        target: int = 1, moving: bool = False) -> None:
         """One transaction per answered batch: acknowledged rows (now in ``target``), identities they

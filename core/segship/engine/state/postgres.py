@@ -24,13 +24,12 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from typing import Any
 from urllib.parse import unquote, urlsplit
 
 import pyarrow as pa
 
 from segship.engine.state import StateError, export_lock_key
-from segship.engine.state.sql import SqlState, arrow_columns, migrate, on_state_thread, statements
+from segship.engine.state.sql import SqlState, migrate, on_state_thread, statements
 from segship.secrets import redactor
 
 SCHEMA = "segship"
@@ -178,16 +177,16 @@ class PostgresState(SqlState):
                 pass  # the session is gone, and its lock with it
 
     @on_state_thread
-    def many(self, sql: str, rows: Sequence[Sequence[Any]], types: Sequence[pa.DataType | None] = ()) -> None:
+    def many_columns(self, sql: str, columns: Sequence[pa.Array]) -> None:
         """Many rows in one statement, their columns bound as arrays: the driver's executemany costs
         a round trip per row (75 a batch, each a network round trip to a remote server), which made
         a commit 4x slower. An INSERT selects its rows from ``unnest`` of the arrays; a DELETE by
         columns matches the tuples ``unnest`` yields."""
         insert, delete = MULTI_ROW_INSERT.fullmatch(sql), COLUMNS_DELETE.fullmatch(sql)
-        if not rows or not (insert or delete):
-            super().many(sql, rows, types)
+        if not (insert or delete):
+            super().many_columns(sql, columns)
             return
-        arrays = arrow_columns(rows, types)
+        arrays = list(columns)
         unnest = ", ".join(f"?::{POSTGRES_TYPES[array.type]}[]" for array in arrays)
         names = [f"u{index}" for index in range(len(arrays))]
         if insert:
@@ -201,7 +200,7 @@ class PostgresState(SqlState):
             columns = ", ".join(condition.split("=")[0].strip() for condition in conditions.split(" AND "))
             statement = f"DELETE FROM {table} WHERE ({columns}) IN (SELECT * FROM unnest({unnest}))"
         params = pa.RecordBatch.from_arrays(
-            [pa.ListArray.from_arrays(pa.array([0, len(rows)], pa.int32()), array) for array in arrays], names=names)
+            [pa.ListArray.from_arrays(pa.array([0, len(array)], pa.int32()), array) for array in arrays], names=names)
         with self.errors():
             self.cursor.execute(self.sql(statement), params)
 

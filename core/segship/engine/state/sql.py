@@ -26,10 +26,19 @@ from typing import Any, TypeVar
 
 import orjson
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from segship.destination import Member
 from segship.engine.hashing import HASH_VERSION
-from segship.engine.state import ColumnHashes, StateError, StateStore, chunks, now
+from segship.engine.state import (
+    ACKNOWLEDGED_COLUMNS,
+    Acknowledged,
+    ColumnHashes,
+    StateError,
+    StateStore,
+    chunks,
+    now,
+)
 
 #: Columns of each table (and their Arrow types, for ``state copy``), in an order that
 #: copies parents first. The backends' DDL matches these types.
@@ -63,6 +72,29 @@ TEXT_COLUMN_HASHES = re.compile(rb"-?\d+(,-?\d+)*")
 def column_hashes_in(value: ColumnHashes | None) -> bytes | None:
     """Stored as bytes on both backends (BLOB / BYTEA)."""
     return value.encode() if isinstance(value, str) else value
+
+
+def acknowledged_batch(acknowledged: Acknowledged) -> pa.RecordBatch:
+    """Acknowledged rows as a record batch of ``ACKNOWLEDGED_COLUMNS`` (themselves when they are one)."""
+    if isinstance(acknowledged, pa.RecordBatch):
+        return acknowledged
+    rows = [(key, row_hash, column_hashes_in(hashes), identity) for key, row_hash, hashes, identity in acknowledged]
+    types = (pa.string(), pa.int64(), pa.binary(), pa.string())
+    columns = [pa.array(values, type_) for values, type_ in zip(zip(*rows), types)] if rows else \
+        [pa.array([], type_) for type_ in types]
+    return pa.RecordBatch.from_arrays(columns, names=list(ACKNOWLEDGED_COLUMNS))
+
+
+def member_columns(acknowledged: pa.RecordBatch, export_id: int, target: int) -> list[pa.Array]:
+    """The members table's columns for acknowledged rows, computed column-wise: no identity
+    where it is the key, column hashes as plain binary (the engine's are fixed-size)."""
+    key, row_hash, column_hashes, identity = (acknowledged.column(name) for name in ACKNOWLEDGED_COLUMNS)
+    size = len(acknowledged)
+    types = TABLES["members"].types
+    return [pa.array([export_id] * size, types[0]), key.cast(types[1]), row_hash.cast(types[2]),
+            column_hashes.cast(types[3]),
+            pc.if_else(pc.equal(identity, key), pa.scalar(None, types[4]), identity.cast(types[4])),
+            pa.array([target] * size, types[5])]
 
 
 def column_hashes_out(value: bytes | str | None) -> ColumnHashes | None:
@@ -193,16 +225,18 @@ class SqlState(StateStore):
             self.cursor.execute(self.sql(sql), params)
             return self.cursor.fetchone()
 
-    @on_state_thread
     def many(self, sql: str, rows: Sequence[Sequence[Any]], types: Sequence[pa.DataType | None] = ()) -> None:
         """Run ``sql`` for each row, the rows bound as one Arrow batch (the driver's own row loop is
         slow in Python); a column of NULLs only is bound as text unless ``types`` says otherwise."""
-        if not rows:
-            return
-        arrays = arrow_columns(rows, types)
+        if rows:
+            self.many_columns(sql, arrow_columns(rows, types))
+
+    @on_state_thread
+    def many_columns(self, sql: str, columns: Sequence[pa.Array]) -> None:
+        """Run ``sql`` for each row of ``columns`` (equally long, at least one row)."""
         with self.errors():
             self.cursor.executemany(self.sql(sql), pa.RecordBatch.from_arrays(
-                arrays, names=[f"p{index}" for index in range(len(arrays))]))
+                list(columns), names=[f"p{index}" for index in range(len(columns))]))
 
     @contextmanager
     def transaction(self) -> Iterator[None]:
@@ -412,24 +446,26 @@ class SqlState(StateStore):
     def commit_upserts(self, export: str, acknowledged: Iterable[tuple[str, int, ColumnHashes | None, str]],
                        stale: Iterable[tuple[str, str]], rejected: Iterable[tuple[str, str]], *,
                        target: int = 1, moving: bool = False) -> None:
-        acknowledged, stale, rejected = list(acknowledged), list(stale), list(rejected)
+        acknowledged = acknowledged_batch(acknowledged)
+        stale, rejected = list(stale), list(rejected)
+        keys = acknowledged.column(0)
         with self.transaction():
             export_id = self.export_id(export, create=True)
             if moving:
-                for chunk in chunks([row[0] for row in acknowledged], 500):
+                for chunk in chunks(keys.to_pylist(), 500):
                     self.execute(
                         "INSERT INTO stale_identities SELECT ?, key, coalesce(identity, key), target FROM members "
                         f"WHERE export_id = ? AND target <> ? AND key IN ({','.join('?' * len(chunk))}) "
                         "ON CONFLICT DO NOTHING", (export, export_id, target, *chunk))
-            self.many(
-                "INSERT INTO members VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (export_id, key) DO UPDATE SET "
-                "row_hash = excluded.row_hash, column_hashes = excluded.column_hashes, identity = excluded.identity, "
-                "target = excluded.target",
-                [(export_id, key, row_hash, column_hashes_in(hashes), None if identity == key else identity, target)
-                 for key, row_hash, hashes, identity in acknowledged], TABLES["members"].types)
+            if len(acknowledged):
+                self.many_columns(
+                    "INSERT INTO members VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (export_id, key) DO UPDATE SET "
+                    "row_hash = excluded.row_hash, column_hashes = excluded.column_hashes, "
+                    "identity = excluded.identity, target = excluded.target",
+                    member_columns(acknowledged, export_id, target))
             self.many("INSERT INTO stale_identities VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING",
                       [(export, key, identity, target) for key, identity in stale], TABLES["stale_identities"].types)
-            self._settle_rejects(export, [row[0] for row in acknowledged], rejected)
+            self._settle_rejects(export, keys, rejected)
 
     @on_state_thread
     def commit_removals(self, export: str, removed: Iterable[Member], rejected: Iterable[tuple[str, str]],
@@ -444,12 +480,13 @@ class SqlState(StateStore):
                 export_id = self.export_id(export)
                 self.many("DELETE FROM members WHERE export_id = ? AND key = ?",
                           [(export_id, member.key) for member in removed])
-            self._settle_rejects(export, [m.key for m in removed] if not stale else [], rejected)
+            self._settle_rejects(export, pa.array([m.key for m in removed] if not stale else [], pa.string()),
+                                 rejected)
 
-    def _settle_rejects(self, export: str, accepted: Sequence[str], rejected: list[tuple[str, str]]) -> None:
+    def _settle_rejects(self, export: str, accepted: pa.Array, rejected: list[tuple[str, str]]) -> None:
         stamp = now()
-        if accepted and self._has_rejects(export):
-            self.many("DELETE FROM rejects WHERE export = ? AND key = ?", [(export, key) for key in accepted])
+        if len(accepted) and self._has_rejects(export):
+            self.many("DELETE FROM rejects WHERE export = ? AND key = ?", [(export, key) for key in accepted.to_pylist()])
         if rejected:
             self._exports_with_rejects.add(export)
             self._exports_without_rejects.discard(export)
