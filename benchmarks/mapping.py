@@ -14,7 +14,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import orjson
@@ -24,8 +24,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import common  # noqa: E402 - after the path tweak
 from segship.destination import ConnectionContext, Destination, ExportContext, RowRejected  # noqa: E402
-from segship_braze.destination import BrazeDestination  # noqa: E402
+from segship_braze.destination import BrazeDestination, track_request  # noqa: E402
 from segship_sendinblue.destination import SendinblueDestination  # noqa: E402
+
+
+#: Objects per /users/track request (Braze's maximum, the connection's default).
+BRAZE_BATCH = 75
 
 
 def braze() -> BrazeDestination:
@@ -52,9 +56,17 @@ def row_by_row(destination: Destination, rows) -> list:
     return payloads
 
 
-def batch_wise(destination: Destination, rows) -> list:
+def batch_wise(destination: Destination, rows) -> Sequence:
     mapped = destination.map_batch(rows)
+    if not mapped.rejects:
+        return mapped.payloads  # as the engine hands them on (a Braze JsonArray stays one)
     return [payload for index, payload in enumerate(mapped.payloads) if index not in mapped.rejects]
+
+
+def braze_requests(payloads: Sequence) -> None:
+    """The /users/track bodies, as the destination makes them."""
+    for start in range(0, len(payloads), BRAZE_BATCH):
+        orjson.dumps(track_request(payloads[start:start + BRAZE_BATCH]))
 
 
 def cpu_per_profile(work: Callable[[], None], rows: int) -> float:
@@ -72,7 +84,7 @@ def main() -> int:
     args = parser.parse_args()
     table = pq.read_table(common.profiles(args.rows))
     print(f"mapping {args.rows:,} profiles; load average {common.load_average()}")
-    encoders = {"braze": orjson.dumps, "brevo": b",".join}  # Brevo's payloads are each contact's JSON
+    encoders = {"braze": braze_requests, "brevo": b",".join}  # Brevo's payloads are each contact's JSON
     for name, destination, size in (("braze", braze(), 750), ("brevo", brevo(), 25_000)):
         encode = encoders[name]
         batches = table.select(destination.source_columns(destination.export.mapping)).to_batches(size)

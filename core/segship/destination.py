@@ -89,7 +89,7 @@ class Records(Sequence[Record]):
 
     __slots__ = ("keys", "identities", "payloads")
 
-    def __init__(self, keys: list[str], identities: list[str], payloads: list[Any]) -> None:
+    def __init__(self, keys: list[str], identities: list[str], payloads: Sequence[Any]) -> None:
         self.keys, self.identities, self.payloads = keys, identities, payloads
 
     @classmethod
@@ -123,7 +123,7 @@ class MappedBatch:
     in those lists are placeholders the engine ignores."""
 
     identities: list[Any]
-    payloads: list[Any]
+    payloads: Sequence[Any]  # a list, or any sequence the destination's upsert takes
     rejects: Mapping[int, str] = field(default_factory=dict)
 
 

@@ -12,8 +12,10 @@ import asyncio
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
+import orjson
 import pyarrow as pa
 import structlog
+from segship.columns import JsonArray
 from segship.destination import (
     ConfigProblem,
     ConnectionContext,
@@ -79,6 +81,12 @@ def _indexed_errors(response: HttpResponse) -> tuple[dict[int, str], list[str]]:
         else:
             unplaced.append(reason)
     return by_index, unplaced
+
+
+def track_request(users: Sequence[Any]) -> dict[str, Any]:
+    """The /users/track body for attributes objects; a JsonArray (joins made column-wise) is one
+    JSON array already, so no object is encoded again."""
+    return {"attributes": orjson.Fragment(users.json()) if isinstance(users, JsonArray) else users}
 
 
 class BrazeDestination(Destination):
@@ -157,7 +165,7 @@ class BrazeDestination(Destination):
         return Record(key=identity, identity=identity, payload=user)
 
     def map_batch(self, rows: pa.RecordBatch, changed: Sequence[frozenset[str] | None] | None = None) -> MappedBatch:
-        # payloads are attributes objects, or their JSON (orjson.Fragment) when made column-wise
+        # payloads are attributes objects, their JSON (orjson.Fragment), or a JsonArray of a batch of joins
         return self._mapping().users(rows, changed)
 
     async def upsert(self, records: Sequence[Record]) -> RecordResults:
@@ -175,7 +183,8 @@ class BrazeDestination(Destination):
     # -- requests -----------------------------------------------------------------------------
 
     async def _track(self, keys: Sequence[str], users: Sequence[Any], *, leaving: bool) -> RecordResults:
-        """Send attributes objects (``users[i]`` for ``keys[i]``: dicts, or their JSON as orjson.Fragment),
+        """Send attributes objects (``users[i]`` for ``keys[i]``: dicts, their JSON as orjson.Fragment, or a
+        :class:`~segship.columns.JsonArray` of them),
         ``batch_size`` per request, all requests at once."""
         starts = range(0, len(users), self.batch_size)
         answers = await asyncio.gather(*(self._track_chunk(users[start:start + self.batch_size], leaving)
@@ -191,7 +200,7 @@ class BrazeDestination(Destination):
 
     async def _track_chunk(self, users: Sequence[Any], leaving: bool) -> dict[int, str]:
         """One /users/track request; the reasons of the objects Braze refused, by index."""
-        response = await self._http.request("POST", TRACK_PATH, json={"attributes": users})
+        response = await self._http.request("POST", TRACK_PATH, json=track_request(users))
         if response.status == 400:
             # a fatal error: Braze processed none of the objects, so every row is refused with the reason
             message = _message(response)

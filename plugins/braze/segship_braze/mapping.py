@@ -22,7 +22,22 @@ from typing import Any
 
 import orjson
 import pyarrow as pa
-from segship.columns import batch_column, is_text, null_rows
+import pyarrow.compute as pc
+from segship.columns import (
+    batch_column,
+    has_edge_python_whitespace,
+    JsonArray,
+    has_python_whitespace,
+    is_text,
+    json_member,
+    long_text_rows,
+    may_have_python_whitespace,
+    may_need_json_escapes,
+    needs_json_escapes,
+    null_rows,
+    rows_where,
+    small_text,
+)
 from segship.destination import MappedBatch, RowRejected
 
 #: Braze keeps at most 255 characters of a string attribute (and of an attribute name).
@@ -184,21 +199,22 @@ class UserMapping:
         """``user`` for every row of a batch, exactly as ``user`` makes them row by row: the
         external IDs, the attributes objects (or their JSON) and the rejects by row.
 
-        Columns are converted whole: text within Braze's length, integers, booleans and finite
-        floats need no decision per value. A row holding anything else (a value to reject, an
-        empty identifier, ...) goes through ``user`` itself, so every reason and edge case is
-        ``user``'s own.
+        Joins of text, integers and booleans are written as JSON in Arrow (``_joins``). Otherwise
+        columns are converted whole: text within Braze's length, integers, booleans and finite
+        floats need no decision per value. Either way a row holding anything else (a value to
+        reject, an empty identifier, ...) goes through ``user`` itself, so every reason and edge
+        case is ``user``'s own.
         """
+        if changed is None:
+            joins = self._joins(rows)
+            if joins is not None:
+                return joins
         size = rows.num_rows
         slow: set[int] = set()  # rows ``user`` maps
         ids = _external_ids(batch_column(rows, self.customer_id_column), slow)
         emails = _email_addresses(batch_column(rows, self.email_column), slow)
         attributes = [(attribute, name, _attribute_values(attribute)(batch_column(rows, name), slow))
                       for attribute, name in self.attribute_columns]
-        if changed is None and not slow and size:
-            encoded = self._encoded_joins(ids, emails, [(attribute, values) for attribute, _, values in attributes])
-            if encoded is not None:
-                return MappedBatch(ids, encoded)
         users: list[dict[str, Any] | None] = []
         identities: list[str | None] = []
         rejects: dict[int, str] = {}
@@ -235,32 +251,74 @@ class UserMapping:
             identities.append(ids[index])
         return MappedBatch(identities, users, rejects)
 
-    def _encoded_joins(self, ids: list[str], emails: list[str], attributes: list[tuple[str, list[Any]]]
-                       ) -> list[orjson.Fragment] | None:
-        """The JSON of joins whose every attribute is set, as ``user`` + orjson would write them,
-        made column by column (no dict per row); None when a column has nulls or values of
-        another kind than text, numbers and booleans.
-
-        Every value of a column is encoded by one orjson call over the column; the objects are
-        then filled in from a template.
+    def _joins(self, rows: pa.RecordBatch) -> MappedBatch | None:
+        """``users`` of a batch of joins, their JSON made column-wise in Arrow: per row the bytes
+        orjson writes of ``user``'s dict, with no Python object per value (a :class:`JsonArray`
+        when no row needs more). A row that needs a decision of its own (a null or odd
+        identifier, an address to check, text too long or with JSON escapes, an integer beyond
+        64 bits) goes through ``user`` itself. None when a column holds a kind written otherwise
+        (floats, dates, lists...) or names collide.
         """
-        keys = ["external_id", "email", *(attribute for attribute, _ in attributes)]
-        if len(set(keys)) < len(keys) or {self.membership_attribute, "_update_existing_only"} & set(keys):
+        names = ["external_id", "email", *(attribute for attribute, _ in self.attribute_columns)]
+        if len(set(names)) < len(names) or {self.membership_attribute, "_update_existing_only"} & set(names):
             return None  # names `user` would overwrite (validate refuses them)
-        slots, columns = [], []
-        for values in (ids, emails, *(values for _, values in attributes)):
-            encoded = _encoded_column(values)
-            if encoded is None:
+        ids, emails = batch_column(rows, self.customer_id_column), batch_column(rows, self.email_column)
+        if not is_text(emails):
+            return None
+        # each check asks about the whole column first (counts, a pass over the bytes): rows are
+        # looked for only when it fails, which is rare
+        emails = small_text(emails)
+        slow = {*null_rows(emails), *long_text_rows(emails, MAX_STRING_LENGTH)}
+        has_at = pc.match_substring(emails, "@")
+        if not pc.all(has_at).as_py():
+            slow.update(rows_where(pc.invert(has_at)))
+        if may_have_python_whitespace(emails) or may_need_json_escapes(emails):
+            slow.update(rows_where(pc.or_(has_python_whitespace(emails), needs_json_escapes(emails))))
+        if pa.types.is_integer(ids.type):
+            id_texts = pc.cast(ids, pa.string())
+            slow.update(null_rows(ids))
+        elif is_text(ids):
+            id_texts = small_text(ids)
+            slow.update(null_rows(id_texts), long_text_rows(id_texts, MAX_STRING_LENGTH))
+            if pc.min(pc.binary_length(id_texts)).as_py() == 0:
+                slow.update(rows_where(pc.equal(pc.binary_length(id_texts), 0)))
+            if may_have_python_whitespace(id_texts) or may_need_json_escapes(id_texts):
+                slow.update(rows_where(pc.or_(has_edge_python_whitespace(id_texts), needs_json_escapes(id_texts))))
+        else:
+            return None
+        parts: list[Any] = ['{"external_id":"', id_texts, '","email":"', emails, '"']
+        for attribute, column in self.attribute_columns:
+            values = batch_column(rows, column)
+            if is_text(values):
+                values = small_text(values)
+                slow.update(long_text_rows(values, MAX_STRING_LENGTH))
+                if may_need_json_escapes(values):
+                    slow.update(rows_where(needs_json_escapes(values)))
+            elif pa.types.is_unsigned_integer(values.type):
+                slow.update(rows_where(pc.greater(values, INT64_MAX)))
+            elif not (pa.types.is_integer(values.type) or pa.types.is_boolean(values.type)
+                      or pa.types.is_null(values.type)):
                 return None
-            slot, pieces = encoded
-            slots.append(slot)
-            columns.append(pieces)
+            parts += json_member(attribute, values)
         tail = {self.membership_attribute: {"add": [self.segment_api_identifier]}}
         if self.update_existing_only:
             tail["_update_existing_only"] = True
-        fields = [orjson.dumps(key).replace(b"%", b"%%") + b":" + slot for key, slot in zip(keys, slots)]
-        template = b"{" + b",".join(fields) + b"," + orjson.dumps(tail)[1:].replace(b"%", b"%%")
-        return [orjson.Fragment(template % values) for values in zip(*columns)]
+        parts.append("," + orjson.dumps(tail).decode()[1:])
+        texts = JsonArray.joined(parts)
+        if not slow:
+            return MappedBatch(id_texts.to_pylist(), texts)
+        identities = id_texts.to_pylist()
+        payloads: list[Any] = texts.fragments()
+        rejects: dict[int, str] = {}
+        for index in sorted(slow):
+            try:
+                user = self.user(rows.slice(index, 1).to_pylist()[0], None)
+            except RowRejected as exc:
+                identities[index] = payloads[index] = None
+                rejects[index] = exc.reason
+                continue
+            identities[index], payloads[index] = user["external_id"], user
+        return MappedBatch(identities, payloads, rejects)
 
     def leaver(self, identity: str) -> dict[str, Any]:
         """The attributes object that takes a user out of the segment (the user stays in Braze).
@@ -275,21 +333,6 @@ class UserMapping:
 
 #: A column's values as Braze takes them; the rows whose value needs ``user`` are added to the set.
 Conversion = Callable[[pa.Array, set[int]], list[Any]]
-
-
-def _encoded_column(values: list[Any]) -> tuple[bytes, list[bytes]] | None:
-    """The column's values as JSON (the template slot and a piece per value), or None unless it
-    is all text, or all numbers and booleans."""
-    kinds = set(map(type, values))
-    encoded = orjson.dumps(values)
-    if kinds == {str}:
-        # without an escaped quote, '","' occurs only between two strings of the array
-        if b'\\"' in encoded:
-            return b"%b", list(map(orjson.dumps, values))
-        return b'"%b"', encoded[2:-2].split(b'","')
-    if kinds <= {int, float, bool}:  # no comma inside a number or a boolean
-        return b"%b", encoded[1:-1].split(b",")
-    return None
 
 
 def _external_ids(array: pa.Array, slow: set[int]) -> list[Any]:
