@@ -21,10 +21,8 @@ from segship.cli.sandbox_options import (
 )
 from segship.destination import Destination
 from segship.ratelimit import RateLimit
-from segship.sandbox import serve
 
 from segship_braze.destination import BrazeDestination
-from segship_braze.sandbox import BrazeFaults, BrazeSandbox
 from segship_braze.schemas import DEFAULT_REQUESTS_PER_3S
 
 
@@ -51,6 +49,10 @@ def sandbox_braze(
     seed: SeedOption = None,
 ) -> None:
     """Local emulator of Braze's /users/track; prints its base URL (the rest_endpoint to use) first."""
+    # imported here: the sandbox (an aiohttp server) is not what a run needs to start
+    from segship.sandbox import serve
+    from segship_braze.sandbox import BrazeFaults, BrazeSandbox
+
     faults = BrazeFaults(**fault_settings(error_fraction, error_status, latency, drop_fraction, seed),
                          refuse_external_ids=list(refuse or ()))
     sandbox = BrazeSandbox(api_key=api_key, rate_limit=RateLimit(rate_limit, 3.0) if rate_limit > 0 else None,

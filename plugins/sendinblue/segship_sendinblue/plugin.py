@@ -21,10 +21,8 @@ from segship.cli.sandbox_options import (
 )
 from segship.destination import Destination
 from segship.ratelimit import RateLimit
-from segship.sandbox import serve
 
 from segship_sendinblue.destination import SendinblueDestination
-from segship_sendinblue.sandbox import BrevoFaults, BrevoSandbox
 from segship_sendinblue.schemas import DEFAULT_REQUESTS_PER_SECOND
 
 
@@ -62,6 +60,10 @@ def sandbox_sendinblue(
     seed: SeedOption = None,
 ) -> None:
     """Local emulator of the Brevo (Sendinblue) v3 contacts API; prints its base URL (…/v3) first."""
+    # imported here: the sandbox (an aiohttp server) is not what a run needs to start
+    from segship.sandbox import serve
+    from segship_sendinblue.sandbox import BrevoFaults, BrevoSandbox
+
     faults = BrevoFaults(**fault_settings(error_fraction, error_status, latency, drop_fraction, seed),
                          fail_next_imports=fail_imports, import_failure_fraction=import_failure_fraction)
     rate_limit = RateLimit(max(1, round(requests_per_second)), 1.0) if requests_per_second > 0 else None
