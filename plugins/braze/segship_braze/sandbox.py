@@ -175,13 +175,17 @@ class BrazeSandbox(Sandbox):
         if refused and user.get("external_id") in refused:
             return "The sandbox was told to refuse this user (refuse_external_ids)"
         for name, value in user.items():
+            if type(value) is str and len(value) <= MAX_STRING_LENGTH:  # most values: nothing else to ask
+                if name == "email" and "@" not in value:
+                    return "Invalid 'email' field"
+                continue
             if name in CONTROL_KEYS:
                 continue
             problem = _value_problem(name, value)
             if problem:
                 return problem
-            if name == "email" and value is not None and (not isinstance(value, str) or "@" not in value):
-                return "Invalid 'email' field"
+            if name == "email" and value is not None:
+                return "Invalid 'email' field"  # not text
         stored = self.users.get(identifier)
         if stored is None:
             update_only = user.get("_update_existing_only", "user_alias" in user)
@@ -217,7 +221,9 @@ class BrazeSandbox(Sandbox):
             if name in CONTROL_KEYS:
                 continue
             written += 1
-            if value is None:
+            if type(value) is str:  # most values
+                stored[name] = value
+            elif value is None:
                 stored.pop(name, None)
             elif isinstance(value, dict) and value and value.keys() <= {"add", "remove"}:
                 current = stored.get(name)
