@@ -380,8 +380,8 @@ class ExportRun:
 
     async def _upsert(self, destination: Destination, batch: MappedRows, *, moving: bool) -> None:
         started = time.monotonic()
-        acknowledged, refused, missing = batch.answered(await destination.upsert(batch.records)) \
-            if batch.records else ([], [], 0)
+        # nothing to send when the mapping refused every row
+        acknowledged, refused, missing = batch.answered(await destination.upsert(batch.records) if batch.records else ())
         self.report.unacknowledged += missing  # no answer: not committed, sent again next run
         refused += batch.refused
         self.state.commit_upserts(self.export.name, acknowledged, batch.replaced_identities(acknowledged), refused,

@@ -61,6 +61,9 @@ TABLE_KEYS: dict[str, tuple[str, ...]] = {"exports": ("id",), "targets": ("expor
                                           "members": ("export_id", "key"),
                                           "stale_identities": ("export", "target", "identity"), "runs": ("id",),
                                           "rejects": ("export", "key")}
+UPSERT_MEMBERS = ("INSERT INTO members VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (export_id, key) DO UPDATE SET "
+                  "row_hash = excluded.row_hash, column_hashes = excluded.column_hashes, "
+                  "identity = excluded.identity, target = excluded.target")
 ACKNOWLEDGED = pa.schema([("key", pa.string()), ("row_hash", pa.int64()), ("target", pa.int32())])
 COPY_BATCH_ROWS = 50_000
 ACKNOWLEDGED_PAGE_ROWS = 200_000
@@ -275,6 +278,7 @@ class SqlState(StateStore):
             with self.transaction():
                 self.execute("UPDATE exports SET fingerprint = ? WHERE name = ?", (fingerprint, export))
             return False
+        self._settled_export_id(export)
         with self.transaction():
             export_id = self.export_id(export, create=True)
             # every member is marked unknown: no hash is left to convert
@@ -301,7 +305,7 @@ class SqlState(StateStore):
 
     @on_state_thread
     def stored_hashes(self, export: str) -> pa.Table:
-        export_id = self.export_id(export)
+        export_id = self._settled_export_id(export)
         rows = self.rows("SELECT key, row_hash, column_hashes FROM members WHERE export_id = ?", (export_id,)) \
             if export_id is not None else []
         keys, row_hashes, column_hashes = zip(*rows, strict=True) if rows else ((), (), ())
@@ -314,8 +318,8 @@ class SqlState(StateStore):
     @on_state_thread
     def convert_hashes(self, export: str, converted: pa.Table, version: int) -> None:
         columns = [converted.column(name).to_pylist() for name in ("row_hash", "column_hashes", "key")]
+        export_id = self._settled_export_id(export)
         with self.transaction():
-            export_id = self.export_id(export)
             self.many("UPDATE members SET row_hash = ?, column_hashes = ? WHERE export_id = ? AND key = ?",
                       [(row_hash, hashes, export_id, key) for row_hash, hashes, key in zip(*columns, strict=True)],
                       (pa.int64(), pa.binary(), pa.int64(), pa.string()))
@@ -345,7 +349,7 @@ class SqlState(StateStore):
 
     @on_state_thread
     def members_by_target(self, export: str, keys: Sequence[str]) -> dict[int, list[Member]]:
-        export_id = self.export_id(export)
+        export_id = self._settled_export_id(export)
         by_target: dict[int, list[Member]] = {}
         if export_id is None:
             return by_target
@@ -360,7 +364,7 @@ class SqlState(StateStore):
     # -- what was acknowledged -----------------------------------------------------------------------
 
     def acknowledged(self, export: str) -> pa.RecordBatchReader:
-        export_id = self.export_id(export)
+        export_id = self._settled_export_id(export)
 
         def pages() -> Iterator[pa.RecordBatch]:
             last = None
@@ -391,7 +395,7 @@ class SqlState(StateStore):
 
     @on_state_thread
     def details(self, export: str, keys: Sequence[str]) -> dict[str, tuple[ColumnHashes | None, str]]:
-        export_id = self.export_id(export)
+        export_id = self._settled_export_id(export)
         found: dict[str, tuple[ColumnHashes | None, str]] = {}
         if export_id is None:
             return found
@@ -405,14 +409,14 @@ class SqlState(StateStore):
 
     @on_state_thread
     def has_members(self, export: str) -> bool:
-        export_id = self.export_id(export)
+        export_id = self._settled_export_id(export)
         return export_id is not None and self.one("SELECT 1 FROM members WHERE export_id = ? LIMIT 1",
                                                   (export_id,)) is not None
 
     @on_state_thread
     def identities_held(self, export: str, identities: Iterable[str], target: int,
                         excluding: Iterable[str] = ()) -> set[str]:
-        export_id = self.export_id(export)
+        export_id = self._settled_export_id(export)
         identities, excluding = list(dict.fromkeys(identities)), list(dict.fromkeys(excluding))
         if export_id is None or not identities:
             return set()
@@ -449,6 +453,8 @@ class SqlState(StateStore):
         acknowledged = acknowledged_batch(acknowledged)
         stale, rejected = list(stale), list(rejected)
         keys = acknowledged.column(0)
+        if moving:
+            self._settled_export_id(export)  # the members moving, as they are in their old target
         with self.transaction():
             export_id = self.export_id(export, create=True)
             if moving:
@@ -458,11 +464,7 @@ class SqlState(StateStore):
                         f"WHERE export_id = ? AND target <> ? AND key IN ({','.join('?' * len(chunk))}) "
                         "ON CONFLICT DO NOTHING", (export, export_id, target, *chunk))
             if len(acknowledged):
-                self.many_columns(
-                    "INSERT INTO members VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (export_id, key) DO UPDATE SET "
-                    "row_hash = excluded.row_hash, column_hashes = excluded.column_hashes, "
-                    "identity = excluded.identity, target = excluded.target",
-                    member_columns(acknowledged, export_id, target))
+                self._write_members(member_columns(acknowledged, export_id, target))
             self.many("INSERT INTO stale_identities VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING",
                       [(export, key, identity, target) for key, identity in stale], TABLES["stale_identities"].types)
             self._settle_rejects(export, keys, rejected)
@@ -471,6 +473,7 @@ class SqlState(StateStore):
     def commit_removals(self, export: str, removed: Iterable[Member], rejected: Iterable[tuple[str, str]],
                         stale: bool, target: int = 1) -> None:
         removed, rejected = list(removed), list(rejected)
+        self._settled_export_id(export)
         with self.transaction():
             if stale:
                 self.many("DELETE FROM stale_identities WHERE export = ? AND target = ? AND identity = ?",
@@ -482,6 +485,25 @@ class SqlState(StateStore):
                           [(export_id, member.key) for member in removed])
             self._settle_rejects(export, pa.array([m.key for m in removed] if not stale else [], pa.string()),
                                  rejected)
+
+    # -- where acknowledged members are written --------------------------------------------------------
+
+    def _write_members(self, columns: list[pa.Array]) -> None:
+        """Write acknowledged members (the columns of ``members``), inside the commit's transaction."""
+        self.many_columns(UPSERT_MEMBERS, columns)
+
+    @on_state_thread
+    def _settled_export_id(self, export: str) -> int | None:
+        """The export's id, once every member committed for it is in ``members`` (see ``_settle``)."""
+        export_id = self.export_id(export)
+        if export_id is not None:
+            self._settle(export_id)
+        return export_id
+
+    def _settle(self, export_id: int | None) -> None:
+        """Fold the members ``_write_members`` left elsewhere for an export (None: every export) into
+        ``members``, in a transaction of its own, on the state thread; a backend that writes them
+        there at once (PostgreSQL) has nothing to do."""
 
     def _settle_rejects(self, export: str, accepted: pa.Array, rejected: list[tuple[str, str]]) -> None:
         stamp = now()
@@ -558,7 +580,7 @@ class SqlState(StateStore):
             "UNION SELECT export FROM stale_identities")]
         found = []
         for name in sorted(n for n in names if export is None or n == export):
-            export_id = self.export_id(name)
+            export_id = self._settled_export_id(name)
             last = self.one("SELECT id, started_at, finished_at, outcome, dry_run FROM runs WHERE export = ? "
                             "ORDER BY id DESC LIMIT 1", (name,))
             found.append({
@@ -587,10 +609,12 @@ class SqlState(StateStore):
         return existed
 
     def counts(self) -> dict[str, int]:
+        self._settle(None)
         return {table: int(self.one(f"SELECT count(*) FROM {table}")[0]) for table in TABLES}  # noqa: S608
 
     def read_table(self, table: str) -> Iterator[pa.RecordBatch]:
         # in pages by primary key: each query's result is one driver batch (see sqlite.py)
+        self._settle(None)
         schema, keys = TABLES[table], TABLE_KEYS[table]
         select = f"SELECT {', '.join(schema.names)} FROM {table}"  # noqa: S608 - our own names
         page = f" ORDER BY {', '.join(keys)} LIMIT {COPY_BATCH_ROWS}"
@@ -607,6 +631,7 @@ class SqlState(StateStore):
 
     @on_state_thread
     def replace_all(self, tables: dict[str, Iterable[pa.RecordBatch]]) -> None:
+        self._settle(None)
         with self.transaction():
             for table in reversed(TABLES):
                 self.execute(f"DELETE FROM {table}")  # noqa: S608 - our own names
