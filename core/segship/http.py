@@ -126,9 +126,17 @@ class HttpClient:
             self._session = None
 
     async def request(self, method: str, path: str, *, json: Any = None,
+                      body: bytes | bytearray | memoryview | None = None,
                       params: Mapping[str, str] | None = None) -> HttpResponse:
-        """Send a request, retrying as the policy says; return the first non-retryable answer."""
-        body = orjson.dumps(json) if json is not None else None
+        """Send a request, retrying as the policy says; return the first non-retryable answer.
+
+        The body is ``json`` encoded, or ``body`` as given (JSON bytes a destination built itself).
+        """
+        if json is not None and body is not None:
+            raise TypeError("give json or body, not both")
+        if json is not None:
+            body = orjson.dumps(json)
+        body_bytes = memoryview(body).nbytes if body is not None else 0
         session = self._session_for_run()
         url = self.base_url + path
         last_problem = ""
@@ -136,8 +144,7 @@ class HttpClient:
         for attempt in range(1, self.retry.attempts + 1):
             await self.pacer.acquire()
             self.stats.requests += 1
-            if body:
-                self.stats.bytes_sent += len(body)
+            self.stats.bytes_sent += body_bytes
             try:
                 # no redirects: a custom auth header (Brevo's api-key) would follow them anywhere
                 async with session.request(method, url, data=body, params=params,
