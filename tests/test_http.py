@@ -71,6 +71,8 @@ async def raw_server(handle: Callable[[asyncio.StreamReader, asyncio.StreamWrite
         number, count = count, count + 1
         try:
             await handle(reader, writer, number)
+        except (asyncio.IncompleteReadError, ConnectionError):
+            pass  # the client closed the connection
         finally:
             writer.close()
 
@@ -275,6 +277,27 @@ async def test_an_answer_without_length_runs_until_the_server_closes() -> None:
                 assert response.status == 200 and response.body == b"email\r\na@example.com\r\n"
         finally:
             await http.close()
+
+
+async def test_a_connection_that_sent_more_than_the_answer_is_not_reused() -> None:
+    connections = 0
+
+    async def answer_twice(reader, writer, number: int) -> None:
+        nonlocal connections
+        connections += 1
+        while True:
+            await read_request(reader)
+            writer.write(OK_ANSWER + OK_ANSWER)
+            await writer.drain()
+
+    async with raw_server(answer_twice) as url:
+        http = client(url)
+        try:
+            for _ in range(3):
+                assert (await http.request("GET", "/track")).json() == {"ok": True}
+        finally:
+            await http.close()
+    assert connections == 3 and http.stats.connection_errors == 0
 
 
 async def test_answer_headers_are_case_insensitive_and_redirects_are_not_followed() -> None:

@@ -1,7 +1,7 @@
 """The HTTP client destinations share: pacing, retries, stats, over one connection pool per run.
 
 Connections (keep-alive HTTP/1.1, http and https) are :mod:`segship.http_connection`'s.
-Retries follow slack_sdk's aiohttp handlers: 429 and 5xx (and dropped connections)
+Retries follow slack_sdk's HTTP retry handlers: 429 and 5xx (and dropped connections)
 are retried with exponential backoff plus jitter; a wait the destination states
 (``Retry-After`` or its rate-limit reset header) is honoured and pauses every request
 of the run, not just the one that was refused. No redirect is followed: a 3xx is an

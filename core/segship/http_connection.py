@@ -25,8 +25,8 @@ import zlib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import NamedTuple
 from importlib.metadata import version
+from typing import NamedTuple
 from urllib.parse import urlencode
 
 import httptools
@@ -95,7 +95,7 @@ def header_block(headers: Mapping[str, str]) -> bytes:
     for name, value in headers.items():
         if not name or ":" in name or any(c in name + value for c in "\r\n\0"):
             raise ValueError("a request header's name or value holds a line break, or its name is malformed")
-        lines.append(f"{name}: {value}".encode("latin-1"))
+        lines.append(f"{name}: {value}".encode())  # UTF-8, as aiohttp sent them
     return b"\r\n".join(lines) + b"\r\n"
 
 
@@ -253,6 +253,7 @@ class _Connection(asyncio.Protocol):
         self._fail(ConnectionFailed(f"no complete answer from {self.origin} within {timeout:g} s"))
 
     def abort(self) -> None:
+        self._closed = True
         if self._transport is not None:
             self._transport.abort()  # no graceful TLS shutdown: nothing is left to say on it
 
@@ -264,7 +265,7 @@ class _Connection(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         if self._answer is None:
-            self._transport.abort()  # bytes nobody asked for: the connection can't be trusted
+            self.abort()  # bytes nobody asked for: the connection can't be trusted
             return
         self._received = True
         try:
@@ -287,12 +288,16 @@ class _Connection(asyncio.Protocol):
 
     # -- httptools callbacks -----------------------------------------------------------------------
 
+    def on_message_begin(self) -> None:
+        if self._answer is None:
+            self._keep_alive = False  # a second answer after the one asked for: never reused
+
     def on_header(self, name: bytes, value: bytes) -> None:
         self._headers.append((name.decode("utf-8", "surrogateescape"), value.decode("utf-8", "surrogateescape")))
 
     def on_headers_complete(self) -> None:
         self._status = self._parser.get_status_code()
-        if self._head_only and self._status >= 200:
+        if self._head_only and self._status >= 200 and self._answer is not None:
             # llhttp can't be told the answer to HEAD has no body: done here, and the connection
             # closed, since its framing is lost
             self._complete(keep_alive=False)
@@ -331,8 +336,7 @@ class _Connection(asyncio.Protocol):
         answer, self._answer = self._answer, None
         if answer is not None and not answer.done():
             answer.set_exception(problem)
-        if self._transport is not None:
-            self._transport.abort()
+        self.abort()
 
     def _reset(self) -> None:
         self.deadline = None
