@@ -8,9 +8,10 @@ llhttp reports: status, headers, body (Content-Length, chunked, or until the ser
 decoded when the server compressed it. Pacing, retries and rate-limit headers are
 ``HttpClient``'s.
 
-Why not aiohttp's ClientSession: for a 75-profile Braze request it spent ~300 µs of CPU in
-per-request machinery (request and response objects, timers, tasks, cookie jar, URL
-objects); this pool spends a few tens of µs (``benchmarks/http_client.py``).
+Why not aiohttp's ClientSession: for a 75-profile Braze request it spent ~250-300 µs of CPU
+in per-request machinery (request and response objects, timers, tasks, cookie jar, URL
+objects); this pool spends well under half of it, close to a bare asyncio Protocol
+(``benchmarks/http_client.py``, figures in ``benchmarks/RESULTS.md``).
 
 A connection problem raises :class:`ConnectionFailed`, whose message names the origin and
 what went wrong, never a header, a path or a body (headers hold API keys; paths may hold
