@@ -1,9 +1,11 @@
-"""The HTTP client destinations share: one aiohttp session, pacing, retries, stats.
+"""The HTTP client destinations share: pacing, retries, stats, over one connection pool per run.
 
-Retries follow slack_sdk's aiohttp handlers: 429 and 5xx (and dropped connections)
+Connections (keep-alive HTTP/1.1, http and https) are :mod:`segship.http_connection`'s.
+Retries follow slack_sdk's HTTP retry handlers: 429 and 5xx (and dropped connections)
 are retried with exponential backoff plus jitter; a wait the destination states
 (``Retry-After`` or its rate-limit reset header) is honoured and pauses every request
-of the run, not just the one that was refused. Request headers are never logged.
+of the run, not just the one that was refused. No redirect is followed: a 3xx is an
+answer like any other. Request headers are never logged.
 """
 
 from __future__ import annotations
@@ -15,10 +17,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-import aiohttp
 import orjson
 import structlog
 
+from segship.http_connection import ConnectionFailed, ConnectionPool, header_block, request_bytes, target
 from segship.ratelimit import Pacer, RateLimit
 
 log = structlog.get_logger("segship.http")
@@ -98,54 +100,58 @@ class RetriesExhausted(Exception):
 
 
 class HttpClient:
-    """One session per run, created on first use, closed by ``close``."""
+    """Requests to one base URL (or to absolute URLs when it is ``""``); a connection pool per run,
+    created on first use, closed by ``close``."""
 
     def __init__(self, base_url: str, headers: Mapping[str, str], *, rate_limit: RateLimit,
                  concurrency: int = 8, rate_limit_headers: RateLimitHeaders | None = None,
                  retry: RetryPolicy | None = None, timeout: float = 60.0) -> None:
         self.base_url = base_url.rstrip("/")
-        self._headers = {"Content-Type": "application/json", "Accept": "application/json", **headers}
+        self._headers = header_block({"Content-Type": "application/json", "Accept": "application/json", **headers})
         self.pacer = Pacer(rate_limit)
         self.concurrency = concurrency
         self.rate_limit_headers = rate_limit_headers
         self.retry = retry or RetryPolicy()
-        self._timeout = aiohttp.ClientTimeout(total=timeout, sock_connect=10)
-        self._session: aiohttp.ClientSession | None = None
+        self._timeout = timeout  # seconds per attempt, from waiting for a connection to the answer's last byte
+        self._pool: ConnectionPool | None = None
         self.stats = HttpStats()
 
-    def _session_for_run(self) -> aiohttp.ClientSession:
-        if self._session is None:
-            connector = aiohttp.TCPConnector(limit=self.concurrency)
-            self._session = aiohttp.ClientSession(connector=connector, timeout=self._timeout,
-                                                  headers=self._headers)
-        return self._session
-
     async def close(self) -> None:
-        if self._session is not None:
-            await self._session.close()
-            self._session = None
+        if self._pool is not None:
+            pool, self._pool = self._pool, None
+            await pool.close()
 
     async def request(self, method: str, path: str, *, json: Any = None,
+                      body: bytes | bytearray | memoryview | None = None,
                       params: Mapping[str, str] | None = None) -> HttpResponse:
-        """Send a request, retrying as the policy says; return the first non-retryable answer."""
-        body = orjson.dumps(json) if json is not None else None
-        session = self._session_for_run()
-        url = self.base_url + path
+        """Send a request, retrying as the policy says; return the first non-retryable answer.
+
+        The body is ``json`` encoded, or ``body`` as given (JSON bytes a destination built itself).
+        """
+        if json is not None and body is not None:
+            raise TypeError("give json or body, not both")
+        if json is not None:
+            body = orjson.dumps(json)
+        body_bytes = memoryview(body).nbytes if body is not None else 0
+        if self._pool is None:
+            self._pool = ConnectionPool(self.concurrency, self._timeout)
+        pool = self._pool
+        where = target(self.base_url + path)
+        if params:
+            where = where.with_params(params)
+        request = request_bytes(method, where, self._headers, body)
         last_problem = ""
         last_status: int | None = None
         for attempt in range(1, self.retry.attempts + 1):
             await self.pacer.acquire()
             self.stats.requests += 1
-            if body:
-                self.stats.bytes_sent += len(body)
+            self.stats.bytes_sent += body_bytes
             try:
-                # no redirects: a custom auth header (Brevo's api-key) would follow them anywhere
-                async with session.request(method, url, data=body, params=params,
-                                           allow_redirects=False) as answer:
-                    response = HttpResponse(answer.status, answer.headers, await answer.read())
-            except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
+                # no redirects followed: a custom auth header (Brevo's api-key) would follow them anywhere
+                response = HttpResponse(*await pool.send(where, request, head_only=method == "HEAD"))
+            except ConnectionFailed as exc:
                 self.stats.connection_errors += 1
-                last_problem, last_status = type(exc).__name__, None
+                last_problem, last_status = str(exc), None
                 delay = self.retry.backoff(attempt)
             else:
                 stated_wait = self._observe_rate_limit(response)
