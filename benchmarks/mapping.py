@@ -17,14 +17,13 @@ import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-import orjson
 import pyarrow.parquet as pq
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import common  # noqa: E402 - after the path tweak
 from segship.destination import ConnectionContext, Destination, ExportContext, RowRejected  # noqa: E402
-from segship_braze.destination import BrazeDestination, track_request  # noqa: E402
+from segship_braze.destination import BrazeDestination, track_body  # noqa: E402
 from segship_sendinblue.destination import SendinblueDestination  # noqa: E402
 
 
@@ -66,7 +65,7 @@ def batch_wise(destination: Destination, rows) -> Sequence:
 def braze_requests(payloads: Sequence) -> None:
     """The /users/track bodies, as the destination makes them."""
     for start in range(0, len(payloads), BRAZE_BATCH):
-        orjson.dumps(track_request(payloads[start:start + BRAZE_BATCH]))
+        track_body(payloads[start:start + BRAZE_BATCH])
 
 
 def cpu_per_profile(work: Callable[[], None], rows: int) -> float:

@@ -83,10 +83,12 @@ def _indexed_errors(response: HttpResponse) -> tuple[dict[int, str], list[str]]:
     return by_index, unplaced
 
 
-def track_request(users: Sequence[Any]) -> dict[str, Any]:
+def track_body(users: Sequence[Any]) -> bytes:
     """The /users/track body for attributes objects; a JsonArray (joins made column-wise) is one
     JSON array already, so no object is encoded again."""
-    return {"attributes": orjson.Fragment(users.json()) if isinstance(users, JsonArray) else users}
+    if isinstance(users, JsonArray):
+        return b'{"attributes":' + users.json() + b"}"
+    return orjson.dumps({"attributes": users})
 
 
 class BrazeDestination(Destination):
@@ -200,7 +202,7 @@ class BrazeDestination(Destination):
 
     async def _track_chunk(self, users: Sequence[Any], leaving: bool) -> dict[int, str]:
         """One /users/track request; the reasons of the objects Braze refused, by index."""
-        response = await self._http.request("POST", TRACK_PATH, json=track_request(users))
+        response = await self._http.request("POST", TRACK_PATH, body=track_body(users))
         if response.status == 400:
             # a fatal error: Braze processed none of the objects, so every row is refused with the reason
             message = _message(response)
