@@ -13,7 +13,9 @@ folded into ``members`` in key order when something reads them (the plan, the le
 ``state show``...) or the state is opened (what a killed run journaled). Writing them into
 ``members`` at once made every commit rewrite a page per member when keys arrive in no
 particular order (a UUID, a warehouse's hash order): 20 µs a member, against about 3.5 µs
-this way (``benchmarks/state_commit.py``). A run of joins folds its journal once, before
+this way (``benchmarks/state_commit.py``). A file made by this version hands the pages the
+journal used back to the file system after each fold (``auto_vacuum=INCREMENTAL``); one
+made before keeps them as free space that later journals reuse. A run of joins folds its journal once, before
 its removals; a batch of changes asks ``details`` about its keys, which folds what the
 batches before it journaled (as costly as writing them at once, no more).
 
@@ -174,6 +176,9 @@ class SqliteState(SqlState):
         except adbc_driver_manager.Error as exc:
             raise StateError(self.error_message(exc)) from None
         super().__init__()
+        # a new file only (a file with tables keeps its setting): pages the journal frees go back
+        # to the file system after each fold (PRAGMA incremental_vacuum), not kept as free space
+        self.execute("PRAGMA auto_vacuum=INCREMENTAL")
         self.execute("PRAGMA journal_mode=WAL")
         self.execute("PRAGMA synchronous=NORMAL")  # WAL + NORMAL survives a killed process
         self.execute("PRAGMA busy_timeout=30000")
@@ -204,6 +209,8 @@ class SqliteState(SqlState):
                              (journaled,))
                 self.execute("DELETE FROM member_journal WHERE export_id = ?", (journaled,))
             self._journaled.discard(journaled)
+        if pending:
+            self.rows("PRAGMA incremental_vacuum")  # each page is one step: all of them
 
     def schema_version(self) -> int:
         return int(self.one("PRAGMA user_version")[0])
