@@ -205,6 +205,18 @@ def test_duplicate_and_null_keys_stop_the_run_before_sending(workspace):
     assert MemoryDestination.calls == []
 
 
+def test_a_duplicate_key_is_found_when_the_segment_has_as_many_rows_as_state_has_members(workspace):
+    # the unchanged plan skips the duplicate check only when the rows are state's members key for key
+    workspace.write(profiles(5))
+    assert workspace.run().outcome == "succeeded"
+    calls = len(MemoryDestination.calls)
+    workspace.write(profiles(4) + [(4, "user4@example.com", "Name4", 4)])
+    report = workspace.run()
+    assert report.outcome == "failed"
+    assert "key 'id' is not unique: 1 key(s) appear more than once, e.g. 4 (2 rows)" in report.message
+    assert len(MemoryDestination.calls) == calls
+
+
 def test_a_key_in_two_segments_with_different_rows_is_an_error_naming_both(workspace):
     workspace.configure(segments="everyone, rich")
     workspace.write(profiles(60))

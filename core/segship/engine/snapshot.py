@@ -164,10 +164,16 @@ class Snapshot:
                 relation.insert_into("snapshot")
             except (duckdb.Error, pa.ArrowException, SourceError) as exc:
                 raise self.error(part.segment, f"failed: {exc}") from None
-        self._check_keys()
-        if len(self.segments) == 1:  # the keys are unique: the snapshot is the members (no second copy)
+        self._check_null_keys()
+        # one segment's duplicate keys are looked for only when the plan can't rule them out (its
+        # members are state's, key for key: see plan); a conversion joins members first, so checks now
+        self._duplicates_unchecked = len(self.segments) == 1 and not legacy_hashes
+        if not self._duplicates_unchecked:
+            self._check_duplicate_keys()
+        if len(self.segments) == 1:  # the snapshot is the members (no second copy)
             self.db.execute("ALTER TABLE snapshot RENAME TO members")
         else:
+            self._check_segments_agree()
             legacy = ", any_value(legacy_row_hash) AS legacy_row_hash, any_value(legacy_column_hashes) AS " \
                      "legacy_column_hashes, any_value(column_hashes) AS column_hashes" if legacy_hashes else ""
             self.db.execute("CREATE TABLE members AS SELECT key, min(seg) AS seg, any_value(row_hash) AS row_hash"
@@ -205,25 +211,28 @@ class Snapshot:
             2, "column_hashes", pa.compute.if_else(table.column("known").combine_chunks(), as_bytes, unknown))
         return table
 
-    def _check_keys(self) -> None:
-        names = {part.index: part.segment for part in self.segments}
+    def _check_null_keys(self) -> None:
         for seg, nulls in self.db.execute("SELECT seg, count(*) FROM snapshot WHERE key IS NULL GROUP BY seg "
                                           "ORDER BY seg").fetchall():
-            segment = names[seg]
+            segment = self.segments[seg].segment
             raise self.error(segment, f"has null keys: {nulls} row(s) have no {segment.key!r} (the key must "
                             "not be null); nothing was sent")
+
+    def _check_duplicate_keys(self) -> None:
+        table = "members" if self._duplicates_unchecked else "snapshot"  # (before or after the rename)
+        self._duplicates_unchecked = False
         duplicates = self.db.execute(
-            "SELECT seg, key, count(*) AS n FROM snapshot "
+            f"SELECT seg, key, count(*) AS n FROM {table} "
             "GROUP BY seg, key HAVING count(*) > 1 ORDER BY seg, key LIMIT ?", (EXAMPLES,)).fetchall()
         if duplicates:
-            segment = names[duplicates[0][0]]
-            total = self.db.execute("SELECT count(*) FROM (SELECT key FROM snapshot WHERE seg = ? GROUP BY key "
+            segment = self.segments[duplicates[0][0]].segment
+            total = self.db.execute(f"SELECT count(*) FROM (SELECT key FROM {table} WHERE seg = ? GROUP BY key "
                                     "HAVING count(*) > 1)", (duplicates[0][0],)).fetchone()[0]
             examples = ", ".join(f"{key} ({n} rows)" for seg, key, n in duplicates if seg == duplicates[0][0])
             raise self.error(segment, f"key {segment.key!r} is not unique: {total} key(s) appear "
                             f"more than once, e.g. {examples}; nothing was sent")
-        if len(self.segments) == 1:
-            return  # a key in one segment only: nothing to disagree with
+
+    def _check_segments_agree(self) -> None:
         # min <> max: two different row hashes, as cheap as a plain aggregate (count(DISTINCT) took
         # 0.4 s of a 1M-row plan); the segments of the first such key are looked up afterwards
         conflict = self.db.execute(
@@ -233,22 +242,38 @@ class Snapshot:
             key = conflict[0]
             segs = [row[0] for row in self.db.execute(
                 "SELECT DISTINCT seg FROM snapshot WHERE key = ? ORDER BY seg", (key,)).fetchall()]
-            both = " and ".join(repr(names[s].name) for s in segs)
+            both = " and ".join(repr(self.segments[s].segment.name) for s in segs)
             raise PlanError(f"key {key!r} is in segments {both} with different rows; an export's segments must "
                             "agree on the row of a shared key; nothing was sent")
 
-    def plan(self, acknowledged: pa.Table, *, full_resync: bool, target: int = 1) -> ExportPlan:
+    def plan(self, acknowledged: pa.RecordBatchReader, *, full_resync: bool, target: int = 1) -> ExportPlan:
         """Diff the members against what the destination acknowledged (key, row_hash, target).
 
         A member acknowledged in another target than ``target`` (the export's now) moves.
+        State is read once, into a table. When it holds exactly the members (the same keys,
+        row hashes and target: :meth:`_same_as_members`), every member is unchanged and
+        neither the duplicate-key check nor the join runs, which are most of an unchanged
+        plan's time; otherwise keys are checked, then joined.
         """
         self.db.register("acknowledged_rows", acknowledged)
         if self.db.execute("SELECT 1 FROM duckdb_tables() WHERE table_name = 'converted'").fetchone():
             # state's hashes converted from version 1 (not yet written there by a dry run or plan)
-            self.db.execute("CREATE TEMP VIEW acknowledged AS SELECT a.key, coalesce(c.row_hash, a.row_hash) "
+            self.db.execute("CREATE TABLE acknowledged AS SELECT a.key, coalesce(c.row_hash, a.row_hash) "
                             "AS row_hash, a.target FROM acknowledged_rows a LEFT JOIN converted c USING (key)")
         else:
-            self.db.execute("CREATE TEMP VIEW acknowledged AS SELECT key, row_hash, target FROM acknowledged_rows")
+            self.db.execute("CREATE TABLE acknowledged AS SELECT key, row_hash, target FROM acknowledged_rows")
+        self.db.unregister("acknowledged_rows")
+        self.db.execute("DROP TABLE IF EXISTS converted")
+        plan = ExportPlan(self.export.name, full_resync=full_resync)
+        if not full_resync and self._same_as_members(target):
+            plan.members = plan.acknowledged = plan.unchanged = self.db.execute(
+                "SELECT count(*) FROM members").fetchone()[0]
+            self.db.execute("DROP TABLE acknowledged")
+            self.db.execute("CREATE VIEW actions AS SELECT key, seg, 'unchanged' AS action, NULL::INTEGER AS target "
+                            "FROM members")
+            return plan
+        if self._duplicates_unchecked:
+            self._check_duplicate_keys()
         changed = "TRUE" if full_resync else "a.row_hash <> m.row_hash"
         self.db.execute(f"""
             CREATE OR REPLACE TABLE actions AS
@@ -260,11 +285,8 @@ class Snapshot:
                         ELSE 'unchanged' END AS action,
                    a.target AS target
             FROM members m FULL OUTER JOIN acknowledged a ON m.key = a.key""")
-        self.db.execute("DROP VIEW acknowledged")
-        self.db.execute("DROP TABLE IF EXISTS converted")
-        self.db.unregister("acknowledged_rows")
+        self.db.execute("DROP TABLE acknowledged")
         self.db.execute("DROP TABLE members")  # actions has every member: one copy of the keys at a time
-        plan = ExportPlan(self.export.name, full_resync=full_resync)
         for action, count in self.db.execute("SELECT action, count(*) FROM actions GROUP BY action").fetchall():
             setattr(plan, action, count)
         plan.members = plan.add + plan.update + plan.unchanged + plan.move
@@ -274,6 +296,25 @@ class Snapshot:
                 plan.examples[action] = [row[0] for row in self.db.execute(
                     "SELECT key FROM actions WHERE action = ? ORDER BY key LIMIT ?", (action, EXAMPLES)).fetchall()]
         return plan
+
+    def _same_as_members(self, target: int) -> bool:
+        """Whether the acknowledged rows are exactly the members, each with its row hash, in ``target``.
+
+        Compared as multisets by count and by the exact sum over rows of a 64-bit mix of
+        (key, row hash, target): the key's, the row hash's and the target's hashes xor-ed, then
+        hashed again, so that two rows swapping row hashes or targets change the sum. Any
+        difference (a member added, left, changed, moved, or a key twice in the segment) leaves
+        the sums equal only by a 64-bit coincidence. State's keys are unique (its primary
+        key), so equal multisets also mean the segment's keys are: that check is implied.
+        DuckDB's ``hash`` is not stable across its releases, which is harmless here: both
+        sides are hashed now, by the same DuckDB; nothing of it is stored.
+        """
+        def digest(table: str, target_sql: str) -> tuple[int, int]:
+            return self.db.execute(
+                f"SELECT count(*), coalesce(sum(hash(xor(xor(hash(key), hash(row_hash)), hash({target_sql})))"
+                f"::HUGEINT), 0) FROM {table}").fetchone()
+
+        return digest("members", f"{int(target)}::INTEGER") == digest("acknowledged", "target::INTEGER")
 
     def moves(self) -> dict[int, int]:
         """Members to move, by the target they were acknowledged in."""
