@@ -6,6 +6,7 @@ Shared by ``segship plan`` and a run (the same answer for both); only a real run
 from __future__ import annotations
 
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 
 from segship.config import ExportConfig
 from segship.destination import Destination
@@ -17,7 +18,7 @@ from segship.engine.state import StateStore
 
 def plan_against_state(snapshot: Snapshot, state: StateStore, cls: type[Destination], export: ExportConfig,
                        columns: Sequence[str], *, full_resync: bool, write: bool) -> ExportPlan:
-    """Build the snapshot and diff it against what the destination acknowledged.
+    """Build the snapshot and diff it against what the destination acknowledged (read meanwhile).
 
     With ``write``, changed settings mark every member for a re-send, a new target is
     recorded, and hashes state made with an older hash version are converted (each in
@@ -38,14 +39,21 @@ def plan_against_state(snapshot: Snapshot, state: StateStore, cls: type[Destinat
     # changed settings re-send everyone: there is nothing to convert
     legacy = not settings_changed and state.hash_version(name) < HASH_VERSION
     full = full_resync or settings_changed
-    snapshot.build(row_hashes=not full and state.has_members(name), legacy_hashes=legacy)
+    row_hashes = not full and state.has_members(name)
     converted = 0
-    if legacy:
-        table = snapshot.convert_legacy_hashes(state.stored_hashes(name))
-        if write:
-            state.convert_hashes(name, table, HASH_VERSION)
-        converted = table.num_rows
-    plan = snapshot.plan(state.acknowledged(name), full_resync=full, target=target_id)
+    with ThreadPoolExecutor(1, thread_name_prefix="segship-acknowledged") as reader:
+        # state is read while the segments are hashed, on another core; converted hashes must be first
+        reading = None if legacy else reader.submit(snapshot.read_acknowledged, state.acknowledged(name))
+        snapshot.build(row_hashes=row_hashes, legacy_hashes=legacy)
+        if reading is not None:
+            reading.result()
+        else:
+            table = snapshot.convert_legacy_hashes(state.stored_hashes(name))
+            if write:
+                state.convert_hashes(name, table, HASH_VERSION)
+            converted = table.num_rows
+            snapshot.read_acknowledged(state.acknowledged(name))
+    plan = snapshot.plan(full_resync=full, target=target_id)
     plan.full_resync, plan.settings_changed, plan.hashes_converted = full_resync, settings_changed, converted
     plan.stale_identities = state.count_stale_identities(name)
     plan.target = target

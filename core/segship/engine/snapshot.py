@@ -28,7 +28,7 @@ from segship.plugins import Plugins
 from segship.source import Source, SourceError
 
 #: DuckDB's own memory for the snapshot, the diff and the send join (beyond it, it spills).
-SNAPSHOT_MEMORY_MB = 160
+SNAPSHOT_MEMORY_MB = 128
 EXAMPLES = 5
 # columns the send query adds to each row, beside the mapped ones
 KEY, ROW_HASH, COLUMN_HASHES, IS_NEW = "__segship_key", "__segship_row_hash", "__segship_column_hashes", "__segship_new"
@@ -246,24 +246,35 @@ class Snapshot:
             raise PlanError(f"key {key!r} is in segments {both} with different rows; an export's segments must "
                             "agree on the row of a shared key; nothing was sent")
 
-    def plan(self, acknowledged: pa.RecordBatchReader, *, full_resync: bool, target: int = 1) -> ExportPlan:
-        """Diff the members against what the destination acknowledged (key, row_hash, target).
+    def read_acknowledged(self, acknowledged: pa.RecordBatchReader) -> None:
+        """Load what the destination acknowledged (key, row_hash, target) for :meth:`plan`: state is read once.
+
+        Through a DuckDB cursor of its own, so it may run on another thread while :meth:`build`
+        hashes the segments (the two take about as long: reading state overlaps with hashing).
+        """
+        cursor = self.db.cursor()
+        try:
+            cursor.register("acknowledged_rows", acknowledged)
+            if cursor.execute("SELECT 1 FROM duckdb_tables() WHERE table_name = 'converted'").fetchone():
+                # state's hashes converted from version 1 (not yet written there by a dry run or plan)
+                cursor.execute("CREATE TABLE acknowledged AS SELECT a.key, coalesce(c.row_hash, a.row_hash) "
+                               "AS row_hash, a.target FROM acknowledged_rows a LEFT JOIN converted c USING (key)")
+                cursor.execute("DROP TABLE converted")
+            else:
+                cursor.execute("CREATE TABLE acknowledged AS SELECT key, row_hash, target FROM acknowledged_rows")
+            cursor.unregister("acknowledged_rows")
+        finally:
+            cursor.close()
+
+    def plan(self, *, full_resync: bool, target: int = 1) -> ExportPlan:
+        """Diff the members (:meth:`build`) against what the destination acknowledged (:meth:`read_acknowledged`).
 
         A member acknowledged in another target than ``target`` (the export's now) moves.
-        State is read once, into a table. When it holds exactly the members (the same keys,
-        row hashes and target: :meth:`_same_as_members`), every member is unchanged and
-        neither the duplicate-key check nor the join runs, which are most of an unchanged
-        plan's time; otherwise keys are checked, then joined.
+        When state holds exactly the members (the same keys, row hashes and target:
+        :meth:`_same_as_members`), every member is unchanged and neither the duplicate-key
+        check nor the join runs, which are most of an unchanged plan's time; otherwise keys
+        are checked, then joined.
         """
-        self.db.register("acknowledged_rows", acknowledged)
-        if self.db.execute("SELECT 1 FROM duckdb_tables() WHERE table_name = 'converted'").fetchone():
-            # state's hashes converted from version 1 (not yet written there by a dry run or plan)
-            self.db.execute("CREATE TABLE acknowledged AS SELECT a.key, coalesce(c.row_hash, a.row_hash) "
-                            "AS row_hash, a.target FROM acknowledged_rows a LEFT JOIN converted c USING (key)")
-        else:
-            self.db.execute("CREATE TABLE acknowledged AS SELECT key, row_hash, target FROM acknowledged_rows")
-        self.db.unregister("acknowledged_rows")
-        self.db.execute("DROP TABLE IF EXISTS converted")
         plan = ExportPlan(self.export.name, full_resync=full_resync)
         if not full_resync and self._same_as_members(target):
             plan.members = plan.acknowledged = plan.unchanged = self.db.execute(
