@@ -66,7 +66,6 @@ UPSERT_MEMBERS = ("INSERT INTO members VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (ex
                   "identity = excluded.identity, target = excluded.target")
 ACKNOWLEDGED = pa.schema([("key", pa.string()), ("row_hash", pa.int64()), ("target", pa.int32())])
 COPY_BATCH_ROWS = 50_000
-ACKNOWLEDGED_PAGE_ROWS = 200_000
 T = TypeVar("T")
 #: Column hashes of state written before the hash rework: comma-joined decimal text.
 TEXT_COLUMN_HASHES = re.compile(rb"-?\d+(,-?\d+)*")
@@ -364,34 +363,59 @@ class SqlState(StateStore):
     # -- what was acknowledged -----------------------------------------------------------------------
 
     def acknowledged(self, export: str) -> pa.RecordBatchReader:
+        """One query, streamed in the driver's batches (SQLite ``BATCH_ROWS``, PostgreSQL
+        ``STREAM_BATCH_BYTES``) on a cursor of its own, each batch fetched on the state thread; no
+        other statement runs while it is read. (Pages of 200,000 by key, a query each, took
+        PostgreSQL 12.7 s for 10M members against 8.3 s streamed.)"""
         export_id = self._settled_export_id(export)
 
-        def pages() -> Iterator[pa.RecordBatch]:
-            last = None
-            while export_id is not None:
-                page = self._acknowledged_page(export_id, last)
-                if not page.num_rows:
-                    return
-                yield from page.to_batches()
-                last = page.column("key")[-1].as_py()
+        def batches() -> Iterator[pa.RecordBatch]:
+            if export_id is None:
+                return
+            # no parameter: PostgreSQL's driver streams a query without any (COPY) but reads a
+            # parameterized one whole into memory (10M members: 1.5 GB)
+            cursor, reader = self._query_stream("SELECT key, row_hash, target FROM members WHERE export_id = "
+                                                f"{int(export_id)} ORDER BY key")
+            try:
+                while (batch := self._next_batch(reader)) is not None:
+                    if batch.num_rows:  # an empty result may come with guessed types
+                        yield pa.RecordBatch.from_arrays(
+                            [column.cast(field.type) for column, field in zip(batch.columns, ACKNOWLEDGED,
+                                                                              strict=True)], schema=ACKNOWLEDGED)
+            finally:
+                if not self._closed:  # (a store closed first closed its cursors with its connection)
+                    self._close_stream(cursor)
 
-        return pa.RecordBatchReader.from_batches(ACKNOWLEDGED, pages())
+        return pa.RecordBatchReader.from_batches(ACKNOWLEDGED, batches())
+
+    def stream_cursor(self) -> Any:
+        """A cursor for one streamed query (a backend sets its batch size)."""
+        return self.new_cursor()
 
     @on_state_thread
-    def _acknowledged_page(self, export_id: int, after: str | None) -> pa.Table:
-        """The next ``ACKNOWLEDGED_PAGE_ROWS`` members by key: the PostgreSQL driver keeps a whole
-        result in memory (3M rows: +270 MB), so a query's result is kept to a page."""
-        where = "WHERE export_id = ?" + (" AND key > ?" if after is not None else "")
+    def _query_stream(self, sql: str) -> tuple[Any, pa.RecordBatchReader]:
+        cursor = self.stream_cursor()
         with self.errors():
-            self.cursor.execute(self.sql(f"SELECT key, row_hash, target FROM members {where} ORDER BY key "
-                                         f"LIMIT {ACKNOWLEDGED_PAGE_ROWS}"),
-                                (export_id,) if after is None else (export_id, after))
-            table = self.cursor.fetch_arrow_table()
-        if not table.num_rows:  # an empty result may come with guessed types
-            return ACKNOWLEDGED.empty_table()
-        return pa.Table.from_arrays([column.cast(field.type) for column, field in zip(table.columns, ACKNOWLEDGED,
-                                                                                    strict=True)],
-                                    schema=ACKNOWLEDGED)
+            cursor.execute(sql)
+            return cursor, cursor.fetch_record_batch()
+
+    @on_state_thread
+    def _next_batch(self, reader: pa.RecordBatchReader) -> pa.RecordBatch | None:
+        try:
+            return reader.read_next_batch()
+        except StopIteration:
+            return None
+        except self.driver_error as exc:  # the server gone while streaming
+            raise StateError(self.error_message(exc)) from None
+        except pa.ArrowException as exc:  # (the same, as the driver's stream reports it)
+            raise StateError(self.error_message(exc)) from None
+
+    @on_state_thread
+    def _close_stream(self, cursor: Any) -> None:
+        try:
+            cursor.close()
+        except self.driver_error:
+            pass  # the connection is gone: so is the query
 
     @on_state_thread
     def details(self, export: str, keys: Sequence[str]) -> dict[str, tuple[ColumnHashes | None, str]]:

@@ -6,7 +6,8 @@ building them from the standard ``sqlite3`` module's rows in Python). Only this 
 library opens the file: two copies of SQLite in one process release each other's POSIX
 locks and can corrupt a WAL database (https://sqlite.org/howtocorrupt.html, 2.2.1).
 The driver guesses a result column's type from the first batch of rows, so every query
-here reads at most one batch of ``BATCH_ROWS`` that may hold NULLs (``state copy`` pages).
+here reads at most one batch of ``BATCH_ROWS`` that may hold NULLs (``state copy`` pages);
+the acknowledged rows, which hold none, stream in batches of it.
 
 Acknowledged members are appended to ``member_journal`` as each batch is committed, and
 folded into ``members`` in key order when something reads them (the plan, the leavers,
