@@ -1,13 +1,15 @@
 """How segship uses DuckDB: connections sized for a 2-core machine, and quoting of names.
 
 A run's CPU goes to mapping and HTTP and, on a small machine, to the sandbox or other
-work beside it; DuckDB gets one thread and a memory cap. Past the cap it spills to a
+work beside it; DuckDB gets one thread (the diff of a plan, when nothing else runs, every
+core: ``available_cores``) and a memory cap. Past the cap it spills to a
 temporary folder instead of growing (a 1M-profile export plans and streams within it),
 which keeps a run's peak memory flat whatever the segment's size.
 """
 
 from __future__ import annotations
 
+import os
 import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -24,6 +26,11 @@ def connect(memory_limit_mb: int) -> duckdb.DuckDBPyConnection:
 
     return duckdb.connect(":memory:", config={"threads": 1, "memory_limit": f"{memory_limit_mb}MB",
                                               "temp_directory": str(SPILL_DIRECTORY)})
+
+
+def available_cores() -> int:
+    """Cores this process may run on (its CPU affinity, where the OS tells it)."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
 def quote_identifier(name: str) -> str:

@@ -275,6 +275,14 @@ class Snapshot:
         check nor the join runs, which are most of an unchanged plan's time; otherwise keys
         are checked, then joined.
         """
+        # nothing else of segship runs while it plans: every core; one again before rows stream out
+        self.db.execute(f"SET threads TO {embedded_duckdb.available_cores()}")
+        try:
+            return self._diff(full_resync=full_resync, target=target)
+        finally:
+            self.db.execute("SET threads TO 1")
+
+    def _diff(self, *, full_resync: bool, target: int) -> ExportPlan:
         plan = ExportPlan(self.export.name, full_resync=full_resync)
         if not full_resync and self._same_as_members(target):
             plan.members = plan.acknowledged = plan.unchanged = self.db.execute(
