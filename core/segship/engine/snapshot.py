@@ -328,12 +328,17 @@ class Snapshot:
         DuckDB's ``hash`` is not stable across its releases, which is harmless here: both
         sides are hashed now, by the same DuckDB; nothing of it is stored.
         """
-        def digest(table: str, target_sql: str) -> tuple[int, int]:
-            return self.db.execute(
-                f"SELECT count(*), coalesce(sum(hash(xor(xor(hash(key), hash(row_hash)), hash({target_sql})))"
-                f"::HUGEINT), 0) FROM {table}").fetchone()
+        def count(table: str) -> int:
+            return self.db.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
 
-        return digest("members", f"{int(target)}::INTEGER") == digest("acknowledged", "target::INTEGER")
+        def digest(table: str, target_sql: str) -> int:
+            return self.db.execute(
+                f"SELECT coalesce(sum(hash(xor(xor(hash(key), hash(row_hash)), hash({target_sql})))::HUGEINT), 0) "
+                f"FROM {table}").fetchone()[0]
+
+        # counts first: free (table metadata), and enough whenever members joined or left
+        return count("members") == count("acknowledged") and \
+            digest("members", f"{int(target)}::INTEGER") == digest("acknowledged", "target::INTEGER")
 
     def moves(self) -> dict[int, int]:
         """Members to move, by the target they were acknowledged in."""
