@@ -384,8 +384,9 @@ class ExportRun:
         acknowledged, refused, missing = batch.answered(await destination.upsert(batch.records) if batch.records else ())
         self.report.unacknowledged += missing  # no answer: not committed, sent again next run
         refused += batch.refused
-        self.state.commit_upserts(self.export.name, acknowledged, batch.replaced_identities(acknowledged), refused,
-                                  target=self.target_id, moving=moving)
+        # off the event loop: it goes on sending while state writes
+        await asyncio.to_thread(self.state.commit_upserts, self.export.name, acknowledged,
+                                batch.replaced_identities(acknowledged), refused, target=self.target_id, moving=moving)
         self.report.upserted += len(acknowledged)
         self._finish_batch("upsert", batch.size, len(acknowledged), refused, started)
 
@@ -395,8 +396,8 @@ class ExportRun:
         results = await destination.remove(members)
         by_key = {member.key: member for member in members}
         ok_keys, refused = self._acknowledge(results, set(by_key))
-        self.state.commit_removals(self.export.name, [by_key[key] for key in ok_keys], refused, stale=stale,
-                                   target=target)
+        await asyncio.to_thread(self.state.commit_removals, self.export.name, [by_key[key] for key in ok_keys],
+                                refused, stale=stale, target=target)
         self.report.removed += len(ok_keys)
         self._finish_batch("remove", len(members), len(ok_keys), refused, started)
 
