@@ -107,7 +107,5 @@ def test_a_lost_answer_is_sent_again(history, memory_plugins: Plugins):
     replay(history, memory_plugins)
 
 
-@pytest.mark.xfail(strict=True, reason="a join applied but never acknowledged (kill -9 in flight) is unknown to "
-                                       "state, so a member who leaves before the next run stays in the destination")
 def test_a_member_whose_join_answer_was_lost_and_who_then_leaves_is_removed(memory_plugins: Plugins):
     replay([({1: ("Ann", True, 0)}, ("answer_lost", 0), set()), ({}, None, set())], memory_plugins)

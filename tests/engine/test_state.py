@@ -274,3 +274,18 @@ def test_sqlite_members_are_journaled_as_committed_and_folded_in_when_read_or_re
     assert keys(reopened) == ["k1", "k2", "k3"]  # a read folds them in
     assert reopened.details("sync", ["k2"]) == {"k2": (b"\x03" * 8, "k2")}
     reopened.close()
+
+
+def test_batches_in_flight_are_cleared_by_their_commit_and_folded_in_when_left(store):
+    store.commit_upserts("sync", [("k2", 2, None, "old@example.com")], [], [])
+    answered = store.record_in_flight("sync", ["k3"], ["k3"], 1)
+    store.commit_upserts("sync", [("k3", 3, None, "k3")], [], [], in_flight=answered)
+    # never answered (the run was killed): k1 is no member yet, k2 went out under another identity
+    store.record_in_flight("sync", ["k1", "k2"], ["one@example.com", "new@example.com"], 1)
+    assert store.settle_in_flight("sync") == 2
+    assert store.acknowledged("sync").read_all().to_pylist() == [
+        {"key": "k1", "row_hash": 0, "target": 1}, {"key": "k2", "row_hash": 2, "target": 1},
+        {"key": "k3", "row_hash": 3, "target": 1}]
+    assert store.details("sync", ["k1"]) == {"k1": (None, "one@example.com")}
+    assert store.stale_identities("sync") == {1: [Member("k2", "new@example.com")]}
+    assert store.settle_in_flight("sync") == 0  # folded once

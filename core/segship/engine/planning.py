@@ -20,13 +20,16 @@ def plan_against_state(snapshot: Snapshot, state: StateStore, cls: type[Destinat
                        columns: Sequence[str], *, full_resync: bool, write: bool) -> ExportPlan:
     """Build the snapshot and diff it against what the destination acknowledged (read meanwhile).
 
-    With ``write``, changed settings mark every member for a re-send, a new target is
-    recorded, and hashes state made with an older hash version are converted (each in
-    one transaction, before anything is sent); without it, the plan tells what a run
-    would do and writes nothing. A changed target is not a changed setting: its members
+    With ``write``, batches a killed run sent and never saw answered are folded into the
+    members first (``StateStore.settle_in_flight``), changed settings mark every member for
+    a re-send, a new target is recorded, and hashes state made with an older hash version
+    are converted (each in one transaction, before anything is sent); without it, the plan
+    tells what a run would do and writes nothing (batches left in flight are not counted). A changed target is not a changed setting: its members
     move (``plan.moves``).
     """
     name = export.name
+    if write:
+        state.settle_in_flight(name)  # batches a killed run sent and never saw answered
     fingerprint = export_fingerprint(cls.name, export, columns, cls.target_settings)
     # the fingerprint of segship before moves, target included: the same settings, not a change
     earlier = export_fingerprint(cls.name, export, columns) if cls.target_settings else None

@@ -380,13 +380,18 @@ class ExportRun:
 
     async def _upsert(self, destination: Destination, batch: MappedRows, *, moving: bool) -> None:
         started = time.monotonic()
+        records = batch.records
+        # known to state before it is sent: an answer lost with a killed run is folded in next time
+        in_flight = await asyncio.to_thread(self.state.record_in_flight, self.export.name, records.keys,
+                                            records.identities, self.target_id) if records else None
         # nothing to send when the mapping refused every row
-        acknowledged, refused, missing = batch.answered(await destination.upsert(batch.records) if batch.records else ())
+        acknowledged, refused, missing = batch.answered(await destination.upsert(records) if records else ())
         self.report.unacknowledged += missing  # no answer: not committed, sent again next run
         refused += batch.refused
         # off the event loop: it goes on sending while state writes
         await asyncio.to_thread(self.state.commit_upserts, self.export.name, acknowledged,
-                                batch.replaced_identities(acknowledged), refused, target=self.target_id, moving=moving)
+                                batch.replaced_identities(acknowledged), refused, target=self.target_id, moving=moving,
+                                in_flight=in_flight)
         self.report.upserted += len(acknowledged)
         self._finish_batch("upsert", batch.size, len(acknowledged), refused, started)
 

@@ -159,12 +159,25 @@ class StateStore(ABC):
     # -- committing what the destination answered ---------------------------------------------
 
     @abstractmethod
+    def record_in_flight(self, export: str, keys: Sequence[str], identities: Sequence[str], target: int) -> int:
+        """Before a batch is sent: its (key, identity) pairs, sent to ``target``; returns the batch's id
+        for ``commit_upserts``. A batch the destination applied but whose answer was lost (a run
+        killed in flight) is known this way: ``settle_in_flight`` folds it in next time."""
+
+    @abstractmethod
+    def settle_in_flight(self, export: str) -> int:
+        """Batches sent and never answered: their keys that are no member become members of unknown
+        row hash (0: sent again while in the segment, removed once they leave); a member's other
+        identity or target there becomes a stale identity. Returns how many keys were folded in."""
+
+    @abstractmethod
     def commit_upserts(self, export: str, acknowledged: Acknowledged,
                        stale: Iterable[tuple[str, str]], rejected: Iterable[tuple[str, str]], *,
-                       target: int = 1, moving: bool = False) -> None:
+                       target: int = 1, moving: bool = False, in_flight: int | None = None) -> None:
         """One transaction per answered batch: acknowledged rows (now in ``target``), identities they
-        replaced there, rejects. When ``moving``, a member acknowledged before in another target
-        leaves its identity there to remove (a stale identity of that target)."""
+        replaced there, rejects; the batch is no longer in flight (``record_in_flight``'s id). When
+        ``moving``, a member acknowledged before in another target leaves its identity there to
+        remove (a stale identity of that target)."""
 
     @abstractmethod
     def commit_removals(self, export: str, removed: Iterable[Member], rejected: Iterable[tuple[str, str]],

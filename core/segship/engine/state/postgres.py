@@ -24,6 +24,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
+from typing import Any
 from urllib.parse import unquote, urlsplit
 
 import pyarrow as pa
@@ -86,6 +87,15 @@ MIGRATIONS: list[str] = [
         last_seen TEXT NOT NULL,
         attempts INTEGER NOT NULL,
         PRIMARY KEY (export, key)
+    );
+    """,
+    """
+    CREATE TABLE in_flight (            -- batches sent and not yet answered (see record_in_flight)
+        export TEXT NOT NULL,
+        id BIGINT NOT NULL,
+        target INTEGER NOT NULL,
+        members TEXT NOT NULL,          -- JSON: [keys, identities]
+        PRIMARY KEY (export, id)
     );
     """,
 ]

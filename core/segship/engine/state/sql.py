@@ -55,12 +55,14 @@ TABLES: dict[str, pa.Schema] = {
                        ("report", pa.string())]),
     "rejects": pa.schema([("export", pa.string()), ("key", pa.string()), ("reason", pa.string()),
                           ("first_seen", pa.string()), ("last_seen", pa.string()), ("attempts", pa.int32())]),
+    "in_flight": pa.schema([("export", pa.string()), ("id", pa.int64()), ("target", pa.int32()),
+                            ("members", pa.string())]),
 }
 #: Primary keys, by which ``state copy`` reads a table in pages.
 TABLE_KEYS: dict[str, tuple[str, ...]] = {"exports": ("id",), "targets": ("export_id", "id"),
                                           "members": ("export_id", "key"),
                                           "stale_identities": ("export", "target", "identity"), "runs": ("id",),
-                                          "rejects": ("export", "key")}
+                                          "rejects": ("export", "key"), "in_flight": ("export", "id")}
 UPSERT_MEMBERS = ("INSERT INTO members VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (export_id, key) DO UPDATE SET "
                   "row_hash = excluded.row_hash, column_hashes = excluded.column_hashes, "
                   "identity = excluded.identity, target = excluded.target")
@@ -473,7 +475,7 @@ class SqlState(StateStore):
     @on_state_thread
     def commit_upserts(self, export: str, acknowledged: Iterable[tuple[str, int, ColumnHashes | None, str]],
                        stale: Iterable[tuple[str, str]], rejected: Iterable[tuple[str, str]], *,
-                       target: int = 1, moving: bool = False) -> None:
+                       target: int = 1, moving: bool = False, in_flight: int | None = None) -> None:
         acknowledged = acknowledged_batch(acknowledged)
         stale, rejected = list(stale), list(rejected)
         keys = acknowledged.column(0)
@@ -492,6 +494,40 @@ class SqlState(StateStore):
             self.many("INSERT INTO stale_identities VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING",
                       [(export, key, identity, target) for key, identity in stale], TABLES["stale_identities"].types)
             self._settle_rejects(export, keys, rejected)
+            if in_flight is not None:
+                self.execute("DELETE FROM in_flight WHERE export = ? AND id = ?", (export, in_flight))
+
+    @on_state_thread
+    def record_in_flight(self, export: str, keys: Sequence[str], identities: Sequence[str], target: int) -> int:
+        members = orjson.dumps([list(keys), list(identities)]).decode()
+        with self.transaction():
+            # the run holds the export's lock: no one else numbers its batches
+            flight = int(self.one("SELECT coalesce(max(id), 0) + 1 FROM in_flight WHERE export = ?", (export,))[0])
+            self.execute("INSERT INTO in_flight VALUES (?, ?, ?, ?)", (export, flight, target, members))
+        return flight
+
+    @on_state_thread
+    def settle_in_flight(self, export: str) -> int:
+        flights = self.rows("SELECT target, members FROM in_flight WHERE export = ? ORDER BY id", (export,))
+        if not flights:
+            return 0
+        sent = {}  # key -> (identity, target), the last batch's
+        for target, members in flights:
+            keys, identities = orjson.loads(members)
+            sent.update((key, (identity, int(target))) for key, identity in zip(keys, identities, strict=True))
+        known = {member.key: (member.identity, target)
+                 for target, members in self.members_by_target(export, list(sent)).items() for member in members}
+        with self.transaction():
+            export_id = self.export_id(export, create=True)
+            self.many("INSERT INTO members VALUES (?, ?, 0, NULL, ?, ?) ON CONFLICT DO NOTHING",
+                      [(export_id, key, None if identity == key else identity, target)
+                       for key, (identity, target) in sent.items() if key not in known],
+                      (pa.int64(), pa.string(), pa.string(), pa.int32()))
+            self.many("INSERT INTO stale_identities VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING",
+                      [(export, key, identity, target) for key, (identity, target) in sent.items()
+                       if key in known and known[key] != (identity, target)], TABLES["stale_identities"].types)
+            self.execute("DELETE FROM in_flight WHERE export = ?", (export,))
+        return len(sent)
 
     @on_state_thread
     def commit_removals(self, export: str, removed: Iterable[Member], rejected: Iterable[tuple[str, str]],
@@ -627,7 +663,7 @@ class SqlState(StateStore):
                 self.execute("DELETE FROM members WHERE export_id = ?", (export_id,))
                 self.execute("DELETE FROM targets WHERE export_id = ?", (export_id,))
                 self.execute("DELETE FROM exports WHERE id = ?", (export_id,))
-            for table in ("stale_identities", "rejects", "runs"):
+            for table in ("stale_identities", "rejects", "runs", "in_flight"):
                 self.execute(f"DELETE FROM {table} WHERE export = ?", (export,))  # noqa: S608 - our own names
         self._export_ids.pop(export, None)
         return existed

@@ -151,6 +151,15 @@ MIGRATIONS: list[str] = [
         target INTEGER NOT NULL
     );
     """,
+    """
+    CREATE TABLE in_flight (            -- batches sent and not yet answered (see record_in_flight)
+        export TEXT NOT NULL,
+        id INTEGER NOT NULL,
+        target INTEGER NOT NULL,
+        members TEXT NOT NULL,          -- JSON: [keys, identities]
+        PRIMARY KEY (export, id)
+    ) WITHOUT ROWID;
+    """,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 
