@@ -32,6 +32,7 @@ from segship.destination import (
     Member,
     RecordResult,
 )
+from segship.engine.in_flight import InFlight
 from segship.engine.planning import plan_against_state
 from segship.engine.report import BatchReport, ExportPlan, RunReport
 from segship.engine.mapping import MappedRows, map_rows, mapped_batches
@@ -294,8 +295,9 @@ class ExportRun:
         try:
             with streaming_gc():
                 started = time.monotonic()
-                await self._pump(self._batches(snapshot, destination),
-                                 lambda batch: self._upsert(destination, batch, moving=bool(plan.move)),
+                in_flight = InFlight(self.state, self.export.name, self.target_id)
+                await self._pump(in_flight.recorded(self._batches(snapshot, destination)),
+                                 lambda batch: self._upsert(destination, batch, in_flight, moving=bool(plan.move)),
                                  limits.concurrency)
                 self.report.phase_seconds["upsert"] = round(time.monotonic() - started, 3)
                 started = time.monotonic()
@@ -378,20 +380,18 @@ class ExportRun:
         self.report.unacknowledged += len(expected)  # no answer: not committed, sent again next run
         return ok, refused
 
-    async def _upsert(self, destination: Destination, batch: MappedRows, *, moving: bool) -> None:
+    async def _upsert(self, destination: Destination, batch: MappedRows, in_flight: InFlight, *,
+                      moving: bool) -> None:
         started = time.monotonic()
-        records = batch.records
-        # known to state before it is sent: an answer lost with a killed run is folded in next time
-        in_flight = await asyncio.to_thread(self.state.record_in_flight, self.export.name, records.keys,
-                                            records.identities, self.target_id) if records else None
         # nothing to send when the mapping refused every row
-        acknowledged, refused, missing = batch.answered(await destination.upsert(records) if records else ())
+        acknowledged, refused, missing = batch.answered(await destination.upsert(batch.records)
+                                                        if batch.records else ())
         self.report.unacknowledged += missing  # no answer: not committed, sent again next run
         refused += batch.refused
         # off the event loop: it goes on sending while state writes
         await asyncio.to_thread(self.state.commit_upserts, self.export.name, acknowledged,
                                 batch.replaced_identities(acknowledged), refused, target=self.target_id, moving=moving,
-                                in_flight=in_flight)
+                                in_flight=in_flight.answered(batch, missing))
         self.report.upserted += len(acknowledged)
         self._finish_batch("upsert", batch.size, len(acknowledged), refused, started)
 
