@@ -218,6 +218,7 @@ class SqliteState(SqlState):
         # writes each page of `members` at most once, and few folds are left for the end
         if journaled >= max(FOLD_MIN_MEMBERS, self._settled_members[export_id] // 4):
             self._fold(export_id)
+            self._journaled[export_id] = 0  # still to settle on read: the commit may yet roll back
 
     def _fold(self, export_id: int) -> None:
         """Move an export's journal into ``members``, inside the transaction open."""
@@ -225,7 +226,6 @@ class SqliteState(SqlState):
         self.execute("DELETE FROM member_journal WHERE export_id = ?", (export_id,))
         if export_id in self._settled_members:
             self._settled_members[export_id] += self._journaled.get(export_id, 0)  # at most: some were updates
-        self._journaled.pop(export_id, None)
 
     @on_state_thread
     def _settle(self, export_id: int | None) -> None:
@@ -238,6 +238,7 @@ class SqliteState(SqlState):
         for journaled in pending:
             with self.transaction():
                 self._fold(journaled)
+            del self._journaled[journaled]
         if pending:
             self.rows("PRAGMA incremental_vacuum")  # each page is one step: all of them
 
