@@ -190,16 +190,20 @@ class SqliteState(SqlState):
         except adbc_driver_manager.Error as exc:
             raise StateError(self.error_message(exc)) from None
         super().__init__()
-        # a new file only (a file with tables keeps its setting): pages the journal frees go back
-        # to the file system after each fold (PRAGMA incremental_vacuum), not kept as free space
-        self.execute("PRAGMA auto_vacuum=INCREMENTAL")
-        self.execute("PRAGMA journal_mode=WAL")
-        self.execute("PRAGMA synchronous=NORMAL")  # WAL + NORMAL survives a killed process
-        self.execute("PRAGMA busy_timeout=30000")
-        migrate(self.schema_version(), MIGRATIONS, str(path), self._migrate_to)
         self._journaled: dict[int, int] = {}  # export id -> members this store journaled, not yet folded
         self._settled_members: dict[int, int] = {}  # export id -> members in `members`, once counted
-        self._settle(None)  # what a killed run journaled
+        try:
+            # a new file only (a file with tables keeps its setting): pages the journal frees go back
+            # to the file system after each fold (PRAGMA incremental_vacuum), not kept as free space
+            self.execute("PRAGMA auto_vacuum=INCREMENTAL")
+            self.execute("PRAGMA journal_mode=WAL")
+            self.execute("PRAGMA synchronous=NORMAL")  # WAL + NORMAL survives a killed process
+            self.execute("PRAGMA busy_timeout=30000")
+            migrate(self.schema_version(), MIGRATIONS, str(path), self._migrate_to)
+            self._settle(None)  # what a killed run journaled
+        except BaseException:
+            self.close()  # an unreadable or newer file: nothing is left open
+            raise
 
     def describe(self) -> str:
         return str(self.path)
