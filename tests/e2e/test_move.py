@@ -81,18 +81,24 @@ def test_a_move_killed_part_way_resumes_and_finishes(project):
     project.braze.set_faults(latency=0.2)
     process = subprocess.Popen(project.command("export", "vip-braze"), cwd=project.root, env=project.env,
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+    def moved_members() -> int:
+        state = project.state()
+        try:
+            return int(state.one("SELECT count(*) FROM members m JOIN exports e ON e.id = m.export_id "
+                                 "WHERE e.name = 'vip-braze' AND m.target = 2")[0])
+        finally:
+            state.close()
+
+    # killed once Braze holds some members in the new segment and state has committed some of them
+    # (a commit follows its batch's answer by a few milliseconds)
     deadline = time.monotonic() + 60
-    while len(holding(project, "segship_segments", NEW_SEGMENT)) < 60 and time.monotonic() < deadline \
-            and process.poll() is None:
+    while (len(holding(project, "segship_segments", NEW_SEGMENT)) < 60 or not moved_members()) \
+            and time.monotonic() < deadline and process.poll() is None:
         time.sleep(0.02)
     process.send_signal(signal.SIGKILL)
     process.communicate(timeout=10)
-    state = project.state()
-    try:
-        moved = int(state.one("SELECT count(*) FROM members m JOIN exports e ON e.id = m.export_id "
-                              "WHERE e.name = 'vip-braze' AND m.target = 2")[0])
-    finally:
-        state.close()
+    moved = moved_members()
     assert 0 < moved < 3000, "the run should have been killed part-way through the move"
 
     project.braze.set_faults(latency=0.0)
