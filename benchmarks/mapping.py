@@ -24,11 +24,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import common  # noqa: E402 - after the path tweak
 from segship.destination import ConnectionContext, Destination, ExportContext, RowRejected  # noqa: E402
 from segship_braze.destination import BrazeDestination, track_body  # noqa: E402
+from segship_braze.schemas import DEFAULT_BATCH_SIZE  # noqa: E402
 from segship_sendinblue.destination import SendinblueDestination  # noqa: E402
 
 
-#: Objects per /users/track request (Braze's maximum, the connection's default).
-BRAZE_BATCH = 75
 
 
 def braze() -> BrazeDestination:
@@ -64,8 +63,8 @@ def batch_wise(destination: Destination, rows) -> Sequence:
 
 def braze_requests(payloads: Sequence) -> None:
     """The /users/track bodies, as the destination makes them."""
-    for start in range(0, len(payloads), BRAZE_BATCH):
-        track_body(payloads[start:start + BRAZE_BATCH])
+    for start in range(0, len(payloads), DEFAULT_BATCH_SIZE):
+        track_body(payloads[start:start + DEFAULT_BATCH_SIZE])
 
 
 def cpu_per_profile(work: Callable[[], None], rows: int) -> float:

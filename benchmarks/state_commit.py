@@ -20,12 +20,14 @@ import time
 from pathlib import Path
 
 import pyarrow as pa
+from segship_braze.destination import REQUESTS_PER_BATCH
+from segship_braze.schemas import DEFAULT_BATCH_SIZE
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import common  # noqa: E402 - after the path tweak
 
-BATCH = 750
+BATCH = DEFAULT_BATCH_SIZE * REQUESTS_PER_BATCH  # one answered Braze engine batch
 COLUMN_HASH_BYTES = 8 * 4  # four mapped columns
 BOUND_MICROSECONDS = 2.0
 

@@ -37,7 +37,7 @@ if TYPE_CHECKING:
 ColumnHashes = bytes | str
 #: Acknowledged rows: (key, row hash, column hashes, identity) tuples, or those columns of an Arrow
 #: record batch (``ACKNOWLEDGED_COLUMNS``: what the engine commits, with no Python object per row).
-Acknowledged = Union[Iterable[tuple[str, int, ColumnHashes | None, str]], "pa.RecordBatch"]  # noqa: UP007 - pa is lazy
+Acknowledged = Union[Iterable[tuple[str, int, ColumnHashes | None, str]], "pa.RecordBatch"]  # pa is imported lazily
 ACKNOWLEDGED_COLUMNS = ("key", "row_hash", "column_hashes", "identity")
 POSTGRES_SCHEMES = ("postgresql://", "postgres://")
 

@@ -63,9 +63,10 @@ TABLE_KEYS: dict[str, tuple[str, ...]] = {"exports": ("id",), "targets": ("expor
                                           "members": ("export_id", "key"),
                                           "stale_identities": ("export", "target", "identity"), "runs": ("id",),
                                           "rejects": ("export", "key"), "in_flight": ("export", "id")}
-UPSERT_MEMBERS = ("INSERT INTO members VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (export_id, key) DO UPDATE SET "
-                  "row_hash = excluded.row_hash, column_hashes = excluded.column_hashes, "
-                  "identity = excluded.identity, target = excluded.target")
+#: What a later acknowledgement of a member replaces (every column after the primary key).
+MEMBER_UPDATES = ", ".join(f"{column} = excluded.{column}" for column in TABLES["members"].names[2:])
+UPSERT_MEMBERS = ("INSERT INTO members VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (export_id, key) "
+                  f"DO UPDATE SET {MEMBER_UPDATES}")
 ACKNOWLEDGED = pa.schema([("key", pa.string()), ("row_hash", pa.int64()), ("target", pa.int32())])
 COPY_BATCH_ROWS = 50_000
 T = TypeVar("T")
@@ -568,7 +569,8 @@ class SqlState(StateStore):
     def _settle_rejects(self, export: str, accepted: pa.Array, rejected: list[tuple[str, str]]) -> None:
         stamp = now()
         if len(accepted) and self._has_rejects(export):
-            self.many("DELETE FROM rejects WHERE export = ? AND key = ?", [(export, key) for key in accepted.to_pylist()])
+            self.many("DELETE FROM rejects WHERE export = ? AND key = ?",
+                      [(export, key) for key in accepted.to_pylist()])
         if rejected:
             self._exports_with_rejects.add(export)
             self._exports_without_rejects.discard(export)

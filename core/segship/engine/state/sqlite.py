@@ -37,7 +37,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from segship.engine.state import StateError
-from segship.engine.state.sql import SqlState, migrate, on_state_thread, statements
+from segship.engine.state.sql import (
+    MEMBER_UPDATES,
+    TABLES,
+    SqlState,
+    migrate,
+    on_state_thread,
+    statements,
+)
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -167,11 +174,10 @@ SCHEMA_VERSION = len(MIGRATIONS)
 BATCH_ROWS = 65_536
 #: Journaled members folded while a run goes on: at least this many, or a quarter of the members.
 FOLD_MIN_MEMBERS = 65_536
-MEMBER_COLUMNS = ("export_id", "key", "row_hash", "column_hashes", "identity", "target")
-#: The journal's members, in key order (a later commit of a key after an earlier one)
-SETTLE_JOURNAL = (f"INSERT INTO members SELECT {', '.join(MEMBER_COLUMNS)} FROM member_journal WHERE export_id = ? "
-                  "ORDER BY key, seq")
-MEMBER_UPDATES = ", ".join(f"{column} = excluded.{column}" for column in MEMBER_COLUMNS[2:])
+MEMBER_COLUMNS = ", ".join(TABLES["members"].names)
+#: The journal's members into ``members``, in key order (a later commit of a key after an earlier one)
+SETTLE_JOURNAL = (f"INSERT INTO members SELECT {MEMBER_COLUMNS} FROM member_journal WHERE export_id = ? "
+                  f"ORDER BY key, seq ON CONFLICT (export_id, key) DO UPDATE SET {MEMBER_UPDATES}")
 
 
 class SqliteState(SqlState):
@@ -211,7 +217,7 @@ class SqliteState(SqlState):
     # -- the member journal --------------------------------------------------------------------------
 
     def _write_members(self, columns: list[pa.Array]) -> None:
-        self.many_columns(f"INSERT INTO member_journal ({', '.join(MEMBER_COLUMNS)}) VALUES (?, ?, ?, ?, ?, ?)",
+        self.many_columns(f"INSERT INTO member_journal ({MEMBER_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?)",
                           columns)
         export_id = columns[0][0].as_py()
         journaled = self._journaled[export_id] = self._journaled.get(export_id, 0) + len(columns[0])
@@ -226,7 +232,7 @@ class SqliteState(SqlState):
 
     def _fold(self, export_id: int) -> None:
         """Move an export's journal into ``members``, inside the transaction open."""
-        self.execute(f"{SETTLE_JOURNAL} ON CONFLICT (export_id, key) DO UPDATE SET {MEMBER_UPDATES}", (export_id,))
+        self.execute(SETTLE_JOURNAL, (export_id,))
         self.execute("DELETE FROM member_journal WHERE export_id = ?", (export_id,))
         if export_id in self._settled_members:
             self._settled_members[export_id] += self._journaled.get(export_id, 0)  # at most: some were updates
