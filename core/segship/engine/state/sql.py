@@ -491,7 +491,7 @@ class SqlState(StateStore):
                         f"WHERE export_id = ? AND target <> ? AND key IN ({','.join('?' * len(chunk))}) "
                         "ON CONFLICT DO NOTHING", (export, export_id, target, *chunk))
             if len(acknowledged):
-                self._write_members(member_columns(acknowledged, export_id, target))
+                self._write_members(export_id, member_columns(acknowledged, export_id, target))
             self.many("INSERT INTO stale_identities VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING",
                       [(export, key, identity, target) for key, identity in stale], TABLES["stale_identities"].types)
             self._settle_rejects(export, keys, rejected)
@@ -549,8 +549,8 @@ class SqlState(StateStore):
 
     # -- where acknowledged members are written --------------------------------------------------------
 
-    def _write_members(self, columns: list[pa.Array]) -> None:
-        """Write acknowledged members (the columns of ``members``), inside the commit's transaction."""
+    def _write_members(self, export_id: int, columns: list[pa.Array]) -> None:
+        """Write an export's acknowledged members (the columns of ``members``), inside the commit's transaction."""
         self.many_columns(UPSERT_MEMBERS, columns)
 
     @on_state_thread

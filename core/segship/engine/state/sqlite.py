@@ -216,10 +216,9 @@ class SqliteState(SqlState):
 
     # -- the member journal --------------------------------------------------------------------------
 
-    def _write_members(self, columns: list[pa.Array]) -> None:
+    def _write_members(self, export_id: int, columns: list[pa.Array]) -> None:
         self.many_columns(f"INSERT INTO member_journal ({MEMBER_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?)",
                           columns)
-        export_id = columns[0][0].as_py()
         journaled = self._journaled[export_id] = self._journaled.get(export_id, 0) + len(columns[0])
         if export_id not in self._settled_members:
             self._settled_members[export_id] = int(self.one("SELECT count(*) FROM members WHERE export_id = ?",
