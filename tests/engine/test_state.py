@@ -4,6 +4,7 @@ commits, copy and forget."""
 from __future__ import annotations
 
 import sqlite3
+import threading
 from pathlib import Path
 
 import pyarrow as pa
@@ -289,3 +290,18 @@ def test_batches_in_flight_are_cleared_by_their_commit_and_folded_in_when_left(s
     assert store.details("sync", ["k1"]) == {"k1": (None, "one@example.com")}
     assert store.stale_identities("sync") == {1: [Member("k2", "new@example.com")]}
     assert store.settle_in_flight("sync") == 0  # folded once
+
+
+def test_a_sqlite_state_opens_while_another_connection_holds_the_write_lock(tmp_path):
+    path = tmp_path / "state.db"
+    writer = open_state_at(path)
+    writer.execute("BEGIN IMMEDIATE")  # as a run of another export does while it commits
+    release = threading.Timer(0.5, writer.execute, ("COMMIT",))
+    release.start()
+    try:
+        reader = open_state_at(path)  # waits for the lock (busy_timeout), does not fail
+        assert keys(reader) == []
+        reader.close()
+    finally:
+        release.join()
+        writer.close()

@@ -199,12 +199,14 @@ class SqliteState(SqlState):
         self._journaled: dict[int, int] = {}  # export id -> members this store journaled, not yet folded
         self._settled_members: dict[int, int] = {}  # export id -> members in `members`, once counted
         try:
-            # a new file only (a file with tables keeps its setting): pages the journal frees go back
-            # to the file system after each fold (PRAGMA incremental_vacuum), not kept as free space
-            self.execute("PRAGMA auto_vacuum=INCREMENTAL")
+            # first: another process's run may hold the write lock while this one opens the file
+            self.execute("PRAGMA busy_timeout=30000")
+            if self.schema_version() == 0:
+                # a new file (one with tables keeps its setting): pages the journal frees go back to
+                # the file system after each fold (PRAGMA incremental_vacuum), not kept as free space
+                self.execute("PRAGMA auto_vacuum=INCREMENTAL")
             self.execute("PRAGMA journal_mode=WAL")
             self.execute("PRAGMA synchronous=NORMAL")  # WAL + NORMAL survives a killed process
-            self.execute("PRAGMA busy_timeout=30000")
             migrate(self.schema_version(), MIGRATIONS, str(path), self._migrate_to)
             self._settle(None)  # what a killed run journaled
         except BaseException:
