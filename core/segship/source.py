@@ -2,7 +2,9 @@
 
 A source is a class registered through ``segship_register_sources``; the built-in
 ``duckdb`` source is registered through the same hook. ``read`` streams a segment's
-rows as Arrow record batches, so memory does not grow with the segment.
+rows as Arrow record batches, so memory does not grow with the segment. A source whose
+SQL is DuckDB's own may instead ``attach`` itself to the engine's DuckDB, where the
+segments' SQL then runs.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
 if TYPE_CHECKING:
+    import duckdb
     import pyarrow as pa
 
 
@@ -42,6 +45,18 @@ class Source(ABC):
     @abstractmethod
     def read(self, sql: str, batch_rows: int = 65_536) -> pa.RecordBatchReader:
         """Run a segment's query and stream its rows."""
+
+    def attach(self, connection: duckdb.DuckDBPyConnection, catalog: str) -> bool:
+        """Make this source's tables those of a new catalog ``catalog`` of the engine's DuckDB, if it can.
+
+        A source that does (True) has its segments' SQL run in ``connection``, with
+        ``catalog`` as the default: DuckDB then reads only the columns the engine uses, on
+        every core while it plans, with no Arrow stream in between (for a 10M-row Parquet
+        file, half an unchanged re-run). Only a source whose segment SQL is DuckDB's own,
+        in the same DuckDB, can; the default (False) streams the rows from :meth:`read`.
+        Raises SourceError.
+        """
+        return False
 
     def check_connection(self) -> str:
         """Open the source and run a trivial query (`segship sources test`); say what answered.

@@ -2,7 +2,9 @@
 
 The segments' rows stream from their sources (Arrow) into an in-memory DuckDB that
 keeps only (key, segment, row hash): memory grows with the number of members, not
-with the width of their rows. Key checks, the union of segments and the diff against
+with the width of their rows. A source that can attach itself to that DuckDB (the
+built-in ``duckdb`` one: :meth:`segship.source.Source.attach`) is queried in it instead,
+with no stream in between. Key checks, the union of segments and the diff against
 what the destination acknowledged are set operations there, never Python loops. The
 rows to send are read again from the sources, joined to the diff, and streamed.
 """
@@ -11,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import partial
 
@@ -30,6 +33,9 @@ from segship.source import Source, SourceError
 #: DuckDB's own memory for the snapshot, the diff and the send join (beyond it, it spills).
 SNAPSHOT_MEMORY_MB = 128
 EXAMPLES = 5
+#: The catalog of the in-memory DuckDB, with the engine's own tables. A segment's query over an
+#: attached source runs with the source's catalog as the default, so it names the engine's tables.
+ENGINE = "memory.main"
 # columns the send query adds to each row, beside the mapped ones
 KEY, ROW_HASH, COLUMN_HASHES, IS_NEW = "__segship_key", "__segship_row_hash", "__segship_column_hashes", "__segship_new"
 
@@ -77,8 +83,13 @@ class Snapshot:
         self.segments = [_SegmentSource(config.segments[name], index) for index, name in enumerate(export.segments)]
         self.db = embedded_duckdb.connect(SNAPSHOT_MEMORY_MB)
         self._sources: dict[str, Source] = {}
+        # per source, a connection whose default catalog is the source's attached one (None: read())
+        self._attached: dict[str, duckdb.DuckDBPyConnection | None] = {}
 
     def close(self) -> None:
+        for connection in self._attached.values():
+            if connection is not None:
+                connection.close()
         for source in self._sources.values():
             source.close()
         self.db.close()
@@ -98,32 +109,61 @@ class Snapshot:
             self._sources[name] = cls(source_config.context())  # resolves the source's secrets
         return self._sources[name]
 
-    def _register(self, part: _SegmentSource) -> tuple[str, dict[str, duckdb.DuckDBPyType]]:
-        """Register a segment's rows as a view; its name and its columns' DuckDB types."""
+    def _connection(self, name: str) -> duckdb.DuckDBPyConnection | None:
+        """The connection a source's segments are queried in when it attaches to the engine's DuckDB."""
+        if name not in self._attached:
+            catalog = quote_identifier(f"segship_source_{len(self._attached)}")
+            connection = None
+            if self._source(name).attach(self.db, catalog[1:-1]):
+                connection = self.db.cursor()  # its own default catalog; the engine's tables are named
+                connection.execute(f"USE {catalog}")
+            self._attached[name] = connection
+        return self._attached[name]
+
+    def _rows(self, part: _SegmentSource) -> tuple[duckdb.DuckDBPyRelation, dict[str, duckdb.DuckDBPyType]]:
+        """A segment's rows (a relation, not yet read) and its columns' DuckDB types."""
         segment = part.segment
-        view = f"segment_rows_{part.index}"
         try:
-            reader = self._source(segment.source).read(segment.sql)  # a warehouse fails here: placed too
+            connection = self._connection(segment.source)
+            if connection is None:  # a warehouse fails here: placed too
+                rows = self.db.from_arrow(self._source(segment.source).read(segment.sql))
+            else:
+                try:
+                    rows = connection.sql(segment.sql)
+                except duckdb.Error as exc:
+                    raise SourceError(f"source {segment.source!r}: {exc}") from None
+                if rows is None:
+                    raise SourceError(f"source {segment.source!r}: the segment's SQL is not a query "
+                                      "(SELECT or FROM …)")
         except SourceError as exc:
             raise self.error(segment, f"failed: {exc}") from None
-        self.db.register(view, reader)
-        relation = self.db.sql(f"SELECT * FROM {view}")  # binds only: the reader is not consumed
-        types = dict(zip(relation.columns, relation.types, strict=True))
+        types = dict(zip(rows.columns, rows.types, strict=True))
         missing = [c for c in [segment.key, *self.columns] if c not in types]
         if missing:
             raise self.error(segment, f"has no column {missing[0]!r}, which export {self.export.name!r} needs "
-                                       f"(columns: {', '.join(reader.schema.names)})")
-        return view, types
+                                       f"(columns: {', '.join(rows.columns)})")
+        return rows, types
 
     def _query(self, part: _SegmentSource, select: Callable[[list[str]], str], tail: str = "") \
             -> duckdb.DuckDBPyRelation:
         """Run ``SELECT select(encodings) FROM`` a segment's rows, aliased ``s``; ``encodings`` are the
-        SQL of the mapped columns' canonical encodings (:mod:`segship.engine.hashing`)."""
-        view, types = self._register(part)
+        SQL of the mapped columns' canonical encodings (:mod:`segship.engine.hashing`). ``tail`` names
+        the engine's tables in full (``ENGINE``)."""
+        rows, types = self._rows(part)
         try:
-            return self.db.sql(f"SELECT {select(hashing.encodings('s', self.columns, types))} FROM {view} AS s {tail}")
+            return rows.query("segment_rows", f"SELECT {select(hashing.encodings('s', self.columns, types))} "
+                                              f"FROM segment_rows AS s {tail}")
         except (duckdb.Error, SourceError) as exc:
             raise self.error(part.segment, f"failed: {exc}") from None
+
+    @contextmanager
+    def _every_core(self) -> Iterator[None]:
+        """DuckDB on every core while the plan is made (nothing else of segship runs then), one after."""
+        self.db.execute(f"SET threads TO {embedded_duckdb.available_cores()}")
+        try:
+            yield
+        finally:
+            self.db.execute("SET threads TO 1")
 
     def _row_hash(self, column_hashes: str) -> str:
         """SQL for the row hash from the list column ``column_hashes`` (computed once, read per column)."""
@@ -161,7 +201,8 @@ class Snapshot:
                 relation = self._query(part, lambda _, key=key, seg=part.index: f"{key} AS key, {seg} AS seg, "
                                                                                "0::BIGINT AS row_hash")
             try:
-                relation.insert_into("snapshot")
+                with self._every_core():  # an attached source's rows are read on every core
+                    relation.insert_into(f"{ENGINE}.snapshot")
             except (duckdb.Error, pa.ArrowException, SourceError) as exc:
                 raise self.error(part.segment, f"failed: {exc}") from None
         self._check_null_keys()
@@ -275,12 +316,8 @@ class Snapshot:
         check nor the join runs, which are most of an unchanged plan's time; otherwise keys
         are checked, then joined.
         """
-        # nothing else of segship runs while it plans: every core; one again before rows stream out
-        self.db.execute(f"SET threads TO {embedded_duckdb.available_cores()}")
-        try:
+        with self._every_core():
             return self._diff(full_resync=full_resync, target=target)
-        finally:
-            self.db.execute("SET threads TO 1")
 
     def _diff(self, *, full_resync: bool, target: int) -> ExportPlan:
         plan = ExportPlan(self.export.name, full_resync=full_resync)
@@ -365,8 +402,10 @@ class Snapshot:
         """Readers over the rows to add or update (or just ``keys``), each row once, with its hashes."""
         mapped = ", ".join(f"s.{quote_identifier(c)}" for c in self.columns)
         if keys is not None:
-            self.db.register("wanted", pa.table({"key": pa.array(list(keys), pa.string())}))
-            filter_ = "JOIN wanted w ON w.key = a.key"
+            # a table, not a registered view: the query may run in an attached source's connection
+            self.db.execute("DROP TABLE IF EXISTS wanted")
+            self.db.from_arrow(pa.table({"key": pa.array(list(keys), pa.string())})).create("wanted")
+            filter_ = f"JOIN {ENGINE}.wanted w ON w.key = a.key"
         else:
             filter_ = "WHERE a.action IN ('add', 'update', 'move')"
         uniform = self._uniform_action() if keys is None else None
@@ -383,7 +422,7 @@ class Snapshot:
                 # table of every key is the largest allocation of a first run)
                 relation = self._query(part, partial(select, is_new=str(uniform != "update")))
             else:
-                relation = self._query(part, select, f"JOIN actions a ON a.key = {key} AND a.seg = {part.index} "
+                relation = self._query(part, select, f"JOIN {ENGINE}.actions a ON a.key = {key} AND a.seg = {part.index} "
                                                      f"{filter_}")
             relation = relation.project(f"*, {self._row_hash(COLUMN_HASHES)} AS {ROW_HASH}")
             yield self._with_column_hash_bytes(relation.to_arrow_reader(batch_rows))

@@ -1,8 +1,10 @@
 """The built-in ``duckdb`` source: files (CSV, Parquet, JSON/JSONL, globs) or a .duckdb database.
 
 A file source is a view named after the source, so a segment queries ``FROM crm``; a
-database is attached read-only and its own tables are queried. It is registered
-through ``segship_register_sources`` like any third-party source.
+database is attached read-only and its own tables are queried. The engine attaches the
+source to its own DuckDB (``attach``) and runs the segments there; ``read`` opens a
+connection of the source's own. It is registered through ``segship_register_sources``
+like any third-party source.
 """
 
 from __future__ import annotations
@@ -21,6 +23,8 @@ if TYPE_CHECKING:
 
 #: DuckDB's own memory for reading a source (it streams; beyond this it spills).
 SOURCE_MEMORY_MB = 96
+#: The catalog of the source's own connection (``read``) that a segment's SQL runs in.
+SOURCE_CATALOG = "source_db"
 FILE_READERS = {
     ".csv": "read_csv_auto",
     ".tsv": "read_csv_auto",
@@ -56,34 +60,42 @@ class DuckDBSource(Source):
         return path if path.is_absolute() else self.context.base_dir / path
 
     def _connect(self) -> duckdb.DuckDBPyConnection:
+        if self._connection is None:
+            connection = embedded_duckdb.connect(SOURCE_MEMORY_MB)
+            try:
+                self.attach(connection, SOURCE_CATALOG)
+                connection.execute(f"USE {SOURCE_CATALOG}")
+            except BaseException:
+                connection.close()
+                raise
+            self._connection = connection
+        return self._connection
+
+    def attach(self, connection: duckdb.DuckDBPyConnection, catalog: str) -> bool:
+        """The database attached read-only as ``catalog``, or the files as a view of that name in it."""
         import duckdb  # imported when a run reads, so every CLI start doesn't pay for it
 
-        if self._connection is not None:
-            return self._connection
         path = self.path
-        connection = embedded_duckdb.connect(SOURCE_MEMORY_MB)
         try:
             if path.suffix == ".duckdb" or path.suffix == ".db":
                 if not path.exists():
                     raise SourceError(f"source {self.context.name!r}: database {path} does not exist")
-                connection.execute(f"ATTACH {quote_literal(str(path))} AS source_db (READ_ONLY)")
-                connection.execute("USE source_db")
-            else:
-                if not glob.glob(str(path)):
-                    raise SourceError(f"source {self.context.name!r}: no file matches {path}")
-                fmt = self.context.options.get("format")
-                reader = {"csv": "read_csv_auto", "parquet": "read_parquet", "json": "read_json_auto"}.get(
-                    fmt or "", FILE_READERS.get(path.suffix.lower()))
-                if reader is None:
-                    raise SourceError(f"source {self.context.name!r}: can't tell the format of {path.name}; "
-                                      "set format: csv, parquet or json")
-                connection.execute(f"CREATE VIEW {quote_identifier(self.context.name)} AS "
-                                   f"SELECT * FROM {reader}({quote_literal(str(path))})")
+                connection.execute(f"ATTACH {quote_literal(str(path))} AS {quote_identifier(catalog)} (READ_ONLY)")
+                return True
+            if not glob.glob(str(path)):
+                raise SourceError(f"source {self.context.name!r}: no file matches {path}")
+            fmt = self.context.options.get("format")
+            reader = {"csv": "read_csv_auto", "parquet": "read_parquet", "json": "read_json_auto"}.get(
+                fmt or "", FILE_READERS.get(path.suffix.lower()))
+            if reader is None:
+                raise SourceError(f"source {self.context.name!r}: can't tell the format of {path.name}; "
+                                  "set format: csv, parquet or json")
+            connection.execute(f"ATTACH ':memory:' AS {quote_identifier(catalog)}")
+            connection.execute(f"CREATE VIEW {quote_identifier(catalog)}.main.{quote_identifier(self.context.name)} "
+                               f"AS SELECT * FROM {reader}({quote_literal(str(path))})")
         except duckdb.Error as exc:
-            connection.close()
             raise SourceError(f"source {self.context.name!r}: {exc}") from None
-        self._connection = connection
-        return connection
+        return True
 
     def read(self, sql: str, batch_rows: int = 65_536) -> pa.RecordBatchReader:
         import duckdb

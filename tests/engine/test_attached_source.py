@@ -1,0 +1,86 @@
+"""A DuckDB source attached to the engine's own DuckDB: its segments' SQL runs there, beside the engine's tables."""
+
+from __future__ import annotations
+
+import duckdb
+import pytest
+
+from segship.engine.snapshot import Snapshot
+
+from .memory_destination import MemoryDestination
+
+CONFIG = """
+version: 1
+state: {state}
+sources:
+  mart: {{type: duckdb, path: mart.duckdb}}
+segments:
+  customers: {{source: mart, key: id, sql: "{sql}"}}
+connections:
+  mem: {{type: memory, display_name: Memory, data_privacy_consent: true, settings: {{api_key: "${{env:MEMORY_KEY}}"}}}}
+exports:
+  sync:
+    display_name: Sync
+    connection: mem
+    segments: [customers]
+    settings: {{batch_size: 10}}
+    mapping: {{id: id, email: email, fields: {{name: name}}}}
+"""
+# the engine's own table names: a source's tables of those names must not be confused with them
+ENGINE_TABLE_NAMES = ("snapshot", "members", "acknowledged", "actions", "wanted")
+
+
+def write_mart(workspace, names: dict[int, str]) -> None:
+    path = workspace.root / "mart.duckdb"
+    path.unlink(missing_ok=True)
+    with duckdb.connect(str(path)) as db:
+        db.execute("CREATE TABLE customers (id INTEGER, email VARCHAR, name VARCHAR)")
+        db.executemany("INSERT INTO customers VALUES (?, ?, ?)",
+                       [(i, f"user{i}@example.com", name) for i, name in names.items()])
+        for table in ENGINE_TABLE_NAMES:
+            db.execute(f"CREATE TABLE {table} AS SELECT 'not the engine''s' AS key, 0 AS seg, 0 AS row_hash")
+
+
+def configure(workspace, sql: str = "SELECT * FROM customers -- the customers") -> None:
+    (workspace.root / "segship.yaml").write_text(CONFIG.format(state=workspace.state_target.yaml, sql=sql))
+
+
+def test_a_duckdb_database_segment_is_planned_and_sent_in_the_engines_duckdb(workspace, sent):
+    write_mart(workspace, {i: f"Name{i}" for i in range(1, 13)})
+    configure(workspace)
+    first = workspace.run()
+    assert first.outcome == "succeeded", first.message
+    assert (first.outcome, first.plan["add"], first.upserted) == ("succeeded", 12, 12)
+    assert MemoryDestination.members == {str(i) for i in range(1, 13)}
+
+    write_mart(workspace, {**{i: f"Name{i}" for i in range(1, 12)}, 5: "Renamed"})
+    before = len(sent())
+    again = workspace.run()
+    assert (again.plan["update"], again.plan["remove"], again.plan["unchanged"]) == (1, 1, 10)
+    assert (again.upserted, again.removed) == (1, 1)
+    assert sent()[before:] == [("5", (False, {"name": "Renamed", "email": "user5@example.com"}))]
+
+
+def test_the_segment_is_read_in_the_engines_duckdb_not_through_the_sources_own_connection(workspace,
+                                                                                        memory_plugins):
+    write_mart(workspace, {1: "One"})
+    configure(workspace)
+    config = workspace.config()
+    snapshot = Snapshot(config, config.exports["sync"], memory_plugins, ["id", "email", "name"])
+    try:
+        snapshot.build()
+        assert snapshot.db.execute("SELECT key FROM members").fetchall() == [("1",)]
+        source = snapshot._sources["mart"]
+        assert source._connection is None  # read() was never called
+    finally:
+        snapshot.close()
+
+
+@pytest.mark.parametrize("sql", ["CREATE TABLE extra AS SELECT 1 AS id", "SELECT * FROM no_such_table"])
+def test_a_segment_that_is_no_query_of_the_source_fails_placed_before_sending(workspace, sql):
+    write_mart(workspace, {1: "One"})
+    configure(workspace, sql)
+    report = workspace.run()
+    assert report.outcome == "failed" and report.upserted == 0
+    assert "segment 'customers' failed: source 'mart'" in report.message
+    assert MemoryDestination.calls == []
