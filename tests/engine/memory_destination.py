@@ -28,7 +28,7 @@ class MemoryDestination(Destination):
     profiles: dict[str, dict[str, Any]] = {}
     members: set[str] = set()
     calls: list[tuple[str, list[Any]]] = []
-    refuse: set[str] = set()        # identities the destination refuses
+    refuse: set[str] = set()        # identities the destination refuses (to upsert or remove)
     fail_after_calls: int | None = None
 
     @classmethod
@@ -75,9 +75,14 @@ class MemoryDestination(Destination):
     async def remove(self, members: Sequence[Member]) -> list[RecordResult]:
         cls = type(self)
         cls.calls.append(("remove", [m.identity for m in members]))
+        results = []
         for member in members:
+            if member.identity in cls.refuse:
+                results.append(RecordResult(member.key, "refused by the destination"))
+                continue
             cls.members.discard(member.identity)
-        return [RecordResult(m.key) for m in members]
+            results.append(RecordResult(member.key))
+        return results
 
 
 @hookimpl

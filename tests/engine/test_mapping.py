@@ -5,7 +5,7 @@ from __future__ import annotations
 import pyarrow as pa
 from segship.destination import ConnectionContext, ExportContext, RecordResult, RecordResults
 from segship.engine.mapping import MappedRows, map_rows
-from segship.engine.snapshot import COLUMN_HASHES, IS_NEW, KEY, ROW_HASH
+from segship.engine.snapshot import COLUMN_HASHES, IS_NEW, KEY, MIX, ROW_HASH
 
 from .memory_destination import MemoryDestination
 
@@ -19,12 +19,13 @@ def rows_to_send(emails: list[str], news: list[bool]) -> pa.RecordBatch:
     keys = [f"k{n}" for n in range(len(emails))]
     return pa.RecordBatch.from_pydict({
         "id": [f"id{n}" for n in range(len(emails))], "email": emails, "name": ["x"] * len(emails),
-        KEY: keys, ROW_HASH: list(range(len(emails))), COLUMN_HASHES: [column_hashes(1, 2, 3)] * len(emails), IS_NEW: news})
+        KEY: keys, ROW_HASH: list(range(len(emails))), COLUMN_HASHES: [column_hashes(1, 2, 3)] * len(emails), IS_NEW: news,
+        MIX: pa.array(range(len(emails)), pa.uint64())})
 
 
 def rows_of(acknowledged: pa.RecordBatch) -> list[tuple]:
     """The acknowledged batch as (key, row hash, column hashes, identity) rows."""
-    return [tuple(row.values()) for row in acknowledged.to_pylist()]
+    return [tuple(row.values())[:4] for row in acknowledged.to_pylist()]
 
 
 def memory() -> MemoryDestination:

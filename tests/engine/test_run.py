@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 
+from segship.engine.state.sql import SqlState
+
 from .conftest import profiles
 from .memory_destination import MemoryDestination
 
@@ -18,6 +20,49 @@ def test_first_run_sends_every_member_then_an_unchanged_rerun_sends_nothing(work
     again = workspace.run()
     assert (again.outcome, again.upserted, again.plan["unchanged"]) == ("succeeded", 0, 25)
     assert len(MemoryDestination.calls) == calls
+
+
+def test_an_unchanged_rerun_after_a_completed_run_is_planned_without_reading_state(workspace, monkeypatch):
+    workspace.write(profiles(25))
+    workspace.run()
+    recorded = workspace.state().members_digest("sync")
+    assert recorded is not None and recorded.members == 25
+
+    def unread(self, export):
+        raise AssertionError("state was read")
+
+    monkeypatch.setattr(SqlState, "acknowledged", unread)
+    again = workspace.run()
+    assert (again.outcome, again.upserted, again.plan["unchanged"]) == ("succeeded", 0, 25)
+    workspace.write(profiles(25, changed={4: "Renamed"}))  # the members no longer sum to the digest
+    changed = workspace.run()
+    assert changed.outcome == "failed" and "state was read" in changed.message
+
+
+def test_a_run_that_leaves_rejects_records_no_digest_and_the_next_plan_reads_state(workspace):
+    workspace.write(profiles(10))
+    MemoryDestination.refuse = {"5"}
+    assert workspace.run().outcome == "rejects"
+    assert workspace.state().members_digest("sync") is None
+    MemoryDestination.refuse = set()
+    retry = workspace.run()
+    assert (retry.plan["add"], retry.plan["unchanged"], retry.upserted) == (1, 9, 1)
+    assert workspace.state().members_digest("sync") is not None  # complete now
+
+
+def test_a_digest_of_another_hash_function_is_not_trusted(workspace, sent):
+    workspace.write(profiles(10))
+    workspace.run()
+    state = workspace.state()
+    recorded = state.members_digest("sync")
+    state.record_members_digest("sync", recorded._replace(kind="duckdb 0.0.1 hash"))
+    state.close()
+    workspace.write(profiles(10, changed={7: "Renamed"}))
+    before = len(sent())
+    assert workspace.run().plan["update"] == 1
+    assert [key for key, _ in sent()[before:]] == ["7"]
+    now = workspace.state().members_digest("sync")  # the run completed: a digest of this kind again
+    assert (now.kind, now.members) == (recorded.kind, 10) and now.digest != recorded.digest
 
 
 def test_a_changed_column_sends_that_member_with_only_that_column(workspace, sent):

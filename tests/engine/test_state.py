@@ -12,7 +12,7 @@ import pytest
 
 from segship.destination import Member
 from segship.engine.hashing import HASH_VERSION
-from segship.engine.state import StateError, StateStore, export_lock_key, open_state_at
+from segship.engine.state import MembersDigest, StateError, StateStore, export_lock_key, open_state_at
 from segship.engine.state.postgres import SCHEMA_VERSION as POSTGRES_SCHEMA_VERSION
 from segship.engine.state.sqlite import MIGRATIONS, SCHEMA_VERSION
 
@@ -305,3 +305,43 @@ def test_a_sqlite_state_opens_while_another_connection_holds_the_write_lock(tmp_
     finally:
         release.join()
         writer.close()
+
+
+def test_a_members_digest_holds_until_any_write_to_the_members(store):
+    digest = MembersDigest("kind", 2, -5)
+
+    def recorded_then(write) -> MembersDigest | None:
+        store.record_members_digest("sync", digest)
+        assert store.members_digest("sync") == digest
+        write()
+        return store.members_digest("sync")
+
+    store.start_run("sync", dry_run=False)
+    assert store.members_digest("sync") is None
+    assert recorded_then(lambda: store.commit_upserts("sync", [("k1", 1, None, "k1"), ("k2", 2, None, "k2")],
+                                                      [], [])) is None
+    # twice in one run: recording again means the next write must drop it again
+    assert recorded_then(lambda: store.commit_upserts("sync", [("k3", 3, None, "k3")], [], [])) is None
+    assert recorded_then(lambda: store.commit_removals("sync", [Member("k3", "k3")], [], stale=False)) is None
+    assert recorded_then(lambda: store.record_in_flight("sync", ["k4"], ["k4"], 1)) == digest  # no member yet
+    assert recorded_then(lambda: store.settle_in_flight("sync")) is None
+    assert recorded_then(lambda: store.reconcile_settings("sync", "fp", ["a"])) is None
+    assert recorded_then(lambda: store.convert_hashes("sync", pa.table({
+        "key": ["k1"], "row_hash": pa.array([9], pa.int64()), "column_hashes": pa.array([None], pa.binary())}),
+        HASH_VERSION)) is None
+    # what leaves the members as they are keeps it: stale identities, rejects, runs
+    assert recorded_then(lambda: store.commit_removals("sync", [Member("k0", "old")], [], stale=True)) == digest
+    assert recorded_then(lambda: store.commit_upserts("sync", [], [], [("k9", "bad email")])) == digest
+    assert recorded_then(lambda: store.start_run("sync", dry_run=False)) == digest
+    assert store.forget("sync") and store.members_digest("sync") is None
+
+
+def test_a_members_digest_dropped_in_a_transaction_that_failed_is_dropped_by_the_next_write(store):
+    store.commit_upserts("sync", [("k1", 1, None, "k1")], [], [])
+    store.start_run("sync", dry_run=False)
+    store.record_members_digest("sync", MembersDigest("kind", 1, 7))
+    with pytest.raises(StateError):  # the upsert runs, then a reject without a reason fails the transaction
+        store.commit_upserts("sync", [("k2", 2, None, "k2")], [], [("k3", None)])  # type: ignore[list-item]
+    assert store.members_digest("sync") == MembersDigest("kind", 1, 7)
+    store.commit_upserts("sync", [("k2", 2, None, "k2")], [], [])
+    assert store.members_digest("sync") is None

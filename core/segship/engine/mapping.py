@@ -15,10 +15,10 @@ from dataclasses import dataclass, field
 import pyarrow as pa
 
 from segship.destination import Destination, Records, RecordResult, RecordResults
-from segship.engine.snapshot import COLUMN_HASHES, IS_NEW, KEY, ROW_HASH, Snapshot, changed_columns
+from segship.engine.snapshot import COLUMN_HASHES, IS_NEW, KEY, MIX, ROW_HASH, Snapshot, changed_columns
 from segship.engine.state import ACKNOWLEDGED_COLUMNS
 
-ENGINE_COLUMNS = (KEY, ROW_HASH, COLUMN_HASHES, IS_NEW)
+ENGINE_COLUMNS = (KEY, ROW_HASH, COLUMN_HASHES, IS_NEW, MIX)
 #: What state knows of the keys given: key -> (column hashes, identity) last acknowledged.
 Previous = Callable[[list[str]], Mapping[str, tuple[str | None, str]]]
 
@@ -27,12 +27,12 @@ Previous = Callable[[list[str]], Mapping[str, tuple[str | None, str]]]
 class MappedRows:
     """Mapped records and what state needs when the destination acknowledges them.
 
-    ``hashes`` holds the key, row hash and column hashes of each record of ``records``, in order
-    (Arrow, as the send query made them: state takes them without a Python object per row).
+    ``hashes`` holds the key, row hash, column hashes and mix of each record of ``records``, in
+    order (Arrow, as the send query made them: state takes them without a Python object per row).
     """
 
     records: Records
-    hashes: pa.RecordBatch                                             # KEY, ROW_HASH, COLUMN_HASHES
+    hashes: pa.RecordBatch                                             # KEY, ROW_HASH, COLUMN_HASHES, MIX
     previous_identity: dict[str, str] = field(default_factory=dict)  # key -> identity before this change
     refused: list[tuple[str, str]] = field(default_factory=list)     # (key, reason) refused by the mapping
 
@@ -42,8 +42,8 @@ class MappedRows:
 
     def answered(self, results: Sequence[RecordResult]) -> tuple[pa.RecordBatch, list[tuple[str, str]], int]:
         """The destination's answer as state takes it: the acknowledged rows (a batch of
-        :data:`~segship.engine.state.ACKNOWLEDGED_COLUMNS`), refused (key, reason), and how many
-        records got no answer."""
+        :data:`~segship.engine.state.ACKNOWLEDGED_COLUMNS`, and ``MIX``), refused (key, reason), and
+        how many records got no answer."""
         records = self.records
         if isinstance(results, RecordResults) and results.keys == records.keys:
             at = results.refused
@@ -62,8 +62,10 @@ class MappedRows:
                 else:
                     refused.append((result.key, result.error))
             missing = len(position)  # no answer: not committed, sent again next run
+        key, row_hash, column_hashes, mix = self.hashes.columns
         acknowledged = pa.RecordBatch.from_arrays(
-            [*self.hashes.columns, pa.array(records.identities, pa.string())], names=list(ACKNOWLEDGED_COLUMNS))
+            [key, row_hash, column_hashes, pa.array(records.identities, pa.string()), mix],
+            names=[*ACKNOWLEDGED_COLUMNS, MIX])
         return (acknowledged if ok is None else acknowledged.take(pa.array(ok, pa.int64()))), refused, missing
 
     def replaced_identities(self, acknowledged: pa.RecordBatch) -> list[tuple[str, str]]:
@@ -85,7 +87,7 @@ def map_rows(rows: pa.RecordBatch, destination: Destination, columns: Sequence[s
         return rows.column(names.index(name))
 
     keys = column(KEY).to_pylist()
-    hashes = rows.select([KEY, ROW_HASH, COLUMN_HASHES])
+    hashes = rows.select([KEY, ROW_HASH, COLUMN_HASHES, MIX])
     is_new = column(IS_NEW)
     mapped = rows.select([index for index, name in enumerate(names) if name not in ENGINE_COLUMNS])
     previous_identity: dict[str, str] = {}

@@ -20,12 +20,16 @@ def plan_against_state(snapshot: Snapshot, state: StateStore, cls: type[Destinat
                        columns: Sequence[str], *, full_resync: bool, write: bool) -> ExportPlan:
     """Build the snapshot and diff it against what the destination acknowledged (read meanwhile).
 
-    With ``write``, batches a killed run sent and never saw answered are folded into the
-    members first (``StateStore.settle_in_flight``), changed settings mark every member for
-    a re-send, a new target is recorded, and hashes state made with an older hash version
-    are converted (each in one transaction, before anything is sent); without it, the plan
-    tells what a run would do and writes nothing (batches left in flight are not counted). A changed target is not a changed setting: its members
-    move (``plan.moves``).
+    When state has a digest of the members (``StateStore.members_digest``: recorded by a
+    plan that found nothing to do or by a run that completed, dropped by any write since),
+    state is read only if the members don't sum to it. With ``write``, batches a killed run
+    sent and never saw answered are folded into the members first
+    (``StateStore.settle_in_flight``), changed settings mark every member for a re-send, a
+    new target is recorded, hashes state made with an older hash version are converted
+    (each in one transaction, before anything is sent), and a plan with nothing to do
+    records the digest; without it, the plan tells what a run would do and writes nothing
+    (batches left in flight are not counted). A changed target is not a changed setting:
+    its members move (``plan.moves``).
     """
     name = export.name
     if write:
@@ -43,20 +47,30 @@ def plan_against_state(snapshot: Snapshot, state: StateStore, cls: type[Destinat
     legacy = not settings_changed and state.hash_version(name) < HASH_VERSION
     full = full_resync or settings_changed
     row_hashes = not full and state.has_members(name)
+    # a digest of state can spare reading it: when the members sum to it, every one is unchanged
+    recorded = state.members_digest(name) if row_hashes and not legacy else None
     converted = 0
+    plan = None
     with ThreadPoolExecutor(1, thread_name_prefix="segship-acknowledged") as reader:
-        # state is read while the segments are hashed, on another core; converted hashes must be first
-        reading = None if legacy else reader.submit(snapshot.read_acknowledged, state.acknowledged(name))
+        # else state is read while the segments are hashed, on another core; converted hashes must be first
+        reading = None if legacy or recorded else reader.submit(snapshot.read_acknowledged, state.acknowledged(name))
         snapshot.build(row_hashes=row_hashes, legacy_hashes=legacy)
+        if recorded is not None:
+            plan = snapshot.unchanged_plan(recorded, target_id)
         if reading is not None:
             reading.result()
-        else:
+        elif legacy:
             table = snapshot.convert_legacy_hashes(state.stored_hashes(name))
             if write:
                 state.convert_hashes(name, table, HASH_VERSION)
             converted = table.num_rows
             snapshot.read_acknowledged(state.acknowledged(name))
-    plan = snapshot.plan(full_resync=full, target=target_id)
+        elif plan is None:
+            snapshot.read_acknowledged(state.acknowledged(name))
+    if plan is None:
+        plan = snapshot.plan(full_resync=full, target=target_id)
+        if write and not plan.to_send and not plan.remove:  # state holds the members: summed up for next time
+            state.record_members_digest(name, snapshot.unchanged.digest())
     plan.full_resync, plan.settings_changed, plan.hashes_converted = full_resync, settings_changed, converted
     plan.stale_identities = state.count_stale_identities(name)
     plan.target = target

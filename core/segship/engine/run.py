@@ -36,7 +36,7 @@ from segship.engine.in_flight import InFlight
 from segship.engine.planning import plan_against_state
 from segship.engine.report import BatchReport, ExportPlan, RunReport
 from segship.engine.mapping import MappedRows, map_rows, mapped_batches
-from segship.engine.snapshot import PlanError, Snapshot
+from segship.engine.snapshot import DigestTally, PlanError, Snapshot
 from segship.engine.state import StateError, StateStore, chunks
 from segship.engine.targets import TargetDestinations
 from segship.http import RetriesExhausted
@@ -296,8 +296,10 @@ class ExportRun:
             with streaming_gc():
                 started = time.monotonic()
                 in_flight = InFlight(self.state, self.export.name, self.target_id)
+                tally = snapshot.unchanged
                 await self._pump(in_flight.recorded(self._batches(snapshot, destination)),
-                                 lambda batch: self._upsert(destination, batch, in_flight, moving=bool(plan.move)),
+                                 lambda batch: self._upsert(destination, batch, in_flight, tally,
+                                                            moving=bool(plan.move)),
                                  limits.concurrency)
                 self.report.phase_seconds["upsert"] = round(time.monotonic() - started, 3)
                 started = time.monotonic()
@@ -308,6 +310,10 @@ class ExportRun:
                     for target, members in by_target.items():
                         await self._remove_all(targets.get(target), target, members, stale=stale)
                 self.report.phase_seconds["remove"] = round(time.monotonic() - started, 3)
+                report = self.report
+                if report.upserted == plan.to_send and not report.rejected and not report.unacknowledged:
+                    # every row planned was acknowledged and every leaver removed: state holds the tally
+                    self.state.record_members_digest(self.export.name, tally.digest())
         finally:
             self.report.http = targets.http_stats()
             await targets.finish()
@@ -380,8 +386,8 @@ class ExportRun:
         self.report.unacknowledged += len(expected)  # no answer: not committed, sent again next run
         return ok, refused
 
-    async def _upsert(self, destination: Destination, batch: MappedRows, in_flight: InFlight, *,
-                      moving: bool) -> None:
+    async def _upsert(self, destination: Destination, batch: MappedRows, in_flight: InFlight, tally: DigestTally,
+                      *, moving: bool) -> None:
         started = time.monotonic()
         # nothing to send when the mapping refused every row
         acknowledged, refused, missing = batch.answered(await destination.upsert(batch.records)
@@ -393,6 +399,7 @@ class ExportRun:
                                 batch.replaced_identities(acknowledged), refused, target=self.target_id, moving=moving,
                                 in_flight=in_flight.answered(batch, missing))
         self.report.upserted += len(acknowledged)
+        tally.add(acknowledged)
         self._finish_batch("upsert", batch.size, len(acknowledged), refused, started)
 
     async def _remove(self, destination: Destination, members: Sequence[Member], target: int, *,

@@ -27,6 +27,7 @@ from segship.config import Config, ExportConfig, SegmentConfig
 from segship.embedded_duckdb import quote_identifier
 from segship.engine import hashing
 from segship.engine.report import ExportPlan
+from segship.engine.state import MembersDigest
 from segship.plugins import Plugins
 from segship.source import Source, SourceError
 
@@ -38,6 +39,38 @@ EXAMPLES = 5
 ENGINE = "memory.main"
 # columns the send query adds to each row, beside the mapped ones
 KEY, ROW_HASH, COLUMN_HASHES, IS_NEW = "__segship_key", "__segship_row_hash", "__segship_column_hashes", "__segship_new"
+#: A sent row's mix of (key, row hash, target), summed into the digest of the members a run leaves.
+MIX = "__segship_mix"
+#: The hash function of members' digests: DuckDB's ``hash``, which may change between its releases.
+DIGEST_KIND = f"duckdb {duckdb.__version__} hash"
+
+
+def mix_sql(key: str, row_hash: str, target: str) -> str:
+    """SQL for a member's 64-bit mix (UBIGINT): the hashes of key, row hash and target (INTEGER)
+    xor-ed, then hashed again, so that two members swapping row hashes or targets change a sum."""
+    return f"hash(xor(xor(hash({key}), hash({row_hash})), hash(({target})::INTEGER)))"
+
+
+def signed_64(total: int) -> int:
+    """A sum of mixes modulo 2**64, as the signed 64-bit integer state keeps."""
+    total %= 1 << 64
+    return total - (1 << 64) if total >= 1 << 63 else total
+
+
+@dataclass
+class DigestTally:
+    """The digest of the members a run leaves when it completes: its unchanged members', plus
+    each row the destination acknowledges (the sent row's ``MIX``)."""
+
+    members: int
+    total: int
+
+    def add(self, acknowledged: pa.RecordBatch) -> None:
+        self.members += len(acknowledged)
+        self.total += pa.compute.sum(acknowledged.column(MIX)).as_py() or 0
+
+    def digest(self) -> MembersDigest:
+        return MembersDigest(DIGEST_KIND, self.members, signed_64(self.total))
 
 
 class PlanError(Exception):
@@ -85,6 +118,9 @@ class Snapshot:
         self._sources: dict[str, Source] = {}
         # per source, a connection whose default catalog is the source's attached one (None: read())
         self._attached: dict[str, duckdb.DuckDBPyConnection | None] = {}
+        self.target = 1  # the export's target's id, once planned
+        self.unchanged: DigestTally | None = None  # the members the plan leaves as they are, summed up
+        self._members_sums: dict[int, int] = {}  # target -> the members' sum of mixes (see _digest_sum)
 
     def close(self) -> None:
         for connection in self._attached.values():
@@ -316,20 +352,35 @@ class Snapshot:
         check nor the join runs, which are most of an unchanged plan's time; otherwise keys
         are checked, then joined.
         """
+        self.target = target
         with self._every_core():
             return self._diff(full_resync=full_resync, target=target)
+
+    def unchanged_plan(self, recorded: MembersDigest, target: int = 1) -> ExportPlan | None:
+        """The plan, every member unchanged, when the members sum to ``recorded`` (state's digest, a
+        record of exactly what state holds: :meth:`_same_as_members` without reading state); else None."""
+        self.target = target
+        with self._every_core():
+            if recorded.kind != DIGEST_KIND or self._count("members") != recorded.members or \
+                    signed_64(self._members_sum(target)) != recorded.digest:
+                return None
+            return self._all_unchanged(ExportPlan(self.export.name), recorded.digest)
 
     def _diff(self, *, full_resync: bool, target: int) -> ExportPlan:
         plan = ExportPlan(self.export.name, full_resync=full_resync)
         if not full_resync and self._same_as_members(target):
-            plan.members = plan.acknowledged = plan.unchanged = self.db.execute(
-                "SELECT count(*) FROM members").fetchone()[0]
             self.db.execute("DROP TABLE acknowledged")
-            self.db.execute("CREATE VIEW actions AS SELECT key, seg, 'unchanged' AS action, NULL::INTEGER AS target "
-                            "FROM members")
-            return plan
+            return self._all_unchanged(plan, self._members_sum(target))
         if self._duplicates_unchecked:
             self._check_duplicate_keys()
+        if full_resync:
+            self.unchanged = DigestTally(0, 0)
+        else:  # the members that stay as they are, summed up for the digest a completed run leaves
+            count, total = self.db.execute(
+                f"SELECT count(*), coalesce(sum({mix_sql('m.key', 'm.row_hash', str(int(target)))}::HUGEINT), 0) "
+                f"FROM members m SEMI JOIN acknowledged a ON a.key = m.key AND a.row_hash = m.row_hash "
+                f"AND a.target = {int(target)}").fetchone()
+            self.unchanged = DigestTally(count, int(total))
         changed = "TRUE" if full_resync else "a.row_hash <> m.row_hash"
         self.db.execute(f"""
             CREATE OR REPLACE TABLE actions AS
@@ -353,6 +404,26 @@ class Snapshot:
                     "SELECT key FROM actions WHERE action = ? ORDER BY key LIMIT ?", (action, EXAMPLES)).fetchall()]
         return plan
 
+    def _all_unchanged(self, plan: ExportPlan, total: int) -> ExportPlan:
+        plan.members = plan.acknowledged = plan.unchanged = self._count("members")
+        self.unchanged = DigestTally(plan.members, total)
+        self.db.execute("CREATE VIEW actions AS SELECT key, seg, 'unchanged' AS action, NULL::INTEGER AS target "
+                        "FROM members")
+        return plan
+
+    def _count(self, table: str) -> int:
+        return self.db.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
+
+    def _members_sum(self, target: int) -> int:
+        if target not in self._members_sums:
+            self._members_sums[target] = self._digest_sum("members", str(int(target)))
+        return self._members_sums[target]
+
+    def _digest_sum(self, table: str, target_sql: str) -> int:
+        """The exact sum over a table of (key, row_hash) of each row's mix with ``target_sql``."""
+        return int(self.db.execute(f"SELECT coalesce(sum({mix_sql('key', 'row_hash', target_sql)}::HUGEINT), 0) "
+                                   f"FROM {table}").fetchone()[0])
+
     def _same_as_members(self, target: int) -> bool:
         """Whether the acknowledged rows are exactly the members, each with its row hash, in ``target``.
 
@@ -365,17 +436,9 @@ class Snapshot:
         DuckDB's ``hash`` is not stable across its releases, which is harmless here: both
         sides are hashed now, by the same DuckDB; nothing of it is stored.
         """
-        def count(table: str) -> int:
-            return self.db.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
-
-        def digest(table: str, target_sql: str) -> int:
-            return self.db.execute(
-                f"SELECT coalesce(sum(hash(xor(xor(hash(key), hash(row_hash)), hash({target_sql})))::HUGEINT), 0) "
-                f"FROM {table}").fetchone()[0]
-
         # counts first: free (table metadata), and enough whenever members joined or left
-        return count("members") == count("acknowledged") and \
-            digest("members", f"{int(target)}::INTEGER") == digest("acknowledged", "target::INTEGER")
+        return self._count("members") == self._count("acknowledged") and \
+            self._members_sum(target) == self._digest_sum("acknowledged", "target")
 
     def moves(self) -> dict[int, int]:
         """Members to move, by the target they were acknowledged in."""
@@ -398,17 +461,10 @@ class Snapshot:
 
     # -- sending -----------------------------------------------------------------------------------
 
-    def rows_to_send(self, batch_rows: int = 8192, keys: Sequence[str] | None = None) -> Iterator[pa.RecordBatchReader]:
-        """Readers over the rows to add or update (or just ``keys``), each row once, with its hashes."""
+    def rows_to_send(self, batch_rows: int = 8192) -> Iterator[pa.RecordBatchReader]:
+        """Readers over the rows to add or update, each row once, with its hashes and ``MIX`` (after :meth:`plan`)."""
         mapped = ", ".join(f"s.{quote_identifier(c)}" for c in self.columns)
-        if keys is not None:
-            # a table, not a registered view: the query may run in an attached source's connection
-            self.db.execute("DROP TABLE IF EXISTS wanted")
-            self.db.from_arrow(pa.table({"key": pa.array(list(keys), pa.string())})).create("wanted")
-            filter_ = f"JOIN {ENGINE}.wanted w ON w.key = a.key"
-        else:
-            filter_ = "WHERE a.action IN ('add', 'update', 'move')"
-        uniform = self._uniform_action() if keys is None else None
+        uniform = self._uniform_action()
         for part in self.segments:
             key = f"CAST(s.{quote_identifier(part.segment.key)} AS VARCHAR)"
 
@@ -423,8 +479,9 @@ class Snapshot:
                 relation = self._query(part, partial(select, is_new=str(uniform != "update")))
             else:
                 relation = self._query(part, select, f"JOIN {ENGINE}.actions a ON a.key = {key} AND a.seg = {part.index} "
-                                                     f"{filter_}")
+                                                     "WHERE a.action IN ('add', 'update', 'move')")
             relation = relation.project(f"*, {self._row_hash(COLUMN_HASHES)} AS {ROW_HASH}")
+            relation = relation.project(f"*, {mix_sql(KEY, ROW_HASH, str(self.target))} AS {MIX}")
             yield self._with_column_hash_bytes(relation.to_arrow_reader(batch_rows))
 
     def _with_column_hash_bytes(self, reader: pa.RecordBatchReader) -> pa.RecordBatchReader:

@@ -24,7 +24,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Union
+from typing import TYPE_CHECKING, Any, NamedTuple, Union
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -40,6 +40,20 @@ ColumnHashes = bytes | str
 Acknowledged = Union[Iterable[tuple[str, int, ColumnHashes | None, str]], "pa.RecordBatch"]  # pa is imported lazily
 ACKNOWLEDGED_COLUMNS = ("key", "row_hash", "column_hashes", "identity")
 POSTGRES_SCHEMES = ("postgresql://", "postgres://")
+
+
+class MembersDigest(NamedTuple):
+    """An export's members summed up: how many, and a sum over them of a 64-bit mix of (key, row
+    hash, target) modulo 2**64 (as a signed 64-bit integer), by the hash function ``kind`` names.
+
+    State keeps one per export once the engine knows it (``record_members_digest``) and drops it
+    with any write to the export's members, so one that is there is of the members as they are:
+    a plan whose members sum to it is unchanged without reading state (see ``engine/planning.py``).
+    """
+
+    kind: str
+    members: int
+    digest: int
 
 
 class StateError(Exception):
@@ -86,6 +100,15 @@ class StateStore(ABC):
     @abstractmethod
     def acknowledged(self, export: str) -> pa.RecordBatchReader:
         """(key, row_hash, target) of every member the destination acknowledged, streamed for the bulk diff."""
+
+    @abstractmethod
+    def members_digest(self, export: str) -> MembersDigest | None:
+        """The digest recorded of the export's members, if one is and no write to them followed."""
+
+    @abstractmethod
+    def record_members_digest(self, export: str, digest: MembersDigest) -> None:
+        """Record the digest of the export's members as they are now (the engine computed it: the
+        run holds the export's lock). Every later write to the members drops it, in its transaction."""
 
     @abstractmethod
     def reconcile_settings(self, export: str, fingerprint: str, columns: Sequence[str],

@@ -98,6 +98,14 @@ MIGRATIONS: list[str] = [
         PRIMARY KEY (export, id)
     );
     """,
+    """
+    CREATE TABLE member_digests (       -- an export's members summed up, until they are written (see sql.py)
+        export_id BIGINT PRIMARY KEY,
+        kind TEXT NOT NULL,
+        members BIGINT NOT NULL,
+        digest BIGINT NOT NULL
+    );
+    """,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 #: Bytes of a streamed result's batches (the driver's default, 16 MB, held two at a time, raised a

@@ -10,6 +10,8 @@ others. The schema (same tables and columns on both, DDL in each backend's modul
 - ``members``: per export id and key, the acknowledged row hash, column hashes, the
   identity, NULL when it equals the key (Braze: the key is the external id), which keeps
   the largest table small, and the id of the target the member is in;
+- ``member_digests``: per export id, the digest of its members (``MembersDigest``), deleted
+  by the first write to them in a run (``_members_written``);
 - ``stale_identities`` (with the target to remove each from), ``rejects``, ``runs``: by
   export name (few rows).
 """
@@ -34,6 +36,7 @@ from segship.engine.state import (
     ACKNOWLEDGED_COLUMNS,
     Acknowledged,
     ColumnHashes,
+    MembersDigest,
     StateError,
     StateStore,
     chunks,
@@ -48,6 +51,8 @@ TABLES: dict[str, pa.Schema] = {
     "targets": pa.schema([("export_id", pa.int64()), ("id", pa.int32()), ("settings", pa.string())]),
     "members": pa.schema([("export_id", pa.int64()), ("key", pa.string()), ("row_hash", pa.int64()),
                           ("column_hashes", pa.binary()), ("identity", pa.string()), ("target", pa.int32())]),
+    "member_digests": pa.schema([("export_id", pa.int64()), ("kind", pa.string()), ("members", pa.int64()),
+                                 ("digest", pa.int64())]),
     "stale_identities": pa.schema([("export", pa.string()), ("key", pa.string()), ("identity", pa.string()),
                                    ("target", pa.int32())]),
     "runs": pa.schema([("id", pa.int64()), ("export", pa.string()), ("started_at", pa.string()),
@@ -60,7 +65,7 @@ TABLES: dict[str, pa.Schema] = {
 }
 #: Primary keys, by which ``state copy`` reads a table in pages.
 TABLE_KEYS: dict[str, tuple[str, ...]] = {"exports": ("id",), "targets": ("export_id", "id"),
-                                          "members": ("export_id", "key"),
+                                          "members": ("export_id", "key"), "member_digests": ("export_id",),
                                           "stale_identities": ("export", "target", "identity"), "runs": ("id",),
                                           "rejects": ("export", "key"), "in_flight": ("export", "id")}
 #: What a later acknowledgement of a member replaces (every column after the primary key).
@@ -163,6 +168,9 @@ class SqlState(StateStore):
         self._export_ids: dict[str, int] = {}
         self._exports_with_rejects: set[str] = set()
         self._exports_without_rejects: set[str] = set()
+        # exports whose digest this run's writes deleted (committed), and those of the open transaction
+        self._digest_deleted: set[int] = set()
+        self._deleting_digest: set[int] = set()
         self._closed = False
 
     def close(self) -> None:
@@ -248,13 +256,16 @@ class SqlState(StateStore):
         self.execute(self.begin)
         try:
             yield
+            self.execute("COMMIT")
         except BaseException:
+            self._deleting_digest.clear()
             try:
                 self.execute("ROLLBACK")
             except StateError:
-                pass  # the connection is gone: the server rolled back
+                pass  # the connection is gone (the server rolled back), or the COMMIT failed
             raise
-        self.execute("COMMIT")
+        self._digest_deleted |= self._deleting_digest
+        self._deleting_digest.clear()
 
     # -- exports ----------------------------------------------------------------------------------------
 
@@ -268,6 +279,30 @@ class SqlState(StateStore):
                 return None
             self._export_ids[export] = int(row[0])
         return self._export_ids[export]
+
+    def members_digest(self, export: str) -> MembersDigest | None:
+        row = self.one("SELECT d.kind, d.members, d.digest FROM member_digests d JOIN exports e ON e.id = d.export_id "
+                       "WHERE e.name = ?", (export,))
+        return MembersDigest(row[0], int(row[1]), int(row[2])) if row else None
+
+    @on_state_thread
+    def record_members_digest(self, export: str, digest: MembersDigest) -> None:
+        with self.transaction():
+            export_id = self.export_id(export, create=True)
+            self.execute("DELETE FROM member_digests WHERE export_id = ?", (export_id,))
+            self.execute("INSERT INTO member_digests VALUES (?, ?, ?, ?)",
+                         (export_id, digest.kind, digest.members, digest.digest))
+        self._digest_deleted.discard(export_id)
+
+    def _members_written(self, export_id: int) -> None:
+        """Inside a transaction that writes an export's members: its digest no longer holds.
+
+        Deleted by the run's first such write only: the run holds the export's lock, so no one
+        records another until it does (``start_run`` forgets which were deleted).
+        """
+        if export_id not in self._digest_deleted:
+            self.execute("DELETE FROM member_digests WHERE export_id = ?", (export_id,))
+            self._deleting_digest.add(export_id)
 
     @on_state_thread
     def reconcile_settings(self, export: str, fingerprint: str, columns: Sequence[str],
@@ -287,6 +322,7 @@ class SqlState(StateStore):
             self.execute("UPDATE exports SET fingerprint = ?, columns = ?, hash_version = ? WHERE id = ?",
                          (fingerprint, columns_json, HASH_VERSION, export_id))
             self.execute("UPDATE members SET row_hash = 0, column_hashes = NULL WHERE export_id = ?", (export_id,))
+            self._members_written(export_id)
         return recorded is not None
 
     def settings_changed(self, export: str, fingerprint: str, columns: Sequence[str],
@@ -326,6 +362,7 @@ class SqlState(StateStore):
                       [(row_hash, hashes, export_id, key) for row_hash, hashes, key in zip(*columns, strict=True)],
                       (pa.int64(), pa.binary(), pa.int64(), pa.string()))
             self.execute("UPDATE exports SET hash_version = ? WHERE id = ?", (version, export_id))
+            self._members_written(export_id)
 
     # -- targets --------------------------------------------------------------------------------------
 
@@ -492,6 +529,7 @@ class SqlState(StateStore):
                         "ON CONFLICT DO NOTHING", (export, export_id, target, *chunk))
             if len(acknowledged):
                 self._write_members(export_id, member_columns(acknowledged, export_id, target))
+                self._members_written(export_id)
             self.many("INSERT INTO stale_identities VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING",
                       [(export, key, identity, target) for key, identity in stale], TABLES["stale_identities"].types)
             self._settle_rejects(export, keys, rejected)
@@ -524,6 +562,7 @@ class SqlState(StateStore):
                       [(export_id, key, None if identity == key else identity, target)
                        for key, (identity, target) in sent.items() if key not in known],
                       (pa.int64(), pa.string(), pa.string(), pa.int32()))
+            self._members_written(export_id)
             self.many("INSERT INTO stale_identities VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING",
                       [(export, key, identity, target) for key, (identity, target) in sent.items()
                        if key in known and known[key] != (identity, target)], TABLES["stale_identities"].types)
@@ -542,8 +581,10 @@ class SqlState(StateStore):
                           (pa.string(), pa.int32(), pa.string()))
             else:
                 export_id = self.export_id(export)
-                self.many("DELETE FROM members WHERE export_id = ? AND key = ?",
-                          [(export_id, member.key) for member in removed])
+                if removed and export_id is not None:
+                    self.many("DELETE FROM members WHERE export_id = ? AND key = ?",
+                              [(export_id, member.key) for member in removed])
+                    self._members_written(export_id)
             self._settle_rejects(export, pa.array([m.key for m in removed] if not stale else [], pa.string()),
                                  rejected)
 
@@ -606,6 +647,7 @@ class SqlState(StateStore):
         self._export_ids.pop(export, None)
         self._exports_with_rejects.discard(export)
         self._exports_without_rejects.discard(export)
+        self._digest_deleted.clear()
         with self.transaction():
             self.execute("UPDATE runs SET outcome = 'interrupted' WHERE export = ? AND outcome = 'running'",
                          (export,))
@@ -663,6 +705,7 @@ class SqlState(StateStore):
             export_id = self.export_id(export)
             if export_id is not None:
                 self.execute("DELETE FROM members WHERE export_id = ?", (export_id,))
+                self.execute("DELETE FROM member_digests WHERE export_id = ?", (export_id,))
                 self.execute("DELETE FROM targets WHERE export_id = ?", (export_id,))
                 self.execute("DELETE FROM exports WHERE id = ?", (export_id,))
             for table in ("stale_identities", "rejects", "runs", "in_flight"):
@@ -702,3 +745,4 @@ class SqlState(StateStore):
                     self.insert_batches(table, tables[table])
             self.after_copy()
         self._export_ids.clear()
+        self._digest_deleted.clear()

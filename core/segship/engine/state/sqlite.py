@@ -167,6 +167,14 @@ MIGRATIONS: list[str] = [
         PRIMARY KEY (export, id)
     ) WITHOUT ROWID;
     """,
+    """
+    CREATE TABLE member_digests (       -- an export's members summed up, until they are written (see sql.py)
+        export_id INTEGER PRIMARY KEY,
+        kind TEXT NOT NULL,
+        members BIGINT NOT NULL,
+        digest BIGINT NOT NULL
+    );
+    """,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 
