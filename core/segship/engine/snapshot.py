@@ -46,9 +46,11 @@ DIGEST_KIND = f"duckdb {duckdb.__version__} hash"
 
 
 def mix_sql(key: str, row_hash: str, target: str) -> str:
-    """SQL for a member's 64-bit mix (UBIGINT): the hashes of key, row hash and target (INTEGER)
-    xor-ed, then hashed again, so that two members swapping row hashes or targets change a sum."""
-    return f"hash(xor(xor(hash({key}), hash({row_hash})), hash(({target})::INTEGER)))"
+    """SQL for a member's 64-bit mix (UBIGINT): DuckDB's hash of (key, row hash, target) as one
+    value, so that two members swapping row hashes or targets change a sum. (Not the hashes of
+    the three xor-ed: DuckDB hashes an integer the same whatever its width, so a row hash equal
+    to the target would cancel out.)"""
+    return f"hash({key}, {row_hash}, ({target})::INTEGER)"
 
 
 def signed_64(total: int) -> int:
@@ -428,13 +430,12 @@ class Snapshot:
         """Whether the acknowledged rows are exactly the members, each with its row hash, in ``target``.
 
         Compared as multisets by count and by the exact sum over rows of a 64-bit mix of
-        (key, row hash, target): the key's, the row hash's and the target's hashes xor-ed, then
-        hashed again, so that two rows swapping row hashes or targets change the sum. Any
-        difference (a member added, left, changed, moved, or a key twice in the segment) leaves
-        the sums equal only by a 64-bit coincidence. State's keys are unique (its primary
-        key), so equal multisets also mean the segment's keys are: that check is implied.
-        DuckDB's ``hash`` is not stable across its releases, which is harmless here: both
-        sides are hashed now, by the same DuckDB; nothing of it is stored.
+        (key, row hash, target) (:func:`mix_sql`). Any difference (a member added, left,
+        changed, moved, or a key twice in the segment) leaves the sums equal only by a 64-bit
+        coincidence. State's keys are unique (its primary key), so equal multisets also mean
+        the segment's keys are: that check is implied. DuckDB's ``hash`` is not stable across
+        its releases: a digest state keeps names the DuckDB that made it (``DIGEST_KIND``),
+        and one of another is not used.
         """
         # counts first: free (table metadata), and enough whenever members joined or left
         return self._count("members") == self._count("acknowledged") and \
