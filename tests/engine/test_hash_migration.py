@@ -9,6 +9,7 @@ import duckdb
 import pytest
 
 from segship.engine import hashing
+from segship.engine.state import open_state_at
 from segship.engine.state.sqlite import MIGRATIONS
 
 from ..conftest import StateTarget
@@ -27,7 +28,14 @@ def state_target() -> StateTarget:
 
 
 def state_file(workspace) -> Path:
-    return workspace.root / ".segship" / "state.db"
+    """The state file, its members folded in (a run leaves the last ones journaled until a read)."""
+    path = workspace.root / ".segship" / "state.db"
+    store = open_state_at(path)
+    try:
+        store.counts()  # reads every table: folds
+    finally:
+        store.close()
+    return path
 
 
 def make_state_of_hash_version_1(workspace) -> None:

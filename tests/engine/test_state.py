@@ -255,24 +255,30 @@ def test_earlier_fingerprints_hash_versions_and_converted_hashes(store):
     assert store.hash_version("sync") == HASH_VERSION
 
 
-def test_sqlite_members_are_journaled_as_committed_and_folded_in_when_read_or_reopened(tmp_path):
+def test_sqlite_members_are_journaled_as_committed_and_folded_in_when_next_read(tmp_path):
     path = tmp_path / "state.db"
     store = open_state_at(path)
     store.commit_upserts("sync", [("k2", 2, b"\x02" * 8, "k2"), ("k1", 1, None, "one@example.com")], [], [])
     store.commit_upserts("sync", [("k2", 3, b"\x03" * 8, "k2")], [], [])  # the later commit of a key wins
-    store.close()  # as a killed run leaves it: committed, not folded
+    store.close()  # as a run that removed nobody, or a killed one, leaves it: committed, not folded
 
     def table(name: str) -> list[tuple]:
         with sqlite3.connect(path) as db:
             return db.execute(f"SELECT key, row_hash, identity FROM {name} ORDER BY key").fetchall()  # noqa: S608
 
-    assert table("member_journal") == [("k1", 1, "one@example.com"), ("k2", 2, None), ("k2", 3, None)]
+    journaled = [("k1", 1, "one@example.com"), ("k2", 2, None), ("k2", 3, None)]
+    assert table("member_journal") == journaled
     assert table("members") == []
     reopened = open_state_at(path)
+    reopened.start_run("sync", dry_run=False)
+    assert reopened.has_members("sync") and not reopened.has_members("other")
+    assert reopened.members_by_target("sync", []) == {}
+    assert table("member_journal") == journaled  # nothing read the members yet
+    assert keys(reopened) == ["k1", "k2"]  # a read folds them in
     assert table("member_journal") == []
     assert table("members") == [("k1", 1, "one@example.com"), ("k2", 3, None)]
     reopened.commit_upserts("sync", [("k3", 4, None, "k3")], [], [])
-    assert keys(reopened) == ["k1", "k2", "k3"]  # a read folds them in
+    assert keys(reopened) == ["k1", "k2", "k3"]
     assert reopened.details("sync", ["k2"]) == {"k2": (b"\x03" * 8, "k2")}
     reopened.close()
 

@@ -388,8 +388,8 @@ class SqlState(StateStore):
 
     @on_state_thread
     def members_by_target(self, export: str, keys: Sequence[str]) -> dict[int, list[Member]]:
-        export_id = self._settled_export_id(export)
         by_target: dict[int, list[Member]] = {}
+        export_id = self._settled_export_id(export) if keys else None
         if export_id is None:
             return by_target
         for chunk in chunks(keys, 500):
