@@ -3,8 +3,9 @@
 A destination may apply a batch whose answer a killed run never sees; the keys and
 identities recorded here let the next plan fold such a batch into the members
 (``StateStore.settle_in_flight``). Batches are recorded a group at a time, one state write
-for ``GROUP`` of them (one write a batch cost 2 µs a profile); a group is cleared by the
-commit of its last batch answered, unless one of its records got no answer.
+for at least ``GROUP_ROWS`` rows (one write per Braze batch of 750 cost 2 µs a profile); a
+group is cleared by the commit of its last batch answered, unless one of its records got no
+answer.
 """
 
 from __future__ import annotations
@@ -16,8 +17,10 @@ from dataclasses import dataclass
 from segship.engine.mapping import MappedRows
 from segship.engine.state import StateStore
 
-#: Batches recorded in one state write (Braze: 11 batches of 750, one Arrow batch read).
-GROUP = 11
+#: Rows recorded in one state write, at least: Braze, 11 batches of 750 (one Arrow batch read);
+#: Brevo, each import of 25,000 alone (11 of them held 275,000 mapped rows back before the first
+#: was sent: 486 MB at the peak of a 1M-profile run).
+GROUP_ROWS = 8_192
 
 
 @dataclass
@@ -37,12 +40,14 @@ class InFlight:
     async def recorded(self, batches: AsyncIterator[MappedRows]) -> AsyncIterator[MappedRows]:
         """The batches, each group recorded in state before the first of it is sent."""
         group: list[MappedRows] = []
+        rows = 0
         async for batch in batches:
             group.append(batch)
-            if len(group) == GROUP:
+            rows += batch.size
+            if rows >= GROUP_ROWS:
                 for each in await self._record(group):
                     yield each
-                group = []
+                group, rows = [], 0
         for each in await self._record(group):
             yield each
 
