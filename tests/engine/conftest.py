@@ -18,14 +18,16 @@ from ..conftest import StateTarget
 from . import memory_destination
 from .memory_destination import MemoryDestination
 
+#: The config's sources and segments: a CSV file of profiles (``write``), and two segments of it.
+PROFILES = """
+sources:
+  crm: {type: duckdb, path: profiles.csv}
+segments:
+  everyone: {source: crm, key: id, sql: "SELECT * FROM crm"}
+  rich: {source: crm, key: id, sql: "SELECT * FROM crm WHERE value > 50"}"""
 CONFIG = """
 version: 1
-state: {state}
-sources:
-  crm: {{type: duckdb, path: profiles.csv}}
-segments:
-  everyone: {{source: crm, key: id, sql: "SELECT * FROM crm"}}
-  rich: {{source: crm, key: id, sql: "SELECT * FROM crm WHERE value > 50"}}
+state: {state}{sources}
 connections:
   mem: {{type: memory, display_name: Memory, data_privacy_consent: true, settings: {{api_key: "${{env:MEMORY_KEY}}"}}}}
 exports:
@@ -65,9 +67,11 @@ class Workspace:
         self.state_target = state
         self.configure()
 
-    def configure(self, segments: str = "everyone", batch_size: int = 10, extra: str = "", settings: str = "") -> None:
+    def configure(self, segments: str = "everyone", batch_size: int = 10, extra: str = "", settings: str = "",
+                  sources: str = PROFILES) -> None:
         (self.root / "segship.yaml").write_text(CONFIG.format(
-            state=self.state_target.yaml, segments=segments, batch_size=batch_size, extra=extra, settings=settings))
+            state=self.state_target.yaml, segments=segments, batch_size=batch_size, extra=extra, settings=settings,
+            sources=sources))
 
     def write(self, rows: list[tuple]) -> None:
         write_profiles(self.root / "profiles.csv", rows)

@@ -9,23 +9,11 @@ from segship.engine.snapshot import Snapshot
 
 from .memory_destination import MemoryDestination
 
-CONFIG = """
-version: 1
-state: {state}
+SOURCES = """
 sources:
   mart: {{type: duckdb, path: mart.duckdb}}
 segments:
-  customers: {{source: mart, key: id, sql: "{sql}"}}
-connections:
-  mem: {{type: memory, display_name: Memory, data_privacy_consent: true, settings: {{api_key: "${{env:MEMORY_KEY}}"}}}}
-exports:
-  sync:
-    display_name: Sync
-    connection: mem
-    segments: [customers]
-    settings: {{batch_size: 10}}
-    mapping: {{id: id, email: email, fields: {{name: name}}}}
-"""
+  customers: {{source: mart, key: id, sql: "{sql}"}}"""
 # the engine's own table names: a source's tables of those names must not be confused with them
 ENGINE_TABLE_NAMES = ("snapshot", "members", "acknowledged", "actions", "wanted")
 
@@ -34,15 +22,15 @@ def write_mart(workspace, names: dict[int, str]) -> None:
     path = workspace.root / "mart.duckdb"
     path.unlink(missing_ok=True)
     with duckdb.connect(str(path)) as db:
-        db.execute("CREATE TABLE customers (id INTEGER, email VARCHAR, name VARCHAR)")
-        db.executemany("INSERT INTO customers VALUES (?, ?, ?)",
-                       [(i, f"user{i}@example.com", name) for i, name in names.items()])
+        db.execute("CREATE TABLE customers (id INTEGER, email VARCHAR, name VARCHAR, value INTEGER)")
+        db.executemany("INSERT INTO customers VALUES (?, ?, ?, ?)",
+                       [(i, f"user{i}@example.com", name, i) for i, name in names.items()])
         for table in ENGINE_TABLE_NAMES:
             db.execute(f"CREATE TABLE {table} AS SELECT 'not the engine''s' AS key, 0 AS seg, 0 AS row_hash")
 
 
 def configure(workspace, sql: str = "SELECT * FROM customers -- the customers") -> None:
-    (workspace.root / "segship.yaml").write_text(CONFIG.format(state=workspace.state_target.yaml, sql=sql))
+    workspace.configure(segments="customers", sources=SOURCES.format(sql=sql))
 
 
 def test_a_duckdb_database_segment_is_planned_and_sent_in_the_engines_duckdb(workspace, sent):
@@ -66,7 +54,7 @@ def test_the_segment_is_read_in_the_engines_duckdb_not_through_the_sources_own_c
     write_mart(workspace, {1: "One"})
     configure(workspace)
     config = workspace.config()
-    snapshot = Snapshot(config, config.exports["sync"], memory_plugins, ["id", "email", "name"])
+    snapshot = Snapshot(config, config.exports["sync"], memory_plugins, ["id", "email", "name", "value"])
     try:
         snapshot.build()
         assert snapshot.db.execute("SELECT key FROM members").fetchall() == [("1",)]
