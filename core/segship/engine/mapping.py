@@ -2,7 +2,7 @@
 
 The send query's Arrow batches are cut into full batches of the destination's size;
 each is mapped whole by the destination's ``map_batch`` (column-wise where the plugin
-offers it, else ``map`` row by row), and the engine's own columns (key, hashes, is-new)
+offers it, else ``map`` row by row), and the engine's own columns (key, hashes, is-new, mix)
 are read column-wise: no Python object per row beyond what the destination builds.
 """
 
