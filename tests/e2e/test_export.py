@@ -298,3 +298,12 @@ def test_a_removal_never_takes_out_a_profile_a_staying_member_still_maps_to(proj
     swapped = project.cli("export", "vip-brevo")
     assert swapped.returncode == 0, swapped.stderr
     assert project.brevo_members() == {"user1@example.com", "user3@example.com", "user4@example.com"}
+
+
+def test_plan_verbose_names_the_changed_fields_of_example_keys(project):
+    project.write(rows(5))
+    assert project.cli("export", "vip-braze").returncode == 0
+    project.write(rows(5, C00002={"first_name": "Renamed"}))
+    plan = project.cli("plan", "vip-braze", "--verbose", "--json")
+    assert plan.returncode == 0, plan.stdout + plan.stderr
+    assert json.loads(plan.stdout)[0]["changed_fields"] == {"C00002": ["first_name"]}

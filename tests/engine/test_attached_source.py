@@ -15,7 +15,7 @@ sources:
 segments:
   customers: {{source: mart, key: id, sql: "{sql}"}}"""
 # the engine's own table names: a source's tables of those names must not be confused with them
-ENGINE_TABLE_NAMES = ("snapshot", "members", "acknowledged", "actions", "wanted")
+ENGINE_TABLE_NAMES = ("snapshot", "members", "acknowledged", "actions", "wanted", "converted")
 
 
 def write_mart(workspace, names: dict[int, str]) -> None:
@@ -64,7 +64,8 @@ def test_the_segment_is_read_in_the_engines_duckdb_not_through_the_sources_own_c
         snapshot.close()
 
 
-@pytest.mark.parametrize("sql", ["CREATE TABLE extra AS SELECT 1 AS id", "SELECT * FROM no_such_table"])
+@pytest.mark.parametrize("sql", ["CREATE TABLE extra AS SELECT 1 AS id", "SET threads TO 1",
+                                 "SELECT * FROM customers; SELECT * FROM customers", "SELECT * FROM no_such_table"])
 def test_a_segment_that_is_no_query_of_the_source_fails_placed_before_sending(workspace, sql):
     write_mart(workspace, {1: "One"})
     configure(workspace, sql)

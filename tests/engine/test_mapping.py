@@ -5,7 +5,7 @@ from __future__ import annotations
 import pyarrow as pa
 from segship.destination import ConnectionContext, ExportContext, RecordResult, RecordResults
 from segship.engine.mapping import MappedRows, map_rows
-from segship.engine.snapshot import COLUMN_HASHES, IS_NEW, KEY, MIX, ROW_HASH
+from segship.engine.snapshot import COLUMN_HASHES, IS_NEW, KEY, KEY_HASH, MIX, ROW_HASH
 
 from .memory_destination import MemoryDestination
 
@@ -20,7 +20,7 @@ def rows_to_send(emails: list[str], news: list[bool]) -> pa.RecordBatch:
     return pa.RecordBatch.from_pydict({
         "id": [f"id{n}" for n in range(len(emails))], "email": emails, "name": ["x"] * len(emails),
         KEY: keys, ROW_HASH: list(range(len(emails))), COLUMN_HASHES: [column_hashes(1, 2, 3)] * len(emails), IS_NEW: news,
-        MIX: pa.array(range(len(emails)), pa.uint64())})
+        MIX: pa.array(range(len(emails)), pa.uint64()), KEY_HASH: pa.array(range(len(emails)), pa.uint64())})
 
 
 def rows_of(acknowledged: pa.RecordBatch) -> list[tuple]:

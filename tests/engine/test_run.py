@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
+from segship.engine.snapshot import Snapshot
 from segship.engine.state.sql import SqlState
 
 from .conftest import profiles
@@ -63,6 +64,25 @@ def test_a_digest_of_another_hash_function_is_not_trusted(workspace, sent):
     assert [key for key, _ in sent()[before:]] == ["7"]
     now = workspace.state().members_digest("sync")  # the run completed: a digest of this kind again
     assert (now.kind, now.members) == (recorded.kind, 10) and now.digest != recorded.digest
+
+
+def test_no_digest_is_recorded_when_the_source_changed_the_keys_while_rows_were_sent(workspace, monkeypatch):
+    workspace.write(profiles(10))
+    workspace.run()
+    original = Snapshot.rows_to_send
+
+    def changing(self, *args, **kwargs):  # member 3 leaves, 99 comes, after the plan and before the send
+        workspace.write([row for row in profiles(10) if row[0] != 3] + [(99, "user99@example.com", "Name99", 99)])
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(Snapshot, "rows_to_send", changing)
+    resync = workspace.run(full_resync=True)  # every member sent again: no join with the plan
+    assert (resync.outcome, resync.plan["update"], resync.upserted) == ("succeeded", 10, 10)
+    assert workspace.state().members_digest("sync") is None  # 3 is still in state, 99 too: not the tally
+    monkeypatch.setattr(Snapshot, "rows_to_send", original)
+    after = workspace.run()
+    assert (after.plan["remove"], after.removed) == (1, 1)
+    assert MemoryDestination.members == {str(i) for i in range(1, 11) if i != 3} | {"99"}
 
 
 def test_a_changed_column_sends_that_member_with_only_that_column(workspace, sent):

@@ -2,8 +2,9 @@
 
 The send query's Arrow batches are cut into full batches of the destination's size;
 each is mapped whole by the destination's ``map_batch`` (column-wise where the plugin
-offers it, else ``map`` row by row), and the engine's own columns (key, hashes, is-new, mix)
-are read column-wise: no Python object per row beyond what the destination builds.
+offers it, else ``map`` row by row), and the engine's own columns (key, hashes, is-new,
+mix, key hash) are read column-wise: no Python object per row beyond what the destination
+builds.
 """
 
 from __future__ import annotations
@@ -15,10 +16,10 @@ from dataclasses import dataclass, field
 import pyarrow as pa
 
 from segship.destination import Destination, Records, RecordResult, RecordResults
-from segship.engine.snapshot import COLUMN_HASHES, IS_NEW, KEY, MIX, ROW_HASH, Snapshot, changed_columns
+from segship.engine.snapshot import COLUMN_HASHES, IS_NEW, KEY, KEY_HASH, MIX, ROW_HASH, Snapshot, changed_columns
 from segship.engine.state import ACKNOWLEDGED_COLUMNS
 
-ENGINE_COLUMNS = (KEY, ROW_HASH, COLUMN_HASHES, IS_NEW, MIX)
+ENGINE_COLUMNS = (KEY, ROW_HASH, COLUMN_HASHES, IS_NEW, MIX, KEY_HASH)
 #: What state knows of the keys given: key -> (column hashes, identity) last acknowledged.
 Previous = Callable[[list[str]], Mapping[str, tuple[str | None, str]]]
 
@@ -27,12 +28,12 @@ Previous = Callable[[list[str]], Mapping[str, tuple[str | None, str]]]
 class MappedRows:
     """Mapped records and what state needs when the destination acknowledges them.
 
-    ``hashes`` holds the key, row hash, column hashes and mix of each record of ``records``, in
+    ``hashes`` holds the key, row hash, column hashes, mix and key hash of each record of ``records``, in
     order (Arrow, as the send query made them: state takes them without a Python object per row).
     """
 
     records: Records
-    hashes: pa.RecordBatch                                             # KEY, ROW_HASH, COLUMN_HASHES, MIX
+    hashes: pa.RecordBatch                                   # KEY, ROW_HASH, COLUMN_HASHES, MIX, KEY_HASH
     previous_identity: dict[str, str] = field(default_factory=dict)  # key -> identity before this change
     refused: list[tuple[str, str]] = field(default_factory=list)     # (key, reason) refused by the mapping
 
@@ -42,8 +43,8 @@ class MappedRows:
 
     def answered(self, results: Sequence[RecordResult]) -> tuple[pa.RecordBatch, list[tuple[str, str]], int]:
         """The destination's answer as state takes it: the acknowledged rows (a batch of
-        :data:`~segship.engine.state.ACKNOWLEDGED_COLUMNS`, and ``MIX``), refused (key, reason), and
-        how many records got no answer."""
+        :data:`~segship.engine.state.ACKNOWLEDGED_COLUMNS`, and ``MIX``, ``KEY_HASH``), refused
+        (key, reason), and how many records got no answer."""
         records = self.records
         if isinstance(results, RecordResults) and results.keys == records.keys:
             at = results.refused
@@ -62,10 +63,10 @@ class MappedRows:
                 else:
                     refused.append((result.key, result.error))
             missing = len(position)  # no answer: not committed, sent again next run
-        key, row_hash, column_hashes, mix = self.hashes.columns
+        key, row_hash, column_hashes, mix, key_hash = self.hashes.columns
         acknowledged = pa.RecordBatch.from_arrays(
-            [key, row_hash, column_hashes, pa.array(records.identities, pa.string()), mix],
-            names=[*ACKNOWLEDGED_COLUMNS, MIX])
+            [key, row_hash, column_hashes, pa.array(records.identities, pa.string()), mix, key_hash],
+            names=[*ACKNOWLEDGED_COLUMNS, MIX, KEY_HASH])
         return (acknowledged if ok is None else acknowledged.take(pa.array(ok, pa.int64()))), refused, missing
 
     def replaced_identities(self, acknowledged: pa.RecordBatch) -> list[tuple[str, str]]:
@@ -87,7 +88,7 @@ def map_rows(rows: pa.RecordBatch, destination: Destination, columns: Sequence[s
         return rows.column(names.index(name))
 
     keys = column(KEY).to_pylist()
-    hashes = rows.select([KEY, ROW_HASH, COLUMN_HASHES, MIX])
+    hashes = rows.select([KEY, ROW_HASH, COLUMN_HASHES, MIX, KEY_HASH])
     is_new = column(IS_NEW)
     mapped = rows.select([index for index, name in enumerate(names) if name not in ENGINE_COLUMNS])
     previous_identity: dict[str, str] = {}

@@ -21,8 +21,9 @@ def plan_against_state(snapshot: Snapshot, state: StateStore, cls: type[Destinat
     """Build the snapshot and diff it against what the destination acknowledged (read meanwhile).
 
     When state has a digest of the members (``StateStore.members_digest``: recorded by a
-    plan that found nothing to do or by a run that completed, dropped by any write since),
-    state is read only if the members don't sum to it. With ``write``, batches a killed run
+    plan that found nothing to do or by a run that completed, dropped by any write since)
+    and the segments are read in the engine's DuckDB (``Snapshot.reads_in_place``), state is
+    read only if the members don't sum to it, after them. With ``write``, batches a killed run
     sent and never saw answered are folded into the members first
     (``StateStore.settle_in_flight``), changed settings mark every member for a re-send, a
     new target is recorded, hashes state made with an older hash version are converted
@@ -49,14 +50,13 @@ def plan_against_state(snapshot: Snapshot, state: StateStore, cls: type[Destinat
     row_hashes = not full and state.has_members(name)
     # a digest of state can spare reading it: when the members sum to it, every one is unchanged
     recorded = state.members_digest(name) if row_hashes and not legacy else None
+    # state is read while the segments are hashed, on another core, unless the digest may spare it and
+    # the segments are read on every core anyway; hashes converted from version 1 must come first
+    overlap = not legacy and (recorded is None or not snapshot.reads_in_place())
     converted = 0
-    plan = None
     with ThreadPoolExecutor(1, thread_name_prefix="segship-acknowledged") as reader:
-        # else state is read while the segments are hashed, on another core; converted hashes must be first
-        reading = None if legacy or recorded else reader.submit(snapshot.read_acknowledged, state.acknowledged(name))
+        reading = reader.submit(snapshot.read_acknowledged, state.acknowledged(name)) if overlap else None
         snapshot.build(row_hashes=row_hashes, legacy_hashes=legacy)
-        if recorded is not None:
-            plan = snapshot.unchanged_plan(recorded, target_id)
         if reading is not None:
             reading.result()
         elif legacy:
@@ -65,9 +65,10 @@ def plan_against_state(snapshot: Snapshot, state: StateStore, cls: type[Destinat
                 state.convert_hashes(name, table, HASH_VERSION)
             converted = table.num_rows
             snapshot.read_acknowledged(state.acknowledged(name))
-        elif plan is None:
-            snapshot.read_acknowledged(state.acknowledged(name))
+    plan = snapshot.unchanged_plan(recorded, target_id) if recorded is not None else None
     if plan is None:
+        if not overlap and not legacy:
+            snapshot.read_acknowledged(state.acknowledged(name))
         plan = snapshot.plan(full_resync=full, target=target_id)
         if write and not plan.to_send and not plan.remove:  # state holds the members: summed up for next time
             state.record_members_digest(name, snapshot.unchanged.digest())

@@ -310,10 +310,11 @@ class ExportRun:
                     for target, members in by_target.items():
                         await self._remove_all(targets.get(target), target, members, stale=stale)
                 self.report.phase_seconds["remove"] = round(time.monotonic() - started, 3)
-                report = self.report
-                if report.upserted == plan.to_send and not report.rejected and not report.unacknowledged:
-                    # every row planned was acknowledged and every leaver removed: state holds the tally
-                    self.state.record_members_digest(self.export.name, tally.digest())
+                # every row planned acknowledged (digest: None if not) and every leaver removed: state
+                # holds the tally
+                digest = tally.digest()
+                if digest is not None and not self.report.rejected and not self.report.unacknowledged:
+                    self.state.record_members_digest(self.export.name, digest)
         finally:
             self.report.http = targets.http_stats()
             await targets.finish()

@@ -39,8 +39,9 @@ EXAMPLES = 5
 ENGINE = "memory.main"
 # columns the send query adds to each row, beside the mapped ones
 KEY, ROW_HASH, COLUMN_HASHES, IS_NEW = "__segship_key", "__segship_row_hash", "__segship_column_hashes", "__segship_new"
-#: A sent row's mix of (key, row hash, target), summed into the digest of the members a run leaves.
-MIX = "__segship_mix"
+#: A sent row's mix of (key, row hash, target), summed into the digest of the members a run leaves,
+#: and its key's hash, summed to tell that the keys acknowledged are the keys planned.
+MIX, KEY_HASH = "__segship_mix", "__segship_key_hash"
 #: The hash function of members' digests: DuckDB's ``hash``, which may change between its releases.
 DIGEST_KIND = f"duckdb {duckdb.__version__} hash"
 
@@ -62,16 +63,29 @@ def signed_64(total: int) -> int:
 @dataclass
 class DigestTally:
     """The digest of the members a run leaves when it completes: its unchanged members', plus
-    each row the destination acknowledges (the sent row's ``MIX``)."""
+    each row the destination acknowledges (the sent row's ``MIX``).
+
+    It is theirs only if the rows acknowledged are the rows planned, key for key: a source that
+    changes while rows are sent may drop a planned key and bring a new one, or a key twice,
+    and a planned member left out would stay in state unsummed. So the acknowledged keys'
+    hashes are summed too, against the planned ones' (``planned``: count, sum).
+    """
 
     members: int
     total: int
+    planned: tuple[int, int] = (0, 0)
+    keys: tuple[int, int] = (0, 0)
 
     def add(self, acknowledged: pa.RecordBatch) -> None:
         self.members += len(acknowledged)
         self.total += pa.compute.sum(acknowledged.column(MIX)).as_py() or 0
+        count, total = self.keys
+        self.keys = (count + len(acknowledged), total + (pa.compute.sum(acknowledged.column(KEY_HASH)).as_py() or 0))
 
-    def digest(self) -> MembersDigest:
+    def digest(self) -> MembersDigest | None:
+        """The digest, when the keys acknowledged are the keys planned; else None."""
+        if self.keys[0] != self.planned[0] or signed_64(self.keys[1]) != signed_64(self.planned[1]):
+            return None
         return MembersDigest(DIGEST_KIND, self.members, signed_64(self.total))
 
 
@@ -123,6 +137,7 @@ class Snapshot:
         self.target = 1  # the export's target's id, once planned
         self.unchanged: DigestTally | None = None  # the members the plan leaves as they are, summed up
         self._members_sums: dict[int, int] = {}  # target -> the members' sum of mixes (see _digest_sum)
+        self._converted = False  # a table `converted` holds hashes converted from version 1, not in state yet
 
     def close(self) -> None:
         for connection in self._attached.values():
@@ -167,12 +182,14 @@ class Snapshot:
                 rows = self.db.from_arrow(self._source(segment.source).read(segment.sql))
             else:
                 try:
+                    # one query, nothing else: it runs in the engine's DuckDB, whose settings and tables
+                    # a SET or CREATE would change
+                    if [s.type for s in connection.extract_statements(segment.sql)] != [duckdb.StatementType.SELECT]:
+                        raise SourceError(f"source {segment.source!r}: a segment's SQL must be one query "
+                                          "(SELECT … or FROM …)")
                     rows = connection.sql(segment.sql)
                 except duckdb.Error as exc:
                     raise SourceError(f"source {segment.source!r}: {exc}") from None
-                if rows is None:
-                    raise SourceError(f"source {segment.source!r}: the segment's SQL is not a query "
-                                      "(SELECT or FROM …)")
         except SourceError as exc:
             raise self.error(segment, f"failed: {exc}") from None
         types = dict(zip(rows.columns, rows.types, strict=True))
@@ -193,6 +210,17 @@ class Snapshot:
                                               f"FROM segment_rows AS s {tail}")
         except (duckdb.Error, SourceError) as exc:
             raise self.error(part.segment, f"failed: {exc}") from None
+
+    def reads_in_place(self) -> bool:
+        """Whether every segment's source attaches to the engine's DuckDB (its rows are then read on
+        every core while it plans; streamed, on one)."""
+        for part in self.segments:
+            try:
+                if self._connection(part.segment.source) is None:
+                    return False
+            except SourceError as exc:
+                raise self.error(part.segment, f"failed: {exc}") from None
+        return True
 
     @contextmanager
     def _every_core(self) -> Iterator[None]:
@@ -279,6 +307,7 @@ class Snapshot:
                    list_transform(range(1, {count + 1}), lambda i: CASE WHEN string_split(s.column_hashes, ',')[i]
                        = m.legacy_column_hashes[i] THEN m.column_hashes[i] ELSE 0::UBIGINT END) AS column_hashes
             FROM members m JOIN stored s USING (key)""")
+        self._converted = True
         self.db.unregister("stored")
         for column in ("legacy_row_hash", "legacy_column_hashes", "column_hashes"):
             self.db.execute(f"ALTER TABLE members DROP COLUMN {column}")
@@ -334,11 +363,12 @@ class Snapshot:
         cursor = self.db.cursor()
         try:
             cursor.register("acknowledged_rows", acknowledged)
-            if cursor.execute("SELECT 1 FROM duckdb_tables() WHERE table_name = 'converted'").fetchone():
+            if self._converted:
                 # state's hashes converted from version 1 (not yet written there by a dry run or plan)
                 cursor.execute("CREATE TABLE acknowledged AS SELECT a.key, coalesce(c.row_hash, a.row_hash) "
                                "AS row_hash, a.target FROM acknowledged_rows a LEFT JOIN converted c USING (key)")
                 cursor.execute("DROP TABLE converted")
+                self._converted = False
             else:
                 cursor.execute("CREATE TABLE acknowledged AS SELECT key, row_hash, target FROM acknowledged_rows")
             cursor.unregister("acknowledged_rows")
@@ -371,18 +401,16 @@ class Snapshot:
     def _diff(self, *, full_resync: bool, target: int) -> ExportPlan:
         plan = ExportPlan(self.export.name, full_resync=full_resync)
         if not full_resync and self._same_as_members(target):
-            self.db.execute("DROP TABLE acknowledged")
             return self._all_unchanged(plan, self._members_sum(target))
         if self._duplicates_unchecked:
             self._check_duplicate_keys()
         if full_resync:
-            self.unchanged = DigestTally(0, 0)
+            count, total = 0, 0
         else:  # the members that stay as they are, summed up for the digest a completed run leaves
             count, total = self.db.execute(
                 f"SELECT count(*), coalesce(sum({mix_sql('m.key', 'm.row_hash', str(int(target)))}::HUGEINT), 0) "
                 f"FROM members m SEMI JOIN acknowledged a ON a.key = m.key AND a.row_hash = m.row_hash "
                 f"AND a.target = {int(target)}").fetchone()
-            self.unchanged = DigestTally(count, int(total))
         changed = "TRUE" if full_resync else "a.row_hash <> m.row_hash"
         self.db.execute(f"""
             CREATE OR REPLACE TABLE actions AS
@@ -396,6 +424,9 @@ class Snapshot:
             FROM members m FULL OUTER JOIN acknowledged a ON m.key = a.key""")
         self.db.execute("DROP TABLE acknowledged")
         self.db.execute("DROP TABLE members")  # actions has every member: one copy of the keys at a time
+        planned = self.db.execute("SELECT count(*), coalesce(sum(hash(key))::HUGEINT, 0) FROM actions "
+                                  "WHERE action IN ('add', 'update', 'move')").fetchone()
+        self.unchanged = DigestTally(count, int(total), (planned[0], int(planned[1])))
         for action, count in self.db.execute("SELECT action, count(*) FROM actions GROUP BY action").fetchall():
             setattr(plan, action, count)
         plan.members = plan.add + plan.update + plan.unchanged + plan.move
@@ -407,6 +438,7 @@ class Snapshot:
         return plan
 
     def _all_unchanged(self, plan: ExportPlan, total: int) -> ExportPlan:
+        self.db.execute("DROP TABLE IF EXISTS acknowledged")  # if state was read, it is not needed
         plan.members = plan.acknowledged = plan.unchanged = self._count("members")
         self.unchanged = DigestTally(plan.members, total)
         self.db.execute("CREATE VIEW actions AS SELECT key, seg, 'unchanged' AS action, NULL::INTEGER AS target "
@@ -462,10 +494,18 @@ class Snapshot:
 
     # -- sending -----------------------------------------------------------------------------------
 
-    def rows_to_send(self, batch_rows: int = 8192) -> Iterator[pa.RecordBatchReader]:
-        """Readers over the rows to add or update, each row once, with its hashes and ``MIX`` (after :meth:`plan`)."""
+    def rows_to_send(self, batch_rows: int = 8192, keys: Sequence[str] | None = None) -> Iterator[pa.RecordBatchReader]:
+        """Readers over the rows to add or update (or just ``keys``: ``plan --verbose``), each row once,
+        with its hashes, ``MIX`` and ``KEY_HASH`` (after :meth:`plan`)."""
         mapped = ", ".join(f"s.{quote_identifier(c)}" for c in self.columns)
-        uniform = self._uniform_action()
+        if keys is not None:
+            # a table of the engine's: a view registered here would not be seen from an attached source's cursor
+            self.db.execute("DROP TABLE IF EXISTS wanted")
+            self.db.from_arrow(pa.table({"key": pa.array(list(keys), pa.string())})).create("wanted")
+            filter_ = f"JOIN {ENGINE}.wanted w ON w.key = a.key"
+        else:
+            filter_ = "WHERE a.action IN ('add', 'update', 'move')"
+        uniform = self._uniform_action() if keys is None else None
         for part in self.segments:
             key = f"CAST(s.{quote_identifier(part.segment.key)} AS VARCHAR)"
 
@@ -480,9 +520,10 @@ class Snapshot:
                 relation = self._query(part, partial(select, is_new=str(uniform != "update")))
             else:
                 relation = self._query(part, select, f"JOIN {ENGINE}.actions a ON a.key = {key} AND a.seg = {part.index} "
-                                                     "WHERE a.action IN ('add', 'update', 'move')")
+                                                     f"{filter_}")
             relation = relation.project(f"*, {self._row_hash(COLUMN_HASHES)} AS {ROW_HASH}")
-            relation = relation.project(f"*, {mix_sql(KEY, ROW_HASH, str(self.target))} AS {MIX}")
+            relation = relation.project(f"*, {mix_sql(KEY, ROW_HASH, str(self.target))} AS {MIX}, "
+                                        f"hash({KEY}) AS {KEY_HASH}")
             yield self._with_column_hash_bytes(relation.to_arrow_reader(batch_rows))
 
     def _with_column_hash_bytes(self, reader: pa.RecordBatchReader) -> pa.RecordBatchReader:

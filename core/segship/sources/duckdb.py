@@ -91,8 +91,12 @@ class DuckDBSource(Source):
                 raise SourceError(f"source {self.context.name!r}: can't tell the format of {path.name}; "
                                   "set format: csv, parquet or json")
             connection.execute(f"ATTACH ':memory:' AS {quote_identifier(catalog)}")
-            connection.execute(f"CREATE VIEW {quote_identifier(catalog)}.main.{quote_identifier(self.context.name)} "
-                               f"AS SELECT * FROM {reader}({quote_literal(str(path))})")
+            try:
+                connection.execute(f"CREATE VIEW {quote_identifier(catalog)}.main.{quote_identifier(self.context.name)} "
+                                   f"AS SELECT * FROM {reader}({quote_literal(str(path))})")
+            except duckdb.Error:
+                connection.execute(f"DETACH {quote_identifier(catalog)}")  # attached whole or not at all
+                raise
         except duckdb.Error as exc:
             raise SourceError(f"source {self.context.name!r}: {exc}") from None
         return True
