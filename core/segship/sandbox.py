@@ -122,6 +122,7 @@ class Sandbox:
             return await handler(request)
         self.stats["requests"] += 1
         if self.owns_process and self.stats["requests"] % FREEZE_EVERY_REQUESTS == 0:
+            gc.collect()  # only what came since the last freeze: no garbage is frozen with what is kept
             gc.freeze()  # what was kept so far: no full collection walks it again (see serve)
         faults = self.faults
         if faults.latency:
