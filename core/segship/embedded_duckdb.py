@@ -1,10 +1,10 @@
 """How segship uses DuckDB: connections sized for a 2-core machine, and quoting of names.
 
 A run's CPU goes to mapping and HTTP and, on a small machine, to the sandbox or other
-work beside it; DuckDB gets one thread (the diff of a plan, when nothing else runs, every
-core: ``available_cores``) and a memory cap. Past the cap it spills to a
-temporary folder instead of growing (a 1M-profile export plans and streams within it),
-which keeps a run's peak memory flat whatever the segment's size.
+work beside it; DuckDB gets one thread (while a plan hashes the segments and diffs them,
+when nothing else runs, every core: ``available_cores``) and a memory cap. Past the cap it
+spills to a temporary folder instead of growing (a 1M-profile export plans and streams
+within it), which keeps a run's peak memory flat whatever the segment's size.
 """
 
 from __future__ import annotations
