@@ -37,6 +37,15 @@ def client(base_url: str, *, retry: RetryPolicy = ONCE, concurrency: int = 4, ti
 
 
 @asynccontextmanager
+async def opened(http: HttpClient) -> AsyncIterator[HttpClient]:
+    """The client, closed when the block ends (its stats stay readable)."""
+    try:
+        yield http
+    finally:
+        await http.close()
+
+
+@asynccontextmanager
 async def serve(routes: list[web.RouteDef], *, ssl_context: ssl.SSLContext | None = None,
                 host: str = "127.0.0.1") -> AsyncIterator[tuple[str, list[int]]]:
     """An aiohttp server; yields its base URL and the client port of every request it got (one per connection)."""
@@ -106,13 +115,10 @@ async def test_requests_reuse_one_kept_alive_connection() -> None:
         return web.json_response({"got": len(await request.read())})
 
     async with serve([web.post("/track", length)]) as (url, peers):
-        http = client(url)
-        try:
+        async with opened(client(url)) as http:
             for _ in range(5):
                 response = await http.request("POST", "/track", json={"attributes": [1, 2, 3]})
                 assert response.status == 200 and response.json() == {"got": 22}
-        finally:
-            await http.close()
     assert len(peers) == 5 and len(set(peers)) == 1
 
 
@@ -128,11 +134,8 @@ async def test_no_more_connections_than_the_concurrency_and_one_request_at_a_tim
         return web.json_response({})
 
     async with serve([web.get("/slow", slow)]) as (url, peers):
-        http = client(url, concurrency=3)
-        try:
+        async with opened(client(url, concurrency=3)) as http:
             answers = await asyncio.gather(*(http.request("GET", "/slow") for _ in range(20)))
-        finally:
-            await http.close()
     assert [a.status for a in answers] == [200] * 20
     assert most == 3 and len(set(peers)) == 3
 
@@ -147,14 +150,12 @@ async def test_a_kept_alive_connection_the_server_closed_is_replaced_at_once() -
         await read_request(reader)
 
     async with raw_server(one_answer_per_connection) as url:
-        http = client(url, retry=RetryPolicy(attempts=2, base_delay=5, max_delay=5))  # a backoff would show
-        try:
+        # a backoff would show
+        async with opened(client(url, retry=RetryPolicy(attempts=2, base_delay=5, max_delay=5))) as http:
             started = time.monotonic()
             for _ in range(4):
                 assert (await http.request("POST", "/track", json={})).status == 200
             elapsed = time.monotonic() - started
-        finally:
-            await http.close()
     assert http.stats.connection_errors == 0 and http.stats.retries == 0
     assert elapsed < 2
 
@@ -164,12 +165,9 @@ async def test_a_new_connection_closed_unanswered_is_a_connection_error_with_bac
         await read_request(reader)
 
     async with raw_server(never_answer) as url:
-        http = client(url, retry=FAST)
-        try:
+        async with opened(client(url, retry=FAST)) as http:
             with pytest.raises(RetriesExhausted, match="closed the connection") as raised:
                 await http.request("POST", "/track", json={})
-        finally:
-            await http.close()
     assert raised.value.last_status is None
     assert http.stats.connection_errors == 3 and http.stats.retries == 2
 
@@ -181,13 +179,10 @@ async def test_connection_close_from_the_server_is_honoured() -> None:
         return response
 
     async with serve([web.get("/once", closing)]) as (url, peers):
-        http = client(url)
-        try:
+        async with opened(client(url)) as http:
             for _ in range(3):
                 response = await http.request("GET", "/once")
                 assert response.status == 200 and response.headers["connection"].lower() == "close"
-        finally:
-            await http.close()
     assert len(set(peers)) == 3 and http.stats.connection_errors == 0
 
 
@@ -198,15 +193,12 @@ async def test_an_answer_that_times_out_is_a_connection_error_and_its_connection
         return web.json_response({})
 
     async with serve([web.get("/wait", slow_first)]) as (url, peers):
-        http = client(url, timeout=0.3)
-        try:
+        async with opened(client(url, timeout=0.3)) as http:
             started = time.monotonic()
             with pytest.raises(RetriesExhausted, match=r"no complete answer .* within 0.3 s"):
                 await http.request("GET", "/wait", params={"slow": "1"})
             assert time.monotonic() - started < 0.9
             assert (await http.request("GET", "/wait")).status == 200
-        finally:
-            await http.close()
     assert http.stats.connection_errors == 1
     assert len(set(peers)) == 2  # the timed-out connection was dropped, not given the next request
 
@@ -214,12 +206,9 @@ async def test_an_answer_that_times_out_is_a_connection_error_and_its_connection
 async def test_an_unreachable_server_is_a_connection_error() -> None:
     async with raw_server(lambda reader, writer, number: asyncio.sleep(0)) as url:
         pass  # the port is free again: nothing listens there
-    http = client(url, retry=FAST)
-    try:
+    async with opened(client(url, retry=FAST)) as http:
         with pytest.raises(RetriesExhausted, match="could not connect to http://127.0.0.1"):
             await http.request("GET", "/anything")
-    finally:
-        await http.close()
     assert http.stats.connection_errors == 3
 
 
@@ -250,16 +239,13 @@ async def test_chunked_and_compressed_answers_are_read_whole_and_decoded() -> No
 
     async with serve([web.get("/chunked", chunked), web.get("/deflated", deflated),
                       web.get("/gzipped", gzipped)]) as (url, peers):
-        http = client(url)
-        try:
+        async with opened(client(url)) as http:
             for coding in ("", "gzip", "deflate"):
                 response = await http.request("GET", "/chunked", params={"coding": coding} if coding else None)
                 assert response.headers.get("Transfer-Encoding") == "chunked"
                 assert response.json() == document, coding
             assert (await http.request("GET", "/deflated")).json() == {"raw": True}
             assert (await http.request("GET", "/gzipped")).json() == {"gzip": True}
-        finally:
-            await http.close()
     assert len(set(peers)) == 1  # every answer was framed right: one connection served them all
 
 
@@ -270,13 +256,10 @@ async def test_an_answer_without_length_runs_until_the_server_closes() -> None:
         await writer.drain()
 
     async with raw_server(until_close) as url:
-        http = client(url)
-        try:
+        async with opened(client(url)) as http:
             for _ in range(2):  # the second on a new connection: the first ended with the answer
                 response = await http.request("GET", "/report.csv")
                 assert response.status == 200 and response.body == b"email\r\na@example.com\r\n"
-        finally:
-            await http.close()
 
 
 async def test_a_connection_that_sent_more_than_the_answer_is_not_reused() -> None:
@@ -291,12 +274,9 @@ async def test_a_connection_that_sent_more_than_the_answer_is_not_reused() -> No
             await writer.drain()
 
     async with raw_server(answer_twice) as url:
-        http = client(url)
-        try:
+        async with opened(client(url)) as http:
             for _ in range(3):
                 assert (await http.request("GET", "/track")).json() == {"ok": True}
-        finally:
-            await http.close()
     assert connections == 3 and http.stats.connection_errors == 0
 
 
@@ -306,11 +286,8 @@ async def test_answer_headers_are_case_insensitive_and_redirects_are_not_followe
                                                  "X-RateLimit-Reset": "12"})
 
     async with serve([web.get("/moved", moved)]) as (url, peers):
-        http = client(url)
-        try:
+        async with opened(client(url)) as http:
             response = await http.request("GET", "/moved")
-        finally:
-            await http.close()
     assert response.status == 302 and response.headers.get("Retry-After") == "0"
     assert response.headers["x-ratelimit-reset"] == "12" and len(peers) == 1
 
@@ -320,13 +297,10 @@ async def test_a_head_request_is_answered_without_a_body() -> None:
         return web.Response(headers={"Content-Length": "1000", "Content-Type": "text/csv"})
 
     async with serve([web.head("/report.csv", head), web.get("/ok", ok)]) as (url, _):
-        http = client(url)
-        try:
+        async with opened(client(url)) as http:
             response = await http.request("HEAD", "/report.csv")
             assert response.status == 200 and response.body == b"" and response.headers["Content-Length"] == "1000"
             assert (await http.request("GET", "/ok")).status == 200
-        finally:
-            await http.close()
 
 
 # -- requests -------------------------------------------------------------------------------------
@@ -339,15 +313,12 @@ async def test_a_pre_encoded_body_and_params_are_sent_as_given() -> None:
         return web.json_response({})
 
     async with serve([web.post("/track", echo)]) as (url, _):
-        http = client(url)
-        try:
+        async with opened(client(url)) as http:
             body = b'{"attributes":[{"external_id":"1"}]}'
             await http.request("POST", "/track", body=memoryview(body))
             await http.request("POST", "/track?a=1", body=bytearray(body), params={"q": "a b&c", "é": "ü"})
             with pytest.raises(TypeError):
                 await http.request("POST", "/track", body=body, json={})
-        finally:
-            await http.close()
     assert seen == [("/track", body, f"Bearer {SECRET}"),
                     ("/track?a=1&q=a+b%26c&%C3%A9=%C3%BC", body, f"Bearer {SECRET}")]
     assert http.stats.bytes_sent == 2 * len(body) and http.stats.requests == 2
@@ -359,13 +330,10 @@ async def test_absolute_urls_reach_another_server_without_the_base_one() -> None
 
     async with serve([web.get("/report.csv", report)]) as (first, _), \
             serve([web.get("/report.csv", report)], host="localhost") as (second, _):
-        http = HttpClient("", {}, rate_limit=RateLimit(10, 1.0), concurrency=1, retry=ONCE)
-        try:
+        async with opened(HttpClient("", {}, rate_limit=RateLimit(10, 1.0), concurrency=1, retry=ONCE)) as http:
             for url in (first, second, first):
                 response = await http.request("GET", f"{url}/report.csv")
                 assert response.body.decode() == f"{url.split('//')[1]} None"
-        finally:
-            await http.close()
 
 
 def test_a_header_with_a_line_break_is_refused_without_repeating_it() -> None:
@@ -382,13 +350,11 @@ async def test_connection_errors_carry_no_header_or_body() -> None:
     problems: list[BaseException] = []
     async with raw_server(never_answer) as url:
         for base, timeout in ((url, 0.2), ("http://127.0.0.1:1", 5.0)):  # a timeout, a refused connection
-            http = client(base, timeout=timeout, retry=FAST)
-            try:
-                await http.request("POST", "/track", json={"key": SECRET})
-            except RetriesExhausted as exc:
-                problems.append(exc)
-            finally:
-                await http.close()
+            async with opened(client(base, timeout=timeout, retry=FAST)) as http:
+                try:
+                    await http.request("POST", "/track", json={"key": SECRET})
+                except RetriesExhausted as exc:
+                    problems.append(exc)
     assert len(problems) == 2
     for problem in problems:
         text = "".join(traceback.format_exception(problem))
@@ -413,17 +379,11 @@ async def test_https_verifies_the_certificate_against_the_trusted_ones(certifica
     server_context.load_cert_chain(certificate)
     async with serve([web.get("/ok", ok)], ssl_context=server_context,
                      host="localhost") as (url, peers):
-        untrusting = client(url, retry=FAST)
-        try:
+        async with opened(client(url, retry=FAST)) as untrusting:
             with pytest.raises(RetriesExhausted, match="could not connect to https://localhost"):
                 await untrusting.request("GET", "/ok")
-        finally:
-            await untrusting.close()
         monkeypatch.setenv("SSL_CERT_FILE", str(certificate))  # what OpenSSL trusts, as on a host with that CA
-        trusting = client(url)
-        try:
+        async with opened(client(url)) as trusting:
             for _ in range(2):
                 assert (await trusting.request("GET", "/ok")).json() == {"ok": True}
-        finally:
-            await trusting.close()
     assert len(set(peers)) == 1  # kept alive over TLS too
