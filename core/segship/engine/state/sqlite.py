@@ -14,9 +14,9 @@ folded into ``members`` in key order: within a commit once the journal holds a q
 the export's members (so a fold writes each page of ``members`` at most once, and a run
 has few of them), and when something next reads members (the plan, the leavers, ``state
 show``...), in this run or a later one: a run that removes nobody ends without folding,
-and a later plan that finds the members unchanged from their digest never reads them. Writing them into
-``members`` at once made every commit rewrite a page per member when keys arrive in no
-particular order (a UUID, a warehouse's hash order): 21 µs of CPU a member, against about
+and a later plan that finds the members unchanged from their digest never reads them.
+Writing them into ``members`` at once made every commit rewrite a page per member when
+keys arrive in no particular order (a UUID, a warehouse's hash order): 21 µs of CPU a member, against about
 5 µs this way, 3 µs in key order (``benchmarks/state_commit.py``). A file made by this
 version hands the pages the journal used back to the file system after a fold on read
 (``auto_vacuum=INCREMENTAL``); one made before keeps them as free space later journals
