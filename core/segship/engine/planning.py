@@ -71,7 +71,7 @@ def plan_against_state(snapshot: Snapshot, state: StateStore, cls: type[Destinat
             snapshot.read_acknowledged(state.acknowledged(name))
         plan = snapshot.plan(full_resync=full, target=target_id)
         if write and not plan.to_send and not plan.remove:  # state holds the members: summed up for next time
-            state.record_members_digest(name, snapshot.unchanged.digest())
+            state.record_members_digest(name, snapshot.tally.digest())
     plan.full_resync, plan.settings_changed, plan.hashes_converted = full_resync, settings_changed, converted
     plan.stale_identities = state.count_stale_identities(name)
     plan.target = target

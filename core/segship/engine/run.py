@@ -296,7 +296,7 @@ class ExportRun:
             with streaming_gc():
                 started = time.monotonic()
                 in_flight = InFlight(self.state, self.export.name, self.target_id)
-                tally = snapshot.unchanged
+                tally = snapshot.tally
                 await self._pump(in_flight.recorded(self._batches(snapshot, destination)),
                                  lambda batch: self._upsert(destination, batch, in_flight, tally,
                                                             moving=bool(plan.move)),

@@ -68,25 +68,26 @@ class DigestTally:
     It is theirs only if the rows acknowledged are the rows planned, key for key: a source that
     changes while rows are sent may drop a planned key and bring a new one, or a key twice,
     and a planned member left out would stay in state unsummed. So the acknowledged keys'
-    hashes are summed too, against the planned ones' (``planned``: count, sum).
+    hashes are summed too, against the planned ones'.
     """
 
-    members: int
-    total: int
-    planned: tuple[int, int] = (0, 0)
-    keys: tuple[int, int] = (0, 0)
+    unchanged: int                            # members the plan leaves as they are
+    total: int                                # the sum of their mixes, then of each acknowledged row's
+    planned: tuple[int, int] = (0, 0)         # rows to send: how many, the sum of their keys' hashes
+    acknowledged: tuple[int, int] = (0, 0)    # rows acknowledged: the same
 
     def add(self, acknowledged: pa.RecordBatch) -> None:
-        self.members += len(acknowledged)
         self.total += pa.compute.sum(acknowledged.column(MIX)).as_py() or 0
-        count, total = self.keys
-        self.keys = (count + len(acknowledged), total + (pa.compute.sum(acknowledged.column(KEY_HASH)).as_py() or 0))
+        count, keys = self.acknowledged
+        self.acknowledged = (count + len(acknowledged),
+                             keys + (pa.compute.sum(acknowledged.column(KEY_HASH)).as_py() or 0))
 
     def digest(self) -> MembersDigest | None:
         """The digest, when the keys acknowledged are the keys planned; else None."""
-        if self.keys[0] != self.planned[0] or signed_64(self.keys[1]) != signed_64(self.planned[1]):
+        (planned, planned_keys), (acknowledged, keys) = self.planned, self.acknowledged
+        if acknowledged != planned or signed_64(keys) != signed_64(planned_keys):
             return None
-        return MembersDigest(DIGEST_KIND, self.members, signed_64(self.total))
+        return MembersDigest(DIGEST_KIND, self.unchanged + acknowledged, signed_64(self.total))
 
 
 class PlanError(Exception):
@@ -135,7 +136,7 @@ class Snapshot:
         # per source, a connection whose default catalog is the source's attached one (None: read())
         self._attached: dict[str, duckdb.DuckDBPyConnection | None] = {}
         self.target = 1  # the export's target's id, once planned
-        self.unchanged: DigestTally | None = None  # the members the plan leaves as they are, summed up
+        self.tally: DigestTally | None = None  # the digest a run leaves, from what the plan leaves as it is
         self._members_sums: dict[int, int] = {}  # target -> the members' sum of mixes (see _digest_sum)
         self._converted = False  # a table `converted` holds hashes converted from version 1, not in state yet
 
@@ -426,7 +427,7 @@ class Snapshot:
         self.db.execute("DROP TABLE members")  # actions has every member: one copy of the keys at a time
         planned = self.db.execute("SELECT count(*), coalesce(sum(hash(key))::HUGEINT, 0) FROM actions "
                                   "WHERE action IN ('add', 'update', 'move')").fetchone()
-        self.unchanged = DigestTally(count, int(total), (planned[0], int(planned[1])))
+        self.tally = DigestTally(count, int(total), (planned[0], int(planned[1])))
         for action, count in self.db.execute("SELECT action, count(*) FROM actions GROUP BY action").fetchall():
             setattr(plan, action, count)
         plan.members = plan.add + plan.update + plan.unchanged + plan.move
@@ -440,7 +441,7 @@ class Snapshot:
     def _all_unchanged(self, plan: ExportPlan, total: int) -> ExportPlan:
         self.db.execute("DROP TABLE IF EXISTS acknowledged")  # if state was read, it is not needed
         plan.members = plan.acknowledged = plan.unchanged = self._count("members")
-        self.unchanged = DigestTally(plan.members, total)
+        self.tally = DigestTally(plan.members, total)
         self.db.execute("CREATE VIEW actions AS SELECT key, seg, 'unchanged' AS action, NULL::INTEGER AS target "
                         "FROM members")
         return plan
