@@ -1,41 +1,92 @@
-"""Batches recorded in state as in flight before they are sent, cleared once answered.
+"""Batches sent a group at a time: recorded in state as in flight before they are sent, and
+committed, with their group's record cleared, in one transaction once the group is answered.
 
 A destination may apply a batch whose answer a killed run never sees; the keys and
 identities recorded here let the next plan fold such a batch into the members
-(``StateStore.settle_in_flight``). Batches are recorded a group at a time, one state write
-for at least ``GROUP_ROWS`` rows (one write per Braze batch of 750 cost 2 µs a profile); a
-group is cleared by the commit of its last batch answered, unless one of its records got no
-answer.
+(``StateStore.settle_in_flight``). Batches are grouped until the group holds
+``GROUP_ROWS`` rows or ``GROUP_BATCHES`` batches (Braze: 11 batches of 750; Brevo: each
+import of 25,000 alone): one state write records a group, one commits it. A write per
+batch cost 2 µs a profile to record and 0.8 µs to commit (SQLite: a transaction, its
+statements and a thread hop each time). What the destination acknowledged stays in state's
+in-flight record until its group commits: a run killed meanwhile sends those rows again
+(upserts are idempotent), and never believes a row was received that was not. A run that
+stops (Ctrl-C, a failure) commits what its groups had answered (:meth:`InFlight.unfinished`);
+a group one of whose records got no answer stays recorded.
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+
+import pyarrow as pa
 
 from segship.engine.mapping import MappedRows
 from segship.engine.state import StateStore
 
-#: Rows recorded in one state write, at least: Braze, 11 batches of 750 (one Arrow batch read);
+#: Rows a group reaches before it is recorded: Braze, 11 batches of 750 (one Arrow batch read);
 #: Brevo, each import of 25,000 alone (11 of them held 275,000 mapped rows back before the first
 #: was sent: 486 MB at the peak of a 1M-profile run).
 GROUP_ROWS = 8_192
+#: Batches a group holds at most: with small batches (a test's, a low ``batch_size``), a group
+#: of 8,192 rows would commit nothing for many round trips.
+GROUP_BATCHES = 16
+
+
+@dataclass
+class Answer:
+    """One answered batch: what it commits (the rows acknowledged, as ``MappedRows.answered``
+    gives them; the identities they replaced; the (key, reason) of the rows refused), and what
+    is reported of it once committed (its rows, and the seconds from its mapping to its answer)."""
+
+    acknowledged: pa.RecordBatch
+    replaced: list[tuple[str, str]]
+    refused: list[tuple[str, str]]
+    size: int
+    seconds: float
+
+
+@dataclass
+class Commit:
+    """A group's answers (in the order the batches were sent), to commit in one transaction;
+    ``in_flight`` is the group's record to clear with it (None: keep it, some record got no
+    answer or was never sent)."""
+
+    answers: list[Answer]
+    in_flight: int | None
+
+    @property
+    def acknowledged(self) -> pa.RecordBatch:
+        return pa.concat_batches([answer.acknowledged for answer in self.answers])  # a key sent twice: the later wins
+
+    @property
+    def replaced(self) -> list[tuple[str, str]]:
+        return [pair for answer in self.answers for pair in answer.replaced]
+
+    @property
+    def refused(self) -> list[tuple[str, str]]:
+        return [pair for answer in self.answers for pair in answer.refused]
 
 
 @dataclass
 class _Group:
-    id: int
+    id: int | None  # its record in state; None when no batch of it has records to send
     unanswered: int
     whole: bool = True  # every record sent so far was answered
+    answers: dict[int, Answer] = field(default_factory=dict)  # by the batch's place in the group
+
+    def commit(self, *, done: bool) -> Commit:
+        return Commit([self.answers[place] for place in sorted(self.answers)], self.id if done and self.whole else None)
 
 
 class InFlight:
-    """One run's record of its batches in flight: ``recorded`` before sending, ``answered`` after."""
+    """One run's groups of batches: ``recorded`` before sending, ``answered`` after, ``unfinished``
+    when the run stops."""
 
     def __init__(self, state: StateStore, export: str, target: int) -> None:
         self.state, self.export, self.target = state, export, target
-        self._groups: dict[int, _Group] = {}  # id(batch) -> its group
+        self._groups: dict[int, tuple[_Group, int]] = {}  # id(batch) -> its group, its place in it
 
     async def recorded(self, batches: AsyncIterator[MappedRows]) -> AsyncIterator[MappedRows]:
         """The batches, each group recorded in state before the first of it is sent."""
@@ -44,7 +95,7 @@ class InFlight:
         async for batch in batches:
             group.append(batch)
             rows += batch.size
-            if rows >= GROUP_ROWS:
+            if rows >= GROUP_ROWS or len(group) >= GROUP_BATCHES:
                 for each in await self._record(group):
                     yield each
                 group, rows = [], 0
@@ -52,21 +103,31 @@ class InFlight:
             yield each
 
     async def _record(self, group: list[MappedRows]) -> list[MappedRows]:
+        if not group:
+            return group
         sent = [batch for batch in group if batch.records]
+        recorded = None
         if sent:
             keys = [key for batch in sent for key in batch.records.keys]
             identities = [identity for batch in sent for identity in batch.records.identities]
-            recorded = _Group(await asyncio.to_thread(self.state.record_in_flight, self.export, keys, identities,
-                                                      self.target), len(sent))
-            self._groups.update((id(batch), recorded) for batch in sent)
+            recorded = await asyncio.to_thread(self.state.record_in_flight, self.export, keys, identities,
+                                               self.target)
+        each = _Group(recorded, len(group))
+        self._groups.update((id(batch), (each, place)) for place, batch in enumerate(group))
         return group
 
-    def answered(self, batch: MappedRows, missing: int) -> int | None:
-        """The batch was answered (``missing`` records without an answer): the id of its group for
-        the batch's commit to clear, when it was the group's last and every record was answered."""
-        group = self._groups.pop(id(batch), None)
-        if group is None:
-            return None
+    def answered(self, batch: MappedRows, answer: Answer, missing: int) -> Commit | None:
+        """The batch was answered (``missing`` records without an answer): its group's commit when it
+        was the group's last batch answered, else None (the answer waits for the others)."""
+        group, place = self._groups.pop(id(batch))
+        group.answers[place] = answer
         group.unanswered -= 1
         group.whole = group.whole and not missing
-        return group.id if group.unanswered == 0 and group.whole else None
+        return group.commit(done=True) if group.unanswered == 0 else None
+
+    def unfinished(self) -> list[Commit]:
+        """The commits of the groups some of whose batches were answered and others not (the run
+        stopped): what was answered is committed, the group's record stays."""
+        groups = {id(group): group for group, _ in self._groups.values()}
+        self._groups.clear()
+        return [group.commit(done=False) for group in groups.values() if group.answers]

@@ -4,8 +4,9 @@ The order: resolve settings -> plan (local, in DuckDB) -> safeguards -> check th
 connection -> prepare -> joins and changes -> leavers and stale identities -> finish.
 Planning first means a run with nothing to send makes no request at all, and a run
 that breaks a safeguard stops before touching the destination. State is
-committed per answered batch, so a run stopped at any point (Ctrl-C, a failure, kill -9)
-and started again sends what was not acknowledged and nothing else.
+committed as batches are answered (a group of them at a time, see ``in_flight``), so a run
+stopped at any point (Ctrl-C, a failure, kill -9) and started again sends what was not
+acknowledged, and sends again at most what was in flight.
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ from segship.destination import (
     Member,
     RecordResult,
 )
-from segship.engine.in_flight import InFlight
+from segship.engine.in_flight import Answer, Commit, InFlight
 from segship.engine.planning import plan_against_state
 from segship.engine.report import BatchReport, ExportPlan, RunReport
 from segship.engine.mapping import MappedRows, map_rows, mapped_batches
@@ -297,10 +298,14 @@ class ExportRun:
                 started = time.monotonic()
                 in_flight = InFlight(self.state, self.export.name, self.target_id)
                 tally = snapshot.tally
-                await self._pump(in_flight.recorded(self._batches(snapshot, destination)),
-                                 lambda batch: self._upsert(destination, batch, in_flight, tally,
-                                                            moving=bool(plan.move)),
-                                 limits.concurrency)
+                moving = bool(plan.move)
+                try:
+                    await self._pump(in_flight.recorded(self._batches(snapshot, destination)),
+                                     lambda batch: self._upsert(destination, batch, in_flight, tally, moving=moving),
+                                     limits.concurrency)
+                finally:  # however sending ended, what was answered is committed
+                    for commit in in_flight.unfinished():
+                        await self._commit(commit, tally, moving=moving)
                 self.report.phase_seconds["upsert"] = round(time.monotonic() - started, 3)
                 started = time.monotonic()
                 # leavers, then identities to remove (replaced ones, and those of moved members), each
@@ -395,13 +400,20 @@ class ExportRun:
                                                         if batch.records else ())
         self.report.unacknowledged += missing  # no answer: not committed, sent again next run
         refused += batch.refused
+        commit = in_flight.answered(batch, Answer(acknowledged, batch.replaced_identities(acknowledged), refused,
+                                                  batch.size, time.monotonic() - started), missing)
+        if commit is not None:  # the group's last answer
+            await self._commit(commit, tally, moving=moving)
+
+    async def _commit(self, commit: Commit, tally: DigestTally, *, moving: bool) -> None:
+        acknowledged = commit.acknowledged
         # off the event loop: it goes on sending while state writes
-        await asyncio.to_thread(self.state.commit_upserts, self.export.name, acknowledged,
-                                batch.replaced_identities(acknowledged), refused, target=self.target_id, moving=moving,
-                                in_flight=in_flight.answered(batch, missing))
+        await asyncio.to_thread(self.state.commit_upserts, self.export.name, acknowledged, commit.replaced,
+                                commit.refused, target=self.target_id, moving=moving, in_flight=commit.in_flight)
         self.report.upserted += len(acknowledged)
         tally.add(acknowledged)
-        self._finish_batch("upsert", batch.size, len(acknowledged), refused, started)
+        for answer in commit.answers:
+            self._finish_batch("upsert", answer.size, len(answer.acknowledged), answer.refused, answer.seconds)
 
     async def _remove(self, destination: Destination, members: Sequence[Member], target: int, *,
                       stale: bool) -> None:
@@ -412,15 +424,16 @@ class ExportRun:
         await asyncio.to_thread(self.state.commit_removals, self.export.name, [by_key[key] for key in ok_keys],
                                 refused, stale=stale, target=target)
         self.report.removed += len(ok_keys)
-        self._finish_batch("remove", len(members), len(ok_keys), refused, started)
+        self._finish_batch("remove", len(members), len(ok_keys), refused, time.monotonic() - started)
 
     def _finish_batch(self, kind: str, records: int, acknowledged: int, refused: list[tuple[str, str]],
-                      started: float) -> None:
+                      seconds: float) -> None:
+        """A batch committed: counted, shown, and told to the plugins."""
         self._count_refused(refused)
         self.report.batches += 1
         self.progress.advance(records)
         self.plugins.batch_done(self.export.name, BatchReport(kind, records, acknowledged, len(refused),
-                                                              round(time.monotonic() - started, 4)))
+                                                              round(seconds, 4)))
 
 
 async def _aiter(items):

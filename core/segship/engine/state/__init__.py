@@ -4,8 +4,8 @@ Per export and key, state keeps the hash of the row the destination last acknowl
 per-column hashes (to send only changed attributes) and the identity the destination
 knows the profile by (to remove it after it has left the segment: for Brevo that is the
 email, so state holds personal data; keep it where the data it was made from is kept).
-Nothing is written before the destination acknowledges it, and each answered batch is
-committed in one transaction, so a run killed at any moment loses nothing.
+Nothing is written before the destination acknowledges it, and each group of answered
+batches is committed in one transaction, so a run killed at any moment loses nothing.
 
 The engine uses :class:`StateStore` without knowing where state lives; :func:`open_state`
 picks the backend from the config: ``state.path``, a SQLite file (the embedded default,
@@ -197,8 +197,8 @@ class StateStore(ABC):
     def commit_upserts(self, export: str, acknowledged: Acknowledged,
                        stale: Iterable[tuple[str, str]], rejected: Iterable[tuple[str, str]], *,
                        target: int = 1, moving: bool = False, in_flight: int | None = None) -> None:
-        """One transaction per answered batch: acknowledged rows (now in ``target``), identities they
-        replaced there, rejects; the batch is no longer in flight (``record_in_flight``'s id). When
+        """One transaction per group of answered batches: acknowledged rows (now in ``target``), identities
+        they replaced there, rejects; the group is no longer in flight (``record_in_flight``'s id). When
         ``moving``, a member acknowledged before in another target leaves its identity there to
         remove (a stale identity of that target)."""
 

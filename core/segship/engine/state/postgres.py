@@ -13,7 +13,7 @@ Dagster worker): a run resumes where the last one stopped, on whichever machine.
   closes its session, so the server frees the lock at once; a second run is refused at
   once, naming the export.
 - The server going away mid-run fails the run with one line; nothing is recorded that the
-  destination did not acknowledge (each answered batch is one transaction), so the next
+  destination did not acknowledge (each group of answered batches is one transaction), so the next
   run resumes. There is no reconnection: the lock died with the session.
 - The URL is a secret: it (and its password) is registered with the redactor, and driver
   messages, which can quote connection parameters, pass through it.

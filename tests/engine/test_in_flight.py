@@ -1,0 +1,96 @@
+"""Batches in flight: a group is recorded before it is sent and committed once, when answered."""
+
+from __future__ import annotations
+
+import asyncio
+
+from segship.destination import RecordResults
+from segship.engine import in_flight as in_flight_module
+from segship.engine.in_flight import Answer, InFlight
+from segship.engine.mapping import MappedRows, map_rows
+from segship.engine.state import open_state_at
+
+from .test_mapping import memory, rows_to_send
+
+
+def batches(count: int, size: int = 2) -> list[MappedRows]:
+    """``count`` mapped batches of ``size`` new rows, keys k0.. in order."""
+    rows = rows_to_send([f"{n}@x.io" for n in range(count * size)], [True] * (count * size))
+    return [map_rows(rows.slice(start, size), memory(), ["id", "email", "name"], lambda keys: {}, full_resync=False)
+            for start in range(0, count * size, size)]
+
+
+def recorded(in_flight: InFlight, sent: list[MappedRows]) -> list[MappedRows]:
+    async def each():
+        for batch in sent:
+            yield batch
+
+    async def collect():
+        return [batch async for batch in in_flight.recorded(each())]
+
+    return asyncio.run(collect())
+
+
+def answer(batch: MappedRows) -> Answer:
+    acknowledged, refused, _ = batch.answered(RecordResults(batch.records.keys, {}))
+    return Answer(acknowledged, [], refused, batch.size, 0.0)
+
+
+def test_a_group_commits_once_when_its_last_batch_is_answered_and_clears_its_record(tmp_path, monkeypatch):
+    monkeypatch.setattr(in_flight_module, "GROUP_BATCHES", 3)
+    state = open_state_at(tmp_path / "state.db")
+    in_flight = InFlight(state, "sync", 1)
+    first, second, third = recorded(in_flight, batches(3))
+    assert in_flight.answered(third, answer(third), 0) is None  # answers come in any order
+    assert in_flight.answered(first, answer(first), 0) is None
+    commit = in_flight.answered(second, answer(second), 0)
+    assert commit is not None and commit.in_flight is not None
+    # in the order the batches were sent, whatever the order of the answers
+    assert commit.acknowledged.column("key").to_pylist() == ["k0", "k1", "k2", "k3", "k4", "k5"]
+    state.commit_upserts("sync", commit.acknowledged, commit.replaced, commit.refused, in_flight=commit.in_flight)
+    assert state.settle_in_flight("sync") == 0  # its record went with the commit
+    assert state.acknowledged("sync").read_all().num_rows == 6
+    assert in_flight.unfinished() == []
+    state.close()
+
+
+def test_a_stopped_run_commits_what_was_answered_and_keeps_the_group_recorded(tmp_path, monkeypatch):
+    monkeypatch.setattr(in_flight_module, "GROUP_BATCHES", 3)
+    state = open_state_at(tmp_path / "state.db")
+    in_flight = InFlight(state, "sync", 1)
+    first, _, third = recorded(in_flight, batches(3))
+    assert in_flight.answered(first, answer(first), 0) is None
+    assert in_flight.answered(third, answer(third), 0) is None
+    (commit,) = in_flight.unfinished()  # the second was never answered
+    assert commit.in_flight is None
+    assert [answer.size for answer in commit.answers] == [2, 2]
+    state.commit_upserts("sync", commit.acknowledged, commit.replaced, commit.refused, in_flight=commit.in_flight)
+    # the unanswered batch may have been applied: the next plan folds it in, to be sent again
+    assert state.settle_in_flight("sync") == 6
+    assert {row["key"]: row["row_hash"] for row in state.acknowledged("sync").read_all().to_pylist()} == {
+        "k0": 0, "k1": 1, "k2": 0, "k3": 0, "k4": 4, "k5": 5}
+    state.close()
+
+
+def test_a_group_with_a_record_left_unanswered_stays_recorded(tmp_path, monkeypatch):
+    monkeypatch.setattr(in_flight_module, "GROUP_BATCHES", 2)
+    state = open_state_at(tmp_path / "state.db")
+    in_flight = InFlight(state, "sync", 1)
+    first, second = recorded(in_flight, batches(2))
+    assert in_flight.answered(first, answer(first), 1) is None
+    commit = in_flight.answered(second, answer(second), 0)
+    assert commit is not None and commit.in_flight is None
+    state.close()
+
+
+def test_groups_close_at_8192_rows_or_16_batches(tmp_path, monkeypatch):
+    state = open_state_at(tmp_path / "state.db")
+    groups: list[int] = []  # rows of each group recorded
+    record = state.record_in_flight
+    monkeypatch.setattr(state, "record_in_flight", lambda export, keys, identities, target: (
+        groups.append(len(keys)), record(export, keys, identities, target))[1])
+    in_flight = InFlight(state, "sync", 1)
+    recorded(in_flight, batches(20, size=1))
+    recorded(in_flight, batches(3, size=4096))
+    assert groups == [16, 4, 8192, 4096]
+    state.close()
