@@ -243,7 +243,10 @@ class SqliteState(SqlState):
     def _fold(self, export_id: int) -> None:
         """Move an export's journal into ``members``, inside the transaction open."""
         self.execute(SETTLE_JOURNAL, (export_id,))
-        self.execute("DELETE FROM member_journal WHERE export_id = ?", (export_id,))
+        if self.one("SELECT EXISTS (SELECT 1 FROM member_journal WHERE export_id <> ?)", (export_id,))[0]:
+            self.execute("DELETE FROM member_journal WHERE export_id = ?", (export_id,))
+        else:  # the usual case, one export journaled: its pages are freed whole, no row is visited
+            self.execute("DELETE FROM member_journal")
         if export_id in self._settled_members:
             self._settled_members[export_id] += self._journaled.get(export_id, 0)  # at most: some were updates
 
