@@ -16,8 +16,7 @@ from .test_mapping import memory, rows_to_send
 def batches(count: int, size: int = 2) -> list[MappedRows]:
     """``count`` mapped batches of ``size`` new rows, keys k0.. in order."""
     rows = rows_to_send([f"{n}@x.io" for n in range(count * size)], [True] * (count * size))
-    return [map_rows(rows.slice(start, size), memory(), ["id", "email", "name"], lambda keys: {}, full_resync=False)
-            for start in range(0, count * size, size)]
+    return map_rows(rows, memory(), ["id", "email", "name"], lambda keys: {}, full_resync=False, size=size)
 
 
 def recorded(in_flight: InFlight, sent: list[MappedRows]) -> list[MappedRows]:

@@ -34,7 +34,7 @@ def memory() -> MemoryDestination:
 
 
 def test_refused_rows_are_left_out_and_the_rest_keep_their_hashes():
-    batch = map_rows(rows_to_send(["a@x.io", "bad", "c@x.io"], [True] * 3), memory(), ["id", "email", "name"],
+    (batch,) = map_rows(rows_to_send(["a@x.io", "bad", "c@x.io"], [True] * 3), memory(), ["id", "email", "name"],
                      lambda keys: {}, full_resync=False)
     assert batch.refused == [("k1", "invalid email 'bad'")]
     assert (batch.records.keys, batch.records.identities) == (["k0", "k2"], ["id0", "id2"])
@@ -43,7 +43,7 @@ def test_refused_rows_are_left_out_and_the_rest_keep_their_hashes():
 
 def test_a_change_gets_its_changed_columns_and_remembers_the_identity_it_replaces():
     # the row was acknowledged as identity "old" with another hash of its second column (email)
-    batch = map_rows(rows_to_send(["a@x.io"], [False]), memory(), ["id", "email", "name"],
+    (batch,) = map_rows(rows_to_send(["a@x.io"], [False]), memory(), ["id", "email", "name"],
                      lambda keys: {"k0": (column_hashes(1, 9, 3), "old")}, full_resync=False)
     assert batch.records.payloads == [(False, {"email": "a@x.io"})]
     acknowledged, refused, missing = batch.answered([RecordResult("k0")])
@@ -52,8 +52,9 @@ def test_a_change_gets_its_changed_columns_and_remembers_the_identity_it_replace
 
 
 def three_records() -> MappedRows:
-    return map_rows(rows_to_send(["a@x.io", "b@x.io", "c@x.io"], [True] * 3), memory(), ["id", "email", "name"],
-                    lambda keys: {}, full_resync=False)
+    (batch,) = map_rows(rows_to_send(["a@x.io", "b@x.io", "c@x.io"], [True] * 3), memory(), ["id", "email", "name"],
+                        lambda keys: {}, full_resync=False)
+    return batch
 
 
 def test_a_column_wise_answer_acknowledges_all_but_the_refused():
@@ -68,3 +69,17 @@ def test_a_list_answer_in_any_order_counts_missing_records_and_ignores_unknown_k
     acknowledged, refused, missing = batch.answered(
         [RecordResult("k2"), RecordResult("stranger"), RecordResult("k0", "no")])
     assert (acknowledged.column("key").to_pylist(), refused, missing) == (["k2"], [("k0", "no")], 1)
+
+
+def test_rows_mapped_whole_are_cut_into_batches_each_with_its_own_refused_rows():
+    emails = ["a@x.io", "bad", "c@x.io", "d@x.io", "e@x.io", "worse"]
+    batches = map_rows(rows_to_send(emails, [True] * 6), memory(), ["id", "email", "name"], lambda keys: {},
+                       full_resync=False, size=4)
+    assert [(b.records.keys, b.refused, b.size) for b in batches] == [
+        (["k0", "k2", "k3"], [("k1", "invalid email 'bad'")], 4),
+        (["k4"], [("k5", "invalid email 'worse'")], 2)]
+    assert [b.hashes.column(ROW_HASH).to_pylist() for b in batches] == [[0, 2, 3], [4]]
+    whole = map_rows(rows_to_send(["a@x.io"] * 5, [True] * 5), memory(), ["id", "email", "name"], lambda keys: {},
+                     full_resync=False, size=2)
+    assert [b.records.keys for b in whole] == [["k0", "k1"], ["k2", "k3"], ["k4"]]
+    assert [b.hashes.column(KEY).to_pylist() for b in whole] == [["k0", "k1"], ["k2", "k3"], ["k4"]]

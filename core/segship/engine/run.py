@@ -275,7 +275,7 @@ class ExportRun:
             return self.state.details(self.export.name, keys) if keys else {}
 
         return mapped_batches(snapshot, destination.limits.upsert_batch_size,
-                              lambda rows: map_rows(rows, destination, self.columns, previous, full))
+                              lambda rows, size: map_rows(rows, destination, self.columns, previous, full, size))
 
     # -- sending -----------------------------------------------------------------------------------------
 
