@@ -65,8 +65,11 @@ class MappedRows:
                     refused.append((result.key, result.error))
             missing = len(position)  # no answer: not committed, sent again next run
         key, row_hash, column_hashes, mix, key_hash = self.hashes.columns
+        # usually each identity is its key (Braze's external id): the key column, not a million strings again
+        identity = key.cast(pa.string()) if records.identities == records.keys else \
+            pa.array(records.identities, pa.string())
         acknowledged = pa.RecordBatch.from_arrays(
-            [key, row_hash, column_hashes, pa.array(records.identities, pa.string()), mix, key_hash],
+            [key, row_hash, column_hashes, identity, mix, key_hash],
             names=[*ACKNOWLEDGED_COLUMNS, MIX, KEY_HASH])
         return (acknowledged if ok is None else acknowledged.take(pa.array(ok, pa.int64()))), refused, missing
 
