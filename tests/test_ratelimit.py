@@ -1,0 +1,44 @@
+"""The sliding window the client paces to and the sandboxes enforce."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+from segship.ratelimit import Pacer, RateLimit, SlidingWindow
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_a_window_counts_requests_and_says_when_a_slot_frees():
+    clock = Clock()
+    window = SlidingWindow(RateLimit(2, 3.0), clock=clock)
+    assert window.try_acquire() == (True, 1, 0.0)
+    clock.now += 1.0
+    assert window.try_acquire() == (True, 0, 2.0)  # full: the first leaves in 2 s
+    assert window.try_acquire() == (False, 0, 2.0)
+    clock.now += 2.0
+    assert window.try_acquire()[0]
+
+
+def test_a_pacer_keeps_any_window_within_the_limit():
+    limit = RateLimit(4, 0.2)
+    pacer = Pacer(limit)
+    sent: list[float] = []
+
+    async def send() -> None:
+        await pacer.acquire()
+        sent.append(time.monotonic())
+
+    async def main() -> None:
+        await asyncio.gather(*(send() for _ in range(16)))
+
+    asyncio.run(main())
+    gaps = [later - earlier for earlier, later in zip(sent, sent[limit.requests:])]
+    assert min(gaps) >= limit.per_seconds - 0.001  # sleeping is never early
