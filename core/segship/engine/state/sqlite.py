@@ -227,9 +227,9 @@ class SqliteState(SqlState):
 
     # -- the member journal --------------------------------------------------------------------------
 
-    def _write_members(self, export_id: int, columns: list[pa.Array]) -> None:
-        self.many_columns(f"INSERT INTO member_journal ({MEMBER_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?)",
-                          columns)
+    def _write_members(self, export_id: int, target: int, columns: list[pa.Array]) -> None:
+        self.many_columns(f"INSERT INTO member_journal ({MEMBER_COLUMNS}) "
+                          f"VALUES ({int(export_id)}, ?, ?, ?, ?, {int(target)})", columns)
         journaled = self._journaled[export_id] = self._journaled.get(export_id, 0) + len(columns[0])
         if export_id not in self._settled_members:
             self._settled_members[export_id] = int(self.one("SELECT count(*) FROM members WHERE export_id = ?",
