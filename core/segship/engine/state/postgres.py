@@ -94,7 +94,7 @@ MIGRATIONS: list[str] = [
         export TEXT NOT NULL,
         id BIGINT NOT NULL,
         target INTEGER NOT NULL,
-        members TEXT NOT NULL,          -- JSON: [keys, identities (null: the key itself)]
+        members TEXT NOT NULL,          -- JSON: [keys, identities]
         PRIMARY KEY (export, id)
     );
     """,

@@ -538,9 +538,7 @@ class SqlState(StateStore):
 
     @on_state_thread
     def record_in_flight(self, export: str, keys: Sequence[str], identities: Sequence[str], target: int) -> int:
-        # an identity that is its key (Braze's external id) is null: half the JSON to write and delete
-        members = orjson.dumps([list(keys), [None if identity == key else identity
-                                             for key, identity in zip(keys, identities, strict=True)]]).decode()
+        members = orjson.dumps([list(keys), list(identities)]).decode()
         with self.transaction():
             # the run holds the export's lock: no one else numbers its batches
             flight = int(self.one("SELECT coalesce(max(id), 0) + 1 FROM in_flight WHERE export = ?", (export,))[0])
@@ -555,8 +553,7 @@ class SqlState(StateStore):
         sent = {}  # key -> (identity, target), the last batch's
         for target, members in flights:
             keys, identities = orjson.loads(members)
-            sent.update((key, (key if identity is None else identity, int(target)))
-                        for key, identity in zip(keys, identities, strict=True))
+            sent.update((key, (identity, int(target))) for key, identity in zip(keys, identities, strict=True))
         known = {member.key: (member.identity, target)
                  for target, members in self.members_by_target(export, list(sent)).items() for member in members}
         with self.transaction():
