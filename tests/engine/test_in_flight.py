@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 
+import pyarrow as pa
+
 from segship.destination import RecordResults
 from segship.engine import in_flight as in_flight_module
 from segship.engine.in_flight import Answer, InFlight
@@ -76,10 +78,35 @@ def test_a_group_with_a_record_left_unanswered_stays_recorded(tmp_path, monkeypa
     state = open_state_at(tmp_path / "state.db")
     in_flight = InFlight(state, "sync", 1)
     first, second = recorded(in_flight, batches(2))
-    assert in_flight.answered(first, answer(first), 1) is None
+    first_answer = answer(first)
+    first_answer.acknowledged = first_answer.acknowledged.slice(0, 1)  # k1 got no answer
+    assert in_flight.answered(first, first_answer, 1) is None
     commit = in_flight.answered(second, answer(second), 0)
     assert commit is not None and commit.in_flight is None
+    state.commit_upserts("sync", commit.acknowledged, commit.replaced, commit.refused, in_flight=commit.in_flight)
+    assert state.settle_in_flight("sync") == 4  # the record stayed: k1 is folded in, to be sent again
+    assert {row["key"]: row["row_hash"] for row in state.acknowledged("sync").read_all().to_pylist()} == {
+        "k0": 0, "k1": 0, "k2": 2, "k3": 3}
     state.close()
+
+
+def test_a_key_sent_twice_in_a_group_is_committed_once_as_last_sent(tmp_path, monkeypatch, postgres_url):
+    # the source changed while the run read it: k0 came again in a later batch
+    monkeypatch.setattr(in_flight_module, "GROUP_BATCHES", 2)
+    for state in (open_state_at(tmp_path / "state.db"), open_state_at(postgres_url)):
+        in_flight = InFlight(state, "sync", 1)
+        first, second = recorded(in_flight, batches(2))
+        again = answer(second)
+        again.acknowledged = again.acknowledged.set_column(0, "key", pa.array(["k0", "k3"]))
+        again.refused = [("k9", "no"), ("k9", "still no")]
+        assert in_flight.answered(first, answer(first), 0) is None
+        commit = in_flight.answered(second, again, 0)
+        assert commit.acknowledged.column("key").to_pylist() == ["k1", "k0", "k3"]
+        assert commit.refused == [("k9", "still no")]
+        state.commit_upserts("sync", commit.acknowledged, commit.replaced, commit.refused, in_flight=commit.in_flight)
+        assert {row["key"]: row["row_hash"] for row in state.acknowledged("sync").read_all().to_pylist()} == {
+            "k0": 2, "k1": 1, "k3": 3}
+        state.close()
 
 
 def test_groups_close_at_8192_rows_or_16_batches(tmp_path, monkeypatch):

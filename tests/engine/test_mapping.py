@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import orjson
 import pyarrow as pa
+from segship.columns import JsonArray
 from segship.destination import ConnectionContext, ExportContext, RecordResult, RecordResults
 from segship.engine.mapping import MappedRows, map_rows
 from segship.engine.snapshot import COLUMN_HASHES, IS_NEW, KEY, KEY_HASH, MIX, ROW_HASH
+from segship_braze.destination import BrazeDestination
 
 from .memory_destination import MemoryDestination
 
@@ -79,7 +82,30 @@ def test_rows_mapped_whole_are_cut_into_batches_each_with_its_own_refused_rows()
         (["k0", "k2", "k3"], [("k1", "invalid email 'bad'")], 4),
         (["k4"], [("k5", "invalid email 'worse'")], 2)]
     assert [b.hashes.column(ROW_HASH).to_pylist() for b in batches] == [[0, 2, 3], [4]]
+    assert [b.records.identities for b in batches] == [["id0", "id2", "id3"], ["id4"]]
+    assert [[payload[1]["email"] for payload in b.records.payloads] for b in batches] == [
+        ["a@x.io", "c@x.io", "d@x.io"], ["e@x.io"]]
     whole = map_rows(rows_to_send(["a@x.io"] * 5, [True] * 5), memory(), ["id", "email", "name"], lambda keys: {},
                      full_resync=False, size=2)
     assert [b.records.keys for b in whole] == [["k0", "k1"], ["k2", "k3"], ["k4"]]
     assert [b.hashes.column(KEY).to_pylist() for b in whole] == [["k0", "k1"], ["k2", "k3"], ["k4"]]
+
+
+def test_a_mapping_that_answers_json_arrays_is_cut_into_slices_of_them():
+    braze = BrazeDestination(ConnectionContext("braze", {"api_key": "k", "rest_endpoint": "http://127.0.0.1:9"}),
+                             ExportContext("sync", {"segment_api_identifier": "s"},
+                                           {"customer_id": "id", "email": "email"}))
+    rows = rows_to_send([f"{n}@x.io" for n in range(5)], [True] * 5)
+    batches = map_rows(rows, braze, ["id", "email"], lambda keys: {}, full_resync=False, size=2)
+    assert [type(b.records.payloads) for b in batches] == [JsonArray] * 3
+    assert [orjson.loads(b.records.payloads.json()) for b in batches][2] == [
+        {"external_id": "id4", "email": "4@x.io", "segship_segments": {"add": ["s"]}}]
+
+
+def test_acknowledged_rows_whose_identities_are_their_keys_keep_them():
+    rows = rows_to_send(["a@x.io", "b@x.io"], [True] * 2)
+    rows = rows.set_column(rows.schema.get_field_index("id"), "id", rows.column(KEY))  # identity = key
+    (batch,) = map_rows(rows, memory(), ["id", "email", "name"], lambda keys: {}, full_resync=False)
+    acknowledged, _, _ = batch.answered(RecordResults(batch.records.keys, {1: "no"}))
+    assert acknowledged.column("identity").to_pylist() == ["k0"]
+    assert acknowledged.column("identity").type == pa.string()

@@ -283,6 +283,20 @@ def test_sqlite_members_are_journaled_as_committed_and_folded_in_when_next_read(
     reopened.close()
 
 
+def test_sqlite_folding_one_exports_journal_keeps_the_others(tmp_path):
+    path = tmp_path / "state.db"
+    store = open_state_at(path)
+    store.commit_upserts("sync", [("k1", 1, None, "k1")], [], [])
+    store.commit_upserts("other", [("o1", 5, None, "o1")], [], [])
+    assert keys(store) == ["k1"]  # folds "sync" only
+    with sqlite3.connect(path) as db:
+        assert db.execute("SELECT key FROM member_journal").fetchall() == [("o1",)]
+    assert store.acknowledged("other").read_all().to_pylist() == [{"key": "o1", "row_hash": 5, "target": 1}]
+    with sqlite3.connect(path) as db:
+        assert db.execute("SELECT count(*) FROM member_journal").fetchone() == (0,)  # the last one, emptied whole
+    store.close()
+
+
 def test_batches_in_flight_are_cleared_by_their_commit_and_folded_in_when_left(store):
     store.commit_upserts("sync", [("k2", 2, None, "old@example.com")], [], [])
     answered = store.record_in_flight("sync", ["k3"], ["k3"], 1)

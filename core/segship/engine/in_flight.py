@@ -21,6 +21,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from segship.engine.mapping import MappedRows
 from segship.engine.state import StateStore
@@ -38,7 +39,7 @@ GROUP_BATCHES = 16
 class Answer:
     """One answered batch: what it commits (the rows acknowledged, as ``MappedRows.answered``
     gives them; the identities they replaced; the (key, reason) of the rows refused), and what
-    is reported of it once committed (its rows, and the seconds from its mapping to its answer)."""
+    is reported of it once committed (its rows, and the seconds from its sending to its answer)."""
 
     acknowledged: pa.RecordBatch
     replaced: list[tuple[str, str]]
@@ -58,7 +59,14 @@ class Commit:
 
     @property
     def acknowledged(self) -> pa.RecordBatch:
-        return pa.concat_batches([answer.acknowledged for answer in self.answers])  # a key sent twice: the later wins
+        """Each key once: a key sent twice (its source changed while the run read it) as it was last
+        sent (PostgreSQL refuses to upsert one row twice in a statement)."""
+        rows = pa.concat_batches([answer.acknowledged for answer in self.answers])
+        keys = rows.column(0)
+        if pc.count_distinct(keys).as_py() == len(keys):
+            return rows
+        last = {key: index for index, key in enumerate(keys.to_pylist())}
+        return rows.take(pa.array(sorted(last.values()), pa.int64()))
 
     @property
     def replaced(self) -> list[tuple[str, str]]:
@@ -66,7 +74,8 @@ class Commit:
 
     @property
     def refused(self) -> list[tuple[str, str]]:
-        return [pair for answer in self.answers for pair in answer.refused]
+        """Each key once, with the reason it was last refused for."""
+        return list(dict(pair for answer in self.answers for pair in answer.refused).items())
 
 
 @dataclass
@@ -86,7 +95,8 @@ class InFlight:
 
     def __init__(self, state: StateStore, export: str, target: int) -> None:
         self.state, self.export, self.target = state, export, target
-        self._groups: dict[int, tuple[_Group, int]] = {}  # id(batch) -> its group, its place in it
+        # id(batch) -> its group, its place in it, and the batch (held, so that its id is not reused)
+        self._groups: dict[int, tuple[_Group, int, MappedRows]] = {}
 
     async def recorded(self, batches: AsyncIterator[MappedRows]) -> AsyncIterator[MappedRows]:
         """The batches, each group recorded in state before the first of it is sent."""
@@ -113,13 +123,16 @@ class InFlight:
             recorded = await asyncio.to_thread(self.state.record_in_flight, self.export, keys, identities,
                                                self.target)
         each = _Group(recorded, len(group))
-        self._groups.update((id(batch), (each, place)) for place, batch in enumerate(group))
+        self._groups.update((id(batch), (each, place, batch)) for place, batch in enumerate(group))
         return group
 
     def answered(self, batch: MappedRows, answer: Answer, missing: int) -> Commit | None:
         """The batch was answered (``missing`` records without an answer): its group's commit when it
-        was the group's last batch answered, else None (the answer waits for the others)."""
-        group, place = self._groups.pop(id(batch))
+        was the group's last batch answered, else None (the answer waits for the others). A batch
+        not from :meth:`recorded` is committed alone, its keys in no record."""
+        if id(batch) not in self._groups:
+            return Commit([answer], None)
+        group, place, _ = self._groups.pop(id(batch))
         group.answers[place] = answer
         group.unanswered -= 1
         group.whole = group.whole and not missing
@@ -128,6 +141,6 @@ class InFlight:
     def unfinished(self) -> list[Commit]:
         """The commits of the groups some of whose batches were answered and others not (the run
         stopped): what was answered is committed, the group's record stays."""
-        groups = {id(group): group for group, _ in self._groups.values()}
+        groups = {id(group): group for group, _, _ in self._groups.values()}
         self._groups.clear()
         return [group.commit(done=False) for group in groups.values() if group.answers]

@@ -118,6 +118,9 @@ def map_rows(rows: pa.RecordBatch, destination: Destination, columns: Sequence[s
     if len(batch.identities) != len(keys) or len(batch.payloads) != len(keys):
         raise TypeError(f"{type(destination).__name__}.map_batch answered {len(batch.identities)} identities and "
                         f"{len(batch.payloads)} payloads for {len(keys)} rows")
+    if any(not 0 <= index < len(keys) for index in batch.rejects):
+        raise TypeError(f"{type(destination).__name__}.map_batch refused rows it was not given "
+                        f"({len(keys)} rows; refused {sorted(batch.rejects)[:5]}…)")
     size = size or len(keys)
     return [_cut(keys, batch.identities, batch.payloads, batch.rejects, hashes, previous_identity, start,
                  min(start + size, len(keys))) for start in range(0, len(keys), size)]

@@ -51,7 +51,7 @@ class BatchReport:
     records: int
     acknowledged: int
     rejected: int
-    seconds: float
+    seconds: float     # from its sending to its answer
 
 
 @dataclass

@@ -304,8 +304,7 @@ class ExportRun:
                                      lambda batch: self._upsert(destination, batch, in_flight, tally, moving=moving),
                                      limits.concurrency)
                 finally:  # however sending ended, what was answered is committed
-                    for commit in in_flight.unfinished():
-                        await self._commit(commit, tally, moving=moving)
+                    await self._commit_unfinished(in_flight, tally, moving=moving)
                 self.report.phase_seconds["upsert"] = round(time.monotonic() - started, 3)
                 started = time.monotonic()
                 # leavers, then identities to remove (replaced ones, and those of moved members), each
@@ -405,6 +404,18 @@ class ExportRun:
         if commit is not None:  # the group's last answer
             await self._commit(commit, tally, moving=moving)
 
+    async def _commit_unfinished(self, in_flight: InFlight, tally: DigestTally, *, moving: bool) -> None:
+        """Commit what the groups a stopped run left unfinished had answered: each of them, even
+        after one fails (its rows are sent again next run); the first failure is raised after."""
+        failure: Exception | None = None
+        for commit in in_flight.unfinished():
+            try:
+                await self._commit(commit, tally, moving=moving)
+            except Exception as exc:  # noqa: BLE001 - the others are still committed, then it is raised
+                failure = failure or exc
+        if failure is not None:
+            raise failure
+
     async def _commit(self, commit: Commit, tally: DigestTally, *, moving: bool) -> None:
         acknowledged = commit.acknowledged
         # off the event loop: it goes on sending while state writes
@@ -419,12 +430,13 @@ class ExportRun:
                       stale: bool) -> None:
         started = time.monotonic()
         results = await destination.remove(members)
+        seconds = time.monotonic() - started
         by_key = {member.key: member for member in members}
         ok_keys, refused = self._acknowledge(results, set(by_key))
         await asyncio.to_thread(self.state.commit_removals, self.export.name, [by_key[key] for key in ok_keys],
                                 refused, stale=stale, target=target)
         self.report.removed += len(ok_keys)
-        self._finish_batch("remove", len(members), len(ok_keys), refused, time.monotonic() - started)
+        self._finish_batch("remove", len(members), len(ok_keys), refused, seconds)
 
     def _finish_batch(self, kind: str, records: int, acknowledged: int, refused: list[tuple[str, str]],
                       seconds: float) -> None:

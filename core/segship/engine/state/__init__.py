@@ -183,9 +183,9 @@ class StateStore(ABC):
 
     @abstractmethod
     def record_in_flight(self, export: str, keys: Sequence[str], identities: Sequence[str], target: int) -> int:
-        """Before a batch is sent: its (key, identity) pairs, sent to ``target``; returns the batch's id
-        for ``commit_upserts``. A batch the destination applied but whose answer was lost (a run
-        killed in flight) is known this way: ``settle_in_flight`` folds it in next time."""
+        """Before a group of batches is sent: its (key, identity) pairs, sent to ``target``; returns the
+        group's id for ``commit_upserts``. A batch the destination applied but whose commit never
+        came (a run killed in flight) is known this way: ``settle_in_flight`` folds it in next time."""
 
     @abstractmethod
     def settle_in_flight(self, export: str) -> int:

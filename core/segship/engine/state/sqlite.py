@@ -9,7 +9,7 @@ The driver guesses a result column's type from the first batch of rows, so every
 here reads at most one batch of ``BATCH_ROWS`` that may hold NULLs (``state copy`` pages);
 the acknowledged rows, which hold none, stream in batches of it.
 
-Acknowledged members are appended to ``member_journal`` as each batch is committed, and
+Acknowledged members are appended to ``member_journal`` as they are committed, and
 folded into ``members`` in key order: within a commit once the journal holds a quarter of
 the export's members (so a fold writes each page of ``members`` at most once, and a run
 has few of them), and when something next reads members (the plan, the leavers, ``state
@@ -20,8 +20,8 @@ keys arrive in no particular order (a UUID, a warehouse's hash order): 21 µs of
 5 µs this way, 3 µs in key order (``benchmarks/state_commit.py``). A file made by this
 version hands the pages the journal used back to the file system after a fold on read
 (``auto_vacuum=INCREMENTAL``); one made before keeps them as free space later journals
-reuse. A batch of changes asks ``details`` about its keys, which folds what the batches
-before it journaled (as costly as writing them at once, no more).
+reuse. The changes of each Arrow batch read ask ``details`` about their keys, which folds
+what the commits before them journaled (as costly as writing them at once, no more).
 
 Two runs of one export at once are refused with an OS file lock beside the database,
 which the kernel releases even when a run is killed with -9. It is local to the machine:
@@ -245,7 +245,7 @@ class SqliteState(SqlState):
         self.execute(SETTLE_JOURNAL, (export_id,))
         if self.one("SELECT EXISTS (SELECT 1 FROM member_journal WHERE export_id <> ?)", (export_id,))[0]:
             self.execute("DELETE FROM member_journal WHERE export_id = ?", (export_id,))
-        else:  # the usual case, one export journaled: its pages are freed whole, no row is visited
+        else:  # the usual case, one export journaled: its pages are freed whole, not row by row
             self.execute("DELETE FROM member_journal")
         if export_id in self._settled_members:
             self._settled_members[export_id] += self._journaled.get(export_id, 0)  # at most: some were updates
