@@ -14,6 +14,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from segship import event_loop
 from segship.cli import plan_format
 from segship.cli.main import (
     EXIT_FAILED,
@@ -230,7 +231,7 @@ def export_command(
         return await _run_exports(loaded, names, state, run_options, stop)
 
     try:
-        reports = asyncio.run(run())
+        reports = event_loop.run(run())
     finally:  # before the interpreter exits: a connection collected before its cursor complains on stderr
         state.close()
     code = _exit_code(reports)
@@ -314,7 +315,7 @@ def connections_test_command(
         raise fail(f"unknown connection {name!r} (connections: {', '.join(sorted(loaded.connections))})",
                    EXIT_INVALID)
     try:
-        lines = asyncio.run(_test_connection(loaded, name))
+        lines = event_loop.run(_test_connection(loaded, name))
     except SecretResolutionError as exc:
         raise fail(str(exc), EXIT_INVALID) from None
     except (DestinationError, RetriesExhausted) as exc:
@@ -358,4 +359,4 @@ def schedule_command(
         return await run_schedule({name: loaded.exports[name].schedule for name in names}, run_due, stop,
                                   once=once)
 
-    raise typer.Exit(asyncio.run(run()))
+    raise typer.Exit(event_loop.run(run()))

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 
+from segship import event_loop
 from segship.config import Config
 from segship.engine.report import RunReport
 from segship.engine.run import ExportRun, RunOptions
@@ -24,6 +24,6 @@ def run_export(config: Config, export: str, step_log: logging.Logger) -> RunRepo
     with events_to(step_log):
         state = open_state(config)
         try:
-            return asyncio.run(ExportRun(config, export, get_plugins(), state, RunOptions()).run())
+            return event_loop.run(ExportRun(config, export, get_plugins(), state, RunOptions()).run())
         finally:
             state.close()
