@@ -23,7 +23,6 @@ from typing import Any
 import orjson
 from aiohttp import web
 
-from segship import event_loop
 from segship.ratelimit import RateLimit, SlidingWindow
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -214,7 +213,7 @@ def serve(sandbox: Sandbox, host: str = "127.0.0.1", port: int = 0,
         finally:
             await runner.cleanup()
 
-    event_loop.run(main())
+    asyncio.run(main())
 
 
 class BackgroundSandbox:
