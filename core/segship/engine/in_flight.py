@@ -61,7 +61,8 @@ class Commit:
     def acknowledged(self) -> pa.RecordBatch:
         """Each key once: a key sent twice (its source changed while the run read it) as it was last
         sent (PostgreSQL refuses to upsert one row twice in a statement)."""
-        rows = pa.concat_batches([answer.acknowledged for answer in self.answers])
+        rows = self.answers[0].acknowledged if len(self.answers) == 1 else \
+            pa.concat_batches([answer.acknowledged for answer in self.answers])  # a copy
         keys = rows.column(0)
         if pc.count_distinct(keys).as_py() == len(keys):
             return rows
