@@ -4,8 +4,9 @@
     .venv/bin/python benchmarks/mapping.py --rows 1000000
 
 Each plugin maps the benchmark profiles in the engine's Arrow batches (Braze 8,250 rows: 11
-of its batches of 750, mapped at once; Brevo 25,000) for its export of ``common`` (Braze: email, customer ID, two attributes; Brevo:
-email, names, phone), as first-run joins; the JSON the requests would carry is encoded too.
+of its batches of 750, mapped at once; Brevo 25,000) for its export of ``common`` (Braze:
+email, customer ID, two attributes; Brevo: email, names, phone), as first-run joins; the
+JSON the requests would carry is encoded too.
 The figure is CPU time (``time.process_time``) per profile, best of three.
 """
 
