@@ -133,8 +133,7 @@ def _cut(keys: list[str], identities: Sequence[str | None], payloads: Sequence[A
     if not refused:
         return MappedRows(Records(keys[start:stop], identities[start:stop], payloads[start:stop]),
                           hashes.slice(start, stop - start), previous_identity)
-    refused_at = set(rejects)
-    kept = [index for index in range(start, stop) if index not in refused_at]
+    kept = [index for index in range(start, stop) if index not in rejects]
     return MappedRows(Records([keys[index] for index in kept], [identities[index] for index in kept],
                               [payloads[index] for index in kept]),
                       hashes.take(pa.array(kept, pa.int64())), previous_identity, refused)

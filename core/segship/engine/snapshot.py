@@ -166,11 +166,11 @@ class Snapshot:
     def _connection(self, name: str) -> duckdb.DuckDBPyConnection | None:
         """The connection a source's segments are queried in when it attaches to the engine's DuckDB."""
         if name not in self._attached:
-            catalog = quote_identifier(f"segship_source_{len(self._attached)}")
+            catalog = f"segship_source_{len(self._attached)}"
             connection = None
-            if self._source(name).attach(self.db, catalog[1:-1]):
+            if self._source(name).attach(self.db, catalog):
                 connection = self.db.cursor()  # its own default catalog; the engine's tables are named
-                connection.execute(f"USE {catalog}")
+                connection.execute(f"USE {quote_identifier(catalog)}")
             self._attached[name] = connection
         return self._attached[name]
 
