@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 
 import pyarrow as pa
 
@@ -119,4 +120,50 @@ def test_groups_close_at_8192_rows_or_16_batches(tmp_path, monkeypatch):
     recorded(in_flight, batches(20, size=1))
     recorded(in_flight, batches(3, size=4096))
     assert groups == [16, 4, 8192, 4096]
+    state.close()
+
+
+def test_groups_are_recorded_ahead_of_the_group_being_sent(tmp_path, monkeypatch):
+    # a record waits behind the commits queued on the state thread: recorded early, it doesn't hold sending back
+    monkeypatch.setattr(in_flight_module, "GROUP_BATCHES", 2)
+    monkeypatch.setattr(in_flight_module, "AHEAD_ROWS", 12)  # three groups of 2 batches of 2 rows waiting
+    state = open_state_at(tmp_path / "state.db")
+    in_flight = InFlight(state, "sync", 1)
+
+    async def first_of(sent: list[MappedRows]) -> tuple[MappedRows, int]:
+        async def each():
+            for batch in sent:
+                yield batch
+
+        iterator = in_flight.recorded(each())
+        first = await anext(iterator)
+        records = state.counts()["in_flight"]
+        await iterator.aclose()
+        return first, records
+
+    first, records = asyncio.run(first_of(batches(10)))
+    assert first.records.keys == ["k0", "k1"]
+    assert records == 4  # the group sent first, and the three after it
+    state.close()
+
+
+def test_groups_recorded_and_never_sent_have_their_records_cleared(tmp_path, monkeypatch):
+    monkeypatch.setattr(in_flight_module, "GROUP_BATCHES", 2)
+    monkeypatch.setattr(in_flight_module, "AHEAD_ROWS", 12)
+    state = open_state_at(tmp_path / "state.db")
+    in_flight = InFlight(state, "sync", 1)
+
+    async def stop_after_first() -> None:
+        async def each():
+            for batch in batches(10):
+                yield batch
+
+        async with contextlib.aclosing(in_flight.recorded(each())) as iterator:
+            async for _ in iterator:
+                break  # the run stopped after sending one batch
+
+    asyncio.run(stop_after_first())
+    # only the group handed on stays recorded: its first batch was sent, its second never was
+    assert state.settle_in_flight("sync") == 4
+    assert sorted(row["key"] for row in state.acknowledged("sync").read_all().to_pylist()) == ["k0", "k1", "k2", "k3"]
     state.close()

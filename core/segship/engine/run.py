@@ -15,8 +15,8 @@ import asyncio
 import gc
 import re
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Iterator, Sequence
+from contextlib import aclosing, contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Protocol
@@ -345,7 +345,7 @@ class ExportRun:
         """Members who left the export, by the target they are in."""
         return self.state.members_by_target(self.export.name, snapshot.keys_to_remove())
 
-    async def _pump(self, batches: AsyncIterator, send: Callable[[object], Awaitable[None]], concurrency: int) -> None:
+    async def _pump(self, batches: AsyncGenerator, send: Callable[[object], Awaitable[None]], concurrency: int) -> None:
         """Send batches with at most ``concurrency`` in flight; stop feeding on Ctrl-C or a failure."""
         in_flight: set[asyncio.Task[None]] = set()
 
@@ -359,15 +359,16 @@ class ExportRun:
             return self.stop.is_set() or self._failure is not None
 
         try:
-            async for batch in batches:
-                if stopping():
-                    break
-                while len(in_flight) >= concurrency:
-                    done, in_flight = await asyncio.wait(in_flight, return_when=asyncio.FIRST_COMPLETED)
-                    settle(done)
-                if stopping():
-                    break
-                in_flight.add(asyncio.create_task(send(batch)))
+            async with aclosing(batches):  # closed at once when feeding stops (see InFlight.recorded)
+                async for batch in batches:
+                    if stopping():
+                        break
+                    while len(in_flight) >= concurrency:
+                        done, in_flight = await asyncio.wait(in_flight, return_when=asyncio.FIRST_COMPLETED)
+                        settle(done)
+                    if stopping():
+                        break
+                    in_flight.add(asyncio.create_task(send(batch)))
         finally:
             # whatever ended the feeding, batches already sent are answered and committed
             if in_flight:
