@@ -33,6 +33,9 @@ def null_rows(array: pa.Array) -> list[int]:
 
 def long_text_rows(array: pa.Array, limit: int) -> list[int]:
     """Rows whose text is longer than ``limit`` characters (as Python's ``len``)."""
+    longest = pc.max(pc.binary_length(array)).as_py()  # from the offsets alone; no text has more characters than bytes
+    if longest is None or longest <= limit:
+        return []
     lengths = pc.utf8_length(array)
     longest = pc.max(lengths).as_py()
     return rows_where(pc.greater(lengths, limit)) if longest is not None and longest > limit else []
