@@ -4,14 +4,19 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
+import threading
+import time
+from collections.abc import Callable
 
 import pyarrow as pa
+import pytest
 
 from segship.destination import RecordResults
 from segship.engine import in_flight as in_flight_module
 from segship.engine.in_flight import Answer, InFlight
 from segship.engine.mapping import MappedRows, map_rows
-from segship.engine.state import open_state_at
+from segship.engine.state import StateError, open_state_at
 
 from .test_mapping import memory, rows_to_send
 
@@ -123,27 +128,100 @@ def test_groups_close_at_8192_rows_or_16_batches(tmp_path, monkeypatch):
     state.close()
 
 
-def test_groups_are_recorded_ahead_of_the_group_being_sent(tmp_path, monkeypatch):
-    # a record waits behind the commits queued on the state thread: recorded early, it doesn't hold sending back
+def source(sent: list[MappedRows], before: dict[int, Callable[[], None]] | None = None):
+    """The batches as the engine's async generator gives them; ``before[i]()`` runs before batch ``i``."""
+    async def each():
+        for index, batch in enumerate(sent):
+            if before and index in before:
+                before[index]()
+            yield batch
+
+    return each()
+
+
+def test_groups_after_a_record_waiting_on_state_are_read_and_recorded_meanwhile(tmp_path, monkeypatch):
+    # a record waits behind the commits queued on the state thread (a fold): sending must not wait with it
     monkeypatch.setattr(in_flight_module, "GROUP_BATCHES", 2)
     monkeypatch.setattr(in_flight_module, "AHEAD_ROWS", 12)  # three groups of 2 batches of 2 rows waiting
     state = open_state_at(tmp_path / "state.db")
+    read_ahead = threading.Event()
+    record = state.record_in_flight
+    calls: list[str] = []
+
+    def slow_first(export, keys, identities, target):
+        if not calls:
+            read_ahead.wait(timeout=10)  # held until the third group is read (so never, without reading ahead)
+        calls.append(keys[0])
+        return record(export, keys, identities, target)
+
+    monkeypatch.setattr(state, "record_in_flight", slow_first)
     in_flight = InFlight(state, "sync", 1)
 
-    async def first_of(sent: list[MappedRows]) -> tuple[MappedRows, int]:
-        async def each():
-            for batch in sent:
-                yield batch
+    async def first() -> MappedRows:
+        async with contextlib.aclosing(in_flight.recorded(source(batches(10), {5: read_ahead.set}))) as iterator:
+            return await anext(iterator)
 
-        iterator = in_flight.recorded(each())
-        first = await anext(iterator)
-        records = state.counts()["in_flight"]
-        await iterator.aclose()
-        return first, records
+    assert asyncio.run(first()).records.keys == ["k0", "k1"]
+    assert read_ahead.is_set()  # groups 2 and 3 were read while the first record waited
+    assert calls[0] == "k0"
+    state.close()
 
-    first, records = asyncio.run(first_of(batches(10)))
-    assert first.records.keys == ["k0", "k1"]
-    assert records == 4  # the group sent first, and the three after it
+
+def test_a_batch_is_sent_after_its_group_is_recorded_and_records_follow_the_sending(tmp_path, monkeypatch):
+    monkeypatch.setattr(in_flight_module, "GROUP_BATCHES", 2)
+    monkeypatch.setattr(in_flight_module, "AHEAD_ROWS", 12)
+    state = open_state_at(tmp_path / "state.db")
+    record = state.record_in_flight
+    records: list[tuple[int, list[str]]] = []  # (id, keys), as state made them
+    calls = itertools.count()
+
+    def recording(export, keys, identities, target):
+        if next(calls) % 3 == 0:
+            time.sleep(0.05)  # each in a thread of its own: made at once, they could reach state in any order
+        flight = record(export, keys, identities, target)
+        records.append((flight, list(keys)))
+        return flight
+
+    monkeypatch.setattr(state, "record_in_flight", recording)
+    in_flight = InFlight(state, "sync", 1)
+
+    async def send_all() -> None:
+        async for batch in in_flight.recorded(source(batches(10))):
+            assert set(batch.records.keys) <= {key for _, keys in records for key in keys}
+
+    asyncio.run(send_all())
+    # ids in the order the groups were sent: settle_in_flight keeps a key's last record
+    assert [keys[0] for _, keys in sorted(records)] == ["k0", "k4", "k8", "k12", "k16"]
+    state.close()
+
+
+def test_a_failed_record_stops_the_run_and_the_records_after_it_are_cleared(tmp_path, monkeypatch):
+    monkeypatch.setattr(in_flight_module, "GROUP_BATCHES", 2)
+    monkeypatch.setattr(in_flight_module, "AHEAD_ROWS", 12)
+    state = open_state_at(tmp_path / "state.db")
+    record = state.record_in_flight
+    calls = []
+
+    def second_fails(export, keys, identities, target):
+        calls.append(keys[0])
+        if len(calls) == 2:
+            raise StateError("state went away")
+        return record(export, keys, identities, target)
+
+    monkeypatch.setattr(state, "record_in_flight", second_fails)
+    in_flight = InFlight(state, "sync", 1)
+    sent: list[MappedRows] = []
+
+    async def send_all() -> None:
+        async with contextlib.aclosing(in_flight.recorded(source(batches(10)))) as iterator:
+            async for batch in iterator:
+                sent.append(batch)
+
+    with pytest.raises(StateError, match="went away"):
+        asyncio.run(send_all())
+    assert [batch.records.keys[0] for batch in sent] == ["k0", "k2"]  # the first group only
+    assert len(calls) >= 3  # groups after the failed one were recorded too...
+    assert state.settle_in_flight("sync") == 4  # ...and cleared: the first group's record alone stays
     state.close()
 
 
@@ -154,11 +232,7 @@ def test_groups_recorded_and_never_sent_have_their_records_cleared(tmp_path, mon
     in_flight = InFlight(state, "sync", 1)
 
     async def stop_after_first() -> None:
-        async def each():
-            for batch in batches(10):
-                yield batch
-
-        async with contextlib.aclosing(in_flight.recorded(each())) as iterator:
+        async with contextlib.aclosing(in_flight.recorded(source(batches(10)))) as iterator:
             async for _ in iterator:
                 break  # the run stopped after sending one batch
 

@@ -20,8 +20,8 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
-from collections.abc import AsyncGenerator, AsyncIterator
-from contextlib import suppress
+from collections.abc import AsyncGenerator
+from contextlib import aclosing, suppress
 from dataclasses import dataclass, field
 
 import pyarrow as pa
@@ -38,8 +38,8 @@ GROUP_ROWS = 8_192
 #: of 8,192 rows would commit nothing for many round trips.
 GROUP_BATCHES = 16
 #: Rows of the groups recorded and not yet handed on to be sent: beyond it, the oldest is handed on.
-#: Braze records two groups ahead of the one being sent; Brevo, whose imports of 25,000 rows are
-#: larger, none (each group held back would add 44 MB to its peak RSS).
+#: At the default batch sizes, Braze records two groups ahead of the one being sent; Brevo, whose
+#: imports of 25,000 rows are larger, none (each group held back would add 44 MB to its peak RSS).
 AHEAD_ROWS = 3 * GROUP_ROWS
 
 
@@ -107,21 +107,27 @@ class InFlight:
         # id(batch) -> its group, its place in it, and the batch (held, so that its id is not reused)
         self._groups: dict[int, tuple[_Group, int, MappedRows]] = {}
 
-    async def recorded(self, batches: AsyncIterator[MappedRows]) -> AsyncGenerator[MappedRows, None]:
+    async def recorded(self, batches: AsyncGenerator[MappedRows, None]) -> AsyncGenerator[MappedRows, None]:
         """The batches, each group recorded in state before the first of it is sent.
 
         Groups are recorded up to ``AHEAD_ROWS`` rows ahead of the one handed on: a record waits
         behind the commits queued on the state thread before it, and one of them that folds SQLite's
         journal takes 0.1-0.3 s at 1M members, during which the pump would send nothing new (that
-        was 2.3 s of a 15 s run to Braze). A group recorded and never handed on (the run stopped)
-        has its record cleared, when the iteration is closed."""
+        was 2.3 s of a 15 s run to Braze). Records are made one after the other, so their ids
+        follow the order of sending (``settle_in_flight`` keeps a key's last). A group recorded
+        and never handed on has its record cleared when the iteration is closed (the run
+        stopped); one that can't be cleared (a second Ctrl-C, state failing) stays, and the
+        next run sends its rows again."""
         waiting: deque[tuple[list[MappedRows], asyncio.Future[int | None]]] = deque()
+        last: asyncio.Future[int | None] | None = None
         try:
-            async for group in _groups(batches):
-                waiting.append((group, asyncio.ensure_future(self._record(group))))
-                while sum(_rows(each) for each, _ in waiting) > AHEAD_ROWS:
-                    for each in await self._next_recorded(waiting):
-                        yield each
+            async with aclosing(_groups(batches)) as groups:
+                async for group in groups:
+                    last = asyncio.ensure_future(self._record(group, after=last))
+                    waiting.append((group, last))
+                    while sum(_rows(each) for each, _ in waiting) > AHEAD_ROWS:
+                        for each in await self._next_recorded(waiting):
+                            yield each
             while waiting:
                 for each in await self._next_recorded(waiting):
                     yield each
@@ -132,14 +138,17 @@ class InFlight:
             -> list[MappedRows]:
         """The first group waiting, once recorded, as the batches to hand on (taken from ``waiting``)."""
         group, recording = waiting[0]
-        recorded = await recording
+        recorded = await asyncio.shield(recording)  # cancelled, the record goes on: ``_clear`` settles it
         waiting.popleft()
         each = _Group(recorded, len(group))
         self._groups.update((id(batch), (each, place, batch)) for place, batch in enumerate(group))
         return group
 
-    async def _record(self, group: list[MappedRows]) -> int | None:
-        """The group's record in state; None when no batch of it has records to send."""
+    async def _record(self, group: list[MappedRows], after: asyncio.Future[int | None] | None) -> int | None:
+        """The group's record in state, made once the one before it was (None: no batch of it has
+        records to send)."""
+        if after is not None:
+            await asyncio.wait([after])  # done, whatever its outcome (its failure is raised where it is awaited)
         sent = [batch for batch in group if batch.records]
         if not sent:
             return None
@@ -148,15 +157,19 @@ class InFlight:
         return await asyncio.to_thread(self.state.record_in_flight, self.export, keys, identities, self.target)
 
     async def _clear(self, waiting: deque[tuple[list[MappedRows], asyncio.Future[int | None]]]) -> None:
-        """Clear the records of groups never handed on: nothing of them was sent. A record that can't
-        be cleared stays: the next run sends its rows again, as after a killed run."""
-        for _, recording in waiting:
-            with suppress(Exception):  # the run is stopping with its own error
-                recorded = await recording
+        """Clear the records of groups never handed on: nothing of them was sent."""
+        recordings = [recording for _, recording in waiting]
+        waiting.clear()
+        for recording in recordings:
+            # a record failing now, or after a second Ctrl-C stops the clearing, is not reported
+            # as a task exception never retrieved: the run stops with its own error
+            recording.add_done_callback(_outcome_seen)
+        for recording in recordings:
+            with suppress(Exception):
+                recorded = await asyncio.shield(recording)
                 if recorded is not None:
                     await asyncio.to_thread(self.state.commit_upserts, self.export, [], [], [],
                                             target=self.target, in_flight=recorded)
-        waiting.clear()
 
     def answered(self, batch: MappedRows, answer: Answer, missing: int) -> Commit | None:
         """The batch was answered (``missing`` records without an answer): its group's commit when it
@@ -178,17 +191,24 @@ class InFlight:
         return [group.commit(done=False) for group in groups.values() if group.answers]
 
 
-async def _groups(batches: AsyncIterator[MappedRows]) -> AsyncIterator[list[MappedRows]]:
-    """The batches in groups of ``GROUP_ROWS`` rows or ``GROUP_BATCHES`` batches (the last may be smaller)."""
+async def _groups(batches: AsyncGenerator[MappedRows, None]) -> AsyncGenerator[list[MappedRows], None]:
+    """The batches in groups of ``GROUP_ROWS`` rows or ``GROUP_BATCHES`` batches (the last may be
+    smaller); closed, it closes ``batches`` (the source's reader)."""
     group: list[MappedRows] = []
-    async for batch in batches:
-        group.append(batch)
-        if _rows(group) >= GROUP_ROWS or len(group) >= GROUP_BATCHES:
-            yield group
-            group = []
+    async with aclosing(batches):
+        async for batch in batches:
+            group.append(batch)
+            if _rows(group) >= GROUP_ROWS or len(group) >= GROUP_BATCHES:
+                yield group
+                group = []
     if group:
         yield group
 
 
 def _rows(group: list[MappedRows]) -> int:
     return sum(batch.size for batch in group)
+
+
+def _outcome_seen(future: asyncio.Future[int | None]) -> None:
+    if not future.cancelled():
+        future.exception()

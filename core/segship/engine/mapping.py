@@ -10,7 +10,7 @@ builds.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from collections.abc import AsyncGenerator, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -140,7 +140,7 @@ def _cut(keys: list[str], identities: Sequence[str | None], payloads: Sequence[A
 
 
 async def mapped_batches(snapshot: Snapshot, size: int,
-                         map_slice: Callable[[pa.RecordBatch, int], list[MappedRows]]) -> AsyncIterator[MappedRows]:
+                         map_slice: Callable[[pa.RecordBatch, int], list[MappedRows]]) -> AsyncGenerator[MappedRows, None]:
     """Mapped batches of the rows to add or update, read as the sending keeps up.
 
     Every batch but a segment's last is full: rows left over at the end of one Arrow

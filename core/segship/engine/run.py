@@ -15,7 +15,7 @@ import asyncio
 import gc
 import re
 import time
-from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Iterator, Sequence
+from collections.abc import AsyncGenerator, Awaitable, Callable, Iterator, Sequence
 from contextlib import aclosing, contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -268,7 +268,7 @@ class ExportRun:
 
     # -- mapping ----------------------------------------------------------------------------------------
 
-    def _batches(self, snapshot: Snapshot, destination: Destination) -> AsyncIterator[MappedRows]:
+    def _batches(self, snapshot: Snapshot, destination: Destination) -> AsyncGenerator[MappedRows, None]:
         full = self.options.full_resync
 
         def previous(keys: list[str]) -> dict[str, tuple[str | None, str]]:
