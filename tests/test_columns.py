@@ -14,6 +14,7 @@ from segship.columns import (
     has_edge_python_whitespace,
     has_python_whitespace,
     json_member,
+    long_text_rows,
     needs_json_escapes,
     small_text,
 )
@@ -51,3 +52,17 @@ def test_json_members_are_what_orjson_writes_of_the_values_and_nothing_for_null(
     assert [orjson.dumps(item) for item in objects] == expected
     assert objects.json() == b"[" + b",".join(expected) + b"]"
     assert small_text(values).type != pa.large_string()
+
+
+@given(st.lists(st.one_of(st.none(), st.text(max_size=8)), max_size=20), st.integers(0, 10), st.integers(0, 5))
+def test_long_text_rows_are_the_values_longer_in_characters_than_python_counts(values, limit, start):
+    array = pa.array(values, pa.string())[min(start, len(values)):]  # a slice: offsets not from 0
+    expected = [index for index, value in enumerate(array.to_pylist()) if value is not None and len(value) > limit]
+    assert long_text_rows(array, limit) == expected
+    assert long_text_rows(array.cast(pa.large_string()), limit) == expected
+
+
+def test_long_text_rows_count_characters_not_bytes():
+    assert long_text_rows(pa.array(["é" * 3, "abc", None]), 2) == [0, 1]
+    assert long_text_rows(pa.array(["é" * 3, "abc", None]), 3) == []  # 6 bytes, 3 characters
+

@@ -36,9 +36,7 @@ def long_text_rows(array: pa.Array, limit: int) -> list[int]:
     longest = pc.max(pc.binary_length(array)).as_py()  # from the offsets alone; no text has more characters than bytes
     if longest is None or longest <= limit:
         return []
-    lengths = pc.utf8_length(array)
-    longest = pc.max(lengths).as_py()
-    return rows_where(pc.greater(lengths, limit)) if longest is not None and longest > limit else []
+    return rows_where(pc.greater(pc.utf8_length(array), limit))
 
 
 # -- JSON made column-wise: what orjson writes of text, integers and booleans ------------------
