@@ -16,7 +16,7 @@ from segship.destination import RecordResults
 from segship.engine import in_flight as in_flight_module
 from segship.engine.in_flight import Answer, InFlight
 from segship.engine.mapping import MappedRows, map_rows
-from segship.engine.state import StateError, open_state_at
+from segship.engine.state import StateError, StateStore, open_state_at
 
 from .test_mapping import memory, rows_to_send
 
@@ -128,6 +128,14 @@ def test_groups_close_at_8192_rows_or_16_batches(tmp_path, monkeypatch):
     state.close()
 
 
+@pytest.fixture
+def small_groups(tmp_path, monkeypatch) -> StateStore:
+    """State, and groups of 2 batches (of 2 rows: ``batches``), at most three of them waiting."""
+    monkeypatch.setattr(in_flight_module, "GROUP_BATCHES", 2)
+    monkeypatch.setattr(in_flight_module, "AHEAD_ROWS", 12)
+    return open_state_at(tmp_path / "state.db")
+
+
 def source(sent: list[MappedRows], before: dict[int, Callable[[], None]] | None = None):
     """The batches as the engine's async generator gives them; ``before[i]()`` runs before batch ``i``."""
     async def each():
@@ -139,11 +147,9 @@ def source(sent: list[MappedRows], before: dict[int, Callable[[], None]] | None 
     return each()
 
 
-def test_groups_after_a_record_waiting_on_state_are_read_and_recorded_meanwhile(tmp_path, monkeypatch):
+def test_groups_after_a_record_waiting_on_state_are_read_and_recorded_meanwhile(small_groups, monkeypatch):
     # a record waits behind the commits queued on the state thread (a fold): sending must not wait with it
-    monkeypatch.setattr(in_flight_module, "GROUP_BATCHES", 2)
-    monkeypatch.setattr(in_flight_module, "AHEAD_ROWS", 12)  # three groups of 2 batches of 2 rows waiting
-    state = open_state_at(tmp_path / "state.db")
+    state = small_groups
     read_ahead = threading.Event()
     record = state.record_in_flight
     calls: list[str] = []
@@ -167,10 +173,8 @@ def test_groups_after_a_record_waiting_on_state_are_read_and_recorded_meanwhile(
     state.close()
 
 
-def test_a_batch_is_sent_after_its_group_is_recorded_and_records_follow_the_sending(tmp_path, monkeypatch):
-    monkeypatch.setattr(in_flight_module, "GROUP_BATCHES", 2)
-    monkeypatch.setattr(in_flight_module, "AHEAD_ROWS", 12)
-    state = open_state_at(tmp_path / "state.db")
+def test_a_batch_is_sent_after_its_group_is_recorded_and_records_follow_the_sending(small_groups, monkeypatch):
+    state = small_groups
     record = state.record_in_flight
     records: list[tuple[int, list[str]]] = []  # (id, keys), as state made them
     calls = itertools.count()
@@ -195,10 +199,8 @@ def test_a_batch_is_sent_after_its_group_is_recorded_and_records_follow_the_send
     state.close()
 
 
-def test_a_failed_record_stops_the_run_and_the_records_after_it_are_cleared(tmp_path, monkeypatch):
-    monkeypatch.setattr(in_flight_module, "GROUP_BATCHES", 2)
-    monkeypatch.setattr(in_flight_module, "AHEAD_ROWS", 12)
-    state = open_state_at(tmp_path / "state.db")
+def test_a_failed_record_stops_the_run_and_the_records_after_it_are_cleared(small_groups, monkeypatch):
+    state = small_groups
     record = state.record_in_flight
     calls = []
 
@@ -225,10 +227,8 @@ def test_a_failed_record_stops_the_run_and_the_records_after_it_are_cleared(tmp_
     state.close()
 
 
-def test_groups_recorded_and_never_sent_have_their_records_cleared(tmp_path, monkeypatch):
-    monkeypatch.setattr(in_flight_module, "GROUP_BATCHES", 2)
-    monkeypatch.setattr(in_flight_module, "AHEAD_ROWS", 12)
-    state = open_state_at(tmp_path / "state.db")
+def test_groups_recorded_and_never_sent_have_their_records_cleared(small_groups):
+    state = small_groups
     in_flight = InFlight(state, "sync", 1)
 
     async def stop_after_first() -> None:
