@@ -139,8 +139,8 @@ def _cut(keys: list[str], identities: Sequence[str | None], payloads: Sequence[A
                       hashes.take(pa.array(kept, pa.int64())), previous_identity, refused)
 
 
-async def mapped_batches(snapshot: Snapshot, size: int,
-                         map_slice: Callable[[pa.RecordBatch, int], list[MappedRows]]) -> AsyncGenerator[MappedRows, None]:
+async def mapped_batches(snapshot: Snapshot, size: int, map_slice: Callable[[pa.RecordBatch, int], list[MappedRows]]) \
+        -> AsyncGenerator[MappedRows, None]:
     """Mapped batches of the rows to add or update, read as the sending keeps up.
 
     Every batch but a segment's last is full: rows left over at the end of one Arrow
