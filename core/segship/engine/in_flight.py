@@ -11,9 +11,9 @@ statements and a thread hop each time). What the destination acknowledged stays 
 in-flight record until its group commits: a run killed meanwhile sends those rows again
 (upserts are idempotent), and never believes a row was received that was not. A run that
 stops (Ctrl-C, a failure) commits what its groups had answered (:meth:`InFlight.unfinished`);
-a group one of whose records got no answer stays recorded. Groups are recorded a little ahead
-of sending (``AHEAD_ROWS``), so a run killed with ``-9`` may leave records of groups it never
-sent: their rows are sent on the next run, as those of a group in flight.
+a group one of whose records got no answer stays recorded. Groups are read and recorded a
+little ahead of sending (``AHEAD_ROWS``), so a run killed with ``-9`` may leave records of groups
+it never sent: their rows are sent on the next run, as those of a group in flight.
 """
 
 from __future__ import annotations
@@ -37,10 +37,11 @@ GROUP_ROWS = 8_192
 #: Batches a group holds at most: with small batches (a test's, a low ``batch_size``), a group
 #: of 8,192 rows would commit nothing for many round trips.
 GROUP_BATCHES = 16
-#: Rows of the groups recorded and not yet handed on to be sent: beyond it, the oldest is handed on.
-#: At the default batch sizes, Braze records two groups ahead of the one being sent; Brevo, whose
-#: imports of 25,000 rows are larger, none (each group held back would add 44 MB to its peak RSS).
-AHEAD_ROWS = 3 * GROUP_ROWS
+#: Rows of the groups read, mapped and recorded ahead of the one being sent, at most (judged by the
+#: last group's size). At the default batch sizes, Braze reads two groups ahead; Brevo, whose
+#: imports of 25,000 rows are larger, reads the next only when it is wanted, as before (each group
+#: held back would add 44 MB to its peak RSS).
+AHEAD_ROWS = 20_000
 
 
 @dataclass
@@ -110,39 +111,28 @@ class InFlight:
     async def recorded(self, batches: AsyncGenerator[MappedRows, None]) -> AsyncGenerator[MappedRows, None]:
         """The batches, each group recorded in state before the first of it is sent.
 
-        Groups are recorded up to ``AHEAD_ROWS`` rows ahead of the one handed on: a record waits
-        behind the commits queued on the state thread before it, and one of them that folds SQLite's
-        journal takes 0.1-0.3 s at 1M members, during which the pump would send nothing new (that
-        was 2.3 s of a 15 s run to Braze). Records are made one after the other, so their ids
-        follow the order of sending (``settle_in_flight`` keeps a key's last). A group recorded
-        and never handed on has its record cleared when the iteration is closed (the run
-        stopped); one that can't be cleared (a second Ctrl-C, state failing) stays, and the
-        next run sends its rows again."""
-        waiting: deque[tuple[list[MappedRows], asyncio.Future[int | None]]] = deque()
-        last: asyncio.Future[int | None] | None = None
+        Groups are read, mapped and recorded ahead of the one handed on, by a task of their own
+        (``AHEAD_ROWS``), so that sending waits neither for a read of the source (DuckDB decoding
+        the next Parquet row group and hashing it: ~0.1 s every 120,000 rows) nor for a record
+        queued on the state thread behind a commit that folds SQLite's journal (0.1-0.3 s at 1M
+        members): 2.3 s of a 15 s run to Braze were such waits. Records are made one after the
+        other, so their ids follow the order of sending (``settle_in_flight`` keeps a key's
+        last). A group recorded and never handed on has its record cleared when the iteration
+        is closed (the run stopped); one that can't be cleared (a second Ctrl-C, state failing)
+        stays, and the next run sends its rows again."""
+        ahead = _ReadAhead(self, batches)
         try:
-            async with aclosing(_groups(batches)) as groups:
-                async for group in groups:
-                    last = asyncio.ensure_future(self._record(group, after=last))
-                    waiting.append((group, last))
-                    while sum(_rows(each) for each, _ in waiting) > AHEAD_ROWS:
-                        for each in await self._next_recorded(waiting):
-                            yield each
-            while waiting:
-                for each in await self._next_recorded(waiting):
-                    yield each
+            while (following := await ahead.next()) is not None:
+                group, recording = following
+                recorded = await asyncio.shield(recording)  # cancelled, the record goes on: ``_clear`` settles it
+                await ahead.handed_on()
+                each = _Group(recorded, len(group))
+                self._groups.update((id(batch), (each, place, batch)) for place, batch in enumerate(group))
+                for batch in group:
+                    yield batch
         finally:
-            await self._clear(waiting)
-
-    async def _next_recorded(self, waiting: deque[tuple[list[MappedRows], asyncio.Future[int | None]]]) \
-            -> list[MappedRows]:
-        """The first group waiting, once recorded, as the batches to hand on (taken from ``waiting``)."""
-        group, recording = waiting[0]
-        recorded = await asyncio.shield(recording)  # cancelled, the record goes on: ``_clear`` settles it
-        waiting.popleft()
-        each = _Group(recorded, len(group))
-        self._groups.update((id(batch), (each, place, batch)) for place, batch in enumerate(group))
-        return group
+            await ahead.stop()
+            await self._clear(ahead.waiting)
 
     async def _record(self, group: list[MappedRows], after: asyncio.Future[int | None] | None) -> int | None:
         """The group's record in state, made once the one before it was (None: no batch of it has
@@ -189,6 +179,71 @@ class InFlight:
         groups = {id(group): group for group, _, _ in self._groups.values()}
         self._groups.clear()
         return [group.commit(done=False) for group in groups.values() if group.answers]
+
+
+class _ReadAhead:
+    """Groups read from the batches by a task of their own, each with its record, for
+    :meth:`InFlight.recorded` to hand on in order. A group is read while those waiting, with
+    one more of the last one's size, hold at most ``AHEAD_ROWS``, or when one is wanted."""
+
+    def __init__(self, in_flight: InFlight, batches: AsyncGenerator[MappedRows, None]) -> None:
+        self.waiting: deque[tuple[list[MappedRows], asyncio.Future[int | None]]] = deque()
+        self._changed = asyncio.Condition()
+        self._wanted = False  # a group is awaited and none is waiting
+        self._stopping = False
+        self._ended = False
+        self._reading = asyncio.ensure_future(self._read(in_flight, batches))
+
+    async def _read(self, in_flight: InFlight, batches: AsyncGenerator[MappedRows, None]) -> None:
+        last: asyncio.Future[int | None] | None = None
+        last_rows = 0
+        try:
+            async with aclosing(_groups(batches)) as groups:
+                while True:
+                    async with self._changed:
+                        await self._changed.wait_for(lambda: self._stopping or self._wanted or (
+                            sum(_rows(group) for group, _ in self.waiting) + last_rows <= AHEAD_ROWS))
+                        if self._stopping:
+                            return
+                    group = await anext(groups, None)
+                    if group is None or self._stopping:  # stopped while reading: not recorded, nothing to clear
+                        return
+                    last = asyncio.ensure_future(in_flight._record(group, after=last))
+                    last_rows = _rows(group)
+                    async with self._changed:
+                        self.waiting.append((group, last))
+                        self._changed.notify_all()
+        finally:
+            self._ended = True
+            async with self._changed:
+                self._changed.notify_all()
+
+    async def next(self) -> tuple[list[MappedRows], asyncio.Future[int | None]] | None:
+        """The first group waiting (it stays there until :meth:`handed_on`), None once the batches
+        ended; raises what reading them raised."""
+        async with self._changed:
+            if not self.waiting and not self._ended:
+                self._wanted = True
+                self._changed.notify_all()
+                await self._changed.wait_for(lambda: self.waiting or self._ended)
+                self._wanted = False
+        if self.waiting:
+            return self.waiting[0]
+        await self._reading  # ended: raises its failure, if any
+        return None
+
+    async def handed_on(self) -> None:
+        async with self._changed:
+            self.waiting.popleft()
+            self._changed.notify_all()
+
+    async def stop(self) -> None:
+        """Read no more; once the read under way is done, ``waiting`` holds the groups never handed on."""
+        async with self._changed:
+            self._stopping = True
+            self._changed.notify_all()
+        with suppress(Exception):  # raised by next(), or the run stops with its own error
+            await self._reading
 
 
 async def _groups(batches: AsyncGenerator[MappedRows, None]) -> AsyncGenerator[list[MappedRows], None]:
