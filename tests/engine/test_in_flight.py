@@ -17,6 +17,7 @@ from segship.engine import in_flight as in_flight_module
 from segship.engine.in_flight import Answer, InFlight
 from segship.engine.mapping import MappedRows, map_rows
 from segship.engine.state import StateError, StateStore, open_state_at
+from segship.source import SourceError
 
 from .test_mapping import memory, rows_to_send
 
@@ -241,3 +242,41 @@ def test_groups_recorded_and_never_sent_have_their_records_cleared(small_groups)
     assert state.settle_in_flight("sync") == 4
     assert sorted(row["key"] for row in state.acknowledged("sync").read_all().to_pylist()) == ["k0", "k1", "k2", "k3"]
     state.close()
+
+
+def test_groups_larger_than_the_read_ahead_are_read_only_when_wanted(small_groups, monkeypatch):
+    # Brevo: an import of 25,000 rows is larger than AHEAD_ROWS; one held back would cost 44 MB
+    monkeypatch.setattr(in_flight_module, "AHEAD_ROWS", 3)  # groups of 4 rows
+    in_flight = InFlight(small_groups, "sync", 1)
+    events: list[str] = []
+    sent = batches(8)
+
+    async def send_all() -> None:
+        reads = {index: (lambda index=index: events.append(f"read {index}")) for index in range(8)}
+        async for batch in in_flight.recorded(source(sent, reads)):
+            events.append(f"sent {sent.index(batch)}")
+
+    asyncio.run(send_all())
+    assert events == ["read 0", "read 1", "sent 0", "sent 1", "read 2", "read 3", "sent 2", "sent 3",
+                      "read 4", "read 5", "sent 4", "sent 5", "read 6", "read 7", "sent 6", "sent 7"]
+    small_groups.close()
+
+
+def test_groups_read_before_the_source_failed_are_sent_then_its_error_raised(small_groups):
+    in_flight = InFlight(small_groups, "sync", 1)
+    got: list[MappedRows] = []
+
+    def fail() -> None:
+        raise SourceError("the warehouse went away")
+
+    async def send_all() -> None:
+        async with contextlib.aclosing(in_flight.recorded(source(batches(10), {6: fail}))) as iterator:
+            async for batch in iterator:
+                got.append(batch)
+
+    with pytest.raises(SourceError, match="went away"):
+        asyncio.run(send_all())
+    assert [batch.records.keys[0] for batch in got] == ["k0", "k2", "k4", "k6", "k8", "k10"]
+    assert small_groups.settle_in_flight("sync") == 12  # the three groups sent stay recorded, until answered
+    small_groups.close()
+

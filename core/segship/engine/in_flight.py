@@ -26,9 +26,13 @@ from dataclasses import dataclass, field
 
 import pyarrow as pa
 import pyarrow.compute as pc
+import structlog
 
 from segship.engine.mapping import MappedRows
 from segship.engine.state import StateStore
+from segship.log import redact_text
+
+log = structlog.get_logger("segship.engine")
 
 #: Rows a group reaches before it is recorded: Braze, 11 batches of 750 (one Arrow batch read);
 #: Brevo, each import of 25,000 alone (11 of them held 275,000 mapped rows back before the first
@@ -38,7 +42,7 @@ GROUP_ROWS = 8_192
 #: of 8,192 rows would commit nothing for many round trips.
 GROUP_BATCHES = 16
 #: Rows of the groups read, mapped and recorded ahead of the one being sent, at most (judged by the
-#: last group's size). At the default batch sizes, Braze reads two groups ahead; Brevo, whose
+#: largest group's size). At the default batch sizes, Braze reads two groups ahead; Brevo, whose
 #: imports of 25,000 rows are larger, reads the next only when it is wanted, as before (each group
 #: held back would add 44 MB to its peak RSS).
 AHEAD_ROWS = 20_000
@@ -112,14 +116,17 @@ class InFlight:
         """The batches, each group recorded in state before the first of it is sent.
 
         Groups are read, mapped and recorded ahead of the one handed on, by a task of their own
-        (``AHEAD_ROWS``), so that sending waits neither for a read of the source (DuckDB decoding
-        the next Parquet row group and hashing it: ~0.1 s every 120,000 rows) nor for a record
+        (``AHEAD_ROWS``), so that sending doesn't wait for a read of the source (DuckDB decoding
+        and hashing the next Parquet row group: ~0.1 s every 120,000 rows) nor for a record
         queued on the state thread behind a commit that folds SQLite's journal (0.1-0.3 s at 1M
-        members): 2.3 s of a 15 s run to Braze were such waits. Records are made one after the
-        other, so their ids follow the order of sending (``settle_in_flight`` keeps a key's
-        last). A group recorded and never handed on has its record cleared when the iteration
-        is closed (the run stopped); one that can't be cleared (a second Ctrl-C, state failing)
-        stays, and the next run sends its rows again."""
+        members; record waits were 2.3 s of a 15 s run to Braze). Mapping still runs on the
+        event loop, and for changed rows asks state for their previous hashes, which waits for
+        the state thread. Records are made one after the other, so their ids follow the order
+        of sending (``settle_in_flight`` keeps a key's last). Groups read before the source
+        failed are handed on, then its error is raised. A group recorded and never handed on
+        has its record cleared when the iteration is closed (the run stopped); one that can't
+        be cleared (a second Ctrl-C, state failing) stays, and the next run sends its rows
+        again."""
         ahead = _ReadAhead(self, batches)
         try:
             while (following := await ahead.next()) is not None:
@@ -131,8 +138,10 @@ class InFlight:
                 for batch in group:
                     yield batch
         finally:
-            await ahead.stop()
-            await self._clear(ahead.waiting)
+            try:
+                await ahead.stop()
+            finally:
+                await self._clear(ahead.waiting)
 
     async def _record(self, group: list[MappedRows], after: asyncio.Future[int | None] | None) -> int | None:
         """The group's record in state, made once the one before it was (None: no batch of it has
@@ -150,10 +159,6 @@ class InFlight:
         """Clear the records of groups never handed on: nothing of them was sent."""
         recordings = [recording for _, recording in waiting]
         waiting.clear()
-        for recording in recordings:
-            # a record failing now, or after a second Ctrl-C stops the clearing, is not reported
-            # as a task exception never retrieved: the run stops with its own error
-            recording.add_done_callback(_outcome_seen)
         for recording in recordings:
             with suppress(Exception):
                 recorded = await asyncio.shield(recording)
@@ -184,7 +189,7 @@ class InFlight:
 class _ReadAhead:
     """Groups read from the batches by a task of their own, each with its record, for
     :meth:`InFlight.recorded` to hand on in order. A group is read while those waiting, with
-    one more of the last one's size, hold at most ``AHEAD_ROWS``, or when one is wanted."""
+    one more of the largest one's size, hold at most ``AHEAD_ROWS``, or when one is wanted."""
 
     def __init__(self, in_flight: InFlight, batches: AsyncGenerator[MappedRows, None]) -> None:
         self.waiting: deque[tuple[list[MappedRows], asyncio.Future[int | None]]] = deque()
@@ -192,26 +197,29 @@ class _ReadAhead:
         self._wanted = False  # a group is awaited and none is waiting
         self._stopping = False
         self._ended = False
-        self._reading = asyncio.ensure_future(self._read(in_flight, batches))
+        self._reading = asyncio.create_task(self._read(in_flight, batches), name="segship-read-ahead")
 
     async def _read(self, in_flight: InFlight, batches: AsyncGenerator[MappedRows, None]) -> None:
         last: asyncio.Future[int | None] | None = None
-        last_rows = 0
+        largest = 0  # rows of the largest group read (a segment's last may be smaller)
         try:
             async with aclosing(_groups(batches)) as groups:
                 while True:
                     async with self._changed:
                         await self._changed.wait_for(lambda: self._stopping or self._wanted or (
-                            sum(_rows(group) for group, _ in self.waiting) + last_rows <= AHEAD_ROWS))
+                            sum(_rows(group) for group, _ in self.waiting) + largest <= AHEAD_ROWS))
                         if self._stopping:
                             return
                     group = await anext(groups, None)
                     if group is None or self._stopping:  # stopped while reading: not recorded, nothing to clear
                         return
                     last = asyncio.ensure_future(in_flight._record(group, after=last))
-                    last_rows = _rows(group)
+                    # a record failing after the run stopped is not reported as never retrieved
+                    last.add_done_callback(_outcome_seen)
+                    largest = max(largest, _rows(group))
+                    self.waiting.append((group, last))
+                    self._wanted = False  # served: the next read waits for room, or to be wanted again
                     async with self._changed:
-                        self.waiting.append((group, last))
                         self._changed.notify_all()
         finally:
             self._ended = True
@@ -225,8 +233,10 @@ class _ReadAhead:
             if not self.waiting and not self._ended:
                 self._wanted = True
                 self._changed.notify_all()
-                await self._changed.wait_for(lambda: self.waiting or self._ended)
-                self._wanted = False
+                try:
+                    await self._changed.wait_for(lambda: self.waiting or self._ended)
+                finally:
+                    self._wanted = False
         if self.waiting:
             return self.waiting[0]
         await self._reading  # ended: raises its failure, if any
@@ -242,8 +252,10 @@ class _ReadAhead:
         async with self._changed:
             self._stopping = True
             self._changed.notify_all()
-        with suppress(Exception):  # raised by next(), or the run stops with its own error
-            await self._reading
+        await asyncio.wait([self._reading])  # cancelled, this wait ends, not the read under way
+        failure = None if self._reading.cancelled() else self._reading.exception()
+        if failure is not None:  # raised by next() already, or lost to the run's own stop: said
+            log.warning("export.read_ahead_failed", error=redact_text(f"{type(failure).__name__}: {failure}"))
 
 
 async def _groups(batches: AsyncGenerator[MappedRows, None]) -> AsyncGenerator[list[MappedRows], None]:
