@@ -197,6 +197,7 @@ class _ReadAhead:
         self._wanted = False  # a group is awaited and none is waiting
         self._stopping = False
         self._ended = False
+        self._raised = False  # the reading's outcome was handed to the consumer
         self._reading = asyncio.create_task(self._read(in_flight, batches), name="segship-read-ahead")
 
     async def _read(self, in_flight: InFlight, batches: AsyncGenerator[MappedRows, None]) -> None:
@@ -239,6 +240,7 @@ class _ReadAhead:
                     self._wanted = False
         if self.waiting:
             return self.waiting[0]
+        self._raised = True
         await self._reading  # ended: raises its failure, if any
         return None
 
@@ -254,7 +256,7 @@ class _ReadAhead:
             self._changed.notify_all()
         await asyncio.wait([self._reading])  # cancelled, this wait ends, not the read under way
         failure = None if self._reading.cancelled() else self._reading.exception()
-        if failure is not None:  # raised by next() already, or lost to the run's own stop: said
+        if failure is not None and not self._raised:  # lost to the run's own stop: said, at least
             log.warning("export.read_ahead_failed", error=redact_text(f"{type(failure).__name__}: {failure}"))
 
 
