@@ -65,4 +65,3 @@ def test_long_text_rows_are_the_values_longer_in_characters_than_python_counts(v
 def test_long_text_rows_count_characters_not_bytes():
     assert long_text_rows(pa.array(["é" * 3, "abc", None]), 2) == [0, 1]
     assert long_text_rows(pa.array(["é" * 3, "abc", None]), 3) == []  # 6 bytes, 3 characters
-

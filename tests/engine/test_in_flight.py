@@ -28,13 +28,20 @@ def batches(count: int, size: int = 2) -> list[MappedRows]:
     return map_rows(rows, memory(), ["id", "email", "name"], lambda keys: {}, full_resync=False, size=size)
 
 
-def recorded(in_flight: InFlight, sent: list[MappedRows]) -> list[MappedRows]:
+def source(sent: list[MappedRows], before: dict[int, Callable[[], None]] | None = None):
+    """The batches as the engine's async generator gives them; ``before[i]()`` runs before batch ``i``."""
     async def each():
-        for batch in sent:
+        for index, batch in enumerate(sent):
+            if before and index in before:
+                before[index]()
             yield batch
 
+    return each()
+
+
+def recorded(in_flight: InFlight, sent: list[MappedRows]) -> list[MappedRows]:
     async def collect():
-        return [batch async for batch in in_flight.recorded(each())]
+        return [batch async for batch in in_flight.recorded(source(sent))]
 
     return asyncio.run(collect())
 
@@ -135,17 +142,6 @@ def small_groups(tmp_path, monkeypatch) -> StateStore:
     monkeypatch.setattr(in_flight_module, "GROUP_BATCHES", 2)
     monkeypatch.setattr(in_flight_module, "AHEAD_ROWS", 12)
     return open_state_at(tmp_path / "state.db")
-
-
-def source(sent: list[MappedRows], before: dict[int, Callable[[], None]] | None = None):
-    """The batches as the engine's async generator gives them; ``before[i]()`` runs before batch ``i``."""
-    async def each():
-        for index, batch in enumerate(sent):
-            if before and index in before:
-                before[index]()
-            yield batch
-
-    return each()
 
 
 def test_groups_after_a_record_waiting_on_state_are_read_and_recorded_meanwhile(small_groups, monkeypatch):
@@ -279,4 +275,3 @@ def test_groups_read_before_the_source_failed_are_sent_then_its_error_raised(sma
     assert [batch.records.keys[0] for batch in got] == ["k0", "k2", "k4", "k6", "k8", "k10"]
     assert small_groups.settle_in_flight("sync") == 12  # the three groups sent stay recorded, until answered
     small_groups.close()
-
