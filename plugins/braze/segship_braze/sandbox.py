@@ -36,6 +36,7 @@ from segship_braze.schemas import MAX_BATCH_SIZE
 TRACKED_ARRAYS = ("attributes", "events", "purchases")
 NO_DATA_MESSAGE = "Valid data must be provided in the 'attributes', 'events', or 'purchases' fields."
 USERS_PAGE = 100
+_ARRAY_OPERATIONS = frozenset({"add", "remove"})
 
 
 @dataclass
@@ -50,33 +51,39 @@ def braze_message(status: int, message: str, **extra: Any) -> web.Response:
 
 
 def _value_problem(name: str, value: Any) -> str | None:
-    """Why Braze would refuse ``value`` for attribute ``name``, or None."""
-    if value is None or isinstance(value, (bool, int, float)):
-        return None
-    if isinstance(value, str):
+    """Why Braze would refuse ``value`` (as orjson parsed it) for attribute ``name``, or None."""
+    kind = type(value)
+    if kind is str:
         return None if len(value) <= MAX_STRING_LENGTH else \
             f"'{name}' is {len(value)} characters long; string attributes are limited to {MAX_STRING_LENGTH}"
-    if isinstance(value, list):
-        for item in value:
-            if isinstance(item, str):
-                if len(item) > MAX_STRING_LENGTH:
-                    return f"an item of '{name}' is longer than {MAX_STRING_LENGTH} characters"
-            elif not isinstance(item, dict):
-                return f"'{name}' must be an array of strings or objects"
-        return None
-    if isinstance(value, dict):
-        if value.keys() <= {"add", "remove"} and value:
+    if kind is dict:
+        if value.keys() <= _ARRAY_OPERATIONS and value:
             for operation in value.values():
-                problem = _value_problem(name, operation) if isinstance(operation, list) else \
+                problem = _items_problem(name, operation) if type(operation) is list else \
                     f"'{name}': add and remove take an array"
                 if problem:
                     return problem
             return None
         if value.keys() == {"inc"}:
             inc = value["inc"]
-            return None if isinstance(inc, int) and not isinstance(inc, bool) else f"'{name}': inc takes an integer"
+            return None if type(inc) is int else f"'{name}': inc takes an integer"
         return None  # a nested custom attribute (object)
+    if kind is list:
+        return _items_problem(name, value)
+    if value is None or kind is bool or kind is int or kind is float:
+        return None
     return f"'{name}' has an unsupported type"
+
+
+def _items_problem(name: str, items: list[Any]) -> str | None:
+    """Why Braze would refuse the array ``items`` of attribute ``name``, or None."""
+    for item in items:
+        if type(item) is str:
+            if len(item) > MAX_STRING_LENGTH:
+                return f"an item of '{name}' is longer than {MAX_STRING_LENGTH} characters"
+        elif type(item) is not dict:
+            return f"'{name}' must be an array of strings or objects"
+    return None
 
 
 class BrazeSandbox(Sandbox):
@@ -168,9 +175,11 @@ class BrazeSandbox(Sandbox):
         """Validate one attributes object, then apply it; the reason it was refused, or None."""
         if not isinstance(user, dict):
             return "Each attributes object must be a JSON object"
-        identifier, problem = self._identifier(user)
-        if problem:
-            return problem
+        identifier = user.get("external_id")
+        if type(identifier) is not str or not 0 < len(identifier) <= MAX_STRING_LENGTH:  # not the usual case
+            identifier, problem = self._identifier(user)
+            if problem:
+                return problem
         refused = self.faults.refuse_external_ids
         if refused and user.get("external_id") in refused:
             return "The sandbox was told to refuse this user (refuse_external_ids)"
@@ -192,7 +201,7 @@ class BrazeSandbox(Sandbox):
             if update_only:
                 return f"No user with identifier {identifier!r} exists and '_update_existing_only' is true"
             stored = self.users[identifier] = {}
-        self._write(stored, user)
+        self.stats["data_points"] += self._write(stored, user)
         return None
 
     @staticmethod
@@ -215,34 +224,37 @@ class BrazeSandbox(Sandbox):
             return "", "Invalid 'user_alias' field: alias_name and alias_label are required"
         return "", "One of 'external_id', 'user_alias' or 'braze_id' is required"
 
-    def _write(self, stored: dict[str, Any], user: dict[str, Any]) -> None:
+    def _write(self, stored: dict[str, Any], user: dict[str, Any]) -> int:
+        """Apply a valid attributes object to the user ``stored``; the number of attributes written."""
         written = 0
         for name, value in user.items():
             if name in CONTROL_KEYS:
                 continue
             written += 1
-            if type(value) is str:  # most values
+            kind = type(value)
+            if kind is str:  # most values
                 stored[name] = value
             elif value is None:
                 stored.pop(name, None)
-            elif isinstance(value, dict) and value and value.keys() <= {"add", "remove"}:
+            elif kind is dict and value and value.keys() <= _ARRAY_OPERATIONS:
                 current = stored.get(name)
-                items = current if isinstance(current, list) else []
+                items = current if type(current) is list else []
                 intern = self._interned.setdefault
                 for item in value.get("add", ()):
-                    item = intern(item, item) if isinstance(item, str) else item
+                    if type(item) is str:
+                        item = intern(item, item)
                     if item not in items:
                         items.append(item)
                 removed = value.get("remove")
                 if removed:
                     items = [item for item in items if item not in removed]
                 stored[name] = items
-            elif isinstance(value, dict) and value.keys() == {"inc"}:
+            elif kind is dict and value.keys() == {"inc"}:
                 current = stored.get(name)
                 stored[name] = (current if isinstance(current, int) else 0) + value["inc"]
             else:
                 stored[name] = value
-        self.stats["data_points"] += written
+        return written
 
     # -- inspection ------------------------------------------------------------------------------
 
