@@ -25,7 +25,7 @@ from .test_mapping import memory, rows_to_send
 def batches(count: int, size: int = 2) -> list[MappedRows]:
     """``count`` mapped batches of ``size`` new rows, keys k0.. in order."""
     rows = rows_to_send([f"{n}@x.io" for n in range(count * size)], [True] * (count * size))
-    return map_rows(rows, memory(), ["id", "email", "name"], lambda keys: {}, full_resync=False, size=size)
+    return map_rows(rows, memory(), ["id", "email", "name"], {}, full_resync=False, size=size)
 
 
 def source(sent: list[MappedRows], before: dict[int, Callable[[], None]] | None = None):

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import threading
+
 import orjson
 import pyarrow as pa
 from segship.columns import JsonArray
 from segship.destination import ConnectionContext, ExportContext, RecordResult, RecordResults
-from segship.engine.mapping import MappedRows, map_rows
+from segship.engine.mapping import MappedRows, known_before, map_rows
 from segship.engine.snapshot import COLUMN_HASHES, IS_NEW, KEY, KEY_HASH, MIX, ROW_HASH
 from segship_braze.destination import BrazeDestination
 
@@ -38,7 +40,7 @@ def memory() -> MemoryDestination:
 
 def test_refused_rows_are_left_out_and_the_rest_keep_their_hashes():
     (batch,) = map_rows(rows_to_send(["a@x.io", "bad", "c@x.io"], [True] * 3), memory(), ["id", "email", "name"],
-                     lambda keys: {}, full_resync=False)
+                     {}, full_resync=False)
     assert batch.refused == [("k1", "invalid email 'bad'")]
     assert (batch.records.keys, batch.records.identities) == (["k0", "k2"], ["id0", "id2"])
     assert (batch.hashes.column(ROW_HASH).to_pylist(), batch.size) == ([0, 2], 3)
@@ -47,16 +49,30 @@ def test_refused_rows_are_left_out_and_the_rest_keep_their_hashes():
 def test_a_change_gets_its_changed_columns_and_remembers_the_identity_it_replaces():
     # the row was acknowledged as identity "old" with another hash of its second column (email)
     (batch,) = map_rows(rows_to_send(["a@x.io"], [False]), memory(), ["id", "email", "name"],
-                     lambda keys: {"k0": (column_hashes(1, 9, 3), "old")}, full_resync=False)
+                     {"k0": (column_hashes(1, 9, 3), "old")}, full_resync=False)
     assert batch.records.payloads == [(False, {"email": "a@x.io"})]
     acknowledged, refused, missing = batch.answered([RecordResult("k0")])
     assert (rows_of(acknowledged), refused, missing) == ([("k0", 0, column_hashes(1, 2, 3), "id0")], [], 0)
     assert batch.replaced_identities(acknowledged) == [("k0", "old")]
 
 
+async def test_state_is_asked_about_the_changed_rows_only_and_off_the_event_loop():
+    asked = []
+
+    def previous(keys: list[str]) -> dict:
+        asked.append((keys, threading.get_ident()))
+        return {"k1": (column_hashes(1, 9, 3), "old")}
+
+    rows = rows_to_send(["a@x.io", "b@x.io", "c@x.io"], [True, False, True])
+    assert await known_before(rows, previous) == {"k1": (column_hashes(1, 9, 3), "old")}
+    assert await known_before(rows_to_send(["a@x.io"], [True]), previous) == {}  # every row new: no lookup
+    ((keys, thread),) = asked
+    assert keys == ["k1"] and thread != threading.get_ident()  # it waits for the state thread, not the loop
+
+
 def three_records() -> MappedRows:
     (batch,) = map_rows(rows_to_send(["a@x.io", "b@x.io", "c@x.io"], [True] * 3), memory(), ["id", "email", "name"],
-                        lambda keys: {}, full_resync=False)
+                        {}, full_resync=False)
     return batch
 
 
@@ -76,7 +92,7 @@ def test_a_list_answer_in_any_order_counts_missing_records_and_ignores_unknown_k
 
 def test_rows_mapped_whole_are_cut_into_batches_each_with_its_own_refused_rows():
     emails = ["a@x.io", "bad", "c@x.io", "d@x.io", "e@x.io", "worse"]
-    batches = map_rows(rows_to_send(emails, [True] * 6), memory(), ["id", "email", "name"], lambda keys: {},
+    batches = map_rows(rows_to_send(emails, [True] * 6), memory(), ["id", "email", "name"], {},
                        full_resync=False, size=4)
     assert [(b.records.keys, b.refused, b.size) for b in batches] == [
         (["k0", "k2", "k3"], [("k1", "invalid email 'bad'")], 4),
@@ -85,7 +101,7 @@ def test_rows_mapped_whole_are_cut_into_batches_each_with_its_own_refused_rows()
     assert [b.records.identities for b in batches] == [["id0", "id2", "id3"], ["id4"]]
     assert [[payload[1]["email"] for payload in b.records.payloads] for b in batches] == [
         ["a@x.io", "c@x.io", "d@x.io"], ["e@x.io"]]
-    whole = map_rows(rows_to_send(["a@x.io"] * 5, [True] * 5), memory(), ["id", "email", "name"], lambda keys: {},
+    whole = map_rows(rows_to_send(["a@x.io"] * 5, [True] * 5), memory(), ["id", "email", "name"], {},
                      full_resync=False, size=2)
     assert [b.records.keys for b in whole] == [["k0", "k1"], ["k2", "k3"], ["k4"]]
     assert [b.hashes.column(KEY).to_pylist() for b in whole] == [["k0", "k1"], ["k2", "k3"], ["k4"]]
@@ -96,7 +112,7 @@ def test_a_mapping_that_answers_json_arrays_is_cut_into_slices_of_them():
                              ExportContext("sync", {"segment_api_identifier": "s"},
                                            {"customer_id": "id", "email": "email"}))
     rows = rows_to_send([f"{n}@x.io" for n in range(5)], [True] * 5)
-    batches = map_rows(rows, braze, ["id", "email"], lambda keys: {}, full_resync=False, size=2)
+    batches = map_rows(rows, braze, ["id", "email"], {}, full_resync=False, size=2)
     assert [type(b.records.payloads) for b in batches] == [JsonArray] * 3
     assert [orjson.loads(b.records.payloads.json()) for b in batches][2] == [
         {"external_id": "id4", "email": "4@x.io", "segship_segments": {"add": ["s"]}}]
@@ -105,7 +121,7 @@ def test_a_mapping_that_answers_json_arrays_is_cut_into_slices_of_them():
 def test_acknowledged_rows_whose_identities_are_their_keys_keep_them():
     rows = rows_to_send(["a@x.io", "b@x.io"], [True] * 2)
     rows = rows.set_column(rows.schema.get_field_index("id"), "id", rows.column(KEY))  # identity = key
-    (batch,) = map_rows(rows, memory(), ["id", "email", "name"], lambda keys: {}, full_resync=False)
+    (batch,) = map_rows(rows, memory(), ["id", "email", "name"], {}, full_resync=False)
     acknowledged, _, _ = batch.answered(RecordResults(batch.records.keys, {1: "no"}))
     assert acknowledged.column("identity").to_pylist() == ["k0"]
     assert acknowledged.column("identity").type == pa.string()

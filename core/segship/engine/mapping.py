@@ -15,14 +15,17 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from segship.destination import Destination, Records, RecordResult, RecordResults
 from segship.engine.snapshot import COLUMN_HASHES, IS_NEW, KEY, KEY_HASH, MIX, ROW_HASH, Snapshot, changed_columns
 from segship.engine.state import ACKNOWLEDGED_COLUMNS
 
 ENGINE_COLUMNS = (KEY, ROW_HASH, COLUMN_HASHES, IS_NEW, MIX, KEY_HASH)
-#: What state knows of the keys given: key -> (column hashes, identity) last acknowledged.
-Previous = Callable[[list[str]], Mapping[str, tuple[str | None, str]]]
+#: What state knows of members: key -> (column hashes, identity) last acknowledged.
+Known = Mapping[str, tuple[str | None, str]]
+#: State's lookup of the keys given (blocking: it waits for the state thread).
+Previous = Callable[[list[str]], Known]
 
 
 @dataclass
@@ -83,13 +86,14 @@ class MappedRows:
                 if key in previous and previous[key] != identity]
 
 
-def map_rows(rows: pa.RecordBatch, destination: Destination, columns: Sequence[str], previous: Previous,
+def map_rows(rows: pa.RecordBatch, destination: Destination, columns: Sequence[str], before: Known,
              full_resync: bool, size: int | None = None) -> list[MappedRows]:
     """Map rows to send, cut into batches of ``size`` rows (all of them: one batch); ``columns`` are the
-    source columns, in the column hashes' order.
+    source columns, in the column hashes' order, and ``before`` what state knows of the rows that
+    are changes (:func:`known_before`).
 
-    The rows are mapped whole, then cut: a destination's ``map_batch`` and state's lookup of
-    changes cost the same per call whatever the rows' number (Arrow compute calls, a query).
+    The rows are mapped whole, then cut: a destination's ``map_batch`` costs the same per call
+    whatever the rows' number (Arrow compute calls).
     """
     names = rows.schema.names
 
@@ -104,7 +108,6 @@ def map_rows(rows: pa.RecordBatch, destination: Destination, columns: Sequence[s
     changed: list[frozenset[str] | None] | None = None
     if is_new.false_count:  # some rows are changes: what changed, and the identity they had
         news = is_new.to_pylist()
-        before = previous([key for key, new in zip(keys, news) if not new])
         changed = []
         for key, new, row_column_hashes in zip(keys, news, hashes.column(COLUMN_HASHES).to_pylist()):
             known = None if new else before.get(key)
@@ -139,13 +142,30 @@ def _cut(keys: list[str], identities: Sequence[str | None], payloads: Sequence[A
                       hashes.take(pa.array(kept, pa.int64())), previous_identity, refused)
 
 
-async def mapped_batches(snapshot: Snapshot, size: int, map_slice: Callable[[pa.RecordBatch, int], list[MappedRows]]) \
+async def known_before(rows: pa.RecordBatch, previous: Previous) -> Known:
+    """What state knows of the rows that are changes, looked up off the event loop (none: no lookup).
+
+    The lookup waits for the state thread, behind the commits queued there, and on SQLite
+    folds what they journaled: the loop sends and takes answers meanwhile.
+    """
+    is_new = rows.column(rows.schema.get_field_index(IS_NEW))
+    if not is_new.false_count:
+        return {}
+    changed = rows.column(rows.schema.get_field_index(KEY)).filter(pc.invert(is_new))
+    return await asyncio.to_thread(previous, changed.to_pylist())
+
+
+MapSlice = Callable[[pa.RecordBatch, Known, int], list[MappedRows]]
+
+
+async def mapped_batches(snapshot: Snapshot, size: int, previous: Previous, map_slice: MapSlice) \
         -> AsyncGenerator[MappedRows, None]:
     """Mapped batches of the rows to add or update, read as the sending keeps up.
 
     Every batch but a segment's last is full: rows left over at the end of one Arrow
     batch wait for the next, so no request goes out part-empty (Braze: 75 users each).
-    The rows of an Arrow batch are mapped at once (``map_slice(rows, size)``) and cut.
+    The rows of an Arrow batch are mapped at once (``map_slice(rows, before, size)``, ``before``
+    from :func:`known_before`) and cut.
     """
     readers = snapshot.rows_to_send(batch_rows=size * -(-8192 // size))  # one per segment, in order
     for part, reader in zip(snapshot.segments, readers, strict=True):
@@ -163,11 +183,12 @@ async def mapped_batches(snapshot: Snapshot, size: int, map_slice: Callable[[pa.
             if whole < record_batch.num_rows:
                 leftover = record_batch.slice(whole)
             if whole:
-                for mapped in map_slice(record_batch.slice(0, whole), size):
+                rows = record_batch.slice(0, whole)
+                for mapped in map_slice(rows, await known_before(rows, previous), size):
                     yield mapped
                     await asyncio.sleep(0)  # let answers in
         if leftover is not None:
-            for mapped in map_slice(leftover, size):
+            for mapped in map_slice(leftover, await known_before(leftover, previous), size):
                 yield mapped
 
 

@@ -272,10 +272,10 @@ class ExportRun:
         full = self.options.full_resync
 
         def previous(keys: list[str]) -> dict[str, tuple[str | None, str]]:
-            return self.state.details(self.export.name, keys) if keys else {}
+            return self.state.details(self.export.name, keys)
 
-        return mapped_batches(snapshot, destination.limits.upsert_batch_size,
-                              lambda rows, size: map_rows(rows, destination, self.columns, previous, full, size))
+        return mapped_batches(snapshot, destination.limits.upsert_batch_size, previous,
+                              lambda rows, before, size: map_rows(rows, destination, self.columns, before, full, size))
 
     # -- sending -----------------------------------------------------------------------------------------
 
