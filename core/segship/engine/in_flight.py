@@ -119,11 +119,11 @@ class InFlight:
         (``AHEAD_ROWS``), so that sending doesn't wait for a read of the source (DuckDB decoding
         and hashing the next Parquet row group: ~0.1 s every 120,000 rows) nor for a record
         queued on the state thread behind a commit that folds SQLite's journal (0.1-0.3 s at 1M
-        members; record waits were 2.3 s of a 15 s run to Braze). Mapping still runs on the
-        event loop, and for changed rows asks state for their previous hashes, which waits for
-        the state thread. Records are made one after the other, so their ids follow the order
-        of sending (``settle_in_flight`` keeps a key's last). Groups read before the source
-        failed are handed on, then its error is raised. A group recorded and never handed on
+        members; record waits were 2.3 s of a 15 s run to Braze). Mapping runs on the event
+        loop; for changed rows it awaits state's previous hashes off it (``known_before``).
+        Records are made one after the other, so their ids follow the order of sending
+        (``settle_in_flight`` keeps a key's last). Groups read before the source failed are
+        handed on, then its error is raised. A group recorded and never handed on
         has its record cleared when the iteration is closed (the run stopped); one that can't
         be cleared (a second Ctrl-C, state failing) stays, and the next run sends its rows
         again."""

@@ -151,7 +151,7 @@ async def known_before(rows: pa.RecordBatch, previous: Previous) -> Known:
     is_new = rows.column(rows.schema.get_field_index(IS_NEW))
     if not is_new.false_count:
         return {}
-    changed = rows.column(rows.schema.get_field_index(KEY)).filter(pc.invert(is_new))
+    changed = rows.column(rows.schema.get_field_index(KEY)).filter(pc.invert(is_new.fill_null(False)))
     return await asyncio.to_thread(previous, changed.to_pylist())
 
 
