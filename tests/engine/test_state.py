@@ -14,7 +14,8 @@ from segship.destination import Member
 from segship.engine.hashing import HASH_VERSION
 from segship.engine.state import MembersDigest, StateError, StateStore, export_lock_key, open_state_at
 from segship.engine.state.postgres import SCHEMA_VERSION as POSTGRES_SCHEMA_VERSION
-from segship.engine.state.sqlite import MIGRATIONS, SCHEMA_VERSION
+from segship.engine.state.sqlite import (MIGRATIONS, SCHEMA_VERSION, SETTLE_JOURNAL, SETTLE_SORTED_JOURNAL,
+                                         SqliteState)
 
 #: schema 2 as segship 0.1 wrote it (engine/state.py before the state package)
 SCHEMA_2 = MIGRATIONS[0] + MIGRATIONS[1] + "PRAGMA user_version=2;"
@@ -280,6 +281,51 @@ def test_sqlite_members_are_journaled_as_committed_and_folded_in_when_next_read(
     reopened.commit_upserts("sync", [("k3", 4, None, "k3")], [], [])
     assert keys(reopened) == ["k1", "k2", "k3"]
     assert reopened.details("sync", ["k2"]) == {"k2": (b"\x03" * 8, "k2")}
+    reopened.close()
+
+
+@pytest.fixture
+def folds(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The statements SQLite stores fold their journal with, in order."""
+    made: list[str] = []
+    execute = SqliteState.execute
+
+    def spy(self: SqliteState, sql: str, params=()):
+        if sql in (SETTLE_JOURNAL, SETTLE_SORTED_JOURNAL):
+            made.append("as written" if sql == SETTLE_SORTED_JOURNAL else "sorted")
+        return execute(self, sql, params)
+
+    monkeypatch.setattr(SqliteState, "execute", spy)
+    return made
+
+
+@pytest.mark.parametrize(("commits", "fold"), [
+    ([["k1", "k2"], ["k2", "k3"]], "as written"),  # in key order, a key again in a later commit
+    ([["k2", "k3"], ["k1"]], "sorted"),
+    ([["k1", "k3", "k2"]], "sorted")])
+def test_sqlite_folds_a_journal_in_key_order_as_written_and_any_other_sorted_to_the_same_members(
+        tmp_path, folds, commits, fold):
+    store = open_state_at(tmp_path / "state.db")
+    for row_hash, commit in enumerate(commits, 1):
+        store.commit_upserts("sync", [(key, row_hash, None, key) for key in commit], [], [])
+    last_commit = {key: row_hash for row_hash, commit in enumerate(commits, 1) for key in commit}  # wins
+    assert sorted(store.acknowledged("sync").read_all().to_pylist(), key=lambda row: row["key"]) == [
+        {"key": key, "row_hash": row_hash, "target": 1} for key, row_hash in sorted(last_commit.items())]
+    assert folds == [fold]
+    store.close()
+
+
+def test_sqlite_sorts_the_journal_another_store_left_whatever_its_order(tmp_path, folds):
+    store = open_state_at(tmp_path / "state.db")
+    store.commit_upserts("sync", [("k1", 1, None, "k1")], [], [])
+    store.close()
+    reopened = open_state_at(tmp_path / "state.db")
+    reopened.commit_upserts("sync", [("k2", 2, None, "k2")], [], [])
+    assert keys(reopened) == ["k1", "k2"]
+    assert folds == ["sorted"]
+    reopened.commit_upserts("sync", [("k3", 3, None, "k3")], [], [])  # a journal it began, from empty
+    assert keys(reopened) == ["k1", "k2", "k3"]
+    assert folds == ["sorted", "as written"]
     reopened.close()
 
 
