@@ -343,6 +343,17 @@ def test_sqlite_folding_one_exports_journal_keeps_the_others(tmp_path):
     store.close()
 
 
+def test_an_export_created_in_a_transaction_that_rolled_back_gives_its_id_to_no_other(store, target):
+    with pytest.raises(StateError):  # the export is created, then its commit fails: neither is kept
+        store.commit_upserts("first", [("k1", 1, None, "k1"), (None, 1, None, "x")], [], [])
+    store.commit_upserts("second", [("k2", 2, None, "k2")], [], [])
+    store.commit_upserts("first", [("k3", 3, None, "k3")], [], [])
+    assert (keys(store, "first"), keys(store, "second")) == (["k3"], ["k2"])
+    reopened = open_state_at(target)  # as the next run finds them
+    assert (keys(reopened, "first"), keys(reopened, "second")) == (["k3"], ["k2"])
+    reopened.close()
+
+
 def test_batches_in_flight_are_cleared_by_their_commit_and_folded_in_when_left(store):
     store.commit_upserts("sync", [("k2", 2, None, "old@example.com")], [], [])
     answered = store.record_in_flight("sync", ["k3"], ["k3"], 1)

@@ -166,6 +166,7 @@ class SqlState(StateStore):
         self._thread_id = self._thread.submit(threading.get_ident).result()
         self.cursor = self.new_cursor()
         self._export_ids: dict[str, int] = {}
+        self._creating_exports: set[str] = set()  # exports the open transaction created: forgotten if rolled back
         self._exports_with_rejects: set[str] = set()
         self._exports_without_rejects: set[str] = set()
         # exports whose digest this run's writes deleted (committed), and those of the open transaction
@@ -259,6 +260,9 @@ class SqlState(StateStore):
             self.execute("COMMIT")
         except BaseException:
             self._deleting_digest.clear()
+            for export in self._creating_exports:  # its id may go to another export next
+                self._export_ids.pop(export, None)
+            self._creating_exports.clear()
             try:
                 self.execute("ROLLBACK")
             except StateError:
@@ -266,6 +270,7 @@ class SqlState(StateStore):
             raise
         self._digest_deleted |= self._deleting_digest
         self._deleting_digest.clear()
+        self._creating_exports.clear()
 
     # -- exports ----------------------------------------------------------------------------------------
 
@@ -275,6 +280,7 @@ class SqlState(StateStore):
             if row is None and create:
                 row = self.one("INSERT INTO exports (name, hash_version) VALUES (?, ?) RETURNING id",
                                (export, HASH_VERSION))
+                self._creating_exports.add(export)
             if row is None:
                 return None
             self._export_ids[export] = int(row[0])
