@@ -301,6 +301,7 @@ def folds(monkeypatch: pytest.MonkeyPatch) -> list[str]:
 
 @pytest.mark.parametrize(("commits", "fold"), [
     ([["k1", "k2"], ["k2", "k3"]], "as written"),  # in key order, a key again in a later commit
+    ([["k1", "k1", "k2"]], "as written"),          # a key twice in one commit
     ([["k2", "k3"], ["k1"]], "sorted"),
     ([["k1", "k3", "k2"]], "sorted")])
 def test_sqlite_folds_a_journal_in_key_order_as_written_and_any_other_sorted_to_the_same_members(
@@ -327,6 +328,19 @@ def test_sqlite_sorts_the_journal_another_store_left_whatever_its_order(tmp_path
     assert keys(reopened) == ["k1", "k2", "k3"]
     assert folds == ["sorted", "as written"]
     reopened.close()
+
+
+def test_a_journal_folded_by_a_commit_that_rolled_back_is_sorted_when_it_goes_on_out_of_order(
+        tmp_path, folds, monkeypatch):
+    monkeypatch.setattr("segship.engine.state.sqlite.FOLD_MIN_MEMBERS", 2)
+    store = open_state_at(tmp_path / "state.db")
+    store.commit_upserts("sync", [("m", 1, None, "m")], [], [])
+    with pytest.raises(StateError):  # folds m, n, then fails (a stale identity can't be NULL): all rolled back
+        store.commit_upserts("sync", [("n", 2, None, "n")], [("old", None)], [])
+    store.commit_upserts("sync", [("a", 3, None, "a")], [], [])  # the journal is m, a: out of order
+    assert keys(store) == ["a", "m"]
+    assert folds == ["as written", "sorted"]
+    store.close()
 
 
 def test_sqlite_folding_one_exports_journal_keeps_the_others(tmp_path):

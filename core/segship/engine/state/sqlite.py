@@ -247,7 +247,6 @@ class SqliteState(SqlState):
         if journaled >= max(FOLD_MIN_MEMBERS, self._settled_members[export_id] // 4):
             self._fold(export_id)
             self._journaled[export_id] = 0  # still to settle on read: the commit may yet roll back
-            self._sorted_until[export_id] = ""
 
     def _note_key_order(self, export_id: int, keys: pa.Array) -> None:
         """Keep track of whether the export's journal is in key order, so that its fold needs no sort.
@@ -263,7 +262,7 @@ class SqliteState(SqlState):
             else:
                 self._sorted_until[export_id] = ""
         last = self._sorted_until.get(export_id)
-        if last is None or not len(keys):
+        if last is None or not len(keys) or keys.null_count:  # a null key fails the insert itself
             return
         if keys[0].as_py() >= last and pc.all(pc.less_equal(keys[:-1], keys[1:]), min_count=0).as_py():
             self._sorted_until[export_id] = keys[-1].as_py()
