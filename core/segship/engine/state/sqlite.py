@@ -256,7 +256,7 @@ class SqliteState(SqlState):
         2.2-2.7 (``benchmarks/state_commit.py``). Only a hint, known for a journal this store
         began: a fold makes the same members in either order (a key's later commit wins both ways).
         """
-        if export_id not in self._journaled:  # the first rows this store journals for it since a fold
+        if export_id not in self._journaled:  # the first rows this store journals for it, or since it settled
             if self.one("SELECT 1 FROM member_journal WHERE export_id = ? LIMIT 1", (export_id,)):
                 self._sorted_until.pop(export_id, None)  # another run's journal: its order is unknown
             else:
