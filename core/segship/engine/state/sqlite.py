@@ -257,7 +257,7 @@ class SqliteState(SqlState):
         began: a fold makes the same members in either order (a key's later commit wins both ways).
         """
         if export_id not in self._journaled:  # the first rows this store journals for it, or since it settled
-            if self.one("SELECT 1 FROM member_journal WHERE export_id = ? LIMIT 1", (export_id,)):
+            if self._journal_holds(export_id):
                 self._sorted_until.pop(export_id, None)  # another run's journal: its order is unknown
             else:
                 self._sorted_until[export_id] = ""
@@ -268,6 +268,9 @@ class SqliteState(SqlState):
             self._sorted_until[export_id] = keys[-1].as_py()
         else:
             del self._sorted_until[export_id]
+
+    def _journal_holds(self, export_id: int) -> bool:
+        return self.one("SELECT 1 FROM member_journal WHERE export_id = ? LIMIT 1", (export_id,)) is not None
 
     def _fold(self, export_id: int) -> None:
         """Move an export's journal into ``members``, inside the transaction open."""
@@ -288,7 +291,7 @@ class SqliteState(SqlState):
         else:
             if export_id not in self._journal_looked_up:  # what an earlier run journaled and left
                 self._journal_looked_up.add(export_id)
-                if self.one("SELECT 1 FROM member_journal WHERE export_id = ? LIMIT 1", (export_id,)):
+                if self._journal_holds(export_id):
                     self._journaled.setdefault(export_id, 0)
             pending = {export_id} & self._journaled.keys()
         for journaled in pending:
