@@ -148,10 +148,10 @@ async def known_before(rows: pa.RecordBatch, previous: Previous) -> Known:
     The lookup waits for the state thread, behind the commits queued there, and on SQLite
     folds what they journaled: the loop sends and takes answers meanwhile.
     """
-    is_new = rows.column(rows.schema.get_field_index(IS_NEW))
+    is_new = rows.column(IS_NEW)
     if not is_new.false_count:
         return {}
-    changed = rows.column(rows.schema.get_field_index(KEY)).filter(pc.invert(is_new.fill_null(False)))
+    changed = rows.column(KEY).filter(pc.invert(is_new.fill_null(False)))
     return await asyncio.to_thread(previous, changed.to_pylist())
 
 
