@@ -5,10 +5,9 @@
 
 Members are committed through the state contract as the engine commits a group of answered
 batches (8,250 a commit: 11 of Braze's batches of 10 requests of 75), as Arrow batches, then read back once (the
-leavers' read, which folds a journal into ``members``). Keys ``C0000001``… come in key
-order (the benchmarks' Parquet: appended to ``members`` at once) or shuffled (a UUID key, a
-warehouse's hash order: journaled, then folded). The figure is the process's CPU per member
-(``time.process_time``: every thread); bound 2 µs.
+leavers' read, which folds the journal into ``members``). Keys ``C0000001``… come in key
+order (the benchmarks' Parquet) or shuffled (a UUID key, a warehouse's hash order). The
+figure is the process's CPU per member (``time.process_time``: every thread); bound 2 µs.
 """
 
 from __future__ import annotations

@@ -284,15 +284,6 @@ def test_sqlite_members_are_journaled_as_committed_and_folded_in_when_next_read(
     reopened.close()
 
 
-LAST_KEY = "~"  # after every key below: a member with it makes the commits after it journaled
-
-
-def journaling(store: StateStore, export: str = "sync") -> None:
-    """Give the export a member after every key the test commits, so its commits are journaled, not
-    appended to ``members``."""
-    store.commit_upserts(export, [(LAST_KEY, 0, None, LAST_KEY)], [], [])
-
-
 @pytest.fixture
 def folds(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     """The statements SQLite stores fold their journal with, in order."""
@@ -316,28 +307,25 @@ def folds(monkeypatch: pytest.MonkeyPatch) -> list[str]:
 def test_sqlite_folds_a_journal_in_key_order_as_written_and_any_other_sorted_to_the_same_members(
         tmp_path, folds, commits, fold):
     store = open_state_at(tmp_path / "state.db")
-    journaling(store)
     for row_hash, commit in enumerate(commits, 1):
         store.commit_upserts("sync", [(key, row_hash, None, key) for key in commit], [], [])
     last_commit = {key: row_hash for row_hash, commit in enumerate(commits, 1) for key in commit}  # wins
     assert sorted(store.acknowledged("sync").read_all().to_pylist(), key=lambda row: row["key"]) == [
-        {"key": key, "row_hash": row_hash, "target": 1} for key, row_hash in sorted(last_commit.items())] + [
-        {"key": LAST_KEY, "row_hash": 0, "target": 1}]
+        {"key": key, "row_hash": row_hash, "target": 1} for key, row_hash in sorted(last_commit.items())]
     assert folds == [fold]
     store.close()
 
 
 def test_sqlite_sorts_the_journal_another_store_left_whatever_its_order(tmp_path, folds):
     store = open_state_at(tmp_path / "state.db")
-    journaling(store)
     store.commit_upserts("sync", [("k1", 1, None, "k1")], [], [])
     store.close()
     reopened = open_state_at(tmp_path / "state.db")
     reopened.commit_upserts("sync", [("k2", 2, None, "k2")], [], [])
-    assert keys(reopened) == ["k1", "k2", LAST_KEY]
+    assert keys(reopened) == ["k1", "k2"]
     assert folds == ["sorted"]
     reopened.commit_upserts("sync", [("k3", 3, None, "k3")], [], [])  # a journal it began, from empty
-    assert keys(reopened) == ["k1", "k2", "k3", LAST_KEY]
+    assert keys(reopened) == ["k1", "k2", "k3"]
     assert folds == ["sorted", "as written"]
     reopened.close()
 
@@ -346,112 +334,26 @@ def test_a_journal_folded_by_a_commit_that_rolled_back_is_sorted_when_it_goes_on
         tmp_path, folds, monkeypatch):
     monkeypatch.setattr("segship.engine.state.sqlite.FOLD_MIN_MEMBERS", 2)
     store = open_state_at(tmp_path / "state.db")
-    journaling(store)
     store.commit_upserts("sync", [("m", 1, None, "m")], [], [])
     with pytest.raises(StateError):  # folds m, n, then fails (a stale identity can't be NULL): all rolled back
         store.commit_upserts("sync", [("n", 2, None, "n")], [("old", None)], [])
     store.commit_upserts("sync", [("a", 3, None, "a")], [], [])  # the journal is m, a: out of order
-    assert keys(store) == ["a", "m", LAST_KEY]
+    assert keys(store) == ["a", "m"]
     assert folds == ["as written", "sorted"]
     store.close()
 
 
-def journal_and_members(store: SqliteState) -> tuple[list[str], list[str]]:
-    """The keys journaled and in ``members``, read on the store's own connection: the sqlite3 module,
-    a second SQLite library in the process, would release the store's locks on the file when closed
-    (see sqlite.py), and can then drop its write-ahead log from under it."""
-    return tuple([key for (key,) in store.rows(f"SELECT key FROM {table} ORDER BY key")]
-                 for table in ("member_journal", "members"))
-
-
-def test_sqlite_appends_commits_in_key_order_to_members_and_journals_from_the_first_that_is_not(
-        tmp_path, folds):
-    path = tmp_path / "state.db"
-    store = open_state_at(path)
-    store.commit_upserts("sync", [("k1", 1, None, "k1"), ("k2", 1, None, "k2")], [], [])
-    store.commit_upserts("sync", [("k3", 2, None, "k3"), ("k3", 2, None, "k3"), ("k4", 2, None, "k4")], [], [])
-    assert journal_and_members(store) == ([], ["k1", "k2", "k3", "k4"])  # no journal to fold
-    store.commit_upserts("sync", [("k2", 3, None, "k2"), ("k5", 3, None, "k5")], [], [])  # k2 is not after k4
-    store.commit_upserts("sync", [("k6", 4, None, "k6")], [], [])  # after the journal's keys: journaled too
-    assert journal_and_members(store) == (["k2", "k5", "k6"], ["k1", "k2", "k3", "k4"])
-    assert {row["key"]: row["row_hash"] for row in store.acknowledged("sync").read_all().to_pylist()} == {
-        "k1": 1, "k2": 3, "k3": 2, "k4": 2, "k5": 3, "k6": 4}  # the later commit of k2 wins
-    assert folds == ["as written"]
-    store.commit_upserts("sync", [("k7", 5, None, "k7")], [], [])  # folded: appended again
-    assert journal_and_members(store) == ([], ["k1", "k2", "k3", "k4", "k5", "k6", "k7"])
-    store.close()
-
-
-def test_sqlite_appends_after_the_members_an_earlier_run_left_and_not_before_them(tmp_path):
-    path = tmp_path / "state.db"
-    store = open_state_at(path)
-    store.commit_upserts("sync", [("k2", 1, None, "k2")], [], [])
-    store.close()
-    reopened = open_state_at(path)
-    reopened.start_run("sync", dry_run=False)
-    reopened.commit_upserts("sync", [("k1", 2, None, "k1")], [], [])
-    assert journal_and_members(reopened) == (["k1"], ["k2"])
-    assert keys(reopened) == ["k1", "k2"]  # folded: appended again, after k2
-    reopened.commit_upserts("sync", [("k3", 3, None, "k3")], [], [])
-    assert journal_and_members(reopened) == ([], ["k1", "k2", "k3"])
-    reopened.close()
-
-
-def test_sqlite_journals_after_a_journal_another_run_left_so_it_is_not_folded_over_newer_members(tmp_path):
-    path = tmp_path / "state.db"
-    store = open_state_at(path)
-    store.commit_upserts("sync", [("k3", 1, None, "k3")], [], [])  # appended
-    store.commit_upserts("sync", [("k5", 1, None, "k5"), ("k4", 1, None, "k4")], [], [])  # out of order
-    store.close()  # k4, k5 journaled and left
-    reopened = open_state_at(path)
-    reopened.start_run("sync", dry_run=False)
-    reopened.commit_upserts("sync", [("k5", 2, None, "k5")], [], [])  # after k3, but newer than the journal's k5
-    assert journal_and_members(reopened) == (["k4", "k5", "k5"], ["k3"])
-    assert {row["key"]: row["row_hash"] for row in reopened.acknowledged("sync").read_all().to_pylist()} == {
-        "k3": 1, "k4": 1, "k5": 2}
-    reopened.close()
-
-
-def test_sqlite_looks_again_for_a_journal_another_store_left_when_a_run_starts(tmp_path):
-    path = tmp_path / "state.db"
-    store = open_state_at(path)  # open from one run to the next, as `segship schedule` keeps it
-    store.start_run("sync", dry_run=False)
-    store.commit_upserts("sync", [("k1", 1, None, "k1")], [], [])  # appended
-    other = open_state_at(path)  # another process's run, in between
-    other.commit_upserts("sync", [("k3", 2, None, "k3"), ("k2", 2, None, "k2")], [], [])  # journaled, left
-    other.close()
-    store.start_run("sync", dry_run=False)
-    store.commit_upserts("sync", [("k2", 3, None, "k2"), ("k3", 3, None, "k3")], [], [])  # after k1, newer
-    assert journal_and_members(store) == (["k2", "k2", "k3", "k3"], ["k1"])
-    assert {row["key"]: row["row_hash"] for row in store.acknowledged("sync").read_all().to_pylist()} == {
-        "k1": 1, "k2": 3, "k3": 3}
-    store.close()
-
-
-def test_sqlite_a_commit_appended_then_rolled_back_leaves_nothing_and_the_next_is_kept(tmp_path):
-    path = tmp_path / "state.db"
-    store = open_state_at(path)
-    with pytest.raises(StateError):  # appended, then fails (a stale identity can't be NULL): rolled back
-        store.commit_upserts("sync", [("k2", 1, None, "k2")], [("old", None)], [])
-    assert journal_and_members(store) == ([], [])
-    store.commit_upserts("sync", [("k1", 2, None, "k1")], [], [])  # before the rolled-back k2: journaled
-    assert journal_and_members(store) == (["k1"], [])
-    store.commit_upserts("sync", [("k3", 3, None, "k3")], [], [])
-    assert keys(store) == ["k1", "k3"]
-    store.close()
-
-
 def test_sqlite_folding_one_exports_journal_keeps_the_others(tmp_path):
-    store = open_state_at(tmp_path / "state.db")
-    journaling(store, "sync")
-    journaling(store, "other")
+    path = tmp_path / "state.db"
+    store = open_state_at(path)
     store.commit_upserts("sync", [("k1", 1, None, "k1")], [], [])
     store.commit_upserts("other", [("o1", 5, None, "o1")], [], [])
-    assert keys(store) == ["k1", LAST_KEY]  # folds "sync" only
-    assert journal_and_members(store)[0] == ["o1"]
-    assert store.acknowledged("other").read_all().to_pylist() == [{"key": "o1", "row_hash": 5, "target": 1},
-                                                                  {"key": LAST_KEY, "row_hash": 0, "target": 1}]
-    assert store.rows("SELECT count(*) FROM member_journal") == [(0,)]  # the last one, emptied whole
+    assert keys(store) == ["k1"]  # folds "sync" only
+    with sqlite3.connect(path) as db:
+        assert db.execute("SELECT key FROM member_journal").fetchall() == [("o1",)]
+    assert store.acknowledged("other").read_all().to_pylist() == [{"key": "o1", "row_hash": 5, "target": 1}]
+    with sqlite3.connect(path) as db:
+        assert db.execute("SELECT count(*) FROM member_journal").fetchone() == (0,)  # the last one, emptied whole
     store.close()
 
 

@@ -23,10 +23,6 @@ version hands the pages the journal used back to the file system after a fold on
 (``auto_vacuum=INCREMENTAL``); one made before keeps them as free space later journals
 reuse. The changes of each Arrow batch read ask ``details`` about their keys, which folds
 what the commits before them journaled (as costly as writing them at once, no more).
-A commit whose keys come in key order after every key the export has in ``members``, while
-nothing of the export is journaled (a first run from a source sorted by key), goes straight
-into ``members`` instead (``_appends``): appended at the end of the B-tree it costs no more
-than the journal, and no fold writes it a second time (1.8 against 2.0 µs a member).
 
 Two runs of one export at once are refused with an OS file lock beside the database,
 which the kernel releases even when a run is killed with -9. It is local to the machine:
@@ -219,7 +215,6 @@ class SqliteState(SqlState):
         self._settled_members: dict[int, int] = {}  # export id -> members in `members`, once counted
         self._journal_looked_up: set[int] = set()  # exports whose journal left by others was looked for
         self._sorted_until: dict[int, str] = {}  # export id -> last key journaled, while in key order
-        self._append_after: dict[int, str | None] = {}  # export id -> last key in `members`, while appending
         try:
             # first: another process's run may hold the write lock while this one opens the file
             self.execute("PRAGMA busy_timeout=30000")
@@ -240,11 +235,6 @@ class SqliteState(SqlState):
     # -- the member journal --------------------------------------------------------------------------
 
     def _write_members(self, export_id: int, target: int, columns: list[pa.Array]) -> None:
-        if self._appends(export_id, columns[0]):
-            super()._write_members(export_id, target, columns)
-            if export_id in self._settled_members:
-                self._settled_members[export_id] += len(columns[0])
-            return
         self._note_key_order(export_id, columns[0])
         self.many_columns(f"INSERT INTO member_journal ({MEMBER_COLUMNS}) "
                           f"VALUES ({int(export_id)}, ?, ?, ?, ?, {int(target)})", columns)
@@ -257,30 +247,6 @@ class SqliteState(SqlState):
         if journaled >= max(FOLD_MIN_MEMBERS, self._settled_members[export_id] // 4):
             self._fold(export_id)
             self._journaled[export_id] = 0  # still to settle on read: the commit may yet roll back
-
-    def _appends(self, export_id: int, keys: pa.Array) -> bool:
-        """Whether a commit's members go straight into ``members``: nothing of the export is
-        journaled (a later fold would write older rows over them), and its keys come in key order
-        after the export's last key there, so they are appended at the B-tree's end.
-
-        The members are right whatever the keys (the write is an upsert); their order keeps it
-        cheap: written at once, keys in no particular order cost ~21 µs a member. That no one else
-        journals the export meanwhile is the run's export lock; the journal is looked for again
-        when a run starts (``start_run`` forgets ``_append_after``), and after every commit
-        journaled, from which the export's commits are journaled until members are next read.
-        """
-        if export_id in self._journaled:  # this store journaled some, not folded on read yet
-            return False
-        if export_id not in self._append_after:
-            if self._journal_holds(export_id):  # left by another run: folded when members are next read
-                return False
-            self._append_after[export_id] = self.one("SELECT max(key) FROM members WHERE export_id = ?",
-                                                     (export_id,))[0]
-        last = self._append_after.pop(export_id)
-        if not len(keys) or keys.null_count or not _ascending(keys) or (last is not None and keys[0].as_py() <= last):
-            return False
-        self._append_after[export_id] = keys[-1].as_py()  # if this commit rolls back, only stricter than needed
-        return True
 
     def _note_key_order(self, export_id: int, keys: pa.Array) -> None:
         """Keep track of whether the export's journal is in key order, so that its fold needs no sort.
@@ -298,7 +264,7 @@ class SqliteState(SqlState):
         last = self._sorted_until.get(export_id)
         if last is None or not len(keys) or keys.null_count:  # a null key fails the insert itself
             return
-        if keys[0].as_py() >= last and _ascending(keys):
+        if keys[0].as_py() >= last and pc.all(pc.less_equal(keys[:-1], keys[1:]), min_count=0).as_py():
             self._sorted_until[export_id] = keys[-1].as_py()
         else:
             del self._sorted_until[export_id]
@@ -348,7 +314,6 @@ class SqliteState(SqlState):
     @on_state_thread
     def start_run(self, export: str, dry_run: bool) -> int:
         self._journal_looked_up.clear()  # another process may have journaled since: look again
-        self._append_after.clear()  # (so `_appends` looks too)
         return super().start_run(export, dry_run)
 
     def schema_version(self) -> int:
@@ -384,8 +349,3 @@ class SqliteState(SqlState):
             yield
         finally:
             handle.close()
-
-
-def _ascending(keys: pa.Array) -> bool:
-    """Whether the keys are in key order (repeats allowed): UTF-8 byte order, as SQLite compares text."""
-    return bool(pc.all(pc.less_equal(keys[:-1], keys[1:]), min_count=0).as_py())
