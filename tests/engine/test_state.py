@@ -263,9 +263,15 @@ def test_sqlite_members_are_journaled_as_committed_and_folded_in_when_next_read(
     store.commit_upserts("sync", [("k2", 3, b"\x03" * 8, "k2")], [], [])  # the later commit of a key wins
     store.close()  # as a run that removed nobody, or a killed one, leaves it: committed, not folded
 
-    def table(name: str) -> list[tuple]:
+    def table(name: str, store: SqliteState | None = None) -> list[tuple]:
+        query = f"SELECT key, row_hash, identity FROM {name} ORDER BY key"  # noqa: S608
+        if store is not None:
+            # read on the store's own connection: closing a connection of the sqlite3 module, a second
+            # SQLite library in the process, releases the store's locks on the file (see sqlite.py)
+            # and may checkpoint and delete the write-ahead log the store goes on writing to
+            return store.rows(query)
         with sqlite3.connect(path) as db:
-            return db.execute(f"SELECT key, row_hash, identity FROM {name} ORDER BY key").fetchall()  # noqa: S608
+            return db.execute(query).fetchall()
 
     journaled = [("k1", 1, "one@example.com"), ("k2", 2, None), ("k2", 3, None)]
     assert table("member_journal") == journaled
@@ -274,10 +280,10 @@ def test_sqlite_members_are_journaled_as_committed_and_folded_in_when_next_read(
     reopened.start_run("sync", dry_run=False)
     assert reopened.has_members("sync") and not reopened.has_members("other")
     assert reopened.members_by_target("sync", []) == {}
-    assert table("member_journal") == journaled  # nothing read the members yet
+    assert table("member_journal", reopened) == journaled  # nothing read the members yet
     assert keys(reopened) == ["k1", "k2"]  # a read folds them in
-    assert table("member_journal") == []
-    assert table("members") == [("k1", 1, "one@example.com"), ("k2", 3, None)]
+    assert table("member_journal", reopened) == []
+    assert table("members", reopened) == [("k1", 1, "one@example.com"), ("k2", 3, None)]
     reopened.commit_upserts("sync", [("k3", 4, None, "k3")], [], [])
     assert keys(reopened) == ["k1", "k2", "k3"]
     assert reopened.details("sync", ["k2"]) == {"k2": (b"\x03" * 8, "k2")}
@@ -344,16 +350,13 @@ def test_a_journal_folded_by_a_commit_that_rolled_back_is_sorted_when_it_goes_on
 
 
 def test_sqlite_folding_one_exports_journal_keeps_the_others(tmp_path):
-    path = tmp_path / "state.db"
-    store = open_state_at(path)
+    store = open_state_at(tmp_path / "state.db")
     store.commit_upserts("sync", [("k1", 1, None, "k1")], [], [])
     store.commit_upserts("other", [("o1", 5, None, "o1")], [], [])
     assert keys(store) == ["k1"]  # folds "sync" only
-    with sqlite3.connect(path) as db:
-        assert db.execute("SELECT key FROM member_journal").fetchall() == [("o1",)]
+    assert store.rows("SELECT key FROM member_journal") == [("o1",)]  # on its own connection, not sqlite3's
     assert store.acknowledged("other").read_all().to_pylist() == [{"key": "o1", "row_hash": 5, "target": 1}]
-    with sqlite3.connect(path) as db:
-        assert db.execute("SELECT count(*) FROM member_journal").fetchone() == (0,)  # the last one, emptied whole
+    assert store.rows("SELECT count(*) FROM member_journal") == [(0,)]  # the last one, emptied whole
     store.close()
 
 
