@@ -10,7 +10,10 @@ batches is committed in one transaction, so a run killed at any moment loses not
 The engine uses :class:`StateStore` without knowing where state lives; :func:`open_state`
 picks the backend from the config: ``state.path``, a SQLite file (the embedded default,
 ``sqlite.py``), or ``state.url``, a PostgreSQL database shared by every machine that runs
-the exports (``postgres.py``). The SQL they share is in ``sql.py``.
+the exports (``postgres.py``). The SQL they share is in the ``sql`` package, a module per
+concern. The contract is split the same way: one abstract base per concern (members,
+targets, batches in flight, rejects, runs, administration, transfer), which
+:class:`StateStore` combines, so callers hold one store and call ``state.<method>``.
 
 One run per export at a time: SQLite holds an OS file lock, PostgreSQL a session-level
 advisory lock; both die with the process, so a run killed with -9 frees its export at once.
@@ -75,27 +78,9 @@ def export_lock_key(export: str) -> int:
     return int.from_bytes(hashlib.sha256(f"segship export {export}".encode()).digest()[:8], "big", signed=True)
 
 
-class StateStore(ABC):
-    """What the engine and the CLI need from state, whatever the backend."""
-
-    #: "sqlite" or "postgresql"
-    backend: str
-
-    @abstractmethod
-    def close(self) -> None: ...
-
-    @abstractmethod
-    def describe(self) -> str:
-        """Where state lives, for people: a file path, or a database without its credentials."""
-
-    @abstractmethod
-    def schema_version(self) -> int: ...
-
-    @abstractmethod
-    def export_lock(self, export: str) -> AbstractContextManager[None]:
-        """Hold the export's run lock for a with-block, or raise StateError at once if another run holds it."""
-
-    # -- what was acknowledged ----------------------------------------------------------------
+class MemberStore(ABC):
+    """Members: what the destination acknowledged of each key, the settings and hash version their hashes
+    were made with, the digest that lets an unchanged plan skip reading them, and committing answers."""
 
     @abstractmethod
     def acknowledged(self, export: str) -> pa.RecordBatchReader:
@@ -158,13 +143,23 @@ class StateStore(ABC):
         """
 
     @abstractmethod
-    def stale_identities(self, export: str) -> dict[int, list[Member]]:
-        """target -> identities to remove from it."""
+    def commit_upserts(self, export: str, acknowledged: Acknowledged,
+                       stale: Iterable[tuple[str, str]], rejected: Iterable[tuple[str, str]], *,
+                       target: int = 1, moving: bool = False, in_flight: int | None = None) -> None:
+        """One transaction per group of answered batches: acknowledged rows (now in ``target``), identities
+        they replaced there, rejects; the group is no longer in flight (``record_in_flight``'s id). When
+        ``moving``, a member acknowledged before in another target leaves its identity there to
+        remove (a stale identity of that target)."""
 
     @abstractmethod
-    def count_stale_identities(self, export: str) -> int: ...
+    def commit_removals(self, export: str, removed: Iterable[Member], rejected: Iterable[tuple[str, str]],
+                        stale: bool, target: int = 1) -> None:
+        """Acknowledged removals: leavers leave the members; stale identities leave ``target``'s list."""
 
-    # -- targets --------------------------------------------------------------------------------
+
+class TargetStore(ABC):
+    """Targets (the lists or segments an export's members were sent to), which members are in which,
+    and the identities left in a target to remove from it (a member's old identity, a moved member's)."""
 
     @abstractmethod
     def target_id(self, export: str, target: dict[str, Any], *, record: bool) -> int:
@@ -179,7 +174,16 @@ class StateStore(ABC):
     def members_by_target(self, export: str, keys: Sequence[str]) -> dict[int, list[Member]]:
         """The members with the given keys, by the target they were acknowledged in."""
 
-    # -- committing what the destination answered ---------------------------------------------
+    @abstractmethod
+    def stale_identities(self, export: str) -> dict[int, list[Member]]:
+        """target -> identities to remove from it."""
+
+    @abstractmethod
+    def count_stale_identities(self, export: str) -> int: ...
+
+
+class InFlightStore(ABC):
+    """Batches in flight: sent, their answer not yet committed."""
 
     @abstractmethod
     def record_in_flight(self, export: str, keys: Sequence[str], identities: Sequence[str], target: int) -> int:
@@ -193,19 +197,9 @@ class StateStore(ABC):
         row hash (0: sent again while in the segment, removed once they leave); a member's other
         identity or target there becomes a stale identity. Returns how many keys were folded in."""
 
-    @abstractmethod
-    def commit_upserts(self, export: str, acknowledged: Acknowledged,
-                       stale: Iterable[tuple[str, str]], rejected: Iterable[tuple[str, str]], *,
-                       target: int = 1, moving: bool = False, in_flight: int | None = None) -> None:
-        """One transaction per group of answered batches: acknowledged rows (now in ``target``), identities
-        they replaced there, rejects; the group is no longer in flight (``record_in_flight``'s id). When
-        ``moving``, a member acknowledged before in another target leaves its identity there to
-        remove (a stale identity of that target)."""
 
-    @abstractmethod
-    def commit_removals(self, export: str, removed: Iterable[Member], rejected: Iterable[tuple[str, str]],
-                        stale: bool, target: int = 1) -> None:
-        """Acknowledged removals: leavers leave the members; stale identities leave ``target``'s list."""
+class RejectStore(ABC):
+    """Rows the destination refused (recorded by the commits), retried until accepted or gone."""
 
     @abstractmethod
     def forget_rejects(self, export: str, keys: Iterable[str]) -> None:
@@ -214,7 +208,16 @@ class StateStore(ABC):
     @abstractmethod
     def rejected_keys(self, export: str) -> list[str]: ...
 
-    # -- history --------------------------------------------------------------------------------
+    @abstractmethod
+    def rejects(self, export: str, limit: int | None = None) -> list[dict[str, Any]]: ...
+
+
+class RunStore(ABC):
+    """Runs: one at a time per export, and their history."""
+
+    @abstractmethod
+    def export_lock(self, export: str) -> AbstractContextManager[None]:
+        """Hold the export's run lock for a with-block, or raise StateError at once if another run holds it."""
 
     @abstractmethod
     def start_run(self, export: str, dry_run: bool) -> int:
@@ -226,10 +229,9 @@ class StateStore(ABC):
     @abstractmethod
     def runs(self, export: str | None = None, limit: int = 20) -> list[dict[str, Any]]: ...
 
-    @abstractmethod
-    def rejects(self, export: str, limit: int | None = None) -> list[dict[str, Any]]: ...
 
-    # -- administration (segship state …) -------------------------------------------------------
+class AdministrationStore(ABC):
+    """What ``segship state show`` and ``state forget`` ask."""
 
     @abstractmethod
     def summary(self, export: str | None = None) -> list[dict[str, Any]]:
@@ -238,6 +240,10 @@ class StateStore(ABC):
     @abstractmethod
     def forget(self, export: str) -> bool:
         """Drop everything kept about an export (members, targets, rejects, runs); False if there was nothing."""
+
+
+class TransferStore(ABC):
+    """``segship state copy``: every table out of one store and into another."""
 
     @abstractmethod
     def counts(self) -> dict[str, int]:
@@ -250,6 +256,24 @@ class StateStore(ABC):
     @abstractmethod
     def replace_all(self, tables: dict[str, Iterable[pa.RecordBatch]]) -> None:
         """Make this state hold exactly ``tables`` (a copy), in one transaction."""
+
+
+class StateStore(MemberStore, TargetStore, InFlightStore, RejectStore, RunStore, AdministrationStore, TransferStore):
+    """What the engine and the CLI need from state, whatever the backend: each concern's contract above,
+    and the store itself (where it is, its schema, closing it)."""
+
+    #: "sqlite" or "postgresql"
+    backend: str
+
+    @abstractmethod
+    def close(self) -> None: ...
+
+    @abstractmethod
+    def describe(self) -> str:
+        """Where state lives, for people: a file path, or a database without its credentials."""
+
+    @abstractmethod
+    def schema_version(self) -> int: ...
 
 
 def open_state(config: Config) -> StateStore:
