@@ -30,7 +30,9 @@ from urllib.parse import unquote, urlsplit
 import pyarrow as pa
 
 from segship.engine.state import StateError, export_lock_key
-from segship.engine.state.sql import SqlState, migrate, on_state_thread, statements
+from segship.engine.state.sql import SqlState
+from segship.engine.state.sql.connection import on_state_thread
+from segship.engine.state.sql.schema import migrate, statements
 from segship.secrets import redactor
 
 SCHEMA = "segship"

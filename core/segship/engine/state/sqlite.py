@@ -41,14 +41,11 @@ from typing import TYPE_CHECKING, Any
 import pyarrow.compute as pc
 
 from segship.engine.state import StateError
-from segship.engine.state.sql import (
-    MEMBER_UPDATES,
-    TABLES,
-    SqlState,
-    migrate,
-    on_state_thread,
-    statements,
-)
+from segship.engine.state.sql import SqlState
+from segship.engine.state.sql.caches import StateCache
+from segship.engine.state.sql.connection import on_state_thread
+from segship.engine.state.sql.members import MEMBER_UPDATES
+from segship.engine.state.sql.schema import TABLES, migrate, statements
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -195,6 +192,24 @@ SETTLE_JOURNAL = _SETTLE.format(order="key, seq")
 SETTLE_SORTED_JOURNAL = _SETTLE.format(order="seq")
 
 
+class MemberJournal(StateCache):
+    """What this store knows of ``member_journal``, by export id.
+
+    ``journaled`` and ``sorted_until`` are this store's own journaling, dropped by the fold that
+    settles it; ``settled_members`` is a count taken once, kept as a hint of when to fold;
+    ``looked_up`` is forgotten when a run starts (another process may have journaled since).
+    """
+
+    def __init__(self) -> None:
+        self.journaled: dict[int, int] = {}  # export id -> members this store journaled, not yet folded
+        self.settled_members: dict[int, int] = {}  # export id -> members in `members`, once counted
+        self.looked_up: set[int] = set()  # exports whose journal left by others was looked for
+        self.sorted_until: dict[int, str] = {}  # export id -> last key journaled, while in key order
+
+    def run_started(self, export: str) -> None:
+        self.looked_up.clear()
+
+
 class SqliteState(SqlState):
     backend = "sqlite"
     begin = "BEGIN IMMEDIATE"
@@ -211,10 +226,7 @@ class SqliteState(SqlState):
         except adbc_driver_manager.Error as exc:
             raise StateError(self.error_message(exc)) from None
         super().__init__()
-        self._journaled: dict[int, int] = {}  # export id -> members this store journaled, not yet folded
-        self._settled_members: dict[int, int] = {}  # export id -> members in `members`, once counted
-        self._journal_looked_up: set[int] = set()  # exports whose journal left by others was looked for
-        self._sorted_until: dict[int, str] = {}  # export id -> last key journaled, while in key order
+        self.journal = self.cached(MemberJournal())
         try:
             # first: another process's run may hold the write lock while this one opens the file
             self.execute("PRAGMA busy_timeout=30000")
@@ -235,18 +247,19 @@ class SqliteState(SqlState):
     # -- the member journal --------------------------------------------------------------------------
 
     def _write_members(self, export_id: int, target: int, columns: list[pa.Array]) -> None:
+        journal = self.journal
         self._note_key_order(export_id, columns[0])
         self.many_columns(f"INSERT INTO member_journal ({MEMBER_COLUMNS}) "
                           f"VALUES ({int(export_id)}, ?, ?, ?, ?, {int(target)})", columns)
-        journaled = self._journaled[export_id] = self._journaled.get(export_id, 0) + len(columns[0])
-        if export_id not in self._settled_members:
-            self._settled_members[export_id] = int(self.one("SELECT count(*) FROM members WHERE export_id = ?",
-                                                            (export_id,))[0])
+        journaled = journal.journaled[export_id] = journal.journaled.get(export_id, 0) + len(columns[0])
+        if export_id not in journal.settled_members:
+            journal.settled_members[export_id] = int(self.one("SELECT count(*) FROM members WHERE export_id = ?",
+                                                              (export_id,))[0])
         # folded while the run goes on, once the journal is a quarter of the members: each fold
         # writes each page of `members` at most once, and few folds are left for the end
-        if journaled >= max(FOLD_MIN_MEMBERS, self._settled_members[export_id] // 4):
+        if journaled >= max(FOLD_MIN_MEMBERS, journal.settled_members[export_id] // 4):
             self._fold(export_id)
-            self._journaled[export_id] = 0  # still to settle on read: the commit may yet roll back
+            journal.journaled[export_id] = 0  # still to settle on read: the commit may yet roll back
 
     def _note_key_order(self, export_id: int, keys: pa.Array) -> None:
         """Keep track of whether the export's journal is in key order, so that its fold needs no sort.
@@ -256,49 +269,52 @@ class SqliteState(SqlState):
         2.2-2.7 (``benchmarks/state_commit.py``). Only a hint, known for a journal this store
         began: a fold makes the same members in either order (a key's later commit wins both ways).
         """
-        if export_id not in self._journaled:  # the first rows this store journals for it, or since it settled
+        sorted_until = self.journal.sorted_until
+        if export_id not in self.journal.journaled:  # the first rows this store journals for it, or since it settled
             if self._journal_holds(export_id):
-                self._sorted_until.pop(export_id, None)  # another run's journal: its order is unknown
+                sorted_until.pop(export_id, None)  # another run's journal: its order is unknown
             else:
-                self._sorted_until[export_id] = ""
-        last = self._sorted_until.get(export_id)
+                sorted_until[export_id] = ""
+        last = sorted_until.get(export_id)
         if last is None or not len(keys) or keys.null_count:  # a null key fails the insert itself
             return
         if keys[0].as_py() >= last and pc.all(pc.less_equal(keys[:-1], keys[1:]), min_count=0).as_py():
-            self._sorted_until[export_id] = keys[-1].as_py()
+            sorted_until[export_id] = keys[-1].as_py()
         else:
-            del self._sorted_until[export_id]
+            del sorted_until[export_id]
 
     def _journal_holds(self, export_id: int) -> bool:
         return self.one("SELECT 1 FROM member_journal WHERE export_id = ? LIMIT 1", (export_id,)) is not None
 
     def _fold(self, export_id: int) -> None:
         """Move an export's journal into ``members``, inside the transaction open."""
-        self.execute(SETTLE_SORTED_JOURNAL if export_id in self._sorted_until else SETTLE_JOURNAL, (export_id,))
+        journal = self.journal
+        self.execute(SETTLE_SORTED_JOURNAL if export_id in journal.sorted_until else SETTLE_JOURNAL, (export_id,))
         if self.one("SELECT EXISTS (SELECT 1 FROM member_journal WHERE export_id <> ?)", (export_id,))[0]:
             self.execute("DELETE FROM member_journal WHERE export_id = ?", (export_id,))
         else:  # the usual case, one export journaled: its pages are freed whole, not row by row
             self.execute("DELETE FROM member_journal")
-        if export_id in self._settled_members:
-            self._settled_members[export_id] += self._journaled.get(export_id, 0)  # at most: some were updates
+        if export_id in journal.settled_members:
+            journal.settled_members[export_id] += journal.journaled.get(export_id, 0)  # at most: some were updates
 
     @on_state_thread
     def _settle(self, export_id: int | None) -> None:
+        journal = self.journal
         if export_id is None:
             for (journaled,) in self.rows("SELECT DISTINCT export_id FROM member_journal"):
-                self._journaled.setdefault(journaled, 0)
-            pending = set(self._journaled)
+                journal.journaled.setdefault(journaled, 0)
+            pending = set(journal.journaled)
         else:
-            if export_id not in self._journal_looked_up:  # what an earlier run journaled and left
-                self._journal_looked_up.add(export_id)
+            if export_id not in journal.looked_up:  # what an earlier run journaled and left
+                journal.looked_up.add(export_id)
                 if self._journal_holds(export_id):
-                    self._journaled.setdefault(export_id, 0)
-            pending = {export_id} & self._journaled.keys()
+                    journal.journaled.setdefault(export_id, 0)
+            pending = {export_id} & journal.journaled.keys()
         for journaled in pending:
             with self.transaction():
                 self._fold(journaled)
-            del self._journaled[journaled]
-            self._sorted_until.pop(journaled, None)
+            del journal.journaled[journaled]
+            journal.sorted_until.pop(journaled, None)
         if pending:
             self.rows("PRAGMA incremental_vacuum")  # each page is one step: all of them
 
@@ -310,11 +326,6 @@ class SqliteState(SqlState):
         return export_id is not None and self.one(
             "SELECT EXISTS (SELECT 1 FROM members WHERE export_id = ?) "
             "OR EXISTS (SELECT 1 FROM member_journal WHERE export_id = ?)", (export_id, export_id))[0] == 1
-
-    @on_state_thread
-    def start_run(self, export: str, dry_run: bool) -> int:
-        self._journal_looked_up.clear()  # another process may have journaled since: look again
-        return super().start_run(export, dry_run)
 
     def schema_version(self) -> int:
         return int(self.one("PRAGMA user_version")[0])

@@ -1,0 +1,34 @@
+"""What a concern keeps of state between statements, and the events that make it stale.
+
+A concern that caches (an export's id, whether an export has rejects, which exports' digest this
+run already deleted...) keeps it in a :class:`StateCache` of its own, registered with the store
+(``SqlConnection.cached``). The store tells every cache of each event below, and each cache says,
+in its own module, what it forgets on which; no concern clears another's cache.
+
+- ``committed`` / ``rolled_back``: a transaction ended (``SqlConnection.transaction``);
+- ``run_started``: a run holds the export's lock now, and another process or machine may have
+  changed the export's rows since this store last looked (``start_run``);
+- ``export_forgotten``: every row of the export was deleted (``forget``);
+- ``replaced``: every table was replaced by a copy (``replace_all``).
+"""
+
+from __future__ import annotations
+
+
+class StateCache:
+    """A concern's cache; each event does nothing unless the cache says otherwise."""
+
+    def committed(self) -> None:
+        """The transaction open committed."""
+
+    def rolled_back(self) -> None:
+        """The transaction open failed: it is being rolled back."""
+
+    def run_started(self, export: str) -> None:
+        """A run of ``export`` started, under the export's lock."""
+
+    def export_forgotten(self, export: str) -> None:
+        """Every row of ``export`` was deleted."""
+
+    def replaced(self) -> None:
+        """Every table was replaced by a copy."""

@@ -1,0 +1,38 @@
+"""Runs: each run of an export, its outcome and report (the run lock is each backend's)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+
+from segship.engine.state import RunStore, now
+from segship.engine.state.sql.connection import SqlConnection, on_state_thread
+
+
+class SqlRuns(SqlConnection, RunStore):
+    @on_state_thread
+    def start_run(self, export: str, dry_run: bool) -> int:
+        # under the export's lock now: every concern forgets what it cached of the export (another
+        # machine may have run it)
+        for cache in self.caches:
+            cache.run_started(export)
+        with self.transaction():
+            self.execute("UPDATE runs SET outcome = 'interrupted' WHERE export = ? AND outcome = 'running'",
+                         (export,))
+            row = self.one("INSERT INTO runs (export, started_at, outcome, dry_run) VALUES (?, ?, 'running', ?) "
+                           "RETURNING id", (export, now(), int(dry_run)))
+        return int(row[0])
+
+    @on_state_thread
+    def finish_run(self, run_id: int, outcome: str, report: dict[str, Any]) -> None:
+        with self.transaction():
+            self.execute("UPDATE runs SET finished_at = ?, outcome = ?, report = ? WHERE id = ?",
+                         (now(), outcome, orjson.dumps(report).decode(), run_id))
+
+    def runs(self, export: str | None = None, limit: int = 20) -> list[dict[str, Any]]:
+        where, params = ("WHERE export = ?", (export,)) if export else ("", ())
+        rows = self.rows(f"SELECT id, export, started_at, finished_at, outcome, dry_run, report FROM runs {where} "
+                         "ORDER BY id DESC LIMIT ?", (*params, limit))
+        return [{"id": r[0], "export": r[1], "started_at": r[2], "finished_at": r[3], "outcome": r[4],
+                 "dry_run": bool(r[5]), "report": orjson.loads(r[6]) if r[6] else None} for r in rows]

@@ -1,0 +1,71 @@
+"""The tables both backends hold (their DDL is each backend's: ``sqlite.py``, ``postgres.py``).
+
+- ``exports``: an id per export name, the settings its hashes were made with and the
+  version of the hash functions that made them;
+- ``targets``: per export id, each target it has had (an id counting from 1, its settings);
+- ``members``: per export id and key, the acknowledged row hash, column hashes, the
+  identity, NULL when it equals the key (Braze: the key is the external id), which keeps
+  the largest table small, and the id of the target the member is in;
+- ``member_digests``: per export id, the digest of its members (``MembersDigest``), deleted
+  by the first write to them in a run (``members.py``);
+- ``stale_identities`` (with the target to remove each from), ``rejects``, ``runs``,
+  ``in_flight``: by export name (few rows).
+
+A table is declared here once for every concern that goes through all of them: ``state copy``
+copies ``TABLES`` (``transfer.py``), ``forget`` deletes an export's rows by ``EXPORT_COLUMNS``
+(``administration.py``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import pyarrow as pa
+
+from segship.engine.state import StateError
+
+#: Columns of each table (and their Arrow types, for ``state copy``), in an order that
+#: copies parents first. The backends' DDL matches these types.
+TABLES: dict[str, pa.Schema] = {
+    "exports": pa.schema([("id", pa.int64()), ("name", pa.string()), ("fingerprint", pa.string()),
+                          ("columns", pa.string()), ("hash_version", pa.int32())]),
+    "targets": pa.schema([("export_id", pa.int64()), ("id", pa.int32()), ("settings", pa.string())]),
+    "members": pa.schema([("export_id", pa.int64()), ("key", pa.string()), ("row_hash", pa.int64()),
+                          ("column_hashes", pa.binary()), ("identity", pa.string()), ("target", pa.int32())]),
+    "member_digests": pa.schema([("export_id", pa.int64()), ("kind", pa.string()), ("members", pa.int64()),
+                                 ("digest", pa.int64())]),
+    "stale_identities": pa.schema([("export", pa.string()), ("key", pa.string()), ("identity", pa.string()),
+                                   ("target", pa.int32())]),
+    "runs": pa.schema([("id", pa.int64()), ("export", pa.string()), ("started_at", pa.string()),
+                       ("finished_at", pa.string()), ("outcome", pa.string()), ("dry_run", pa.int32()),
+                       ("report", pa.string())]),
+    "rejects": pa.schema([("export", pa.string()), ("key", pa.string()), ("reason", pa.string()),
+                          ("first_seen", pa.string()), ("last_seen", pa.string()), ("attempts", pa.int32())]),
+    "in_flight": pa.schema([("export", pa.string()), ("id", pa.int64()), ("target", pa.int32()),
+                            ("members", pa.string())]),
+}
+#: Primary keys, by which ``state copy`` reads a table in pages.
+TABLE_KEYS: dict[str, tuple[str, ...]] = {"exports": ("id",), "targets": ("export_id", "id"),
+                                          "members": ("export_id", "key"), "member_digests": ("export_id",),
+                                          "stale_identities": ("export", "target", "identity"), "runs": ("id",),
+                                          "rejects": ("export", "key"), "in_flight": ("export", "id")}
+#: The column that ties a table's rows to an export: ``export`` (its name), or else the export's id;
+#: in the order ``forget`` deletes them.
+EXPORT_COLUMNS: dict[str, str] = {"members": "export_id", "member_digests": "export_id", "targets": "export_id",
+                                  "exports": "id", "stale_identities": "export", "rejects": "export",
+                                  "runs": "export", "in_flight": "export"}
+
+
+def migrate(current: int, migrations: Sequence[str], describe: str, apply: Callable[[int], None]) -> None:
+    """Apply ``migrations[current:]`` via ``apply(target_version)``; refuse a newer schema."""
+    latest = len(migrations)
+    if current > latest:
+        raise StateError(f"state {describe} was written by a newer segship (schema {current}, this one knows "
+                         f"{latest}); upgrade segship")
+    if current < latest:
+        apply(latest)
+
+
+def statements(script: str) -> list[str]:
+    """The statements of a migration script (no ';' inside our statements)."""
+    return [statement.strip() for statement in script.split(";") if statement.strip()]

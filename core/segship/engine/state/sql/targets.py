@@ -1,0 +1,87 @@
+"""Targets and moves: each export's targets, which members are in which, and the identities left in a
+target to remove from it (``stale_identities``: a member's previous identity, a moved member's)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import orjson
+import pyarrow as pa
+
+from segship.destination import Member
+from segship.engine.state import TargetStore, chunks
+from segship.engine.state.sql.connection import on_state_thread
+from segship.engine.state.sql.exports import SqlExports
+from segship.engine.state.sql.schema import TABLES
+
+
+class SqlTargets(SqlExports, TargetStore):
+    """Members are read where they are settled (``_settled_export_id``, members.py); the helpers
+    below write stale identities inside the commits' transactions (members.py, in_flight.py)."""
+
+    @on_state_thread
+    def target_id(self, export: str, target: dict[str, Any], *, record: bool) -> int:
+        settings = orjson.dumps(target, option=orjson.OPT_SORT_KEYS).decode()
+        export_id = self.export_id(export, create=record)
+        if export_id is None:
+            return 1
+        found = self.one("SELECT id FROM targets WHERE export_id = ? AND settings = ?", (export_id, settings))
+        if found:
+            return int(found[0])
+        new_id = int(self.one("SELECT coalesce(max(id), 0) + 1 FROM targets WHERE export_id = ?", (export_id,))[0])
+        if record:
+            with self.transaction():
+                self.execute("INSERT INTO targets VALUES (?, ?, ?)", (export_id, new_id, settings))
+        return new_id
+
+    def targets(self, export: str) -> dict[int, dict[str, Any]]:
+        return {int(target_id): orjson.loads(settings) for target_id, settings in self.rows(
+            "SELECT t.id, t.settings FROM targets t JOIN exports e ON e.id = t.export_id WHERE e.name = ?",
+            (export,))}
+
+    @on_state_thread
+    def members_by_target(self, export: str, keys: Sequence[str]) -> dict[int, list[Member]]:
+        by_target: dict[int, list[Member]] = {}
+        export_id = self._settled_export_id(export) if keys else None
+        if export_id is None:
+            return by_target
+        for chunk in chunks(keys, 500):
+            marks = ",".join("?" * len(chunk))
+            for key, identity, target in self.rows(
+                    "SELECT key, coalesce(identity, key), target FROM members "
+                    f"WHERE export_id = ? AND key IN ({marks}) ORDER BY key", (export_id, *chunk)):
+                by_target.setdefault(int(target), []).append(Member(key, identity))
+        return by_target
+
+    # -- identities left to remove ---------------------------------------------------------------------
+
+    def stale_identities(self, export: str) -> dict[int, list[Member]]:
+        by_target: dict[int, list[Member]] = {}
+        for key, identity, target in self.rows(
+                "SELECT key, identity, target FROM stale_identities WHERE export = ? ORDER BY target, key", (export,)):
+            by_target.setdefault(int(target), []).append(Member(key, identity))
+        return by_target
+
+    def count_stale_identities(self, export: str) -> int:
+        return int(self.one("SELECT count(*) FROM stale_identities WHERE export = ?", (export,))[0])
+
+    def _leave_identities(self, rows: Sequence[tuple[str, str, str, int]]) -> None:
+        """(export, key, identity, target): identities to remove from their target, inside the transaction open."""
+        self.many("INSERT INTO stale_identities VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING", rows,
+                  TABLES["stale_identities"].types)
+
+    def _leave_other_targets(self, export: str, export_id: int, target: int, keys: pa.Array) -> None:
+        """Members with ``keys`` moving to ``target`` leave their identity in the target they are in,
+        to remove from it; inside the transaction open, before the members are written."""
+        for chunk in chunks(keys.to_pylist(), 500):
+            self.execute(
+                "INSERT INTO stale_identities SELECT ?, key, coalesce(identity, key), target FROM members "
+                f"WHERE export_id = ? AND target <> ? AND key IN ({','.join('?' * len(chunk))}) "
+                "ON CONFLICT DO NOTHING", (export, export_id, target, *chunk))
+
+    def _remove_stale_identities(self, export: str, target: int, removed: list[Member]) -> None:
+        """Stale identities the destination removed from ``target``, inside the transaction open."""
+        self.many("DELETE FROM stale_identities WHERE export = ? AND target = ? AND identity = ?",
+                  [(export, target, member.identity) for member in removed],
+                  (pa.string(), pa.int32(), pa.string()))
