@@ -1,0 +1,85 @@
+"""Each backend's schema: older SQLite files migrated in place, a schema from a newer segship refused."""
+
+from __future__ import annotations
+
+import sqlite3
+
+import pytest
+
+from segship.destination import Member
+from segship.engine.state import StateError, open_state_at
+from segship.engine.state.postgres import SCHEMA_VERSION as POSTGRES_SCHEMA_VERSION
+from segship.engine.state.sqlite import MIGRATIONS, SCHEMA_VERSION
+
+from .conftest import keys
+
+#: schema 2 as segship 0.1 wrote it (engine/state.py before the state package)
+SCHEMA_2 = MIGRATIONS[0] + MIGRATIONS[1] + "PRAGMA user_version=2;"
+
+
+def test_a_schema_2_state_file_is_migrated_in_place_and_nothing_is_sent_again(tmp_path):
+    path = tmp_path / "state.db"
+    with sqlite3.connect(path) as db:
+        db.executescript(SCHEMA_2)
+        db.execute("INSERT INTO exports VALUES ('sync', 'fp', '[\"id\",\"email\"]')")
+        db.executemany("INSERT INTO members VALUES ('sync', ?, ?, ?, ?)", [
+            ("k1", 7, "11,-12", "k1"), ("k2", 8, "13,14", "b@example.com"), ("k3", 9, None, "k3")])
+        db.execute("INSERT INTO members VALUES ('orphan', 'x', 1, NULL, 'x')")  # an export without settings
+        db.execute("INSERT INTO rejects VALUES ('sync', 'k9', 'bad email', 't', 't', 2)")
+        db.execute("INSERT INTO stale_identities VALUES ('sync', 'k0', 'old@example.com')")
+    db.close()
+    store = open_state_at(path)
+    assert store.schema_version() == SCHEMA_VERSION
+    # acknowledged before targets were recorded: in target 1, the first one recorded
+    assert store.acknowledged("sync").read_all().to_pylist() == [
+        {"key": "k1", "row_hash": 7, "target": 1}, {"key": "k2", "row_hash": 8, "target": 1},
+        {"key": "k3", "row_hash": 9, "target": 1}]
+    # made by DuckDB's hash(): a plan converts them (text column hashes, as segship 0.1 wrote them)
+    assert store.hash_version("sync") == store.hash_version("orphan") == 1
+    assert store.stored_hashes("sync").to_pylist() == [
+        {"key": "k1", "row_hash": 7, "column_hashes": "11,-12"}, {"key": "k2", "row_hash": 8, "column_hashes": "13,14"},
+        {"key": "k3", "row_hash": 9, "column_hashes": None}]
+    # the settings are kept: a run with the same settings re-sends nobody
+    assert not store.reconcile_settings("sync", "fp", ["id", "email"])
+    assert store.details("sync", ["k1", "k2", "k3"]) == {
+        "k1": ("11,-12", "k1"), "k2": ("13,14", "b@example.com"), "k3": (None, "k3")}
+    assert store.identities_held("sync", ["b@example.com", "k1", "nobody"], 1) == {"b@example.com", "k1"}
+    assert store.stale_identities("sync") == {1: [Member("k0", "old@example.com")]}
+    assert keys(store, "orphan") == ["x"]
+    assert store.rejected_keys("sync") == ["k9"]
+    store.close()
+
+
+def test_a_schema_1_state_file_is_migrated_too(tmp_path):
+    path = tmp_path / "state.db"
+    with sqlite3.connect(path) as db:
+        db.executescript(MIGRATIONS[0])
+        db.execute("PRAGMA user_version=1")
+        db.execute("INSERT INTO members VALUES ('sync', 'k1', 7, NULL, 'a@example.com')")
+    db.close()
+    store = open_state_at(path)
+    # acknowledged before targets were recorded: in target 1, the first one recorded
+    assert store.acknowledged("sync").read_all().to_pylist() == [{"key": "k1", "row_hash": 7, "target": 1}]
+    assert store.identities_held("sync", ["a@example.com", "b@example.com"], 1) == {"a@example.com"}
+
+
+def test_a_sqlite_state_from_a_newer_segship_is_refused(tmp_path):
+    path = tmp_path / "state.db"
+    with sqlite3.connect(path) as db:
+        db.execute(f"PRAGMA user_version={SCHEMA_VERSION + 1}")
+    db.close()
+    with pytest.raises(StateError, match="written by a newer segship"):
+        open_state_at(path)
+
+
+def test_a_postgres_state_from_a_newer_segship_is_refused(postgres_url):
+    open_state_at(postgres_url).close()
+    store = open_state_at(postgres_url)
+    store.execute("UPDATE schema_version SET version = ?", (POSTGRES_SCHEMA_VERSION + 1,))
+    store.close()
+    with pytest.raises(StateError, match="written by a newer segship"):
+        open_state_at(postgres_url)
+
+
+def test_a_new_store_is_at_its_backends_latest_schema(store):
+    assert store.schema_version() == {"sqlite": SCHEMA_VERSION, "postgresql": POSTGRES_SCHEMA_VERSION}[store.backend]

@@ -1,0 +1,51 @@
+"""Targets, members by target, moves and stale identities through the contract (on both backends)."""
+
+from __future__ import annotations
+
+from segship.destination import Member
+
+
+def test_targets_and_a_move_through_the_contract(store):
+    assert store.target_id("sync", {"list": "a"}, record=False) == 1  # nothing recorded yet: nothing written
+    assert store.targets("sync") == {}
+    assert store.target_id("sync", {"list": "a"}, record=True) == 1
+    store.commit_upserts("sync", [("k1", 1, None, "one@example.com"), ("k2", 2, None, "k2")], [], [])
+    assert store.target_id("sync", {"list": "b"}, record=False) == 2
+    assert store.targets("sync") == {1: {"list": "a"}}
+    assert store.target_id("sync", {"list": "b"}, record=True) == 2
+    assert store.targets("sync") == {1: {"list": "a"}, 2: {"list": "b"}}
+    # k1 moves to target 2 (a new identity there too): its identity in target 1 is left to remove
+    store.commit_upserts("sync", [("k1", 3, None, "new@example.com")], [("k1", "older@example.com")], [],
+                         target=2, moving=True)
+    assert store.acknowledged("sync").read_all().to_pylist() == [
+        {"key": "k1", "row_hash": 3, "target": 2}, {"key": "k2", "row_hash": 2, "target": 1}]
+    assert store.members_by_target("sync", ["k1", "k2", "gone"]) == {2: [Member("k1", "new@example.com")],
+                                                                     1: [Member("k2", "k2")]}
+    assert store.stale_identities("sync") == {1: [Member("k1", "one@example.com")],
+                                              2: [Member("k1", "older@example.com")]}
+    assert store.count_stale_identities("sync") == 2
+    assert store.identities_held("sync", ["new@example.com", "k2"], 2) == {"new@example.com"}
+    assert store.identities_held("sync", ["new@example.com", "k2"], 1) == {"k2"}
+    store.commit_removals("sync", [Member("k1", "one@example.com")], [], stale=True, target=1)
+    assert store.stale_identities("sync") == {2: [Member("k1", "older@example.com")]}
+    store.commit_removals("sync", [Member("k1", "older@example.com")], [], stale=True, target=1)  # not there
+    assert store.count_stale_identities("sync") == 1
+    assert store.forget("sync") and store.targets("sync") == {}
+
+
+def test_target_ids_count_per_export_and_settings_name_a_target_whatever_their_key_order(store):
+    assert store.target_id("sync", {"list": "a", "folder": 1}, record=True) == 1
+    assert store.target_id("sync", {"folder": 1, "list": "a"}, record=True) == 1  # the same settings
+    assert store.target_id("other", {"list": "b"}, record=True) == 1  # each export counts from 1
+    assert store.target_id("sync", {"list": "b"}, record=True) == 2
+    assert store.targets("sync") == {1: {"folder": 1, "list": "a"}, 2: {"list": "b"}}
+    assert store.targets("other") == {1: {"list": "b"}}
+
+
+def test_a_member_moving_to_the_target_it_is_in_leaves_nothing_to_remove(store):
+    store.commit_upserts("sync", [("k1", 1, None, "one@example.com")], [], [], target=2)
+    store.commit_upserts("sync", [("k1", 2, None, "one@example.com"), ("k2", 2, None, "k2")], [], [],
+                         target=2, moving=True)  # k1 is in target 2 already, k2 is no member yet
+    assert store.stale_identities("sync") == {}
+    assert store.members_by_target("sync", ["k1", "k2"]) == {2: [Member("k1", "one@example.com"),
+                                                                 Member("k2", "k2")]}
