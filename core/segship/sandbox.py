@@ -310,6 +310,13 @@ class BackgroundSandbox:
         with urllib.request.urlopen(request, timeout=10) as answer:
             answer.read()
 
+    def answer_instead(self, path: str, body: str = "", *, status: int = 200, content_type: str = "application/json",
+                       count: int | None = None) -> None:
+        """Answer the API requests to ``path`` so (``count`` of them; None: all) instead of the API
+        (the ``canned_answers`` fault knob)."""
+        self.set_faults(canned_answers=[{"path": path, "status": status, "body": body, "content_type": content_type,
+                                         "count": count}])
+
     def reset(self) -> None:
         self.call(self.sandbox.reset)
 

@@ -30,6 +30,7 @@ from segship.destination import (
     Record,
     RecordResults,
     Records,
+    answer_summary,
 )
 from segship.http import HttpClient, HttpResponse, HttpStats, RateLimitHeaders, RetriesExhausted, RetryPolicy
 from segship.ratelimit import RateLimit
@@ -62,12 +63,6 @@ USER_NOT_FOUND_MARKERS = ("not found", "does not exist", "no user")
 
 class NotBrazesAnswer(Exception):
     """A 2xx answer to /users/track that is none of Braze's: it acknowledges nothing."""
-
-
-def _described(response: HttpResponse) -> str:
-    """An answer as a user can recognise it without its body (which may be anyone's page)."""
-    kind = response.headers.get("Content-Type") or "no content type"
-    return f"HTTP {response.status} with {len(response.body)} bytes of {kind}"
 
 
 def _message(response: HttpResponse) -> str:
@@ -116,7 +111,7 @@ def track_answer(response: HttpResponse, sent: int) -> tuple[dict[int, str], lis
     """
     body = response.json()
     if not isinstance(body, dict) or not isinstance(body.get("message"), str):
-        raise NotBrazesAnswer(f"{_described(response)}, not Braze's JSON answer")
+        raise NotBrazesAnswer(f"{answer_summary(response)}, not Braze's JSON answer")
     message = body["message"]
     if response.status == 202 and message == "queued":
         return {}, []
@@ -206,7 +201,7 @@ class BrazeDestination(Destination):
         body = response.json()
         if not isinstance(body, dict) or not isinstance(body.get("message"), str):
             # a proxy's or another host's page, answering with a status Braze uses too
-            raise self._not_brazes(f"answered {_described(response)}, not Braze's JSON answer")
+            raise self._not_brazes(f"answered {answer_summary(response)}, not Braze's JSON answer")
         description = f"Braze REST API at {self.rest_endpoint}: the API key may call {TRACK_PATH}"
         if self._users is not None:
             description += (f"; members get {self._users.segment_api_identifier!r} in "

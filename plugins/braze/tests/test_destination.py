@@ -188,12 +188,6 @@ async def test_an_unreachable_endpoint_is_named(make_destination):
 PROXY_PAGE = "<!doctype html><html><head><title>Gateway</title></head><body>Welcome</body></html>"
 
 
-def answer_instead(sandbox, status: int, body: str, content_type: str = "application/json") -> None:
-    """Every /users/track request answered so, as a proxy or a broken Braze would answer it."""
-    sandbox.set_faults(canned_answers=[{"path": "/users/track", "status": status, "body": body,
-                                        "content_type": content_type, "count": None}])
-
-
 @pytest.mark.parametrize("status, body, content_type", [
     pytest.param(200, PROXY_PAGE, "text/html; charset=utf-8", id="a proxy's page"),
     pytest.param(201, "", "application/json", id="an empty body"),
@@ -218,7 +212,7 @@ def answer_instead(sandbox, status: int, body: str, content_type: str = "applica
 async def test_an_answer_that_is_not_brazes_acknowledges_nothing_and_stops_the_run(braze_sandbox, make_destination,
                                                                                    status, body, content_type):
     destination = make_destination(braze_sandbox.url)
-    answer_instead(braze_sandbox, status, body, content_type)
+    braze_sandbox.answer_instead("/users/track", body, status=status, content_type=content_type)
     for sending in (destination.upsert(records(destination, [person(1), person(2)])),
                     destination.remove([Member("1", "1"), Member("2", "2")])):
         with pytest.raises(DestinationError) as stopped:
@@ -237,7 +231,7 @@ async def test_an_answer_that_is_not_brazes_acknowledges_nothing_and_stops_the_r
 ])
 async def test_brazes_own_answers_acknowledge_what_they_say(braze_sandbox, make_destination, body, refused):
     destination = make_destination(braze_sandbox.url)
-    answer_instead(braze_sandbox, 201, body)
+    braze_sandbox.answer_instead("/users/track", body, status=201)
     results = await destination.upsert(records(destination, [person(1), person(2)]))
     assert {r.key: r.error for r in results if r.error} == refused and len(results) == 2
 
@@ -246,11 +240,11 @@ async def test_a_request_braze_queues_during_maintenance_is_acknowledged(braze_s
     # Braze's errors page: "During times of maintenance, Braze might pause real-time processing of
     # the API [...] the server will return an HTTP Accepted 202 response code" with {"message": "queued"}
     destination = make_destination(braze_sandbox.url)
-    answer_instead(braze_sandbox, 202, '{"message": "queued"}')
+    braze_sandbox.answer_instead("/users/track", '{"message": "queued"}', status=202)
     assert all(r.ok for r in await destination.upsert(records(destination, [person(1), person(2)])))
 
 
 async def test_the_connection_check_refuses_a_page_that_is_not_brazes(braze_sandbox, make_destination):
-    answer_instead(braze_sandbox, 200, PROXY_PAGE, "text/html")
+    braze_sandbox.answer_instead("/users/track", PROXY_PAGE, content_type="text/html")
     with pytest.raises(DestinationError, match=f"HTTP 200 with {len(PROXY_PAGE)} bytes of text/html, not Braze's"):
         await make_destination(braze_sandbox.url).check_connection()
