@@ -92,6 +92,36 @@ def test_rejected_rows_are_listed_with_reasons_and_retried_on_the_next_run(proje
     assert json.loads(project.cli("rejects", "vip-brevo", "--json").stdout) == []
 
 
+def test_a_page_that_is_not_the_destinations_answer_acknowledges_nothing_and_fails_the_run(project):
+    # a proxy or gateway between segship and the destinations answers 200 text/html: Braze's once the
+    # connection check got through, Brevo's imports (its key and list checks reach Brevo)
+    page = "<!doctype html><html><head><title>Access gateway</title></head><body>Sign in</body></html>"
+    project.write(rows(20))
+    project.braze.set_faults(canned_answers=[
+        {"path": "/users/track", "status": 400, "body": '{"message": "Valid data must be provided"}'},
+        {"path": "/users/track", "body": page, "content_type": "text/html", "count": None}])
+    project.brevo.answer_instead("/contacts/import", page, content_type="text/html")
+    run = project.cli("export", "--all", "--report", "report.json")
+    assert run.returncode == 1, run.stderr
+    report = {r["export"]: r for r in json.loads((project.root / "report.json").read_text())["exports"]}
+    assert {(name, r["outcome"], r["upserted"]) for name, r in report.items()} == {
+        ("vip-braze", "failed", 0), ("vip-brevo", "failed", 0)}
+    assert "not Braze's JSON answer" in report["vip-braze"]["message"] and "rest_endpoint" in report[
+        "vip-braze"]["message"]
+    assert "base_url" in report["vip-brevo"]["message"]
+    assert project.acknowledged("vip-braze") == project.acknowledged("vip-brevo") == set()
+    assert project.braze.users() == {} and project.brevo_members() == set()
+    plan = project.cli("plan", "--json")
+    assert [(p["export"], p["add"]) for p in json.loads(plan.stdout)] == [("vip-braze", 20), ("vip-brevo", 20)]
+
+    project.braze.set_faults(canned_answers=[])
+    project.brevo.set_faults(canned_answers=[])
+    again = project.cli("export", "--all")
+    assert again.returncode == 0, again.stderr
+    assert set(project.braze_members()) == {f"C{i:05d}" for i in range(1, 21)}
+    assert project.brevo_members() == {f"user{i}@example.com" for i in range(1, 21)}
+
+
 def start_slow_export(project, rows_count: int = 3000, command: tuple[str, ...] = ("export", "vip-braze"),
                       braze_schedule: str | None = None) -> subprocess.Popen:
     """Start exporting to a slow Braze (``segship *command``) and return once some users have arrived.
