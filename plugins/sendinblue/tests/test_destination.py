@@ -12,7 +12,7 @@ from segship.ratelimit import RateLimit
 
 from segship_sendinblue.destination import UPSERT_BATCH_SIZE
 from segship_sendinblue.sandbox import BrevoSandbox
-from segship_sendinblue.testing import running_sandbox
+from segship_sendinblue.testing import call, running_sandbox
 
 from .conftest import person, records
 
@@ -39,6 +39,32 @@ async def test_import_body_carries_brevo_flags(sendinblue_sandbox, make_destinat
     assert seen[0]["listIds"] == [2]
     assert (seen[0]["updateExistingContacts"], seen[0]["emptyContactsAttributes"],
             seen[0]["disableNotification"]) == (True, False, True)
+
+
+async def test_segship_never_touches_a_contacts_blocklisting(sendinblue_sandbox, make_destination):
+    # Brevo warns that un-blocklisting contacts can suspend an account: segship's imports never carry
+    # emailBlacklist/smsBlacklist, and segship changes no contact's blocklisting any other way
+    destination = make_destination(sendinblue_sandbox.url)
+    bodies = []
+    original = sendinblue_sandbox.sandbox._parse_import
+    sendinblue_sandbox.sandbox._parse_import = lambda raw: bodies.append(orjson.loads(raw)) or original(raw)
+    rows = [person(1, emailBlacklisted=False, smsBlacklisted=False), person(2)]  # columns a mapping doesn't name
+    await destination.upsert(records(destination, rows))
+    status, _, _ = await call(sendinblue_sandbox.url + "/contacts/person1%40example.com", "PUT",
+                              {"emailBlacklisted": True, "smsBlacklisted": True})
+    assert status == 204
+    changed = destination.map(person(1, tier="platinum"), frozenset({"tier"}))
+    assert all(r.ok for r in await destination.upsert([changed]))
+    assert all(r.ok for r in await destination.remove([Member("k1", "person1@example.com")]))
+    assert all(r.ok for r in await destination.upsert(records(destination, [person(1, tier="silver")])))
+    assert sendinblue_sandbox.blacklisting("person1@example.com") == {"emailBlacklisted": True, "smsBlacklisted": True}
+    assert sendinblue_sandbox.blacklisting("person2@example.com") == {"emailBlacklisted": False,
+                                                                      "smsBlacklisted": False}
+    assert sendinblue_sandbox.list_contacts(2)["person1@example.com"]["TIER"] == "silver"
+    assert len(bodies) == 3 and all(set(body) == {"jsonBody", "listIds", "updateExistingContacts",
+                                                  "emptyContactsAttributes", "disableNotification"} for body in bodies)
+    assert all(set(contact) <= {"email", "attributes"} for body in bodies for contact in body["jsonBody"])
+    assert sendinblue_sandbox.stats()["contact_updates"] == 1  # the test's own
 
 
 async def test_changed_attributes_update_the_contact_and_missing_values_keep_theirs(sendinblue_sandbox,
