@@ -37,7 +37,7 @@ from segship.ratelimit import RateLimit
 from segship.secrets import redactor
 
 from segship_braze import schemas
-from segship_braze.mapping import UserMapping, attribute_name_problem
+from segship_braze.mapping import CONSENT_FIELDS, UserMapping, attribute_name_problem
 
 log = structlog.get_logger("segship.braze")
 
@@ -161,7 +161,9 @@ class BrazeDestination(Destination):
     def check_export(cls, connection_settings: Mapping[str, Any], export_settings: Mapping[str, Any],
                      mapping: Mapping[str, Any]) -> Iterable[ConfigProblem]:
         membership = export_settings.get("membership_attribute", schemas.DEFAULT_MEMBERSHIP_ATTRIBUTE)
-        problem = attribute_name_problem(membership)
+        problem = attribute_name_problem(membership) or (
+            f"{membership!r} is a Braze subscription field, which would record consent: choose another attribute "
+            "name" if membership in CONSENT_FIELDS else None)
         if problem:
             yield ConfigProblem(("settings", "membership_attribute"), problem)
         attributes = mapping.get("attributes")
