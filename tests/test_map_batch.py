@@ -174,6 +174,9 @@ def test_braze_maps_a_batch_as_it_maps_each_row(data: st.DataObject) -> None:
     batch = destination.map_batch(rows, changed)
     body = orjson.dumps({"attributes": [p for i, p in enumerate(batch.payloads) if i not in batch.rejects]})
     assert body == b'{"attributes":[' + b",".join(payloads) + b"]}"
+    # only what segship chose is written: a consent field (email_subscribe, ...) only where the mapping names it
+    chosen = {"external_id", "email", "segship_segments", "_update_existing_only", *attributes}
+    assert all(set(orjson.loads(payload)) <= chosen for payload in payloads)
 
 
 @pytest.mark.parametrize("odd", ODD_TEXTS + ODD_EMAILS)
@@ -219,7 +222,12 @@ def test_brevo_maps_a_batch_as_it_maps_each_row(data: st.DataObject) -> None:
     settings = {"default_country_code": "+33"} if data.draw(st.booleans()) else {}
     destination = brevo(mapping, **settings)
     changed = data.draw(changes(rows.num_rows, destination.source_columns(mapping)))
-    assert_same(destination, rows, changed, bytes)
+    mapped = assert_same(destination, rows, changed, bytes)
+    # a contact is its email and the attributes the mapping names: never emailBlacklisted or the like
+    named = {"SMS", *(["FIRSTNAME"] if "first_name" in mapping else []), *mapping["attributes"]}
+    contacts = [orjson.loads(answer[2]) for answer in mapped if answer[0] == "mapped"]
+    assert all(set(contact) <= {"email", "attributes"} and set(contact.get("attributes", {})) <= named
+               for contact in contacts)
 
 
 class RowByRow(MemoryDestination):

@@ -32,7 +32,7 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar, overload
 
-from segship.http import HttpStats
+from segship.http import HttpResponse, HttpStats
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -52,6 +52,13 @@ class DestinationError(Exception):
     The message is shown to the user as it is: it must say what to fix and must never
     contain a secret.
     """
+
+
+def answer_summary(response: HttpResponse) -> str:
+    """An answer as a user can recognise it, without its body: for an answer that is not the
+    service's (a proxy's or a gateway's page), whose body may hold anything."""
+    kind = response.headers.get("Content-Type") or "no content type"
+    return f"HTTP {response.status} with {len(response.body)} bytes of {kind}"
 
 
 @dataclass(frozen=True, slots=True)

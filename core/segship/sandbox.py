@@ -4,7 +4,9 @@ A plugin's sandbox subclasses :class:`Sandbox`, adds its API routes in ``add_rou
 and names its rate-limit headers in ``rate_limit_headers``. The base serves
 ``/_sandbox/stats`` (GET), ``/_sandbox/faults`` (GET/POST, JSON body of
 :class:`Faults` fields) and ``/_sandbox/reset`` (POST), so tests in another process
-can inspect it and turn fault knobs while it runs.
+can inspect it and turn fault knobs while it runs. Besides errors, latency and dropped
+connections, a fault can be an answer that is not the API's (:class:`CannedAnswer`): a
+proxy's HTML page, an empty body, a body that contradicts the request.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ import threading
 import urllib.request
 from collections import Counter
 from collections.abc import Awaitable, Callable
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 import orjson
@@ -32,6 +34,26 @@ FREEZE_EVERY_REQUESTS = 1_000
 
 
 @dataclass
+class CannedAnswer:
+    """An answer given instead of the API's, as a proxy, a gateway or a broken API gives it.
+
+    It answers the API requests to ``path`` (without the sandbox's ``api_prefix``; any method
+    unless ``method``), ``count`` of them (None: every one until the faults change), before the
+    key is checked: the API never sees them.
+    """
+
+    path: str
+    status: int = 200
+    body: str = ""                       # sent as it is
+    content_type: str = "application/json"
+    method: str | None = None
+    count: int | None = 1
+
+    def answers(self, method: str, path: str) -> bool:
+        return path == self.path and self.method in (None, method) and self.count != 0
+
+
+@dataclass
 class Faults:
     """Knobs that make a sandbox misbehave the way real APIs do."""
 
@@ -40,6 +62,8 @@ class Faults:
     latency: float = 0.0                 # seconds added to every API request
     drop_fraction: float = 0.0           # share of API requests whose connection is dropped unanswered
     seed: int | None = None
+    #: answers given instead of the API's, the first that matches a request
+    canned_answers: list[CannedAnswer] = field(default_factory=list)
 
     def update(self, values: dict[str, Any]) -> None:
         known = {f.name for f in fields(self)}
@@ -47,7 +71,20 @@ class Faults:
         if unknown:
             raise ValueError(f"unknown fault knobs: {sorted(unknown)}; known: {sorted(known)}")
         for name, value in values.items():
-            setattr(self, name, tuple(value) if name == "error_statuses" else value)
+            if name == "error_statuses":
+                value = tuple(value)
+            elif name == "canned_answers":
+                value = [CannedAnswer(**answer) for answer in value]
+            setattr(self, name, value)
+
+    def canned_answer(self, method: str, path: str) -> CannedAnswer | None:
+        """The canned answer for a request (one of its ``count`` used up), or None."""
+        for answer in self.canned_answers:
+            if answer.answers(method, path):
+                if answer.count is not None:
+                    answer.count -= 1
+                return answer
+        return None
 
 
 def json_response(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:
@@ -132,6 +169,12 @@ class Sandbox:
             if request.transport is not None:
                 request.transport.abort()
             raise asyncio.CancelledError  # the client sees a closed connection and no answer
+        if faults.canned_answers:
+            canned = faults.canned_answer(request.method, request.path.removeprefix(self.api_prefix))
+            if canned is not None:
+                self.stats["canned_answers"] += 1
+                return web.Response(body=canned.body.encode(), status=canned.status,
+                                    headers={"Content-Type": canned.content_type})
         key = self.presented_key(request)
         if not key or (self.api_key is not None and key != self.api_key):
             self.stats["unauthorized"] += 1
@@ -266,6 +309,13 @@ class BackgroundSandbox:
         request = urllib.request.Request(self.origin + "/_sandbox/faults", data=orjson.dumps(knobs), method="POST")
         with urllib.request.urlopen(request, timeout=10) as answer:
             answer.read()
+
+    def answer_instead(self, path: str, body: str = "", *, status: int = 200, content_type: str = "application/json",
+                       count: int | None = None) -> None:
+        """Answer the API requests to ``path`` so (``count`` of them; None: all) instead of the API
+        (the ``canned_answers`` fault knob)."""
+        self.set_faults(canned_answers=[{"path": path, "status": status, "body": body, "content_type": content_type,
+                                         "count": count}])
 
     def reset(self) -> None:
         self.call(self.sandbox.reset)

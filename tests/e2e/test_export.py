@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import csv
 import json
 import signal
 import subprocess
 import time
+import urllib.request
 
-from .conftest import profile
+from .conftest import COLUMNS, LIST_ID, profile
 
 EXPORTS = ("vip-braze", "vip-brevo")
 
@@ -90,6 +92,82 @@ def test_rejected_rows_are_listed_with_reasons_and_retried_on_the_next_run(proje
     assert "user5@example.com" in project.brevo_members()
     assert json.loads(project.cli("rejects", "vip-braze", "--json").stdout) == []
     assert json.loads(project.cli("rejects", "vip-brevo", "--json").stdout) == []
+
+
+def test_a_page_that_is_not_the_destinations_answer_acknowledges_nothing_and_fails_the_run(project):
+    # a proxy or gateway between segship and the destinations answers 200 text/html: Braze's once the
+    # connection check got through, Brevo's imports (its key and list checks reach Brevo)
+    page = "<!doctype html><html><head><title>Access gateway</title></head><body>Sign in</body></html>"
+    project.write(rows(20))
+    project.braze.set_faults(canned_answers=[
+        {"path": "/users/track", "status": 400, "body": '{"message": "Valid data must be provided"}'},
+        {"path": "/users/track", "body": page, "content_type": "text/html", "count": None}])
+    project.brevo.answer_instead("/contacts/import", page, content_type="text/html")
+    run = project.cli("export", "--all", "--report", "report.json")
+    assert run.returncode == 1, run.stderr
+    report = {r["export"]: r for r in json.loads((project.root / "report.json").read_text())["exports"]}
+    assert {(name, r["outcome"], r["upserted"]) for name, r in report.items()} == {
+        ("vip-braze", "failed", 0), ("vip-brevo", "failed", 0)}
+    assert "not Braze's JSON answer" in report["vip-braze"]["message"] and "rest_endpoint" in report[
+        "vip-braze"]["message"]
+    assert "base_url" in report["vip-brevo"]["message"]
+    assert project.acknowledged("vip-braze") == project.acknowledged("vip-brevo") == set()
+    assert project.braze.users() == {} and project.brevo_members() == set()
+    plan = project.cli("plan", "--json")
+    assert [(p["export"], p["add"]) for p in json.loads(plan.stdout)] == [("vip-braze", 20), ("vip-brevo", 20)]
+
+    project.braze.set_faults(canned_answers=[])
+    project.brevo.set_faults(canned_answers=[])
+    again = project.cli("export", "--all")
+    assert again.returncode == 0, again.stderr
+    assert set(project.braze_members()) == {f"C{i:05d}" for i in range(1, 21)}
+    assert project.brevo_members() == {f"user{i}@example.com" for i in range(1, 21)}
+
+
+def brevo_api(project, method: str, path: str, body: dict | None = None) -> tuple[int, dict | None]:
+    """One request to the Brevo sandbox's API, as a Brevo user's own tool would make it."""
+    request = urllib.request.Request(project.brevo.url + path, method=method,
+                                     data=json.dumps(body).encode() if body is not None else None,
+                                     headers={"api-key": project.brevo.api_key, "Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=10) as answer:
+        return answer.status, json.loads(answer.read() or "null")
+
+
+def test_consent_is_never_sent_unless_mapped_nor_overwritten(project):
+    # the segment has columns named like Braze's subscription and Brevo's blocklist fields; no mapping names them
+    consent = {"email_subscribe": "opted_in", "push_subscribe": "subscribed", "subscription_groups": "[]",
+               "emailBlacklisted": "false", "smsBlacklisted": "false"}
+
+    def write(members: list[dict]) -> None:
+        with (project.root / "profiles.csv").open("w", newline="") as out:
+            writer = csv.DictWriter(out, fieldnames=[*COLUMNS, *consent])
+            writer.writeheader()
+            writer.writerows({**member, **consent} for member in members)
+
+    received: list[dict] = []  # every attributes object Braze got
+    update_user = project.braze.sandbox._update_user
+    project.braze.sandbox._update_user = lambda user: received.append(dict(user)) or update_user(user)
+    write(rows(10))
+    assert project.cli("export", "--all").returncode == 0
+    # the person blocklists herself in Brevo (an unsubscribe link, a form, Brevo's API)
+    assert brevo_api(project, "PUT", "/contacts/user3%40example.com",
+                     {"emailBlacklisted": True, "smsBlacklisted": True})[0] == 204
+
+    write(rows(10, C00003={"first_name": "Renamed"}, C00005={"lifetime_value": 5}))  # a change, a leaver
+    changed = project.cli("export", "--all")
+    assert changed.returncode == 0, changed.stderr
+    write(rows(10, C00003={"first_name": "Renamed"}))  # the leaver is back
+    resync = project.cli("export", "--all", "--full-resync")
+    assert resync.returncode == 0, resync.stderr
+
+    assert len(received) == 10 + 2 + 10  # joins, a change and a leave, the resync of all
+    assert not [user for user in received if {"email_subscribe", "push_subscribe", "subscription_groups"} & set(user)]
+    assert project.brevo.blacklisting("user3@example.com") == {"emailBlacklisted": True, "smsBlacklisted": True}
+    assert project.brevo.list_contacts(LIST_ID)["user3@example.com"]["FIRSTNAME"] == "Renamed"
+    assert [project.brevo.blacklisting(f"user{i}@example.com") for i in (1, 5, 10)] == [
+        {"emailBlacklisted": False, "smsBlacklisted": False}] * 3
+    assert brevo_api(project, "GET", f"/contacts/lists/{LIST_ID}")[1]["totalBlacklisted"] == 1
+    assert project.brevo.stats()["contact_updates"] == 1  # the person's own: segship sent none
 
 
 def start_slow_export(project, rows_count: int = 3000, command: tuple[str, ...] = ("export", "vip-braze"),

@@ -3,7 +3,9 @@
 A join sends the user's identifiers, mapped attributes and ``{"add": [segment]}`` on the
 membership attribute; a change only what changed; a leave ``{"remove": [segment]}``.
 Braze answers 201 with the indexes of the objects it refused; those rows become
-rejects and the rest are acknowledged.
+rejects and the rest are acknowledged. Only Braze's documented answers acknowledge
+anything (see :func:`track_answer`): a 2xx page from a proxy, or counts that don't add
+up, stop the run with nothing of the request acknowledged.
 """
 
 from __future__ import annotations
@@ -28,13 +30,14 @@ from segship.destination import (
     Record,
     RecordResults,
     Records,
+    answer_summary,
 )
 from segship.http import HttpClient, HttpResponse, HttpStats, RateLimitHeaders, RetriesExhausted, RetryPolicy
 from segship.ratelimit import RateLimit
 from segship.secrets import redactor
 
 from segship_braze import schemas
-from segship_braze.mapping import UserMapping, attribute_name_problem
+from segship_braze.mapping import CONSENT_FIELDS, UserMapping, attribute_name_problem
 
 log = structlog.get_logger("segship.braze")
 
@@ -58,6 +61,10 @@ PACING_WINDOW_SECONDS = 3.15
 USER_NOT_FOUND_MARKERS = ("not found", "does not exist", "no user")
 
 
+class NotBrazesAnswer(Exception):
+    """A 2xx answer to /users/track that is none of Braze's: it acknowledges nothing."""
+
+
 def _message(response: HttpResponse) -> str:
     body = response.json()
     if isinstance(body, dict) and body.get("message"):
@@ -65,21 +72,57 @@ def _message(response: HttpResponse) -> str:
     return response.body[:200].decode("utf-8", "replace").strip()
 
 
-def _indexed_errors(response: HttpResponse) -> tuple[dict[int, str], list[str]]:
-    """Braze's minor errors of the attributes array: by index, and those without one."""
-    body = response.json()
-    errors = body.get("errors") if isinstance(body, dict) else None
+def _minor_errors(errors: Any, sent: int) -> tuple[dict[int, str], list[str]]:
+    """Braze's minor errors for a request of ``sent`` attributes objects: the reasons by index,
+    and the errors tied to no object. An error Braze can't have made for this request (about
+    another array, at an index the request doesn't have) raises NotBrazesAnswer."""
+    if not isinstance(errors, list):
+        raise NotBrazesAnswer(f"its errors are {type(errors).__name__}, not a list")
     by_index: dict[int, str] = {}
     unplaced: list[str] = []
-    for error in errors if isinstance(errors, list) else ():
-        if not isinstance(error, dict) or error.get("input_array", "attributes") != "attributes":
+    for error in errors:
+        if not isinstance(error, dict):  # the generic form of Braze's errors page: a message
+            unplaced.append(str(error))
             continue
+        if error.get("input_array", "attributes") != "attributes":
+            raise NotBrazesAnswer(f"it reports an error in {error.get('input_array')!r}, which the request "
+                                  "did not carry")
         reason = str(error.get("type") or error.get("message") or error)
         index = error.get("index")
-        if isinstance(index, int) and not isinstance(index, bool):
-            by_index[index] = reason
-        else:
+        if index is None:
             unplaced.append(reason)
+        elif type(index) is not int or not 0 <= index < sent:
+            raise NotBrazesAnswer(f"it reports an error at index {index!r} of a request of {sent} objects")
+        else:
+            by_index.setdefault(index, reason)
+    return by_index, unplaced
+
+
+def track_answer(response: HttpResponse, sent: int) -> tuple[dict[int, str], list[str]]:
+    """What a 2xx answer to a /users/track request of ``sent`` attributes objects says: the
+    reasons of the objects Braze refused, by index, and errors it tied to no object.
+
+    Braze documents two such answers: 201 ``{"message": "success"}``, with non-fatal
+    ``errors`` at indexes of the request and ``attributes_processed`` counting the other
+    objects; and 202 ``{"message": "queued"}``, the whole request accepted for later while
+    Braze pauses processing for maintenance. Anything else (a proxy's or another host's
+    page, an empty body, JSON without Braze's message, counts that don't add up, another
+    2xx) raises NotBrazesAnswer: nobody can tell what Braze kept.
+    """
+    body = response.json()
+    if not isinstance(body, dict) or not isinstance(body.get("message"), str):
+        raise NotBrazesAnswer(f"{answer_summary(response)}, not Braze's JSON answer")
+    message = body["message"]
+    if response.status == 202 and message == "queued":
+        return {}, []
+    if response.status != 201 or message != "success":
+        raise NotBrazesAnswer(f"HTTP {response.status} with message {message[:100]!r}, which Braze doesn't answer "
+                              "to a request it accepted")
+    by_index, unplaced = _minor_errors(body.get("errors", []), sent)
+    processed = body.get("attributes_processed")
+    if processed is not None and not unplaced and (type(processed) is not int or processed != sent - len(by_index)):
+        raise NotBrazesAnswer(f"it counts {processed!r} attributes objects processed of {sent} sent, "
+                              f"{len(by_index)} refused")
     return by_index, unplaced
 
 
@@ -118,7 +161,9 @@ class BrazeDestination(Destination):
     def check_export(cls, connection_settings: Mapping[str, Any], export_settings: Mapping[str, Any],
                      mapping: Mapping[str, Any]) -> Iterable[ConfigProblem]:
         membership = export_settings.get("membership_attribute", schemas.DEFAULT_MEMBERSHIP_ATTRIBUTE)
-        problem = attribute_name_problem(membership)
+        problem = attribute_name_problem(membership) or (
+            f"{membership!r} is a Braze subscription field, which would record consent: choose another attribute "
+            "name" if membership in CONSENT_FIELDS else None)
         if problem:
             yield ConfigProblem(("settings", "membership_attribute"), problem)
         attributes = mapping.get("attributes")
@@ -155,6 +200,10 @@ class BrazeDestination(Destination):
             raise DestinationError(self._unavailable_message(exc)) from None
         if response.status not in (200, 201, 202, 400):
             raise self._error(response)
+        body = response.json()
+        if not isinstance(body, dict) or not isinstance(body.get("message"), str):
+            # a proxy's or another host's page, answering with a status Braze uses too
+            raise self._not_brazes(f"answered {answer_summary(response)}, not Braze's JSON answer")
         description = f"Braze REST API at {self.rest_endpoint}: the API key may call {TRACK_PATH}"
         if self._users is not None:
             description += (f"; members get {self._users.segment_api_identifier!r} in "
@@ -206,24 +255,38 @@ class BrazeDestination(Destination):
         if response.status == 400:
             # a fatal error: Braze processed none of the objects, so every row is refused with the reason
             message = _message(response)
-            by_index, _ = _indexed_errors(response)
+            body = response.json()
+            try:
+                by_index, _ = _minor_errors(body.get("errors", []) if isinstance(body, dict) else [], len(users))
+            except NotBrazesAnswer:
+                by_index = {}  # Braze's message is reason enough
             return {index: f"Braze refused the request: {by_index.get(index, message)}" for index in range(len(users))}
-        if response.status not in (200, 201, 202):
+        if not 200 <= response.status < 300:
             raise self._error(response)
-        by_index, unplaced = _indexed_errors(response)
+        try:
+            by_index, unplaced = track_answer(response, len(users))
+        except NotBrazesAnswer as exc:
+            raise self._not_brazes(f"answered {exc}; nothing of the request is counted as written, so its rows "
+                                   "are sent again on the next run") from None
         if unplaced:
             # an error Braze did not tie to an object: nothing tells which rows it hit, so none is trusted
             log.warning("braze.unplaced_errors", errors=unplaced[:5], objects=len(users))
             return dict.fromkeys(range(len(users)), f"Braze reported an error for the request: {unplaced[0]}")
         refused = {}
         for index, reason in sorted(by_index.items()):  # usually none: all accepted
-            if not 0 <= index < len(users) or (
-                    leaving and any(marker in reason.lower() for marker in USER_NOT_FOUND_MARKERS)):
-                continue  # no object of ours; or a leaver Braze no longer has, so out of the segment: done
+            if leaving and any(marker in reason.lower() for marker in USER_NOT_FOUND_MARKERS):
+                continue  # a leaver Braze no longer has is out of the segment: done
             refused[index] = f"Braze refused the user: {reason}"
         return refused
 
     # -- errors ------------------------------------------------------------------------------
+
+    def _not_brazes(self, problem: str) -> DestinationError:
+        """A run-stopping error for an answer that is none of Braze's (and acknowledges nothing)."""
+        return DestinationError(
+            f"Braze: {self.rest_endpoint}{TRACK_PATH} {problem}. Check connections.{self.connection.name}.settings."
+            "rest_endpoint: it must be your instance's REST endpoint, reached without a proxy or gateway "
+            "answering in Braze's place")
 
     def _error(self, response: HttpResponse) -> DestinationError:
         """A run-stopping error for an unexpected answer, saying what to fix (and never the key)."""

@@ -44,6 +44,8 @@ from segship.destination import MappedBatch, RowRejected
 MAX_STRING_LENGTH = 255
 #: Keys of an attributes object that identify the user or steer the request, not attributes.
 CONTROL_KEYS = frozenset({"external_id", "user_alias", "braze_id", "_update_existing_only", "push_token_import"})
+#: Braze's subscription (consent) fields: segship writes one only where a mapping entry names it.
+CONSENT_FIELDS = frozenset({"email_subscribe", "push_subscribe", "subscription_groups"})
 WHITESPACE = re.compile(r"\s")
 #: Braze profile fields with a format of their own.
 DATE_OF_BIRTH = "dob"

@@ -181,3 +181,70 @@ async def test_an_unreachable_endpoint_is_named(make_destination):
                                                                            max_delay=0.001))
     with pytest.raises(DestinationError, match="can't reach Braze at http://127.0.0.1:9"):
         await destination.check_connection()
+
+
+# -- only Braze's answers acknowledge anything ------------------------------------------------
+
+PROXY_PAGE = "<!doctype html><html><head><title>Gateway</title></head><body>Welcome</body></html>"
+
+
+@pytest.mark.parametrize("status, body, content_type", [
+    pytest.param(200, PROXY_PAGE, "text/html; charset=utf-8", id="a proxy's page"),
+    pytest.param(201, "", "application/json", id="an empty body"),
+    pytest.param(201, "[]", "application/json", id="JSON but no object"),
+    pytest.param(201, '{"attributes_processed": 2}', "application/json", id="JSON without a message"),
+    pytest.param(201, '{"message": "queued"}', "application/json", id="201 queued"),
+    pytest.param(200, '{"message": "success", "attributes_processed": 2}', "application/json", id="200"),
+    pytest.param(204, "", "application/json", id="204"),
+    pytest.param(202, '{"message": "success", "attributes_processed": 2}', "application/json", id="202 success"),
+    pytest.param(201, '{"message": "success", "attributes_processed": 5}', "application/json",
+                 id="more processed than sent"),
+    pytest.param(201, '{"message": "success", "attributes_processed": "2"}', "application/json",
+                 id="a count that is no number"),
+    pytest.param(201, '{"message": "success", "attributes_processed": 1, "errors": [{"type": "x", "input_array": '
+                      '"attributes", "index": 7}]}', "application/json", id="an index past the request"),
+    pytest.param(201, '{"message": "success", "errors": [{"type": "x", "input_array": "attributes", "index": -1}]}',
+                 "application/json", id="a negative index"),
+    pytest.param(201, '{"message": "success", "errors": [{"type": "x", "input_array": "events", "index": 0}]}',
+                 "application/json", id="an error in an array not sent"),
+    pytest.param(201, '{"message": "success", "errors": "none"}', "application/json", id="errors not a list"),
+])
+async def test_an_answer_that_is_not_brazes_acknowledges_nothing_and_stops_the_run(braze_sandbox, make_destination,
+                                                                                   status, body, content_type):
+    destination = make_destination(braze_sandbox.url)
+    braze_sandbox.answer_instead("/users/track", body, status=status, content_type=content_type)
+    for sending in (destination.upsert(records(destination, [person(1), person(2)])),
+                    destination.remove([Member("1", "1"), Member("2", "2")])):
+        with pytest.raises(DestinationError) as stopped:
+            await sending
+        message = str(stopped.value)
+        assert "nothing of the request is counted as written" in message
+        assert "connections.braze-test.settings.rest_endpoint" in message
+    assert braze_sandbox.users() == {}  # the proxy answered; Braze never saw a thing
+
+
+@pytest.mark.parametrize("body, refused", [
+    ('{"message": "success", "attributes_processed": 2}', {}),
+    ('{"message": "success"}', {}),
+    ('{"message": "success", "attributes_processed": 1, "errors": [{"type": "Invalid email", '
+     '"input_array": "attributes", "index": 1}]}', {"2": "Braze refused the user: Invalid email"}),
+])
+async def test_brazes_own_answers_acknowledge_what_they_say(braze_sandbox, make_destination, body, refused):
+    destination = make_destination(braze_sandbox.url)
+    braze_sandbox.answer_instead("/users/track", body, status=201)
+    results = await destination.upsert(records(destination, [person(1), person(2)]))
+    assert {r.key: r.error for r in results if r.error} == refused and len(results) == 2
+
+
+async def test_a_request_braze_queues_during_maintenance_is_acknowledged(braze_sandbox, make_destination):
+    # Braze's errors page: "During times of maintenance, Braze might pause real-time processing of
+    # the API [...] the server will return an HTTP Accepted 202 response code" with {"message": "queued"}
+    destination = make_destination(braze_sandbox.url)
+    braze_sandbox.answer_instead("/users/track", '{"message": "queued"}', status=202)
+    assert all(r.ok for r in await destination.upsert(records(destination, [person(1), person(2)])))
+
+
+async def test_the_connection_check_refuses_a_page_that_is_not_brazes(braze_sandbox, make_destination):
+    braze_sandbox.answer_instead("/users/track", PROXY_PAGE, content_type="text/html")
+    with pytest.raises(DestinationError, match=f"HTTP 200 with {len(PROXY_PAGE)} bytes of text/html, not Braze's"):
+        await make_destination(braze_sandbox.url).check_connection()

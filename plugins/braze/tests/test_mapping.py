@@ -6,6 +6,8 @@ import datetime
 from decimal import Decimal
 
 import jsonschema
+import orjson
+import pyarrow as pa
 import pytest
 from segship.destination import ConnectionContext, ExportContext, RowRejected
 
@@ -113,6 +115,35 @@ def test_check_export_refuses_a_reserved_membership_attribute():
     problems = list(BrazeDestination.check_export({}, {"segment_api_identifier": SEGMENT,
                                                        "membership_attribute": "external_id"}, MAPPING))
     assert [problem.path for problem in problems] == [("settings", "membership_attribute")]
+
+
+CONSENT = {"email_subscribe": "opted_in", "push_subscribe": "subscribed",
+           "subscription_groups": '[{"subscription_group_id": "g", "subscription_state": "subscribed"}]'}
+
+
+def test_consent_fields_are_never_sent_unless_a_mapping_entry_names_them():
+    # the segment has columns named like Braze's subscription fields; the mapping doesn't name them
+    bound = destination({"update_existing_only": True})
+    row = person(7, **CONSENT)
+    rows = pa.RecordBatch.from_pylist([row, person(8, **CONSENT)])
+    changed = frozenset(row) - {"customer_id"}  # every column changed, consent-named ones included
+    payloads = [bound.map(row).payload, bound.map(row, changed).payload, bound._mapping().leaver("7"),
+                *bound.map_batch(rows).payloads, *bound.map_batch(rows, [changed, None]).payloads]
+    sent = [orjson.loads(orjson.dumps(payload)) for payload in payloads]  # JSON as it goes on the wire
+    assert len(sent) == 7 and not any(CONSENT.keys() & user.keys() for user in sent)
+    # a user who means to write one maps it, and gets exactly that one
+    explicit = destination(mapping={**MAPPING, "attributes": {**MAPPING["attributes"],
+                                                              "email_subscribe": "email_subscribe"}})
+    assert CONSENT.keys() & explicit.map(row).payload.keys() == {"email_subscribe"}
+    assert explicit.map(row).payload["email_subscribe"] == "opted_in"
+
+
+@pytest.mark.parametrize("field", sorted(CONSENT))
+def test_check_export_refuses_a_consent_field_as_the_membership_attribute(field):
+    problems = list(BrazeDestination.check_export({}, {"segment_api_identifier": SEGMENT,
+                                                       "membership_attribute": field}, MAPPING))
+    assert [problem.path for problem in problems] == [("settings", "membership_attribute")]
+    assert "subscription field" in problems[0].message
 
 
 @pytest.mark.parametrize(("endpoint", "valid"), [

@@ -100,6 +100,20 @@ async def test_refused_users_faults_and_reset_are_driven_over_http(braze_sandbox
     assert braze_sandbox.users() == {}
 
 
+async def test_canned_answers_stand_in_for_brazes_as_often_as_asked(braze_sandbox):
+    canned = {"path": "/users/track", "status": 201, "body": '{"message": "success"}', "count": 1}
+    status, _, knobs = await call(braze_sandbox.url, {"canned_answers": [canned]}, path="/_sandbox/faults", key=None)
+    assert status == 200 and knobs["canned_answers"] == [{**canned, "content_type": "application/json",
+                                                          "method": None}]
+    body = {"attributes": [{"external_id": "1"}]}
+    assert (await call(braze_sandbox.url, body, key=None))[::2] == (201, {"message": "success"})  # not even the key
+    assert braze_sandbox.users() == {}  # Braze never saw it
+    assert (await call(braze_sandbox.url, body))[::2] == (201, {"message": "success", "attributes_processed": 1})
+    assert braze_sandbox.stats()["canned_answers"] == 1
+    refused = await call(braze_sandbox.url, {"canned_answers": [{"status": 200}]}, path="/_sandbox/faults", key=None)
+    assert refused[0] == 400  # no path
+
+
 async def test_users_can_be_inspected(braze_sandbox):
     url = braze_sandbox.url
     await call(url, {"attributes": [{"external_id": str(n), "segs": {"add": ["vip"] if n % 2 else ["new"]}}

@@ -5,6 +5,11 @@ polled with backoff until it completes), leavers through
 ``POST /contacts/lists/{id}/contacts/remove``, 150 emails a call. A mapped contact is
 kept as its encoded JSON, so an import body is measured and assembled without
 encoding anything twice.
+
+Only Brevo's documented answers acknowledge anything: an import by 202 with an integer
+``processId`` and then that process ``completed``; a removal by 201
+``{"contacts": {"success": […], "failure": […]}}``, for the emails it names. Any other
+2xx (a gateway's page, a body of another shape) stops the run with nothing of it recorded.
 """
 
 from __future__ import annotations
@@ -31,6 +36,7 @@ from segship.destination import (
     RecordResults,
     Records,
     RowRejected,
+    answer_summary,
 )
 from segship.http import HttpClient, HttpResponse, HttpStats, RateLimitHeaders, RetriesExhausted, RetryPolicy
 from segship.ratelimit import RateLimit
@@ -55,6 +61,9 @@ RATE_LIMIT_HEADERS = RateLimitHeaders("x-sib-ratelimit-remaining", "x-sib-rateli
 PROCESS_RUNNING = frozenset({"queued", "in_process", "processing"})
 #: Brevo's answer when every email of a remove call was already out of the list.
 NOT_IN_LIST_MESSAGE = "already removed from list"
+#: Why a leaver whose email a removal's answer names in neither of its lists stays a member.
+NOT_ANSWERED_REASON = ("Brevo's answer to the removal named this email neither removed nor absent from the list; "
+                       "it is removed again on the next run")
 
 
 def pacing(requests_per_second: float) -> RateLimit:
@@ -157,7 +166,7 @@ class SendinblueDestination(Destination):
 
     async def check_connection(self) -> str:
         try:
-            account = (await self._get("/account", "checking the API key")).json() or {}
+            account = await self._get("/account", "checking the API key")
             description = f"Brevo account {account.get('companyName') or account.get('email') or '?'}"
             if self.export is not None:
                 description += ", " + await self._describe_list()
@@ -232,11 +241,12 @@ class SendinblueDestination(Destination):
         if response.status == 400:  # this body was refused; the next batches may pass
             code, message = brevo_error(response)
             return dict.fromkeys(range(len(records)), f"Brevo refused the import ({code}: {message})")
-        if response.status != 202:
+        if not 200 <= response.status < 300:
             raise self._error(response, "importing contacts")
-        process_id = (response.json() or {}).get("processId")
-        if process_id is None:
-            raise DestinationError(f"Brevo answered an import without a processId: check base_url {self.base_url}")
+        created = response.json()
+        process_id = created.get("processId") if isinstance(created, dict) else None
+        if response.status != 202 or type(process_id) is not int:
+            raise self._not_brevos("importing contacts", answer_summary(response), 'HTTP 202 {"processId": <integer>}')
         log.debug("sendinblue.import_queued", process_id=process_id, contacts=len(records))
         process = await self._wait_for(process_id)
         if process is None:
@@ -258,8 +268,12 @@ class SendinblueDestination(Destination):
         interval = self._poll_interval
         while True:
             await asyncio.sleep(min(interval, max(0.0, deadline - time.monotonic())))
-            process = (await self._get(f"/processes/{process_id}", "checking an import process")).json() or {}
-            if process.get("status") not in PROCESS_RUNNING:
+            doing = "checking an import process"
+            process = await self._get(f"/processes/{process_id}", doing)
+            if process.get("id") != process_id or not isinstance(process.get("status"), str):
+                raise self._not_brevos(doing, f"process {process.get('id')!r} with status {process.get('status')!r}",
+                                       f"process {process_id} with its status")
+            if process["status"] not in PROCESS_RUNNING:
                 return process
             if time.monotonic() >= deadline:
                 return None
@@ -292,21 +306,43 @@ class SendinblueDestination(Destination):
             # the list itself is gone (deleted after an export moved to another list): nobody is in it
             log.info("sendinblue.remove_list_gone", list_id=self.list_id, contacts=len(members))
             return [RecordResult(member.key) for member in members]
-        if response.status not in (200, 201):
+        if not 200 <= response.status < 300:
             raise self._error(response, "removing contacts from the list")
-        failure = ((response.json() or {}).get("contacts") or {}).get("failure") or []
-        if failure:
+        removed, absent = self._removal(response)
+        if absent:
             # Brevo lists here the emails that were not in the list or are no contact: the goal is met
-            log.info("sendinblue.remove_not_in_list", list_id=self.list_id, contacts=len(failure))
-        return [RecordResult(member.key) for member in members]
+            log.info("sendinblue.remove_not_in_list", list_id=self.list_id, contacts=len(absent))
+        answered = removed | absent
+        return [RecordResult(member.key) if member.identity.strip().lower() in answered else
+                RecordResult(member.key, NOT_ANSWERED_REASON) for member in members]
+
+    def _removal(self, response: HttpResponse) -> tuple[set[str], set[str]]:
+        """The emails a removal's answer says are out of the list: removed, and not in it (or no
+        contact) in the first place; lower-cased, as identities are."""
+        body = response.json()
+        contacts = body.get("contacts") if isinstance(body, dict) else None
+        named = [contacts.get(field, []) for field in ("success", "failure")] if isinstance(contacts, dict) else []
+        if response.status != 201 or not named or not all(
+                isinstance(emails, list) and all(isinstance(email, str) for email in emails) for emails in named):
+            raise self._not_brevos("removing contacts from the list", answer_summary(response),
+                                   'HTTP 201 {"contacts": {"success": [<email>…], "failure": [<email>…]}}')
+        removed, absent = ({email.strip().lower() for email in emails} for emails in named)
+        return removed, absent
 
     # -- requests and errors ------------------------------------------------------------------
 
-    async def _get(self, path: str, doing: str) -> HttpResponse:
+    async def _get(self, path: str, doing: str) -> dict[str, Any]:
         response = await self._http.request("GET", path)
         if response.status != 200:
             raise self._error(response, doing)
-        return response
+        return self._object(response, doing)
+
+    def _object(self, response: HttpResponse, doing: str) -> dict[str, Any]:
+        """The JSON object of a 200 answer, or a run-stopping error when the answer isn't Brevo's."""
+        body = response.json()
+        if not isinstance(body, dict):
+            raise self._not_brevos(doing, answer_summary(response), "JSON object")
+        return body
 
     async def _describe_list(self) -> str:
         response = await self._http.request("GET", f"/contacts/lists/{self.list_id}")
@@ -317,8 +353,15 @@ class SendinblueDestination(Destination):
                 f"fix exports.{self.export.name}.settings.list_id")
         if response.status != 200:
             raise self._error(response, "checking the list")
-        found = response.json() or {}
+        found = self._object(response, "checking the list")
         return f"list {self.list_id} {found.get('name', '')!r} ({found.get('uniqueSubscribers', '?')} contacts)"
+
+    def _not_brevos(self, doing: str, answered: str, expected: str) -> DestinationError:
+        """A run-stopping error for an answer that is none of Brevo's (and acknowledges nothing)."""
+        return DestinationError(
+            f"Brevo ({doing}): {self.base_url} answered {answered}, not Brevo's {expected}; nothing of it is counted "
+            f"as done. Check connections.{self.connection.name}.settings.base_url: it must be Brevo's API "
+            f"({schemas.DEFAULT_BASE_URL}), reached without a proxy or gateway answering in Brevo's place")
 
     def _error(self, response: HttpResponse, doing: str) -> DestinationError:
         """A run-stopping error for an unexpected answer, saying what to fix (and never the key)."""

@@ -1,11 +1,17 @@
 """A local emulator of the Brevo v3 contacts API, as much of it as segship (and brevo-python) uses.
 
 Routes under ``/v3``: ``GET /account``, ``GET /contacts/lists/{id}``, ``POST /contacts/import``
-(processed asynchronously after ``process_delay`` seconds), ``GET /processes/{id}`` and
-``POST /contacts/lists/{id}/contacts/remove``; ``api-key`` header, ``{"code","message"}``
-errors and ``x-sib-ratelimit-*`` headers as Brevo sends them. Inspection routes (never
-rate limited, no key): ``GET /_sandbox/lists/{id}/contacts`` and the invalid-email report
-of an import, ``GET /_sandbox/processes/{id}/invalid_emails.csv`` (Brevo links a CSV on S3).
+(processed asynchronously after ``process_delay`` seconds), ``GET /processes/{id}``,
+``POST /contacts/lists/{id}/contacts/remove`` and ``PUT /contacts/{email}``; ``api-key`` header,
+``{"code","message"}`` errors and ``x-sib-ratelimit-*`` headers as Brevo sends them. Inspection
+routes (never rate limited, no key): ``GET /_sandbox/lists/{id}/contacts`` and the invalid-email
+report of an import, ``GET /_sandbox/processes/{id}/invalid_emails.csv`` (Brevo links a CSV on S3).
+
+Consent is modelled as Brevo documents it: a contact may be blocklisted for email and for SMS
+(its ``emailBlacklisted``/``smsBlacklisted``; a list counts its ``totalBlacklisted``). An import
+blocklists every contact it carries when its body says ``emailBlacklist``/``smsBlacklist: true``
+and otherwise leaves each contact's blocklisting as it was; only ``PUT /contacts/{email}`` with
+``emailBlacklisted``/``smsBlacklisted`` sets or lifts it for one contact.
 
 Answers follow Brevo's published API v3 spec (plugins/sendinblue/tests/brevo_api_v3.yaml, checked
 by test_sandbox_spec.py): required fields, documented statuses, error codes. Where the spec is
@@ -70,6 +76,8 @@ class ImportProcess:
     list_ids: list[int]
     update_existing: bool
     empty_attributes: bool
+    email_blacklist: bool = False   # the import blocklists every contact it carries, for email
+    sms_blacklist: bool = False     # ... for SMS
     status: str = "queued"
     invalid_emails: list[str] = field(default_factory=list)
 
@@ -98,6 +106,9 @@ class BrevoSandbox(Sandbox):
             timer.cancel()
         self._timers.clear()
         self.contacts: dict[str, dict[str, Any]] = {}   # email -> attributes
+        # the few contacts blocklisted (Brevo's emailBlacklisted/smsBlacklisted), by email
+        self.email_blacklisted: set[str] = set()
+        self.sms_blacklisted: set[str] = set()
         self.lists: dict[int, dict[str, None]] = {list_id: {} for list_id in self.list_ids}
         created = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
         self.list_details: dict[int, dict[str, Any]] = {
@@ -141,6 +152,7 @@ class BrevoSandbox(Sandbox):
         app.router.add_post(f"{v3}/contacts/import", self._import_contacts)
         app.router.add_get(f"{v3}/processes/{{process_id}}", self._get_process)
         app.router.add_post(f"{v3}/contacts/lists/{{list_id}}/contacts/remove", self._remove_from_list)
+        app.router.add_put(f"{v3}/contacts/{{identifier}}", self._update_contact)
         app.router.add_get("/_sandbox/lists/{list_id}/contacts", self._inspect_list)
         app.router.add_get("/_sandbox/processes/{process_id}/invalid_emails.csv", self._invalid_emails_report)
 
@@ -149,6 +161,10 @@ class BrevoSandbox(Sandbox):
     def list_contacts(self, list_id: int) -> dict[str, dict[str, Any]]:
         """email -> attributes of the contacts in a list, in the order they joined."""
         return {email: self.contacts[email] for email in self.lists.get(list_id, {})}
+
+    def blacklisting(self, email: str) -> dict[str, bool]:
+        """A contact's ``emailBlacklisted`` and ``smsBlacklisted``, as Brevo describes a contact."""
+        return {"emailBlacklisted": email in self.email_blacklisted, "smsBlacklisted": email in self.sms_blacklisted}
 
     # -- API routes -------------------------------------------------------------------------
 
@@ -168,8 +184,10 @@ class BrevoSandbox(Sandbox):
         list_id = self._known_list(request.match_info["list_id"])
         if isinstance(list_id, web.Response):
             return list_id
-        size = len(self.lists[list_id])
-        return json_response({"id": list_id, **self.list_details[list_id], "totalBlacklisted": 0,
+        members = self.lists[list_id]
+        size = len(members)
+        blacklisted = sum(1 for email in self.email_blacklisted if email in members)
+        return json_response({"id": list_id, **self.list_details[list_id], "totalBlacklisted": blacklisted,
                               "totalSubscribers": size, "uniqueSubscribers": size, "dynamicList": False})
 
     async def _import_contacts(self, request: web.Request) -> web.Response:
@@ -219,7 +237,8 @@ class BrevoSandbox(Sandbox):
         if new_list is not None:
             list_ids = [*(list_ids or ()), self._create_list(new_list["listName"], new_list["folderId"])]
         return ImportProcess(next(self._process_ids), contacts, list_ids,
-                             flags["updateExistingContacts"], flags["emptyContactsAttributes"])
+                             flags["updateExistingContacts"], flags["emptyContactsAttributes"],
+                             flags["emailBlacklist"], flags["smsBlacklist"])
 
     def _create_list(self, name: str, folder_id: int) -> int:
         list_id = max(self.lists, default=0) + 1
@@ -242,6 +261,9 @@ class BrevoSandbox(Sandbox):
             process.contacts = []
             return
         lists = [self.lists[list_id] for list_id in process.list_ids]
+        # true blocklists; false (the default) is no instruction: a blocklisted contact stays so
+        blacklists = [blacklisted for asked, blacklisted in ((process.email_blacklist, self.email_blacklisted),
+                                                             (process.sms_blacklist, self.sms_blacklisted)) if asked]
         for entry in process.contacts:
             email = entry.get("email")
             if not isinstance(email, str) or not EMAIL_PATTERN.fullmatch(email.strip().lower()):
@@ -251,6 +273,8 @@ class BrevoSandbox(Sandbox):
             self._store_contact(email, entry.get("attributes") or {}, process)
             for members in lists:
                 members[email] = None
+            for blacklisted in blacklists:
+                blacklisted.add(email)
         self.stats["imported_contacts"] += len(process.contacts) - len(process.invalid_emails)
         process.contacts = []  # the import is done: free the memory
         process.status = "completed"
@@ -311,6 +335,39 @@ class BrevoSandbox(Sandbox):
             return brevo_error(400, "invalid_parameter", "Contact already removed from list and/or does not exist")
         return json_response({"contacts": {"success": success, "failure": failure}}, status=201)
 
+    async def _update_contact(self, request: web.Request) -> web.Response:
+        """``PUT /contacts/{identifier}``: attributes, list membership and blocklisting of one contact."""
+        identifier = request.match_info["identifier"]
+        if "@" not in identifier:
+            return brevo_error(400, "invalid_parameter", "the sandbox identifies contacts by email only")
+        email = identifier.strip().lower()
+        if email not in self.contacts:
+            return brevo_error(404, "document_not_found", "Contact does not exist")
+        try:
+            body = orjson.loads(await request.read())
+        except orjson.JSONDecodeError:
+            return brevo_error(400, "bad_request", "Input must be a valid JSON object")
+        problem = _contact_update_problem(body, self.lists)
+        if problem is not None:
+            return brevo_error(400, "invalid_parameter", problem)
+        for name, value in (body.get("attributes") or {}).items():
+            if value in (None, ""):
+                self.contacts[email].pop(name, None)
+            else:
+                self.contacts[email][name] = value
+        for field_name, blacklisted in (("emailBlacklisted", self.email_blacklisted),
+                                        ("smsBlacklisted", self.sms_blacklisted)):
+            if body.get(field_name) is True:
+                blacklisted.add(email)
+            elif body.get(field_name) is False:
+                blacklisted.discard(email)
+        for list_id in body.get("listIds") or ():
+            self.lists[list_id][email] = None
+        for list_id in body.get("unlinkListIds") or ():
+            self.lists[list_id].pop(email, None)
+        self.stats["contact_updates"] += 1
+        return web.Response(status=204)
+
     # -- inspection routes ------------------------------------------------------------------
 
     async def _inspect_list(self, request: web.Request) -> web.Response:
@@ -319,7 +376,8 @@ class BrevoSandbox(Sandbox):
             return list_id
         contacts = self.list_contacts(list_id)
         return json_response({"count": len(contacts), "contacts": [
-            {"email": email, "attributes": attributes} for email, attributes in contacts.items()]})
+            {"email": email, "attributes": attributes, **self.blacklisting(email)}
+            for email, attributes in contacts.items()]})
 
     async def _invalid_emails_report(self, request: web.Request) -> web.Response:
         try:
@@ -342,6 +400,25 @@ def _contacts_problem(contacts: list[Any]) -> str | None:
         attributes = contact.get("attributes")
         if attributes is not None and not isinstance(attributes, dict):
             return f"jsonBody[{index}].attributes should be an object"
+    return None
+
+
+def _contact_update_problem(body: Any, lists: dict[int, Any]) -> str | None:
+    """Why a ``PUT /contacts/{identifier}`` body is refused (the spec's ``updateContact`` types)."""
+    if not isinstance(body, dict):
+        return "Input must be a valid JSON object"
+    if not isinstance(body.get("attributes", {}), dict):
+        return "attributes should be an object"
+    for name in ("emailBlacklisted", "smsBlacklisted"):
+        if not isinstance(body.get(name, False), bool):
+            return f"{name} should be a boolean"
+    for name in ("listIds", "unlinkListIds"):
+        list_ids = body.get(name, [])
+        if not isinstance(list_ids, list) or not all(type(list_id) is int for list_id in list_ids):
+            return f"{name} should be an array of integers"
+        unknown = [list_id for list_id in list_ids if list_id not in lists]
+        if unknown:
+            return f"Invalid list id: {unknown[0]} does not exist"
     return None
 
 

@@ -31,6 +31,10 @@ class SandboxHandle(BackgroundSandbox):
         return self.call(lambda: {email: dict(attributes) for email, attributes
                                   in self.sandbox.list_contacts(list_id).items()})
 
+    def blacklisting(self, email: str) -> dict[str, bool]:
+        """The contact's ``emailBlacklisted`` and ``smsBlacklisted``."""
+        return self.call(lambda: self.sandbox.blacklisting(email))
+
 
 async def call(url: str, method: str = "GET", body: object = None, *, key: str | None = SANDBOX_API_KEY,
                raw: bytes | None = None) -> tuple[int, dict[str, str], Any]:

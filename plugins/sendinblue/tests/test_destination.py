@@ -12,7 +12,7 @@ from segship.ratelimit import RateLimit
 
 from segship_sendinblue.destination import UPSERT_BATCH_SIZE
 from segship_sendinblue.sandbox import BrevoSandbox
-from segship_sendinblue.testing import running_sandbox
+from segship_sendinblue.testing import call, running_sandbox
 
 from .conftest import person, records
 
@@ -39,6 +39,32 @@ async def test_import_body_carries_brevo_flags(sendinblue_sandbox, make_destinat
     assert seen[0]["listIds"] == [2]
     assert (seen[0]["updateExistingContacts"], seen[0]["emptyContactsAttributes"],
             seen[0]["disableNotification"]) == (True, False, True)
+
+
+async def test_segship_never_touches_a_contacts_blocklisting(sendinblue_sandbox, make_destination):
+    # Brevo warns that un-blocklisting contacts can suspend an account: segship's imports never carry
+    # emailBlacklist/smsBlacklist, and segship changes no contact's blocklisting any other way
+    destination = make_destination(sendinblue_sandbox.url)
+    bodies = []
+    original = sendinblue_sandbox.sandbox._parse_import
+    sendinblue_sandbox.sandbox._parse_import = lambda raw: bodies.append(orjson.loads(raw)) or original(raw)
+    rows = [person(1, emailBlacklisted=False, smsBlacklisted=False), person(2)]  # columns a mapping doesn't name
+    await destination.upsert(records(destination, rows))
+    status, _, _ = await call(sendinblue_sandbox.url + "/contacts/person1%40example.com", "PUT",
+                              {"emailBlacklisted": True, "smsBlacklisted": True})
+    assert status == 204
+    changed = destination.map(person(1, tier="platinum"), frozenset({"tier"}))
+    assert all(r.ok for r in await destination.upsert([changed]))
+    assert all(r.ok for r in await destination.remove([Member("k1", "person1@example.com")]))
+    assert all(r.ok for r in await destination.upsert(records(destination, [person(1, tier="silver")])))
+    assert sendinblue_sandbox.blacklisting("person1@example.com") == {"emailBlacklisted": True, "smsBlacklisted": True}
+    assert sendinblue_sandbox.blacklisting("person2@example.com") == {"emailBlacklisted": False,
+                                                                      "smsBlacklisted": False}
+    assert sendinblue_sandbox.list_contacts(2)["person1@example.com"]["TIER"] == "silver"
+    assert len(bodies) == 3 and all(set(body) == {"jsonBody", "listIds", "updateExistingContacts",
+                                                  "emptyContactsAttributes", "disableNotification"} for body in bodies)
+    assert all(set(contact) <= {"email", "attributes"} for body in bodies for contact in body["jsonBody"])
+    assert sendinblue_sandbox.stats()["contact_updates"] == 1  # the test's own
 
 
 async def test_changed_attributes_update_the_contact_and_missing_values_keep_theirs(sendinblue_sandbox,
@@ -219,3 +245,87 @@ async def test_check_connection_explains_an_unreachable_host(make_destination):
     destination = make_destination("http://127.0.0.1:9/v3", retry=RetryPolicy(attempts=1))
     with pytest.raises(DestinationError, match="can't reach Brevo at http://127.0.0.1:9/v3"):
         await destination.check_connection()
+
+
+# -- only Brevo's answers acknowledge anything ------------------------------------------------
+
+GATEWAY_PAGE = "<html><head><title>502 Bad Gateway</title></head><body><h1>Bad Gateway</h1></body></html>"
+REMOVE_PATH = "/contacts/lists/2/contacts/remove"
+
+
+@pytest.mark.parametrize("status, body, content_type", [
+    pytest.param(200, GATEWAY_PAGE, "text/html", id="a gateway's page"),
+    pytest.param(202, "", "application/json", id="202 without a body"),
+    pytest.param(202, "[78]", "application/json", id="202 JSON but no object"),
+    pytest.param(202, "{}", "application/json", id="202 without a processId"),
+    pytest.param(202, '{"processId": "78"}', "application/json", id="a processId that is text"),
+    pytest.param(202, '{"processId": true}', "application/json", id="a processId that is a boolean"),
+    pytest.param(201, '{"processId": 78}', "application/json", id="201"),
+])
+async def test_an_import_answer_that_is_not_brevos_acknowledges_nothing(sendinblue_sandbox, make_destination, status,
+                                                                         body, content_type):
+    destination = make_destination(sendinblue_sandbox.url)
+    sendinblue_sandbox.answer_instead("/contacts/import", body, status=status, content_type=content_type)
+    with pytest.raises(DestinationError) as stopped:
+        await destination.upsert(records(destination, [person(1), person(2)]))
+    assert "connections.brevo-test.settings.base_url" in str(stopped.value)
+    assert sendinblue_sandbox.stats().get("imports", 0) == 0  # Brevo never saw it
+
+
+@pytest.mark.parametrize("body, content_type", [
+    pytest.param(GATEWAY_PAGE, "text/html", id="a gateway's page"),
+    pytest.param('{"id": 1, "name": "IMPORTUSER"}', "application/json", id="no status"),
+    pytest.param('{"id": 2, "name": "IMPORTUSER", "status": "completed"}', "application/json",
+                 id="another process"),
+    pytest.param('{"name": "IMPORTUSER", "status": "completed"}', "application/json", id="no process id"),
+])
+async def test_a_process_answer_that_is_not_brevos_acknowledges_nothing(sendinblue_sandbox, make_destination, body,
+                                                                         content_type):
+    destination = make_destination(sendinblue_sandbox.url)
+    sendinblue_sandbox.answer_instead("/processes/1", body, content_type=content_type)
+    with pytest.raises(DestinationError, match="connections.brevo-test.settings.base_url"):
+        await destination.upsert(records(destination, [person(1), person(2)]))
+
+
+async def test_a_process_that_ends_in_a_status_segship_doesnt_know_acknowledges_nothing(sendinblue_sandbox,
+                                                                                       make_destination):
+    destination = make_destination(sendinblue_sandbox.url)
+    sendinblue_sandbox.answer_instead("/processes/1", '{"id": 1, "name": "IMPORTUSER", "status": "cancelled"}')
+    results = await destination.upsert(records(destination, [person(1), person(2)]))
+    assert {r.error for r in results} == {"Brevo import process 1 ended with status 'cancelled'"}
+
+
+async def test_a_removal_acknowledges_only_the_emails_brevos_answer_names(sendinblue_sandbox, make_destination):
+    destination = make_destination(sendinblue_sandbox.url)
+    answer = {"contacts": {"success": ["Person1@Example.com"], "failure": ["person2@example.com"]}}
+    sendinblue_sandbox.answer_instead(REMOVE_PATH, orjson.dumps(answer).decode(), status=201)
+    members = [Member(f"k{n}", f"person{n}@example.com") for n in (1, 2, 3)]
+    results = {r.key: r.error for r in await destination.remove(members)}
+    # success: removed; failure: Brevo's spec says "already in/out list and/or doesn't exist": out, as asked
+    assert results["k1"] is None and results["k2"] is None
+    assert "neither" in results["k3"] and "removed again on the next run" in results["k3"]
+
+
+@pytest.mark.parametrize("status, body, content_type", [
+    pytest.param(200, GATEWAY_PAGE, "text/html", id="a gateway's page"),
+    pytest.param(201, "", "application/json", id="201 without a body"),
+    pytest.param(201, "{}", "application/json", id="no contacts"),
+    pytest.param(201, '{"contacts": ["person1@example.com"]}', "application/json", id="contacts not an object"),
+    pytest.param(201, '{"contacts": {"success": "person1@example.com"}}', "application/json",
+                 id="success not a list"),
+    pytest.param(200, '{"contacts": {"success": ["person1@example.com"]}}', "application/json", id="200"),
+    pytest.param(204, "", "application/json", id="204"),
+])
+async def test_a_removal_answer_that_is_not_brevos_acknowledges_nothing(sendinblue_sandbox, make_destination, status,
+                                                                         body, content_type):
+    destination = make_destination(sendinblue_sandbox.url)
+    sendinblue_sandbox.answer_instead(REMOVE_PATH, body, status=status, content_type=content_type)
+    with pytest.raises(DestinationError, match="connections.brevo-test.settings.base_url"):
+        await destination.remove([Member("k1", "person1@example.com")])
+
+
+@pytest.mark.parametrize("path", ["/account", "/contacts/lists/2"])
+async def test_the_connection_check_refuses_a_page_that_is_not_brevos(sendinblue_sandbox, make_destination, path):
+    sendinblue_sandbox.answer_instead(path, GATEWAY_PAGE, content_type="text/html")
+    with pytest.raises(DestinationError, match=f"HTTP 200 with {len(GATEWAY_PAGE)} bytes of text/html"):
+        await make_destination(sendinblue_sandbox.url).check_connection()

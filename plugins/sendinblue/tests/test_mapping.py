@@ -7,6 +7,7 @@ from decimal import Decimal
 
 import jsonschema
 import orjson
+import pyarrow as pa
 import pytest
 from segship.destination import ConnectionContext, ExportContext, RowRejected
 
@@ -27,6 +28,20 @@ def test_email_is_trimmed_and_lower_cased_and_attributes_use_default_names():
     assert contact == {"email": "ada.lovelace@example.com",
                        "attributes": {"FIRSTNAME": "Ada", "LASTNAME": "Lovelace", "TIER": "gold",
                                       "SMS": "+447700900123"}}
+
+
+@pytest.mark.parametrize("column", ["emailBlacklisted", "smsBlacklisted", "emailBlacklist", "smsBlacklist",
+                                    "EMAIL_BLACKLISTED", "blocklisted"])
+def test_a_contact_carries_only_its_email_and_mapped_attributes_never_its_blocklisting(column):
+    # a column of the segment named like Brevo's consent fields is not sent unless mapped
+    row = {"email": "a@b.fr", "first": "Ada", "last": None, "phone": None, "tier": "gold", column: True}
+    assert contact_of(row) == {"email": "a@b.fr", "attributes": {"FIRSTNAME": "Ada", "TIER": "gold"}}
+    rows = pa.RecordBatch.from_pylist([row, {**row, "email": "c@d.fr", column: False}])
+    mapping = ContactMapping.from_config({"list_id": 1}, {"email": "email", "first_name": "first",
+                                                          "attributes": {"TIER": "tier"}})
+    contacts, rejects = mapping.contacts(rows)
+    assert not rejects and [set(contact) for contact in contacts] == [{"email", "attributes"}] * 2
+    assert all(set(contact["attributes"]) == {"FIRSTNAME", "TIER"} for contact in contacts)
 
 
 def test_localized_attribute_names():

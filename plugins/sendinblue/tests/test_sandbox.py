@@ -73,6 +73,49 @@ async def test_an_import_into_a_new_list_creates_it(sendinblue_sandbox):
         await asyncio.sleep(0.01)
 
 
+async def imported(sandbox, body: dict) -> None:
+    """Import ``body`` into list 2 and wait until the sandbox has processed it."""
+    status, _, created = await call(sandbox.url + "/contacts/import", "POST", {"listIds": [2], **body})
+    assert status == 202
+    while (await call(f"{sandbox.url}/processes/{created['processId']}"))[2]["status"] != "completed":
+        await asyncio.sleep(0.01)
+
+
+async def test_blocklisted_contacts_stay_blocklisted_until_brevo_is_told_otherwise(sendinblue_sandbox):
+    url, sandbox = sendinblue_sandbox.url, sendinblue_sandbox
+    await imported(sandbox, {"jsonBody": [{"email": "a@b.co"}, {"email": "c@d.co"}]})
+    assert (await call(url + "/contacts/a%40b.co", "PUT", {"emailBlacklisted": True, "smsBlacklisted": True}))[0] == 204
+    assert sandbox.blacklisting("a@b.co") == {"emailBlacklisted": True, "smsBlacklisted": True}
+    assert (await call(url + "/contacts/lists/2"))[2]["totalBlacklisted"] == 1
+    # an import that doesn't ask to blocklist (emailBlacklist/smsBlacklist false, or left out) changes nothing
+    await imported(sandbox, {"jsonBody": [{"email": "A@B.co", "attributes": {"FIRSTNAME": "Ann"}}],
+                             "updateExistingContacts": True, "emailBlacklist": False, "smsBlacklist": False})
+    await imported(sandbox, {"jsonBody": [{"email": "a@b.co", "attributes": {"FIRSTNAME": "Anna"}}]})
+    assert sandbox.blacklisting("a@b.co") == {"emailBlacklisted": True, "smsBlacklisted": True}
+    assert sandbox.list_contacts(2)["a@b.co"] == {"FIRSTNAME": "Anna"}
+    # an import that asks blocklists every contact it carries, for what it names
+    await imported(sandbox, {"jsonBody": [{"email": "c@d.co"}, {"email": "e@f.co"}], "smsBlacklist": True})
+    assert [sandbox.blacklisting(email) for email in ("c@d.co", "e@f.co")] == [
+        {"emailBlacklisted": False, "smsBlacklisted": True}] * 2
+    _, _, inspected = await call(sandbox.origin + "/_sandbox/lists/2/contacts", key=None)
+    assert [(c["email"], c["emailBlacklisted"], c["smsBlacklisted"]) for c in inspected["contacts"]] == [
+        ("a@b.co", True, True), ("c@d.co", False, True), ("e@f.co", False, True)]
+    # only the contact API lifts it
+    assert (await call(url + "/contacts/a%40b.co", "PUT", {"emailBlacklisted": False}))[0] == 204
+    assert sandbox.blacklisting("a@b.co") == {"emailBlacklisted": False, "smsBlacklisted": True}
+    assert sandbox.stats()["contact_updates"] == 2
+
+
+async def test_a_contact_update_sets_attributes_and_lists(sendinblue_sandbox):
+    url, sandbox = sendinblue_sandbox.url, sendinblue_sandbox
+    await imported(sandbox, {"jsonBody": [{"email": "a@b.co", "attributes": {"FIRSTNAME": "Ann", "TIER": "gold"}}]})
+    body = {"attributes": {"FIRSTNAME": "Anna", "TIER": ""}, "listIds": [5], "unlinkListIds": [2]}
+    assert (await call(url + "/contacts/a%40b.co", "PUT", body))[0] == 204
+    assert sandbox.list_contacts(5) == {"a@b.co": {"FIRSTNAME": "Anna"}} and sandbox.list_contacts(2) == {}
+    assert (await call(url + "/contacts/nobody%40b.co", "PUT", {"emailBlacklisted": True}))[2]["code"] == \
+        "document_not_found"
+
+
 async def test_an_import_over_10mb_is_refused(sendinblue_sandbox):
     contacts = [{"email": f"p{n}@example.com", "attributes": {"NOTES": "x" * 1000}} for n in range(11_000)]
     raw = orjson.dumps({"jsonBody": contacts, "listIds": [2]})
