@@ -33,11 +33,12 @@ from segship.destination import (
     Member,
     RecordResult,
 )
+from segship.engine.digest import DigestTally
 from segship.engine.in_flight import Answer, Commit, InFlight
 from segship.engine.planning import plan_against_state
 from segship.engine.report import BatchReport, ExportPlan, RunReport
 from segship.engine.mapping import MappedRows, map_rows, mapped_batches
-from segship.engine.snapshot import DigestTally, PlanError, Snapshot
+from segship.engine.snapshot import PlanError, Snapshot
 from segship.engine.state import StateError, StateStore, chunks
 from segship.engine.targets import TargetDestinations
 from segship.http import RetriesExhausted

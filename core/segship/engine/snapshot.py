@@ -26,6 +26,16 @@ from segship import embedded_duckdb
 from segship.config import Config, ExportConfig, SegmentConfig
 from segship.embedded_duckdb import quote_identifier
 from segship.engine import hashing
+from segship.engine.digest import (
+    DIGEST_KIND,
+    KEY_HASH,
+    MIX,
+    DigestTally,
+    key_hash_sql,
+    mix_sql,
+    mix_sum_sql,
+    signed_64,
+)
 from segship.engine.report import ExportPlan
 from segship.engine.state import MembersDigest
 from segship.plugins import Plugins
@@ -37,57 +47,8 @@ EXAMPLES = 5
 #: The catalog of the in-memory DuckDB, with the engine's own tables. A segment's query over an
 #: attached source runs with the source's catalog as the default, so it names the engine's tables.
 ENGINE = "memory.main"
-# columns the send query adds to each row, beside the mapped ones
+# columns the send query adds to each row, beside the mapped ones and the digest's (``MIX``, ``KEY_HASH``)
 KEY, ROW_HASH, COLUMN_HASHES, IS_NEW = "__segship_key", "__segship_row_hash", "__segship_column_hashes", "__segship_new"
-#: A sent row's mix of (key, row hash, target), summed into the digest of the members a run leaves,
-#: and its key's hash, summed to tell that the keys acknowledged are the keys planned.
-MIX, KEY_HASH = "__segship_mix", "__segship_key_hash"
-#: The hash function of members' digests: DuckDB's ``hash``, which may change between its releases.
-DIGEST_KIND = f"duckdb {duckdb.__version__} hash"
-
-
-def mix_sql(key: str, row_hash: str, target: str) -> str:
-    """SQL for a member's 64-bit mix (UBIGINT): DuckDB's hash of (key, row hash, target) as one
-    value, so that two members swapping row hashes or targets change a sum. (Not the hashes of
-    the three xor-ed: DuckDB hashes an integer the same whatever its width, so a row hash equal
-    to the target would cancel out.)"""
-    return f"hash({key}, {row_hash}, ({target})::INTEGER)"
-
-
-def signed_64(total: int) -> int:
-    """A sum of mixes modulo 2**64, as the signed 64-bit integer state keeps."""
-    total %= 1 << 64
-    return total - (1 << 64) if total >= 1 << 63 else total
-
-
-@dataclass
-class DigestTally:
-    """The digest of the members a run leaves when it completes: its unchanged members', plus
-    each row the destination acknowledges (the sent row's ``MIX``).
-
-    It is theirs only if the rows acknowledged are the rows planned, key for key: a source that
-    changes while rows are sent may drop a planned key and bring a new one, or a key twice,
-    and a planned member left out would stay in state unsummed. So the acknowledged keys'
-    hashes are summed too, against the planned ones'.
-    """
-
-    unchanged: int                            # members the plan leaves as they are
-    total: int                                # the sum of their mixes, then of each acknowledged row's
-    planned: tuple[int, int] = (0, 0)         # rows to send: how many, the sum of their keys' hashes
-    acknowledged: tuple[int, int] = (0, 0)    # rows acknowledged: the same
-
-    def add(self, acknowledged: pa.RecordBatch) -> None:
-        self.total += pa.compute.sum(acknowledged.column(MIX)).as_py() or 0
-        count, keys = self.acknowledged
-        self.acknowledged = (count + len(acknowledged),
-                             keys + (pa.compute.sum(acknowledged.column(KEY_HASH)).as_py() or 0))
-
-    def digest(self) -> MembersDigest | None:
-        """The digest, when the keys acknowledged are the keys planned; else None."""
-        (planned, planned_keys), (acknowledged, keys) = self.planned, self.acknowledged
-        if acknowledged != planned or signed_64(keys) != signed_64(planned_keys):
-            return None
-        return MembersDigest(DIGEST_KIND, self.unchanged + acknowledged, signed_64(self.total))
 
 
 class PlanError(Exception):
@@ -342,8 +303,8 @@ class Snapshot:
                             f"more than once, e.g. {examples}; nothing was sent")
 
     def _check_segments_agree(self) -> None:
-        # min <> max: two different row hashes, as cheap as a plain aggregate (count(DISTINCT) took
-        # 0.4 s of a 1M-row plan); the segments of the first such key are looked up afterwards
+        # min <> max: two different row hashes, as cheap as a plain aggregate (count(DISTINCT) is
+        # not); the segments of the first such key are looked up afterwards
         conflict = self.db.execute(
             "SELECT key FROM snapshot GROUP BY key HAVING min(row_hash) <> max(row_hash) ORDER BY key LIMIT 1"
         ).fetchone()
@@ -409,7 +370,7 @@ class Snapshot:
             count, total = 0, 0
         else:  # the members that stay as they are, summed up for the digest a completed run leaves
             count, total = self.db.execute(
-                f"SELECT count(*), coalesce(sum({mix_sql('m.key', 'm.row_hash', str(int(target)))}::HUGEINT), 0) "
+                f"SELECT count(*), {mix_sum_sql('m.key', 'm.row_hash', str(int(target)))} "
                 f"FROM members m SEMI JOIN acknowledged a ON a.key = m.key AND a.row_hash = m.row_hash "
                 f"AND a.target = {int(target)}").fetchone()
         changed = "TRUE" if full_resync else "a.row_hash <> m.row_hash"
@@ -425,7 +386,7 @@ class Snapshot:
             FROM members m FULL OUTER JOIN acknowledged a ON m.key = a.key""")
         self.db.execute("DROP TABLE acknowledged")
         self.db.execute("DROP TABLE members")  # actions has every member: one copy of the keys at a time
-        planned = self.db.execute("SELECT count(*), coalesce(sum(hash(key))::HUGEINT, 0) FROM actions "
+        planned = self.db.execute(f"SELECT count(*), coalesce(sum({key_hash_sql('key')})::HUGEINT, 0) FROM actions "
                                   "WHERE action IN ('add', 'update', 'move')").fetchone()
         self.tally = DigestTally(count, int(total), (planned[0], int(planned[1])))
         for action, count in self.db.execute("SELECT action, count(*) FROM actions GROUP BY action").fetchall():
@@ -456,8 +417,8 @@ class Snapshot:
 
     def _digest_sum(self, table: str, target_sql: str) -> int:
         """The exact sum over a table of (key, row_hash) of each row's mix with ``target_sql``."""
-        return int(self.db.execute(f"SELECT coalesce(sum({mix_sql('key', 'row_hash', target_sql)}::HUGEINT), 0) "
-                                   f"FROM {table}").fetchone()[0])
+        return int(self.db.execute(f"SELECT {mix_sum_sql('key', 'row_hash', target_sql)} FROM {table}")
+                   .fetchone()[0])
 
     def _same_as_members(self, target: int) -> bool:
         """Whether the acknowledged rows are exactly the members, each with its row hash, in ``target``.
@@ -524,7 +485,7 @@ class Snapshot:
                                                      f"{filter_}")
             relation = relation.project(f"*, {self._row_hash(COLUMN_HASHES)} AS {ROW_HASH}")
             relation = relation.project(f"*, {mix_sql(KEY, ROW_HASH, str(self.target))} AS {MIX}, "
-                                        f"hash({KEY}) AS {KEY_HASH}")
+                                        f"{key_hash_sql(KEY)} AS {KEY_HASH}")
             yield self._with_column_hash_bytes(relation.to_arrow_reader(batch_rows))
 
     def _with_column_hash_bytes(self, reader: pa.RecordBatchReader) -> pa.RecordBatchReader:
