@@ -20,7 +20,6 @@ from functools import partial
 import duckdb
 import orjson
 import pyarrow as pa
-import pyarrow.compute  # noqa: F401 - pa.compute
 
 from segship import embedded_duckdb
 from segship.config import Config, ExportConfig, SegmentConfig
@@ -99,7 +98,6 @@ class Snapshot:
         self.target = 1  # the export's target's id, once planned
         self.tally: DigestTally | None = None  # the digest a run leaves, from what the plan leaves as it is
         self._members_sums: dict[int, int] = {}  # target -> the members' sum of mixes (see _digest_sum)
-        self._converted = False  # a table `converted` holds hashes converted from version 1, not in state yet
 
     def close(self) -> None:
         for connection in self._attached.values():
@@ -199,87 +197,70 @@ class Snapshot:
 
     # -- planning -------------------------------------------------------------------------------
 
-    def build(self, *, row_hashes: bool = True, legacy_hashes: bool = False) -> None:
+    def build(self, *, row_hashes: bool = True) -> None:
         """Load (key, segment, row hash) of every segment row and check the keys.
 
         Without ``row_hashes`` (nothing to diff against: a first run, a full re-send) a
         single segment's rows are not hashed here (0), which is most of a first plan's CPU;
-        the rows sent are hashed as they are read again. With ``legacy_hashes`` (state holds
-        hash version 1), each member also gets its version-1 hashes and its column hashes,
-        for :meth:`convert_legacy_hashes`.
+        the rows sent are hashed as they are read again.
         """
-        row_hashes = row_hashes or legacy_hashes or len(self.segments) > 1  # segments' rows must agree
-        legacy_columns = ", legacy_row_hash BIGINT, legacy_column_hashes VARCHAR[], column_hashes UBIGINT[]" \
-            if legacy_hashes else ""
-        self.db.execute(f"CREATE TABLE snapshot (key VARCHAR, seg INTEGER, row_hash BIGINT{legacy_columns})")
-        values = [f"s.{quote_identifier(c)}" for c in self.columns]
+        row_hashes = row_hashes or len(self.segments) > 1  # segments' rows must agree
+        self.db.execute("CREATE TABLE snapshot (key VARCHAR, seg INTEGER, row_hash BIGINT)")
         for part in self.segments:
             key = f"CAST(s.{quote_identifier(part.segment.key)} AS VARCHAR)"
 
             def select(encodings: list[str], key: str = key, seg: int = part.index) -> str:
-                legacy = f", {hashing.legacy_row_hash_sql(values)} AS legacy_row_hash, " \
-                         f"{hashing.legacy_column_hashes_sql(values)} AS legacy_column_hashes" if legacy_hashes else ""
-                return f"{key} AS key, {seg} AS seg, {hashing.column_hashes_sql(encodings)} AS column_hashes{legacy}"
+                return f"{key} AS key, {seg} AS seg, {hashing.column_hashes_sql(encodings)} AS column_hashes"
 
             if row_hashes:
                 relation = self._query(part, select)
-                relation = relation.project(f"key, seg, {self._row_hash('column_hashes')} AS row_hash" + (
-                    ", legacy_row_hash, legacy_column_hashes, column_hashes" if legacy_hashes else ""))
+                relation = relation.project(f"key, seg, {self._row_hash('column_hashes')} AS row_hash")
             else:
                 relation = self._query(part, lambda _, key=key, seg=part.index: f"{key} AS key, {seg} AS seg, "
                                                                                "0::BIGINT AS row_hash")
-            try:
-                with self._every_core():  # an attached source's rows are read on every core
-                    relation.insert_into(f"{ENGINE}.snapshot")
-            except (duckdb.Error, pa.ArrowException, SourceError) as exc:
-                raise self.error(part.segment, f"failed: {exc}") from None
+            self._load(part, relation, "snapshot")
         self._check_null_keys()
         # one segment's duplicate keys are looked for only when the plan can't rule them out (its
-        # members are state's, key for key: see plan); a conversion joins members first, so checks now
-        self._duplicates_unchecked = len(self.segments) == 1 and not legacy_hashes
+        # members are state's, key for key: see plan)
+        self._duplicates_unchecked = len(self.segments) == 1
         if not self._duplicates_unchecked:
             self._check_duplicate_keys()
         if len(self.segments) == 1:  # the snapshot is the members (no second copy)
             self.db.execute("ALTER TABLE snapshot RENAME TO members")
         else:
             self._check_segments_agree()
-            legacy = ", any_value(legacy_row_hash) AS legacy_row_hash, any_value(legacy_column_hashes) AS " \
-                     "legacy_column_hashes, any_value(column_hashes) AS column_hashes" if legacy_hashes else ""
-            self.db.execute("CREATE TABLE members AS SELECT key, min(seg) AS seg, any_value(row_hash) AS row_hash"
-                            f"{legacy} FROM snapshot GROUP BY key")
+            self.db.execute("CREATE TABLE members AS SELECT key, min(seg) AS seg, any_value(row_hash) AS row_hash "
+                            "FROM snapshot GROUP BY key")
             self.db.execute("DROP TABLE snapshot")
 
-    def convert_legacy_hashes(self, stored: pa.Table) -> pa.Table:
-        """State's version-1 hashes of the members, converted to this version's without a re-send.
+    def _load(self, part: _SegmentSource, relation: duckdb.DuckDBPyRelation, table: str, *,
+              create: bool = False) -> None:
+        """Insert a segment's relation into (or ``create``) the engine's ``table``."""
+        try:
+            with self._every_core():  # an attached source's rows are read on every core
+                if create:
+                    relation.create(f"{ENGINE}.{table}")
+                else:
+                    relation.insert_into(f"{ENGINE}.{table}")
+        except (duckdb.Error, pa.ArrowException, SourceError) as exc:
+            raise self.error(part.segment, f"failed: {exc}") from None
 
-        ``stored`` is state's (key, row_hash, column_hashes) in version 1. A member whose
-        stored row hash is the version-1 hash of its current row is unchanged: it gets its
-        current hashes. A changed one gets row hash 0 (so it is sent) and, per column, the
-        current hash where the stored column hash still matches, else zeros (so only what
-        changed is sent). Members that left keep their old hashes (they are removed).
-        Returns (key, row_hash, column_hashes) for state, and diffs later plans against it.
+    def load_member_rows(self, table: str, select: Callable[[list[str], list[str]], str]) -> None:
+        """Create ``table`` in the engine's DuckDB: each member's ``key`` and ``select(values, encodings)``
+        of its row, read again from the segment it was taken from (after :meth:`build`).
+
+        ``values`` are the SQL of the mapped columns, ``encodings`` of their canonical encodings
+        (:mod:`segship.engine.hashing`). The members' keys are checked unique first, so that each
+        member has one row.
         """
-        count = len(self.columns)
-        self.db.register("stored", stored)
-        self.db.execute(f"""
-            CREATE OR REPLACE TABLE converted AS
-            SELECT m.key,
-                   CASE WHEN s.row_hash = m.legacy_row_hash THEN m.row_hash ELSE 0 END AS row_hash,
-                   len(string_split(s.column_hashes, ',')) IS NOT DISTINCT FROM {count} AS known,
-                   list_transform(range(1, {count + 1}), lambda i: CASE WHEN string_split(s.column_hashes, ',')[i]
-                       = m.legacy_column_hashes[i] THEN m.column_hashes[i] ELSE 0::UBIGINT END) AS column_hashes
-            FROM members m JOIN stored s USING (key)""")
-        self._converted = True
-        self.db.unregister("stored")
-        for column in ("legacy_row_hash", "legacy_column_hashes", "column_hashes"):
-            self.db.execute(f"ALTER TABLE members DROP COLUMN {column}")
-        table = self.db.sql("SELECT key, row_hash, known, column_hashes FROM converted").to_arrow_table()
-        # unknown column hashes (NULL: send the whole row) stay unknown
-        as_bytes = hashing.column_hash_bytes(table.column("column_hashes").combine_chunks(), count)
-        unknown = pa.scalar(None, as_bytes.type)
-        table = table.drop_columns(["known"]).set_column(
-            2, "column_hashes", pa.compute.if_else(table.column("known").combine_chunks(), as_bytes, unknown))
-        return table
+        if self._duplicates_unchecked:
+            self._check_duplicate_keys()
+        values = [f"s.{quote_identifier(c)}" for c in self.columns]
+        for position, part in enumerate(self.segments):
+            key = f"CAST(s.{quote_identifier(part.segment.key)} AS VARCHAR)"
+            relation = self._query(part, lambda encodings, key=key: f"{key} AS key, {select(values, encodings)}",
+                                   f"SEMI JOIN {ENGINE}.members m ON m.key = {key} AND m.seg = {part.index}")
+            self._load(part, relation, table, create=position == 0)
 
     def _check_null_keys(self) -> None:
         for seg, nulls in self.db.execute("SELECT seg, count(*) FROM snapshot WHERE key IS NULL GROUP BY seg "
@@ -325,14 +306,7 @@ class Snapshot:
         cursor = self.db.cursor()
         try:
             cursor.register("acknowledged_rows", acknowledged)
-            if self._converted:
-                # state's hashes converted from version 1 (not yet written there by a dry run or plan)
-                cursor.execute("CREATE TABLE acknowledged AS SELECT a.key, coalesce(c.row_hash, a.row_hash) "
-                               "AS row_hash, a.target FROM acknowledged_rows a LEFT JOIN converted c USING (key)")
-                cursor.execute("DROP TABLE converted")
-                self._converted = False
-            else:
-                cursor.execute("CREATE TABLE acknowledged AS SELECT key, row_hash, target FROM acknowledged_rows")
+            cursor.execute("CREATE TABLE acknowledged AS SELECT key, row_hash, target FROM acknowledged_rows")
             cursor.unregister("acknowledged_rows")
         finally:
             cursor.close()
