@@ -15,7 +15,7 @@ sources:
 segments:
   customers: {{source: mart, key: id, sql: "{sql}"}}"""
 # the engine's own table names: a source's tables of those names must not be confused with them
-ENGINE_TABLE_NAMES = ("snapshot", "members", "acknowledged", "actions", "wanted", "converted")
+ENGINE_TABLE_NAMES = ("snapshot", "members", "acknowledged", "actions", "wanted", "current_hashes")
 
 
 def write_mart(workspace, names: dict[int, str]) -> None:

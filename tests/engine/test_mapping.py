@@ -8,8 +8,9 @@ import orjson
 import pyarrow as pa
 from segship.columns import JsonArray
 from segship.destination import ConnectionContext, ExportContext, RecordResult, RecordResults
+from segship.engine.digest import KEY_HASH, MIX
 from segship.engine.mapping import MappedRows, known_before, map_rows
-from segship.engine.snapshot import COLUMN_HASHES, IS_NEW, KEY, KEY_HASH, MIX, ROW_HASH
+from segship.engine.snapshot import COLUMN_HASHES, IS_NEW, KEY, ROW_HASH
 from segship_braze.destination import BrazeDestination
 
 from .memory_destination import MemoryDestination

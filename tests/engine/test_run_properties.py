@@ -18,7 +18,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from segship.engine.snapshot import DIGEST_KIND, mix_sql, signed_64
+from segship.engine.digest import DIGEST_KIND, mix_sql, signed_64
 from segship.engine.state import MembersDigest
 from segship.plugins import Plugins
 

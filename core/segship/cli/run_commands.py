@@ -75,7 +75,7 @@ def _state(config: Config) -> StateStore:
 def _safeguard_stop(config: Config, plan: ExportPlan) -> str | None:
     """Why a run of this plan would stop before sending, or None (the destination is built offline,
     as for a dry run, for its own limit)."""
-    from segship.engine.run import safeguard_problem
+    from segship.engine.safeguards import safeguard_problem
 
     export = config.exports[plan.export]
     connection = config.connections[export.connection]

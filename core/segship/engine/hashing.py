@@ -54,8 +54,7 @@ source" as far as the source gives them the same type: PostgreSQL ``NUMERIC`` ar
 through ADBC as text, so it hashes as text until the source casts it to a decimal.
 
 Version 1 was DuckDB's ``hash()``; state written with it is converted on the first plan
-(:meth:`segship.engine.snapshot.Snapshot.convert_legacy_hashes`, called by
-:mod:`segship.engine.planning`).
+(:mod:`segship.engine.hash_conversion`, called by :mod:`segship.engine.planning`).
 """
 
 from __future__ import annotations

@@ -18,7 +18,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from segship.destination import Destination, Records, RecordResult, RecordResults
-from segship.engine.snapshot import COLUMN_HASHES, IS_NEW, KEY, KEY_HASH, MIX, ROW_HASH, Snapshot, changed_columns
+from segship.engine.digest import KEY_HASH, MIX
+from segship.engine.snapshot import COLUMN_HASHES, IS_NEW, KEY, ROW_HASH, Snapshot, changed_columns
 from segship.engine.state import ACKNOWLEDGED_COLUMNS
 
 ENGINE_COLUMNS = (KEY, ROW_HASH, COLUMN_HASHES, IS_NEW, MIX, KEY_HASH)

@@ -10,6 +10,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 from segship.config import ExportConfig
 from segship.destination import Destination
+from segship.engine.hash_conversion import convert_hashes
 from segship.engine.hashing import HASH_VERSION
 from segship.engine.report import ExportPlan
 from segship.engine.snapshot import Snapshot, export_fingerprint
@@ -45,29 +46,25 @@ def plan_against_state(snapshot: Snapshot, state: StateStore, cls: type[Destinat
     target = cls.target(export.settings)
     target_id = state.target_id(name, target, record=write)
     # changed settings re-send everyone: there is nothing to convert
-    legacy = not settings_changed and state.hash_version(name) < HASH_VERSION
+    convert = not settings_changed and state.hash_version(name) < HASH_VERSION
     full = full_resync or settings_changed
     row_hashes = not full and state.has_members(name)
     # a digest of state can spare reading it: when the members sum to it, every one is unchanged
-    recorded = state.members_digest(name) if row_hashes and not legacy else None
+    recorded = state.members_digest(name) if row_hashes and not convert else None
     # state is read while the segments are hashed, on another core, unless the digest may spare it and
-    # the segments are read on every core anyway; hashes converted from version 1 must come first
-    overlap = not legacy and (recorded is None or not snapshot.reads_in_place())
+    # the segments are read on every core anyway; hashes of an older version are converted first
+    overlap = not convert and (recorded is None or not snapshot.reads_in_place())
     converted = 0
     with ThreadPoolExecutor(1, thread_name_prefix="segship-acknowledged") as reader:
         reading = reader.submit(snapshot.read_acknowledged, state.acknowledged(name)) if overlap else None
-        snapshot.build(row_hashes=row_hashes, legacy_hashes=legacy)
+        snapshot.build(row_hashes=row_hashes)
         if reading is not None:
             reading.result()
-        elif legacy:
-            table = snapshot.convert_legacy_hashes(state.stored_hashes(name))
-            if write:
-                state.convert_hashes(name, table, HASH_VERSION)
-            converted = table.num_rows
-            snapshot.read_acknowledged(state.acknowledged(name))
+        elif convert:
+            converted = convert_hashes(snapshot, state, name, write=write)
     plan = snapshot.unchanged_plan(recorded, target_id) if recorded is not None else None
     if plan is None:
-        if not overlap and not legacy:
+        if not overlap and not convert:
             snapshot.read_acknowledged(state.acknowledged(name))
         plan = snapshot.plan(full_resync=full, target=target_id)
         if write and not plan.to_send and not plan.remove:  # state holds the members: summed up for next time

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections import Counter
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -73,7 +74,7 @@ class RunReport:
     rejected: int = 0
     unacknowledged: int = 0   # sent but not answered (retries exhausted, interrupted)
     batches: int = 0
-    rejects_by_reason: Counter[str] = field(default_factory=Counter)
+    rejects_by_reason: Counter[str] = field(default_factory=Counter)  # by reason_kind
     http: dict[str, int] = field(default_factory=dict)
     phase_seconds: dict[str, float] = field(default_factory=dict)
 
@@ -81,3 +82,12 @@ class RunReport:
         data = asdict(self)
         data["rejects_by_reason"] = dict(self.rejects_by_reason.most_common())
         return data
+
+
+QUOTED_VALUE = re.compile(r"'[^']*'|\"[^\"]*\"")
+
+
+def reason_kind(reason: str) -> str:
+    """A reject reason without the row's values: the report groups by it and stays free of personal
+    data (`segship rejects` shows each row's full reason)."""
+    return QUOTED_VALUE.sub("'…'", reason)

@@ -12,11 +12,9 @@ acknowledged, and sends again at most what was in flight.
 from __future__ import annotations
 
 import asyncio
-import gc
-import re
 import time
-from collections.abc import AsyncGenerator, Awaitable, Callable, Iterator, Sequence
-from contextlib import aclosing, contextmanager
+from collections.abc import AsyncGenerator, Awaitable, Callable, Sequence
+from contextlib import aclosing
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Protocol
@@ -33,11 +31,14 @@ from segship.destination import (
     Member,
     RecordResult,
 )
+from segship.engine.digest import DigestTally
+from segship.engine.gc_tuning import streaming_gc
 from segship.engine.in_flight import Answer, Commit, InFlight
 from segship.engine.planning import plan_against_state
-from segship.engine.report import BatchReport, ExportPlan, RunReport
+from segship.engine.report import BatchReport, ExportPlan, RunReport, reason_kind
 from segship.engine.mapping import MappedRows, map_rows, mapped_batches
-from segship.engine.snapshot import DigestTally, PlanError, Snapshot
+from segship.engine.safeguards import SafeguardError, check_safeguards
+from segship.engine.snapshot import PlanError, Snapshot
 from segship.engine.state import StateError, StateStore, chunks
 from segship.engine.targets import TargetDestinations
 from segship.http import RetriesExhausted
@@ -70,10 +71,6 @@ class NoProgress:
         pass
 
 
-class SafeguardError(Exception):
-    """The run would break a safeguard; it stopped before sending anything."""
-
-
 class RunStopped(Exception):
     """Sending stopped part-way (failure or Ctrl-C); what was acknowledged is committed."""
 
@@ -83,59 +80,6 @@ class RunOptions:
     dry_run: bool = False
     full_resync: bool = False
     allow_mass_removal: bool = False  # one deliberate run past the removal safeguard
-
-
-def safeguard_problem(plan: ExportPlan, config: Config, export_name: str, limit: int | None, *,
-                      allow_mass_removal: bool = False) -> str | None:
-    """Why a run of this plan must stop before sending (too many members, too large a removal), or None.
-
-    A function of the plan only, so ``plan`` tells beforehand what a run would do.
-    """
-    safeguards = config.exports[export_name].safeguards
-    for name, cap in (("safeguards.max_profiles", safeguards.max_profiles), ("the destination's limit", limit)):
-        if cap is not None and plan.members > cap:
-            return f"export {export_name!r} has {plan.members} members, more than {name} ({cap})"
-    fraction = safeguards.max_removed_fraction
-    removing = plan.remove
-    if allow_mass_removal or fraction is None or not plan.acknowledged or removing / plan.acknowledged <= fraction:
-        return None
-    which = "safeguards.max_removed_fraction" if safeguards.max_removed_fraction_set else \
-        "the default removal safeguard"
-    return (f"export {export_name!r} would remove {removing} of the {plan.acknowledged} members the destination "
-            f"has ({removing / plan.acknowledged:.0%}), more than {which} ({fraction:.0%}). Check the segment's "
-            f"source (an emptied or truncated table?); if the removal is intended, run `segship export "
-            f"{export_name} --allow-mass-removal` once, or set exports.{export_name}.safeguards."
-            "max_removed_fraction (null turns the check off)")
-
-
-def check_safeguards(plan: ExportPlan, config: Config, export_name: str, limit: int | None, *,
-                     allow_mass_removal: bool = False) -> None:
-    """Stop before sending if the run would exceed max_profiles or remove too large a share."""
-    problem = safeguard_problem(plan, config, export_name, limit, allow_mass_removal=allow_mass_removal)
-    if problem is not None:
-        raise SafeguardError(f"{problem}; nothing was sent")
-
-
-#: Net new container objects before a young-generation collection while rows stream (CPython's
-#: default is 700). Streaming allocates and frees millions of short-lived rows, records and
-#: answers; with the default, objects of the batches in flight keep surviving into the old
-#: generations, whose full collections walk every module object: measured 9.5 s of a
-#: 1M-profile run. Freed rows are reclaimed by reference counting regardless.
-STREAMING_GC_THRESHOLD = 50_000
-
-
-@contextmanager
-def streaming_gc() -> Iterator[None]:
-    """While rows stream: leave what exists (modules, config, plan) out of collections and
-    collect young objects less often; restored afterwards (``segship schedule`` runs on)."""
-    thresholds = gc.get_threshold()
-    gc.freeze()
-    gc.set_threshold(max(thresholds[0], STREAMING_GC_THRESHOLD), *thresholds[1:])
-    try:
-        yield
-    finally:
-        gc.set_threshold(*thresholds)
-        gc.unfreeze()
 
 
 class ExportRun:
@@ -452,15 +396,6 @@ class ExportRun:
 async def _aiter(items):
     for item in items:
         yield item
-
-
-QUOTED_VALUE = re.compile(r"'[^']*'|\"[^\"]*\"")
-
-
-def reason_kind(reason: str) -> str:
-    """A reject reason without the row's values: the report groups by it and stays free of personal
-    data (`segship rejects` shows each row's full reason)."""
-    return QUOTED_VALUE.sub("'…'", reason)
 
 
 def _describe(exc: BaseException) -> str:

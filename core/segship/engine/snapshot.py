@@ -20,12 +20,21 @@ from functools import partial
 import duckdb
 import orjson
 import pyarrow as pa
-import pyarrow.compute  # noqa: F401 - pa.compute
 
 from segship import embedded_duckdb
 from segship.config import Config, ExportConfig, SegmentConfig
 from segship.embedded_duckdb import quote_identifier
 from segship.engine import hashing
+from segship.engine.digest import (
+    DIGEST_KIND,
+    KEY_HASH,
+    MIX,
+    DigestTally,
+    key_hash_sql,
+    mix_sql,
+    mix_sum_sql,
+    signed_64,
+)
 from segship.engine.report import ExportPlan
 from segship.engine.state import MembersDigest
 from segship.plugins import Plugins
@@ -37,57 +46,8 @@ EXAMPLES = 5
 #: The catalog of the in-memory DuckDB, with the engine's own tables. A segment's query over an
 #: attached source runs with the source's catalog as the default, so it names the engine's tables.
 ENGINE = "memory.main"
-# columns the send query adds to each row, beside the mapped ones
+# columns the send query adds to each row, beside the mapped ones and the digest's (``MIX``, ``KEY_HASH``)
 KEY, ROW_HASH, COLUMN_HASHES, IS_NEW = "__segship_key", "__segship_row_hash", "__segship_column_hashes", "__segship_new"
-#: A sent row's mix of (key, row hash, target), summed into the digest of the members a run leaves,
-#: and its key's hash, summed to tell that the keys acknowledged are the keys planned.
-MIX, KEY_HASH = "__segship_mix", "__segship_key_hash"
-#: The hash function of members' digests: DuckDB's ``hash``, which may change between its releases.
-DIGEST_KIND = f"duckdb {duckdb.__version__} hash"
-
-
-def mix_sql(key: str, row_hash: str, target: str) -> str:
-    """SQL for a member's 64-bit mix (UBIGINT): DuckDB's hash of (key, row hash, target) as one
-    value, so that two members swapping row hashes or targets change a sum. (Not the hashes of
-    the three xor-ed: DuckDB hashes an integer the same whatever its width, so a row hash equal
-    to the target would cancel out.)"""
-    return f"hash({key}, {row_hash}, ({target})::INTEGER)"
-
-
-def signed_64(total: int) -> int:
-    """A sum of mixes modulo 2**64, as the signed 64-bit integer state keeps."""
-    total %= 1 << 64
-    return total - (1 << 64) if total >= 1 << 63 else total
-
-
-@dataclass
-class DigestTally:
-    """The digest of the members a run leaves when it completes: its unchanged members', plus
-    each row the destination acknowledges (the sent row's ``MIX``).
-
-    It is theirs only if the rows acknowledged are the rows planned, key for key: a source that
-    changes while rows are sent may drop a planned key and bring a new one, or a key twice,
-    and a planned member left out would stay in state unsummed. So the acknowledged keys'
-    hashes are summed too, against the planned ones'.
-    """
-
-    unchanged: int                            # members the plan leaves as they are
-    total: int                                # the sum of their mixes, then of each acknowledged row's
-    planned: tuple[int, int] = (0, 0)         # rows to send: how many, the sum of their keys' hashes
-    acknowledged: tuple[int, int] = (0, 0)    # rows acknowledged: the same
-
-    def add(self, acknowledged: pa.RecordBatch) -> None:
-        self.total += pa.compute.sum(acknowledged.column(MIX)).as_py() or 0
-        count, keys = self.acknowledged
-        self.acknowledged = (count + len(acknowledged),
-                             keys + (pa.compute.sum(acknowledged.column(KEY_HASH)).as_py() or 0))
-
-    def digest(self) -> MembersDigest | None:
-        """The digest, when the keys acknowledged are the keys planned; else None."""
-        (planned, planned_keys), (acknowledged, keys) = self.planned, self.acknowledged
-        if acknowledged != planned or signed_64(keys) != signed_64(planned_keys):
-            return None
-        return MembersDigest(DIGEST_KIND, self.unchanged + acknowledged, signed_64(self.total))
 
 
 class PlanError(Exception):
@@ -138,7 +98,6 @@ class Snapshot:
         self.target = 1  # the export's target's id, once planned
         self.tally: DigestTally | None = None  # the digest a run leaves, from what the plan leaves as it is
         self._members_sums: dict[int, int] = {}  # target -> the members' sum of mixes (see _digest_sum)
-        self._converted = False  # a table `converted` holds hashes converted from version 1, not in state yet
 
     def close(self) -> None:
         for connection in self._attached.values():
@@ -238,87 +197,70 @@ class Snapshot:
 
     # -- planning -------------------------------------------------------------------------------
 
-    def build(self, *, row_hashes: bool = True, legacy_hashes: bool = False) -> None:
+    def build(self, *, row_hashes: bool = True) -> None:
         """Load (key, segment, row hash) of every segment row and check the keys.
 
         Without ``row_hashes`` (nothing to diff against: a first run, a full re-send) a
         single segment's rows are not hashed here (0), which is most of a first plan's CPU;
-        the rows sent are hashed as they are read again. With ``legacy_hashes`` (state holds
-        hash version 1), each member also gets its version-1 hashes and its column hashes,
-        for :meth:`convert_legacy_hashes`.
+        the rows sent are hashed as they are read again.
         """
-        row_hashes = row_hashes or legacy_hashes or len(self.segments) > 1  # segments' rows must agree
-        legacy_columns = ", legacy_row_hash BIGINT, legacy_column_hashes VARCHAR[], column_hashes UBIGINT[]" \
-            if legacy_hashes else ""
-        self.db.execute(f"CREATE TABLE snapshot (key VARCHAR, seg INTEGER, row_hash BIGINT{legacy_columns})")
-        values = [f"s.{quote_identifier(c)}" for c in self.columns]
+        row_hashes = row_hashes or len(self.segments) > 1  # segments' rows must agree
+        self.db.execute("CREATE TABLE snapshot (key VARCHAR, seg INTEGER, row_hash BIGINT)")
         for part in self.segments:
             key = f"CAST(s.{quote_identifier(part.segment.key)} AS VARCHAR)"
 
             def select(encodings: list[str], key: str = key, seg: int = part.index) -> str:
-                legacy = f", {hashing.legacy_row_hash_sql(values)} AS legacy_row_hash, " \
-                         f"{hashing.legacy_column_hashes_sql(values)} AS legacy_column_hashes" if legacy_hashes else ""
-                return f"{key} AS key, {seg} AS seg, {hashing.column_hashes_sql(encodings)} AS column_hashes{legacy}"
+                return f"{key} AS key, {seg} AS seg, {hashing.column_hashes_sql(encodings)} AS column_hashes"
 
             if row_hashes:
                 relation = self._query(part, select)
-                relation = relation.project(f"key, seg, {self._row_hash('column_hashes')} AS row_hash" + (
-                    ", legacy_row_hash, legacy_column_hashes, column_hashes" if legacy_hashes else ""))
+                relation = relation.project(f"key, seg, {self._row_hash('column_hashes')} AS row_hash")
             else:
                 relation = self._query(part, lambda _, key=key, seg=part.index: f"{key} AS key, {seg} AS seg, "
                                                                                "0::BIGINT AS row_hash")
-            try:
-                with self._every_core():  # an attached source's rows are read on every core
-                    relation.insert_into(f"{ENGINE}.snapshot")
-            except (duckdb.Error, pa.ArrowException, SourceError) as exc:
-                raise self.error(part.segment, f"failed: {exc}") from None
+            self._load(part, relation, "snapshot")
         self._check_null_keys()
         # one segment's duplicate keys are looked for only when the plan can't rule them out (its
-        # members are state's, key for key: see plan); a conversion joins members first, so checks now
-        self._duplicates_unchecked = len(self.segments) == 1 and not legacy_hashes
+        # members are state's, key for key: see plan)
+        self._duplicates_unchecked = len(self.segments) == 1
         if not self._duplicates_unchecked:
             self._check_duplicate_keys()
         if len(self.segments) == 1:  # the snapshot is the members (no second copy)
             self.db.execute("ALTER TABLE snapshot RENAME TO members")
         else:
             self._check_segments_agree()
-            legacy = ", any_value(legacy_row_hash) AS legacy_row_hash, any_value(legacy_column_hashes) AS " \
-                     "legacy_column_hashes, any_value(column_hashes) AS column_hashes" if legacy_hashes else ""
-            self.db.execute("CREATE TABLE members AS SELECT key, min(seg) AS seg, any_value(row_hash) AS row_hash"
-                            f"{legacy} FROM snapshot GROUP BY key")
+            self.db.execute("CREATE TABLE members AS SELECT key, min(seg) AS seg, any_value(row_hash) AS row_hash "
+                            "FROM snapshot GROUP BY key")
             self.db.execute("DROP TABLE snapshot")
 
-    def convert_legacy_hashes(self, stored: pa.Table) -> pa.Table:
-        """State's version-1 hashes of the members, converted to this version's without a re-send.
+    def _load(self, part: _SegmentSource, relation: duckdb.DuckDBPyRelation, table: str, *,
+              create: bool = False) -> None:
+        """Insert a segment's relation into (or ``create``) the engine's ``table``."""
+        try:
+            with self._every_core():  # an attached source's rows are read on every core
+                if create:
+                    relation.create(f"{ENGINE}.{table}")
+                else:
+                    relation.insert_into(f"{ENGINE}.{table}")
+        except (duckdb.Error, pa.ArrowException, SourceError) as exc:
+            raise self.error(part.segment, f"failed: {exc}") from None
 
-        ``stored`` is state's (key, row_hash, column_hashes) in version 1. A member whose
-        stored row hash is the version-1 hash of its current row is unchanged: it gets its
-        current hashes. A changed one gets row hash 0 (so it is sent) and, per column, the
-        current hash where the stored column hash still matches, else zeros (so only what
-        changed is sent). Members that left keep their old hashes (they are removed).
-        Returns (key, row_hash, column_hashes) for state, and diffs later plans against it.
+    def load_member_rows(self, table: str, select: Callable[[list[str], list[str]], str]) -> None:
+        """Create ``table`` in the engine's DuckDB: each member's ``key`` and ``select(values, encodings)``
+        of its row, read again from the segment it was taken from (after :meth:`build`).
+
+        ``values`` are the SQL of the mapped columns, ``encodings`` of their canonical encodings
+        (:mod:`segship.engine.hashing`). The members' keys are checked unique first, so that each
+        member has one row.
         """
-        count = len(self.columns)
-        self.db.register("stored", stored)
-        self.db.execute(f"""
-            CREATE OR REPLACE TABLE converted AS
-            SELECT m.key,
-                   CASE WHEN s.row_hash = m.legacy_row_hash THEN m.row_hash ELSE 0 END AS row_hash,
-                   len(string_split(s.column_hashes, ',')) IS NOT DISTINCT FROM {count} AS known,
-                   list_transform(range(1, {count + 1}), lambda i: CASE WHEN string_split(s.column_hashes, ',')[i]
-                       = m.legacy_column_hashes[i] THEN m.column_hashes[i] ELSE 0::UBIGINT END) AS column_hashes
-            FROM members m JOIN stored s USING (key)""")
-        self._converted = True
-        self.db.unregister("stored")
-        for column in ("legacy_row_hash", "legacy_column_hashes", "column_hashes"):
-            self.db.execute(f"ALTER TABLE members DROP COLUMN {column}")
-        table = self.db.sql("SELECT key, row_hash, known, column_hashes FROM converted").to_arrow_table()
-        # unknown column hashes (NULL: send the whole row) stay unknown
-        as_bytes = hashing.column_hash_bytes(table.column("column_hashes").combine_chunks(), count)
-        unknown = pa.scalar(None, as_bytes.type)
-        table = table.drop_columns(["known"]).set_column(
-            2, "column_hashes", pa.compute.if_else(table.column("known").combine_chunks(), as_bytes, unknown))
-        return table
+        if self._duplicates_unchecked:
+            self._check_duplicate_keys()
+        values = [f"s.{quote_identifier(c)}" for c in self.columns]
+        for position, part in enumerate(self.segments):
+            key = f"CAST(s.{quote_identifier(part.segment.key)} AS VARCHAR)"
+            relation = self._query(part, lambda encodings, key=key: f"{key} AS key, {select(values, encodings)}",
+                                   f"SEMI JOIN {ENGINE}.members m ON m.key = {key} AND m.seg = {part.index}")
+            self._load(part, relation, table, create=position == 0)
 
     def _check_null_keys(self) -> None:
         for seg, nulls in self.db.execute("SELECT seg, count(*) FROM snapshot WHERE key IS NULL GROUP BY seg "
@@ -342,8 +284,8 @@ class Snapshot:
                             f"more than once, e.g. {examples}; nothing was sent")
 
     def _check_segments_agree(self) -> None:
-        # min <> max: two different row hashes, as cheap as a plain aggregate (count(DISTINCT) took
-        # 0.4 s of a 1M-row plan); the segments of the first such key are looked up afterwards
+        # min <> max: two different row hashes, as cheap as a plain aggregate (count(DISTINCT) is
+        # not); the segments of the first such key are looked up afterwards
         conflict = self.db.execute(
             "SELECT key FROM snapshot GROUP BY key HAVING min(row_hash) <> max(row_hash) ORDER BY key LIMIT 1"
         ).fetchone()
@@ -364,14 +306,7 @@ class Snapshot:
         cursor = self.db.cursor()
         try:
             cursor.register("acknowledged_rows", acknowledged)
-            if self._converted:
-                # state's hashes converted from version 1 (not yet written there by a dry run or plan)
-                cursor.execute("CREATE TABLE acknowledged AS SELECT a.key, coalesce(c.row_hash, a.row_hash) "
-                               "AS row_hash, a.target FROM acknowledged_rows a LEFT JOIN converted c USING (key)")
-                cursor.execute("DROP TABLE converted")
-                self._converted = False
-            else:
-                cursor.execute("CREATE TABLE acknowledged AS SELECT key, row_hash, target FROM acknowledged_rows")
+            cursor.execute("CREATE TABLE acknowledged AS SELECT key, row_hash, target FROM acknowledged_rows")
             cursor.unregister("acknowledged_rows")
         finally:
             cursor.close()
@@ -409,7 +344,7 @@ class Snapshot:
             count, total = 0, 0
         else:  # the members that stay as they are, summed up for the digest a completed run leaves
             count, total = self.db.execute(
-                f"SELECT count(*), coalesce(sum({mix_sql('m.key', 'm.row_hash', str(int(target)))}::HUGEINT), 0) "
+                f"SELECT count(*), {mix_sum_sql('m.key', 'm.row_hash', str(int(target)))} "
                 f"FROM members m SEMI JOIN acknowledged a ON a.key = m.key AND a.row_hash = m.row_hash "
                 f"AND a.target = {int(target)}").fetchone()
         changed = "TRUE" if full_resync else "a.row_hash <> m.row_hash"
@@ -425,7 +360,7 @@ class Snapshot:
             FROM members m FULL OUTER JOIN acknowledged a ON m.key = a.key""")
         self.db.execute("DROP TABLE acknowledged")
         self.db.execute("DROP TABLE members")  # actions has every member: one copy of the keys at a time
-        planned = self.db.execute("SELECT count(*), coalesce(sum(hash(key))::HUGEINT, 0) FROM actions "
+        planned = self.db.execute(f"SELECT count(*), coalesce(sum({key_hash_sql('key')})::HUGEINT, 0) FROM actions "
                                   "WHERE action IN ('add', 'update', 'move')").fetchone()
         self.tally = DigestTally(count, int(total), (planned[0], int(planned[1])))
         for action, count in self.db.execute("SELECT action, count(*) FROM actions GROUP BY action").fetchall():
@@ -456,8 +391,8 @@ class Snapshot:
 
     def _digest_sum(self, table: str, target_sql: str) -> int:
         """The exact sum over a table of (key, row_hash) of each row's mix with ``target_sql``."""
-        return int(self.db.execute(f"SELECT coalesce(sum({mix_sql('key', 'row_hash', target_sql)}::HUGEINT), 0) "
-                                   f"FROM {table}").fetchone()[0])
+        return int(self.db.execute(f"SELECT {mix_sum_sql('key', 'row_hash', target_sql)} FROM {table}")
+                   .fetchone()[0])
 
     def _same_as_members(self, target: int) -> bool:
         """Whether the acknowledged rows are exactly the members, each with its row hash, in ``target``.
@@ -524,7 +459,7 @@ class Snapshot:
                                                      f"{filter_}")
             relation = relation.project(f"*, {self._row_hash(COLUMN_HASHES)} AS {ROW_HASH}")
             relation = relation.project(f"*, {mix_sql(KEY, ROW_HASH, str(self.target))} AS {MIX}, "
-                                        f"hash({KEY}) AS {KEY_HASH}")
+                                        f"{key_hash_sql(KEY)} AS {KEY_HASH}")
             yield self._with_column_hash_bytes(relation.to_arrow_reader(batch_rows))
 
     def _with_column_hash_bytes(self, reader: pa.RecordBatchReader) -> pa.RecordBatchReader:

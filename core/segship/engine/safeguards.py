@@ -1,0 +1,44 @@
+"""Safeguards: a run that would send to too many members or remove too large a share stops before sending.
+
+A function of the plan only, so ``segship plan`` tells beforehand which runs would stop.
+"""
+
+from __future__ import annotations
+
+from segship.config import Config
+from segship.engine.report import ExportPlan
+
+
+class SafeguardError(Exception):
+    """The run would break a safeguard; it stopped before sending anything."""
+
+
+def safeguard_problem(plan: ExportPlan, config: Config, export_name: str, limit: int | None, *,
+                      allow_mass_removal: bool = False) -> str | None:
+    """Why a run of this plan must stop before sending (too many members, too large a removal), or None.
+
+    ``limit`` is the destination's own cap on members, if it has one.
+    """
+    safeguards = config.exports[export_name].safeguards
+    for name, cap in (("safeguards.max_profiles", safeguards.max_profiles), ("the destination's limit", limit)):
+        if cap is not None and plan.members > cap:
+            return f"export {export_name!r} has {plan.members} members, more than {name} ({cap})"
+    fraction = safeguards.max_removed_fraction
+    removing = plan.remove
+    if allow_mass_removal or fraction is None or not plan.acknowledged or removing / plan.acknowledged <= fraction:
+        return None
+    which = "safeguards.max_removed_fraction" if safeguards.max_removed_fraction_set else \
+        "the default removal safeguard"
+    return (f"export {export_name!r} would remove {removing} of the {plan.acknowledged} members the destination "
+            f"has ({removing / plan.acknowledged:.0%}), more than {which} ({fraction:.0%}). Check the segment's "
+            f"source (an emptied or truncated table?); if the removal is intended, run `segship export "
+            f"{export_name} --allow-mass-removal` once, or set exports.{export_name}.safeguards."
+            "max_removed_fraction (null turns the check off)")
+
+
+def check_safeguards(plan: ExportPlan, config: Config, export_name: str, limit: int | None, *,
+                     allow_mass_removal: bool = False) -> None:
+    """Stop before sending if the run would exceed max_profiles or remove too large a share."""
+    problem = safeguard_problem(plan, config, export_name, limit, allow_mass_removal=allow_mass_removal)
+    if problem is not None:
+        raise SafeguardError(f"{problem}; nothing was sent")
