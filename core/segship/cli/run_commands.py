@@ -28,7 +28,7 @@ from segship.cli.main import (
 from segship.cli.progress import progress_for_terminal
 from segship.config import Config, ConfigError
 from segship.config.validate import resolve_connection_settings, role_issues
-from segship.destination import ConnectionContext, DestinationError, ExportContext
+from segship.destination import ConnectionContext, DestinationError
 from segship.http import RetriesExhausted
 from segship.log import redact_text
 from segship.plugins import get_plugins
@@ -80,8 +80,7 @@ def _safeguard_stop(config: Config, plan: ExportPlan) -> str | None:
     export = config.exports[plan.export]
     connection = config.connections[export.connection]
     destination = get_plugins().destination(connection.type)(
-        ConnectionContext(connection.name, dict(connection.settings)),
-        ExportContext(export.name, export.settings, export.mapping, export.segments))
+        ConnectionContext(connection.name, dict(connection.settings)), export.context())
     return safeguard_problem(plan, config, plan.export, destination.limits.max_profiles)
 
 
@@ -294,8 +293,7 @@ async def _test_connection(loaded: Config, name: str) -> list[str]:
     lines = []
     targets = [None] + [export for export in loaded.exports.values() if export.connection == name]
     for export in targets:
-        bound = ExportContext(export.name, export.settings, export.mapping, export.segments) if export else None
-        destination = cls(context, bound)
+        destination = cls(context, export.context() if export else None)
         try:
             description = await destination.check_connection()
         finally:

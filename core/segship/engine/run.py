@@ -29,7 +29,6 @@ from segship.destination import (
     ConnectionContext,
     Destination,
     DestinationError,
-    ExportContext,
     Member,
     RecordResult,
 )
@@ -237,13 +236,12 @@ class ExportRun:
             self.report.phase_seconds[phase] = round(time.monotonic() - started, 3)
 
     def _destination(self) -> Destination:
-        export = self.export
         if self.options.dry_run:  # opens no connection, so needs no secret (a dry run works in CI)
             settings = dict(self.connection.settings)
         else:
             settings = resolve_connection_settings(self.config, self.connection.name, self.plugins)
         connection = ConnectionContext(self.connection.name, settings)
-        return self.cls(connection, ExportContext(export.name, export.settings, export.mapping, export.segments))
+        return self.cls(connection, self.export.context())
 
     def _plan(self, snapshot: Snapshot, destination: Destination) -> ExportPlan:
         started = time.monotonic()
