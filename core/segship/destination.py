@@ -32,6 +32,7 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar, overload
 
+from segship.errors import SegshipError
 from segship.http import HttpStats
 
 if TYPE_CHECKING:
@@ -46,7 +47,7 @@ class RowRejected(Exception):
         self.reason = reason
 
 
-class DestinationError(Exception):
+class DestinationError(SegshipError):
     """A problem that stops the run (bad key, missing permission, wrong endpoint, missing list).
 
     The message is shown to the user as it is: it must say what to fix and must never

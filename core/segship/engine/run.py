@@ -28,7 +28,6 @@ from segship.config.validate import resolve_connection_settings
 from segship.destination import (
     ConnectionContext,
     Destination,
-    DestinationError,
     Member,
     RecordResult,
 )
@@ -36,14 +35,12 @@ from segship.engine.in_flight import Answer, Commit, InFlight
 from segship.engine.planning import plan_against_state
 from segship.engine.report import BatchReport, ExportPlan, RunReport
 from segship.engine.mapping import MappedRows, map_rows, mapped_batches
-from segship.engine.snapshot import DigestTally, PlanError, Snapshot
+from segship.engine.snapshot import DigestTally, Snapshot
 from segship.engine.state import StateError, StateStore, chunks
 from segship.engine.targets import TargetDestinations
-from segship.http import RetriesExhausted
+from segship.errors import SegshipError
 from segship.log import redact_text
 from segship.plugins import Plugins
-from segship.secrets import SecretResolutionError
-from segship.source import SourceError
 
 log = structlog.get_logger("segship.engine")
 
@@ -69,8 +66,10 @@ class NoProgress:
         pass
 
 
-class SafeguardError(Exception):
+class SafeguardError(SegshipError):
     """The run would break a safeguard; it stopped before sending anything."""
+
+    outcome = "aborted"
 
 
 class RunStopped(Exception):
@@ -210,10 +209,8 @@ class ExportRun:
 
     def _fail(self, exc: BaseException) -> None:
         report = self.report
-        if isinstance(exc, SafeguardError):
-            report.outcome, report.message = "aborted", str(exc)
-        elif isinstance(exc, SecretResolutionError):
-            report.outcome, report.message = "invalid", str(exc)
+        if isinstance(exc, SegshipError):
+            report.outcome, report.message = exc.outcome, _describe(exc)
         elif isinstance(exc, (KeyboardInterrupt, asyncio.CancelledError)) or (
                 isinstance(exc, RunStopped) and self._failure is None):
             report.outcome = "interrupted"
@@ -221,8 +218,6 @@ class ExportRun:
                               "run the export again to continue")
         elif isinstance(exc, RunStopped) and self._failure is not None:
             report.outcome, report.message = "failed", _describe(self._failure)
-        elif isinstance(exc, (DestinationError, RetriesExhausted, PlanError, SourceError, StateError)):
-            report.outcome, report.message = "failed", _describe(exc)
         else:
             report.outcome, report.message = "failed", f"{type(exc).__name__}: {exc}"
             log.error("export.crashed", export=self.export.name, error=report.message)

@@ -28,6 +28,7 @@ from segship.embedded_duckdb import quote_identifier
 from segship.engine import hashing
 from segship.engine.report import ExportPlan
 from segship.engine.state import MembersDigest
+from segship.errors import SegshipError
 from segship.plugins import Plugins
 from segship.source import Source, SourceError
 
@@ -90,7 +91,7 @@ class DigestTally:
         return MembersDigest(DIGEST_KIND, self.unchanged + acknowledged, signed_64(self.total))
 
 
-class PlanError(Exception):
+class PlanError(SegshipError):
     """The export's rows can't be planned (bad keys, missing columns, failing SQL); nothing was sent."""
 
 
