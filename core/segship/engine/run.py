@@ -44,8 +44,6 @@ from segship.plugins import Plugins
 
 log = structlog.get_logger("segship.engine")
 
-OUTCOME_EXIT_CODES = {"succeeded": 0, "rejects": 3, "failed": 1, "aborted": 1, "interrupted": 1, "invalid": 2}
-
 
 class Progress(Protocol):
     """Where a run reports how far it is (a rich bar on a terminal, log lines otherwise)."""
