@@ -28,6 +28,7 @@ from segship.destination import (
     Record,
     RecordResults,
     Records,
+    unavailable_error,
 )
 from segship.http import HttpClient, HttpResponse, HttpStats, RateLimitHeaders, RetriesExhausted, RetryPolicy
 from segship.ratelimit import RateLimit
@@ -152,7 +153,9 @@ class BrazeDestination(Destination):
         try:
             response = await self._http.request("POST", TRACK_PATH, json={"attributes": []})
         except RetriesExhausted as exc:
-            raise DestinationError(self._unavailable_message(exc)) from None
+            raise unavailable_error(exc, "Braze", self.rest_endpoint, url_setting="rest_endpoint",
+                                    limit_spent="the workspace's /users/track limit is used up (other integrations?)",
+                                    pacing_setting="requests_per_3s") from None
         if response.status not in (200, 201, 202, 400):
             raise self._error(response)
         description = f"Braze REST API at {self.rest_endpoint}: the API key may call {TRACK_PATH}"
@@ -237,11 +240,3 @@ class BrazeDestination(Destination):
         }.get(response.status, f"unexpected HTTP {response.status} from {self.rest_endpoint}{TRACK_PATH}")
         detail = _message(response).replace(self._api_key, "***")  # Braze's 401 quotes the key it refused
         return DestinationError(f"Braze: {advice}" + (f" (Braze said: {detail})" if detail else ""))
-
-    def _unavailable_message(self, exc: RetriesExhausted) -> str:
-        if exc.throttled:
-            return ("Braze kept answering 429 Too Many Requests: the workspace's /users/track limit is used up "
-                    "(other integrations?); try again later or lower requests_per_3s")
-        if exc.server_error:
-            return f"Braze is unavailable (server errors: {exc}); try again later"
-        return f"can't reach Braze at {self.rest_endpoint} ({exc}); check rest_endpoint and the network"

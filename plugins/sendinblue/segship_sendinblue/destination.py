@@ -31,6 +31,7 @@ from segship.destination import (
     RecordResults,
     Records,
     RowRejected,
+    unavailable_error,
 )
 from segship.http import HttpClient, HttpResponse, HttpStats, RateLimitHeaders, RetriesExhausted, RetryPolicy
 from segship.ratelimit import RateLimit
@@ -162,7 +163,10 @@ class SendinblueDestination(Destination):
             if self.export is not None:
                 description += ", " + await self._describe_list()
         except RetriesExhausted as exc:
-            raise DestinationError(self._unavailable_message(exc)) from None
+            raise unavailable_error(exc, "Brevo", self.base_url, url_setting="base_url",
+                                    limit_spent="the account's rate limit is used up (other integrations on the "
+                                                "same key?)",
+                                    pacing_setting="requests_per_second") from None
         return description
 
     async def prepare(self) -> None:
@@ -335,14 +339,6 @@ class SendinblueDestination(Destination):
         }.get(response.status, f"unexpected HTTP {response.status}")
         detail = f" ({code}: {message})" if code or message else ""
         return DestinationError(f"Brevo ({doing}): {advice}{detail}".replace(self._api_key, "***"))
-
-    def _unavailable_message(self, exc: RetriesExhausted) -> str:
-        if exc.throttled:
-            return ("Brevo kept answering 429 Too Many Requests: the account's rate limit is used up "
-                    "(other integrations on the same key?); try again later or lower requests_per_second")
-        if exc.server_error:
-            return f"Brevo is unavailable (server errors, {exc}); try again later"
-        return f"can't reach Brevo at {self.base_url} ({exc}); check base_url and the network"
 
     @staticmethod
     def _fail(members: Iterable[Member], reason: str) -> list[RecordResult]:
