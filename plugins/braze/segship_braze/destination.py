@@ -105,8 +105,9 @@ class BrazeDestination(Destination):
         settings = connection.settings
         self.rest_endpoint = str(settings["rest_endpoint"]).rstrip("/")
         self.batch_size = int(settings.get("batch_size", schemas.DEFAULT_BATCH_SIZE))
-        api_key = self._api_key = str(settings["api_key"])
-        redactor.add(api_key)  # masked in every log line, even when the settings were not resolved by the core
+        api_key = str(settings["api_key"])
+        # masked in every log line and error, even when the settings were not resolved by the core
+        redactor.add(api_key)
         requests = int(settings.get("requests_per_3s", schemas.DEFAULT_REQUESTS_PER_3S))
         self._http = HttpClient(self.rest_endpoint, {"Authorization": f"Bearer {api_key}"},
                                 rate_limit=RateLimit(requests, PACING_WINDOW_SECONDS),
@@ -238,5 +239,5 @@ class BrazeDestination(Destination):
             404: f"{self.rest_endpoint}{TRACK_PATH} was not found: check {where}.rest_endpoint; it must be the "
                  "REST endpoint of your workspace's instance, e.g. https://rest.iad-01.braze.com",
         }.get(response.status, f"unexpected HTTP {response.status} from {self.rest_endpoint}{TRACK_PATH}")
-        detail = _message(response).replace(self._api_key, "***")  # Braze's 401 quotes the key it refused
+        detail = redactor.redact(_message(response))  # Braze's 401 quotes the key it refused
         return DestinationError(f"Braze: {advice}" + (f" (Braze said: {detail})" if detail else ""))

@@ -35,6 +35,7 @@ from segship.destination import (
 )
 from segship.http import HttpClient, HttpResponse, HttpStats, RateLimitHeaders, RetriesExhausted, RetryPolicy
 from segship.ratelimit import RateLimit
+from segship.secrets import redactor
 
 from segship_sendinblue import schemas
 from segship_sendinblue.mapping import ContactMapping
@@ -104,9 +105,11 @@ class SendinblueDestination(Destination):
         settings = connection.settings
         self.base_url = str(settings.get("base_url", schemas.DEFAULT_BASE_URL)).rstrip("/")
         self.max_import_bytes = max_import_bytes
-        self._api_key = str(settings["api_key"])
+        api_key = str(settings["api_key"])
+        # masked in every log line and error, even when the settings were not resolved by the core
+        redactor.add(api_key)
         self._http = HttpClient(
-            self.base_url, {"api-key": self._api_key}, concurrency=CONCURRENCY, retry=retry,
+            self.base_url, {"api-key": api_key}, concurrency=CONCURRENCY, retry=retry,
             rate_limit=pacing(settings.get("requests_per_second", schemas.DEFAULT_REQUESTS_PER_SECOND)),
             rate_limit_headers=RATE_LIMIT_HEADERS)
         # Brevo links import reports on another host (S3): they are fetched without the key
@@ -338,7 +341,7 @@ class SendinblueDestination(Destination):
             404: f"not found: check {where}.base_url ({self.base_url})",
         }.get(response.status, f"unexpected HTTP {response.status}")
         detail = f" ({code}: {message})" if code or message else ""
-        return DestinationError(f"Brevo ({doing}): {advice}{detail}".replace(self._api_key, "***"))
+        return DestinationError(redactor.redact(f"Brevo ({doing}): {advice}{detail}"))  # an answer may quote the key
 
     @staticmethod
     def _fail(members: Iterable[Member], reason: str) -> list[RecordResult]:
