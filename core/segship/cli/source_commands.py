@@ -28,7 +28,8 @@ def sources_test_command(
     cls = get_plugins().source(source_config.type)
     if cls is None:
         raise fail(f"source {name!r} has type {source_config.type!r}, which no installed plugin provides")
-    source = cls(source_config.context())  # an unset secret, a failing source: segship errors (cli/app.py)
+    # an unset secret (exit 2) or a source that fails (1) raises a SegshipError, which cli/app.py prints
+    source = cls(source_config.context())
     try:
         description = source.check_connection()
     finally:
