@@ -32,7 +32,8 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar, overload
 
-from segship.http import HttpResponse, HttpStats
+from segship.errors import SegshipError
+from segship.http import HttpResponse, HttpStats, RetriesExhausted
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -46,7 +47,7 @@ class RowRejected(Exception):
         self.reason = reason
 
 
-class DestinationError(Exception):
+class DestinationError(SegshipError):
     """A problem that stops the run (bad key, missing permission, wrong endpoint, missing list).
 
     The message is shown to the user as it is: it must say what to fix and must never
@@ -59,6 +60,22 @@ def answer_summary(response: HttpResponse) -> str:
     service's (a proxy's or a gateway's page), whose body may hold anything."""
     kind = response.headers.get("Content-Type") or "no content type"
     return f"HTTP {response.status} with {len(response.body)} bytes of {kind}"
+
+
+def unavailable_error(exc: RetriesExhausted, service: str, url: str, *, url_setting: str, limit_spent: str,
+                      pacing_setting: str) -> DestinationError:
+    """The run-stopping error for a request that failed after every retry, saying what to do.
+
+    The destination supplies its own words: its ``service`` name, the ``url`` it was reached at
+    and the connection setting holding it, what a run of 429s means (``limit_spent``: whose
+    limit is used up, by whom perhaps) and the setting that paces its requests.
+    """
+    if exc.throttled:
+        return DestinationError(f"{service} kept answering 429 Too Many Requests: {limit_spent}; "
+                                f"try again later or lower {pacing_setting}")
+    if exc.server_error:
+        return DestinationError(f"{service} is unavailable (server errors: {exc}); try again later")
+    return DestinationError(f"can't reach {service} at {url} ({exc}); check {url_setting} and the network")
 
 
 @dataclass(frozen=True, slots=True)

@@ -20,6 +20,7 @@ from typing import Any
 import orjson
 import structlog
 
+from segship.errors import SegshipError
 from segship.http_connection import ConnectionFailed, ConnectionPool, header_block, request_bytes, target
 from segship.ratelimit import Pacer, RateLimit
 
@@ -83,7 +84,7 @@ class HttpResponse:
             return None
 
 
-class RetriesExhausted(Exception):
+class RetriesExhausted(SegshipError):
     """A request still failed after every retry; the records it carried are not acknowledged."""
 
     def __init__(self, message: str, last_status: int | None = None) -> None:

@@ -11,12 +11,16 @@ import os
 import re
 from pathlib import Path
 
+from segship.errors import SegshipError
+
 REFERENCE = re.compile(r"\$\{(env|file):([^}]*)\}")
 MASK = "***"
 
 
-class SecretResolutionError(Exception):
+class SecretResolutionError(SegshipError):
     """A reference can't be resolved; the message names the variable or file, never a value."""
+
+    outcome = "invalid"  # usage: the config or the environment it names is wrong
 
 
 def is_reference(value: object) -> bool:

@@ -15,12 +15,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
+from segship.errors import SegshipError
+
 if TYPE_CHECKING:
     import duckdb
     import pyarrow as pa
 
 
-class SourceError(Exception):
+class SourceError(SegshipError):
     """A source can't be opened or a segment's query fails; the message says which and why."""
 
 

@@ -10,7 +10,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from segship.cli.main import EXIT_INVALID, ConfigOption, app, config_path, options
+from segship.cli.app import ConfigOption, GlobalOptions, app, config_path
+from segship.cli.exit_codes import EXIT_INVALID
 from segship.config import ConfigError, load_config
 from segship.config.schema import composed_schema
 from segship.config.validate import role_issues
@@ -25,6 +26,7 @@ class OutputFormat(str, Enum):
 
 @app.command("validate")
 def validate_command(
+    ctx: typer.Context,
     config: ConfigOption = None,
     output: Annotated[OutputFormat, typer.Option("--format", help="text, github (workflow annotations) or json.")
                       ] = OutputFormat.text,
@@ -33,7 +35,7 @@ def validate_command(
     try:
         path = config_path(config)
         loaded = load_config(path, get_plugins())
-        issues = role_issues(loaded, options.role, loaded.exports)
+        issues = role_issues(loaded, GlobalOptions.of(ctx).role, loaded.exports)
         if issues:
             raise ConfigError(issues)
     except ConfigError as error:

@@ -14,7 +14,8 @@ from typing import Annotated
 import typer
 
 from segship.cli.config_commands import schema_text
-from segship.cli.main import EXIT_INVALID, app, fail
+from segship.cli.app import app, fail
+from segship.cli.exit_codes import EXIT_INVALID
 
 #: file written (relative to DIR) -> its template in segship/templates
 SCAFFOLD = {

@@ -16,23 +16,15 @@ from rich.table import Table
 
 from segship import event_loop
 from segship.cli import plan_format
-from segship.cli.main import (
-    EXIT_FAILED,
-    EXIT_INVALID,
-    ConfigOption,
-    app,
-    fail,
-    load_config_or_exit,
-    options,
-)
+from segship.cli.app import ConfigOption, GlobalOptions, app, fail, fail_with, load_config_or_exit
+from segship.cli.exit_codes import EXIT_INVALID, combined_exit_code
 from segship.cli.progress import progress_for_terminal
 from segship.config import Config, ConfigError
 from segship.config.validate import resolve_connection_settings, role_issues
-from segship.destination import ConnectionContext, DestinationError, ExportContext
-from segship.http import RetriesExhausted
+from segship.destination import ConnectionContext
+from segship.errors import SegshipError
 from segship.log import redact_text
 from segship.plugins import get_plugins
-from segship.secrets import SecretResolutionError
 
 if TYPE_CHECKING:
     from segship.engine.report import ExportPlan, RunReport
@@ -47,7 +39,7 @@ app.add_typer(connections_app, name="connections")
 console = Console(width=160)
 
 
-def _select(config: Config, names: Iterable[str] | None, run_all: bool) -> list[str]:
+def _select(ctx: typer.Context, config: Config, names: Iterable[str] | None, run_all: bool) -> list[str]:
     names = list(names or [])
     if run_all:
         names = list(config.exports)
@@ -57,7 +49,7 @@ def _select(config: Config, names: Iterable[str] | None, run_all: bool) -> list[
     if unknown:
         raise fail(f"unknown export {unknown[0]!r} (exports: {', '.join(sorted(config.exports)) or 'none'})",
                    EXIT_INVALID)
-    issues = role_issues(config, options.role, names)
+    issues = role_issues(config, GlobalOptions.of(ctx).role, names)
     if issues:
         typer.echo(ConfigError(issues).render(), err=True)
         raise typer.Exit(EXIT_INVALID)
@@ -65,9 +57,9 @@ def _select(config: Config, names: Iterable[str] | None, run_all: bool) -> list[
 
 
 def _state(config: Config) -> StateStore:
-    from segship.cli.state_commands import open_state_or_exit
+    from segship.engine.state import open_state
 
-    return open_state_or_exit(config)
+    return open_state(config)
 
 
 # -- plan -----------------------------------------------------------------------------------------
@@ -80,8 +72,7 @@ def _safeguard_stop(config: Config, plan: ExportPlan) -> str | None:
     export = config.exports[plan.export]
     connection = config.connections[export.connection]
     destination = get_plugins().destination(connection.type)(
-        ConnectionContext(connection.name, dict(connection.settings)),
-        ExportContext(export.name, export.settings, export.mapping, export.segments))
+        ConnectionContext(connection.name, dict(connection.settings)), export.context())
     return safeguard_problem(plan, config, plan.export, destination.limits.max_profiles)
 
 
@@ -111,6 +102,7 @@ def _plan_one(config: Config, name: str, state: StateStore, verbose: bool) -> Ex
 
 @app.command("plan")
 def plan_command(
+    ctx: typer.Context,
     exports: Annotated[list[str] | None, typer.Argument(help="Exports to plan (default: all).")] = None,
     config: ConfigOption = None,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Show the changed fields of example keys.")] = False,
@@ -119,20 +111,15 @@ def plan_command(
     as_json: Annotated[bool, typer.Option("--json", help="Same as --format json.", hidden=True)] = False,
 ) -> None:
     """Show what a run would add, update, remove and leave alone; sends nothing, opens no connection."""
-    from segship.engine.snapshot import PlanError
-    from segship.source import SourceError
-
     loaded = load_config_or_exit(config)
-    names = _select(loaded, exports, run_all=not exports)
+    names = _select(ctx, loaded, exports, run_all=not exports)
     state = _state(loaded)
     plans = []
     for name in names:
         try:
             plans.append(_plan_one(loaded, name, state, verbose))
-        except (PlanError, SourceError) as exc:
-            raise fail(f"{name}: {exc}") from None
-        except SecretResolutionError as exc:  # an unset ${env:…} of a source: usage, as for export
-            raise fail(str(exc), EXIT_INVALID) from None
+        except SegshipError as exc:  # an unset ${env:…} of a source is usage (2), as for export
+            raise fail_with(exc, name) from None
     stops = {plan.export: _safeguard_stop(loaded, plan) for plan in plans}
     if as_json or output is plan_format.PlanFormat.json:
         typer.echo(plan_format.as_json(plans, stops))
@@ -191,16 +178,9 @@ async def _run_exports(loaded: Config, names: list[str], state: StateStore, run_
     return reports
 
 
-def _exit_code(reports: list[RunReport]) -> int:
-    """A failure (1) or invalid settings (2) outweighs rejects (3), which outweigh success (0)."""
-    from segship.engine.run import OUTCOME_EXIT_CODES
-
-    codes = [OUTCOME_EXIT_CODES.get(report.outcome, EXIT_FAILED) for report in reports]
-    return max(codes, key=lambda c: (c in (1, 2), c == 3, c)) if codes else 0
-
-
 @app.command("export")
 def export_command(
+    ctx: typer.Context,
     exports: Annotated[list[str] | None, typer.Argument(help="Exports to run.")] = None,
     run_all: Annotated[bool, typer.Option("--all", help="Run every export.")] = False,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Map and check every record; send nothing.")] = False,
@@ -221,7 +201,7 @@ def export_command(
     from segship.engine.run import RunOptions
 
     loaded = load_config_or_exit(config)
-    names = _select(loaded, exports, run_all)
+    names = _select(ctx, loaded, exports, run_all)
     state = _state(loaded)
 
     async def run() -> list[RunReport]:
@@ -234,7 +214,7 @@ def export_command(
         reports = event_loop.run(run())
     finally:  # before the interpreter exits: a connection collected before its cursor complains on stderr
         state.close()
-    code = _exit_code(reports)
+    code = combined_exit_code(report.outcome for report in reports)
     for report in reports:
         typer.echo(redact_text(_summary(report)))
     if report_file is not None:
@@ -294,8 +274,7 @@ async def _test_connection(loaded: Config, name: str) -> list[str]:
     lines = []
     targets = [None] + [export for export in loaded.exports.values() if export.connection == name]
     for export in targets:
-        bound = ExportContext(export.name, export.settings, export.mapping, export.segments) if export else None
-        destination = cls(context, bound)
+        destination = cls(context, export.context() if export else None)
         try:
             description = await destination.check_connection()
         finally:
@@ -316,10 +295,8 @@ def connections_test_command(
                    EXIT_INVALID)
     try:
         lines = event_loop.run(_test_connection(loaded, name))
-    except SecretResolutionError as exc:
-        raise fail(str(exc), EXIT_INVALID) from None
-    except (DestinationError, RetriesExhausted) as exc:
-        raise fail(f"{name}: {exc}") from None
+    except SegshipError as exc:
+        raise fail_with(exc, name) from None
     for line in lines:
         typer.echo(redact_text(line))
 
@@ -328,6 +305,7 @@ def connections_test_command(
 
 @app.command("schedule")
 def schedule_command(
+    ctx: typer.Context,
     config: ConfigOption = None,
     once: Annotated[bool, typer.Option("--once", help="Run what is due now, then exit (for cron or CI).")] = False,
 ) -> None:
@@ -343,7 +321,7 @@ def schedule_command(
     names = [name for name, export in loaded.exports.items() if export.schedule]
     if not names:
         raise fail("no export has a schedule", EXIT_INVALID)
-    names = _select(loaded, names, run_all=False)
+    names = _select(ctx, loaded, names, run_all=False)
     state = _state(loaded)
 
     async def run() -> int:
@@ -354,7 +332,7 @@ def schedule_command(
             reports = await _run_exports(loaded, due, state, RunOptions(), stop)
             for report in reports:
                 typer.echo(f"{datetime.now().isoformat(timespec='seconds')} {redact_text(_summary(report))}")
-            return _exit_code(reports)
+            return combined_exit_code(report.outcome for report in reports)
 
         return await run_schedule({name: loaded.exports[name].schedule for name in names}, run_due, stop,
                                   once=once)

@@ -6,11 +6,10 @@ from typing import Annotated
 
 import typer
 
-from segship.cli.main import EXIT_INVALID, ConfigOption, app, fail, load_config_or_exit
+from segship.cli.app import ConfigOption, app, fail, load_config_or_exit
+from segship.cli.exit_codes import EXIT_INVALID
 from segship.log import redact_text
 from segship.plugins import get_plugins
-from segship.secrets import SecretResolutionError
-from segship.source import SourceError
 
 sources_app = typer.Typer(help="Check sources.", no_args_is_help=True)
 app.add_typer(sources_app, name="sources")
@@ -29,14 +28,10 @@ def sources_test_command(
     cls = get_plugins().source(source_config.type)
     if cls is None:
         raise fail(f"source {name!r} has type {source_config.type!r}, which no installed plugin provides")
-    try:
-        source = cls(source_config.context())
-    except SecretResolutionError as exc:
-        raise fail(str(exc), EXIT_INVALID) from None
+    # an unset secret (exit 2) or a source that fails (1) raises a SegshipError, which cli/app.py prints
+    source = cls(source_config.context())
     try:
         description = source.check_connection()
-    except SourceError as exc:
-        raise fail(str(exc)) from None
     finally:
         source.close()
     typer.echo(redact_text(f"{name}: ok: {description}"))

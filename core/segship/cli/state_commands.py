@@ -1,10 +1,14 @@
-"""``segship state``: inspect run state, move it between SQLite and PostgreSQL, drop an export's."""
+"""``segship state``: inspect run state, move it between SQLite and PostgreSQL, drop an export's.
+
+State that can't be used (locked, unreachable, an unset ``state.url`` or ``--to`` reference)
+raises a segship error, which ``cli/app.py`` prints with its exit code (1; 2 for the reference).
+"""
 
 from __future__ import annotations
 
 from contextlib import ExitStack
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import Annotated
 from urllib.parse import urlsplit
 
 import orjson
@@ -12,28 +16,13 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from segship.cli.main import EXIT_INVALID, ConfigOption, app, fail, load_config_or_exit
-from segship.config import Config
-from segship.secrets import SecretResolutionError, is_reference, resolve
-
-if TYPE_CHECKING:
-    from segship.engine.state import StateStore
+from segship.cli.app import ConfigOption, app, fail, load_config_or_exit
+from segship.cli.exit_codes import EXIT_INVALID
+from segship.secrets import is_reference, resolve
 
 state_app = typer.Typer(help="Inspect, move (SQLite <-> PostgreSQL) and drop run state.", no_args_is_help=True)
 app.add_typer(state_app, name="state")
 console = Console(width=160)
-
-
-def open_state_or_exit(config: Config) -> StateStore:
-    """The config's state (SQLite file or PostgreSQL), or exit: 2 for an unresolved state.url, else 1."""
-    from segship.engine.state import StateError, open_state
-
-    try:
-        return open_state(config)
-    except SecretResolutionError as exc:
-        raise fail(str(exc), EXIT_INVALID) from None
-    except StateError as exc:
-        raise fail(str(exc)) from None
 
 
 @state_app.command("show")
@@ -43,8 +32,10 @@ def show_command(
     config: ConfigOption = None,
 ) -> None:
     """Where state lives (backend, schema version) and, per export, members, rejects and the last run."""
+    from segship.engine.state import open_state
+
     loaded = load_config_or_exit(config)
-    state = open_state_or_exit(loaded)
+    state = open_state(loaded)
     try:
         exports = state.summary(export)
         header = {"backend": state.backend, "where": state.describe(), "schema_version": state.schema_version()}
@@ -69,10 +60,7 @@ def show_command(
 def _target(to: str) -> str | Path:
     """``--to``: a ${env:…}/${file:…} reference (a URL is a secret) or a SQLite file path."""
     if is_reference(to):
-        try:
-            return resolve(to, Path.cwd(), where="--to", secret=True)
-        except SecretResolutionError as exc:
-            raise fail(str(exc), EXIT_INVALID) from None
+        return resolve(to, Path.cwd(), where="--to", secret=True)
     if "://" in to:
         if urlsplit(to).password is not None:
             raise fail("--to: a database URL holds a password: give it by reference, e.g. "
@@ -93,11 +81,11 @@ def copy_command(
     The exports are locked meanwhile, so no run changes the state being copied. Point the
     config at the target (state.url / state.path) afterwards.
     """
-    from segship.engine.state import StateError, open_state_at
+    from segship.engine.state import open_state, open_state_at
 
     loaded = load_config_or_exit(config)
     target_place = _target(to)
-    source = open_state_or_exit(loaded)
+    source = open_state(loaded)
     try:
         target = open_state_at(target_place, where="--to")
         try:
@@ -117,8 +105,6 @@ def copy_command(
                 raise fail(f"copy to {target.describe()} does not match: source {counts}, target {copied}")
         finally:
             target.close()
-    except StateError as exc:
-        raise fail(str(exc)) from None
     finally:
         source.close()
     typer.echo(f"copied {source.backend} state {source.describe()} to {target.backend} {target.describe()}: "
@@ -136,10 +122,10 @@ def forget_command(
     Nothing is removed from the destination. If the export is still in the config, its
     next run sends every member again and removes nobody who left before.
     """
-    from segship.engine.state import StateError
+    from segship.engine.state import open_state
 
     loaded = load_config_or_exit(config)
-    state = open_state_or_exit(loaded)
+    state = open_state(loaded)
     try:
         found = state.summary(export)
         if not found:
@@ -149,8 +135,6 @@ def forget_command(
             raise fail(f"this drops the state of export {export!r} ({what}); add --yes to confirm", EXIT_INVALID)
         with state.export_lock(export):
             state.forget(export)
-    except StateError as exc:
-        raise fail(str(exc)) from None
     finally:
         state.close()
     typer.echo(f"forgot export {export!r}: {what}")

@@ -7,6 +7,8 @@ from pathlib import Path
 
 import orjson
 
+from segship.errors import SegshipError
+
 
 @dataclass(frozen=True, order=True)
 class Location:
@@ -39,8 +41,10 @@ class ConfigIssue:
         return {"file": loc.file, "line": loc.line, "column": loc.column, "message": self.message}
 
 
-class ConfigError(Exception):
+class ConfigError(SegshipError):
     """The config is invalid; ``issues`` says where and why, sorted by place."""
+
+    outcome = "invalid"
 
     def __init__(self, issues: list[ConfigIssue]) -> None:
         self.issues = sorted(set(issues))

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from segship.config.loader import LoadedConfig
+from segship.destination import ExportContext
 from segship.secrets import has_reference, resolve
 from segship.source import SourceContext
 
@@ -108,6 +110,12 @@ class ExportConfig:
     mapping: dict[str, Any]
     schedule: str | None
     safeguards: Safeguards
+
+    def context(self, settings: Mapping[str, Any] | None = None) -> ExportContext:
+        """What a destination serving this export gets; ``settings`` in place of the export's own
+        (those of an earlier target, whose members are removed from there)."""
+        return ExportContext(self.name, self.settings if settings is None else settings, self.mapping,
+                             self.segments)
 
 
 @dataclass

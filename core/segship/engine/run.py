@@ -26,8 +26,6 @@ from segship.config.validate import resolve_connection_settings
 from segship.destination import (
     ConnectionContext,
     Destination,
-    DestinationError,
-    ExportContext,
     Member,
     RecordResult,
 )
@@ -37,19 +35,15 @@ from segship.engine.in_flight import Answer, Commit, InFlight
 from segship.engine.planning import plan_against_state
 from segship.engine.report import BatchReport, ExportPlan, RunReport, reason_kind
 from segship.engine.mapping import MappedRows, map_rows, mapped_batches
-from segship.engine.safeguards import SafeguardError, check_safeguards
-from segship.engine.snapshot import PlanError, Snapshot
+from segship.engine.safeguards import check_safeguards
+from segship.engine.snapshot import Snapshot
 from segship.engine.state import StateError, StateStore, chunks
 from segship.engine.targets import TargetDestinations
-from segship.http import RetriesExhausted
+from segship.errors import SegshipError
 from segship.log import redact_text
 from segship.plugins import Plugins
-from segship.secrets import SecretResolutionError
-from segship.source import SourceError
 
 log = structlog.get_logger("segship.engine")
-
-OUTCOME_EXIT_CODES = {"succeeded": 0, "rejects": 3, "failed": 1, "aborted": 1, "interrupted": 1, "invalid": 2}
 
 
 class Progress(Protocol):
@@ -155,10 +149,8 @@ class ExportRun:
 
     def _fail(self, exc: BaseException) -> None:
         report = self.report
-        if isinstance(exc, SafeguardError):
-            report.outcome, report.message = "aborted", str(exc)
-        elif isinstance(exc, SecretResolutionError):
-            report.outcome, report.message = "invalid", str(exc)
+        if isinstance(exc, SegshipError):
+            report.outcome, report.message = exc.outcome, _describe(exc)
         elif isinstance(exc, (KeyboardInterrupt, asyncio.CancelledError)) or (
                 isinstance(exc, RunStopped) and self._failure is None):
             report.outcome = "interrupted"
@@ -166,8 +158,6 @@ class ExportRun:
                               "run the export again to continue")
         elif isinstance(exc, RunStopped) and self._failure is not None:
             report.outcome, report.message = "failed", _describe(self._failure)
-        elif isinstance(exc, (DestinationError, RetriesExhausted, PlanError, SourceError, StateError)):
-            report.outcome, report.message = "failed", _describe(exc)
         else:
             report.outcome, report.message = "failed", f"{type(exc).__name__}: {exc}"
             log.error("export.crashed", export=self.export.name, error=report.message)
@@ -181,13 +171,12 @@ class ExportRun:
             self.report.phase_seconds[phase] = round(time.monotonic() - started, 3)
 
     def _destination(self) -> Destination:
-        export = self.export
         if self.options.dry_run:  # opens no connection, so needs no secret (a dry run works in CI)
             settings = dict(self.connection.settings)
         else:
             settings = resolve_connection_settings(self.config, self.connection.name, self.plugins)
         connection = ConnectionContext(self.connection.name, settings)
-        return self.cls(connection, ExportContext(export.name, export.settings, export.mapping, export.segments))
+        return self.cls(connection, self.export.context())
 
     def _plan(self, snapshot: Snapshot, destination: Destination) -> ExportPlan:
         started = time.monotonic()

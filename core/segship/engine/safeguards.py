@@ -7,10 +7,13 @@ from __future__ import annotations
 
 from segship.config import Config
 from segship.engine.report import ExportPlan
+from segship.errors import SegshipError
 
 
-class SafeguardError(Exception):
+class SafeguardError(SegshipError):
     """The run would break a safeguard; it stopped before sending anything."""
+
+    outcome = "aborted"
 
 
 def safeguard_problem(plan: ExportPlan, config: Config, export_name: str, limit: int | None, *,

@@ -37,6 +37,7 @@ from segship.engine.digest import (
 )
 from segship.engine.report import ExportPlan
 from segship.engine.state import MembersDigest
+from segship.errors import SegshipError
 from segship.plugins import Plugins
 from segship.source import Source, SourceError
 
@@ -50,7 +51,7 @@ ENGINE = "memory.main"
 KEY, ROW_HASH, COLUMN_HASHES, IS_NEW = "__segship_key", "__segship_row_hash", "__segship_column_hashes", "__segship_new"
 
 
-class PlanError(Exception):
+class PlanError(SegshipError):
     """The export's rows can't be planned (bad keys, missing columns, failing SQL); nothing was sent."""
 
 

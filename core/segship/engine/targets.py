@@ -16,7 +16,7 @@ from typing import Any
 import structlog
 
 from segship.config import ExportConfig
-from segship.destination import Destination, ExportContext
+from segship.destination import Destination
 
 log = structlog.get_logger("segship.engine")
 
@@ -35,8 +35,7 @@ class TargetDestinations:
         if target_id == self.current_id:
             return self.current
         if target_id not in self._made:
-            settings = {**self.export.settings, **self.earlier.get(target_id, {})}
-            context = ExportContext(self.export.name, settings, self.export.mapping, self.export.segments)
+            context = self.export.context({**self.export.settings, **self.earlier.get(target_id, {})})
             self._made[target_id] = type(self.current)(self.current.connection, context)
         return self._made[target_id]
 

@@ -28,10 +28,9 @@ from dagster import (
 )
 from segship.config import Config, ExportConfig, load_config
 from segship.engine.report import RunReport
-from segship.engine.state import StateError
+from segship.errors import SegshipError
 from segship.log import mask_pii, redact_text
 from segship.plugins import get_plugins
-from segship.secrets import SecretResolutionError
 
 from segship_dagster.runner import run_export
 from segship_dagster.translator import REJECTS_CHECK, SegshipTranslator
@@ -84,7 +83,7 @@ def _export_asset(config: Config, export: ExportConfig, translator: SegshipTrans
     def _materialize(context: AssetExecutionContext) -> MaterializeResult:
         try:
             report = run_export(config, export.name, context.log)
-        except (StateError, SecretResolutionError) as exc:  # state can't be opened (e.g. its URL unset): no run
+        except SegshipError as exc:  # state can't be opened (unreachable, its URL unset): no run
             raise Failure(description=redact_text(f"segship export {export.name!r} failed: {exc}")) from None
         if report.outcome not in MATERIALIZED:
             raise Failure(description=redact_text(f"segship export {export.name!r} {report.outcome}: "

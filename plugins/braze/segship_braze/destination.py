@@ -31,6 +31,7 @@ from segship.destination import (
     RecordResults,
     Records,
     answer_summary,
+    unavailable_error,
 )
 from segship.http import HttpClient, HttpResponse, HttpStats, RateLimitHeaders, RetriesExhausted, RetryPolicy
 from segship.ratelimit import RateLimit
@@ -147,8 +148,9 @@ class BrazeDestination(Destination):
         settings = connection.settings
         self.rest_endpoint = str(settings["rest_endpoint"]).rstrip("/")
         self.batch_size = int(settings.get("batch_size", schemas.DEFAULT_BATCH_SIZE))
-        api_key = self._api_key = str(settings["api_key"])
-        redactor.add(api_key)  # masked in every log line, even when the settings were not resolved by the core
+        api_key = str(settings["api_key"])
+        # masked in every log line and error, even when the settings were not resolved by the core
+        redactor.add(api_key)
         requests = int(settings.get("requests_per_3s", schemas.DEFAULT_REQUESTS_PER_3S))
         self._http = HttpClient(self.rest_endpoint, {"Authorization": f"Bearer {api_key}"},
                                 rate_limit=RateLimit(requests, PACING_WINDOW_SECONDS),
@@ -197,7 +199,9 @@ class BrazeDestination(Destination):
         try:
             response = await self._http.request("POST", TRACK_PATH, json={"attributes": []})
         except RetriesExhausted as exc:
-            raise DestinationError(self._unavailable_message(exc)) from None
+            raise unavailable_error(exc, "Braze", self.rest_endpoint, url_setting="rest_endpoint",
+                                    limit_spent="the workspace's /users/track limit is used up (other integrations?)",
+                                    pacing_setting="requests_per_3s") from None
         if response.status not in (200, 201, 202, 400):
             raise self._error(response)
         body = response.json()
@@ -298,13 +302,5 @@ class BrazeDestination(Destination):
             404: f"{self.rest_endpoint}{TRACK_PATH} was not found: check {where}.rest_endpoint; it must be the "
                  "REST endpoint of your workspace's instance, e.g. https://rest.iad-01.braze.com",
         }.get(response.status, f"unexpected HTTP {response.status} from {self.rest_endpoint}{TRACK_PATH}")
-        detail = _message(response).replace(self._api_key, "***")  # Braze's 401 quotes the key it refused
+        detail = redactor.redact(_message(response))  # Braze's 401 quotes the key it refused
         return DestinationError(f"Braze: {advice}" + (f" (Braze said: {detail})" if detail else ""))
-
-    def _unavailable_message(self, exc: RetriesExhausted) -> str:
-        if exc.throttled:
-            return ("Braze kept answering 429 Too Many Requests: the workspace's /users/track limit is used up "
-                    "(other integrations?); try again later or lower requests_per_3s")
-        if exc.server_error:
-            return f"Braze is unavailable (server errors: {exc}); try again later"
-        return f"can't reach Braze at {self.rest_endpoint} ({exc}); check rest_endpoint and the network"

@@ -37,9 +37,11 @@ from segship.destination import (
     Records,
     RowRejected,
     answer_summary,
+    unavailable_error,
 )
 from segship.http import HttpClient, HttpResponse, HttpStats, RateLimitHeaders, RetriesExhausted, RetryPolicy
 from segship.ratelimit import RateLimit
+from segship.secrets import redactor
 
 from segship_sendinblue import schemas
 from segship_sendinblue.mapping import ContactMapping
@@ -112,9 +114,11 @@ class SendinblueDestination(Destination):
         settings = connection.settings
         self.base_url = str(settings.get("base_url", schemas.DEFAULT_BASE_URL)).rstrip("/")
         self.max_import_bytes = max_import_bytes
-        self._api_key = str(settings["api_key"])
+        api_key = str(settings["api_key"])
+        # masked in every log line and error, even when the settings were not resolved by the core
+        redactor.add(api_key)
         self._http = HttpClient(
-            self.base_url, {"api-key": self._api_key}, concurrency=CONCURRENCY, retry=retry,
+            self.base_url, {"api-key": api_key}, concurrency=CONCURRENCY, retry=retry,
             rate_limit=pacing(settings.get("requests_per_second", schemas.DEFAULT_REQUESTS_PER_SECOND)),
             rate_limit_headers=RATE_LIMIT_HEADERS)
         # Brevo links import reports on another host (S3): they are fetched without the key
@@ -171,7 +175,10 @@ class SendinblueDestination(Destination):
             if self.export is not None:
                 description += ", " + await self._describe_list()
         except RetriesExhausted as exc:
-            raise DestinationError(self._unavailable_message(exc)) from None
+            raise unavailable_error(exc, "Brevo", self.base_url, url_setting="base_url",
+                                    limit_spent="the account's rate limit is used up (other integrations on the "
+                                                "same key?)",
+                                    pacing_setting="requests_per_second") from None
         return description
 
     async def prepare(self) -> None:
@@ -377,15 +384,7 @@ class SendinblueDestination(Destination):
             404: f"not found: check {where}.base_url ({self.base_url})",
         }.get(response.status, f"unexpected HTTP {response.status}")
         detail = f" ({code}: {message})" if code or message else ""
-        return DestinationError(f"Brevo ({doing}): {advice}{detail}".replace(self._api_key, "***"))
-
-    def _unavailable_message(self, exc: RetriesExhausted) -> str:
-        if exc.throttled:
-            return ("Brevo kept answering 429 Too Many Requests: the account's rate limit is used up "
-                    "(other integrations on the same key?); try again later or lower requests_per_second")
-        if exc.server_error:
-            return f"Brevo is unavailable (server errors, {exc}); try again later"
-        return f"can't reach Brevo at {self.base_url} ({exc}); check base_url and the network"
+        return DestinationError(redactor.redact(f"Brevo ({doing}): {advice}{detail}"))  # an answer may quote the key
 
     @staticmethod
     def _fail(members: Iterable[Member], reason: str) -> list[RecordResult]:

@@ -11,8 +11,8 @@ from segship.http import RetriesExhausted, RetryPolicy
 from segship.ratelimit import RateLimit
 
 from segship_sendinblue.destination import UPSERT_BATCH_SIZE
-from segship_sendinblue.sandbox import BrevoSandbox
-from segship_sendinblue.testing import call, running_sandbox
+from segship_sendinblue.sandbox import BrevoSandbox, brevo_error
+from segship_sendinblue.testing import SANDBOX_API_KEY, call, running_sandbox
 
 from .conftest import person, records
 
@@ -212,6 +212,23 @@ async def test_a_wrong_key_stops_with_a_clear_message(sendinblue_sandbox, make_d
     assert "unauthorized" in message and "xkeysib-wrong-key-123" not in message
     with pytest.raises(DestinationError, match="API key was refused"):
         await destination.upsert(records(destination, [person(1)]))
+
+
+class KeyQuotingBrevo(BrevoSandbox):
+    """A Brevo whose 401 quotes the key it refused, as some APIs do."""
+
+    def auth_error(self, request):
+        return brevo_error(401, "unauthorized", f"Key not found: {self.presented_key(request)}")
+
+
+async def test_a_refused_key_quoted_back_is_masked(make_destination):
+    wrong_key = "xkeysib-quoted-back-4567"
+    with running_sandbox(KeyQuotingBrevo(api_key=SANDBOX_API_KEY)) as sandbox:
+        destination = make_destination(sandbox.url, connection={"api_key": wrong_key})
+        with pytest.raises(DestinationError) as stopped:
+            await destination.check_connection()
+    assert "(unauthorized: Key not found: ***)" in str(stopped.value), stopped.value
+    assert wrong_key not in str(stopped.value)
 
 
 async def test_an_unknown_list_stops_with_a_clear_message(sendinblue_sandbox, make_destination):

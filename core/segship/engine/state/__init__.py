@@ -29,6 +29,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple, Union
 
+from segship.errors import SegshipError
+
 if TYPE_CHECKING:
     import pyarrow as pa
 
@@ -59,7 +61,7 @@ class MembersDigest(NamedTuple):
     digest: int
 
 
-class StateError(Exception):
+class StateError(SegshipError):
     """State can't be used (locked by another run, written by a newer segship, unreachable)."""
 
 
