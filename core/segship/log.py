@@ -76,6 +76,8 @@ def configure_logging(*, json_format: bool = False, level: str = "info", log_pii
     structlog.configure(
         processors=processors,
         wrapper_class=structlog.make_filtering_bound_logger(logging.getLevelName(level.upper())),
-        logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
+        # stderr as it is when an event is logged, not when logging was set up: an in-process
+        # invocation (typer's CliRunner) swaps sys.stderr for a stream it closes afterwards
+        logger_factory=lambda *_: structlog.PrintLogger(sys.stderr),
         cache_logger_on_first_use=False,
     )
