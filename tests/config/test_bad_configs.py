@@ -373,6 +373,16 @@ CASES = [
          {"conf/a.yaml": _replace(VALID, "segments: [vip]", "segments: [vip, churned]"),
           "conf/b.yaml": "version: 1\nsegments:\n  lapsed: {source: crm, key: id, sql: SELECT 1}\n"},
          "conf/a.yaml:22:21", "uses segment 'churned', which is not defined (segments: lapsed, vip)", config="conf"),
+    Case("empty-section-in-one-file-entries-in-another",
+         {"conf/a.yaml": "version: 1\nsegments:\n", "conf/b.yaml": VALID},
+         "conf/a.yaml:2:10", "segments must be a mapping, not empty (null)", config="conf"),
+    Case("dangling-reference-among-many-names",  # the message lists 20 of them, not thousands
+         {"conf/a.yaml": _replace(VALID, "segments: [vip]", "segments: [vip, churned]"),
+          "conf/b.yaml": "version: 1\nsegments:\n" + "".join(
+              f"  s{index:02d}: {{source: crm, key: id, sql: SELECT 1}}\n" for index in range(24))},
+         "conf/a.yaml:22:21", "uses segment 'churned', which is not defined (segments: s00, s01, s02, s03, s04, s05, "
+                              "s06, s07, s08, s09, s10, s11, s12, s13, s14, s15, s16, s17, s18, s19 and 5 more)",
+         config="conf"),
     # -- state --------------------------------------------------------------------------------------
     Case("state-path-and-url",
          _replace(VALID, "version: 1\n", "version: 1\nstate:\n  path: .segship/state.db\n"

@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from segship.config import ConfigError, Location, load_config
+from segship.config import loader
 from segship.config.loader import config_files, load_documents
 from segship.plugins import build_plugins
 
@@ -142,3 +143,17 @@ def test_a_merge_key_needs_a_mapping(write_config) -> None:
         load_documents(Path("segship.yaml"))
     assert str(error.value) == ("segship.yaml:4:9: invalid YAML: a merge key (<<) takes a mapping or a list of "
                                 "mappings, such as <<: *defaults")
+
+
+def test_positions_are_adopted_once_per_file_not_once_per_entry(write_config, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Merging walks a file's positions once: per entry, it would be quadratic in the entries."""
+    segments = "".join(f"  s{index}: {{source: crm, key: id, sql: SELECT {index}}}\n" for index in range(300))
+    write_config({"conf/a.yaml": "version: 1\nsegments:\n" + segments,
+                  "conf/b.yaml": "version: 1\nsources:\n  crm: {type: duckdb, path: x.csv}\n"})
+    calls = []
+    adopt = loader._adopt_positions
+    monkeypatch.setattr(loader, "_adopt_positions", lambda *args: calls.append(args[1]) or adopt(*args))
+    loaded = load_documents(Path("conf"))
+    assert [len(adopted) for adopted in calls] == [301, 1]  # a.yaml: version and 300 segments; b.yaml: crm
+    assert loaded.location(("segments", "s299", "sql")) == Location("conf/a.yaml", 302, 37)
+    assert loaded.location(("sources", "crm", "path"), key=True) == Location("conf/b.yaml", 3, 23)

@@ -9,6 +9,9 @@ appear once.
 
 from __future__ import annotations
 
+import gc
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -193,6 +196,28 @@ def load_documents(path: Path) -> LoadedConfig:
     if not files:
         raise ConfigError([ConfigIssue(Location(display_path(path), 1, 1),
                                        "no .yaml or .yml files in this directory")])
+    with _collector_paused():
+        return _merge_files(path, files)
+
+
+@contextmanager
+def _collector_paused() -> Iterator[None]:
+    """No cyclic garbage collection while files are composed, built and merged.
+
+    Everything made there (nodes, values, positions) lives until the config is built, so a
+    collection would free nothing and only walk the growing tree again; reference counting
+    still frees what is dropped.
+    """
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
+
+
+def _merge_files(path: Path, files: list[Path]) -> LoadedConfig:
     issues: list[ConfigIssue] = []
     merged = LoadedConfig()
     for file in files:
@@ -209,8 +234,10 @@ def load_documents(path: Path) -> LoadedConfig:
                                                   "(version, state, sources, segments, connections, exports)"))
             continue
         merged.values.setdefault((), values[()])
+        adopted: set[Path_] = set()
         for section, content in data.items():
-            _merge_section(merged, file, section, content, values, keys, issues)
+            adopted |= _merge_section(merged, file, section, content, values, keys, issues)
+        _adopt_positions(merged, adopted, values, keys)
     if issues:
         raise ConfigError(issues)
     # problems of the whole config (no version) are shown at the start of its first file
@@ -220,20 +247,17 @@ def load_documents(path: Path) -> LoadedConfig:
 
 def _merge_section(merged: LoadedConfig, file: Path, section: str, content: Any,
                    values: dict[Path_, Location], keys: dict[Path_, Location],
-                   issues: list[ConfigIssue]) -> None:
-    def adopt(prefix: Path_) -> None:
-        """Copy the positions of ``prefix`` and everything below it from this file."""
-        for table, source in ((merged.values, values), (merged.keys, keys)):
-            for node_path, location in source.items():
-                if node_path[:len(prefix)] == prefix:
-                    table[node_path] = location
-
+                   issues: list[ConfigIssue]) -> set[Path_]:
+    """Merge one section of a file; the prefixes (entries, or the whole section) it takes from this file."""
     here = keys[(section,)]
     if section in NAMED_SECTIONS and isinstance(content, dict):
         target = merged.data.setdefault(section, {})
+        if not isinstance(target, dict):
+            return set()  # an earlier file's section is empty or no mapping: the schema reports it, there
         merged.keys.setdefault((section,), here)
         merged.values.setdefault((section,), values[(section,)])
         merged.files.setdefault((section,), file)
+        adopted: set[Path_] = set()
         for name, entry in content.items():
             if name in target:
                 first = merged.keys[(section, name)]
@@ -242,14 +266,27 @@ def _merge_section(merged: LoadedConfig, file: Path, section: str, content: Any,
                 continue
             target[name] = entry
             merged.files[(section, name)] = file
-            adopt((section, name))
-        return
+            adopted.add((section, name))
+        return adopted
     if section in merged.data:
         if section == "version" and merged.data[section] == content:
-            return
+            return set()
         first = merged.keys[(section,)]
         issues.append(ConfigIssue(here, f"{section!r} is defined twice: first at {first}"))
-        return
+        return set()
     merged.data[section] = content
     merged.files[(section,)] = file
-    adopt((section,))
+    return {(section,)}
+
+
+def _adopt_positions(merged: LoadedConfig, adopted: set[Path_], values: dict[Path_, Location],
+                     keys: dict[Path_, Location]) -> None:
+    """Copy the positions of the adopted entries and sections, and of everything below them, from one file.
+
+    One pass over the file's positions: an entry's nodes are found by their first two path
+    parts (a section's by the first), never by scanning every position per entry.
+    """
+    for table, source in ((merged.values, values), (merged.keys, keys)):
+        for node_path, location in source.items():
+            if node_path[:2] in adopted or node_path[:1] in adopted:
+                table[node_path] = location
