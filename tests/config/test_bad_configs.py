@@ -154,6 +154,14 @@ CASES = [
          sources: {}
          """,
          "segship.yaml:4:1", "duplicate key 'sources' (first defined at line 2)"),
+    Case("alias-bomb",  # "billion laughs": nine levels of nine aliases would build 9**9 lists
+         "version: 1\nsegments:\n  l0: &l0 [lol, lol, lol, lol, lol, lol, lol, lol, lol]\n" + "".join(
+             f"  l{level}: &l{level} [{', '.join([f'*l{level - 1}'] * 9)}]\n" for level in range(1, 10)),
+         "segship.yaml:7:7", "invalid YAML: aliases (*name) and merge keys (<<) repeat more than 10,000 nodes in "
+                             "this file; a file may repeat 10 times the nodes it writes (34), or 10,000 if that is more"),
+    Case("list-as-a-key",
+         "version: 1\nsegments:\n  ? [vip, rich]\n  : {source: crm, key: id, sql: SELECT 1}\n",
+         "segship.yaml:3:5", "invalid YAML: a key must be a plain value such as a name, not a list or a mapping"),
     Case("non-mapping-file",
          """
          - version: 1

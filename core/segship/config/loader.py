@@ -4,7 +4,9 @@ A config is one file or a directory of ``*.yaml``/``*.yml`` files (recursively, 
 name order, hidden folders skipped) merged into one document: ``sources``,
 ``segments``, ``connections`` and ``exports`` are merged by name, and a name defined
 twice is an error naming both places; ``version`` may repeat if equal; ``state`` may
-appear once.
+appear once. Aliases (``*name``) and merge keys (``<<``) may repeat at most
+:data:`REPEATS_PER_WRITTEN_NODE` times the nodes a file writes, or :data:`REPEATED_NODES_FLOOR`
+nodes if that is more.
 """
 
 from __future__ import annotations
@@ -23,6 +25,12 @@ from segship.config.issues import ConfigError, ConfigIssue, Location, display_pa
 NAMED_SECTIONS = ("sources", "segments", "connections", "exports")
 MAP_TAG, SEQ_TAG, MERGE_TAG = "tag:yaml.org,2002:map", "tag:yaml.org,2002:seq", "tag:yaml.org,2002:merge"
 Path_ = tuple[str | int, ...]
+#: Nodes aliases and merge keys may repeat in one file: REPEATS_PER_WRITTEN_NODE times the nodes it
+#: writes, or REPEATED_NODES_FLOOR if that is more. Defaults merged into every entry of a file stay
+#: well below it; a "billion laughs" file, whose nested aliases expand a few hundred bytes into
+#: billions of nodes, stops at the floor at once. Loading builds at most 11 times the nodes a file writes.
+REPEATED_NODES_FLOOR = 10_000
+REPEATS_PER_WRITTEN_NODE = 10
 
 try:
     _Loader = yaml.CSafeLoader
@@ -61,15 +69,24 @@ def _location(file: str, mark: yaml.Mark) -> Location:
 
 
 class _Builder:
-    """Turns a composed YAML node tree into Python values, recording positions."""
+    """Turns a composed YAML node tree into Python values, recording positions.
 
-    def __init__(self, file: str, loader: yaml.SafeLoader, issues: list[ConfigIssue]) -> None:
+    The composed tree shares a node among its aliases; building copies it at each use, so
+    the copies are counted and the build stops (ConfigError) once they pass the bound.
+    """
+
+    def __init__(self, file: str, loader: yaml.SafeLoader, root: yaml.Node, issues: list[ConfigIssue]) -> None:
         self.file = file
         self.loader = loader
+        self.root = root
         self.issues = issues
         self.values: dict[Path_, Location] = {}
         self.keys: dict[Path_, Location] = {}
         self._open: set[int] = set()  # the collections being built: an alias to one of them is a cycle
+        self._built: set[int] = set()  # nodes built once: building one again is a repeat through an alias
+        self._repeated = 0
+        self._written: int | None = None
+        self._alias_site: Location | None = None  # where the outermost alias being expanded is used
 
     def build(self, node: yaml.Node, path: Path_) -> Any:
         self.values[path] = _location(self.file, node.start_mark)
@@ -77,13 +94,40 @@ class _Builder:
             self.issues.append(ConfigIssue(_location(self.file, node.start_mark),
                                            "invalid YAML: an alias refers to a node that contains it (a cycle)"))
             return None
-        if isinstance(node, (yaml.MappingNode, yaml.SequenceNode)):
-            self._open.add(id(node))
-            try:
-                return self._build_collection(node, path)
-            finally:
-                self._open.discard(id(node))
-        return self.loader.construct_object(node, deep=True)
+        outermost = False
+        if id(node) not in self._built:
+            self._built.add(id(node))
+        else:
+            # an alias's own position isn't kept by the composer: blame its key, or the list holding it
+            outermost = self._alias_site is None
+            if outermost:
+                self._alias_site = self.keys.get(path) or self.values[path[:-1]]
+            self._repeat(1, self._alias_site)
+        try:
+            if isinstance(node, (yaml.MappingNode, yaml.SequenceNode)):
+                self._open.add(id(node))
+                try:
+                    return self._build_collection(node, path)
+                finally:
+                    self._open.discard(id(node))
+            return self.loader.construct_object(node, deep=True)
+        finally:
+            if outermost:
+                self._alias_site = None
+
+    def _repeat(self, count: int, site: Location) -> None:
+        """Count nodes repeated through aliases; ConfigError at ``site`` once past the bound."""
+        self._repeated += count
+        if self._repeated <= REPEATED_NODES_FLOOR:
+            return
+        if self._written is None:
+            self._written = _written_nodes(self.root)
+        if self._repeated > REPEATS_PER_WRITTEN_NODE * self._written:
+            raise ConfigError([ConfigIssue(site, (
+                "invalid YAML: aliases (*name) and merge keys (<<) repeat more than "
+                f"{max(REPEATED_NODES_FLOOR, REPEATS_PER_WRITTEN_NODE * self._written):,} nodes in this file; "
+                f"a file may repeat {REPEATS_PER_WRITTEN_NODE} times the nodes it writes ({self._written:,}), or "
+                f"{REPEATED_NODES_FLOOR:,} if that is more"))])
 
     def _build_collection(self, node: yaml.MappingNode | yaml.SequenceNode, path: Path_) -> Any:
         if node.tag not in (MAP_TAG, SEQ_TAG):
@@ -112,11 +156,20 @@ class _Builder:
         return [self.build(item, path + (index,)) for index, item in enumerate(node.value)]
 
     def _key(self, key_node: yaml.Node) -> str:
+        if not isinstance(key_node, yaml.ScalarNode):
+            # a list or mapping as a key is no name; its text could also be an alias bomb's expansion
+            raise ConfigError([ConfigIssue(_location(self.file, key_node.start_mark),
+                                           "invalid YAML: a key must be a plain value such as a name, not a list "
+                                           "or a mapping")])
         key = self.loader.construct_object(key_node, deep=True)
         return key if isinstance(key, str) else str(key)
 
-    def _pairs(self, node: yaml.MappingNode) -> tuple[list[tuple[yaml.Node, yaml.Node]], list[tuple[yaml.Node, yaml.Node]]]:
-        """The mapping's own key/value nodes, and those its merge keys (``<<``) bring, in precedence order."""
+    def _pairs(self, node: yaml.MappingNode, site: Location | None = None
+               ) -> tuple[list[tuple[yaml.Node, yaml.Node]], list[tuple[yaml.Node, yaml.Node]]]:
+        """The mapping's own key/value nodes, and those its merge keys (``<<``) bring, in precedence order.
+
+        ``site``: the outermost merge key, blamed for what nested merges repeat.
+        """
         own: list[tuple[yaml.Node, yaml.Node]] = []
         merged: list[tuple[yaml.Node, yaml.Node]] = []
         for key_node, value_node in node.value:
@@ -124,15 +177,36 @@ class _Builder:
                 own.append((key_node, value_node))
                 continue
             sources = value_node.value if isinstance(value_node, yaml.SequenceNode) else [value_node]
+            here = site or self._alias_site or _location(self.file, key_node.start_mark)
             for source in sources:
                 if not isinstance(source, yaml.MappingNode):
                     self.issues.append(ConfigIssue(_location(self.file, source.start_mark),
                                                    "invalid YAML: a merge key (<<) takes a mapping or a list of "
                                                    "mappings, such as <<: *defaults"))
                     continue
-                source_own, source_merged = self._pairs(source)
+                source_own, source_merged = self._pairs(source, here)
+                self._repeat(1 + len(source_own) + len(source_merged), here)
                 merged += source_own + source_merged
         return own, merged
+
+
+def _written_nodes(root: yaml.Node) -> int:
+    """The nodes a file writes (keys and values): each once, however many aliases use it."""
+    seen = {id(root)}
+    stack = [root]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, yaml.MappingNode):
+            children = [child for pair in node.value for child in pair]
+        elif isinstance(node, yaml.SequenceNode):
+            children = node.value
+        else:
+            continue
+        for child in children:
+            if id(child) not in seen:
+                seen.add(id(child))
+                stack.append(child)
+    return len(seen)
 
 
 def _yaml_issue(shown: str, text: str, exc: yaml.MarkedYAMLError) -> ConfigIssue:
@@ -164,8 +238,11 @@ def load_file(path: Path, issues: list[ConfigIssue]) -> tuple[Any, dict[Path_, L
         node = loader.get_single_node()
         if node is None:
             return None, {}, {}
-        builder = _Builder(shown, loader, issues)
+        builder = _Builder(shown, loader, node, issues)
         return builder.build(node, ()), builder.values, builder.keys
+    except ConfigError as exc:  # the build stopped at once (an alias bomb, a list as a key)
+        issues.extend(exc.issues)
+        return None, {}, {}
     except yaml.MarkedYAMLError as exc:
         issues.append(_yaml_issue(shown, text, exc))
         return None, {}, {}
