@@ -257,6 +257,19 @@ CASES = [
          VALID + "  vip/braze:\n    display_name: x\n    connection: brevo\n    segments: [vip]\n"
                  "    settings: {list_id: 4}\n    mapping: {email: email}\n",
          "segship.yaml:25:3", "invalid name 'vip/braze' in exports: use letters, digits, '_' or '-'"),
+    # a name ending in a newline (a quoted "vip\n"): Python's $ would match before it
+    Case("source-name-ends-in-a-newline",
+         _replace(_replace(VALID, "  crm:\n", '  "crm\\n":\n'), "source: crm", 'source: "crm\\n"'),
+         "segship.yaml:3:3", "invalid name 'crm\\n' in sources: use letters, digits, '_' or '-'"),
+    Case("segment-name-ends-in-a-newline",
+         _replace(_replace(VALID, "  vip:\n", '  "vip\\n":\n'), "segments: [vip]", 'segments: ["vip\\n"]'),
+         "segship.yaml:7:3", "invalid name 'vip\\n' in segments: use letters, digits, '_' or '-'"),
+    Case("connection-name-ends-in-a-newline",
+         _replace(_replace(VALID, "  brevo:\n", '  "brevo\\n":\n'), "connection: brevo", 'connection: "brevo\\n"'),
+         "segship.yaml:12:3", "invalid name 'brevo\\n' in connections: use letters, digits, '_' or '-'"),
+    Case("export-name-ends-in-a-newline",
+         _replace(VALID, "  vip-to-brevo:\n", '  "vip-to-brevo\\n":\n'),
+         "segship.yaml:19:3", "invalid name 'vip-to-brevo\\n' in exports: use letters, digits, '_' or '-'"),
     # -- connections --------------------------------------------------------------------------------
     Case("unknown-connection-type",
          _replace(VALID, "type: sendinblue", "type: hubspot"),
