@@ -145,6 +145,14 @@ def test_a_merge_key_needs_a_mapping(write_config) -> None:
                                 "mappings, such as <<: *defaults")
 
 
+def _error_loading(write_config, text: str) -> str:
+    """The ConfigError of loading ``text`` as segship.yaml."""
+    write_config({"segship.yaml": text})
+    with pytest.raises(ConfigError) as error:
+        load_documents(Path("segship.yaml"))
+    return str(error.value)
+
+
 def _laughs(levels: int, *, width: int = 9) -> str:
     """A "billion laughs" config: each level a list of ``width`` aliases to the level before."""
     lines = ["version: 1", "segments:", f"  l0: &l0 [{', '.join(['lol'] * width)}]"]
@@ -154,10 +162,7 @@ def _laughs(levels: int, *, width: int = 9) -> str:
 
 def test_an_alias_bomb_is_an_error_at_the_alias_past_the_bound(write_config) -> None:
     # levels 1 to 3 repeat 90 + 819 + 7,380 nodes; level 4 (line 7) passes 10,000 at its second alias
-    write_config({"segship.yaml": _laughs(6)})
-    with pytest.raises(ConfigError) as error:
-        load_documents(Path("segship.yaml"))
-    assert str(error.value) == (
+    assert _error_loading(write_config, _laughs(6)) == (
         "segship.yaml:7:7: invalid YAML: aliases (*name) and merge keys (<<) repeat more than 10,000 nodes in this "
         "file; a file may repeat 10 times the nodes it writes (26), or 10,000 if that is more")
 
@@ -176,11 +181,8 @@ def test_a_billion_laughs_stops_at_the_bound_without_expanding(write_config, mon
 def test_nested_merge_keys_are_bounded_too(write_config) -> None:
     levels = ["version: 1", "segments:", "  m0: &m0 {a: 1, b: 2}"]
     levels += [f"  m{level}: &m{level} {{<<: [{', '.join([f'*m{level - 1}'] * 9)}]}}" for level in range(1, 7)]
-    write_config({"segship.yaml": "\n".join(levels) + "\n"})
-    with pytest.raises(ConfigError) as error:
-        load_documents(Path("segship.yaml"))
     # each level merges nine times what the one before brings: level 4 (line 7) passes 10,000, at its merge key
-    assert str(error.value) == (
+    assert _error_loading(write_config, "\n".join(levels) + "\n") == (
         "segship.yaml:7:12: invalid YAML: aliases (*name) and merge keys (<<) repeat more than 10,000 nodes in this "
         "file; a file may repeat 10 times the nodes it writes (35), or 10,000 if that is more")
 
@@ -201,11 +203,8 @@ def test_defaults_merged_into_every_entry_stay_within_the_bound(write_config) ->
 
 
 def test_a_list_or_mapping_as_a_key_is_refused(write_config) -> None:
-    write_config({"segship.yaml": "version: 1\nsegments:\n  ? [a, b]\n  : {}\n"})
-    with pytest.raises(ConfigError) as error:
-        load_documents(Path("segship.yaml"))
-    assert str(error.value) == ("segship.yaml:3:5: invalid YAML: a key must be a plain value such as a name, not a "
-                                "list or a mapping")
+    assert _error_loading(write_config, "version: 1\nsegments:\n  ? [a, b]\n  : {}\n") == (
+        "segship.yaml:3:5: invalid YAML: a key must be a plain value such as a name, not a list or a mapping")
 
 
 def test_positions_are_adopted_once_per_file_not_once_per_entry(write_config, monkeypatch: pytest.MonkeyPatch) -> None:
