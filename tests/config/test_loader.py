@@ -187,6 +187,14 @@ def test_nested_merge_keys_are_bounded_too(write_config) -> None:
         "file; a file may repeat 10 times the nodes it writes (35), or 10,000 if that is more")
 
 
+def test_values_a_merge_key_brings_past_the_bound_are_blamed_on_the_merge_key(write_config) -> None:
+    # 1,729 repeated by l1, l2 and big; each m repeats 822 more: m11 (line 17) passes 10,000
+    merges = "".join(f"  m{index}: {{<<: *big}}\n" for index in range(1, 13))
+    error = _error_loading(write_config, _laughs(3) + "  big: &big {v: *l2}\n" + merges)
+    assert error.startswith("segship.yaml:17:9: invalid YAML: aliases (*name) and merge keys (<<) repeat more than "
+                            "10,000 nodes in this file"), error
+
+
 def test_defaults_merged_into_every_entry_stay_within_the_bound(write_config) -> None:
     """Repeating more than the floor is fine while the file writes a tenth as many nodes itself."""
     entries = [f"  e{index}: {{<<: *defaults, segments: [s{index}]}}" for index in range(2_000)]

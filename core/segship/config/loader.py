@@ -88,7 +88,8 @@ class _Builder:
         self._written: int | None = None
         self._alias_site: Location | None = None  # where the outermost alias being expanded is used
 
-    def build(self, node: yaml.Node, path: Path_) -> Any:
+    def build(self, node: yaml.Node, path: Path_, merged_at: Location | None = None) -> Any:
+        """The value of ``node`` at ``path``; ``merged_at``: the merge key (<<) that brought it, if one did."""
         self.values[path] = _location(self.file, node.start_mark)
         if id(node) in self._open:
             self.issues.append(ConfigIssue(_location(self.file, node.start_mark),
@@ -98,10 +99,10 @@ class _Builder:
         if id(node) not in self._built:
             self._built.add(id(node))
         else:
-            # an alias's own position isn't kept by the composer: blame its key, or the list holding it
+            # an alias's own position isn't kept by the composer: blame its merge key, its key, or its list
             outermost = self._alias_site is None
             if outermost:
-                self._alias_site = self.keys.get(path) or self.values[path[:-1]]
+                self._alias_site = merged_at or self.keys.get(path) or self.values[path[:-1]]
             self._repeat(1, self._alias_site)
         try:
             if isinstance(node, (yaml.MappingNode, yaml.SequenceNode)):
@@ -147,11 +148,13 @@ class _Builder:
                     continue
                 self.keys[path + (key,)] = _location(self.file, key_node.start_mark)
                 result[key] = self.build(value_node, path + (key,))
+            merged_at = next((_location(self.file, key_node.start_mark) for key_node, _ in node.value
+                              if key_node.tag == MERGE_TAG), None)
             for key_node, value_node in merged:  # `<<: *defaults`: keys written here win, then the first merged
                 key = self._key(key_node)
                 if key not in result:
                     self.keys[path + (key,)] = _location(self.file, key_node.start_mark)
-                    result[key] = self.build(value_node, path + (key,))
+                    result[key] = self.build(value_node, path + (key,), merged_at)
             return result
         return [self.build(item, path + (index,)) for index, item in enumerate(node.value)]
 
