@@ -94,15 +94,11 @@ def _read_secret_file(path: Path, where: str) -> str:
     """
     try:
         _check_secret_file(path, os.stat(path), where)
-        descriptor = os.open(path, SECRET_FILE_FLAGS)
+        with open(os.open(path, SECRET_FILE_FLAGS), "rb") as file:
+            _check_secret_file(path, os.fstat(file.fileno()), where)
+            content = file.read(SECRET_FILE_MAX_BYTES + 1)
     except OSError as exc:
         raise SecretResolutionError(f"{where}: can't read secret file {path}: {exc.strerror}") from None
-    with open(descriptor, "rb") as file:
-        _check_secret_file(path, os.fstat(descriptor), where)
-        try:
-            content = file.read(SECRET_FILE_MAX_BYTES + 1)
-        except OSError as exc:
-            raise SecretResolutionError(f"{where}: can't read secret file {path}: {exc.strerror}") from None
     if len(content) > SECRET_FILE_MAX_BYTES:  # it grew since the check
         raise SecretResolutionError(f"{where}: secret file {path} is larger than {SECRET_FILE_MAX_BYTES:,} bytes")
     try:

@@ -149,7 +149,7 @@ class _Builder:
                 self.keys[path + (key,)] = _location(self.file, key_node.start_mark)
                 result[key] = self.build(value_node, path + (key,))
             merged_at = next((_location(self.file, key_node.start_mark) for key_node, _ in node.value
-                              if key_node.tag == MERGE_TAG), None)
+                              if key_node.tag == MERGE_TAG), None) if merged else None
             for key_node, value_node in merged:  # `<<: *defaults`: keys written here win, then the first merged
                 key = self._key(key_node)
                 if key not in result:
