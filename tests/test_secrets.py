@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import threading
 import uuid
 from pathlib import Path
 
@@ -10,7 +12,16 @@ import pytest
 from segship.config import load_config
 from segship.config.validate import resolve_connection_settings
 from segship.plugins import build_plugins
-from segship.secrets import MASK, Redactor, SecretResolutionError, has_reference, is_reference, redactor, resolve
+from segship.secrets import (
+    MASK,
+    SECRET_FILE_MAX_BYTES,
+    Redactor,
+    SecretResolutionError,
+    has_reference,
+    is_reference,
+    redactor,
+    resolve,
+)
 
 WHERE = "segship.yaml:7:16"
 
@@ -100,6 +111,65 @@ def test_empty_file_is_an_error(tmp_path: Path) -> None:
     (tmp_path / "empty.key").write_text("\n")
     with pytest.raises(SecretResolutionError, match=r"secret file .*empty.key is empty$"):
         resolve("${file:empty.key}", tmp_path, where=WHERE, secret=True)
+
+
+def test_a_fifo_is_refused_at_once_instead_of_waiting_for_a_writer(tmp_path: Path) -> None:
+    os.mkfifo(tmp_path / "key.fifo")
+    outcome: list[BaseException | str] = []
+
+    def resolve_fifo() -> None:
+        try:
+            outcome.append(resolve("${file:key.fifo}", tmp_path, where=WHERE, secret=True))
+        except SecretResolutionError as error:
+            outcome.append(error)
+
+    reader = threading.Thread(target=resolve_fifo, daemon=True)
+    reader.start()
+    reader.join(timeout=10)
+    if reader.is_alive():  # blocked in open(): a writer opening and closing the FIFO releases it
+        os.close(os.open(tmp_path / "key.fifo", os.O_WRONLY | os.O_NONBLOCK))
+        reader.join(timeout=10)
+        pytest.fail("resolving ${file:} of a FIFO waited for a writer")
+    assert [str(error) for error in outcome] == [
+        f"{WHERE}: secret file {tmp_path / 'key.fifo'} is a FIFO (named pipe), not a regular file; write the "
+        "secret into a file"]
+
+
+@pytest.mark.parametrize("device", ["/dev/null", "/dev/zero"])
+def test_a_device_is_refused_before_a_byte_is_read(device: str, tmp_path: Path) -> None:
+    with pytest.raises(SecretResolutionError) as error:
+        resolve(f"${{file:{device}}}", tmp_path, where=WHERE, secret=True)
+    assert str(error.value) == f"{WHERE}: secret file {device} is a device, not a regular file; write the secret into a file"
+
+
+def test_a_directory_is_refused(tmp_path: Path) -> None:
+    (tmp_path / "secrets").mkdir()
+    with pytest.raises(SecretResolutionError) as error:
+        resolve("${file:secrets}", tmp_path, where=WHERE, secret=True)
+    assert str(error.value) == (f"{WHERE}: secret file {tmp_path / 'secrets'} is a directory, not a regular file; "
+                                "write the secret into a file")
+
+
+def test_a_file_over_the_limit_is_refused_without_showing_its_content(tmp_path: Path) -> None:
+    content = unique_secret()
+    (tmp_path / "big.key").write_text(content + "x" * (SECRET_FILE_MAX_BYTES - len(content) + 1))
+    with pytest.raises(SecretResolutionError) as error:
+        resolve("${file:big.key}", tmp_path, where=WHERE, secret=True)
+    assert str(error.value) == (f"{WHERE}: secret file {tmp_path / 'big.key'} is larger than 1,048,576 bytes "
+                                "(1,048,577); a secret file holds one key, token or URL")
+    assert content not in str(error.value)
+
+
+def test_a_file_of_exactly_the_limit_resolves(tmp_path: Path) -> None:
+    (tmp_path / "pem.key").write_text("k" * SECRET_FILE_MAX_BYTES)
+    assert len(resolve("${file:pem.key}", tmp_path, where=WHERE)) == SECRET_FILE_MAX_BYTES == 1024 * 1024
+
+
+def test_a_file_that_is_not_utf8_is_an_error_not_a_crash(tmp_path: Path) -> None:
+    (tmp_path / "binary.key").write_bytes(b"\xff\xfe\x00secret")
+    with pytest.raises(SecretResolutionError) as error:
+        resolve("${file:binary.key}", tmp_path, where=WHERE, secret=True)
+    assert str(error.value) == f"{WHERE}: secret file {tmp_path / 'binary.key'} is not UTF-8 text"
 
 
 def test_a_resolved_secret_is_redacted_from_then_on(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:

@@ -9,12 +9,22 @@ from __future__ import annotations
 
 import os
 import re
+import stat
 from pathlib import Path
 
 from segship.errors import SegshipError
 
 REFERENCE = re.compile(r"\$\{(env|file):([^}]*)\}")
 MASK = "***"
+#: The most a ``${file:PATH}`` secret may hold (1 MiB): a key, a token, a URL or a PEM chain fits
+#: many times over, and a mistaken path (a log, a dump) fails at once instead of filling memory.
+SECRET_FILE_MAX_BYTES = 1024 * 1024
+#: Opening a secret file: should a FIFO be swapped in after the check, don't wait for its writer
+#: (O_NONBLOCK); never adopt a terminal. Flags the OS lacks (Windows) are 0.
+SECRET_FILE_FLAGS = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOCTTY", 0) | getattr(os, "O_BINARY", 0)
+#: what a ``${file:…}`` path may name instead of a regular file, for its error
+NOT_FILES = ((stat.S_ISDIR, "a directory"), (stat.S_ISFIFO, "a FIFO (named pipe)"), (stat.S_ISCHR, "a device"),
+             (stat.S_ISBLK, "a device"), (stat.S_ISSOCK, "a socket"))
 
 
 class SecretResolutionError(SegshipError):
@@ -69,10 +79,7 @@ def resolve(value: str, base_dir: Path, *, where: str, secret: bool = False) -> 
         else:
             path = Path(os.path.expanduser(name))
             path = path if path.is_absolute() else base_dir / path
-            try:
-                resolved = path.read_text(encoding="utf-8").strip()
-            except OSError as exc:
-                raise SecretResolutionError(f"{where}: can't read secret file {path}: {exc.strerror}") from None
+            resolved = _read_secret_file(path, where)
             if not resolved:
                 raise SecretResolutionError(f"{where}: secret file {path} is empty")
         if secret:
@@ -80,3 +87,35 @@ def resolve(value: str, base_dir: Path, *, where: str, secret: bool = False) -> 
         return resolved
 
     return REFERENCE.sub(substitute, value)
+
+
+def _read_secret_file(path: Path, where: str) -> str:
+    """The text of a ``${file:…}`` secret, stripped: a regular file of at most SECRET_FILE_MAX_BYTES.
+
+    A FIFO, a device or a directory is refused before a byte is read: reading one could block
+    forever (a FIFO without a writer) or never end (``/dev/zero``). The path is checked, then the
+    opened descriptor again, since the path may have been swapped between the two.
+    """
+    try:
+        _check_secret_file(path, os.stat(path), where)
+        with open(os.open(path, SECRET_FILE_FLAGS), "rb") as file:
+            _check_secret_file(path, os.fstat(file.fileno()), where)
+            content = file.read(SECRET_FILE_MAX_BYTES + 1)
+    except OSError as exc:
+        raise SecretResolutionError(f"{where}: can't read secret file {path}: {exc.strerror}") from None
+    if len(content) > SECRET_FILE_MAX_BYTES:  # it grew since the check
+        raise SecretResolutionError(f"{where}: secret file {path} is larger than {SECRET_FILE_MAX_BYTES:,} bytes")
+    try:
+        return content.decode("utf-8").strip()
+    except UnicodeDecodeError:
+        raise SecretResolutionError(f"{where}: secret file {path} is not UTF-8 text") from None
+
+
+def _check_secret_file(path: Path, status: os.stat_result, where: str) -> None:
+    if not stat.S_ISREG(status.st_mode):
+        kind = next((name for test, name in NOT_FILES if test(status.st_mode)), "a special file")
+        raise SecretResolutionError(f"{where}: secret file {path} is {kind}, not a regular file; write the secret "
+                                    "into a file")
+    if status.st_size > SECRET_FILE_MAX_BYTES:
+        raise SecretResolutionError(f"{where}: secret file {path} is larger than {SECRET_FILE_MAX_BYTES:,} bytes "
+                                    f"({status.st_size:,}); a secret file holds one key, token or URL")

@@ -154,6 +154,14 @@ CASES = [
          sources: {}
          """,
          "segship.yaml:4:1", "duplicate key 'sources' (first defined at line 2)"),
+    Case("alias-bomb",  # "billion laughs": nine levels of nine aliases would build 9**9 lists
+         "version: 1\nsegments:\n  l0: &l0 [lol, lol, lol, lol, lol, lol, lol, lol, lol]\n" + "".join(
+             f"  l{level}: &l{level} [{', '.join([f'*l{level - 1}'] * 9)}]\n" for level in range(1, 10)),
+         "segship.yaml:7:7", "invalid YAML: aliases (*name) and merge keys (<<) repeat more than 10,000 nodes in "
+                             "this file; a file may repeat 10 times the nodes it writes (34), or 10,000 if that is more"),
+    Case("list-as-a-key",
+         "version: 1\nsegments:\n  ? [vip, rich]\n  : {source: crm, key: id, sql: SELECT 1}\n",
+         "segship.yaml:3:5", "invalid YAML: a key must be a plain value such as a name, not a list or a mapping"),
     Case("non-mapping-file",
          """
          - version: 1
@@ -249,6 +257,19 @@ CASES = [
          VALID + "  vip/braze:\n    display_name: x\n    connection: brevo\n    segments: [vip]\n"
                  "    settings: {list_id: 4}\n    mapping: {email: email}\n",
          "segship.yaml:25:3", "invalid name 'vip/braze' in exports: use letters, digits, '_' or '-'"),
+    # a name ending in a newline (a quoted "vip\n"): Python's $ would match before it
+    Case("source-name-ends-in-a-newline",
+         _replace(_replace(VALID, "  crm:\n", '  "crm\\n":\n'), "source: crm", 'source: "crm\\n"'),
+         "segship.yaml:3:3", "invalid name 'crm\\n' in sources: use letters, digits, '_' or '-'"),
+    Case("segment-name-ends-in-a-newline",
+         _replace(_replace(VALID, "  vip:\n", '  "vip\\n":\n'), "segments: [vip]", 'segments: ["vip\\n"]'),
+         "segship.yaml:7:3", "invalid name 'vip\\n' in segments: use letters, digits, '_' or '-'"),
+    Case("connection-name-ends-in-a-newline",
+         _replace(_replace(VALID, "  brevo:\n", '  "brevo\\n":\n'), "connection: brevo", 'connection: "brevo\\n"'),
+         "segship.yaml:12:3", "invalid name 'brevo\\n' in connections: use letters, digits, '_' or '-'"),
+    Case("export-name-ends-in-a-newline",
+         _replace(VALID, "  vip-to-brevo:\n", '  "vip-to-brevo\\n":\n'),
+         "segship.yaml:19:3", "invalid name 'vip-to-brevo\\n' in exports: use letters, digits, '_' or '-'"),
     # -- connections --------------------------------------------------------------------------------
     Case("unknown-connection-type",
          _replace(VALID, "type: sendinblue", "type: hubspot"),
@@ -373,6 +394,16 @@ CASES = [
          {"conf/a.yaml": _replace(VALID, "segments: [vip]", "segments: [vip, churned]"),
           "conf/b.yaml": "version: 1\nsegments:\n  lapsed: {source: crm, key: id, sql: SELECT 1}\n"},
          "conf/a.yaml:22:21", "uses segment 'churned', which is not defined (segments: lapsed, vip)", config="conf"),
+    Case("empty-section-in-one-file-entries-in-another",
+         {"conf/a.yaml": "version: 1\nsegments:\n", "conf/b.yaml": VALID},
+         "conf/a.yaml:2:10", "segments must be a mapping, not empty (null)", config="conf"),
+    Case("dangling-reference-among-many-names",  # the message lists 20 of them, not thousands
+         {"conf/a.yaml": _replace(VALID, "segments: [vip]", "segments: [vip, churned]"),
+          "conf/b.yaml": "version: 1\nsegments:\n" + "".join(
+              f"  s{index:02d}: {{source: crm, key: id, sql: SELECT 1}}\n" for index in range(24))},
+         "conf/a.yaml:22:21", "uses segment 'churned', which is not defined (segments: s00, s01, s02, s03, s04, s05, "
+                              "s06, s07, s08, s09, s10, s11, s12, s13, s14, s15, s16, s17, s18, s19 and 5 more)",
+         config="conf"),
     # -- state --------------------------------------------------------------------------------------
     Case("state-path-and-url",
          _replace(VALID, "version: 1\n", "version: 1\nstate:\n  path: .segship/state.db\n"

@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from segship.config import ConfigError, Location, load_config
+from segship.config import loader
 from segship.config.loader import config_files, load_documents
 from segship.plugins import build_plugins
 
@@ -142,3 +143,87 @@ def test_a_merge_key_needs_a_mapping(write_config) -> None:
         load_documents(Path("segship.yaml"))
     assert str(error.value) == ("segship.yaml:4:9: invalid YAML: a merge key (<<) takes a mapping or a list of "
                                 "mappings, such as <<: *defaults")
+
+
+def _error_loading(write_config, text: str) -> str:
+    """The ConfigError of loading ``text`` as segship.yaml."""
+    write_config({"segship.yaml": text})
+    with pytest.raises(ConfigError) as error:
+        load_documents(Path("segship.yaml"))
+    return str(error.value)
+
+
+def _laughs(levels: int, *, width: int = 9) -> str:
+    """A "billion laughs" config: each level a list of ``width`` aliases to the level before."""
+    lines = ["version: 1", "segments:", f"  l0: &l0 [{', '.join(['lol'] * width)}]"]
+    lines += [f"  l{level}: &l{level} [{', '.join([f'*l{level - 1}'] * width)}]" for level in range(1, levels)]
+    return "\n".join(lines) + "\n"
+
+
+def test_an_alias_bomb_is_an_error_at_the_alias_past_the_bound(write_config) -> None:
+    # levels 1 to 3 repeat 90 + 819 + 7,380 nodes; level 4 (line 7) passes 10,000 at its second alias
+    assert _error_loading(write_config, _laughs(6)) == (
+        "segship.yaml:7:7: invalid YAML: aliases (*name) and merge keys (<<) repeat more than 10,000 nodes in this "
+        "file; a file may repeat 10 times the nodes it writes (26), or 10,000 if that is more")
+
+
+def test_a_billion_laughs_stops_at_the_bound_without_expanding(write_config, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Nine levels of nine would build 9**9 lists; the build stops at the first node past the bound."""
+    write_config({"segship.yaml": _laughs(10)})
+    built = []
+    build = loader._Builder.build
+    monkeypatch.setattr(loader._Builder, "build", lambda self, node, path: built.append(path) or build(self, node, path))
+    with pytest.raises(ConfigError, match="repeat more than 10,000 nodes"):
+        load_documents(Path("segship.yaml"))
+    assert len(built) < 2 * loader.REPEATED_NODES_FLOOR
+
+
+def test_nested_merge_keys_are_bounded_too(write_config) -> None:
+    levels = ["version: 1", "segments:", "  m0: &m0 {a: 1, b: 2}"]
+    levels += [f"  m{level}: &m{level} {{<<: [{', '.join([f'*m{level - 1}'] * 9)}]}}" for level in range(1, 7)]
+    # each level merges nine times what the one before brings: level 4 (line 7) passes 10,000, at its merge key
+    assert _error_loading(write_config, "\n".join(levels) + "\n") == (
+        "segship.yaml:7:12: invalid YAML: aliases (*name) and merge keys (<<) repeat more than 10,000 nodes in this "
+        "file; a file may repeat 10 times the nodes it writes (35), or 10,000 if that is more")
+
+
+def test_values_a_merge_key_brings_past_the_bound_are_blamed_on_the_merge_key(write_config) -> None:
+    # 1,729 repeated by l1, l2 and big; each m repeats 822 more: m11 (line 17) passes 10,000
+    merges = "".join(f"  m{index}: {{<<: *big}}\n" for index in range(1, 13))
+    error = _error_loading(write_config, _laughs(3) + "  big: &big {v: *l2}\n" + merges)
+    assert error.startswith("segship.yaml:17:9: invalid YAML: aliases (*name) and merge keys (<<) repeat more than "
+                            "10,000 nodes in this file"), error
+
+
+def test_defaults_merged_into_every_entry_stay_within_the_bound(write_config) -> None:
+    """Repeating more than the floor is fine while the file writes a tenth as many nodes itself."""
+    entries = [f"  e{index}: {{<<: *defaults, segments: [s{index}]}}" for index in range(2_000)]
+    write_config({"segship.yaml": "\n".join([
+        "version: 1", "exports:",
+        "  e-defaults: &defaults",
+        "    display_name: Everyone", "    connection: braze",
+        "    settings: {segment_api_identifier: 3c4a9e52-0000-4000-8000-000000000001}",
+        "    mapping: {email: email, customer_id: customer_id, attributes: {a: a, b: b, c: c}}",
+        "    segments: [s]", *entries]) + "\n"})
+    loaded = load_documents(Path("segship.yaml"))
+    assert loaded.data["exports"]["e1999"]["mapping"]["attributes"] == {"a": "a", "b": "b", "c": "c"}
+    assert loaded.data["exports"]["e1999"]["segments"] == ["s1999"]
+
+
+def test_a_list_or_mapping_as_a_key_is_refused(write_config) -> None:
+    assert _error_loading(write_config, "version: 1\nsegments:\n  ? [a, b]\n  : {}\n") == (
+        "segship.yaml:3:5: invalid YAML: a key must be a plain value such as a name, not a list or a mapping")
+
+
+def test_positions_are_adopted_once_per_file_not_once_per_entry(write_config, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Merging walks a file's positions once: per entry, it would be quadratic in the entries."""
+    segments = "".join(f"  s{index}: {{source: crm, key: id, sql: SELECT {index}}}\n" for index in range(300))
+    write_config({"conf/a.yaml": "version: 1\nsegments:\n" + segments,
+                  "conf/b.yaml": "version: 1\nsources:\n  crm: {type: duckdb, path: x.csv}\n"})
+    calls = []
+    adopt = loader._adopt_positions
+    monkeypatch.setattr(loader, "_adopt_positions", lambda *args: calls.append(args[1]) or adopt(*args))
+    loaded = load_documents(Path("conf"))
+    assert [len(adopted) for adopted in calls] == [301, 1]  # a.yaml: version and 300 segments; b.yaml: crm
+    assert loaded.location(("segments", "s299", "sql")) == Location("conf/a.yaml", 302, 37)
+    assert loaded.location(("sources", "crm", "path"), key=True) == Location("conf/b.yaml", 3, 23)

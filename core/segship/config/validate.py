@@ -10,6 +10,7 @@ from __future__ import annotations
 import difflib
 import re
 from collections.abc import Iterable, Iterator
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +26,9 @@ from segship.secrets import SecretResolutionError, has_reference, is_reference
 
 # checks a ${env:…}/${file:…} reference can't pass before it is resolved (at run time)
 VALUE_CHECKS = {"pattern", "format", "enum", "const", "minLength", "maxLength"}
+
+#: names a "which is not defined" message lists: a config of thousands of segments would repeat them all
+LISTED_NAMES = 20
 
 JSON_TYPES = {dict: "a mapping", list: "a list", str: "a string", bool: "a boolean", int: "an integer",
               float: "a number", type(None): "empty (null)"}
@@ -158,20 +162,28 @@ def _check_references(loaded: LoadedConfig, plugins: Plugins) -> list[ConfigIssu
     segments = data.get("segments") if isinstance(data.get("segments"), dict) else {}
     connections = data.get("connections") if isinstance(data.get("connections"), dict) else {}
     types = plugins.destination_types()
+    # once, not per broken reference: each message lists the names a reference may use
+    known = {"sources": _listed(sources), "segments": _listed(segments), "connections": _listed(connections)}
 
     def destination_type(connection: dict[str, Any]) -> Any:
         """The plugin class of a connection's type; None when unknown or not a name (a schema error)."""
         name = connection.get("type")
         return types.get(name) if isinstance(name, str) else None
 
+    @cache
+    def settings_valid(connection_name: str) -> bool:
+        """A connection's settings pass its plugin's schema: checked once, however many exports use it."""
+        connection = connections[connection_name]
+        return not _validate_schema(connection["settings"], destination_type(connection).connection_schema,
+                                    ("connections", connection_name, "settings"), loaded)
+
     issues.extend(_state_issues(loaded))
 
     for name, segment in _entries(data, "segments"):
         source = segment.get("source")
         if isinstance(source, str) and source not in sources and "sources" not in invalid:
-            known = ", ".join(sorted(sources)) or "none defined"
             issue(("segments", name, "source"), f"segment {name!r} uses source {source!r}, which is not defined "
-                                                f"(sources: {known})")
+                                                f"(sources: {known['sources']})")
 
     for name, connection in _entries(data, "connections"):
         cls = destination_type(connection)
@@ -192,15 +204,13 @@ def _check_references(loaded: LoadedConfig, plugins: Plugins) -> list[ConfigIssu
         connection_name = export.get("connection")
         connection = connections.get(connection_name) if isinstance(connection_name, str) else None
         if isinstance(connection_name, str) and connection is None and "connections" not in invalid:
-            known = ", ".join(sorted(connections)) or "none defined"
             issue(base + ("connection",), f"export {name!r} uses connection {connection_name!r}, which is not "
-                                          f"defined (connections: {known})")
+                                          f"defined (connections: {known['connections']})")
         segment_names = export.get("segments") if isinstance(export.get("segments"), list) else []
         for index, segment_name in enumerate(segment_names):
             if isinstance(segment_name, str) and segment_name not in segments and "segments" not in invalid:
-                known = ", ".join(sorted(segments)) or "none defined"
                 issue(base + ("segments", index), f"export {name!r} uses segment {segment_name!r}, which is not "
-                                                  f"defined (segments: {known})")
+                                                  f"defined (segments: {known['segments']})")
         schedule = export.get("schedule")
         if isinstance(schedule, str) and not croniter.is_valid(schedule):
             issue(base + ("schedule",), f"exports.{name}.schedule: {schedule!r} is not a valid cron expression "
@@ -227,11 +237,17 @@ def _check_references(loaded: LoadedConfig, plugins: Plugins) -> list[ConfigIssu
         conn_settings = connection.get("settings")
         # a plugin's own rules get what its schemas accept (the connection's problems are reported above)
         if not section_issues and isinstance(settings, dict) and isinstance(mapping, dict) and \
-                isinstance(conn_settings, dict) and not _validate_schema(
-                    conn_settings, cls.connection_schema, ("connections", connection_name, "settings"), loaded):
+                isinstance(conn_settings, dict) and settings_valid(connection_name):
             for problem in cls.check_export(conn_settings, settings, mapping):
                 issue(base + tuple(problem.path), problem.message)
     return issues
+
+
+def _listed(names: Iterable[str]) -> str:
+    """Defined names for a message: sorted, the first :data:`LISTED_NAMES` of a long list."""
+    ordered = sorted(names)
+    shown = ", ".join(ordered[:LISTED_NAMES]) or "none defined"
+    return shown if len(ordered) <= LISTED_NAMES else f"{shown} and {len(ordered) - LISTED_NAMES:,} more"
 
 
 def _literal_secrets(loaded: LoadedConfig, base: Path_, values: dict[str, Any], schema: dict[str, Any],
