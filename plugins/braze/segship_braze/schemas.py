@@ -26,7 +26,7 @@ DEFAULT_MEMBERSHIP_ATTRIBUTE = "segship_segments"
 # A documented instance, or any http(s) URL that is not on a Braze domain (a sandbox, a proxy):
 # a mistyped or dashboard Braze host (dashboard-01.braze.com) is refused at validate time.
 _DOCUMENTED = "|".join(url.replace(".", "\\.") for url in REST_ENDPOINTS)
-REST_ENDPOINT_PATTERN = f"^(({_DOCUMENTED})|https?://(?![^/]*braze\\.(com|eu)(/|:|$))[^\\s/]+(/\\S*)?)/?$"
+REST_ENDPOINT_PATTERN = f"^(({_DOCUMENTED})|https?://(?![^/]*braze\\.(com|eu)(/|:|$))[^\\s/]+(/\\S*)?)/?$(?!\\n)"
 _COLUMN = {"type": "string", "minLength": 1}
 
 connection_schema: dict[str, Any] = {

@@ -21,7 +21,7 @@ DEFAULT_MAX_PROFILES = 1_000_000
 DEFAULT_ATTRIBUTE_NAMES = {"first_name": "FIRSTNAME", "last_name": "LASTNAME", "phone": "SMS"}
 
 # Brevo attribute names are upper-case letters, digits and underscores, starting with a letter.
-_ATTRIBUTE_NAME = {"type": "string", "pattern": "^[A-Za-z][A-Za-z0-9_]*$", "maxLength": 64}
+_ATTRIBUTE_NAME = {"type": "string", "pattern": "^[A-Za-z][A-Za-z0-9_]*$(?!\\n)", "maxLength": 64}
 _COLUMN = {"type": "string", "minLength": 1}
 
 connection_schema: dict[str, Any] = {
@@ -33,7 +33,7 @@ connection_schema: dict[str, Any] = {
             "description": "Brevo API v3 key (Settings > SMTP & API > API keys), given as ${env:VAR} or ${file:PATH}.",
         },
         "base_url": {
-            "type": "string", "pattern": "^https?://[^\\s/]+(/.*)?$", "default": DEFAULT_BASE_URL,
+            "type": "string", "pattern": "^https?://[^\\s/]+(/.*)?$(?!\\n)", "default": DEFAULT_BASE_URL,
             "description": f"API base URL: {DEFAULT_BASE_URL} (default), the legacy {LEGACY_BASE_URL}, "
                            "or a sandbox URL such as http://127.0.0.1:8080/v3.",
         },
@@ -89,7 +89,7 @@ export_settings_schema: dict[str, Any] = {
             "additionalProperties": False,
         },
         "default_country_code": {
-            "type": "string", "pattern": "^\\+?[1-9][0-9]{0,3}$",
+            "type": "string", "pattern": "^\\+?[1-9][0-9]{0,3}$(?!\\n)",
             "description": "Country calling code (\"+33\" or \"33\") given to phone numbers written without one; "
                            "without it such numbers are rejected.",
         },
