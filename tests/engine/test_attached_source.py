@@ -73,3 +73,23 @@ def test_a_segment_that_is_no_query_of_the_source_fails_placed_before_sending(wo
     assert report.outcome == "failed" and report.upserted == 0
     assert "segment 'customers' failed: source 'mart'" in report.message
     assert MemoryDestination.calls == []
+
+
+def test_the_engines_duckdb_is_locked_before_a_segments_sql_runs(workspace, memory_plugins):
+    write_mart(workspace, {1: "One"})
+    configure(workspace)
+    config = workspace.config()
+    snapshot = Snapshot(config, config.exports["sync"], memory_plugins, ["id", "email", "name", "value"])
+    try:
+        snapshot.build()
+        settings = dict(snapshot.db.execute(
+            "SELECT name, value FROM duckdb_settings() WHERE name IN ('enable_external_access', 'lock_configuration', "
+            "'autoinstall_known_extensions', 'autoload_known_extensions', 'allow_persistent_secrets')").fetchall())
+        assert settings == {"enable_external_access": "false", "lock_configuration": "true",
+                            "autoinstall_known_extensions": "false", "autoload_known_extensions": "false",
+                            "allow_persistent_secrets": "false"}
+        with pytest.raises(duckdb.InvalidInputException, match="the configuration has been locked"):
+            snapshot.db.execute("SET enable_external_access = true")
+        snapshot.db.execute("SET threads TO 2")  # the engine's own: every core while it plans
+    finally:
+        snapshot.close()
