@@ -17,12 +17,16 @@ from __future__ import annotations
 
 import os
 import tempfile
+import uuid
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     import duckdb
 
+#: Where DuckDB spills: each connection in a folder of its own below, which DuckDB creates when it
+#: first spills and removes when closed. A locked DuckDB may read its spill folder: its own only,
+#: not another run's spilled rows.
 SPILL_DIRECTORY = Path(tempfile.gettempdir()) / "segship-duckdb"
 #: Settings a locked connection still lets segship change: the engine gives DuckDB every core while
 #: it plans and one while rows are sent. They reach no data.
@@ -35,8 +39,9 @@ def connect(memory_limit_mb: int) -> duckdb.DuckDBPyConnection:
     :func:`lock`) and knows none of the machine's DuckDB secrets. Not locked yet: see :func:`lock`."""
     import duckdb  # imported by the commands that use it, so the CLI starts fast
 
+    SPILL_DIRECTORY.mkdir(exist_ok=True)  # DuckDB creates the spill folder, not its parent
     return duckdb.connect(":memory:", config={
-        "threads": 1, "memory_limit": f"{memory_limit_mb}MB", "temp_directory": str(SPILL_DIRECTORY),
+        "threads": 1, "memory_limit": f"{memory_limit_mb}MB", "temp_directory": str(SPILL_DIRECTORY / uuid.uuid4().hex),
         "autoinstall_known_extensions": False, "autoload_known_extensions": False,
         "allow_persistent_secrets": False})
 

@@ -7,6 +7,7 @@ from pathlib import Path
 import duckdb
 import pytest
 
+from segship import embedded_duckdb
 from segship.source import SourceContext, SourceError
 from segship.sources.duckdb import DuckDBSource
 
@@ -59,3 +60,12 @@ def test_sql_reaching_beyond_the_source_fails_naming_it(folder, path, sql):
     with pytest.raises(SourceError, match="^source 'crm': .*(disabled by configuration|configuration has been locked)"):
         rows(folder, path, sql.format(folder=folder))
     assert not (folder / "copied.csv").exists()
+
+
+def test_the_spill_folder_readable_is_the_connections_own_not_another_runs(folder, monkeypatch):
+    monkeypatch.setattr(embedded_duckdb, "SPILL_DIRECTORY", folder / "spill")
+    (folder / "spill" / "another-run").mkdir(parents=True)
+    (folder / "spill" / "another-run" / "rows.tmp").write_text("another export's spilled rows")
+    for planted in ("spill/another-run/rows.tmp", "spill/*/*"):
+        with pytest.raises(SourceError, match="disabled by configuration"):
+            rows(folder, "data/*.csv", f"SELECT * FROM read_text('{folder / planted}')")
