@@ -49,7 +49,8 @@ PULL_REQUEST_COMMANDS = (("validate",), ("plan",), ("plan", "--format", "markdow
 
 @pytest.mark.parametrize("secrets", ["absent", "present"])
 def test_validate_and_plan_never_read_a_connections_secret(write_config, segship, secrets):
-    write_config({"segship.yaml": CONFIG, "profiles.csv": "customer_id,email\nC1,one@example.com\nC2,two@example.com\n"})
+    write_config({"segship.yaml": CONFIG,
+                  "profiles.csv": "customer_id,email\nC1,one@example.com\nC2,two@example.com\n"})
     env = {}
     if secrets == "present":  # read, they could be printed: nothing resolved them, so nothing would redact them
         env = {"BRAZE_API_KEY": ENV_KEY, "BRAZE_URL": "http://127.0.0.1:9"}

@@ -124,7 +124,7 @@ def test_a_glob_source_reads_the_files_it_matches_and_not_the_secret_beside_them
     assert planned.exit_code == 0, planned
     assert '"add": 4' in planned.stdout
 
-    reading = f"SELECT customer_id, email, (SELECT content FROM read_text('{root}/data/braze.key')) AS first_name FROM crm"
+    reading = REACHES["a ${file:} secret"][0].format(root=root).replace("keys/", "data/")
     (root / "segship.yaml").write_text(config.format(path="data/*.csv", sql=reading))
     refused = run(segship, braze_sandbox, "plan")
     assert refused.exit_code == 1 and SEGMENT_PLACE in refused.output and NO_FILE_ACCESS in refused.output, refused

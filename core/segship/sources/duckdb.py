@@ -103,9 +103,10 @@ class DuckDBSource(Source):
             if reader in READER_EXTENSIONS:
                 connection.execute(f"LOAD {READER_EXTENSIONS[reader]}")
             connection.execute(f"ATTACH ':memory:' AS {quote_identifier(catalog)}")
+            view = f"{quote_identifier(catalog)}.main.{quote_identifier(self.context.name)}"
+            listed = ", ".join(map(quote_literal, files))
             try:
-                connection.execute(f"CREATE VIEW {quote_identifier(catalog)}.main.{quote_identifier(self.context.name)} "
-                                   f"AS SELECT * FROM {reader}([{', '.join(map(quote_literal, files))}])")
+                connection.execute(f"CREATE VIEW {view} AS SELECT * FROM {reader}([{listed}])")
             except duckdb.Error:
                 connection.execute(f"DETACH {quote_identifier(catalog)}")  # attached whole or not at all
                 raise
