@@ -29,12 +29,8 @@ segments:
     sql: |
       {sql}
 connections:
-  braze:
-    type: braze
-    display_name: Braze sandbox
-    usable_by: [admins]
-    data_privacy_consent: true
-    settings: {{api_key: "${{file:keys/braze.key}}", rest_endpoint: "${{env:BRAZE_URL}}"}}
+  braze: {{type: braze, display_name: Braze, usable_by: [admins], data_privacy_consent: true,
+          settings: {{api_key: "${{file:keys/braze.key}}", rest_endpoint: "${{env:BRAZE_URL}}"}}}}
 exports:
   vip-braze:
     display_name: VIP to Braze
