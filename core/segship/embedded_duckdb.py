@@ -1,31 +1,66 @@
-"""How segship uses DuckDB: connections sized for a 2-core machine, and quoting of names.
+"""How segship uses DuckDB: connections sized for a 2-core machine and locked down, and quoting of names.
 
 A run's CPU goes to mapping and HTTP and, on a small machine, to the sandbox or other
 work beside it; DuckDB gets one thread (while a plan hashes the segments and diffs them,
 when nothing else runs, every core: ``available_cores``) and a memory cap. Past the cap it
 spills to a temporary folder instead of growing (a 1M-profile export plans and streams
 within it), which keeps a run's peak memory flat whatever the segment's size.
+
+A segment's SQL is written by whoever can commit to the config repository, and runs where
+secrets may be at hand (an admin's environment, ``${file:…}`` keys). So a connection reads
+nothing but the files its sources name: they are allowed (:func:`allow_reading`), then the
+connection is locked (:func:`lock`): no other file, no extension installed or loaded on
+demand, no setting changed. A segment's SQL runs only once its connection is locked.
 """
 
 from __future__ import annotations
 
 import os
 import tempfile
+import uuid
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     import duckdb
 
+#: Where DuckDB spills: each connection in a folder of its own below, which DuckDB creates when it
+#: first spills and removes when closed. A locked DuckDB may read its spill folder: its own only,
+#: not another run's spilled rows.
 SPILL_DIRECTORY = Path(tempfile.gettempdir()) / "segship-duckdb"
+#: Settings a locked connection still lets segship change: the engine gives DuckDB every core while
+#: it plans and one while rows are sent. They reach no data.
+CHANGEABLE_SETTINGS = ["threads"]
 
 
 def connect(memory_limit_mb: int) -> duckdb.DuckDBPyConnection:
-    """An in-memory DuckDB with one thread and at most ``memory_limit_mb`` of its own memory."""
+    """An in-memory DuckDB with one thread and at most ``memory_limit_mb`` of its own memory, which
+    installs and loads no extension on demand (what a source needs is built in or loaded before
+    :func:`lock`) and knows none of the machine's DuckDB secrets. Not locked yet: see :func:`lock`."""
     import duckdb  # imported by the commands that use it, so the CLI starts fast
 
-    return duckdb.connect(":memory:", config={"threads": 1, "memory_limit": f"{memory_limit_mb}MB",
-                                              "temp_directory": str(SPILL_DIRECTORY)})
+    SPILL_DIRECTORY.mkdir(exist_ok=True)  # DuckDB creates the spill folder, not its parent
+    return duckdb.connect(":memory:", config={
+        "threads": 1, "memory_limit": f"{memory_limit_mb}MB", "temp_directory": str(SPILL_DIRECTORY / uuid.uuid4().hex),
+        "autoinstall_known_extensions": False, "autoload_known_extensions": False,
+        "allow_persistent_secrets": False})
+
+
+def allow_reading(connection: duckdb.DuckDBPyConnection, paths: list[str]) -> None:
+    """Let ``connection`` read these files once it is locked (before :func:`lock`): exactly these,
+    not their folders, where other files (a ``${file:…}`` secret) may be."""
+    allowed = connection.execute("SELECT current_setting('allowed_paths')").fetchone()[0]
+    connection.execute("SET allowed_paths = ?", [[*allowed, *paths]])
+
+
+def lock(connection: duckdb.DuckDBPyConnection) -> None:
+    """From now on ``connection``'s DuckDB opens no file but those allowed (:func:`allow_reading`; its
+    spill files are its own): it attaches no other database, writes no file, installs and loads no
+    extension. And it refuses to change a setting (but ``CHANGEABLE_SETTINGS``), so a query can't
+    give itself back what this takes away."""
+    connection.execute("SET enable_external_access = false")
+    connection.execute("SET allowed_configs = ?", [CHANGEABLE_SETTINGS])
+    connection.execute("SET lock_configuration = true")  # last: it would refuse the ones above
 
 
 def available_cores() -> int:

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 import duckdb
 import pytest
 
@@ -49,19 +52,26 @@ def test_a_duckdb_database_segment_is_planned_and_sent_in_the_engines_duckdb(wor
     assert sent()[before:] == [("5", (False, {"name": "Renamed", "email": "user5@example.com"}))]
 
 
-def test_the_segment_is_read_in_the_engines_duckdb_not_through_the_sources_own_connection(workspace,
-                                                                                        memory_plugins):
+@contextmanager
+def built_snapshot(workspace, plugins) -> Iterator[Snapshot]:
+    """The snapshot of the export of one customer of the mart, built."""
     write_mart(workspace, {1: "One"})
     configure(workspace)
     config = workspace.config()
-    snapshot = Snapshot(config, config.exports["sync"], memory_plugins, ["id", "email", "name", "value"])
+    snapshot = Snapshot(config, config.exports["sync"], plugins, ["id", "email", "name", "value"])
     try:
         snapshot.build()
+        yield snapshot
+    finally:
+        snapshot.close()
+
+
+def test_the_segment_is_read_in_the_engines_duckdb_not_through_the_sources_own_connection(workspace,
+                                                                                        memory_plugins):
+    with built_snapshot(workspace, memory_plugins) as snapshot:
         assert snapshot.db.execute("SELECT key FROM members").fetchall() == [("1",)]
         source = snapshot._sources["mart"]
         assert source._connection is None  # read() was never called
-    finally:
-        snapshot.close()
 
 
 @pytest.mark.parametrize("sql", ["CREATE TABLE extra AS SELECT 1 AS id", "SET threads TO 1",
@@ -73,3 +83,16 @@ def test_a_segment_that_is_no_query_of_the_source_fails_placed_before_sending(wo
     assert report.outcome == "failed" and report.upserted == 0
     assert "segment 'customers' failed: source 'mart'" in report.message
     assert MemoryDestination.calls == []
+
+
+def test_the_engines_duckdb_is_locked_before_a_segments_sql_runs(workspace, memory_plugins):
+    with built_snapshot(workspace, memory_plugins) as snapshot:
+        settings = dict(snapshot.db.execute(
+            "SELECT name, value FROM duckdb_settings() WHERE name IN ('enable_external_access', 'lock_configuration', "
+            "'autoinstall_known_extensions', 'autoload_known_extensions', 'allow_persistent_secrets')").fetchall())
+        assert settings == {"enable_external_access": "false", "lock_configuration": "true",
+                            "autoinstall_known_extensions": "false", "autoload_known_extensions": "false",
+                            "allow_persistent_secrets": "false"}
+        with pytest.raises(duckdb.InvalidInputException, match="the configuration has been locked"):
+            snapshot.db.execute("SET enable_external_access = true")
+        snapshot.db.execute("SET threads TO 2")  # the engine's own: every core while it plans

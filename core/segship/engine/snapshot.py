@@ -96,6 +96,7 @@ class Snapshot:
         self._sources: dict[str, Source] = {}
         # per source, a connection whose default catalog is the source's attached one (None: read())
         self._attached: dict[str, duckdb.DuckDBPyConnection | None] = {}
+        self._locked = False  # every source opened, then the DuckDB locked (_open_sources)
         self.target = 1  # the export's target's id, once planned
         self.tally: DigestTally | None = None  # the digest a run leaves, from what the plan leaves as it is
         self._members_sums: dict[int, int] = {}  # target -> the members' sum of mixes (see _digest_sum)
@@ -137,6 +138,7 @@ class Snapshot:
     def _rows(self, part: _SegmentSource) -> tuple[duckdb.DuckDBPyRelation, dict[str, duckdb.DuckDBPyType]]:
         """A segment's rows (a relation, not yet read) and its columns' DuckDB types."""
         segment = part.segment
+        self._open_sources()
         try:
             connection = self._connection(segment.source)
             if connection is None:  # a warehouse fails here: placed too
@@ -175,13 +177,21 @@ class Snapshot:
     def reads_in_place(self) -> bool:
         """Whether every segment's source attaches to the engine's DuckDB (its rows are then read on
         every core while it plans; streamed, on one)."""
+        self._open_sources()
+        return all(self._attached[part.segment.source] is not None for part in self.segments)
+
+    def _open_sources(self) -> None:
+        """Open every segment's source, attaching those that can, then lock the engine's DuckDB: a
+        segment's SQL runs only after, and reads no file but its sources' (:func:`embedded_duckdb.lock`)."""
+        if self._locked:
+            return
         for part in self.segments:
             try:
-                if self._connection(part.segment.source) is None:
-                    return False
+                self._connection(part.segment.source)
             except SourceError as exc:
                 raise self.error(part.segment, f"failed: {exc}") from None
-        return True
+        embedded_duckdb.lock(self.db)
+        self._locked = True
 
     @contextmanager
     def _every_core(self) -> Iterator[None]:

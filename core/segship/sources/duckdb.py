@@ -3,13 +3,13 @@
 A file source is a view named after the source, so a segment queries ``FROM crm``; a
 database is attached read-only and its own tables are queried. The engine attaches the
 source to its own DuckDB (``attach``) and runs the segments there; ``read`` opens a
-connection of the source's own. It is registered through ``segship_register_sources``
-like any third-party source.
+connection of the source's own. Either connection may then read the source's files and
+nothing else (:func:`segship.embedded_duckdb.lock`). It is registered through
+``segship_register_sources`` like any third-party source.
 """
 
 from __future__ import annotations
 
-import glob
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -33,6 +33,8 @@ FILE_READERS = {
     ".jsonl": "read_json_auto",
     ".ndjson": "read_json_auto",
 }
+#: The extension a reader comes with: loaded explicitly, since a locked connection loads none on demand.
+READER_EXTENSIONS = {"read_parquet": "parquet", "read_json_auto": "json"}
 
 
 class DuckDBSource(Source):
@@ -65,6 +67,7 @@ class DuckDBSource(Source):
             try:
                 self.attach(connection, SOURCE_CATALOG)
                 connection.execute(f"USE {SOURCE_CATALOG}")
+                embedded_duckdb.lock(connection)  # before a segment's SQL: it reads these files only
             except BaseException:
                 connection.close()
                 raise
@@ -72,7 +75,13 @@ class DuckDBSource(Source):
         return self._connection
 
     def attach(self, connection: duckdb.DuckDBPyConnection, catalog: str) -> bool:
-        """The database attached read-only as ``catalog``, or the files as a view of that name in it."""
+        """The database attached read-only as ``catalog``, or the files as a view of that name in it.
+
+        The connection may then read those files (:func:`segship.embedded_duckdb.allow_reading`):
+        a glob's are the files it matches now, named one by one in the view, since a locked
+        DuckDB can't list a folder (which may hold a ``${file:…}`` secret beside them). An
+        attached database is open already: it needs no file allowed.
+        """
         import duckdb  # imported when a run reads, so every CLI start doesn't pay for it
 
         path = self.path
@@ -82,7 +91,8 @@ class DuckDBSource(Source):
                     raise SourceError(f"source {self.context.name!r}: database {path} does not exist")
                 connection.execute(f"ATTACH {quote_literal(str(path))} AS {quote_identifier(catalog)} (READ_ONLY)")
                 return True
-            if not glob.glob(str(path)):
+            files = [row[0] for row in connection.execute("SELECT file FROM glob(?)", [str(path)]).fetchall()]
+            if not files:
                 raise SourceError(f"source {self.context.name!r}: no file matches {path}")
             fmt = self.context.options.get("format")
             reader = {"csv": "read_csv_auto", "parquet": "read_parquet", "json": "read_json_auto"}.get(
@@ -90,13 +100,17 @@ class DuckDBSource(Source):
             if reader is None:
                 raise SourceError(f"source {self.context.name!r}: can't tell the format of {path.name}; "
                                   "set format: csv, parquet or json")
+            if reader in READER_EXTENSIONS:
+                connection.execute(f"LOAD {READER_EXTENSIONS[reader]}")
             connection.execute(f"ATTACH ':memory:' AS {quote_identifier(catalog)}")
+            view = f"{quote_identifier(catalog)}.main.{quote_identifier(self.context.name)}"
+            listed = ", ".join(map(quote_literal, files))
             try:
-                connection.execute(f"CREATE VIEW {quote_identifier(catalog)}.main.{quote_identifier(self.context.name)} "
-                                   f"AS SELECT * FROM {reader}({quote_literal(str(path))})")
+                connection.execute(f"CREATE VIEW {view} AS SELECT * FROM {reader}([{listed}])")
             except duckdb.Error:
                 connection.execute(f"DETACH {quote_identifier(catalog)}")  # attached whole or not at all
                 raise
+            embedded_duckdb.allow_reading(connection, files)
         except duckdb.Error as exc:
             raise SourceError(f"source {self.context.name!r}: {exc}") from None
         return True
