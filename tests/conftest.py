@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import stat
 import subprocess
 import sys
 import tempfile
@@ -110,6 +111,20 @@ def write_config(tmp_path: Path) -> Callable[[Mapping[str, str]], Path]:
         return tmp_path
 
     return write
+
+
+@pytest.fixture(params=[0o022, 0o000], ids=["umask-022", "umask-000"])
+def permissive_umask(request: pytest.FixtureRequest) -> Iterator[int]:
+    """The process's umask (inherited by the CLI's subprocesses) for the test: the usual one, and one
+    that takes nothing away, so a file segship keeps private is private whatever the umask."""
+    previous = os.umask(request.param)
+    yield request.param
+    os.umask(previous)
+
+
+def file_mode(path: Path) -> int:
+    """The permission bits of a file or folder (0o600...)."""
+    return stat.S_IMODE(path.stat().st_mode)
 
 
 @pytest.fixture(scope="session")

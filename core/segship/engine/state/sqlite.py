@@ -24,6 +24,11 @@ version hands the pages the journal used back to the file system after a fold on
 reuse. The changes of each Arrow batch read ask ``details`` about their keys, which folds
 what the commits before them journaled (as costly as writing them at once, no more).
 
+The state file is made whole on first open (``create_state_file``) and then only ever opened:
+one that is empty, not SQLite, or without segship's tables is refused (``StateError``), never
+taken for a new state, which would send every member again and forget who to remove. It, its
+folder when segship makes it, the lock files and SQLite's files beside it are the owner's only.
+
 Two runs of one export at once are refused with an OS file lock beside the database,
 which the kernel releases even when a run is killed with -9. It is local to the machine:
 for state shared by several machines, use PostgreSQL (``state.url``).
@@ -33,12 +38,15 @@ from __future__ import annotations
 
 import fcntl
 import os
+import stat
+import tempfile
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pyarrow.compute as pc
+import structlog
 
 from segship.engine.state import StateError
 from segship.engine.state.sql import SqlState
@@ -49,6 +57,8 @@ from segship.engine.state.sql.schema import TABLES, migrate, statements
 
 if TYPE_CHECKING:
     import pyarrow as pa
+
+log = structlog.get_logger("segship.state")
 
 # Each entry migrates from version N-1 to N; applied in order inside one transaction.
 MIGRATIONS: list[str] = [
@@ -210,17 +220,78 @@ class MemberJournal(StateCache):
         self.looked_up.clear()
 
 
+#: The first 16 bytes of every SQLite database (https://sqlite.org/fileformat.html, 1.3.1)
+SQLITE_HEADER = b"SQLite format 3\x00"
+#: Tables every schema has had since the first: a SQLite database without them isn't segship's state
+SEGSHIP_TABLES = {"exports", "members", "stale_identities", "runs", "rejects"}
+#: State holds personal data (for Brevo, members' emails): the folder segship makes for it and every
+#: file segship puts there are the owner's only, whatever the umask. SQLite gives the files it makes
+#: beside the database (``-wal``, ``-shm``, ``-journal``) the database file's own mode.
+PRIVATE_FOLDER = 0o700
+PRIVATE_FILE = 0o600
+
+
+def create_state_file(path: Path) -> None:
+    """Make a new state file at ``path``, whole: filled in a file of its own beside it, then linked
+    into place, so that no process ever opens an empty or half-made state (the first runs of two
+    exports at once share one file; a first open killed midway leaves none) and an empty file at
+    the path is always damage. Made private (``mkstemp`` makes it 0600), with its folder if missing."""
+    try:
+        # (missing folders above it are made as the umask says: they hold no state)
+        path.parent.mkdir(mode=PRIVATE_FOLDER, parents=True, exist_ok=True)
+        handle, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".new", dir=path.parent)
+        os.close(handle)
+        try:
+            SqliteState(Path(name), new=True).close()  # closed, its write-ahead log is in the file
+            with suppress(FileExistsError):  # another process made it meanwhile: theirs is as good
+                os.link(name, path)
+        finally:
+            os.unlink(name)
+    except OSError as exc:
+        raise StateError(f"state {path}: can't create it: {exc.strerror or exc}") from None
+
+
+def check_state_file(path: Path) -> None:
+    """Refuse a state file that is empty or not a SQLite database (``SqliteState`` checks its tables);
+    warn if anyone beyond its owner and group may read it (as segship made it before): left as it is."""
+    try:
+        with path.open("rb") as file:
+            header = file.read(len(SQLITE_HEADER))
+            mode = stat.S_IMODE(os.fstat(file.fileno()).st_mode)
+    except OSError as exc:
+        raise StateError(f"state {path}: can't read it: {exc.strerror or exc}") from None
+    if not header:
+        raise damaged_state(path, "is empty (0 bytes): it was truncated, or not made by segship")
+    if header != SQLITE_HEADER:
+        raise damaged_state(path, "is not a database (not a SQLite file)")
+    if mode & 0o007:  # a group's access is left to the owner's judgement
+        log.warning("state.readable_by_others", path=str(path), mode=f"{mode:04o}",
+                    fix=f"chmod 600 {path}: state holds members' identities (for Brevo, their emails)")
+
+
+def damaged_state(path: Path, problem: str) -> StateError:
+    """A state file that can't be used, and what to do: segship never makes a new state in its place."""
+    return StateError(f"state {path} {problem}. Check that it is the state file you meant (state.path); if it "
+                      f"is, restore it from a backup, or delete it deliberately to start over, knowing that a new "
+                      f"state sends every member of every export again and can't remove those who left before")
+
+
 class SqliteState(SqlState):
     backend = "sqlite"
     begin = "BEGIN IMMEDIATE"
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, *, new: bool = False) -> None:
+        """The state file at ``path``, made if there is none (``create_state_file``), refused if it is
+        not segship's state. ``new``: ``path`` is the empty file being made into a state file."""
         import adbc_driver_manager
         import adbc_driver_sqlite.dbapi
 
         self.path = path
         self.driver_error = adbc_driver_manager.Error
-        path.parent.mkdir(parents=True, exist_ok=True)
+        if not new:
+            if not path.exists():
+                create_state_file(path)
+            check_state_file(path)
         try:
             self.db = adbc_driver_sqlite.dbapi.connect(str(path), autocommit=True)
         except adbc_driver_manager.Error as exc:
@@ -230,16 +301,28 @@ class SqliteState(SqlState):
         try:
             # first: another process's run may hold the write lock while this one opens the file
             self.execute("PRAGMA busy_timeout=30000")
-            if self.schema_version() == 0:
-                # a new file (one with tables keeps its setting): pages the journal frees go back to
-                # the file system after each fold (PRAGMA incremental_vacuum), not kept as free space
+            if new:
+                # pages the journal frees go back to the file system after each fold (PRAGMA
+                # incremental_vacuum), not kept as free space (a file with tables keeps its setting)
                 self.execute("PRAGMA auto_vacuum=INCREMENTAL")
+            else:
+                self._check_tables()
             self.execute("PRAGMA journal_mode=WAL")
             self.execute("PRAGMA synchronous=NORMAL")  # WAL + NORMAL survives a killed process
             migrate(self.schema_version(), MIGRATIONS, str(path), self._migrate_to)
         except BaseException:
             self.close()  # an unreadable or newer file: nothing is left open
             raise
+
+    def _check_tables(self) -> None:
+        """Refuse a SQLite database that isn't segship's state: migrated, it would be a new, empty state."""
+        version = self.schema_version()
+        if version > SCHEMA_VERSION:
+            return  # a newer segship's: ``migrate`` refuses it, saying so
+        tables = {name for (name,) in self.rows("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        if version == 0 or not SEGSHIP_TABLES <= tables:
+            raise damaged_state(self.path, "is a SQLite database without segship's tables (another program's, "
+                                           "or one whose making was cut short)")
 
     def describe(self) -> str:
         return str(self.path)
@@ -345,8 +428,10 @@ class SqliteState(SqlState):
     @contextmanager
     def export_lock(self, export: str) -> Iterator[None]:
         lock_dir = self.path.parent / "locks"
-        lock_dir.mkdir(exist_ok=True)
-        handle = open(lock_dir / f"{export}.lock", "a+")  # noqa: SIM115 - held for the with-block
+        lock_dir.mkdir(mode=PRIVATE_FOLDER, exist_ok=True)
+        # (an export's name is all a lock file tells, but it is kept as private as the state)
+        lock = os.open(lock_dir / f"{export}.lock", os.O_RDWR | os.O_CREAT, PRIVATE_FILE)
+        handle = os.fdopen(lock, "r+")  # held for the with-block
         try:
             try:
                 fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
