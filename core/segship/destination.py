@@ -19,8 +19,8 @@ connection. A destination owns its limits (``limits``) and its pacing (through
 
 ``map`` is the whole contract a plugin must meet. The engine maps a batch of rows at once
 through ``map_batch``, whose default calls ``map`` row by row; a destination may override
-it to map column-wise (Braze and Brevo do: the per-row Python work was most of segship's
-CPU), as long as every row comes out exactly as ``map`` makes it. The engine hands
+it to map column-wise (Braze and Brevo do, to spare the Python objects of each row and
+value), as long as every row comes out exactly as ``map`` makes it. The engine hands
 ``upsert`` a :class:`Records` (column-wise, and a sequence of :class:`Record`), and a
 destination may answer with a :class:`RecordResults` instead of a list.
 """

@@ -235,11 +235,11 @@ def serve(sandbox: Sandbox, host: str = "127.0.0.1", port: int = 0,
           announce: Callable[[str], None] = print) -> None:
     """Serve until SIGINT/SIGTERM; the first thing announced is the base URL."""
     # A sandbox keeps what it is sent (a million users in the Braze benchmark). With CPython's
-    # default thresholds, collections that walk all of it took a fifth of its time; young
+    # default thresholds, collections walk all of it again and again as it grows; young
     # garbage is still collected, and full collections still run, only rarely. What it keeps
     # is frozen again every FREEZE_EVERY_REQUESTS requests: a full collection walking a
     # million users stalled the sandbox long enough that requests paced 3.15 s apart were
-    # counted within Braze's 3 s window (a few 429s in one 1M run of ten).
+    # counted within Braze's 3 s window, and answered 429.
     gc.freeze()
     gc.set_threshold(50_000, 50, 100)
     sandbox.owns_process = True

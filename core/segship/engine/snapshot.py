@@ -212,8 +212,8 @@ class Snapshot:
         """Load (key, segment, row hash) of every segment row and check the keys.
 
         Without ``row_hashes`` (nothing to diff against: a first run, a full re-send) a
-        single segment's rows are not hashed here (0), which is most of a first plan's CPU;
-        the rows sent are hashed as they are read again.
+        single segment's rows are not hashed here (0): their MD5s would serve no diff, and the
+        rows sent are hashed as they are read again.
         """
         row_hashes = row_hashes or len(self.segments) > 1  # segments' rows must agree
         self.db.execute("CREATE TABLE snapshot (key VARCHAR, seg INTEGER, row_hash BIGINT)")
