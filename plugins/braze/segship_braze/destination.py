@@ -44,7 +44,7 @@ log = structlog.get_logger("segship.braze")
 
 TRACK_PATH = "/users/track"
 #: Braze's limit slides and its reset is an epoch second rounded up: pausing until it whenever an
-#: answer shows the window full idled up to a second each time (1M profiles took 18 s, not 15).
+#: answer shows the window full idled up to a second each time.
 #: The pacer keeps to the limit, and a 429 still pauses every request until the reset.
 RATE_LIMIT_HEADERS = RateLimitHeaders("X-RateLimit-Remaining", "X-RateLimit-Reset", reset_is_epoch=True,
                                       pause_when_spent=False)
