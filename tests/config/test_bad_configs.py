@@ -206,7 +206,7 @@ CASES = [
     Case("unknown-key-in-connection",
          _replace(VALID, "    data_privacy_consent: true\n", "    consent: true\n"),
          "segship.yaml:15:5", "unknown key 'consent' in connections.brevo (did you mean 'data_privacy_consent'?); "
-                              "expected one of: data_privacy_consent, display_name, settings, type, usable_by",
+                              "expected one of: data_privacy_consent, display_name, network, settings, type, usable_by",
          count=2),  # and the consent is then missing
     Case("unknown-key-in-plugin-connection-settings",
          _replace(VALID, "      api_key: ${env:BREVO_API_KEY}\n",

@@ -40,7 +40,7 @@ from segship.engine.mapping import MappedRows, map_rows, mapped_batches
 from segship.engine.snapshot import DigestTally, PlanError, Snapshot
 from segship.engine.state import StateError, StateStore, chunks
 from segship.engine.targets import TargetDestinations
-from segship.http import RetriesExhausted
+from segship.http import RequestInterrupted, RetriesExhausted
 from segship.log import redact_text
 from segship.plugins import Plugins
 from segship.secrets import SecretResolutionError
@@ -215,8 +215,8 @@ class ExportRun:
             report.outcome, report.message = "aborted", str(exc)
         elif isinstance(exc, SecretResolutionError):
             report.outcome, report.message = "invalid", str(exc)
-        elif isinstance(exc, (KeyboardInterrupt, asyncio.CancelledError)) or (
-                isinstance(exc, RunStopped) and self._failure is None):
+        elif isinstance(exc, (KeyboardInterrupt, asyncio.CancelledError, RequestInterrupted)) or (
+                isinstance(exc, RunStopped) and (self._failure is None or isinstance(self._failure, RequestInterrupted))):
             report.outcome = "interrupted"
             report.message = (f"interrupted: {report.upserted + report.removed} record(s) acknowledged and saved; "
                               "run the export again to continue")
@@ -239,10 +239,11 @@ class ExportRun:
     def _destination(self) -> Destination:
         export = self.export
         if self.options.dry_run:  # opens no connection, so needs no secret (a dry run works in CI)
-            settings = dict(self.connection.settings)
+            connection = ConnectionContext(self.connection.name, dict(self.connection.settings))
         else:
-            settings = resolve_connection_settings(self.config, self.connection.name, self.plugins)
-        connection = ConnectionContext(self.connection.name, settings)
+            connection = ConnectionContext(
+                self.connection.name, resolve_connection_settings(self.config, self.connection.name, self.plugins),
+                self.connection.resolved_network(), stop=self.stop)
         return self.cls(connection, ExportContext(export.name, export.settings, export.mapping, export.segments))
 
     def _plan(self, snapshot: Snapshot, destination: Destination) -> ExportPlan:
