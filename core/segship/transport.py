@@ -91,8 +91,10 @@ class Transport:
         # a context of our own: aiohttp's default one is made at import, before SSL_CERT_FILE may be set
         context = self._network.tls or ssl.create_default_context()
         connector = aiohttp.TCPConnector(limit=self._limit, limit_per_host=0, ssl=context)
+        # no session headers: aiohttp adds those to a proxy's CONNECT too (an Authorization header
+        # as Proxy-Authorization), which would hand the key to the proxy; they go with each request
         self._session = aiohttp.ClientSession(
-            connector=connector, headers=self._headers, timeout=self.timeout, trust_env=False,
+            connector=connector, timeout=self.timeout, trust_env=False,
             cookie_jar=aiohttp.DummyCookieJar(), auto_decompress=True)  # no cookie from an answer is kept
         return self._session
 
@@ -100,7 +102,7 @@ class Transport:
                         body: bytes | bytearray | memoryview | None, proxy: Proxy | None,
                         proxy_headers: dict[str, str] | None) -> Answer:
         # no redirect is followed: HttpClient refuses them (a key must not follow one elsewhere)
-        response = await session.request(method, url, data=body, allow_redirects=False,
+        response = await session.request(method, url, data=body, headers=self._headers, allow_redirects=False,
                                          proxy=proxy.url if proxy is not None else None, proxy_headers=proxy_headers)
         try:
             if response.status < 200:
