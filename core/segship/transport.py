@@ -232,9 +232,14 @@ def _tls_error(exc: BaseException) -> str | None:
 
 def _malformation(exc: aiohttp.ClientResponseError) -> str:
     """The parser's complaint without the bytes it quotes (a header line may hold anything)."""
-    cause = exc.__cause__
-    if isinstance(cause, aiohttp.http_exceptions.LineTooLong):
-        return "a line of its head is too long"
-    if isinstance(cause, aiohttp.http_exceptions.BadStatusLine):
-        return "invalid status line"
-    return type(cause).__name__ if cause is not None else "unreadable head"
+    cause: BaseException | None = exc
+    while cause is not None:
+        if isinstance(cause, aiohttp.http_exceptions.LineTooLong):
+            return "a line of its head is too long"
+        if isinstance(cause, aiohttp.http_exceptions.BadStatusLine):
+            return "invalid status line"
+        if isinstance(cause, aiohttp.http_exceptions.BadHttpMessage) and type(cause) is not \
+                aiohttp.http_exceptions.BadHttpMessage:
+            return type(cause).__name__  # InvalidHeader, TransferEncodingError, ...
+        cause = cause.__cause__
+    return "an unreadable head"

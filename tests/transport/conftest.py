@@ -183,6 +183,8 @@ class RawServer:
             await writer.drain()
         except (ConnectionError, asyncio.IncompleteReadError, asyncio.LimitOverrunError):
             pass  # the client gave up on the answer, as it should
+        except asyncio.CancelledError:
+            pass  # the server is stopping: an answer still dripping to a client that left ends here
         finally:
             writer.close()
 

@@ -90,6 +90,13 @@ def _schema_issues(error: jsonschema.ValidationError, prefix: Path_,
                 yield ConfigIssue(loaded.location(path, key=True),
                                   f"{where}: missing required key {missing!r}{hint}")
         return
+    if kind == "dependentRequired" and isinstance(instance, dict):
+        for key, needed in error.validator_value.items():
+            missing = [name for name in needed if key in instance and name not in instance]
+            if missing:
+                yield ConfigIssue(loaded.location(path + (key,), key=True),
+                                  f"{where}.{key} needs {' and '.join(map(repr, missing))} beside it")
+        return
     if _names_a_property(error):
         # error.instance is the offending name; absolute_path stops at the mapping that holds it
         yield ConfigIssue(loaded.location(path + (instance,), key=True),
