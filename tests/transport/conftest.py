@@ -15,7 +15,6 @@ from __future__ import annotations
 import asyncio
 import csv
 import os
-import signal
 import ssl
 import subprocess
 import textwrap
@@ -33,7 +32,7 @@ from segship_braze.testing import SandboxHandle as BrazeHandle
 from segship_sendinblue.sandbox import BrevoSandbox
 from segship_sendinblue.testing import SandboxHandle as BrevoHandle
 
-from ..conftest import clean_env, segship_script
+from ..conftest import CliResult, clean_env, segship_script
 
 BRAZE_KEY = "braze-transport-key-0123456789abcdef"
 BREVO_KEY = "xkeysib-transport-0123456789abcdef"
@@ -144,12 +143,8 @@ def forward_proxy(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ForwardP
             time.sleep(0.05)
         yield ForwardProxy(int(port_file.read_text().split()[0]), log)
     finally:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=10)
+        process.terminate()
+        process.wait(timeout=10)
 
 
 # -- hostile servers -------------------------------------------------------------------------------------
@@ -260,21 +255,11 @@ exports:
 
 
 @dataclass
-class Run:
-    """One CLI run: its exit code, output, wall seconds and peak RSS (MB)."""
+class Run(CliResult):
+    """One CLI run, with its wall seconds and its own peak RSS (MB)."""
 
-    exit_code: int
-    stdout: str
-    stderr: str
-    seconds: float
-    peak_rss_mb: float
-
-    @property
-    def output(self) -> str:
-        return self.stdout + self.stderr
-
-    def __str__(self) -> str:
-        return f"exit {self.exit_code} after {self.seconds:.1f} s\n--- stdout\n{self.stdout}--- stderr\n{self.stderr}"
+    seconds: float = 0.0
+    peak_rss_mb: float = 0.0
 
 
 @dataclass
@@ -327,8 +312,8 @@ class Project:
                     raise TimeoutError(f"segship {' '.join(args)} ran over {timeout:g} s: {stderr.read_text()}")
                 time.sleep(0.02)
         process.returncode = os.waitstatus_to_exitcode(status)
-        return Run(process.returncode, stdout.read_text(), stderr.read_text(), time.monotonic() - started,
-                   usage.ru_maxrss / 1024)
+        return Run(list(args), process.returncode, stdout.read_text(), stderr.read_text(),
+                   time.monotonic() - started, usage.ru_maxrss / 1024)
 
 
 @pytest.fixture
