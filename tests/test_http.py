@@ -23,7 +23,7 @@ from pathlib import Path
 import pytest
 from aiohttp import web
 
-from segship.http import HttpClient, RetriesExhausted, RetryPolicy
+from segship.http import HttpClient, RequestInterrupted, RetriesExhausted, RetryPolicy
 from segship.ratelimit import RateLimit
 
 SECRET = "sk-test-0123456789abcdef"  # stands for an API key: must never show in an error
@@ -411,3 +411,26 @@ async def test_https_verifies_the_certificate_against_the_trusted_ones(certifica
             for _ in range(2):
                 assert (await trusting.request("GET", "/ok")).json() == {"ok": True}
     assert len(set(peers)) == 1  # kept alive over TLS too
+
+
+# -- stopping ---------------------------------------------------------------------------------------
+
+async def test_a_stop_ends_every_wait_at_once() -> None:
+    async def throttled(request: web.Request) -> web.Response:
+        return web.json_response({}, status=429, headers={"Retry-After": "100"})
+
+    stop = asyncio.Event()
+    async with serve([web.post("/track", throttled)]) as (url, peers):
+        http = HttpClient(url, {}, rate_limit=RateLimit(10, 1.0), retry=RetryPolicy(attempts=3), stop=stop)
+        async with opened(http):
+            waiting = asyncio.ensure_future(http.request("POST", "/track", json={}))
+            await asyncio.sleep(0.3)
+            assert not waiting.done()  # waiting the 100 s it was asked to
+            started = time.monotonic()
+            stop.set()
+            with pytest.raises(RequestInterrupted):
+                await waiting
+            assert time.monotonic() - started < 0.5
+            with pytest.raises(RequestInterrupted):  # a request that must wait for its pace is not sent either
+                await http.request("POST", "/track", json={})
+    assert len(peers) == 1
