@@ -27,13 +27,15 @@ destination may answer with a :class:`RecordResults` instead of a list.
 
 from __future__ import annotations
 
+import asyncio
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar, overload
 
 from segship.errors import SegshipError
-from segship.http import HttpResponse, HttpStats, RetriesExhausted
+from segship.http import HttpClient, HttpResponse, HttpStats, RetriesExhausted
+from segship.network import NetworkSettings
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -198,6 +200,16 @@ class ConnectionContext:
 
     name: str
     settings: Mapping[str, Any] = field(repr=False)  # holds the API key: never in a repr
+    #: the connection's ``network:`` block (proxy, TLS, timeouts, retries), resolved
+    network: NetworkSettings = field(default_factory=NetworkSettings, repr=False)
+    #: set when the run is told to stop (Ctrl-C, SIGTERM): the HTTP clients' waits end at once
+    stop: asyncio.Event | None = field(default=None, repr=False, compare=False)
+
+    def http_client(self, base_url: str, headers: Mapping[str, str], **options: Any) -> HttpClient:
+        """An :class:`~segship.http.HttpClient` that goes where this connection's ``network:`` says
+        (proxy, TLS, timeouts, retries) and stops waiting when the run stops; ``options`` are
+        HttpClient's own (``rate_limit``, ``concurrency``, ``rate_limit_headers``, ``retry`` …)."""
+        return HttpClient(base_url, headers, network=self.network, stop=self.stop, **options)
 
 
 @dataclass(frozen=True)

@@ -270,7 +270,8 @@ def rejects_command(
 async def _test_connection(loaded: Config, name: str) -> list[str]:
     connection = loaded.connections[name]
     cls = get_plugins().destination(connection.type)
-    context = ConnectionContext(name, resolve_connection_settings(loaded, name, get_plugins()))
+    context = ConnectionContext(name, resolve_connection_settings(loaded, name, get_plugins()),
+                                connection.resolved_network())
     lines = []
     targets = [None] + [export for export in loaded.exports.values() if export.connection == name]
     for export in targets:

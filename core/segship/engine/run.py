@@ -40,6 +40,7 @@ from segship.engine.snapshot import Snapshot
 from segship.engine.state import StateError, StateStore, chunks
 from segship.engine.targets import TargetDestinations
 from segship.errors import SegshipError
+from segship.http import RequestInterrupted
 from segship.log import redact_text
 from segship.plugins import Plugins
 
@@ -149,13 +150,13 @@ class ExportRun:
 
     def _fail(self, exc: BaseException) -> None:
         report = self.report
-        if isinstance(exc, SegshipError):
-            report.outcome, report.message = exc.outcome, _describe(exc)
-        elif isinstance(exc, (KeyboardInterrupt, asyncio.CancelledError)) or (
-                isinstance(exc, RunStopped) and self._failure is None):
+        if isinstance(exc, (KeyboardInterrupt, asyncio.CancelledError, RequestInterrupted)) or (
+                isinstance(exc, RunStopped) and (self._failure is None or isinstance(self._failure, RequestInterrupted))):
             report.outcome = "interrupted"
             report.message = (f"interrupted: {report.upserted + report.removed} record(s) acknowledged and saved; "
                               "run the export again to continue")
+        elif isinstance(exc, SegshipError):
+            report.outcome, report.message = exc.outcome, _describe(exc)
         elif isinstance(exc, RunStopped) and self._failure is not None:
             report.outcome, report.message = "failed", _describe(self._failure)
         else:
@@ -172,10 +173,11 @@ class ExportRun:
 
     def _destination(self) -> Destination:
         if self.options.dry_run:  # opens no connection, so needs no secret (a dry run works in CI)
-            settings = dict(self.connection.settings)
+            connection = ConnectionContext(self.connection.name, dict(self.connection.settings))
         else:
-            settings = resolve_connection_settings(self.config, self.connection.name, self.plugins)
-        connection = ConnectionContext(self.connection.name, settings)
+            connection = ConnectionContext(
+                self.connection.name, resolve_connection_settings(self.config, self.connection.name, self.plugins),
+                self.connection.resolved_network(), stop=self.stop)
         return self.cls(connection, self.export.context())
 
     def _plan(self, snapshot: Snapshot, destination: Destination) -> ExportPlan:

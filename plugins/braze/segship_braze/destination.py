@@ -33,7 +33,7 @@ from segship.destination import (
     answer_summary,
     unavailable_error,
 )
-from segship.http import HttpClient, HttpResponse, HttpStats, RateLimitHeaders, RetriesExhausted, RetryPolicy
+from segship.http import HttpResponse, HttpStats, RateLimitHeaders, RetriesExhausted, RetryPolicy
 from segship.ratelimit import RateLimit
 from segship.secrets import redactor
 
@@ -152,10 +152,10 @@ class BrazeDestination(Destination):
         # masked in every log line and error, even when the settings were not resolved by the core
         redactor.add(api_key)
         requests = int(settings.get("requests_per_3s", schemas.DEFAULT_REQUESTS_PER_3S))
-        self._http = HttpClient(self.rest_endpoint, {"Authorization": f"Bearer {api_key}"},
-                                rate_limit=RateLimit(requests, PACING_WINDOW_SECONDS),
-                                concurrency=CONCURRENCY * REQUESTS_PER_BATCH,
-                                rate_limit_headers=RATE_LIMIT_HEADERS, retry=retry)
+        self._http = connection.http_client(self.rest_endpoint, {"Authorization": f"Bearer {api_key}"},
+                                            rate_limit=RateLimit(requests, PACING_WINDOW_SECONDS),
+                                            concurrency=CONCURRENCY * REQUESTS_PER_BATCH,
+                                            rate_limit_headers=RATE_LIMIT_HEADERS, retry=retry)
         self._users = UserMapping.from_config(export.settings, export.mapping, schemas.DEFAULT_MEMBERSHIP_ATTRIBUTE) \
             if export else None
 

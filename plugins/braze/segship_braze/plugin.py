@@ -16,8 +16,11 @@ from segship.cli.sandbox_options import (
     LatencyOption,
     PortOption,
     SeedOption,
+    TlsCertOption,
+    TlsKeyOption,
     announce,
     fault_settings,
+    server_tls,
 )
 from segship.destination import Destination
 from segship.ratelimit import RateLimit
@@ -35,6 +38,8 @@ def sandbox_braze(
     host: HostOption = "127.0.0.1",
     port: PortOption = 0,
     api_key: ApiKeyOption = None,
+    tls_cert: TlsCertOption = None,
+    tls_key: TlsKeyOption = None,
     forbidden_key: Annotated[list[str] | None, typer.Option(
         help="A key that authenticates but lacks the users.track permission: answered 403 (repeatable).")] = None,
     rate_limit: Annotated[int, typer.Option(
@@ -57,7 +62,7 @@ def sandbox_braze(
                          refuse_external_ids=list(refuse or ()))
     sandbox = BrazeSandbox(api_key=api_key, rate_limit=RateLimit(rate_limit, 3.0) if rate_limit > 0 else None,
                            faults=faults, forbidden_keys=forbidden_key or ())
-    serve(sandbox, host, port, announce=announce)
+    serve(sandbox, host, port, announce=announce, ssl_context=server_tls(tls_cert, tls_key))
 
 
 @hookimpl

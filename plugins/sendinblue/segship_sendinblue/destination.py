@@ -39,7 +39,7 @@ from segship.destination import (
     answer_summary,
     unavailable_error,
 )
-from segship.http import HttpClient, HttpResponse, HttpStats, RateLimitHeaders, RetriesExhausted, RetryPolicy
+from segship.http import HttpResponse, HttpStats, RateLimitHeaders, RetriesExhausted, RetryPolicy
 from segship.ratelimit import RateLimit
 from segship.secrets import redactor
 
@@ -119,12 +119,12 @@ class SendinblueDestination(Destination):
         api_key = str(settings["api_key"])
         # masked in every log line and error, even when the settings were not resolved by the core
         redactor.add(api_key)
-        self._http = HttpClient(
+        self._http = connection.http_client(
             self.base_url, {"api-key": api_key}, concurrency=CONCURRENCY, retry=retry,
             rate_limit=pacing(settings.get("requests_per_second", schemas.DEFAULT_REQUESTS_PER_SECOND)),
             rate_limit_headers=RATE_LIMIT_HEADERS)
         # Brevo links import reports on another host (S3): they are fetched without the key
-        self._report_http = HttpClient("", {}, rate_limit=RateLimit(10, 1.0), concurrency=1, retry=retry)
+        self._report_http = connection.http_client("", {}, rate_limit=RateLimit(10, 1.0), concurrency=1, retry=retry)
         self._poll_interval = float(settings.get("process_poll_interval", schemas.DEFAULT_PROCESS_POLL_INTERVAL))
         self._poll_max_interval = max(self._poll_interval, float(settings.get(
             "process_poll_max_interval", schemas.DEFAULT_PROCESS_POLL_MAX_INTERVAL)))
