@@ -18,6 +18,7 @@ from segship.cli.sandbox_options import (
     SeedOption,
     announce,
     fault_settings,
+    parse_key_assignments,
 )
 from segship.destination import Destination
 from segship.ratelimit import RateLimit
@@ -35,6 +36,9 @@ def sandbox_braze(
     host: HostOption = "127.0.0.1",
     port: PortOption = 0,
     api_key: ApiKeyOption = None,
+    workspace: Annotated[list[str] | None, typer.Option(
+        help="KEY=NAME: a REST key of another workspace, with users of its own (repeatable; two keys on one name "
+             "are one workspace). --api-key (or, without it, any other key) reaches the default workspace.")] = None,
     forbidden_key: Annotated[list[str] | None, typer.Option(
         help="A key that authenticates but lacks the users.track permission: answered 403 (repeatable).")] = None,
     rate_limit: Annotated[int, typer.Option(
@@ -55,7 +59,8 @@ def sandbox_braze(
 
     faults = BrazeFaults(**fault_settings(error_fraction, error_status, latency, drop_fraction, seed),
                          refuse_external_ids=list(refuse or ()))
-    sandbox = BrazeSandbox(api_key=api_key, rate_limit=RateLimit(rate_limit, 3.0) if rate_limit > 0 else None,
+    sandbox = BrazeSandbox(api_key=api_key, workspaces=parse_key_assignments(workspace, "NAME"),
+                           rate_limit=RateLimit(rate_limit, 3.0) if rate_limit > 0 else None,
                            faults=faults, forbidden_keys=forbidden_key or ())
     serve(sandbox, host, port, announce=announce)
 
