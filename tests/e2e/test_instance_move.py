@@ -212,7 +212,20 @@ def test_an_endpoint_changed_in_place_moves_the_members_and_reports_the_old_one_
     assert line in instances.cli("plan", "vip-braze").stdout
     # the same endpoint, written with a slash or without: no move on the next run
     instances.env["STAGING_URL"] = instances.braze.url
-    assert instances.run("vip-braze", report="again.json")[1]["plan"]["unchanged"] == 10
+    result, report = instances.run("vip-braze", report="again.json")
+    assert (report["plan"]["unchanged"], report["left_behind"][0]["members"]) == (10, 10)
+
+    # that instance is gone for good: its leftovers are dropped deliberately, and only them
+    refused = instances.cli("state", "forget", "vip-braze", "--left-in", "braze-staging")
+    assert refused.returncode == 2 and f"rest_endpoint {old_url}" in refused.stderr
+    assert instances.stale_identities("vip-braze") == 10
+    forgot = instances.cli("state", "forget", "vip-braze", "--left-in", "braze-staging", "--yes")
+    assert forgot.returncode == 0, forgot.stderr
+    assert "stopped tracking 10 member identities" in forgot.stdout
+    assert instances.stale_identities("vip-braze") == 0 and len(instances.acknowledged("vip-braze")) == 10
+    result, report = instances.run("vip-braze", report="forgotten.json")
+    assert (report["left_behind"], report["message"], report["http"]["requests"]) == ([], "", 0)
+    assert segment_members(instances.staging.users()) == customers(10)  # nothing was removed there
 
 
 def test_an_old_connection_gone_from_the_config_is_reported_and_its_members_removed_once_it_is_back(instances):

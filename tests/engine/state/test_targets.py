@@ -86,3 +86,15 @@ def test_the_instance_an_export_last_ran_against_and_stale_identities_by_target(
     assert (store.count_stale_identities("sync"), store.count_stale_identities("sync", 1),
             store.count_stale_identities("sync", 2)) == (3, 2, 1)
     assert store.forget("sync") and store.recorded_instance("sync") is None
+
+
+def test_forgetting_a_target_drops_what_is_left_there_and_only_that(store):
+    store.commit_upserts("sync", [("k1", 1, None, "k1"), ("k2", 1, None, "k2"), ("k3", 1, None, "k3")], [], [])
+    store.commit_upserts("sync", [("k1", 2, None, "k1")], [], [], target=2, moving=True)
+    store.commit_upserts("sync", [("k2", 2, None, "k2b")], [("k2", "k2-older")], [], target=2, moving=True)
+    # target 1 holds k3 (not moved yet) and the identities k1 and k2 left to remove there
+    assert store.forget_target("sync", 1) == 3
+    assert store.acknowledged("sync").read_all().to_pylist() == [
+        {"key": "k1", "row_hash": 2, "target": 2}, {"key": "k2", "row_hash": 2, "target": 2}]
+    assert store.stale_identities("sync") == {2: [Member("k2", "k2-older")]}
+    assert store.forget_target("sync", 1) == 0

@@ -223,6 +223,12 @@ class TargetStore(ABC):
     def count_stale_identities(self, export: str, target: int | None = None) -> int:
         """Identities left to remove from the export's targets (``target``'s only, when given)."""
 
+    @abstractmethod
+    def forget_target(self, export: str, target: int) -> int:
+        """Stop tracking what is in a target (``segship state forget --left-in``): its identities left
+        to remove, and its members (one still in the segment joins the export's target again, whole).
+        Nothing is removed from the destination. Returns how many identities were forgotten."""
+
 
 class InFlightStore(ABC):
     """Batches in flight: sent, their answer not yet committed."""

@@ -19,8 +19,9 @@ from segship.engine.state.sql.schema import TABLES
 
 
 class SqlTargets(SqlExports, TargetStore):
-    """Members are read where they are settled (``_settled_export_id``, members.py); the helpers
-    below write stale identities inside the commits' transactions (members.py, in_flight.py)."""
+    """Members are read where they are settled (``_settled_export_id``, members.py), and a forgotten
+    target's deleted as members.py writes them (``_members_written``); the helpers below write stale
+    identities inside the commits' transactions (members.py, in_flight.py)."""
 
     @on_state_thread
     def target_id(self, export: str, target: dict[str, Any], *, record: bool, instance: dict[str, Any] | None = None,
@@ -118,6 +119,19 @@ class SqlTargets(SqlExports, TargetStore):
             return int(self.one("SELECT count(*) FROM stale_identities WHERE export = ?", (export,))[0])
         return int(self.one("SELECT count(*) FROM stale_identities WHERE export = ? AND target = ?",
                             (export, target))[0])
+
+    @on_state_thread
+    def forget_target(self, export: str, target: int) -> int:
+        export_id = self._settled_export_id(export)
+        with self.transaction():
+            forgotten = self.count_stale_identities(export, target)
+            self.execute("DELETE FROM stale_identities WHERE export = ? AND target = ?", (export, target))
+            if export_id is not None:
+                forgotten += int(self.one("SELECT count(*) FROM members WHERE export_id = ? AND target = ?",
+                                          (export_id, target))[0])
+                self.execute("DELETE FROM members WHERE export_id = ? AND target = ?", (export_id, target))
+                self._members_written(export_id)
+        return forgotten
 
     def _leave_identities(self, rows: Sequence[tuple[str, str, str, int]]) -> None:
         """(export, key, identity, target): identities to remove from their target, inside the transaction open."""
