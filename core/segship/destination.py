@@ -4,6 +4,7 @@ A destination is a class registered through ``segship_register_destinations``. T
 engine drives one instance per export run through this lifecycle::
 
     destination = DestinationClass(connection, export)   # no I/O
+    await destination.observe_instance()                  # only if observes_instance, settings changed
     await destination.check_connection()                  # `segship connections test`
     await destination.prepare()                           # opens the HTTP session, checks the export
     record = destination.map(row, changed_columns)        # mapping rules; raises RowRejected
