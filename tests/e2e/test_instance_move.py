@@ -20,6 +20,7 @@ from segship_sendinblue.testing import SANDBOX_API_KEY as BREVO_KEY
 from segship_sendinblue.testing import running_sandbox as running_brevo
 
 from ..conftest import StateTarget
+from .conftest import CONFIG as PROJECT_CONFIG
 from .conftest import LIST_ID, SEGMENT_ID, Project, profile
 
 STAGING_KEY = "braze-staging-key-0123456789abcdef"
@@ -53,14 +54,8 @@ CONNECTIONS = {
     data_privacy_consent: true
     settings: {api_key: "${env:OTHER_BREVO_KEY}", base_url: "${env:BREVO_URL}", process_poll_interval: 0.05}""",
 }
-CONFIG = """
-version: 1
-state: {state}
-sources:
-  crm: {{type: duckdb, path: profiles.csv}}
-segments:
-  vip: {{source: crm, key: customer_id, sql: "SELECT * FROM crm WHERE lifetime_value > 100"}}
-connections:{connections}
+# the project's state, source and segment, then connections and exports of these tests' own
+CONFIG = PROJECT_CONFIG[:PROJECT_CONFIG.index("connections:")] + """connections:{connections}
 exports:
   vip-braze:
     display_name: VIP to Braze

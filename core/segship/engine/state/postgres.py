@@ -32,7 +32,7 @@ import pyarrow as pa
 from segship.engine.state import StateError, export_lock_key
 from segship.engine.state.sql import SqlState
 from segship.engine.state.sql.connection import on_state_thread
-from segship.engine.state.sql.schema import migrate, statements
+from segship.engine.state.sql.schema import INSTANCES_MIGRATION, migrate, statements
 from segship.secrets import redactor
 
 SCHEMA = "segship"
@@ -108,18 +108,7 @@ MIGRATIONS: list[str] = [
         digest BIGINT NOT NULL
     );
     """,
-    # 4: the destination instance (an account, a workspace) of each target and of each export's last
-    # run (see engine/instances.py); targets recorded before it adopt the instance of the export's next run
-    """
-    -- JSON, or NULL: recorded before instances
-    ALTER TABLE targets ADD COLUMN instance TEXT;
-    -- the connection that last reached it
-    ALTER TABLE targets ADD COLUMN connection TEXT;
-    -- JSON of the instance the export's last run was against
-    ALTER TABLE exports ADD COLUMN instance TEXT;
-    -- salted HMAC-SHA256 of the connection settings that observed it
-    ALTER TABLE exports ADD COLUMN credentials TEXT;
-    """,
+    INSTANCES_MIGRATION,  # 4: destination instances (sql/schema.py)
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 #: Bytes of a streamed result's batches (the driver's default, 16 MB, held two at a time, raised a

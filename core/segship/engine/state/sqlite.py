@@ -45,7 +45,7 @@ from segship.engine.state.sql import SqlState
 from segship.engine.state.sql.caches import StateCache
 from segship.engine.state.sql.connection import on_state_thread
 from segship.engine.state.sql.members import MEMBER_UPDATES
-from segship.engine.state.sql.schema import TABLES, migrate, statements
+from segship.engine.state.sql.schema import INSTANCES_MIGRATION, TABLES, migrate, statements
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -176,18 +176,7 @@ MIGRATIONS: list[str] = [
         digest BIGINT NOT NULL
     );
     """,
-    # 7: the destination instance (an account, a workspace) of each target and of each export's last
-    # run (see engine/instances.py); targets recorded before it adopt the instance of the export's next run
-    """
-    -- JSON, or NULL: recorded before instances
-    ALTER TABLE targets ADD COLUMN instance TEXT;
-    -- the connection that last reached it
-    ALTER TABLE targets ADD COLUMN connection TEXT;
-    -- JSON of the instance the export's last run was against
-    ALTER TABLE exports ADD COLUMN instance TEXT;
-    -- salted HMAC-SHA256 of the connection settings that observed it
-    ALTER TABLE exports ADD COLUMN credentials TEXT;
-    """,
+    INSTANCES_MIGRATION,  # 7: destination instances (sql/schema.py)
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 

@@ -59,6 +59,20 @@ EXPORT_COLUMNS: dict[str, str] = {"members": "export_id", "member_digests": "exp
                                   "exports": "id", "stale_identities": "export", "rejects": "export",
                                   "runs": "export", "in_flight": "export"}
 
+#: The migration that records destination instances (see engine/instances.py), the same in both
+#: backends (SQLite schema 7, PostgreSQL 4): targets recorded before it have none, and adopt the
+#: instance of their export's next run.
+INSTANCES_MIGRATION = """
+    -- JSON, or NULL: recorded before instances
+    ALTER TABLE targets ADD COLUMN instance TEXT;
+    -- the connection that last reached it
+    ALTER TABLE targets ADD COLUMN connection TEXT;
+    -- JSON of the instance the export's last run was against
+    ALTER TABLE exports ADD COLUMN instance TEXT;
+    -- salted HMAC-SHA256 of the connection settings that observed it
+    ALTER TABLE exports ADD COLUMN credentials TEXT;
+    """
+
 
 def migrate(current: int, migrations: Sequence[str], describe: str, apply: Callable[[int], None]) -> None:
     """Apply ``migrations[current:]`` via ``apply(target_version)``; refuse a newer schema."""
