@@ -128,8 +128,8 @@ def forget_command(
     """Drop everything state keeps about an export (an export that no longer exists), or only what is left
     in an instance no run can reach any more (--left-in).
 
-    Nothing is removed from the destination. If the export is still in the config, its
-    next run sends every member again and removes nobody who left before.
+    Nothing is removed from the destination. Without --left-in, if the export is still in the
+    config, its next run sends every member again and removes nobody who left before.
     """
     from segship.engine.state import open_state
 

@@ -47,7 +47,7 @@ def sandbox_sendinblue(
     port: PortOption = 0,
     api_key: ApiKeyOption = None,
     account: Annotated[list[str] | None, typer.Option(
-        help="KEY=ORGANIZATION_ID: an API key of another account, with contacts and lists of its own "
+        metavar="KEY=ORGANIZATION_ID", help="An API key of another account, with contacts and lists of its own "
              "(repeatable; two keys on one organization id are one account). --api-key (or, without it, any "
              "other key) reaches the default account.")] = None,
     lists: Annotated[str, typer.Option(help="IDs of the contact lists that exist, comma-separated.")]
