@@ -37,8 +37,9 @@ def sandbox_braze(
     port: PortOption = 0,
     api_key: ApiKeyOption = None,
     workspace: Annotated[list[str] | None, typer.Option(
-        metavar="KEY=NAME", help="A REST key of another workspace, with users of its own (repeatable; two keys on one name "
-             "are one workspace). --api-key (or, without it, any other key) reaches the default workspace.")] = None,
+        metavar="KEY=NAME", help="A REST key of another workspace, with users of its own (repeatable; two keys on "
+                                 "one name are one workspace). --api-key (or, without it, any other key) reaches the "
+                                 "default workspace.")] = None,
     forbidden_key: Annotated[list[str] | None, typer.Option(
         help="A key that authenticates but lacks the users.track permission: answered 403 (repeatable).")] = None,
     rate_limit: Annotated[int, typer.Option(
