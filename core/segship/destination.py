@@ -4,6 +4,7 @@ A destination is a class registered through ``segship_register_destinations``. T
 engine drives one instance per export run through this lifecycle::
 
     destination = DestinationClass(connection, export)   # no I/O
+    await destination.observe_instance()                  # only if observes_instance, settings changed
     await destination.check_connection()                  # `segship connections test`
     await destination.prepare()                           # opens the HTTP session, checks the export
     record = destination.map(row, changed_columns)        # mapping rules; raises RowRejected
@@ -247,6 +248,16 @@ class Destination(ABC):
     #: members: the engine removes them from the old target (through an instance built with the
     #: old settings) and sends them to the new one, instead of re-sending everyone.
     target_settings: ClassVar[tuple[str, ...]] = ()
+    #: Connection settings that tell one instance of the destination (an account, a workspace)
+    #: from another without asking it (Braze: the REST endpoint). Never a secret: ``plan`` reads
+    #: them. With the destination's name, and the connection's name unless ``observes_instance``,
+    #: they make the instance members are acknowledged in: pointing an export at another one
+    #: moves its members there (see docs/engine.md, "Moves").
+    instance_settings: ClassVar[tuple[str, ...]] = ()
+    #: True when the destination can say which account a connection's credentials reach
+    #: (``observe_instance``; Brevo): that account, not the connection's name, identifies the
+    #: instance, so a renamed connection or a rotated key on the same account moves nobody.
+    observes_instance: ClassVar[bool] = False
 
     def __init__(self, connection: ConnectionContext, export: ExportContext | None = None) -> None:
         self.connection = connection
@@ -266,6 +277,12 @@ class Destination(ABC):
         properties = cls.export_settings_schema.get("properties", {})
         return {name: export_settings.get(name, properties.get(name, {}).get("default"))
                 for name in cls.target_settings}
+
+    @classmethod
+    def instance_setting(cls, name: str, value: Any) -> Any:
+        """An instance setting's value as it identifies the instance; override to normalise what
+        names the same instance in several ways (Braze: an endpoint's trailing slash)."""
+        return value
 
     @classmethod
     def source_columns(cls, mapping: Mapping[str, Any]) -> list[str]:
@@ -307,6 +324,16 @@ class Destination(ABC):
 
     async def prepare(self) -> None:
         """Open what a run needs (session) and check the export against the destination."""
+
+    async def observe_instance(self) -> dict[str, Any]:
+        """Ask the destination which account the connection's credentials reach (only called when
+        ``observes_instance``): a small JSON-able dict naming it, never a secret (Brevo:
+        ``{"organization_id": …}``). Raise DestinationError when the answer doesn't say.
+
+        The engine asks once per change of the connection's settings, key included (it keeps a
+        salted fingerprint of them), so an unchanged run still makes no request.
+        """
+        raise NotImplementedError(f"{type(self).__name__} sets observes_instance without observe_instance")
 
     @abstractmethod
     def map(self, row: Mapping[str, Any], changed_columns: frozenset[str] | None = None) -> Record:

@@ -62,7 +62,9 @@ def print_text(plans: Sequence[ExportPlan], stops: Mapping[str, str | None], con
             say(f"{plan.export}: a run would stop before sending anything: {stops[plan.export]}")
         if plan.settings_changed:
             say(f"{plan.export}: {settings_note(plan)}")
-        for line in plan.move_lines():
+        for line in plan.instance_lines() + plan.move_lines():
+            say(f"{plan.export}: {line}")
+        for line in plan.left_behind_lines():
             say(f"{plan.export}: {line}")
         if plan.hashes_converted:
             say(f"{plan.export}: {hashes_note(plan)}")
@@ -100,7 +102,8 @@ def as_markdown(plans: Sequence[ExportPlan], stops: Mapping[str, str | None]) ->
                          f"{_cell(stops[plan.export] or '')}")
         if plan.settings_changed:
             notes.append(f"- ⚠️ `{plan.export}`: {settings_note(plan)}")
-        notes += [f"- `{plan.export}`: {_cell(line)}" for line in plan.move_lines()]
+        notes += [f"- `{plan.export}`: {_cell(line)}" for line in plan.instance_lines() + plan.move_lines()]
+        notes += [f"- ⚠️ `{plan.export}`: {_cell(line)}" for line in plan.left_behind_lines()]
         if plan.hashes_converted:
             notes.append(f"- `{plan.export}`: {hashes_note(plan)}")
         if plan.stale_identities:

@@ -77,16 +77,22 @@ def _safeguard_stop(config: Config, plan: ExportPlan) -> str | None:
 
 
 def _plan_one(config: Config, name: str, state: StateStore, verbose: bool) -> ExportPlan:
+    from segship.engine.instances import assumed_instance
     from segship.engine.planning import plan_against_state
     from segship.engine.snapshot import Snapshot, changed_columns
+    from segship.engine.targets import EarlierInstances
 
     plugins = get_plugins()
     export = config.exports[name]
-    cls = plugins.destination(config.connections[export.connection].type)
+    connection = config.connections[export.connection]
+    cls = plugins.destination(connection.type)
     columns = cls.source_columns(export.mapping)
+    # resolves no secret: the account is taken to be the one the last run found
+    instances = EarlierInstances(config, plugins, connection.name,
+                                 assumed_instance(cls, connection, state.recorded_instance(name)), known=False)
     snapshot = Snapshot(config, export, plugins, columns)
     try:
-        plan = plan_against_state(snapshot, state, cls, export, columns, full_resync=False, write=False)
+        plan = plan_against_state(snapshot, state, cls, export, columns, instances, full_resync=False, write=False)
         if verbose and plan.examples.get("update"):
             keys = plan.examples["update"]
             before = state.details(name, keys)
@@ -146,7 +152,8 @@ def _summary(report: RunReport) -> str:
         line = (f"{report.export}: dry run {report.outcome} ({planned}); would send "
                 f"{plan.get('add', 0) + plan.get('update', 0) + plan.get('move', 0) - report.rejected} upserts and "
                 f"{plan.get('remove', 0)} removals; {report.rejected} row(s) would be rejected")
-    moves = ExportPlan(report.export, target=plan.get("target", {}), moves=plan.get("moves", [])).move_lines()
+    moves = ExportPlan(report.export, target=plan.get("target", {}), instance=plan.get("instance", {}),
+                       connection=plan.get("connection", ""), moves=plan.get("moves", [])).move_lines()
     return line + "".join(f"\n  {move}" for move in moves) + (f"\n  {report.message}" if report.message else "")
 
 

@@ -46,6 +46,17 @@ def server_tls(certificate: Path | None, key: Path | None) -> ssl.SSLContext | N
     return context
 
 
+def parse_key_assignments(entries: list[str] | None, value_name: str) -> dict[str, str]:
+    """Repeated ``KEY=VALUE`` options (an API key and the account or workspace it belongs to) as a dict."""
+    assignments = {}
+    for entry in entries or ():
+        key, _, value = entry.partition("=")
+        if not key.strip() or not value.strip():
+            raise typer.BadParameter(f"expected KEY={value_name}, got {entry!r}")
+        assignments[key.strip()] = value.strip()
+    return assignments
+
+
 def announce(url: str) -> None:
     """Print the base URL as the first line of output, at once (a parent process is reading it)."""
     print(url, flush=True)

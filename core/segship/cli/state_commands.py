@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from contextlib import ExitStack
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 from urllib.parse import urlsplit
 
 import orjson
@@ -19,6 +19,9 @@ from rich.table import Table
 from segship.cli.app import ConfigOption, app, fail, load_config_or_exit
 from segship.cli.exit_codes import EXIT_INVALID
 from segship.secrets import is_reference, resolve
+
+if TYPE_CHECKING:
+    from segship.engine.state import StateStore
 
 state_app = typer.Typer(help="Inspect, move (SQLite <-> PostgreSQL) and drop run state.", no_args_is_help=True)
 app.add_typer(state_app, name="state")
@@ -114,13 +117,19 @@ def copy_command(
 @state_app.command("forget")
 def forget_command(
     export: Annotated[str, typer.Argument(help="The export whose state to drop.")],
-    yes: Annotated[bool, typer.Option("--yes", help="Confirm: drop its members, rejects and runs.")] = False,
+    left_in: Annotated[str | None, typer.Option(
+        "--left-in", metavar="CONNECTION",
+        help="Drop only what is left to remove from another destination instance reached through this "
+             "connection (as `plan` and runs report it): the export's state otherwise stays.")] = None,
+    yes: Annotated[bool, typer.Option("--yes", help="Confirm: drop its members, rejects and runs (with "
+                                                    "--left-in: what is left in that instance).")] = False,
     config: ConfigOption = None,
 ) -> None:
-    """Drop everything state keeps about an export (an export that no longer exists).
+    """Drop everything state keeps about an export (an export that no longer exists), or only what is left
+    in an instance no run can reach any more (--left-in).
 
-    Nothing is removed from the destination. If the export is still in the config, its
-    next run sends every member again and removes nobody who left before.
+    Nothing is removed from the destination. Without --left-in, if the export is still in the
+    config, its next run sends every member again and removes nobody who left before.
     """
     from segship.engine.state import open_state
 
@@ -130,6 +139,9 @@ def forget_command(
         found = state.summary(export)
         if not found:
             raise fail(f"no state for export {export!r}")
+        if left_in is not None:
+            _forget_left_in(state, export, left_in, yes)
+            return
         what = f"{found[0]['members']} members, {found[0]['rejects']} rejects and the run history"
         if not yes:
             raise fail(f"this drops the state of export {export!r} ({what}); add --yes to confirm", EXIT_INVALID)
@@ -140,3 +152,25 @@ def forget_command(
     typer.echo(f"forgot export {export!r}: {what}")
     if export in loaded.exports:
         typer.echo(f"note: {export!r} is still in the config: its next run sends every member again", err=True)
+
+
+def _forget_left_in(state: StateStore, export: str, connection: str, yes: bool) -> None:
+    """Stop tracking what is left in the export's targets of another instance than its last run's,
+    reached through ``connection``: an instance gone (a sandbox) or pointed away from in place."""
+    from segship.engine.report import describe_instance
+
+    recorded = state.recorded_instance(export)
+    current = recorded.instance if recorded is not None else None
+    places = {target: place for target, place in state.target_instances(export).items()
+              if place.connection == connection and place.instance not in (None, current)}
+    if not places:
+        raise fail(f"export {export!r} has nothing left in another instance through connection {connection!r}")
+    where = "; ".join(describe_instance(place.instance, connection) for place in places.values())
+    if not yes:
+        raise fail(f"this stops tracking what export {export!r} left to remove in {where}: they stay there; add "
+                   "--yes to confirm", EXIT_INVALID)
+    with state.export_lock(export):
+        state.settle_in_flight(export)  # a killed run's batches to those targets are among them
+        forgotten = sum(state.forget_target(export, target) for target in places)
+    typer.echo(f"export {export!r}: stopped tracking {forgotten} member identities left in {where} "
+               "(they stay in that destination)")

@@ -420,10 +420,11 @@ class Snapshot:
         return self._count("members") == self._count("acknowledged") and \
             self._members_sum(target) == self._digest_sum("acknowledged", "target")
 
-    def moves(self) -> dict[int, int]:
-        """Members to move, by the target they were acknowledged in."""
-        return dict(self.db.execute("SELECT target, count(*) FROM actions WHERE action = 'move' GROUP BY target "
-                                    "ORDER BY target").fetchall())
+    def counts_by_target(self, action: str) -> dict[int, int]:
+        """How many members the plan moves (``move``) or removes (``remove``), by the target they
+        were acknowledged in."""
+        return dict(self.db.execute("SELECT target, count(*) FROM actions WHERE action = ? GROUP BY target "
+                                    "ORDER BY target", (action,)).fetchall())
 
     def keys_to_remove(self) -> list[str]:
         return [row[0] for row in self.db.execute("SELECT key FROM actions WHERE action = 'remove' ORDER BY key")

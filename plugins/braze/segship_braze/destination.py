@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 import orjson
 import pyarrow as pa
@@ -38,7 +39,7 @@ from segship.ratelimit import RateLimit
 from segship.secrets import redactor
 
 from segship_braze import schemas
-from segship_braze.mapping import CONSENT_FIELDS, UserMapping, attribute_name_problem
+from segship_braze.mapping import CONSENT_FIELDS, Membership, UserMapping, attribute_name_problem
 
 log = structlog.get_logger("segship.braze")
 
@@ -127,6 +128,12 @@ def track_answer(response: HttpResponse, sent: int) -> tuple[dict[int, str], lis
     return by_index, unplaced
 
 
+def endpoint_identity(endpoint: Any) -> str:
+    """A REST endpoint as it identifies an instance: scheme and host in lower case, no trailing slash."""
+    parts = urlsplit(str(endpoint).strip())
+    return urlunsplit((parts.scheme.lower(), parts.netloc.lower(), parts.path.rstrip("/"), parts.query, ""))
+
+
 def track_body(users: Sequence[Any]) -> bytes:
     """The /users/track body for attributes objects; a JsonArray (joins made column-wise) is one
     JSON array already, so no object is encoded again."""
@@ -141,6 +148,9 @@ class BrazeDestination(Destination):
     export_settings_schema = schemas.export_settings_schema
     mapping_schema = schemas.mapping_schema
     target_settings = ("segment_api_identifier", "membership_attribute")
+    # Braze can't say which workspace a key belongs to: the endpoint, and the connection the
+    # workspace is configured under, tell its instances apart
+    instance_settings = ("rest_endpoint",)
 
     def __init__(self, connection: ConnectionContext, export: ExportContext | None = None, *,
                  retry: RetryPolicy | None = None) -> None:
@@ -156,8 +166,16 @@ class BrazeDestination(Destination):
                                             rate_limit=RateLimit(requests, PACING_WINDOW_SECONDS),
                                             concurrency=CONCURRENCY * REQUESTS_PER_BATCH,
                                             rate_limit_headers=RATE_LIMIT_HEADERS, retry=retry)
+        # an instance that only removes members from an earlier target may have no mapping (the
+        # export moved to another destination type since): removals need only the membership
         self._users = UserMapping.from_config(export.settings, export.mapping, schemas.DEFAULT_MEMBERSHIP_ATTRIBUTE) \
-            if export else None
+            if export and export.mapping else None
+        self._membership = Membership.of(export.settings, schemas.DEFAULT_MEMBERSHIP_ATTRIBUTE) if export else None
+
+    @classmethod
+    def instance_setting(cls, name: str, value: Any) -> Any:
+        # one endpoint, however written: https://REST.iad-01.braze.com/ is https://rest.iad-01.braze.com
+        return endpoint_identity(value) if name == "rest_endpoint" else value
 
     @classmethod
     def check_export(cls, connection_settings: Mapping[str, Any], export_settings: Mapping[str, Any],
@@ -209,9 +227,9 @@ class BrazeDestination(Destination):
             # a proxy's or another host's page, answering with a status Braze uses too
             raise self._not_brazes(f"answered {answer_summary(response)}, not Braze's JSON answer")
         description = f"Braze REST API at {self.rest_endpoint}: the API key may call {TRACK_PATH}"
-        if self._users is not None:
-            description += (f"; members get {self._users.segment_api_identifier!r} in "
-                            f"{self._users.membership_attribute}")
+        if self._membership is not None:
+            description += (f"; members get {self._membership.segment_api_identifier!r} in "
+                            f"{self._membership.attribute}")
         return description
 
     def map(self, row: Mapping[str, Any], changed_columns: frozenset[str] | None = None) -> Record:
@@ -228,9 +246,11 @@ class BrazeDestination(Destination):
         return await self._track(records.keys, records.payloads, leaving=False)
 
     async def remove(self, members: Sequence[Member]) -> RecordResults:
-        users = self._mapping()
+        if self._membership is None:
+            raise DestinationError("this Braze connection is not bound to an export, so it has no segment")
+        membership = self._membership
         return await self._track([member.key for member in members],
-                                 [users.leaver(member.identity) for member in members], leaving=True)
+                                 [membership.leaver(member.identity) for member in members], leaving=True)
 
     async def finish(self) -> None:
         await self._http.close()

@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from typing import Any
 
 import orjson
@@ -109,6 +110,9 @@ class SendinblueDestination(Destination):
     export_settings_schema = schemas.export_settings_schema
     mapping_schema = schemas.mapping_schema
     target_settings = ("list_id",)
+    # the account the API key belongs to identifies the instance (GET /account): a renamed
+    # connection, the legacy base URL or a rotated key on the same account moves nobody
+    observes_instance = True
 
     def __init__(self, connection: ConnectionContext, export: ExportContext | None = None, *,
                  max_import_bytes: int = MAX_IMPORT_BYTES, retry: RetryPolicy | None = None) -> None:
@@ -129,7 +133,10 @@ class SendinblueDestination(Destination):
         self._poll_max_interval = max(self._poll_interval, float(settings.get(
             "process_poll_max_interval", schemas.DEFAULT_PROCESS_POLL_MAX_INTERVAL)))
         self._process_timeout = float(settings.get("process_timeout", schemas.DEFAULT_PROCESS_TIMEOUT))
-        self._contacts = ContactMapping.from_config(export.settings, export.mapping) if export else None
+        # an instance that only removes members from an earlier list may have no mapping (the
+        # export moved to another destination type since): removals need only the list
+        self._contacts = ContactMapping.from_config(export.settings, export.mapping) \
+            if export and export.mapping else None
 
     @classmethod
     def check_export(cls, connection_settings: Mapping[str, Any], export_settings: Mapping[str, Any],
@@ -171,17 +178,35 @@ class SendinblueDestination(Destination):
     # -- lifecycle ------------------------------------------------------------------------
 
     async def check_connection(self) -> str:
-        try:
+        with self._unavailable():
             account = await self._get("/account", "checking the API key")
             description = f"Brevo account {account.get('companyName') or account.get('email') or '?'}"
             if self.export is not None:
                 description += ", " + await self._describe_list()
+        return description
+
+    async def observe_instance(self) -> dict[str, Any]:
+        """The account the API key belongs to: its ``organization_id`` (GET /account)."""
+        doing = "asking which account the API key belongs to"
+        with self._unavailable():
+            account = await self._get("/account", doing)
+        organization = account.get("organization_id")
+        if type(organization) not in (str, int) or not str(organization).strip():
+            # without it no account can be told from another: refused rather than guessed
+            raise self._not_brevos(doing, f"an account without an organization_id ({len(account)} fields)",
+                                   "account with its organization_id")
+        return {"organization_id": str(organization)}
+
+    @contextmanager
+    def _unavailable(self) -> Iterator[None]:
+        """Requests that failed after every retry, as the run-stopping error saying what to do."""
+        try:
+            yield
         except RetriesExhausted as exc:
             raise unavailable_error(exc, "Brevo", self.base_url, url_setting="base_url",
                                     limit_spent="the account's rate limit is used up (other integrations on the "
                                                 "same key?)",
                                     pacing_setting="requests_per_second") from None
-        return description
 
     async def prepare(self) -> None:
         # a missing list fails the run before anything is sent

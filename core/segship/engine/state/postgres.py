@@ -32,7 +32,7 @@ import pyarrow as pa
 from segship.engine.state import StateError, export_lock_key
 from segship.engine.state.sql import SqlState
 from segship.engine.state.sql.connection import on_state_thread
-from segship.engine.state.sql.schema import migrate, statements
+from segship.engine.state.sql.schema import INSTANCES_MIGRATION, migrate, statements
 from segship.secrets import redactor
 
 SCHEMA = "segship"
@@ -108,6 +108,7 @@ MIGRATIONS: list[str] = [
         digest BIGINT NOT NULL
     );
     """,
+    INSTANCES_MIGRATION,  # 4: destination instances (sql/schema.py)
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 #: Bytes of a streamed result's batches (the driver holds two at a time, so its default, 16 MB,

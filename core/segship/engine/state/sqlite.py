@@ -53,7 +53,7 @@ from segship.engine.state.sql import SqlState
 from segship.engine.state.sql.caches import StateCache
 from segship.engine.state.sql.connection import on_state_thread
 from segship.engine.state.sql.members import MEMBER_UPDATES
-from segship.engine.state.sql.schema import TABLES, migrate, statements
+from segship.engine.state.sql.schema import INSTANCES_MIGRATION, TABLES, migrate, statements
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -186,6 +186,7 @@ MIGRATIONS: list[str] = [
         digest BIGINT NOT NULL
     );
     """,
+    INSTANCES_MIGRATION,  # 7: destination instances (sql/schema.py)
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 
