@@ -4,20 +4,29 @@ from __future__ import annotations
 
 import asyncio
 import signal
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager, nullcontext
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import orjson
 import typer
 from rich.console import Console
 from rich.table import Table
+from typer.core import TyperCommand
 
 from segship import event_loop
 from segship.cli import plan_format
-from segship.cli.app import ConfigOption, GlobalOptions, app, fail, fail_with, load_config_or_exit
-from segship.cli.exit_codes import EXIT_INVALID, combined_exit_code
+from segship.cli.app import GlobalOptions, app, fail, fail_with, load_config_or_exit
+from segship.cli.exit_codes import (
+    EXIT_CHANGES,
+    EXIT_FAILED,
+    EXIT_INVALID,
+    EXIT_OK,
+    EXIT_SAFEGUARD,
+    combined_exit_code,
+)
 from segship.cli.progress import progress_for_terminal
 from segship.config import Config, ConfigError
 from segship.config.validate import resolve_connection_settings, role_issues
@@ -37,6 +46,7 @@ if TYPE_CHECKING:
 connections_app = typer.Typer(help="Check destination connections.", no_args_is_help=True)
 app.add_typer(connections_app, name="connections")
 console = Console(width=160)
+DETAILED_EXITCODE = "--detailed-exitcode"
 
 
 def _select(ctx: typer.Context, config: Config, names: Iterable[str] | None, run_all: bool) -> list[str]:
@@ -100,33 +110,69 @@ def _plan_one(config: Config, name: str, state: StateStore, verbose: bool) -> Ex
         snapshot.close()
 
 
-@app.command("plan")
+class PlanCommand(TyperCommand):
+    """``segship plan``: with ``--detailed-exitcode``, a mistake on the command line exits 1, like any
+    other error (2 means changes to send)."""
+
+    def make_context(self, info_name: str | None, args: list[str], parent: typer.Context | None = None,
+                     **extra: Any) -> typer.Context:
+        detailed = DETAILED_EXITCODE in args  # before parsing, which consumes them
+        try:
+            return super().make_context(info_name, args, parent, **extra)
+        except typer.TyperException as error:  # typer's usage errors, which exit 2
+            if detailed and getattr(error, "exit_code", None) == EXIT_INVALID:
+                error.exit_code = EXIT_FAILED
+            raise
+
+
+@contextmanager
+def _errors_exit_1() -> Iterator[None]:
+    """For ``plan --detailed-exitcode``: an error is shown as usual and exits 1, whatever its usual code."""
+    try:
+        yield
+    except SegshipError as error:
+        fail_with(error)  # prints it
+        raise typer.Exit(EXIT_FAILED) from None
+    except typer.Exit as exit_:
+        raise typer.Exit(EXIT_FAILED if exit_.exit_code else EXIT_OK) from None
+
+
+@app.command("plan", cls=PlanCommand)
 def plan_command(
     ctx: typer.Context,
     exports: Annotated[list[str] | None, typer.Argument(help="Exports to plan (default: all).")] = None,
-    config: ConfigOption = None,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Show the changed fields of example keys.")] = False,
     output: Annotated[plan_format.PlanFormat, typer.Option(
         "--format", help="text, json, or markdown (a pull-request comment).")] = plan_format.PlanFormat.text,
     as_json: Annotated[bool, typer.Option("--json", help="Same as --format json.", hidden=True)] = False,
+    detailed_exitcode: Annotated[bool, typer.Option(
+        DETAILED_EXITCODE, help="For CI gates: exit 0 when there is nothing to do, 2 when an export has changes "
+                                "to send, 4 when a safeguard would stop a run, 1 on any error.")] = False,
 ) -> None:
     """Show what a run would add, update, remove and leave alone; sends nothing, opens no connection."""
-    loaded = load_config_or_exit(config)
-    names = _select(ctx, loaded, exports, run_all=not exports)
-    state = _state(loaded)
-    plans = []
-    for name in names:
+    with _errors_exit_1() if detailed_exitcode else nullcontext():
+        loaded = load_config_or_exit(ctx)
+        names = _select(ctx, loaded, exports, run_all=not exports)
+        state = _state(loaded)
+        plans = []
         try:
-            plans.append(_plan_one(loaded, name, state, verbose))
-        except SegshipError as exc:  # an unset ${env:…} of a source is usage (2), as for export
-            raise fail_with(exc, name) from None
-    stops = {plan.export: _safeguard_stop(loaded, plan) for plan in plans}
+            for name in names:
+                try:
+                    plans.append(_plan_one(loaded, name, state, verbose))
+                except SegshipError as exc:  # an unset ${env:…} of a source is usage (2), as for export
+                    raise fail_with(exc, name) from None
+        finally:
+            state.close()
+        stops = {plan.export: _safeguard_stop(loaded, plan) for plan in plans}
     if as_json or output is plan_format.PlanFormat.json:
         typer.echo(plan_format.as_json(plans, stops))
     elif output is plan_format.PlanFormat.markdown:
         typer.echo(redact_text(plan_format.as_markdown(plans, stops)), nl=False)
     else:
         plan_format.print_text(plans, stops, console)
+    if detailed_exitcode:
+        raise typer.Exit(EXIT_SAFEGUARD if any(stops.values()) else
+                         EXIT_CHANGES if any(map(plan_format.has_changes, plans)) else EXIT_OK)
 
 
 # -- export ---------------------------------------------------------------------------------------
@@ -192,7 +238,6 @@ def export_command(
     allow_mass_removal: Annotated[bool, typer.Option(
         "--allow-mass-removal", help="Let this run remove more than the removal safeguard allows "
                                      "(safeguards.max_removed_fraction, default 0.5), once, deliberately.")] = False,
-    config: ConfigOption = None,
 ) -> None:
     """Run exports now: plan, safeguards, send changes, commit as acknowledged, report.
 
@@ -200,7 +245,7 @@ def export_command(
     """
     from segship.engine.run import RunOptions
 
-    loaded = load_config_or_exit(config)
+    loaded = load_config_or_exit(ctx)
     names = _select(ctx, loaded, exports, run_all)
     state = _state(loaded)
 
@@ -228,12 +273,12 @@ def export_command(
 
 @app.command("runs")
 def runs_command(
+    ctx: typer.Context,
     export: Annotated[str | None, typer.Argument(help="Only this export's runs.")] = None,
     limit: Annotated[int, typer.Option("--limit", "-n", help="How many recent runs.")] = 20,
-    config: ConfigOption = None,
 ) -> None:
     """Recent runs: when, outcome, counts."""
-    loaded = load_config_or_exit(config)
+    loaded = load_config_or_exit(ctx)
     table = Table("run", "export", "started", "seconds", "outcome", "upserted", "removed", "rejected", "message")
     for run in _state(loaded).runs(export, limit):
         report = run["report"] or {}
@@ -246,13 +291,13 @@ def runs_command(
 
 @app.command("rejects")
 def rejects_command(
+    ctx: typer.Context,
     export: Annotated[str, typer.Argument(help="The export whose rejected rows to show.")],
     limit: Annotated[int, typer.Option("--limit", "-n", help="At most this many rows.")] = 100,
     as_json: Annotated[bool, typer.Option("--json", help="Print as JSON.")] = False,
-    config: ConfigOption = None,
 ) -> None:
     """Rows the destination (or its mapping rules) refused, with the reason; retried on the next run."""
-    loaded = load_config_or_exit(config)
+    loaded = load_config_or_exit(ctx)
     if export not in loaded.exports:
         raise fail(f"unknown export {export!r}", EXIT_INVALID)
     rows = _state(loaded).rejects(export, limit)
@@ -285,11 +330,11 @@ async def _test_connection(loaded: Config, name: str) -> list[str]:
 
 @connections_app.command("test")
 def connections_test_command(
+    ctx: typer.Context,
     name: Annotated[str, typer.Argument(help="The connection to test.")],
-    config: ConfigOption = None,
 ) -> None:
     """Check the connection's API key and endpoint (and each export's target) without changing any data."""
-    loaded = load_config_or_exit(config)
+    loaded = load_config_or_exit(ctx)
     if name not in loaded.connections:
         raise fail(f"unknown connection {name!r} (connections: {', '.join(sorted(loaded.connections))})",
                    EXIT_INVALID)
@@ -306,7 +351,6 @@ def connections_test_command(
 @app.command("schedule")
 def schedule_command(
     ctx: typer.Context,
-    config: ConfigOption = None,
     once: Annotated[bool, typer.Option("--once", help="Run what is due now, then exit (for cron or CI).")] = False,
 ) -> None:
     """Run exports on their cron schedules until stopped (Ctrl-C or SIGTERM end the run in progress cleanly).
@@ -317,7 +361,7 @@ def schedule_command(
     from segship.engine.run import RunOptions
     from segship.engine.schedule import run_schedule
 
-    loaded = load_config_or_exit(config)
+    loaded = load_config_or_exit(ctx)
     names = [name for name, export in loaded.exports.items() if export.schedule]
     if not names:
         raise fail("no export has a schedule", EXIT_INVALID)

@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from segship.cli.app import ConfigOption, app, fail, load_config_or_exit
+from segship.cli.app import app, fail, load_config_or_exit
 from segship.cli.exit_codes import EXIT_INVALID
 from segship.log import redact_text
 from segship.plugins import get_plugins
@@ -17,11 +17,11 @@ app.add_typer(sources_app, name="sources")
 
 @sources_app.command("test")
 def sources_test_command(
+    ctx: typer.Context,
     name: Annotated[str, typer.Argument(help="The source to test.")],
-    config: ConfigOption = None,
 ) -> None:
     """Connect to the source and run a trivial query; print the server or driver that answered. Exit 1 if it fails."""
-    loaded = load_config_or_exit(config)
+    loaded = load_config_or_exit(ctx)
     if name not in loaded.sources:
         raise fail(f"unknown source {name!r} (sources: {', '.join(sorted(loaded.sources)) or 'none'})", EXIT_INVALID)
     source_config = loaded.sources[name]
