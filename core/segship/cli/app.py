@@ -20,7 +20,7 @@ import copy
 import os
 import platform
 import traceback
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
@@ -29,7 +29,13 @@ import typer
 from typer.core import TyperGroup
 
 from segship import __version__
-from segship.cli.exit_codes import EXIT_CODES_HELP, EXIT_FAILED, EXIT_INVALID, OUTCOME_EXIT_CODES
+from segship.cli.exit_codes import (
+    EXIT_CODES_HELP,
+    EXIT_FAILED,
+    EXIT_INVALID,
+    OUTCOME_EXIT_CODES,
+    combined_exit_code,
+)
 from segship.errors import SegshipError
 from segship.log import configure_logging, redact_text
 from segship.plugins import get_plugins
@@ -73,6 +79,36 @@ def fail_with(error: SegshipError, subject: str | None = None) -> typer.Exit:
     ``subject: `` (what failed) unless it starts with its place in the config (``invalid``)."""
     prefix = f"{subject}: " if subject is not None and error.outcome != "invalid" else ""
     return fail(f"{prefix}{error}", OUTCOME_EXIT_CODES[error.outcome])
+
+
+def names_to_check(kind: str, name: str | None, check_all: bool, known: Iterable[str]) -> list[str]:
+    """What ``connections test`` / ``sources test`` check: the ``kind`` named, or all of them with ``--all``."""
+    known = list(known)
+    if check_all == (name is not None):
+        raise fail(f"name one {kind}, or use --all", EXIT_INVALID)
+    if check_all:
+        return known
+    if name not in known:
+        raise fail(f"unknown {kind} {name!r} ({kind}s: {', '.join(sorted(known)) or 'none'})", EXIT_INVALID)
+    return [name]
+
+
+def check_each(names: Iterable[str], check: Callable[[str], Iterable[str]], *, name_errors: bool) -> typer.Exit:
+    """Check each of ``names``: ``check``'s lines on stdout, or its error on stderr (after the name when
+    ``name_errors``) and on to the next; the Exit to raise: 0 when every check passed, else the worst
+    failure's code."""
+    outcomes = []
+    for name in names:
+        try:
+            lines = check(name)
+        except SegshipError as error:
+            fail_with(error, name if name_errors else None)  # printed; the others are still checked
+            outcomes.append(error.outcome)
+            continue
+        for line in lines:
+            typer.echo(redact_text(line))
+        outcomes.append("succeeded")
+    return typer.Exit(combined_exit_code(outcomes))
 
 
 class SegshipGroup(TyperGroup):

@@ -18,7 +18,15 @@ from typer.core import TyperCommand
 
 from segship import event_loop
 from segship.cli import plan_format
-from segship.cli.app import GlobalOptions, app, fail, fail_with, load_config_or_exit
+from segship.cli.app import (
+    GlobalOptions,
+    app,
+    check_each,
+    fail,
+    fail_with,
+    load_config_or_exit,
+    names_to_check,
+)
 from segship.cli.exit_codes import (
     EXIT_CHANGES,
     EXIT_FAILED,
@@ -331,19 +339,16 @@ async def _test_connection(loaded: Config, name: str) -> list[str]:
 @connections_app.command("test")
 def connections_test_command(
     ctx: typer.Context,
-    name: Annotated[str, typer.Argument(help="The connection to test.")],
+    name: Annotated[str | None, typer.Argument(help="The connection to test.", show_default=False)] = None,
+    test_all: Annotated[bool, typer.Option("--all", help="Test every connection, each in turn.")] = False,
 ) -> None:
-    """Check the connection's API key and endpoint (and each export's target) without changing any data."""
+    """Check the connection's API key and endpoint (and each export's target) without changing any data.
+
+    With --all, every connection: a line for each, and exit 1 (2 for an unset secret) if any fails.
+    """
     loaded = load_config_or_exit(ctx)
-    if name not in loaded.connections:
-        raise fail(f"unknown connection {name!r} (connections: {', '.join(sorted(loaded.connections))})",
-                   EXIT_INVALID)
-    try:
-        lines = event_loop.run(_test_connection(loaded, name))
-    except SegshipError as exc:
-        raise fail_with(exc, name) from None
-    for line in lines:
-        typer.echo(redact_text(line))
+    names = names_to_check("connection", name, test_all, loaded.connections)
+    raise check_each(names, lambda each: event_loop.run(_test_connection(loaded, each)), name_errors=True)
 
 
 # -- schedule -------------------------------------------------------------------------------------
