@@ -7,6 +7,7 @@ import signal
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager, nullcontext
 from datetime import datetime
+from enum import Enum
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -14,6 +15,7 @@ import orjson
 import typer
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 from typer.core import TyperCommand
 
 from segship import event_loop
@@ -279,21 +281,43 @@ def export_command(
 
 # -- history --------------------------------------------------------------------------------------
 
+class HistoryFormat(str, Enum):
+    text = "text"
+    json = "json"
+
+
 @app.command("runs")
 def runs_command(
     ctx: typer.Context,
     export: Annotated[str | None, typer.Argument(help="Only this export's runs.")] = None,
     limit: Annotated[int, typer.Option("--limit", "-n", help="How many recent runs.")] = 20,
+    output: Annotated[HistoryFormat, typer.Option(
+        "--format", help="text: one line per run, long messages cut; json: every run's whole report.")
+                      ] = HistoryFormat.text,
 ) -> None:
-    """Recent runs: when, outcome, counts."""
+    """Recent runs: when, outcome, counts. An export neither in the config nor in state is an error (exit 2)."""
     loaded = load_config_or_exit(ctx)
+    state = _state(loaded)
+    try:
+        if export is not None and export not in loaded.exports and not state.summary(export):
+            raise fail(f"unknown export {export!r} (exports: {', '.join(sorted(loaded.exports)) or 'none'})",
+                       EXIT_INVALID)
+        runs = state.runs(export, limit)
+    finally:
+        state.close()
+    if output is HistoryFormat.json:
+        typer.echo(redact_text(orjson.dumps(runs, option=orjson.OPT_INDENT_2).decode()))
+        return
     table = Table("run", "export", "started", "seconds", "outcome", "upserted", "removed", "rejected", "message")
-    for run in _state(loaded).runs(export, limit):
+    for column in table.columns[:-1]:  # one line per run: the message gets the width left, and is cut to it
+        column.no_wrap = True
+    for run in runs:
         report = run["report"] or {}
         outcome = run["outcome"] + (" (dry run)" if run["dry_run"] else "")
         table.add_row(str(run["id"]), run["export"], run["started_at"], str(report.get("seconds", "")), outcome,
                       str(report.get("upserted", "")), str(report.get("removed", "")),
-                      str(report.get("rejected", "")), redact_text(report.get("message", "")))
+                      str(report.get("rejected", "")),
+                      Text(" ".join(redact_text(report.get("message", "")).split()), no_wrap=True, overflow="ellipsis"))
     console.print(table)
 
 
