@@ -36,6 +36,7 @@ from segship.cli.exit_codes import (
     OUTCOME_EXIT_CODES,
     combined_exit_code,
 )
+from segship.config.issues import ConfigError
 from segship.errors import SegshipError
 from segship.log import configure_logging, redact_text
 from segship.plugins import get_plugins
@@ -68,10 +69,26 @@ class GlobalOptions:
         configure_logging(json_format=self.log_format == "json", level=self.log_level, log_pii=self.log_pii)
 
 
-def fail(message: str, code: int = EXIT_FAILED) -> typer.Exit:
+class CommandFailed(typer.Exit):
+    """How a command ends on an error it has printed: its exit code, and the message, for what
+    records it (``export --report``)."""
+
+    def __init__(self, code: int, message: str) -> None:
+        super().__init__(code)
+        self.message = message
+
+
+def fail(message: str, code: int = EXIT_FAILED) -> CommandFailed:
     """Print an error line on stderr (redacted) and return the Exit to raise."""
-    typer.echo(f"error: {redact_text(message)}", err=True)
-    return typer.Exit(code)
+    message = redact_text(message)
+    typer.echo(f"error: {message}", err=True)
+    return CommandFailed(code, message)
+
+
+def fail_with_config(error: ConfigError) -> CommandFailed:
+    """Print the config's errors on stderr, one line each with its place, and return the Exit to raise (2)."""
+    typer.echo(error.render(), err=True)
+    return CommandFailed(EXIT_INVALID, str(error))
 
 
 def fail_with(error: SegshipError, subject: str | None = None) -> typer.Exit:
@@ -237,10 +254,9 @@ def config_path(ctx: typer.Context) -> Path:
 
 def load_config_or_exit(ctx: typer.Context) -> Config:
     """The validated config, or the config errors on stderr and exit 2."""
-    from segship.config import ConfigError, load_config
+    from segship.config import load_config
 
     try:
         return load_config(config_path(ctx), get_plugins())
     except ConfigError as error:
-        typer.echo(error.render(), err=True)
-        raise typer.Exit(EXIT_INVALID) from None
+        raise fail_with_config(error) from None

@@ -21,20 +21,24 @@ from typer.core import TyperCommand
 from segship import event_loop
 from segship.cli import plan_format
 from segship.cli.app import (
+    CommandFailed,
     GlobalOptions,
     app,
     check_each,
     fail,
     fail_with,
+    fail_with_config,
     load_config_or_exit,
     names_to_check,
 )
 from segship.cli.exit_codes import (
+    EXIT_ABORTED,
     EXIT_CHANGES,
     EXIT_FAILED,
     EXIT_INVALID,
     EXIT_OK,
     EXIT_SAFEGUARD,
+    OUTCOME_EXIT_CODES,
     combined_exit_code,
 )
 from segship.cli.progress import progress_for_terminal
@@ -71,8 +75,7 @@ def _select(ctx: typer.Context, config: Config, names: Iterable[str] | None, run
                    EXIT_INVALID)
     issues = role_issues(config, GlobalOptions.of(ctx).role, names)
     if issues:
-        typer.echo(ConfigError(issues).render(), err=True)
-        raise typer.Exit(EXIT_INVALID)
+        raise fail_with_config(ConfigError(issues))
     return names
 
 
@@ -212,7 +215,9 @@ def _stop_on_signals(stop: asyncio.Event) -> None:
 
     def interrupted() -> None:
         if stop.is_set():  # state stays consistent: it only ever holds acknowledged rows
-            raise KeyboardInterrupt
+            typer.echo("aborting: the batches in flight are cut off; state holds every acknowledged record "
+                       "(run the export again to continue)", err=True)
+            raise KeyboardInterrupt  # typer exits 130 on it
         typer.echo("stopping: finishing the batches in flight (Ctrl-C again to abort them)", err=True)
         stop.set()
 
@@ -221,17 +226,45 @@ def _stop_on_signals(stop: asyncio.Event) -> None:
 
 
 async def _run_exports(loaded: Config, names: list[str], state: StateStore, run_options: RunOptions,
-                       stop: asyncio.Event) -> list[RunReport]:
-    """Run exports one after the other; a Ctrl-C ends the current one and starts no other."""
+                       stop: asyncio.Event, reports: list[RunReport]) -> list[RunReport]:
+    """Run exports one after the other, each report into ``reports`` as its run starts (a second Ctrl-C
+    cuts the run, whose report says so); a Ctrl-C ends the current one and starts no other."""
     from segship.engine.run import ExportRun
 
-    reports = []
     for name in names:
         if stop.is_set():
             break
         run = ExportRun(loaded, name, get_plugins(), state, run_options, progress_for_terminal(), stop)
-        reports.append(await run.run())
+        reports.append(run.report)  # the run fills it in
+        await run.run()
     return reports
+
+
+def _write_report(path: Path, code: int, reports: Iterable[RunReport], error: str | None = None) -> None:
+    """``export --report``: the exit code and each run's report; ``error``: why no run could start."""
+    document = {"exit_code": code, **({"error": error} if error is not None else {}),
+                "exports": [report.as_dict() for report in reports]}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(redact_text(orjson.dumps(document, option=orjson.OPT_INDENT_2).decode()) + "\n")
+
+
+@contextmanager
+def _reported_if_not_started(path: Path | None, names: list[str]) -> Iterator[None]:
+    """``export --report``: written even when no run can start (the config, the exports named, state),
+    with each export named failed for that reason, then the error goes on as usual."""
+    from segship.engine.report import RunReport
+
+    try:
+        yield
+    except (SegshipError, CommandFailed) as error:
+        if path is not None:
+            if isinstance(error, CommandFailed):  # printed already: a usage or config error, or another
+                code, message = error.exit_code, error.message
+                outcome = "invalid" if code == EXIT_INVALID else "failed"
+            else:
+                code, message, outcome = OUTCOME_EXIT_CODES[error.outcome], str(error), error.outcome
+            _write_report(path, code, [RunReport(name, outcome=outcome, message=message) for name in names], message)
+        raise
 
 
 @app.command("export")
@@ -255,27 +288,32 @@ def export_command(
     """
     from segship.engine.run import RunOptions
 
-    loaded = load_config_or_exit(ctx)
-    names = _select(ctx, loaded, exports, run_all)
-    state = _state(loaded)
+    names = list(exports or [])  # as named until selected: the report of runs that can't start lists them
+    with _reported_if_not_started(report_file, names):
+        loaded = load_config_or_exit(ctx)
+        names[:] = _select(ctx, loaded, exports, run_all)
+        state = _state(loaded)
+    reports: list[RunReport] = []
 
     async def run() -> list[RunReport]:
         stop = asyncio.Event()
         _stop_on_signals(stop)
         run_options = RunOptions(dry_run=dry_run, full_resync=full_resync, allow_mass_removal=allow_mass_removal)
-        return await _run_exports(loaded, names, state, run_options, stop)
+        return await _run_exports(loaded, names, state, run_options, stop, reports)
 
     try:
-        reports = event_loop.run(run())
+        event_loop.run(run())
+    except KeyboardInterrupt:  # a second Ctrl-C: the report says what was done, then typer exits 130
+        if report_file is not None:
+            _write_report(report_file, EXIT_ABORTED, reports)
+        raise
     finally:  # before the interpreter exits: a connection collected before its cursor complains on stderr
         state.close()
     code = combined_exit_code(report.outcome for report in reports)
     for report in reports:
         typer.echo(redact_text(_summary(report)))
     if report_file is not None:
-        document = {"exit_code": code, "exports": [report.as_dict() for report in reports]}
-        report_file.parent.mkdir(parents=True, exist_ok=True)
-        report_file.write_text(redact_text(orjson.dumps(document, option=orjson.OPT_INDENT_2).decode()) + "\n")
+        _write_report(report_file, code, reports)
     raise typer.Exit(code)
 
 
@@ -402,7 +440,7 @@ def schedule_command(
         _stop_on_signals(stop)
 
         async def run_due(due: list[str]) -> int:
-            reports = await _run_exports(loaded, due, state, RunOptions(), stop)
+            reports = await _run_exports(loaded, due, state, RunOptions(), stop, [])
             for report in reports:
                 typer.echo(f"{datetime.now().isoformat(timespec='seconds')} {redact_text(_summary(report))}")
             return combined_exit_code(report.outcome for report in reports)
