@@ -162,7 +162,13 @@ def plan_command(
         DETAILED_EXITCODE, help="For CI gates: exit 0 when there is nothing to do, 2 when an export has changes "
                                 "to send, 4 when a safeguard would stop a run, 1 on any error.")] = False,
 ) -> None:
-    """Show what a run would add, update, remove and leave alone; sends nothing, opens no connection."""
+    """Show what a run would add, update, remove and leave alone; sends nothing, opens no connection.
+
+    Without EXPORT, exports gone from the config that left members in their destination are listed
+    too (segship retire removes them).
+    """
+    from segship.engine.retire import retired_exports
+
     with _errors_exit_1() if detailed_exitcode else nullcontext():
         loaded = load_config_or_exit(ctx)
         names = _select(ctx, loaded, exports, run_all=not exports)
@@ -174,15 +180,17 @@ def plan_command(
                     plans.append(_plan_one(loaded, name, state, verbose))
                 except SegshipError as exc:  # an unset ${env:…} of a source is usage (2), as for export
                     raise fail_with(exc, name) from None
+            # planning them all: those gone from the config that left members behind too
+            retired = [] if exports else retired_exports(loaded, state)
         finally:
             state.close()
         stops = {plan.export: _safeguard_stop(loaded, plan) for plan in plans}
     if as_json or output is plan_format.PlanFormat.json:
-        typer.echo(plan_format.as_json(plans, stops))
+        typer.echo(plan_format.as_json(plans, stops, retired))
     elif output is plan_format.PlanFormat.markdown:
-        typer.echo(redact_text(plan_format.as_markdown(plans, stops)), nl=False)
+        typer.echo(redact_text(plan_format.as_markdown(plans, stops, retired)), nl=False)
     else:
-        plan_format.print_text(plans, stops, console)
+        plan_format.print_text(plans, stops, console, retired)
     if detailed_exitcode:
         raise typer.Exit(EXIT_SAFEGUARD if any(stops.values()) else
                          EXIT_CHANGES if any(map(plan_format.has_changes, plans)) else EXIT_OK)
@@ -209,14 +217,14 @@ def _summary(report: RunReport) -> str:
     return line + "".join(f"\n  {move}" for move in moves) + (f"\n  {report.message}" if report.message else "")
 
 
-def _stop_on_signals(stop: asyncio.Event) -> None:
+def stop_on_signals(stop: asyncio.Event) -> None:
     """First Ctrl-C (or SIGTERM): finish the batches in flight, commit, stop. A second: abort now."""
     loop = asyncio.get_running_loop()
 
     def interrupted() -> None:
         if stop.is_set():  # state stays consistent: it only ever holds acknowledged rows
             typer.echo("aborting: the batches in flight are cut off; state holds every acknowledged record "
-                       "(run the export again to continue)", err=True)
+                       "(run the same command again to continue)", err=True)
             raise KeyboardInterrupt  # typer exits 130 on it
         typer.echo("stopping: finishing the batches in flight (Ctrl-C again to abort them)", err=True)
         stop.set()
@@ -297,7 +305,7 @@ def export_command(
 
     async def run() -> list[RunReport]:
         stop = asyncio.Event()
-        _stop_on_signals(stop)
+        stop_on_signals(stop)
         run_options = RunOptions(dry_run=dry_run, full_resync=full_resync, allow_mass_removal=allow_mass_removal)
         return await _run_exports(loaded, names, state, run_options, stop, reports)
 
@@ -437,7 +445,7 @@ def schedule_command(
 
     async def run() -> int:
         stop = asyncio.Event()
-        _stop_on_signals(stop)
+        stop_on_signals(stop)
 
         async def run_due(due: list[str]) -> int:
             reports = await _run_exports(loaded, due, state, RunOptions(), stop, [])
