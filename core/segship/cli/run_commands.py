@@ -292,7 +292,8 @@ def export_command(
 ) -> None:
     """Run exports now: plan, safeguards, send changes, commit as acknowledged, report.
 
-    Exit 0 when all succeeded, 3 when some rows were rejected, 1 when a run failed or was stopped.
+    Exit 0 when all succeeded, 3 when some rows were rejected, 1 when a run failed or was stopped, 130 when
+    a second Ctrl-C aborted it.
     """
     from segship.engine.run import RunOptions
 
