@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import json
 from importlib.metadata import version
+from typing import Annotated
 
 import pytest
 import typer.main
 from typer.testing import CliRunner
 
+from segship.cli.app import GlobalOptions, SegshipGroup, global_options
 from segship.cli.main import app
 
 CONFIG = """
@@ -122,3 +124,18 @@ def test_version_lists_segship_and_every_plugin(segship) -> None:
     assert f"  segship-braze {version('segship-braze')} (plugin braze: destination braze)" in lines, result
     assert (f"  segship-sendinblue {version('segship-sendinblue')} (plugin sendinblue: destination sendinblue)"
             in lines), result
+
+
+def test_a_commands_own_option_of_a_global_name_keeps_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A plugin's command may have its own ``--debug``: that one is the command's, the others still global."""
+    monkeypatch.delenv("SEGSHIP_ROLE", raising=False)
+    cli = typer.Typer(cls=SegshipGroup)
+    cli.callback()(global_options)
+
+    @cli.command()
+    def probe(ctx: typer.Context, debug: Annotated[int, typer.Option("--debug")] = 0) -> None:
+        options = GlobalOptions.of(ctx)
+        typer.echo(f"own {debug}, global {options.debug}, role {options.role}")
+
+    result = CliRunner().invoke(cli, ["probe", "--debug", "3", "--role", "contributor"])
+    assert (result.exit_code, result.output) == (0, "own 3, global False, role contributor\n"), result.output

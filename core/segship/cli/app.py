@@ -136,7 +136,9 @@ class SegshipGroup(TyperGroup):
         super().__init__(**attrs)
         shared = [param for param in self.params if param.name in GLOBAL_OPTIONS]
         for command in _leaf_commands(self):
-            command.params += [_after_command(param) for param in shared]
+            # a command's own option of the same name (a plugin's command may have one) keeps it
+            taken = {opt for param in command.params for opt in (*param.opts, *param.secondary_opts)}
+            command.params += [_after_command(param) for param in shared if taken.isdisjoint(param.opts)]
 
     def invoke(self, ctx: typer.Context) -> Any:
         try:
