@@ -16,7 +16,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from segship.cli.app import ConfigOption, app, fail, load_config_or_exit
+from segship.cli.app import app, fail, load_config_or_exit
 from segship.cli.exit_codes import EXIT_INVALID
 from segship.secrets import is_reference, resolve
 
@@ -30,14 +30,14 @@ console = Console(width=160)
 
 @state_app.command("show")
 def show_command(
+    ctx: typer.Context,
     export: Annotated[str | None, typer.Argument(help="Only this export.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print as JSON.")] = False,
-    config: ConfigOption = None,
 ) -> None:
     """Where state lives (backend, schema version) and, per export, members, rejects and the last run."""
     from segship.engine.state import open_state
 
-    loaded = load_config_or_exit(config)
+    loaded = load_config_or_exit(ctx)
     state = open_state(loaded)
     try:
         exports = state.summary(export)
@@ -74,10 +74,10 @@ def _target(to: str) -> str | Path:
 
 @state_app.command("copy")
 def copy_command(
+    ctx: typer.Context,
     to: Annotated[str, typer.Option("--to", help="Target: a SQLite file path, or a PostgreSQL URL by reference: "
                                                  "'${env:VAR}' or '${file:PATH}'.")],
     force: Annotated[bool, typer.Option("--force", help="Replace a target that already holds state.")] = False,
-    config: ConfigOption = None,
 ) -> None:
     """Copy the config's state to another backend (SQLite <-> PostgreSQL) and verify the row counts.
 
@@ -86,7 +86,7 @@ def copy_command(
     """
     from segship.engine.state import open_state, open_state_at
 
-    loaded = load_config_or_exit(config)
+    loaded = load_config_or_exit(ctx)
     target_place = _target(to)
     source = open_state(loaded)
     try:
@@ -116,6 +116,7 @@ def copy_command(
 
 @state_app.command("forget")
 def forget_command(
+    ctx: typer.Context,
     export: Annotated[str, typer.Argument(help="The export whose state to drop.")],
     left_in: Annotated[str | None, typer.Option(
         "--left-in", metavar="CONNECTION",
@@ -123,7 +124,6 @@ def forget_command(
              "connection (as `plan` and runs report it): the export's state otherwise stays.")] = None,
     yes: Annotated[bool, typer.Option("--yes", help="Confirm: drop its members, rejects and runs (with "
                                                     "--left-in: what is left in that instance).")] = False,
-    config: ConfigOption = None,
 ) -> None:
     """Drop everything state keeps about an export (an export that no longer exists), or only what is left
     in an instance no run can reach any more (--left-in).
@@ -133,7 +133,7 @@ def forget_command(
     """
     from segship.engine.state import open_state
 
-    loaded = load_config_or_exit(config)
+    loaded = load_config_or_exit(ctx)
     state = open_state(loaded)
     try:
         found = state.summary(export)

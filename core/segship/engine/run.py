@@ -40,7 +40,7 @@ from segship.engine.report import BatchReport, ExportPlan, RunReport, left_behin
 from segship.engine.mapping import MappedRows, map_rows, mapped_batches
 from segship.engine.safeguards import check_safeguards
 from segship.engine.snapshot import Snapshot
-from segship.engine.state import StateError, StateStore, chunks
+from segship.engine.state import RecordedDestination, StateError, StateStore, chunks
 from segship.engine.targets import EarlierInstances, InstanceUnreachable, TargetDestinations
 from segship.errors import SegshipError
 from segship.http import RequestInterrupted
@@ -229,6 +229,9 @@ class ExportRun:
                                   full_resync=self.options.full_resync, write=not self.options.dry_run)
         self.target_id = self.state.target_id(self.export.name, plan.target, record=False,
                                               instance=instances.instance)
+        if not self.options.dry_run:  # what `segship retire` rebuilds the destination from once the export is gone
+            self.state.record_destination(self.export.name, RecordedDestination(
+                self.connection.name, self.cls.name, self.export.settings, self.export.mapping))
         self._forget_rejects_of_non_members(snapshot)
         self.report.plan = plan.as_dict()
         self.report.phase_seconds["plan"] = round(time.monotonic() - started, 3)

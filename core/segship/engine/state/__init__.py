@@ -12,7 +12,8 @@ picks the backend from the config: ``state.path``, a SQLite file (the embedded d
 ``sqlite.py``), or ``state.url``, a PostgreSQL database shared by every machine that runs
 the exports (``postgres.py``). The SQL they share is in the ``sql`` package, a module per
 concern. The contract is split the same way: one abstract base per concern (members,
-targets, batches in flight, rejects, runs, administration, transfer), which
+targets, batches in flight, rejects, runs, the destination each export was last sent through,
+administration, transfer), which
 :class:`StateStore` combines, so callers hold one store and call ``state.<method>``.
 
 One run per export at a time: SQLite holds an OS file lock, PostgreSQL a session-level
@@ -76,6 +77,18 @@ class RecordedInstance(NamedTuple):
 
     instance: dict[str, Any]
     credentials: str | None
+
+
+class RecordedDestination(NamedTuple):
+    """What an export's last run built its destination from, kept so that the export can be retired once
+    it is gone from the config (``segship retire``): the connection's name (its settings, secrets
+    included, stay in the config), the destination type (the plugin's name) and the export's settings
+    and mapping as they were (no secret: secrets live in connections)."""
+
+    connection: str
+    type: str
+    settings: dict[str, Any]
+    mapping: dict[str, Any]
 
 
 class StateError(SegshipError):
@@ -246,6 +259,18 @@ class InFlightStore(ABC):
         identity or target there becomes a stale identity. Returns how many keys were folded in."""
 
 
+class DestinationStore(ABC):
+    """The destination each export was last sent through (``RecordedDestination``), for ``segship retire``."""
+
+    @abstractmethod
+    def record_destination(self, export: str, destination: RecordedDestination) -> None:
+        """Keep what this run of ``export`` builds its destination from (written only when it changed)."""
+
+    @abstractmethod
+    def recorded_destination(self, export: str) -> RecordedDestination | None:
+        """What the export's last run built its destination from; None before a run of this version."""
+
+
 class RejectStore(ABC):
     """Rows the destination refused (recorded by the commits), retried until accepted or gone."""
 
@@ -306,7 +331,8 @@ class TransferStore(ABC):
         """Make this state hold exactly ``tables`` (a copy), in one transaction."""
 
 
-class StateStore(MemberStore, TargetStore, InFlightStore, RejectStore, RunStore, AdministrationStore, TransferStore):
+class StateStore(MemberStore, TargetStore, InFlightStore, DestinationStore, RejectStore, RunStore, AdministrationStore,
+                 TransferStore):
     """What the engine and the CLI need from state, whatever the backend: each concern's contract above,
     and the store itself (where it is, its schema, closing it)."""
 

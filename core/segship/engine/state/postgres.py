@@ -109,6 +109,15 @@ MIGRATIONS: list[str] = [
     );
     """,
     INSTANCES_MIGRATION,  # 4: destination instances (sql/schema.py)
+    """
+    CREATE TABLE export_destinations (  -- what each export's last run built its destination from (segship retire)
+        export_id BIGINT PRIMARY KEY,
+        connection TEXT NOT NULL,       -- the connection's name (its settings stay in the config)
+        type TEXT NOT NULL,             -- the destination plugin's name
+        settings TEXT NOT NULL,         -- JSON of the export's settings
+        mapping TEXT NOT NULL           -- JSON of the export's mapping
+    );
+    """,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 #: Bytes of a streamed result's batches (the driver holds two at a time, so its default, 16 MB,

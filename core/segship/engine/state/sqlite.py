@@ -187,6 +187,15 @@ MIGRATIONS: list[str] = [
     );
     """,
     INSTANCES_MIGRATION,  # 7: destination instances (sql/schema.py)
+    """
+    CREATE TABLE export_destinations (  -- what each export's last run built its destination from (segship retire)
+        export_id INTEGER PRIMARY KEY,
+        connection TEXT NOT NULL,       -- the connection's name (its settings stay in the config)
+        type TEXT NOT NULL,             -- the destination plugin's name
+        settings TEXT NOT NULL,         -- JSON of the export's settings
+        mapping TEXT NOT NULL           -- JSON of the export's mapping
+    );
+    """,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 

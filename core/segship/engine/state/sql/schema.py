@@ -10,6 +10,8 @@
   the largest table small, and the id of the target the member is in;
 - ``member_digests``: per export id, the digest of its members (``MembersDigest``), deleted
   by the first write to them in a run (``members.py``);
+- ``export_destinations``: per export id, the connection, destination type, settings and
+  mapping its last run built its destination from (``RecordedDestination``, ``destinations.py``);
 - ``stale_identities`` (with the target to remove each from), ``rejects``, ``runs``,
   ``in_flight``: by export name (few rows).
 
@@ -38,6 +40,8 @@ TABLES: dict[str, pa.Schema] = {
                           ("column_hashes", pa.binary()), ("identity", pa.string()), ("target", pa.int32())]),
     "member_digests": pa.schema([("export_id", pa.int64()), ("kind", pa.string()), ("members", pa.int64()),
                                  ("digest", pa.int64())]),
+    "export_destinations": pa.schema([("export_id", pa.int64()), ("connection", pa.string()), ("type", pa.string()),
+                                      ("settings", pa.string()), ("mapping", pa.string())]),
     "stale_identities": pa.schema([("export", pa.string()), ("key", pa.string()), ("identity", pa.string()),
                                    ("target", pa.int32())]),
     "runs": pa.schema([("id", pa.int64()), ("export", pa.string()), ("started_at", pa.string()),
@@ -51,11 +55,13 @@ TABLES: dict[str, pa.Schema] = {
 #: Primary keys, by which ``state copy`` reads a table in pages.
 TABLE_KEYS: dict[str, tuple[str, ...]] = {"exports": ("id",), "targets": ("export_id", "id"),
                                           "members": ("export_id", "key"), "member_digests": ("export_id",),
+                                          "export_destinations": ("export_id",),
                                           "stale_identities": ("export", "target", "identity"), "runs": ("id",),
                                           "rejects": ("export", "key"), "in_flight": ("export", "id")}
 #: The column that ties a table's rows to an export: ``export`` (its name), or else the export's id;
 #: in the order ``forget`` deletes them.
 EXPORT_COLUMNS: dict[str, str] = {"members": "export_id", "member_digests": "export_id", "targets": "export_id",
+                                  "export_destinations": "export_id",
                                   "exports": "id", "stale_identities": "export", "rejects": "export",
                                   "runs": "export", "in_flight": "export"}
 
