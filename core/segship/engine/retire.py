@@ -115,7 +115,8 @@ class ExportRetirement(ExportRun):
                 if not self.options.dry_run:
                     destination = self._destination()
                     current = self.state.target_id(name, self.cls.target(self.export.settings), record=False)
-                    targets = TargetDestinations(destination, current, self.export, self.state.targets(name))
+                    targets = TargetDestinations(destination, current, self.export, self.state.targets(name),
+                                                 self.state.target_instances(name), self._instance(destination))
                     await self._remove_everyone(destination, targets, *removals)
                 report.outcome = "rejects" if report.rejected else "failed" if report.unacknowledged else "succeeded"
                 report.message = self._outcome_message()
@@ -157,7 +158,16 @@ class ExportRetirement(ExportRun):
             await self._timed("prepare", destination.prepare())
             for is_stale, by_target in ((False, leavers), (True, stale)):
                 for target, members in by_target.items():
-                    await self._remove_all(targets.get(target), target, members, stale=is_stale)
+                    if not targets.elsewhere(target):
+                        await self._remove_all(await targets.get(target), target, members, stale=is_stale)
+                        continue
+                    # a target in another instance (the export moved there): removed through the
+                    # connection that reached it, when it still can; else kept for a later retire
+                    problem = await self._remove_elsewhere(targets, target, members, stale=is_stale)
+                    if problem is not None:
+                        self.report.unacknowledged += len(members)
+                        log.warning("retire.left_behind", export=self.export.name, target=targets.source(target),
+                                    count=len(members), reason=problem)
         if not self.report.rejected and not self.report.unacknowledged:
             self.state.forget(self.export.name)
 
