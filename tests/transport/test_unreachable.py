@@ -3,11 +3,14 @@
 ``segship connections test`` tries each request within a short budget of its own, whatever the
 connection's ``network.retries`` allow a run, so it answers within 10 s naming the cause:
 refused, a name DNS doesn't know, an untrusted certificate, a server that never answers, a
-storm of 5xx. A run keeps the connection's budget.
+storm of 5xx. A run keeps the connection's budget and logs every retry at info (the attempt of
+how many, the cause, the wait before the next), in console and JSON logs, without a header,
+the key or a body.
 """
 
 from __future__ import annotations
 
+import json
 import socket
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -110,3 +113,31 @@ def test_connections_test_help_names_its_budget(project):
     text = " ".join(run.stdout.split())
     assert "at most 3 attempts within 3 s" in text and "network.retries" in text, run
 
+
+# -- a run: every retry logged at info ---------------------------------------------------------------
+
+BODY_MARKER = "segship-busy-body-7d1e"
+
+
+@pytest.mark.parametrize("log_format", ["json", "console"])
+def test_a_run_logs_every_retry_at_info_with_attempt_cause_and_wait(project, log_format):
+    with http_sandboxes() as (braze, brevo):
+        braze.answer_instead("/users/track", json.dumps({"message": BODY_MARKER}), status=503, count=2)
+        project.configure(braze.url, brevo.url)
+        run = project.cli("--log-format", log_format, "export", "to-braze")
+    assert run.exit_code == 0, run
+    lines = [line for line in run.stderr.splitlines() if "http.retry" in line]
+    assert len(lines) == 2, run  # two 503s, two retries, the third attempt went through
+    if log_format == "json":
+        retries = [json.loads(line) for line in lines]
+        for number, retry in enumerate(retries, 1):
+            assert retry["level"] == "info"
+            assert (retry["attempt"], retry["max_attempts"], retry["cause"]) == (number, 8, "HTTP 503")
+            assert retry["method"] == "POST" and retry["path"] == "/users/track"
+            assert 0 < retry["wait"] <= 0.5 * 2 ** (number - 1)  # backoff with jitter, below its ceiling
+    else:
+        for number, line in enumerate(lines, 1):
+            assert "info" in line and f"attempt={number}" in line and "max_attempts=8" in line, line
+            assert "cause='HTTP 503'" in line and "wait=" in line, line
+    assert BODY_MARKER not in run.stderr and BRAZE_KEY not in run.output
+    assert "Bearer" not in run.stderr and "Authorization" not in run.stderr
