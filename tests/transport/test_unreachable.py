@@ -73,7 +73,8 @@ def destinations(cause: str, pki: Pki) -> Iterator[tuple[str, str]]:
 
 CAUSES = {
     "refused": "could not connect to http://127.0.0.1:{port}: connection refused",
-    "name not resolved": "name not resolved (DNS knows no host segship-no-such-host.invalid)",
+    # "(DNS knows no host …)", or "(the DNS lookup … failed: …)" where no resolver answers
+    "name not resolved": "could not connect to http://segship-no-such-host.invalid: name not resolved (",
     "untrusted certificate": "certificate verify failed for 127.0.0.1",
     "never answers": "timed out after 4 s waiting for http://127.0.0.1:{port} to answer",
     "503 storm": "after 3 attempts (HTTP 503)",
