@@ -8,7 +8,8 @@ again can't fix (an untrusted certificate, a proxy refusing the credentials, a m
 oversized answer) fails at once. A wait the destination states (``Retry-After``, or its
 rate-limit reset header on a 429) is honoured and pauses every request of the run, not just
 the one that was refused; one longer than the retry budget left fails the request at once,
-naming the wait. Every wait ends at once when the run is told to stop (Ctrl-C, SIGTERM). No
+naming the wait. Each retry is logged at info (``http.retry``: the attempt of how many, the
+cause, the wait before the next), so a run never waits in silence. Every wait ends at once when the run is told to stop (Ctrl-C, SIGTERM). No
 redirect is followed: a 3xx is an error naming where it pointed, so no key ever follows one
 to another host. Request headers are never logged.
 """
@@ -211,8 +212,10 @@ class HttpClient:
                 last_problem += f"; the retry budget of {retry.max_seconds:g} s is spent"
                 break
             self.stats.retries += 1
-            log.debug("http.retry", method=method, path=path, problem=last_problem, attempt=attempt,
-                      delay=round(delay, 3))
+            # at info: an operator watching a run sees why it waits; the path without its query (a
+            # signed link's signature is in the query), never a header or a body
+            log.info("http.retry", method=method, path=url.path, attempt=attempt, max_attempts=retry.attempts,
+                     cause=last_problem, wait=round(delay, 3))
             await self._sleep(delay)
         raise RetriesExhausted(f"{method} {path} failed after {attempt} attempt{'s' if attempt > 1 else ''} "
                                f"({last_problem})", last_status)

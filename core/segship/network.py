@@ -20,7 +20,7 @@ import ssl
 import tempfile
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlsplit
@@ -31,6 +31,14 @@ DEFAULT_CONNECT_SECONDS = 10.0
 DEFAULT_READ_SECONDS = 60.0
 DEFAULT_MAX_ATTEMPTS = 8
 DEFAULT_MAX_SECONDS = 300.0
+#: ``segship connections test`` (the "Connect" button) must answer within 10 s, naming the cause,
+#: whatever the network does: its requests get at most these (a connection's smaller values
+#: stay), so a refused connection or a storm of 5xx is tried 3 times within 3 s, and a server
+#: that never answers is given up on after 4 s, not retried.
+CONNECTION_TEST_CONNECT_SECONDS = 3.0
+CONNECTION_TEST_READ_SECONDS = 4.0
+CONNECTION_TEST_MAX_ATTEMPTS = 3
+CONNECTION_TEST_MAX_SECONDS = 3.0
 
 
 @dataclass(frozen=True)
@@ -86,6 +94,13 @@ class NetworkSettings:
     read_timeout: float = DEFAULT_READ_SECONDS         # from the request sent to the answer's last byte
     max_attempts: int = DEFAULT_MAX_ATTEMPTS
     max_seconds: float = DEFAULT_MAX_SECONDS           # no retry starts later than this after the first try
+
+    def for_connection_test(self) -> NetworkSettings:
+        """These settings within the budget of ``segship connections test`` (``CONNECTION_TEST_*``)."""
+        return replace(self, connect_timeout=min(self.connect_timeout, CONNECTION_TEST_CONNECT_SECONDS),
+                       read_timeout=min(self.read_timeout, CONNECTION_TEST_READ_SECONDS),
+                       max_attempts=min(self.max_attempts, CONNECTION_TEST_MAX_ATTEMPTS),
+                       max_seconds=min(self.max_seconds, CONNECTION_TEST_MAX_SECONDS))
 
 
 def resolve_network(network: Mapping[str, Any], base_dir: Path, locations: Mapping[tuple[str, ...], str],

@@ -21,6 +21,7 @@ requests that carry their own key, and it looks the proxy up on a thread for eve
 from __future__ import annotations
 
 import asyncio
+import os
 import socket
 import ssl
 import urllib.request
@@ -180,14 +181,18 @@ def _problem(exc: BaseException, url: URL, proxy: Proxy | None, timeout: aiohttp
         return TransportError(f"could not connect to the proxy {shown}: {_words(exc)}", retryable=True)
     if isinstance(exc, aiohttp.ClientConnectorDNSError):
         if getattr(exc.os_error, "errno", None) == socket.EAI_NONAME:  # the name doesn't exist: a typo, not a blip
-            return TransportError(f"{reach}: DNS knows no host {url.host}", retryable=False)
-        return TransportError(f"{reach}: DNS lookup of {url.host} failed ({_words(exc)})", retryable=True)
+            return TransportError(f"{reach}: name not resolved (DNS knows no host {url.host})", retryable=False)
+        return TransportError(f"{reach}: name not resolved (the DNS lookup of {url.host} failed: {_words(exc)})",
+                              retryable=True)
     tls_error = _tls_error(exc)
     if tls_error is not None:
         return TransportError(f"{reach}: the TLS connection failed ({tls_error})", retryable=False)
     if isinstance(exc, aiohttp.ConnectionTimeoutError):
-        return TransportError(f"{reach} within {timeout.sock_connect:g} s", retryable=True)
-    if isinstance(exc, asyncio.TimeoutError):  # sock_read's or total's
+        return TransportError(f"{reach}: timed out after {timeout.sock_connect:g} s", retryable=True)
+    if isinstance(exc, aiohttp.SocketTimeoutError):  # sock_read's: nothing came for that long
+        return TransportError(f"timed out after {timeout.sock_read:g} s waiting for {origin} to answer",
+                              retryable=True)
+    if isinstance(exc, asyncio.TimeoutError):  # total's: an attempt's whole time, however the answer dripped
         return TransportError(f"no complete answer from {origin} within {timeout.total:g} s", retryable=True)
     if isinstance(exc, aiohttp.ClientConnectorError):
         return TransportError(f"{reach}: {_words(exc)}", retryable=True)
@@ -205,12 +210,15 @@ def _problem(exc: BaseException, url: URL, proxy: Proxy | None, timeout: aiohttp
 
 
 def _words(exc: BaseException) -> str:
-    """The OS's words for a connection problem: never the request."""
-    if isinstance(exc, aiohttp.ClientConnectorError):
-        return exc.os_error.strerror or type(exc.os_error).__name__
-    if isinstance(exc, OSError) and exc.strerror:
-        return exc.strerror
-    return type(exc).__name__
+    """The OS's words for a connection problem (``connection refused``): never the request."""
+    error = exc.os_error if isinstance(exc, aiohttp.ClientConnectorError) else exc
+    if not isinstance(error, OSError):
+        return type(error).__name__
+    # the errno's own words: asyncio's strerror is "Connect call failed ('127.0.0.1', 1)", which names no cause
+    words = os.strerror(error.errno) if isinstance(error.errno, int) and error.errno > 0 else error.strerror
+    if not words:
+        return type(error).__name__
+    return words[0].lower() + words[1:]
 
 
 def _tls_error(exc: BaseException) -> str | None:

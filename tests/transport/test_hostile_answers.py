@@ -279,6 +279,25 @@ def test_a_name_dns_says_does_not_exist_is_not_retried_a_failing_resolver_is(err
     failure = aiohttp.ClientConnectorDNSError(key, OSError(error, "lookup failed"))
     problem = _problem(failure, URL("https://rest.iad-99.braze.com/users/track"), None, aiohttp.ClientTimeout())
     assert problem.retryable is retryable and "rest.iad-99.braze.com" in str(problem)
+    assert "name not resolved" in str(problem)
+
+
+TIMEOUT = aiohttp.ClientTimeout(total=7, sock_connect=3, sock_read=4)
+KEY = ConnectionKey("rest.iad-99.braze.com", 443, True, True, None, None, None)
+
+
+@pytest.mark.parametrize(("failure", "words"), [
+    (aiohttp.ClientConnectorError(KEY, ConnectionRefusedError(111, "Connect call failed ('10.0.0.1', 443)")),
+     "could not connect to https://rest.iad-99.braze.com: connection refused"),
+    (aiohttp.ConnectionTimeoutError("Connection timeout to host"),
+     "could not connect to https://rest.iad-99.braze.com: timed out after 3 s"),
+    (aiohttp.SocketTimeoutError("Timeout on reading data from socket"),
+     "timed out after 4 s waiting for https://rest.iad-99.braze.com to answer"),
+    (asyncio.TimeoutError(), "no complete answer from https://rest.iad-99.braze.com within 7 s"),
+], ids=["refused", "connecting", "silent", "whole attempt"])
+def test_a_connection_problem_says_its_cause_in_words_and_is_retried(failure, words):
+    problem = _problem(failure, URL("https://rest.iad-99.braze.com/users/track"), None, TIMEOUT)
+    assert str(problem) == words and problem.retryable
 
 
 # -- the real CLI against each ------------------------------------------------------------------------------

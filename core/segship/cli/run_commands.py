@@ -18,7 +18,7 @@ from rich.table import Table
 from rich.text import Text
 from typer.core import TyperCommand
 
-from segship import event_loop
+from segship import event_loop, network
 from segship.cli import plan_format
 from segship.cli.app import (
     CommandFailed,
@@ -401,8 +401,9 @@ def rejects_command(
 async def _test_connection(loaded: Config, name: str) -> list[str]:
     connection = loaded.connections[name]
     cls = get_plugins().destination(connection.type)
+    # a budget of its own, not the run's: the test answers within 10 s whatever the network does
     context = ConnectionContext(name, resolve_connection_settings(loaded, name, get_plugins()),
-                                connection.resolved_network())
+                                connection.resolved_network().for_connection_test())
     lines = []
     targets = [None] + [export for export in loaded.exports.values() if export.connection == name]
     for export in targets:
@@ -415,7 +416,12 @@ async def _test_connection(loaded: Config, name: str) -> list[str]:
     return lines
 
 
-@connections_app.command("test")
+@connections_app.command("test", epilog=(
+        "Its requests get a budget of their own, shorter than a run's (a connection's network.retries "
+        f"and network.timeouts): at most {network.CONNECTION_TEST_MAX_ATTEMPTS} attempts within "
+        f"{network.CONNECTION_TEST_MAX_SECONDS:g} s, each with {network.CONNECTION_TEST_CONNECT_SECONDS:g} s to "
+        f"connect and {network.CONNECTION_TEST_READ_SECONDS:g} s to answer, so a connection that fails is "
+        "named with its cause within 10 s."))
 def connections_test_command(
     ctx: typer.Context,
     name: Annotated[str | None, typer.Argument(help="The connection to test.", show_default=False)] = None,
