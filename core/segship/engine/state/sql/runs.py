@@ -6,6 +6,7 @@ from typing import Any
 
 import orjson
 
+from segship.engine.report import DELIVERED_OUTCOMES
 from segship.engine.state import RunStore, now
 from segship.engine.state.sql.connection import SqlConnection, on_state_thread
 
@@ -36,9 +37,10 @@ class SqlRuns(SqlConnection, RunStore):
         return [_run(row) for row in rows]
 
     def last_success(self, export: str, before: int | None = None) -> dict[str, Any] | None:
+        delivered = ", ".join("?" * len(DELIVERED_OUTCOMES))
         row = self.one(f"SELECT {RUN_COLUMNS} FROM runs WHERE export = ? AND id < ? AND dry_run = 0 "
-                       "AND outcome IN ('succeeded', 'rejects') ORDER BY id DESC LIMIT 1",
-                       (export, before if before is not None else 2**63 - 1))
+                       f"AND outcome IN ({delivered}) ORDER BY id DESC LIMIT 1",
+                       (export, before if before is not None else 2**63 - 1, *DELIVERED_OUTCOMES))
         return _run(row) if row is not None else None
 
 

@@ -1,0 +1,53 @@
+"""Sending alerts to the channels that hear of them; a channel that fails is logged, never raised.
+
+Every alert is logged (``alert.open`` as a warning, ``alert.resolved``), channels or not. Each
+channel whose ``exports`` and ``events`` take it gets it, the channels at once, each send bounded
+in time. A channel's settings are resolved when it sends, so a missing ``${env:…}`` is that
+channel's failure, logged like any other.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterable
+from dataclasses import replace
+
+import structlog
+
+from segship.config import Config
+from segship.config.model import NotificationConfig
+from segship.log import redact_text
+from segship.notifiers.contract import Alert, NotifierError
+from segship.plugins import Plugins
+
+log = structlog.get_logger("segship.alerts")
+
+#: The most one channel may take to send one alert; its own timeouts should end it well before.
+SEND_SECONDS = 30
+
+
+async def deliver(config: Config, plugins: Plugins, alerts: Iterable[Alert]) -> None:
+    """Log each alert and send it to every channel that hears of it."""
+    sends = []
+    for alert in alerts:
+        alert = replace(alert, message=redact_text(alert.message))
+        report = log.warning if alert.status == "open" else log.info
+        report(f"alert.{alert.status}", export=alert.export, alert_event=alert.event, run_id=alert.run_id,
+               message=alert.message)
+        sends += [_send(channel, plugins, alert) for channel in config.notifications.values()
+                  if channel.hears(alert.export, alert.event)]
+    await asyncio.gather(*sends)
+
+
+async def _send(channel: NotificationConfig, plugins: Plugins, alert: Alert) -> None:
+    try:
+        cls = plugins.notifier(channel.type)
+        if cls is None:
+            raise NotifierError(f"the notifier {channel.type!r} is not installed (see `segship plugins`)")
+        await asyncio.wait_for(cls(channel.name, channel.resolved_settings()).send(alert), SEND_SECONDS)
+    except Exception as exc:  # noqa: BLE001 - a channel that fails must not fail the run that raised the alert
+        log.warning("alert.not_sent", channel=channel.name, export=alert.export, alert_event=alert.event,
+                    status=alert.status, error=redact_text(f"{type(exc).__name__}: {exc}"))
+    else:
+        log.info("alert.sent", channel=channel.name, export=alert.export, alert_event=alert.event,
+                 status=alert.status)
