@@ -43,7 +43,7 @@ class WebhookApp:
 
     def __init__(self) -> None:
         self.deliveries: list[Delivery] = []
-        self.answer = (200, "ok")
+        self.answers: dict[str | None, tuple[int, str]] = {None: (200, "ok")}  # by path; None: any other
 
     def build_app(self) -> web.Application:
         app = web.Application()
@@ -52,7 +52,7 @@ class WebhookApp:
 
     async def _receive(self, request: web.Request) -> web.Response:
         self.deliveries.append(Delivery(request.path, dict(request.headers), await request.read()))
-        status, text = self.answer
+        status, text = self.answers.get(request.path, self.answers[None])
         return web.Response(status=status, text=text)
 
 
@@ -67,9 +67,10 @@ class WebhookReceiver(BackgroundSandbox):
     def deliveries(self, path: str | None = None) -> list[Delivery]:
         return self.call(lambda: [d for d in self.sandbox.deliveries if path is None or d.path == path])
 
-    def refuse(self, status: int, text: str) -> None:
-        """Answer every POST from now on so (Slack: 404 ``no_service``); ``refuse(200, "ok")`` undoes it."""
-        self.call(lambda: setattr(self.sandbox, "answer", (status, text)))
+    def refuse(self, status: int, text: str, path: str | None = None) -> None:
+        """Answer every POST (to ``path``) from now on so (Slack: 404 ``no_service``); ``refuse(200, "ok")``
+        undoes it."""
+        self.call(lambda: self.sandbox.answers.__setitem__(path, (status, text)))
 
     def clear(self) -> None:
         self.call(self.sandbox.deliveries.clear)
