@@ -335,12 +335,14 @@ def schedule_command(
     names = _select(ctx, loaded, names, run_all=False)
     state = _state(loaded)
     metrics = RunMetrics()
-    destinations = {name: loaded.connections[loaded.exports[name].connection].type for name in names}
-    watching_since = datetime.now().astimezone()
+    # each export's destination by its plugin's name (a connection may use an alias: brevo for sendinblue)
+    destinations = {name: get_plugins().destination(loaded.connections[loaded.exports[name].connection].type).name
+                    for name in names}
 
     async def run() -> int:
         stop = asyncio.Event()
         _stop_on_signals(stop)
+        watching_since: datetime | None = None  # by the scheduler's clock: an export never run is stale from it
 
         async def run_due(due: list[str]) -> int:
             reports = await _run_exports(loaded, due, state, RunOptions(), stop)
@@ -350,6 +352,8 @@ def schedule_command(
             return combined_exit_code(report.outcome for report in reports)
 
         async def watch(now: datetime) -> None:
+            nonlocal watching_since
+            watching_since = watching_since or now
             await deliver(loaded, get_plugins(), stale_alerts(loaded, state, names, watching_since, now))
 
         return await run_schedule({name: loaded.exports[name].schedule for name in names}, run_due, stop,
