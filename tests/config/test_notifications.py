@@ -155,3 +155,16 @@ def test_each_notifier_is_composed_under_its_type_and_editors_accept_references(
     assert not list(validator.iter_errors(document))
     document["notifications"]["on-call"]["to"] = ["a@example.com"]  # an email channel's key, not slack's
     assert [error.message for error in validator.iter_errors(document)]
+
+
+def test_channels_in_files_of_their_own_merge_by_name(segship, write_config) -> None:
+    write_config({"configs/main.yaml": BASE, "configs/alerts/on-call.yaml": CHANNELS,
+                  "configs/alerts/more.yaml": "notifications:\n  hook: {type: webhook, url: '${env:OTHER_URL}'}\n"})
+    result = segship("validate", "-c", "configs")
+    assert result.exit_code == 2, result
+    assert result.stderr.splitlines() == [
+        "configs/alerts/on-call.yaml:7:3: notification 'hook' is defined twice: first at "
+        "configs/alerts/more.yaml:2:3"]
+    write_config({"configs/alerts/more.yaml": "notifications:\n  pager: {type: webhook, url: '${env:OTHER_URL}'}\n"})
+    result = segship("validate", "-c", "configs")
+    assert result.exit_code == 0, result
