@@ -239,7 +239,8 @@ def _plugin_names(result) -> list[str]:
 def test_load_plugins_variable_loads_only_the_named_plugins(cli) -> None:
     result = cli("plugins", env={"SEGSHIP_LOAD_PLUGINS": "testdest,braze"})
     assert result.exit_code == 0, result
-    assert _plugin_names(result) == ["duckdb", "postgres", "adbc", "notifiers", "braze", "testdest"]  # built-ins always load
+    # built-ins always load
+    assert _plugin_names(result) == ["duckdb", "postgres", "adbc", "notifiers", "braze", "testdest"]
     assert "testdest-broken" not in result.stderr  # not selected, so never imported
 
 

@@ -13,12 +13,15 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from datetime import datetime
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 
 from segship.engine.report import DELIVERED_OUTCOMES, RunReport
 from segship.errors import SegshipError
 
+#: Every metric's name starts ``segship_``.
+NAMESPACE = "segship"
 #: Every outcome a run may end with (RunReport.outcome), each a series from the start.
 OUTCOMES = ("succeeded", "rejects", "failed", "aborted", "interrupted", "invalid")
 #: Run durations, in seconds: from an unchanged re-run to a first run of millions of members.
@@ -36,26 +39,23 @@ class RunMetrics:
 
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
-        registry = self.registry
-        self.runs = Counter("segship_runs", "Runs that ended, by export and outcome.", ["export", "outcome"],
-                            registry=registry)
-        self.members = Gauge("segship_members", "Members of the export (rows of its segments) at its last planned "
-                                                "run.", ["export"], registry=registry)
-        self.rows_sent = Counter("segship_rows_sent", "Rows the destination acknowledged (joins, changes, moves).",
-                                 ["export"], registry=registry)
-        self.rows_removed = Counter("segship_rows_removed", "Members the destination acknowledged removing.",
-                                    ["export"], registry=registry)
-        self.rows_refused = Counter("segship_rows_refused", "Rows refused, by the destination or the mapping.",
-                                    ["export"], registry=registry)
-        self.requests = Counter("segship_requests", "HTTP requests to the destination, retries included.",
-                                ["export", "destination"], registry=registry)
-        self.rate_limited = Counter("segship_rate_limited_responses", "HTTP 429 answers from the destination.",
-                                    ["export", "destination"], registry=registry)
-        self.duration = Histogram("segship_run_duration_seconds", "How long runs took.", ["export"],
-                                  buckets=DURATION_BUCKETS, registry=registry)
-        self.last_success = Gauge("segship_last_success_timestamp_seconds", "When the export's last successful run "
-                                                                            "(succeeded or rejects) finished, Unix time.",
-                                  ["export"], registry=registry)
+
+        def metric(kind: type, name: str, documentation: str, labels: tuple[str, ...] = ("export",),
+                   **options: Any) -> Any:
+            return kind(name, documentation, labels, namespace=NAMESPACE, registry=self.registry, **options)
+
+        self.runs = metric(Counter, "runs", "Runs that ended, by export and outcome.", ("export", "outcome"))
+        self.members = metric(Gauge, "members", "Members of the export (rows of its segments) at its last planned run.")
+        self.rows_sent = metric(Counter, "rows_sent", "Rows the destination acknowledged (joins, changes, moves).")
+        self.rows_removed = metric(Counter, "rows_removed", "Members the destination acknowledged removing.")
+        self.rows_refused = metric(Counter, "rows_refused", "Rows refused, by the destination or the mapping.")
+        self.requests = metric(Counter, "requests", "HTTP requests to the destination, retries included.",
+                               ("export", "destination"))
+        self.rate_limited = metric(Counter, "rate_limited_responses", "HTTP 429 answers from the destination.",
+                                   ("export", "destination"))
+        self.duration = metric(Histogram, "run_duration_seconds", "How long runs took.", buckets=DURATION_BUCKETS)
+        self.last_success = metric(Gauge, "last_success_timestamp_seconds",
+                                   "When the export's last successful run (succeeded or rejects) finished, Unix time.")
 
     def start(self, destinations: Mapping[str, str], last_successes: Mapping[str, str | None]) -> None:
         """Make each export's series, at zero (``destinations``: export -> its connection's type), and set

@@ -20,25 +20,25 @@ version: 1
 sources: {crm: {type: duckdb, path: profiles.csv}}
 segments: {vip: {source: crm, key: customer_id, sql: SELECT 1}}
 connections:
-  braze:
-    type: braze
-    display_name: Braze
+  brevo:
+    type: brevo
+    display_name: Brevo
     data_privacy_consent: true
-    settings: {api_key: "${env:BRAZE_API_KEY}", rest_endpoint: https://rest.iad-01.braze.com}
+    settings: {api_key: "${env:BREVO_API_KEY}"}
 exports:
-  vip-braze:
+  vip-brevo:
     display_name: VIP
-    connection: braze
+    connection: brevo
     segments: [vip]
-    settings: {segment_api_identifier: 3c4a9e52-0000-4000-8000-000000000001}
-    mapping: {email: email, customer_id: customer_id}
+    settings: {list_id: 7}
+    mapping: {email: email}
 """
 CHANNELS = """\
 notifications:
   on-call:
     type: slack
     url: ${env:SLACK_WEBHOOK_URL}
-    exports: [vip-braze]
+    exports: [vip-brevo]
     events: [failed, stale]
   hook:
     type: webhook
@@ -56,20 +56,20 @@ def test_the_designs_channels_validate_and_build(tmp_path: Path) -> None:
     (tmp_path / "segship.yaml").write_text(BASE + "    alerts: {max_rejected_fraction: 0.1, stale_after: 90m}\n"
                                            + CHANNELS)
     config = load_config(tmp_path / "segship.yaml", build_plugins())
-    assert config.exports["vip-braze"].alerts == AlertThresholds(0.1, 0.2, timedelta(minutes=90))
+    assert config.exports["vip-brevo"].alerts == AlertThresholds(0.1, 0.2, timedelta(minutes=90))
     slack, hook, mail = (config.notifications[name] for name in ("on-call", "hook", "ops-mail"))
-    assert (slack.type, slack.exports, slack.events) == ("slack", ("vip-braze",), ("failed", "stale"))
+    assert (slack.type, slack.exports, slack.events) == ("slack", ("vip-brevo",), ("failed", "stale"))
     assert (hook.exports, hook.events) == (None, EVENTS)  # defaults: every export, every event
     assert slack.settings == {"url": "${env:SLACK_WEBHOOK_URL}"}
     assert mail.settings["to"] == ["data-oncall@example.com"] and mail.secret_paths == (("smtp", "password"),)
-    assert slack.hears("vip-braze", "failed") and not slack.hears("vip-braze", "drop")
+    assert slack.hears("vip-brevo", "failed") and not slack.hears("vip-brevo", "drop")
     assert not slack.hears("other", "failed") and hook.hears("other", "drop")
 
 
 def test_alert_thresholds_have_the_designs_defaults(tmp_path: Path) -> None:
     (tmp_path / "segship.yaml").write_text(BASE)
     config = load_config(tmp_path / "segship.yaml", build_plugins())
-    assert config.exports["vip-braze"].alerts == AlertThresholds(0.05, 0.2, timedelta(hours=6))
+    assert config.exports["vip-brevo"].alerts == AlertThresholds(0.05, 0.2, timedelta(hours=6))
     assert config.notifications == {}
     assert AlertThresholds.from_config({"stale_after": "2d"}).stale_after == timedelta(days=2)
     assert AlertThresholds.from_config({"stale_after": "45s"}).stale_after == timedelta(seconds=45)
@@ -109,8 +109,8 @@ def test_settings_resolve_at_send_time_and_secrets_are_registered_for_redaction(
      "cross the network in clear (leave starttls out, or true)"),
     ("  mail: {type: email, from: a@example.com, to: [b@example.com], smtp: {host: h, password: '${env:P}'}}",
      "segship.yaml:18:65: notifications.mail.smtp: 'password' needs 'username' too"),
-    ("  on-call: {type: slack, url: '${env:U}', exports: [vip-braze, vip-brevo]}",
-     "segship.yaml:18:64: notification 'on-call' names export 'vip-brevo', which is not defined (exports: vip-braze)"),
+    ("  on-call: {type: slack, url: '${env:U}', exports: [vip-brevo, vip-braze]}",
+     "segship.yaml:18:64: notification 'on-call' names export 'vip-braze', which is not defined (exports: vip-brevo)"),
     ("  on-call: {type: slack, url: '${env:U}', events: [failed, flaky]}",
      "segship.yaml:18:60: notifications.on-call.events.1 must be one of 'failed', 'safeguard', 'rejects', 'drop', "
      "'stale'; got 'flaky'"),
@@ -131,9 +131,9 @@ def test_a_wrong_channel_is_a_validate_error_that_never_quotes_a_secret(entry: s
 
 
 @pytest.mark.parametrize(("alerts", "message"), [
-    ("{stale_after: 6 hours}", "exports.vip-braze.alerts.stale_after: '6 hours' does not match the expected pattern"),
-    ("{max_dropped_fraction: 1.5}", "exports.vip-braze.alerts.max_dropped_fraction must be <= 1; got 1.5"),
-    ("{max_rejected: 0.1}", "unknown key 'max_rejected' in exports.vip-braze.alerts (did you mean "
+    ("{stale_after: 6 hours}", "exports.vip-brevo.alerts.stale_after: '6 hours' does not match the expected pattern"),
+    ("{max_dropped_fraction: 1.5}", "exports.vip-brevo.alerts.max_dropped_fraction must be <= 1; got 1.5"),
+    ("{max_rejected: 0.1}", "unknown key 'max_rejected' in exports.vip-brevo.alerts (did you mean "
                             "'max_rejected_fraction'?)"),
 ])
 def test_wrong_alert_thresholds_are_validate_errors(alerts: str, message: str, segship, write_config) -> None:

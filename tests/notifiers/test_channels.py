@@ -15,10 +15,10 @@ from segship.notifiers.webhook import WebhookNotifier
 
 from ..alert_receivers import WebhookReceiver
 
-FAILED = Alert("failed", "open", "vip-braze", 12, "run 12 of vip-braze failed: Braze answered HTTP 503 <twice> & gave up",
-               {"outcome": "failed"})
-RESOLVED = Alert("rejects", "resolved", "vip-braze", 15, "vip-braze: rows refused, open since 2026-01-05T09:00:00+00:00 "
-                 "by run 12, is resolved: run 15 succeeded",
+FAILED = Alert("failed", "open", "vip-braze", 12,
+               "run 12 of vip-braze failed: Braze answered HTTP 503 <twice> & gave up", {"outcome": "failed"})
+RESOLVED = Alert("rejects", "resolved", "vip-braze", 15,
+                 "vip-braze: rows refused, open since 2026-01-05T09:00:00+00:00 by run 12, is resolved: run 15 succeeded",
                  {"rejected": 0, "rows_sent": 1200, "rejected_fraction": 0.0, "new_reasons": [],
                   "opened_at": "2026-01-05T09:00:00+00:00", "opened_by_run": 12})
 

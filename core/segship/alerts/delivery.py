@@ -14,7 +14,6 @@ from dataclasses import replace
 
 import structlog
 
-from segship.config import Config
 from segship.config.model import NotificationConfig
 from segship.log import redact_text
 from segship.notifiers.contract import Alert, NotifierError
@@ -26,16 +25,16 @@ log = structlog.get_logger("segship.alerts")
 SEND_SECONDS = 30
 
 
-async def deliver(config: Config, plugins: Plugins, alerts: Iterable[Alert]) -> None:
-    """Log each alert and send it to every channel that hears of it."""
+async def deliver(channels: Iterable[NotificationConfig], plugins: Plugins, alerts: Iterable[Alert]) -> None:
+    """Log each alert and send it to every channel (``Config.notifications``) that hears of it."""
+    channels = list(channels)
     sends = []
     for alert in alerts:
         alert = replace(alert, message=redact_text(alert.message))
         report = log.warning if alert.status == "open" else log.info
         report(f"alert.{alert.status}", export=alert.export, alert_event=alert.event, run_id=alert.run_id,
                message=alert.message)
-        sends += [_send(channel, plugins, alert) for channel in config.notifications.values()
-                  if channel.hears(alert.export, alert.event)]
+        sends += [_send(channel, plugins, alert) for channel in channels if channel.hears(alert.export, alert.event)]
     await asyncio.gather(*sends)
 
 

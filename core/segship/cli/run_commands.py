@@ -354,7 +354,8 @@ def schedule_command(
         async def watch(now: datetime) -> None:
             nonlocal watching_since
             watching_since = watching_since or now
-            await deliver(loaded, get_plugins(), stale_alerts(loaded, state, names, watching_since, now))
+            await deliver(loaded.notifications.values(), get_plugins(),
+                          stale_alerts(loaded, state, names, watching_since, now))
 
         return await run_schedule({name: loaded.exports[name].schedule for name in names}, run_due, stop,
                                   once=once, watch=watch)

@@ -151,7 +151,8 @@ class ExportRun:
         log.info("export.finished", export=self.export.name, outcome=report.outcome, upserted=report.upserted,
                  removed=report.removed, rejected=report.rejected, seconds=report.seconds)
         self.plugins.export_finished(self.export.name, report)
-        await deliver(self.config, self.plugins, alerts)  # after the lock: a slow channel holds up no run
+        # after the lock is let go: a slow channel holds up no other run
+        await deliver(self.config.notifications.values(), self.plugins, alerts)
         return report
 
     def _fail(self, exc: BaseException) -> None:

@@ -1,4 +1,4 @@
-"""POSTing an alert to an HTTP channel (Slack's incoming webhook, a generic webhook) with aiohttp.
+"""What HTTP channels (Slack's incoming webhook, a webhook) share: a secret URL, a POST with aiohttp.
 
 One short-lived session per alert: alerts are few, and a channel must not share a run's
 session, its pacing or its failures. Timeouts are explicit, proxies come from the environment
@@ -9,6 +9,7 @@ secret, and a redirect would carry the body elsewhere.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import Any
 
 from segship import __version__
 from segship.notifiers.contract import NotifierError
@@ -18,6 +19,12 @@ CONNECT_SECONDS = 5
 TOTAL_SECONDS = 15
 #: How much of a refusal's body goes into the error (Slack says why in a word: ``invalid_payload``).
 ANSWER_EXCERPT = 200
+
+
+def url_settings_schema(url_description: str, **more: dict[str, Any]) -> dict[str, Any]:
+    """The settings schema of an HTTP channel: ``url``, a secret (it holds the channel's token), and ``more``."""
+    url = {"type": "string", "minLength": 1, "x-secret": True, "description": url_description}
+    return {"type": "object", "properties": {"url": url, **more}, "required": ["url"], "additionalProperties": False}
 
 
 async def post_json(channel: str, url: str, body: bytes, headers: Mapping[str, str] | None = None) -> None:

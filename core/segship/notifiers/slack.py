@@ -12,7 +12,7 @@ from typing import Any
 import orjson
 
 from segship.notifiers.contract import Alert, Notifier
-from segship.notifiers.http_post import post_json
+from segship.notifiers.http_post import post_json, url_settings_schema
 
 #: Block Kit's limits: a header's text, a section's text, a section's fields and each field's text.
 HEADER_CHARACTERS = 150
@@ -24,15 +24,7 @@ ICONS = {"open": ":rotating_light:", "resolved": ":white_check_mark:"}
 
 class SlackNotifier(Notifier):
     name = "slack"
-    settings_schema = {
-        "type": "object",
-        "properties": {
-            "url": {"type": "string", "minLength": 1, "x-secret": True,
-                    "description": "The Slack incoming-webhook URL, by reference: ${env:SLACK_WEBHOOK_URL}."},
-        },
-        "required": ["url"],
-        "additionalProperties": False,
-    }
+    settings_schema = url_settings_schema("The Slack incoming-webhook URL, by reference: ${env:SLACK_WEBHOOK_URL}.")
 
     async def send(self, alert: Alert) -> None:
         await post_json(self.channel, self.settings["url"], orjson.dumps(slack_message(alert)))

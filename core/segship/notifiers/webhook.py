@@ -13,24 +13,17 @@ import hmac
 import orjson
 
 from segship.notifiers.contract import Alert, Notifier
-from segship.notifiers.http_post import post_json
+from segship.notifiers.http_post import post_json, url_settings_schema
 
 SIGNATURE_HEADER = "X-Segship-Signature"
 
 
 class WebhookNotifier(Notifier):
     name = "webhook"
-    settings_schema = {
-        "type": "object",
-        "properties": {
-            "url": {"type": "string", "minLength": 1, "x-secret": True,
-                    "description": "Where alerts are POSTed, by reference: ${env:ALERT_WEBHOOK_URL}."},
-            "secret": {"type": "string", "minLength": 1, "x-secret": True,
-                       "description": "Signs each body (HMAC-SHA256, header X-Segship-Signature), by reference."},
-        },
-        "required": ["url"],
-        "additionalProperties": False,
-    }
+    settings_schema = url_settings_schema(
+        "Where alerts are POSTed, by reference: ${env:ALERT_WEBHOOK_URL}.",
+        secret={"type": "string", "minLength": 1, "x-secret": True,
+                "description": "Signs each body (HMAC-SHA256, header X-Segship-Signature), by reference."})
 
     async def send(self, alert: Alert) -> None:
         body = orjson.dumps(alert.as_dict())
