@@ -143,6 +143,8 @@ def test_the_metrics_server_starts_with_the_last_success_from_state_and_says_whe
         first = process.stdout.readline().strip()
         assert first.startswith("serving Prometheus metrics at http://127.0.0.1:"), first
         metrics = scrape(first.removeprefix("serving Prometheus metrics at "))
+        waiting = process.stderr.readline()  # the scheduler is waiting: a SIGTERM now ends it cleanly
+        assert "schedule.waiting" in waiting, waiting
     finally:
         process.terminate()
         process.wait(timeout=30)

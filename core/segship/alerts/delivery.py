@@ -1,8 +1,8 @@
 """Sending alerts to the channels that hear of them; a channel that fails is logged, never raised.
 
 Every alert is logged (``alert.open`` as a warning, ``alert.resolved``), channels or not. Each
-channel whose ``exports`` and ``events`` take it gets it, the channels at once, each send bounded
-in time. A channel's settings are resolved when it sends, so a missing ``${env:…}`` is that
+channel whose ``exports`` and ``events`` take it gets it: the channels at once, a channel's alerts
+one after the other in the order they were judged, each send bounded in time. A channel's settings are resolved when it sends, so a missing ``${env:…}`` is that
 channel's failure, logged like any other.
 """
 
@@ -26,16 +26,20 @@ SEND_SECONDS = 30
 
 
 async def deliver(channels: Iterable[NotificationConfig], plugins: Plugins, alerts: Iterable[Alert]) -> None:
-    """Log each alert and send it to every channel (``Config.notifications``) that hears of it."""
-    channels = list(channels)
-    sends = []
+    """Log each alert and send it to every channel (``Config.notifications``) that hears of it: the
+    channels at once, each channel's alerts in order."""
+    alerts = [replace(alert, message=redact_text(alert.message)) for alert in alerts]
     for alert in alerts:
-        alert = replace(alert, message=redact_text(alert.message))
         report = log.warning if alert.status == "open" else log.info
         report(f"alert.{alert.status}", export=alert.export, alert_event=alert.event, run_id=alert.run_id,
                message=alert.message)
-        sends += [_send(channel, plugins, alert) for channel in channels if channel.hears(alert.export, alert.event)]
-    await asyncio.gather(*sends)
+    await asyncio.gather(*(_send_each(channel, plugins, heard) for channel in channels
+                           if (heard := [alert for alert in alerts if channel.hears(alert.export, alert.event)])))
+
+
+async def _send_each(channel: NotificationConfig, plugins: Plugins, alerts: list[Alert]) -> None:
+    for alert in alerts:
+        await _send(channel, plugins, alert)
 
 
 async def _send(channel: NotificationConfig, plugins: Plugins, alert: Alert) -> None:
