@@ -21,13 +21,12 @@ def samples(url: str) -> dict[tuple[str, frozenset], float]:
 
 
 def test_reports_are_counted_by_export_outcome_and_destination() -> None:
-    metrics = RunMetrics()
-    metrics.start({"vip": "braze"}, {"vip": "2026-01-05T09:00:00+00:00"})
+    metrics = RunMetrics({"vip": "braze"}, {"vip": "2026-01-05T09:00:00+00:00"})
     metrics.observe(RunReport("vip", run_id=1, outcome="rejects", upserted=90, removed=4, rejected=6, seconds=12.5,
                               finished_at="2026-01-05T10:00:12+00:00", plan={"members": 96},
-                              rejects_by_reason=Counter({"bad": 6}), http={"requests": 5, "throttled": 2}), "braze")
+                              rejects_by_reason=Counter({"bad": 6}), http={"requests": 5, "throttled": 2}))
     metrics.observe(RunReport("vip", run_id=2, outcome="failed", seconds=0.4, finished_at="2026-01-05T11:00:01+00:00",
-                              http={"requests": 1}), "braze")
+                              http={"requests": 1}))
     with metrics.served("127.0.0.1", 0) as url:
         found = samples(url)
     vip = ("export", "vip")
@@ -52,5 +51,5 @@ def test_a_port_taken_is_a_usage_error_naming_it() -> None:
         port = taken.getsockname()[1]
         with pytest.raises(MetricsServerError, match=rf"--metrics-port {port}: can't listen on 127.0.0.1: "
                                                       "Address already in use"), \
-                RunMetrics().served("127.0.0.1", port):
+                RunMetrics({}, {}).served("127.0.0.1", port):
             pass

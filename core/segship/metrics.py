@@ -37,7 +37,10 @@ class MetricsServerError(SegshipError):
 class RunMetrics:
     """The scheduler's metrics, in a registry of their own."""
 
-    def __init__(self) -> None:
+    def __init__(self, destinations: Mapping[str, str], last_successes: Mapping[str, str | None]) -> None:
+        """``destinations``: each scheduled export's destination (its plugin's name); ``last_successes``:
+        when each export's last successful run finished (ISO time), as far as state knows."""
+        self.destinations = dict(destinations)
         self.registry = CollectorRegistry()
 
         def metric(kind: type, name: str, documentation: str, labels: tuple[str, ...] = ("export",),
@@ -57,10 +60,8 @@ class RunMetrics:
         self.last_success = metric(Gauge, "last_success_timestamp_seconds",
                                    "When the export's last successful run (succeeded or rejects) finished, Unix time.")
 
-    def start(self, destinations: Mapping[str, str], last_successes: Mapping[str, str | None]) -> None:
-        """Make each export's series, at zero (``destinations``: export -> its connection's type), and set
-        the last success times known (export -> ISO time the run finished)."""
-        for export, destination in destinations.items():
+        # every series there at zero from the start, so an alert rule has something to read
+        for export, destination in self.destinations.items():
             for outcome in OUTCOMES:
                 self.runs.labels(export, outcome)
             for counter in (self.rows_sent, self.rows_removed, self.rows_refused, self.duration):
@@ -71,9 +72,10 @@ class RunMetrics:
             if finished_at:
                 self.last_success.labels(export).set(datetime.fromisoformat(finished_at).timestamp())
 
-    def observe(self, report: RunReport, destination: str) -> None:
-        """Count a run that ended; ``destination`` is its connection's type (``braze``)."""
+    def observe(self, report: RunReport) -> None:
+        """Count a run of a scheduled export that ended."""
         export = report.export
+        destination = self.destinations[export]
         self.runs.labels(export, report.outcome).inc()
         members = (report.plan or {}).get("members")
         if members is not None:

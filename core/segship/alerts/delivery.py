@@ -2,8 +2,9 @@
 
 Every alert is logged (``alert.open`` as a warning, ``alert.resolved``), channels or not. Each
 channel whose ``exports`` and ``events`` take it gets it: the channels at once, a channel's alerts
-one after the other in the order they were judged, each send bounded in time. A channel's settings are resolved when it sends, so a missing ``${env:…}`` is that
-channel's failure, logged like any other.
+one after the other in the order they were judged, each send bounded in time. A channel's
+settings are resolved when it sends, so a missing ``${env:…}`` is that channel's failure,
+logged like any other.
 """
 
 from __future__ import annotations

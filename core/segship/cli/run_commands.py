@@ -28,6 +28,7 @@ from segship.plugins import get_plugins
 
 if TYPE_CHECKING:
     from segship.engine.report import ExportPlan, RunReport
+    from segship.metrics import RunMetrics
     from segship.engine.run import RunOptions
     from segship.engine.state import StateStore
 
@@ -324,7 +325,6 @@ def schedule_command(
     from segship.alerts import deliver, stale_alerts
     from segship.engine.run import RunOptions
     from segship.engine.schedule import run_schedule
-    from segship.metrics import RunMetrics
 
     loaded = load_config_or_exit(config)
     names = [name for name, export in loaded.exports.items() if export.schedule]
@@ -334,10 +334,7 @@ def schedule_command(
         raise fail("--metrics-port serves metrics while the scheduler runs: not with --once", EXIT_INVALID)
     names = _select(ctx, loaded, names, run_all=False)
     state = _state(loaded)
-    metrics = RunMetrics()
-    # each export's destination by its plugin's name (a connection may use an alias: brevo for sendinblue)
-    destinations = {name: get_plugins().destination(loaded.connections[loaded.exports[name].connection].type).name
-                    for name in names}
+    metrics = _schedule_metrics(loaded, names, state) if metrics_port is not None else None
 
     async def run() -> int:
         stop = asyncio.Event()
@@ -348,7 +345,8 @@ def schedule_command(
             reports = await _run_exports(loaded, due, state, RunOptions(), stop)
             for report in reports:
                 typer.echo(f"{datetime.now().isoformat(timespec='seconds')} {redact_text(_summary(report))}")
-                metrics.observe(report, destinations[report.export])
+                if metrics is not None:
+                    metrics.observe(report)
             return combined_exit_code(report.outcome for report in reports)
 
         async def watch(now: datetime) -> None:
@@ -361,14 +359,22 @@ def schedule_command(
                                   once=once, watch=watch)
 
     try:
-        if metrics_port is None:
+        if metrics is None:
             code = event_loop.run(run())
         else:
-            last = {name: (state.last_success(name) or {}).get("finished_at") for name in names}
-            metrics.start(destinations, last)
             with metrics.served(metrics_host, metrics_port) as url:
                 typer.echo(f"serving Prometheus metrics at {url}")
                 code = event_loop.run(run())
     finally:
         state.close()
     raise typer.Exit(code)
+
+
+def _schedule_metrics(config: Config, names: list[str], state: StateStore) -> RunMetrics:
+    """The scheduler's metrics: a series per scheduled export, the last successes state knows."""
+    from segship.metrics import RunMetrics
+
+    # each export's destination by its plugin's name (a connection may use an alias: brevo for sendinblue)
+    destinations = {name: get_plugins().destination(config.connections[config.exports[name].connection].type).name
+                    for name in names}
+    return RunMetrics(destinations, {name: (state.last_success(name) or {}).get("finished_at") for name in names})
