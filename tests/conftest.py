@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import ssl
 import stat
 import subprocess
 import sys
@@ -20,7 +21,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+import trustme
 
+from .alert_receivers import SmtpServer, WebhookReceiver
 from .postgres_server import PostgresServer
 
 REPO = Path(__file__).resolve().parent.parent
@@ -179,3 +182,33 @@ def running_postgres_server() -> Iterator[PostgresServer]:
     finally:
         server.close()
         shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture
+def webhook_receiver() -> Iterator[WebhookReceiver]:
+    """A Slack-style incoming-webhook receiver on 127.0.0.1 that keeps every POST."""
+    with WebhookReceiver() as receiver:
+        yield receiver
+
+
+@pytest.fixture
+def smtp_server() -> Iterator[SmtpServer]:
+    """A plain SMTP server on 127.0.0.1 (a relay: no TLS, no login) that keeps every message."""
+    with SmtpServer() as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def certificate_authority() -> trustme.CA:
+    """A test CA; ``SSL_CERT_FILE`` naming its PEM makes segship trust what it signed."""
+    return trustme.CA()
+
+
+@pytest.fixture
+def smtp_tls_server(certificate_authority: trustme.CA) -> Iterator[SmtpServer]:
+    """An SMTP server on 127.0.0.1 that requires STARTTLS (a certificate for 127.0.0.1 from
+    ``certificate_authority``) and a login (``mailer`` / ``smtp-password-value``) before any mail."""
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    certificate_authority.issue_cert("127.0.0.1", "localhost").configure_cert(context)
+    with SmtpServer(tls=context) as server:
+        yield server

@@ -28,6 +28,7 @@ from typer.testing import CliRunner
 
 from segship import hookimpl, hookspecs
 from segship.destination import Destination, Limits, Member, Record, RecordResult
+from segship.notifiers.contract import Alert, Notifier
 from segship.plugins import Plugins, build_plugins
 from segship.source import Source
 
@@ -78,6 +79,15 @@ class FakeSource(Source):
         return pa.RecordBatchReader.from_batches(table.schema, table.to_batches())
 
 
+class FakeNotifier(Notifier):
+    name = "fakenotifier"
+    settings_schema = {"type": "object", "properties": {"room": {"type": "string"}}, "additionalProperties": False}
+    sent: list[Alert] = []
+
+    async def send(self, alert: Alert) -> None:
+        type(self).sent.append(alert)
+
+
 def _make_fake_module() -> types.ModuleType:
     """A plugin module with an implementation of every hook, recording its calls in ``calls``."""
     module = types.ModuleType(FAKE_MODULE)
@@ -92,6 +102,11 @@ def _make_fake_module() -> types.ModuleType:
     def segship_register_sources(register):
         module.calls.append(("segship_register_sources", {}))
         register(FakeSource)
+
+    @hookimpl
+    def segship_register_notifiers(register):
+        module.calls.append(("segship_register_notifiers", {}))
+        register(FakeNotifier)
 
     @hookimpl
     def segship_register_commands(cli, sandbox):
@@ -119,8 +134,8 @@ def _make_fake_module() -> types.ModuleType:
     def segship_export_finished(export_name, report):
         module.calls.append(("segship_export_finished", {"export_name": export_name, "report": report}))
 
-    for function in (segship_register_destinations, segship_register_sources, segship_register_commands,
-                     segship_export_started, segship_batch_done, segship_export_finished):
+    for function in (segship_register_destinations, segship_register_sources, segship_register_notifiers,
+                     segship_register_commands, segship_export_started, segship_batch_done, segship_export_finished):
         setattr(module, function.__name__, function)
     return module
 
@@ -160,8 +175,8 @@ def _called(fake: types.ModuleType, hook: str) -> list[dict[str, Any]]:
 
 def test_there_are_hooks() -> None:
     assert HOOK_NAMES == sorted([
-        "segship_register_destinations", "segship_register_sources", "segship_register_commands",
-        "segship_export_started", "segship_batch_done", "segship_export_finished",
+        "segship_register_destinations", "segship_register_sources", "segship_register_notifiers",
+        "segship_register_commands", "segship_export_started", "segship_batch_done", "segship_export_finished",
     ])
 
 
@@ -231,6 +246,14 @@ def exercise_register_sources(fake: types.ModuleType, plugins: Plugins) -> None:
     assert info.sources == ("fakesource",)
 
 
+def exercise_register_notifiers(fake: types.ModuleType, plugins: Plugins) -> None:
+    assert len(_called(fake, "segship_register_notifiers")) == 1
+    assert plugins.notifier("fakenotifier") is FakeNotifier
+    assert {"slack", "webhook", "email"} <= set(plugins.notifiers)  # the built-in ones, through the same hook
+    [info] = [info for info in plugins.infos if info.name == "fake"]
+    assert info.notifiers == ("fakenotifier",)
+
+
 def exercise_register_commands(fake: types.ModuleType, plugins: Plugins) -> None:
     cli, sandbox = typer.Typer(), typer.Typer()
     cli.add_typer(sandbox, name="sandbox")
@@ -262,6 +285,7 @@ def exercise_export_finished(fake: types.ModuleType, plugins: Plugins) -> None:
 EXERCISERS: dict[str, Callable[[types.ModuleType, Plugins], None]] = {
     "segship_register_destinations": exercise_register_destinations,
     "segship_register_sources": exercise_register_sources,
+    "segship_register_notifiers": exercise_register_notifiers,
     "segship_register_commands": exercise_register_commands,
     "segship_export_started": exercise_export_started,
     "segship_batch_done": exercise_batch_done,

@@ -119,6 +119,8 @@ def test_both_plugins_and_the_third_party_one_are_listed(cli, venv: FreshVenv) -
     assert rows["duckdb"][:4] == ["duckdb", "segship (built in)", "0.1.0", "source:duckdb"]
     assert rows["postgres"][:4] == ["postgres", "segship (built in)", "0.1.0", "source:postgres"]
     assert rows["adbc"][:4] == ["adbc", "segship (built in)", "0.1.0", "source:adbc"]
+    assert rows["notifiers"][:4] == ["notifiers", "segship (built in)", "0.1.0",
+                                     "notifier:slack, notifier:webhook, notifier:email"]
     assert rows["braze"][:4] == ["braze", "segship-braze", "0.1.0", "destination:braze"]
     assert rows["sendinblue"][:4] == ["sendinblue", "segship-sendinblue", "0.1.0", "destination:sendinblue"]
     assert rows["testdest"][:4] == ["testdest", "segship-testdest", "0.3.1", "destination:testdest"]
@@ -247,21 +249,22 @@ def _plugin_names(result) -> list[str]:
 def test_load_plugins_variable_loads_only_the_named_plugins(cli) -> None:
     result = cli("plugins", env={"SEGSHIP_LOAD_PLUGINS": "testdest,braze"})
     assert result.exit_code == 0, result
-    assert _plugin_names(result) == ["duckdb", "postgres", "adbc", "braze", "testdest"]  # built-ins always load
+    # built-ins always load
+    assert _plugin_names(result) == ["duckdb", "postgres", "adbc", "notifiers", "braze", "testdest"]
     assert "testdest-broken" not in result.stderr  # not selected, so never imported
 
 
 def test_load_plugins_variable_can_name_the_broken_plugin(cli) -> None:
     result = cli("plugins", env={"SEGSHIP_LOAD_PLUGINS": " testdest-broken , sendinblue "})
     assert result.exit_code == 0, result
-    assert _plugin_names(result) == ["duckdb", "postgres", "adbc", "sendinblue"]
+    assert _plugin_names(result) == ["duckdb", "postgres", "adbc", "notifiers", "sendinblue"]
     assert BROKEN_WARNING in result.stderr
 
 
 def test_load_plugins_variable_empty_loads_no_entry_point(cli, tmp_path: Path) -> None:
     result = cli("plugins", env={"SEGSHIP_LOAD_PLUGINS": ""})
     assert result.exit_code == 0, result
-    assert _plugin_names(result) == ["duckdb", "postgres", "adbc"]
+    assert _plugin_names(result) == ["duckdb", "postgres", "adbc", "notifiers"]
     (tmp_path / "segship.yaml").write_text(TESTDEST_CONFIG)
     result = cli("validate", "-c", "segship.yaml", env={"SEGSHIP_LOAD_PLUGINS": ""})
     assert result.exit_code == 2, result

@@ -183,7 +183,7 @@ def test_a_broken_commands_hook_does_not_stop_the_cli(extra_plugins) -> None:
     assert "plugin 'noisy' failed in segship_register_commands: RuntimeError: no commands today" in plugins.warnings
 
 
-BUILTINS = ["duckdb", "postgres", "adbc"]  # the built-in sources always load
+BUILTINS = ["duckdb", "postgres", "adbc", "notifiers"]  # the built-in sources and notification channels always load
 
 
 @pytest.mark.parametrize(("value", "expected"), [

@@ -17,6 +17,7 @@ if TYPE_CHECKING:
 
     from segship.destination import Destination
     from segship.engine.report import BatchReport, ExportPlan, RunReport
+    from segship.notifiers.contract import Notifier
     from segship.source import Source
 
 hookspec = pluggy.HookspecMarker("segship")
@@ -30,6 +31,11 @@ def segship_register_destinations(register: Callable[[type[Destination]], None])
 @hookspec
 def segship_register_sources(register: Callable[[type[Source]], None]) -> None:
     """Called once when plugins load; call ``register(SourceClass)`` for each source type."""
+
+
+@hookspec
+def segship_register_notifiers(register: Callable[[type[Notifier]], None]) -> None:
+    """Called once when plugins load; call ``register(NotifierClass)`` for each notification channel type."""
 
 
 @hookspec

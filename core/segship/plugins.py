@@ -1,9 +1,10 @@
 """The plugin manager and the typed facade the rest of segship uses instead of pluggy.
 
 Plugins are modules registered under the entry point group ``segship``. Built-in parts
-(the duckdb, postgres and adbc sources) are registered through the same hooks. ``SEGSHIP_LOAD_PLUGINS=a,b``
-loads only the named entry points (an empty value loads none). A plugin that fails to
-import, or whose hook raises, is skipped with a warning naming it; the CLI still runs.
+(the duckdb, postgres and adbc sources; the slack, webhook and email notification channels) are
+registered through the same hooks. ``SEGSHIP_LOAD_PLUGINS=a,b`` loads only the named entry
+points (an empty value loads none). A plugin that fails to import, or whose hook raises, is
+skipped with a warning naming it; the CLI still runs.
 """
 
 from __future__ import annotations
@@ -23,11 +24,12 @@ import structlog
 
 from segship import __version__, hookspecs
 from segship.destination import Destination
+from segship.notifiers.contract import Notifier
 from segship.source import Source
 
 ENTRY_POINT_GROUP = "segship"
 LOAD_PLUGINS_VARIABLE = "SEGSHIP_LOAD_PLUGINS"
-BUILTIN_PLUGINS = ("segship.sources.duckdb", "segship.sources.postgres", "segship.sources.adbc")
+BUILTIN_PLUGINS = ("segship.sources.duckdb", "segship.sources.postgres", "segship.sources.adbc", "segship.notifiers")
 
 log = structlog.get_logger("segship.plugins")
 
@@ -42,6 +44,7 @@ class PluginInfo:
     location: str
     destinations: tuple[str, ...] = ()
     sources: tuple[str, ...] = ()
+    notifiers: tuple[str, ...] = ()
 
 
 @dataclass
@@ -51,6 +54,7 @@ class Plugins:
     manager: pluggy.PluginManager
     destinations: dict[str, type[Destination]] = field(default_factory=dict)
     sources: dict[str, type[Source]] = field(default_factory=dict)
+    notifiers: dict[str, type[Notifier]] = field(default_factory=dict)
     infos: list[PluginInfo] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
 
@@ -69,6 +73,9 @@ class Plugins:
 
     def source(self, type_name: str) -> type[Source] | None:
         return self.sources.get(type_name)
+
+    def notifier(self, type_name: str) -> type[Notifier] | None:
+        return self.notifiers.get(type_name)
 
     def register_commands(self, cli: Any, sandbox: Any) -> None:
         for plugin in self.manager.get_plugins():
@@ -168,12 +175,16 @@ def build_plugins() -> Plugins:
             continue
         destinations: list[str] = []
         sources: list[str] = []
-        ok = plugins._isolated(module, "segship_register_destinations", register=_register_callback(
+        notifiers: list[str] = []
+        plugins._isolated(module, "segship_register_destinations", register=_register_callback(
             plugins, "destination", plugins.destinations, Destination, name, destinations))
-        ok = plugins._isolated(module, "segship_register_sources", register=_register_callback(
-            plugins, "source", plugins.sources, Source, name, sources)) and ok
+        plugins._isolated(module, "segship_register_sources", register=_register_callback(
+            plugins, "source", plugins.sources, Source, name, sources))
+        plugins._isolated(module, "segship_register_notifiers", register=_register_callback(
+            plugins, "notifier", plugins.notifiers, Notifier, name, notifiers))
         location = getattr(module, "__file__", None) or "?"
-        plugins.infos.append(PluginInfo(name, dist, version, location, tuple(destinations), tuple(sources)))
+        plugins.infos.append(PluginInfo(name, dist, version, location, tuple(destinations), tuple(sources),
+                                        tuple(notifiers)))
     return plugins
 
 

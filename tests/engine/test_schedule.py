@@ -137,3 +137,38 @@ async def test_once_runs_the_exports_due_in_the_current_minute_together():
     schedules = {"half-hourly": "*/30 * * * *", "hourly": "0 * * * *", "minutely": "* * * * *"}
     assert await run_schedule(schedules, run_due, stop, once=True, clock=clock) == 3
     assert seen == [["half-hourly", "minutely"]]
+
+
+async def test_the_watch_is_called_between_runs_at_least_every_minute_and_never_stops_the_scheduler():
+    clock, stop = FakeClock(), asyncio.Event()
+    runner = Runner(clock, stop, runs=2)
+    watched: list[str] = []
+
+    async def watch(now: datetime) -> None:
+        watched.append(now.strftime("%H:%M:%S"))
+        assert not runner.running, "the watch runs between runs only"
+        if len(watched) == 2:
+            raise RuntimeError("a watch that fails")  # logged; the scheduler goes on
+
+    await asyncio.wait_for(run_schedule({"quarterly": "*/15 * * * *"}, runner, stop, clock=clock, watch=watch),
+                           timeout=10)
+    assert [name for name, _ in runner.calls] == ["quarterly", "quarterly"]
+    # from 09:00:30 to the 09:15 run, each minute and when it comes due; then from its end on
+    assert watched[:3] == ["09:00:30", "09:01:30", "09:02:30"]
+    assert watched[watched.index("09:14:30") + 1:][:3] == ["09:15:00", "09:15:01", "09:16:01"]
+    assert max(clock.waits) == 60
+
+
+async def test_once_watches_after_its_runs():
+    clock, stop = FakeClock(datetime(2026, 1, 5, 9, 30, 12, tzinfo=UTC)), asyncio.Event()
+    order: list[str] = []
+
+    async def run_due(names: list[str]) -> int:
+        order.append("run")
+        return 0
+
+    async def watch(now: datetime) -> None:
+        order.append("watch")
+
+    await run_schedule({"hourly": "*/30 * * * *"}, run_due, stop, once=True, clock=clock, watch=watch)
+    assert order == ["run", "watch"]

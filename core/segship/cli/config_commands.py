@@ -60,11 +60,12 @@ def schema_command() -> None:
 
 @app.command("plugins")
 def plugins_command() -> None:
-    """List installed destination and source plugins, their versions and where they come from."""
+    """List installed destination, source and notifier plugins, their versions and where they come from."""
     plugins = get_plugins()
     table = Table("plugin", "distribution", "version", "provides", "location")
     for info in plugins.infos:
         provides = [f"destination:{name}" for name in info.destinations]
         provides += [f"source:{name}" for name in info.sources]
+        provides += [f"notifier:{name}" for name in info.notifiers]
         table.add_row(info.name, info.distribution, info.version, ", ".join(provides) or "-", info.location)
     Console(width=200).print(table)

@@ -51,6 +51,7 @@ from segship.plugins import get_plugins
 
 if TYPE_CHECKING:
     from segship.engine.report import ExportPlan, RunReport
+    from segship.metrics import RunMetrics
     from segship.engine.run import RunOptions
     from segship.engine.state import StateStore
 
@@ -442,12 +443,20 @@ def connections_test_command(
 def schedule_command(
     ctx: typer.Context,
     once: Annotated[bool, typer.Option("--once", help="Run what is due now, then exit (for cron or CI).")] = False,
+    metrics_port: Annotated[int | None, typer.Option(
+        "--metrics-port", min=0, max=65535, help="Serve Prometheus metrics at http://HOST:PORT/metrics while "
+                                                 "scheduling (0: a free port; the URL is printed first).")] = None,
+    metrics_host: Annotated[str, typer.Option(
+        "--metrics-host", help="The address --metrics-port listens on; 0.0.0.0 lets a scraper on another host "
+                               "(a Kubernetes pod's) reach it.")] = "127.0.0.1",
 ) -> None:
     """Run exports on their cron schedules until stopped (Ctrl-C or SIGTERM end the run in progress cleanly).
 
     One run at a time; a tick missed during a run runs once when it ends; a failed run doesn't stop the
-    scheduler. With --once, run what is due now and exit with the exports' combined exit code.
+    scheduler. Between runs, an export with no successful run for its alerts.stale_after is alerted on.
+    With --once, run what is due now and exit with the exports' combined exit code.
     """
+    from segship.alerts import deliver, stale_alerts
     from segship.engine.run import RunOptions
     from segship.engine.schedule import run_schedule
 
@@ -455,20 +464,51 @@ def schedule_command(
     names = [name for name, export in loaded.exports.items() if export.schedule]
     if not names:
         raise fail("no export has a schedule", EXIT_INVALID)
+    if once and metrics_port is not None:
+        raise fail("--metrics-port serves metrics while the scheduler runs: not with --once", EXIT_INVALID)
     names = _select(ctx, loaded, names, run_all=False)
     state = _state(loaded)
+    metrics = _schedule_metrics(loaded, names, state) if metrics_port is not None else None
 
     async def run() -> int:
         stop = asyncio.Event()
         stop_on_signals(stop)
+        watching_since: datetime | None = None  # by the scheduler's clock: an export never run is stale from it
 
         async def run_due(due: list[str]) -> int:
             reports = await _run_exports(loaded, due, state, RunOptions(), stop, [])
             for report in reports:
                 typer.echo(f"{datetime.now().isoformat(timespec='seconds')} {redact_text(_summary(report))}")
+                if metrics is not None:
+                    metrics.observe(report)
             return combined_exit_code(report.outcome for report in reports)
 
-        return await run_schedule({name: loaded.exports[name].schedule for name in names}, run_due, stop,
-                                  once=once)
+        async def watch(now: datetime) -> None:
+            nonlocal watching_since
+            watching_since = watching_since or now
+            await deliver(loaded.notifications.values(), get_plugins(),
+                          stale_alerts(loaded, state, names, watching_since, now))
 
-    raise typer.Exit(event_loop.run(run()))
+        return await run_schedule({name: loaded.exports[name].schedule for name in names}, run_due, stop,
+                                  once=once, watch=watch)
+
+    try:
+        if metrics is None:
+            code = event_loop.run(run())
+        else:
+            with metrics.served(metrics_host, metrics_port) as url:
+                typer.echo(f"serving Prometheus metrics at {url}")
+                code = event_loop.run(run())
+    finally:
+        state.close()
+    raise typer.Exit(code)
+
+
+def _schedule_metrics(config: Config, names: list[str], state: StateStore) -> RunMetrics:
+    """The scheduler's metrics: a series per scheduled export, the last successes state knows."""
+    from segship.metrics import RunMetrics
+
+    # each export's destination by its plugin's name (a connection may use an alias: brevo for sendinblue)
+    destinations = {name: get_plugins().destination(config.connections[config.exports[name].connection].type).name
+                    for name in names}
+    return RunMetrics(destinations, {name: (state.last_success(name) or {}).get("finished_at") for name in names})

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import re
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 from segship.config.loader import LoadedConfig
 from segship.destination import ExportContext
 from segship.network import NetworkSettings, resolve_network
+from segship.notifiers.contract import EVENTS
 from segship.secrets import has_reference, resolve
 from segship.source import SourceContext
 
@@ -17,6 +20,25 @@ DEFAULT_STATE_PATH = ".segship/state.db"
 #: The share of an export's acknowledged members a run may remove when the export doesn't say:
 #: an emptied upstream table must not empty the list a campaign is about to use.
 DEFAULT_MAX_REMOVED_FRACTION = 0.5
+#: the keys of a ``notifications:`` entry that are segship's, not the channel's settings
+NOTIFICATION_KEYS = ("type", "exports", "events")
+DURATION = re.compile(r"([1-9][0-9]*)([smhd])")
+DURATION_UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}
+
+
+def resolved_references(value: Any, path: tuple[str, ...], base_dir: Path, locations: Mapping[tuple, str],
+                        default_where: str, is_secret: Callable[[tuple], bool]) -> Any:
+    """``value`` with every ``${env:…}``/``${file:…}`` in it (and in the mappings it holds) resolved;
+    raises SecretResolutionError naming ``locations[path]`` (or ``default_where``).
+
+    Resolved secrets (``is_secret(path)``) are registered for redaction.
+    """
+    if isinstance(value, dict):
+        return {key: resolved_references(item, (*path, key), base_dir, locations, default_where, is_secret)
+                for key, item in value.items()}
+    if not has_reference(value):
+        return value
+    return resolve(value, base_dir, where=locations.get(path, default_where), secret=is_secret(path))
 
 
 @dataclass(frozen=True)
@@ -37,16 +59,9 @@ class SourceConfig:
         works without secrets. Resolved secrets are registered for redaction.
         """
 
-        def resolved(value: Any, *path: str) -> Any:
-            if isinstance(value, dict):
-                return {key: resolved(item, *path, key) for key, item in value.items()}
-            if not has_reference(value):
-                return value
-            return resolve(value, self.base_dir, where=self.option_locations.get(path, self.name),
-                           secret=path[0] in self.secret_fields)
-
-        return SourceContext(self.name, {name: resolved(value, name) for name, value in self.options.items()},
-                             self.base_dir)
+        options = resolved_references(self.options, (), self.base_dir, self.option_locations, self.name,
+                                      lambda path: path[0] in self.secret_fields)
+        return SourceContext(self.name, options, self.base_dir)
 
 
 @dataclass(frozen=True)
@@ -111,6 +126,30 @@ class Safeguards:
 
 
 @dataclass(frozen=True)
+class AlertThresholds:
+    """An export's ``alerts:``: when its runs raise the ``rejects``, ``drop`` and ``stale`` alerts."""
+
+    max_rejected_fraction: float = 0.05   # of the rows a run sent
+    max_dropped_fraction: float = 0.2     # of the members at the last successful run
+    stale_after: timedelta = timedelta(hours=6)  # without a success after a scheduled run came due
+
+    @classmethod
+    def from_config(cls, entry: dict[str, Any]) -> AlertThresholds:
+        values = dict(entry)
+        if "stale_after" in values:
+            values["stale_after"] = parse_duration(values["stale_after"])
+        return cls(**values)
+
+
+def parse_duration(text: str) -> timedelta:
+    """``90m``, ``6h``, ``2d`` (the schema checked the form) as a timedelta."""
+    match = DURATION.fullmatch(text)
+    if match is None:
+        raise ValueError(f"not a duration: {text!r}")
+    return timedelta(**{DURATION_UNITS[match.group(2)]: int(match.group(1))})
+
+
+@dataclass(frozen=True)
 class ExportConfig:
     name: str
     display_name: str
@@ -120,12 +159,41 @@ class ExportConfig:
     mapping: dict[str, Any]
     schedule: str | None
     safeguards: Safeguards
+    alerts: AlertThresholds = AlertThresholds()
 
     def context(self, settings: Mapping[str, Any] | None = None) -> ExportContext:
         """What a destination serving this export gets; ``settings`` in place of the export's own
         (those of an earlier target, whose members are removed from there)."""
         return ExportContext(self.name, self.settings if settings is None else settings, self.mapping,
                              self.segments)
+
+
+@dataclass(frozen=True)
+class NotificationConfig:
+    """A ``notifications:`` entry: a channel, which exports and events it hears of, and its settings."""
+
+    name: str
+    type: str
+    exports: tuple[str, ...] | None  # None: every export
+    events: tuple[str, ...]
+    settings: dict[str, Any]         # the channel's own keys, references unresolved
+    base_dir: Path
+    #: settings the notifier marks ``"x-secret": true``, at any depth (``("smtp", "password")``)
+    secret_paths: tuple[tuple[str, ...], ...] = ()
+    #: file:line:col of each setting's value (and of each value in a mapping), for resolution errors
+    setting_locations: dict[tuple[str, ...], str] = field(default_factory=dict)
+
+    def hears(self, export: str, event: str) -> bool:
+        return (self.exports is None or export in self.exports) and event in self.events
+
+    def resolved_settings(self) -> dict[str, Any]:
+        """The settings with ``${env:…}``/``${file:…}`` resolved; raises SecretResolutionError.
+
+        Called only when an alert is sent, so validation works without secrets. Resolved secrets
+        are registered for redaction.
+        """
+        return resolved_references(self.settings, (), self.base_dir, self.setting_locations, self.name,
+                                   lambda path: any(path[:len(secret)] == secret for secret in self.secret_paths))
 
 
 @dataclass
@@ -139,6 +207,7 @@ class Config:
     loaded: LoadedConfig
     #: ``state.url``: a ${env:…}/${file:…} reference to a PostgreSQL URL, resolved when state is opened
     state_url: str | None = None
+    notifications: dict[str, NotificationConfig] = field(default_factory=dict)
 
     def where(self, *path: str | int) -> str:
         """file:line:col of a config node, for messages."""
@@ -146,7 +215,8 @@ class Config:
 
 
 def build_config(path: Path, loaded: LoadedConfig, secret_fields_by_type: dict[str, list[str]],
-                 source_secret_fields_by_type: dict[str, list[str]] | None = None) -> Config:
+                 source_secret_fields_by_type: dict[str, list[str]] | None = None,
+                 notifier_secret_paths_by_type: dict[str, list[tuple[str, ...]]] | None = None) -> Config:
     data = loaded.data
 
     def folder(*entry: str) -> Path:
@@ -187,10 +257,23 @@ def build_config(path: Path, loaded: LoadedConfig, secret_fields_by_type: dict[s
             name=name, display_name=entry["display_name"], connection=entry["connection"],
             segments=tuple(entry["segments"]), settings=dict(entry["settings"]), mapping=dict(entry["mapping"]),
             schedule=entry.get("schedule"), safeguards=Safeguards.from_config(entry.get("safeguards", {})),
+            alerts=AlertThresholds.from_config(entry.get("alerts", {})),
         )
         for name, entry in data.get("exports", {}).items()
     }
-    return Config(path, state_path, sources, segments, connections, exports, loaded, state_url)
+    notifications = {
+        name: NotificationConfig(
+            name=name, type=entry["type"],
+            exports=tuple(entry["exports"]) if "exports" in entry else None,
+            events=tuple(entry.get("events", EVENTS)),
+            settings={key: value for key, value in entry.items() if key not in NOTIFICATION_KEYS},
+            base_dir=folder("notifications", name),
+            secret_paths=tuple((notifier_secret_paths_by_type or {}).get(entry["type"], ())),
+            setting_locations=_value_locations(loaded, ("notifications", name), entry),
+        )
+        for name, entry in data.get("notifications", {}).items()
+    }
+    return Config(path, state_path, sources, segments, connections, exports, loaded, state_url, notifications)
 
 
 def _value_locations(loaded: LoadedConfig, base: tuple[str, ...], entry: dict[str, Any]) -> dict[tuple[str, ...], str]:

@@ -2,7 +2,7 @@
 
 The core schema (``schemas/segship.schema.json``) knows no destination. Composition
 adds, for each installed plugin type, an ``if type == X then settings: <X's schema>``
-branch under connections and sources, and offers the export settings and mapping
+branch under connections, sources and notifications, and offers the export settings and mapping
 schemas of every destination to editors. Validation checks an export's settings and
 mapping against the schemas of its connection's type directly (see validate.py),
 which JSON Schema alone can't express since the export names its connection.
@@ -40,9 +40,10 @@ def _type_branch(type_values: list[str], then: dict[str, Any]) -> dict[str, Any]
     return {"if": {"properties": {"type": condition}, "required": ["type"]}, "then": then}
 
 
-def _source_entry(options_schema: dict[str, Any]) -> dict[str, Any]:
-    entry = copy.deepcopy(options_schema)
-    entry["properties"] = {"type": {"type": "string"}, **entry.get("properties", {})}
+def _typed_entry(plugin_schema: dict[str, Any], common: dict[str, Any]) -> dict[str, Any]:
+    """A plugin's schema of an entry's keys, with the keys segship keeps for itself (``common``) added."""
+    entry = copy.deepcopy(plugin_schema)
+    entry["properties"] = {**copy.deepcopy(common), **entry.get("properties", {})}
     return entry
 
 
@@ -103,8 +104,20 @@ def composed_schema(plugins: Plugins, *, for_editors: bool = True) -> dict[str, 
     source = defs["source"]
     source["properties"]["type"] = {"enum": sorted(plugins.sources), "description": "Source plugin name."}
     source["allOf"] = [
-        _type_branch([name], _source_entry(cls.options_schema)) for name, cls in sorted(plugins.sources.items())
+        _type_branch([name], _typed_entry(cls.options_schema, {"type": {"type": "string"}}))
+        for name, cls in sorted(plugins.sources.items())
     ]
+
+    notification = defs["notification"]
+    common = notification["properties"]  # type, exports, events: every channel's, besides its own settings
+    notification["allOf"] = []
+    for name, cls in sorted(plugins.notifiers.items()):
+        entry = _typed_entry(cls.settings_schema, common)
+        if for_editors:
+            _accept_references(entry)
+        notification["allOf"].append(_type_branch([name], entry))
+    notification["properties"] = {**common, "type": {"enum": sorted(plugins.notifiers),
+                                                     "description": "Notifier plugin name."}}
     return schema
 
 
@@ -112,3 +125,12 @@ def secret_fields(schema: dict[str, Any]) -> list[str]:
     """Top-level settings a plugin marks ``"x-secret": true``."""
     return [name for name, prop in schema.get("properties", {}).items()
             if isinstance(prop, dict) and prop.get("x-secret")]
+
+
+def secret_paths(schema: dict[str, Any]) -> list[tuple[str, ...]]:
+    """Settings a plugin marks ``"x-secret": true`` at any depth of nested objects (``("smtp", "password")``)."""
+    paths: list[tuple[str, ...]] = [(name,) for name in secret_fields(schema)]
+    for name, prop in schema.get("properties", {}).items():
+        if isinstance(prop, dict) and not prop.get("x-secret"):
+            paths += [(name, *below) for below in secret_paths(prop)]
+    return paths

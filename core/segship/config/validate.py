@@ -20,8 +20,8 @@ from croniter import croniter
 
 from segship.config.issues import ConfigError, ConfigIssue
 from segship.config.loader import LoadedConfig, Path_, load_documents
-from segship.config.model import Config, build_config
-from segship.config.schema import composed_schema, secret_fields
+from segship.config.model import NOTIFICATION_KEYS, Config, build_config
+from segship.config.schema import composed_schema, secret_fields, secret_paths
 from segship.plugins import Plugins
 from segship.secrets import SecretResolutionError, has_reference, is_reference
 
@@ -205,6 +205,7 @@ def _check_references(loaded: LoadedConfig, plugins: Plugins) -> list[ConfigIssu
         source_cls = plugins.source(source["type"]) if isinstance(source.get("type"), str) else None
         if source_cls is not None:
             issues.extend(_literal_secrets(loaded, ("sources", name), source, source_cls.options_schema, name))
+    issues.extend(_notification_issues(loaded, plugins))
 
     for name, export in _entries(data, "exports"):
         base: Path_ = ("exports", name)
@@ -253,6 +254,31 @@ def _check_references(loaded: LoadedConfig, plugins: Plugins) -> list[ConfigIssu
     return issues
 
 
+def _notification_issues(loaded: LoadedConfig, plugins: Plugins) -> list[ConfigIssue]:
+    """``notifications``: secrets by reference, exports that exist, and the channel's own rules."""
+    issues: list[ConfigIssue] = []
+    exports = loaded.data.get("exports")
+    for name, entry in _entries(loaded.data, "notifications"):
+        base: Path_ = ("notifications", name)
+        listed = entry.get("exports") if isinstance(entry.get("exports"), list) else []
+        for index, export in enumerate(listed):
+            if isinstance(export, str) and isinstance(exports, dict) and export not in exports:
+                issues.append(ConfigIssue(loaded.location(base + ("exports", index)),
+                                          f"notification {name!r} names export {export!r}, which is not defined "
+                                          f"(exports: {_listed(exports)})"))
+        cls = plugins.notifier(entry["type"]) if isinstance(entry.get("type"), str) else None
+        if cls is None:
+            continue  # an unknown type is a schema error already
+        issues.extend(_literal_secrets(loaded, base, entry, cls.settings_schema, name))
+        settings = {key: value for key, value in entry.items() if key not in NOTIFICATION_KEYS}
+        # the channel's own rules get what its schema accepts (its schema's problems are reported already)
+        if not _validate_schema(settings, cls.settings_schema, base, loaded):
+            issues += [ConfigIssue(loaded.location(base + tuple(problem.path)),
+                                   f"{dotted(base + tuple(problem.path))}: {problem.message}")
+                       for problem in cls.check_settings(settings)]
+    return issues
+
+
 def _listed(names: Iterable[str]) -> str:
     """Defined names for a message: sorted, the first :data:`LISTED_NAMES` of a long list."""
     ordered = sorted(names)
@@ -264,14 +290,19 @@ def _literal_secrets(loaded: LoadedConfig, base: Path_, values: dict[str, Any], 
                      env_prefix: str) -> Iterator[ConfigIssue]:
     """Secret fields (``x-secret``; of a mapping, each value) written literally instead of by reference.
 
-    The one check for connection settings and source options; the value is never quoted.
+    The one check for connection settings, source options and notification channels; the value is
+    never quoted. A secret inside a nested object (``smtp.password``) is found too.
     """
-    for field_name in secret_fields(schema):
-        value = values.get(field_name)
+    for secret in secret_paths(schema):
+        *outer, field_name = secret
+        container: Any = values
+        for key in outer:
+            container = container.get(key) if isinstance(container, dict) else None
+        value = container.get(field_name) if isinstance(container, dict) else None
         if isinstance(value, dict):
-            found = [((field_name, key), item) for key, item in value.items()]
+            found = [((*secret, key), item) for key, item in value.items()]
         else:
-            found = [((field_name,), value)] if value is not None else []
+            found = [(secret, value)] if value is not None else []
         for below, item in found:
             if is_reference(item):
                 continue
@@ -363,7 +394,9 @@ def load_config(path: Path, plugins: Plugins) -> Config:
     secrets_by_type = {type_name: secret_fields(cls.connection_schema)
                        for type_name, cls in plugins.destination_types().items()}
     source_secrets_by_type = {type_name: secret_fields(cls.options_schema) for type_name, cls in plugins.sources.items()}
-    return build_config(path, loaded, secrets_by_type, source_secrets_by_type)
+    notifier_secrets_by_type = {type_name: secret_paths(cls.settings_schema)
+                                for type_name, cls in plugins.notifiers.items()}
+    return build_config(path, loaded, secrets_by_type, source_secrets_by_type, notifier_secrets_by_type)
 
 
 def resolve_connection_settings(config: Config, connection_name: str, plugins: Plugins) -> dict[str, Any]:

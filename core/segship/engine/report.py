@@ -107,6 +107,10 @@ class BatchReport:
     seconds: float     # from its sending to its answer
 
 
+#: The outcomes of a run that delivered: it finished, every row sent or refused (``rejects``: some were).
+DELIVERED_OUTCOMES = ("succeeded", "rejects")
+
+
 @dataclass
 class RunReport:
     """The outcome of one run; written as JSON with --report and kept in state."""

@@ -4,7 +4,8 @@ The order: resolve settings -> plan (local, in DuckDB) -> safeguards -> the dest
 instance, asked of the destination only when it observes its account and the connection's
 settings changed since it was last asked (see ``instances``; planned again if the members turn
 out to be elsewhere) -> check the connection -> prepare -> joins and changes -> leavers and stale
-identities (from earlier targets too: see ``targets``) -> finish. Planning first means a run with
+identities (from earlier targets too: see ``targets``) -> finish; then the run is
+recorded and its alerts judged (``segship.alerts``) and sent. Planning first means a run with
 nothing to send makes no request at all, and a run that breaks a safeguard stops before touching
 the destination. State is committed as batches are answered (a group of them at a time, see ``in_flight``), so a run
 stopped at any point (Ctrl-C, a failure, kill -9) and started again sends what was not
@@ -23,6 +24,7 @@ from typing import Protocol
 
 import structlog
 
+from segship.alerts import alerts_after_run, deliver
 from segship.config import Config
 from segship.config.validate import resolve_connection_settings
 from segship.destination import (
@@ -45,6 +47,7 @@ from segship.engine.targets import EarlierInstances, InstanceUnreachable, Target
 from segship.errors import SegshipError
 from segship.http import RequestInterrupted
 from segship.log import redact_text
+from segship.notifiers.contract import Alert
 from segship.plugins import Plugins
 
 log = structlog.get_logger("segship.engine")
@@ -110,6 +113,7 @@ class ExportRun:
                  full_resync=self.options.full_resync)
         destination: Destination | None = None
         snapshot: Snapshot | None = None
+        alerts: list[Alert] = []
         try:
             with self.state.export_lock(self.export.name):
                 report.run_id = self.state.start_run(self.export.name, self.options.dry_run)
@@ -151,11 +155,15 @@ class ExportRun:
                     report.seconds = round(time.monotonic() - started, 3)
                     report.finished_at = datetime.now(UTC).isoformat(timespec="seconds")
                     self.state.finish_run(report.run_id, report.outcome, report.as_dict())
+                # judged under the lock: no other run of the export judges its conditions meanwhile
+                alerts = alerts_after_run(self.config, self.state, report)
         except StateError as exc:
             self._fail(exc)
         log.info("export.finished", export=self.export.name, outcome=report.outcome, upserted=report.upserted,
                  removed=report.removed, rejected=report.rejected, seconds=report.seconds)
         self.plugins.export_finished(self.export.name, report)
+        # after the lock is let go: a slow channel holds up no other run
+        await deliver(self.config.notifications.values(), self.plugins, alerts)
         return report
 
     def _fail(self, exc: BaseException) -> None:

@@ -11,6 +11,9 @@ The rules `segship schedule` keeps:
 - A run that fails, or crashes, is reported and the scheduler goes on to the next tick.
 - ``stop`` (Ctrl-C or SIGTERM) ends the wait at once, or ends the run in progress after
   its batches in flight; no other run starts.
+- ``watch``, when given, is called between runs: before each wait, at least every
+  ``WATCH_SECONDS`` while waiting, and after the runs of ``once`` (`segship schedule` checks
+  whether an export is stale there). A watch that fails is logged; the scheduler goes on.
 
 Time is read and waited through a :class:`Clock`, so tests drive it without sleeping.
 """
@@ -28,6 +31,10 @@ from croniter import croniter
 log = structlog.get_logger("segship.schedule")
 
 RunDue = Callable[[list[str]], Awaitable[int]]
+#: called with the clock's time between runs
+Watch = Callable[[datetime], Awaitable[None]]
+#: The longest the scheduler waits without calling its watch.
+WATCH_SECONDS = 60
 
 
 class Clock(Protocol):
@@ -62,7 +69,7 @@ def due_now(schedules: dict[str, str], now: datetime) -> list[str]:
 
 
 async def run_schedule(schedules: dict[str, str], run_due: RunDue, stop: asyncio.Event, *, once: bool = False,
-                       clock: Clock | None = None) -> int:
+                       clock: Clock | None = None, watch: Watch | None = None) -> int:
     """Wait for the next due time, run the due exports (``run_due([name])`` each), repeat until ``stop``.
 
     ``once`` runs the exports due in the current minute together and returns their exit
@@ -72,12 +79,14 @@ async def run_schedule(schedules: dict[str, str], run_due: RunDue, stop: asyncio
     clock = clock or SystemClock()
     if once:
         due = due_now(schedules, clock.now())
-        return await run_due(due) if due else 0
+        code = await run_due(due) if due else 0
+        await _watched(watch, clock.now())
+        return code
     upcoming = {name: next_run(expression, clock.now()) for name, expression in schedules.items()}
     while not stop.is_set():
         when = min(upcoming.values())
         log.info("schedule.waiting", next=when.isoformat(), exports=[n for n, t in upcoming.items() if t == when])
-        await clock.wait((when - clock.now()).total_seconds(), stop)
+        await _wait_until(clock, when, stop, watch)
         now = clock.now()
         for name in sorted((n for n, t in upcoming.items() if t <= now), key=lambda n: (upcoming[n], n)):
             if stop.is_set():
@@ -90,6 +99,28 @@ async def run_schedule(schedules: dict[str, str], run_due: RunDue, stop: asyncio
             # once more now; several passed ticks are one
             upcoming[name] = next_run(schedules[name], started)
     return 0
+
+
+async def _wait_until(clock: Clock, when: datetime, stop: asyncio.Event, watch: Watch | None) -> None:
+    """Wait until ``when`` or a stop; with a watch, call it first and at least every WATCH_SECONDS."""
+    if watch is None:
+        await clock.wait((when - clock.now()).total_seconds(), stop)
+        return
+    while not stop.is_set():
+        await _watched(watch, clock.now())
+        remaining = (when - clock.now()).total_seconds()
+        if remaining <= 0:
+            return
+        await clock.wait(min(remaining, WATCH_SECONDS), stop)
+
+
+async def _watched(watch: Watch | None, now: datetime) -> None:
+    if watch is None:
+        return
+    try:
+        await watch(now)
+    except Exception as exc:  # noqa: BLE001 - the next tick must still run
+        log.error("schedule.watch_failed", error=f"{type(exc).__name__}: {exc}")
 
 
 async def _run_one(run_due: RunDue, name: str) -> int:

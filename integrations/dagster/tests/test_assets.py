@@ -166,3 +166,27 @@ def test_two_materializations_of_the_same_export_are_refused_by_the_state_lock(c
     assert "'vip-braze' is already running" in failure.step_failure_data.user_failure_data.description
     (first_result,) = results
     assert first_result.success and metadata(first_result, VIP)["upserted"] == 5
+
+
+def test_materializations_judge_alerts_as_the_cli_does(config_dir, braze_sandbox, monkeypatch):
+    """An asset's run is an export run like any other: its failure opens an alert (once), its success clears it."""
+    wrong_key = "wrong-braze-key-" + "7c1d" * 6
+    monkeypatch.setenv("BRAZE_API_KEY", wrong_key)
+    assets = segship_assets(config_dir)
+    instance = DagsterInstance.ephemeral()
+    failed = [run(assets, VIP, instance) for _ in range(2)]
+    logs = [log_text(instance, result) for result in failed]
+    assert "alert.open export=vip-braze alert_event=failed run_id=1" in logs[0]
+    assert "alert.open" not in logs[1]  # still failing: nothing new to say
+    assert wrong_key not in "".join(logs)
+    state = open_state_at(Path(config_dir, ".segship", "state.db"))
+    try:
+        [(event, alert)] = state.open_alerts("vip-braze").items()
+        assert (event, alert.run_id) == ("failed", 1) and wrong_key not in alert.message
+        monkeypatch.setenv("BRAZE_API_KEY", braze_sandbox.api_key)
+        fixed = run(assets, VIP, instance)
+        assert fixed.success
+        assert "alert.resolved export=vip-braze alert_event=failed run_id=3" in log_text(instance, fixed)
+        assert state.open_alerts("vip-braze") == {}
+    finally:
+        state.close()

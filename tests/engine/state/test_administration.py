@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from segship.destination import Member
-from segship.engine.state import MembersDigest, RecordedDestination, open_state_at
+from segship.engine.state import MembersDigest, OpenAlert, RecordedDestination, open_state_at
 
 from .conftest import keys
 
@@ -40,6 +40,7 @@ def test_forget_leaves_no_row_of_the_export_in_any_table(store, target):
     store.record_in_flight("sync", ["k3"], ["k3"], target_id)
     store.record_destination("sync", RecordedDestination("brevo", "sendinblue", {"list_id": 3}, {"email": "email"}))
     store.start_run("sync", dry_run=False)
+    store.open_alert("sync", OpenAlert("failed", "2026-01-05T09:00:00+00:00", 1, "run 1 failed", {}))
     assert all(store.counts().values())  # a row in every table
     assert store.forget("sync") is True
     assert set(store.counts().values()) == {0}

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from segship.destination import Member
-from segship.engine.state import RecordedInstance, TargetInstance, open_state_at
+from segship.engine.state import OpenAlert, RecordedInstance, TargetInstance, open_state_at
 
 from .conftest import keys
 
@@ -18,6 +18,8 @@ def test_a_copy_between_backends_keeps_everything(tmp_path, postgres_url):
     assert source.target_id("sync", {"list": "second"}, record=True) == 2
     source.commit_upserts("sync", members, [("gone", "gone@example.com")], [("bad", "refused")], target=2)
     source.finish_run(source.start_run("sync", dry_run=False), "rejects", {"upserted": 3})
+    alert = OpenAlert("drop", "2026-01-05T09:00:00+00:00", None, "members dropped", {"members": 10})
+    source.open_alert("sync", alert)
     for there, back in ((open_state_at(postgres_url), open_state_at(tmp_path / "back.db")),):
         there.replace_all({table: source.read_table(table) for table in source.counts()})
         back.replace_all({table: there.read_table(table) for table in there.counts()})
@@ -32,6 +34,7 @@ def test_a_copy_between_backends_keeps_everything(tmp_path, postgres_url):
             assert copy.stale_identities("sync") == {2: [Member("gone", "gone@example.com")]}
             assert copy.targets("sync") == {1: {"list": "first"}, 2: {"list": "second"}}
             assert copy.hash_version("sync") == source.hash_version("sync")
+            assert copy.open_alerts("sync") == {"drop": alert}
             assert copy.start_run("sync", dry_run=False) > source.runs()[0]["id"]  # ids go on after the copy
 
 

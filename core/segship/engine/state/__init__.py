@@ -12,7 +12,7 @@ picks the backend from the config: ``state.path``, a SQLite file (the embedded d
 ``sqlite.py``), or ``state.url``, a PostgreSQL database shared by every machine that runs
 the exports (``postgres.py``). The SQL they share is in the ``sql`` package, a module per
 concern. The contract is split the same way: one abstract base per concern (members,
-targets, batches in flight, rejects, runs, the destination each export was last sent through,
+targets, batches in flight, rejects, runs, alerts, the destination each export was last sent through,
 administration, transfer), which
 :class:`StateStore` combines, so callers hold one store and call ``state.<method>``.
 
@@ -89,6 +89,16 @@ class RecordedDestination(NamedTuple):
     type: str
     settings: dict[str, Any]
     mapping: dict[str, Any]
+
+
+class OpenAlert(NamedTuple):
+    """A condition of an export that an alert was sent for and that has not cleared yet."""
+
+    event: str                  # failed, safeguard, rejects, drop, stale (segship.alerts)
+    opened_at: str              # ISO time, UTC
+    run_id: int | None          # the run that opened it; None when the scheduler's check did (stale)
+    message: str
+    figures: dict[str, Any]
 
 
 class StateError(SegshipError):
@@ -302,6 +312,29 @@ class RunStore(ABC):
     @abstractmethod
     def runs(self, export: str | None = None, limit: int = 20) -> list[dict[str, Any]]: ...
 
+    @abstractmethod
+    def last_success(self, export: str, before: int | None = None) -> dict[str, Any] | None:
+        """The export's latest run that delivered (``succeeded``, or ``rejects``: it finished, some rows
+        refused), dry runs aside; the latest before run ``before`` when given. As ``runs`` gives a run."""
+
+
+class AlertStore(ABC):
+    """Alerts: the conditions of each export that are open (an alert was sent when each started), so
+    that the next is sent only when one clears. Opening and resolving are each one statement that
+    tells whether it changed anything, so two processes never both send the same alert."""
+
+    @abstractmethod
+    def open_alerts(self, export: str) -> dict[str, OpenAlert]:
+        """The export's open alerts by event."""
+
+    @abstractmethod
+    def open_alert(self, export: str, alert: OpenAlert) -> bool:
+        """Record ``alert`` as open; False (nothing written) when its event is open for the export already."""
+
+    @abstractmethod
+    def resolve_alert(self, export: str, event: str) -> OpenAlert | None:
+        """Forget the export's open alert of ``event`` and return it; None when none was open."""
+
 
 class AdministrationStore(ABC):
     """What ``segship state show`` and ``state forget`` ask."""
@@ -331,8 +364,8 @@ class TransferStore(ABC):
         """Make this state hold exactly ``tables`` (a copy), in one transaction."""
 
 
-class StateStore(MemberStore, TargetStore, InFlightStore, DestinationStore, RejectStore, RunStore, AdministrationStore,
-                 TransferStore):
+class StateStore(MemberStore, TargetStore, InFlightStore, DestinationStore, RejectStore, RunStore, AlertStore,
+                 AdministrationStore, TransferStore):
     """What the engine and the CLI need from state, whatever the backend: each concern's contract above,
     and the store itself (where it is, its schema, closing it)."""
 

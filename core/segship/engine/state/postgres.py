@@ -118,6 +118,17 @@ MIGRATIONS: list[str] = [
         mapping TEXT NOT NULL           -- JSON of the export's mapping
     );
     """,
+    """
+    CREATE TABLE alerts (               -- each export's open conditions: an alert was sent, none yet for its end
+        export TEXT NOT NULL,
+        event TEXT NOT NULL,            -- failed, safeguard, rejects, drop, stale
+        opened_at TEXT NOT NULL,
+        run_id BIGINT,                  -- the run that opened it, NULL when the scheduler did (stale)
+        message TEXT NOT NULL,
+        figures TEXT NOT NULL,          -- JSON
+        PRIMARY KEY (export, event)
+    );
+    """,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 #: Bytes of a streamed result's batches (the driver holds two at a time, so its default, 16 MB,

@@ -196,6 +196,17 @@ MIGRATIONS: list[str] = [
         mapping TEXT NOT NULL           -- JSON of the export's mapping
     );
     """,
+    """
+    CREATE TABLE alerts (               -- each export's open conditions: an alert was sent, none yet for its end
+        export TEXT NOT NULL,
+        event TEXT NOT NULL,            -- failed, safeguard, rejects, drop, stale
+        opened_at TEXT NOT NULL,
+        run_id INTEGER,                 -- the run that opened it, NULL when the scheduler did (stale)
+        message TEXT NOT NULL,
+        figures TEXT NOT NULL,          -- JSON
+        PRIMARY KEY (export, event)
+    ) WITHOUT ROWID;
+    """,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 

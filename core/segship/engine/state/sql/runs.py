@@ -6,6 +6,7 @@ from typing import Any
 
 import orjson
 
+from segship.engine.report import DELIVERED_OUTCOMES
 from segship.engine.state import RunStore, now
 from segship.engine.state.sql.connection import SqlConnection, on_state_thread
 
@@ -32,7 +33,20 @@ class SqlRuns(SqlConnection, RunStore):
 
     def runs(self, export: str | None = None, limit: int = 20) -> list[dict[str, Any]]:
         where, params = ("WHERE export = ?", (export,)) if export else ("", ())
-        rows = self.rows(f"SELECT id, export, started_at, finished_at, outcome, dry_run, report FROM runs {where} "
-                         "ORDER BY id DESC LIMIT ?", (*params, limit))
-        return [{"id": r[0], "export": r[1], "started_at": r[2], "finished_at": r[3], "outcome": r[4],
-                 "dry_run": bool(r[5]), "report": orjson.loads(r[6]) if r[6] else None} for r in rows]
+        rows = self.rows(f"SELECT {RUN_COLUMNS} FROM runs {where} ORDER BY id DESC LIMIT ?", (*params, limit))
+        return [_run(row) for row in rows]
+
+    def last_success(self, export: str, before: int | None = None) -> dict[str, Any] | None:
+        delivered = ", ".join("?" * len(DELIVERED_OUTCOMES))
+        row = self.one(f"SELECT {RUN_COLUMNS} FROM runs WHERE export = ? AND id < ? AND dry_run = 0 "
+                       f"AND outcome IN ({delivered}) ORDER BY id DESC LIMIT 1",
+                       (export, before if before is not None else 2**63 - 1, *DELIVERED_OUTCOMES))
+        return _run(row) if row is not None else None
+
+
+RUN_COLUMNS = "id, export, started_at, finished_at, outcome, dry_run, report"
+
+
+def _run(row: tuple) -> dict[str, Any]:
+    return {"id": row[0], "export": row[1], "started_at": row[2], "finished_at": row[3], "outcome": row[4],
+            "dry_run": bool(row[5]), "report": orjson.loads(row[6]) if row[6] else None}

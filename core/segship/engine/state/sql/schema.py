@@ -13,7 +13,7 @@
 - ``export_destinations``: per export id, the connection, destination type, settings and
   mapping its last run built its destination from (``RecordedDestination``, ``destinations.py``);
 - ``stale_identities`` (with the target to remove each from), ``rejects``, ``runs``,
-  ``in_flight``: by export name (few rows).
+  ``in_flight``, ``alerts`` (each export's open conditions): by export name (few rows).
 
 A table is declared here once for every concern that goes through all of them: ``state copy``
 copies ``TABLES`` (``transfer.py``), ``forget`` deletes an export's rows by ``EXPORT_COLUMNS``
@@ -51,19 +51,22 @@ TABLES: dict[str, pa.Schema] = {
                           ("first_seen", pa.string()), ("last_seen", pa.string()), ("attempts", pa.int32())]),
     "in_flight": pa.schema([("export", pa.string()), ("id", pa.int64()), ("target", pa.int32()),
                             ("members", pa.string())]),
+    "alerts": pa.schema([("export", pa.string()), ("event", pa.string()), ("opened_at", pa.string()),
+                         ("run_id", pa.int64()), ("message", pa.string()), ("figures", pa.string())]),
 }
 #: Primary keys, by which ``state copy`` reads a table in pages.
 TABLE_KEYS: dict[str, tuple[str, ...]] = {"exports": ("id",), "targets": ("export_id", "id"),
                                           "members": ("export_id", "key"), "member_digests": ("export_id",),
                                           "export_destinations": ("export_id",),
                                           "stale_identities": ("export", "target", "identity"), "runs": ("id",),
-                                          "rejects": ("export", "key"), "in_flight": ("export", "id")}
+                                          "rejects": ("export", "key"), "in_flight": ("export", "id"),
+                                          "alerts": ("export", "event")}
 #: The column that ties a table's rows to an export: ``export`` (its name), or else the export's id;
 #: in the order ``forget`` deletes them.
 EXPORT_COLUMNS: dict[str, str] = {"members": "export_id", "member_digests": "export_id", "targets": "export_id",
                                   "export_destinations": "export_id",
                                   "exports": "id", "stale_identities": "export", "rejects": "export",
-                                  "runs": "export", "in_flight": "export"}
+                                  "runs": "export", "in_flight": "export", "alerts": "export"}
 
 #: The migration that records destination instances (see engine/instances.py), the same in both
 #: backends (SQLite schema 7, PostgreSQL 4): targets recorded before it have none, and adopt the
