@@ -108,7 +108,7 @@ def test_settings_resolve_at_send_time_and_secrets_are_registered_for_redaction(
      "segship.yaml:18:126: notifications.mail.smtp.starttls: a login needs STARTTLS: without it the password would "
      "cross the network in clear (leave starttls out, or true)"),
     ("  mail: {type: email, from: a@example.com, to: [b@example.com], smtp: {host: h, password: '${env:P}'}}",
-     "segship.yaml:18:65: notifications.mail.smtp: 'password' needs 'username' too"),
+     "segship.yaml:18:81: notifications.mail.smtp.password needs 'username' beside it"),
     ("  on-call: {type: slack, url: '${env:U}', exports: [vip-brevo, vip-braze]}",
      "segship.yaml:18:64: notification 'on-call' names export 'vip-braze', which is not defined (exports: vip-brevo)"),
     ("  on-call: {type: slack, url: '${env:U}', events: [failed, flaky]}",
