@@ -76,8 +76,9 @@ class ExportPlan:
         return [left_behind_line(left) for left in self.left_behind]
 
     def removal_lines(self) -> list[str]:
-        """What ``removals`` is made of, when it is more than the leavers, for plan summaries."""
-        if self.removals == self.remove:
+        """What ``removals`` is made of, when identities are left to remove (a move line already says
+        that each member it moves leaves one), for plan summaries."""
+        if not self.stale_identities:
             return []
         return [f"{self.removals} removal(s): {self.remove} leaver(s), {self.move} moving member(s)' identity in "
                 f"their earlier target, {self.stale_identities} identity(ies) left to remove"]
