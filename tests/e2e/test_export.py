@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import random
 import signal
 import subprocess
 import time
@@ -254,6 +255,34 @@ def test_a_second_ctrl_c_aborts_at_once_with_exit_130_and_loses_nothing(project)
     assert acknowledged <= set(project.braze_members())  # state never claims what Braze did not get
     assert report["exports"][0]["upserted"] == len(acknowledged)
     assert_resumes_to_the_whole_segment(project, acknowledged)
+
+
+def test_a_full_resync_cut_by_ctrl_c_at_a_random_point_says_the_command_that_finishes_it(project):
+    project.configure(braze_batch=1)
+    project.write(rows(1000))
+    assert project.cli("export", "vip-braze", timeout=300).returncode == 0
+    project.braze.set_faults(latency=0.2)
+    before = project.braze.stats()["requests"]
+    process = subprocess.Popen(project.command("export", "vip-braze", "--full-resync"), cwd=project.root,
+                               env=project.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    point = before + random.randint(20, 800)  # a request per member; ~120 in flight are answered after the cut
+    deadline = time.monotonic() + 60
+    while project.braze.stats()["requests"] < point and time.monotonic() < deadline and process.poll() is None:
+        time.sleep(0.01)
+    process.send_signal(signal.SIGINT)
+    stdout, stderr = process.communicate(timeout=60)
+    assert process.returncode == 1, stdout + stderr[-3000:]
+    # state keeps no resync going: a plain run would send nothing, so the message names the command that resyncs
+    assert ("run `segship export vip-braze --full-resync` again to resync every member "
+            "(a plain run sends only what changed)") in stdout, stdout
+    assert "run the export again to continue" not in stdout
+    resent = project.braze.stats()["requests"] - before
+    assert resent < 1000, f"the resync should have been cut part-way (point {point - before})"
+
+    project.braze.set_faults(latency=0.0)
+    again = project.cli("export", "vip-braze", "--full-resync", "--report", "again.json", timeout=300)
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert json.loads((project.root / "again.json").read_text())["exports"][0]["upserted"] == 1000
 
 
 def test_sigterm_to_a_scheduled_run_finishes_the_batches_in_flight_commits_and_exits_1(project):

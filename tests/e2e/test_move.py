@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import json
+import random
 import signal
 import subprocess
 import time
+
+import pytest
 
 from .conftest import LIST_ID, SEGMENT_ID, profile
 
@@ -113,3 +116,51 @@ def test_a_move_killed_part_way_resumes_and_finishes(project):
     assert project.cli("export", "vip-braze", "--report", "after.json").returncode == 0
     after = json.loads((project.root / "after.json").read_text())["exports"][0]
     assert (after["plan"]["unchanged"], after["http"]["requests"]) == (3000, 0)
+
+
+COUNT = 1000
+
+
+@pytest.mark.parametrize("phase", ["joining", "removing"])
+def test_a_move_cut_by_ctrl_c_at_a_random_point_is_planned_and_finished_with_its_removals(project, phase):
+    project.configure(braze_batch=1)
+    project.write(rows(COUNT))
+    assert project.cli("export", "vip-braze", timeout=300).returncode == 0
+    project.configure(braze_batch=1, segment_id=NEW_SEGMENT)
+    project.braze.set_faults(latency=0.2)
+    process = subprocess.Popen(project.command("export", "vip-braze"), cwd=project.root, env=project.env,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    # cut while members join the new segment, or while their identities leave the old one
+    # (short of the last 200: 120 records are in flight at a time, and those in flight are answered)
+    point = random.randint(COUNT // 20, COUNT - 200)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and process.poll() is None:
+        if phase == "joining" and len(holding(project, "segship_segments", NEW_SEGMENT)) >= point:
+            break
+        if phase == "removing":
+            if len(holding(project, "segship_segments", SEGMENT_ID)) <= COUNT - point:
+                break
+        time.sleep(0.01)
+    process.send_signal(signal.SIGINT)
+    stdout, stderr = process.communicate(timeout=60)
+    assert process.returncode == 1, stdout + stderr[-3000:]
+    still_in_old = holding(project, "segship_segments", SEGMENT_ID)
+    joined = holding(project, "segship_segments", NEW_SEGMENT)
+    assert joined and still_in_old, f"the run should have been cut part-way (point {point}): {stdout}"
+
+    planned = json.loads(project.cli("plan", "vip-braze", "--format", "json").stdout)[0]
+    # every identity still in the old segment is a removal to come: a moving member's, or one a moved
+    # member left there
+    assert planned["removals"] == planned["move"] + planned["stale_identities"] == len(still_in_old), planned
+    text = project.cli("plan", "vip-braze").stdout
+    assert f"vip-braze: {len(still_in_old)} removal(s): 0 leaver(s)" in text, text
+    row = next(line for line in text.splitlines() if line.startswith("│ vip-braze"))
+    assert row.split("│")[5].strip() == str(len(still_in_old)), text  # the table's remove column
+
+    project.braze.set_faults(latency=0.0)
+    resumed = project.cli("export", "vip-braze", "--report", "resumed.json", timeout=300)
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    report = json.loads((project.root / "resumed.json").read_text())["exports"][0]
+    assert report["removed"] == planned["removals"]
+    assert holding(project, "segship_segments", SEGMENT_ID) == set()
+    assert holding(project, "segship_segments", NEW_SEGMENT) == {f"C{i:05d}" for i in range(1, COUNT + 1)}

@@ -10,7 +10,7 @@ import pytest
 
 from segship.config import Config, load_config
 from segship.engine.report import RunReport
-from segship.engine.run import ExportRun, RunOptions
+from segship.engine.run import ExportRun, Progress, RunOptions
 from segship.engine.state import StateStore, open_state
 from segship.plugins import Plugins, build_plugins
 
@@ -90,10 +90,11 @@ class Workspace:
         finally:
             state.close()
 
-    def run(self, *, stop: asyncio.Event | None = None, **options: bool) -> RunReport:
+    def run(self, *, stop: asyncio.Event | None = None, progress: Progress | None = None,
+            **options: bool) -> RunReport:
         state = self.state()
         try:
-            run = ExportRun(self.config(), "sync", self.plugins, state, RunOptions(**options), stop=stop)
+            run = ExportRun(self.config(), "sync", self.plugins, state, RunOptions(**options), progress, stop)
             return asyncio.run(run.run())
         finally:
             state.close()

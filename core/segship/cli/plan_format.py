@@ -32,6 +32,12 @@ class PlanFormat(str, Enum):
     markdown = "markdown"
 
 
+def count(plan: ExportPlan, name: str) -> int:
+    """A column of the plan's table: ``remove`` is every removal a run makes (``ExportPlan.removals``:
+    a move's removals from earlier targets too), as its report's ``removed`` counts them."""
+    return plan.removals if name == "remove" else getattr(plan, name)
+
+
 def has_changes(plan: ExportPlan) -> bool:
     return bool(plan.add or plan.update or plan.remove or plan.move or plan.stale_identities
                 or plan.settings_changed)
@@ -68,7 +74,7 @@ def print_text(plans: Sequence[ExportPlan], stops: Mapping[str, str | None], con
     table = Table("export", *COUNTS, "examples")
     for plan in plans:
         examples = "; ".join(f"{action}: {', '.join(keys)}" for action, keys in plan.examples.items())
-        table.add_row(plan.export, *(str(getattr(plan, count)) for count in COUNTS), examples or "-")
+        table.add_row(plan.export, *(str(count(plan, name)) for name in COUNTS), examples or "-")
     console.print(table)
 
     def say(line: str) -> None:  # plain lines, never wrapped: people grep them
@@ -79,7 +85,7 @@ def print_text(plans: Sequence[ExportPlan], stops: Mapping[str, str | None], con
             say(f"{plan.export}: a run would stop before sending anything: {stops[plan.export]}")
         if plan.settings_changed:
             say(f"{plan.export}: {settings_note(plan)}")
-        for line in plan.instance_lines() + plan.move_lines():
+        for line in plan.instance_lines() + plan.move_lines() + plan.removal_lines():
             say(f"{plan.export}: {line}")
         for line in plan.left_behind_lines():
             say(f"{plan.export}: {line}")
@@ -114,7 +120,7 @@ def as_markdown(plans: Sequence[ExportPlan], stops: Mapping[str, str | None],
     lines += ["| export | members | add | update | remove | unchanged | |",
               "|---|--:|--:|--:|--:|--:|---|"]
     for plan in plans:
-        counts = " | ".join(str(getattr(plan, count)) for count in COUNTS)
+        counts = " | ".join(str(count(plan, name)) for name in COUNTS)
         lines.append(f"| `{plan.export}` | {counts} | {_status(plan, stops.get(plan.export))} |")
     notes = []
     for plan in plans:
@@ -123,13 +129,11 @@ def as_markdown(plans: Sequence[ExportPlan], stops: Mapping[str, str | None],
                          f"{_cell(stops[plan.export] or '')}")
         if plan.settings_changed:
             notes.append(f"- ⚠️ `{plan.export}`: {settings_note(plan)}")
-        notes += [f"- `{plan.export}`: {_cell(line)}" for line in plan.instance_lines() + plan.move_lines()]
+        notes += [f"- `{plan.export}`: {_cell(line)}"
+                  for line in plan.instance_lines() + plan.move_lines() + plan.removal_lines()]
         notes += [f"- ⚠️ `{plan.export}`: {_cell(line)}" for line in plan.left_behind_lines()]
         if plan.hashes_converted:
             notes.append(f"- `{plan.export}`: {hashes_note(plan)}")
-        if plan.stale_identities:
-            notes.append(f"- `{plan.export}`: {plan.stale_identities} old identities (e.g. changed emails) "
-                         "will be removed")
     notes += retired_notes
     lines += ["", *notes] if notes else []
     if not any(has_changes(plan) or stops.get(plan.export) for plan in plans):

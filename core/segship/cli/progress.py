@@ -41,6 +41,10 @@ class RichProgress:
         if self._task is not None:
             self._bar.update(self._task, advance=count, rate=f"{self._done / elapsed:,.0f} rows/s")
 
+    def set_remaining(self, count: int) -> None:
+        if self._task is not None:
+            self._bar.update(self._task, total=self._done + count)
+
     def finish(self) -> None:
         self._bar.stop()
 
@@ -65,7 +69,14 @@ class LogProgress:
             self._last = now
             rate = self._done / max(now - self._started, 1e-6)
             log.info("export.progress", export=self._export, done=self._done, total=self._total,
-                     rate=round(rate), eta_seconds=round((self._total - self._done) / rate, 1) if rate else None)
+                     rate=round(rate), eta_seconds=round(self.remaining / rate, 1) if rate else None)
+
+    @property
+    def remaining(self) -> int:
+        return max(self._total - self._done, 0)
+
+    def set_remaining(self, count: int) -> None:
+        self._total = self._done + count
 
     def finish(self) -> None:
         pass

@@ -209,7 +209,8 @@ def _summary(report: RunReport) -> str:
     from segship.engine.report import ExportPlan
 
     plan = report.plan or {}
-    planned = (f"plan +{plan.get('add', 0)} ~{plan.get('update', 0)} -{plan.get('remove', 0)} "
+    # removals: leavers, and the identities a move (or a replaced identity) leaves in earlier targets
+    planned = (f"plan +{plan.get('add', 0)} ~{plan.get('update', 0)} -{plan.get('removals', 0)} "
                f"={plan.get('unchanged', 0)}" + (f" >{plan['move']}" if plan.get("move") else "")) \
         if plan else "not planned"
     verb = "would send" if report.dry_run else "sent"
@@ -219,7 +220,7 @@ def _summary(report: RunReport) -> str:
     if report.dry_run:
         line = (f"{report.export}: dry run {report.outcome} ({planned}); would send "
                 f"{plan.get('add', 0) + plan.get('update', 0) + plan.get('move', 0) - report.rejected} upserts and "
-                f"{plan.get('remove', 0)} removals; {report.rejected} row(s) would be rejected")
+                f"{plan.get('removals', 0)} removals; {report.rejected} row(s) would be rejected")
     moves = ExportPlan(report.export, target=plan.get("target", {}), instance=plan.get("instance", {}),
                        connection=plan.get("connection", ""), moves=plan.get("moves", [])).move_lines()
     return line + "".join(f"\n  {move}" for move in moves) + (f"\n  {report.message}" if report.message else "")

@@ -42,6 +42,14 @@ class ExportPlan:
     def to_send(self) -> int:
         return self.add + self.update + self.move
 
+    @property
+    def removals(self) -> int:
+        """Every removal a run makes: leavers, identities left to remove (a replaced identity, or one a
+        member moved out of an earlier target left there: a run cut during a move leaves them), and the
+        identity each member it moves leaves in its earlier target. ``remove`` alone counts leavers:
+        what the removal safeguard weighs."""
+        return self.remove + self.stale_identities + self.move
+
     def move_lines(self) -> list[str]:
         """'move from … to …, N members' per earlier target, for plan and run summaries."""
         moves = []
@@ -67,8 +75,16 @@ class ExportPlan:
         """Per earlier target in an instance the config can't reach: what a run would leave there, and why."""
         return [left_behind_line(left) for left in self.left_behind]
 
+    def removal_lines(self) -> list[str]:
+        """What ``removals`` is made of, when identities are left to remove (a move line already says
+        that each member it moves leaves one), for plan summaries."""
+        if not self.stale_identities:
+            return []
+        return [f"{self.removals} removal(s): {self.remove} leaver(s), {self.move} moving member(s)' identity in "
+                f"their earlier target, {self.stale_identities} identity(ies) left to remove"]
+
     def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        return {**asdict(self), "removals": self.removals}
 
 
 def describe_target(target: dict[str, Any]) -> str:

@@ -58,6 +58,7 @@ class Progress(Protocol):
 
     def start(self, export: str, total: int) -> None: ...
     def advance(self, count: int) -> None: ...
+    def set_remaining(self, count: int) -> None: ...  # the work left, once known exactly: the total follows
     def finish(self) -> None: ...
 
 
@@ -66,6 +67,9 @@ class NoProgress:
         pass
 
     def advance(self, count: int) -> None:
+        pass
+
+    def set_remaining(self, count: int) -> None:
         pass
 
     def finish(self) -> None:
@@ -171,8 +175,12 @@ class ExportRun:
         if isinstance(exc, (KeyboardInterrupt, asyncio.CancelledError, RequestInterrupted)) or (
                 isinstance(exc, RunStopped) and (self._failure is None or isinstance(self._failure, RequestInterrupted))):
             report.outcome = "interrupted"
+            # state doesn't keep a resync going: a plain run would send only what changed
+            again = (f"run `segship export {self.export.name} --full-resync` again to resync every member "
+                     "(a plain run sends only what changed)" if self.options.full_resync else
+                     "run the export again to continue")
             report.message = (f"interrupted: {report.upserted + report.removed} record(s) acknowledged and saved; "
-                              "run the export again to continue")
+                              f"{again}")
         elif isinstance(exc, SegshipError):
             report.outcome, report.message = exc.outcome, _describe(exc)
         elif isinstance(exc, RunStopped) and self._failure is not None:
@@ -292,7 +300,8 @@ class ExportRun:
         name = self.export.name
         if plan.to_send:
             await self._ready(destination)
-        self.progress.start(name, plan.to_send + plan.remove + plan.stale_identities)
+        # each member moved leaves its identity in its earlier target to remove: counted up front
+        self.progress.start(name, plan.to_send + plan.removals)
         targets = TargetDestinations(destination, self.target_id, self.export, self.state.targets(name),
                                      self.state.target_instances(name), instances)
         try:
@@ -312,7 +321,12 @@ class ExportRun:
                 # leavers, then identities to remove (replaced ones, and those of moved members), each
                 # from the target it is in
                 unreachable: dict[int, str] = {}
-                for stale, by_target in ((False, self._leavers(snapshot)), (True, self.state.stale_identities(name))):
+                removals = ((False, self._leavers(snapshot)), (True, self.state.stale_identities(name)))
+                # what is left to remove is known exactly now (an identity a member replaced during the
+                # run is one more, a moving member refused one less): the progress's total follows
+                self.progress.set_remaining(sum(len(members) for _, by_target in removals
+                                                for members in by_target.values()))
+                for stale, by_target in removals:
                     for target, members in by_target.items():
                         if not targets.elsewhere(target):
                             await self._ready(destination)
