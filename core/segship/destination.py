@@ -23,6 +23,9 @@ it to map column-wise (Braze and Brevo do: the per-row Python work was most of s
 CPU), as long as every row comes out exactly as ``map`` makes it. The engine hands
 ``upsert`` a :class:`Records` (column-wise, and a sequence of :class:`Record`), and a
 destination may answer with a :class:`RecordResults` instead of a list.
+
+A destination may also declare how it compares identities (``identity_rule``: the engine
+then stops a plan where two keys would become one profile).
 """
 
 from __future__ import annotations
@@ -30,7 +33,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, ClassVar, overload
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, overload
 
 from segship.errors import SegshipError
 from segship.http import HttpResponse, HttpStats, RetriesExhausted
@@ -211,6 +214,27 @@ class ExportContext:
 
 
 @dataclass(frozen=True)
+class IdentityRule:
+    """How a destination makes a member's identity from a segment column, as data: the engine finds
+    keys whose identities collide (one profile at the destination for two members) in bulk, in
+    DuckDB, before anything is mapped.
+
+    ``normalisation`` is how the destination compares identities: ``exact``; ``trim`` (whitespace
+    around it ignored, as Python's ``str.strip``); ``lower`` (trimmed, and compared
+    case-insensitively). A normalised identity that is empty, longer than ``max_length``
+    characters or doesn't fully match ``pattern`` (RE2 syntax) is one the mapping refuses: it
+    collides with nothing. ``name`` is what the destination calls it, for messages (``email``,
+    ``external_id``).
+    """
+
+    column: str
+    normalisation: Literal["exact", "trim", "lower"] = "exact"
+    pattern: str | None = None
+    name: str = "identity"
+    max_length: int | None = None
+
+
+@dataclass(frozen=True)
 class ConfigProblem:
     """A plugin-specific config error; ``path`` is relative to the export (``("mapping", "email")``)."""
 
@@ -273,6 +297,14 @@ class Destination(ABC):
 
         collect(mapping)
         return columns
+
+    @classmethod
+    def identity_rule(cls, mapping: Mapping[str, Any]) -> IdentityRule | None:
+        """How the mapping makes a member's identity (its column and the destination's comparison), so
+        that keys sharing one are found before sending (``identity_conflicts``); None, the default:
+        identities are not checked. It must agree with ``map``: two rows whose identities are equal
+        under the rule are mapped to one identity."""
+        return None
 
     @property
     @abstractmethod

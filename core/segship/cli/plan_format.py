@@ -41,6 +41,11 @@ def hashes_note(plan: ExportPlan) -> str:
             f"{plan.hashes_converted} member(s) to segship's own, re-sending only rows that changed")
 
 
+def left_out_note(plan: ExportPlan) -> str:
+    return (f"{plan.left_out} key(s) share their destination identity with a lower key and are left out "
+            "(identity_conflicts: first)")
+
+
 def as_json(plans: Sequence[ExportPlan], stops: Mapping[str, str | None]) -> str:
     documents: list[dict[str, Any]] = [{**plan.as_dict(), "stopped_by_safeguard": stops.get(plan.export)}
                                        for plan in plans]
@@ -66,6 +71,8 @@ def print_text(plans: Sequence[ExportPlan], stops: Mapping[str, str | None], con
             say(f"{plan.export}: {line}")
         if plan.hashes_converted:
             say(f"{plan.export}: {hashes_note(plan)}")
+        if plan.left_out:
+            say(f"{plan.export}: {left_out_note(plan)}")
         for key, fields in plan.changed_fields.items():
             say(f"{plan.export}: {key} changed: {', '.join(fields) or '(no mapped field)'}")
 
@@ -103,6 +110,8 @@ def as_markdown(plans: Sequence[ExportPlan], stops: Mapping[str, str | None]) ->
         notes += [f"- `{plan.export}`: {_cell(line)}" for line in plan.move_lines()]
         if plan.hashes_converted:
             notes.append(f"- `{plan.export}`: {hashes_note(plan)}")
+        if plan.left_out:
+            notes.append(f"- `{plan.export}`: {left_out_note(plan)}")
         if plan.stale_identities:
             notes.append(f"- `{plan.export}`: {plan.stale_identities} old identities (e.g. changed emails) "
                          "will be removed")

@@ -13,7 +13,7 @@ from segship.destination import Destination
 from segship.engine.hash_conversion import convert_hashes
 from segship.engine.hashing import HASH_VERSION
 from segship.engine.report import ExportPlan
-from segship.engine.snapshot import Snapshot, export_fingerprint
+from segship.engine.snapshot import EXAMPLES, Snapshot, export_fingerprint
 from segship.engine.state import StateStore
 
 
@@ -48,7 +48,8 @@ def plan_against_state(snapshot: Snapshot, state: StateStore, cls: type[Destinat
     # changed settings re-send everyone: there is nothing to convert
     convert = not settings_changed and state.hash_version(name) < HASH_VERSION
     full = full_resync or settings_changed
-    row_hashes = not full and state.has_members(name)
+    has_members = state.has_members(name)
+    row_hashes = not full and has_members
     # a digest of state can spare reading it: when the members sum to it, every one is unchanged
     recorded = state.members_digest(name) if row_hashes and not convert else None
     # state is read while the segments are hashed, on another core, unless the digest may spare it and
@@ -71,6 +72,9 @@ def plan_against_state(snapshot: Snapshot, state: StateStore, cls: type[Destinat
             state.record_members_digest(name, snapshot.tally.digest())
     plan.full_resync, plan.settings_changed, plan.hashes_converted = full_resync, settings_changed, converted
     plan.stale_identities = state.count_stale_identities(name)
+    plan.left_out = len(snapshot.left_out)
+    if snapshot.left_out:
+        plan.examples["left out"] = snapshot.left_out[:EXAMPLES]
     plan.target = target
     if plan.move:
         earlier_targets = state.targets(name)

@@ -28,6 +28,7 @@ class ExportPlan:
     hashes_converted: int = 0       # members whose hashes state made with an older hash version (not re-sent)
     target: dict[str, Any] = field(default_factory=dict)         # the settings naming where members go
     moves: list[dict[str, Any]] = field(default_factory=list)    # {"from": target, "members": N} per earlier one
+    left_out: int = 0               # keys left out for sharing a destination identity with a lower key (first)
 
     @property
     def to_send(self) -> int:

@@ -188,6 +188,9 @@ class ExportRun:
         self.report.phase_seconds["plan"] = round(time.monotonic() - started, 3)
         log.info("export.planned", export=self.export.name, add=plan.add, update=plan.update, remove=plan.remove,
                  unchanged=plan.unchanged, moves=plan.move_lines())
+        if plan.left_out:
+            log.info("export.identity_conflicts", export=self.export.name, left_out=plan.left_out,
+                     reason="their destination identity is a lower key's (identity_conflicts: first)")
         check_safeguards(plan, self.config, self.export.name, destination.limits.max_profiles,
                          allow_mass_removal=self.options.allow_mass_removal)
         return plan

@@ -2,7 +2,8 @@
 
 Joins and changes go through ``POST /contacts/import`` (asynchronous: the process is
 polled with backoff until it completes), leavers through
-``POST /contacts/lists/{id}/contacts/remove``, 150 emails a call. A mapped contact is
+``POST /contacts/lists/{id}/contacts/remove``, 150 emails a call. A contact's identity is
+its email, which Brevo compares case-insensitively (``identity_rule``). A mapped contact is
 kept as its encoded JSON, so an import body is measured and assembled without
 encoding anything twice.
 
@@ -28,6 +29,7 @@ from segship.destination import (
     Destination,
     DestinationError,
     ExportContext,
+    IdentityRule,
     Limits,
     MappedBatch,
     Member,
@@ -44,7 +46,7 @@ from segship.ratelimit import RateLimit
 from segship.secrets import redactor
 
 from segship_sendinblue import schemas
-from segship_sendinblue.mapping import ContactMapping
+from segship_sendinblue.mapping import EMAIL_PATTERN, MAX_EMAIL_LENGTH, ContactMapping
 
 log = structlog.get_logger("segship.sendinblue")
 
@@ -148,6 +150,11 @@ class SendinblueDestination(Destination):
                                           "map each attribute once")
             else:
                 written[attribute.upper()] = path
+
+    @classmethod
+    def identity_rule(cls, mapping: Mapping[str, Any]) -> IdentityRule:
+        # as normalize_email makes it: trimmed, lower-cased, an address the pattern accepts
+        return IdentityRule(mapping["email"], "lower", EMAIL_PATTERN.pattern, "email", MAX_EMAIL_LENGTH)
 
     @property
     def list_id(self) -> int:
@@ -352,6 +359,11 @@ class SendinblueDestination(Destination):
         return body
 
     async def _describe_list(self) -> str:
+        found = await self._list_details()
+        return f"list {self.list_id} {found.get('name', '')!r} ({found.get('uniqueSubscribers', '?')} contacts)"
+
+    async def _list_details(self) -> dict[str, Any]:
+        """``GET /contacts/lists/{id}``: the list's name and counts; a list that doesn't exist stops the run."""
         response = await self._http.request("GET", f"/contacts/lists/{self.list_id}")
         if response.status == 404:
             code, message = brevo_error(response)
@@ -360,8 +372,7 @@ class SendinblueDestination(Destination):
                 f"fix exports.{self.export.name}.settings.list_id")
         if response.status != 200:
             raise self._error(response, "checking the list")
-        found = self._object(response, "checking the list")
-        return f"list {self.list_id} {found.get('name', '')!r} ({found.get('uniqueSubscribers', '?')} contacts)"
+        return self._object(response, "checking the list")
 
     def _not_brevos(self, doing: str, answered: str, expected: str) -> DestinationError:
         """A run-stopping error for an answer that is none of Brevo's (and acknowledges nothing)."""
