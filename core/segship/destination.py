@@ -25,13 +25,15 @@ CPU), as long as every row comes out exactly as ``map`` makes it. The engine han
 destination may answer with a :class:`RecordResults` instead of a list.
 
 A destination may also declare how it compares identities (``identity_rule``: the engine
-then stops a plan where two keys would become one profile).
+then stops a plan where two keys would become one profile) and how to count and list the
+members its target holds (``count_members``: an export whose state is empty stops if the
+target holds any; ``list_members``: ``segship state rebuild``).
 """
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar, Literal, overload
 
@@ -306,6 +308,16 @@ class Destination(ABC):
         under the rule are mapped to one identity."""
         return None
 
+    @classmethod
+    def counts_members(cls) -> bool:
+        """Whether the destination can count the members its target holds (``count_members``)."""
+        return cls.count_members is not Destination.count_members
+
+    @classmethod
+    def lists_members(cls) -> bool:
+        """Whether the destination can list the members its target holds (``list_members``)."""
+        return cls.list_members is not Destination.list_members
+
     @property
     @abstractmethod
     def limits(self) -> Limits:
@@ -371,6 +383,19 @@ class Destination(ABC):
     @abstractmethod
     async def remove(self, members: Sequence[Member]) -> Sequence[RecordResult]:
         """Take leavers out of the segment or list (the profile is not deleted); one result each."""
+
+    async def count_members(self) -> int | None:
+        """How many members the export's target holds at the destination (a Brevo list's contacts), or
+        None when it can't tell. Optional: a run whose state holds none of the export's members asks
+        it (after ``check_connection``) and stops before sending if the target holds any (lost state;
+        ``--allow-empty-state``). The default can't tell."""
+        return None
+
+    def list_members(self) -> AsyncIterator[Sequence[str]]:
+        """The identities of every member the export's target holds, a page at a time (an async
+        generator; called after ``check_connection``). Optional: ``segship state rebuild`` rebuilds
+        the export's state from it. The default can't list them."""
+        raise DestinationError(f"{self.name} can't list the members of a target")
 
     async def finish(self) -> None:
         """Release what prepare or check_connection opened; called exactly once, even after errors."""

@@ -46,6 +46,11 @@ def left_out_note(plan: ExportPlan) -> str:
             "(identity_conflicts: first)")
 
 
+def empty_state_note(plan: ExportPlan) -> str:
+    return ("state holds none of its members: before sending, the run asks the destination how many members its "
+            "target holds and stops if any (lost state? `segship state rebuild`, or `--allow-empty-state` once)")
+
+
 def as_json(plans: Sequence[ExportPlan], stops: Mapping[str, str | None]) -> str:
     documents: list[dict[str, Any]] = [{**plan.as_dict(), "stopped_by_safeguard": stops.get(plan.export)}
                                        for plan in plans]
@@ -73,6 +78,8 @@ def print_text(plans: Sequence[ExportPlan], stops: Mapping[str, str | None], con
             say(f"{plan.export}: {hashes_note(plan)}")
         if plan.left_out:
             say(f"{plan.export}: {left_out_note(plan)}")
+        if plan.empty_state_check and plan.to_send:
+            say(f"{plan.export}: {empty_state_note(plan)}")
         for key, fields in plan.changed_fields.items():
             say(f"{plan.export}: {key} changed: {', '.join(fields) or '(no mapped field)'}")
 
@@ -112,6 +119,8 @@ def as_markdown(plans: Sequence[ExportPlan], stops: Mapping[str, str | None]) ->
             notes.append(f"- `{plan.export}`: {hashes_note(plan)}")
         if plan.left_out:
             notes.append(f"- `{plan.export}`: {left_out_note(plan)}")
+        if plan.empty_state_check and plan.to_send:
+            notes.append(f"- ⚠️ `{plan.export}`: {_cell(empty_state_note(plan))}")
         if plan.stale_identities:
             notes.append(f"- `{plan.export}`: {plan.stale_identities} old identities (e.g. changed emails) "
                          "will be removed")

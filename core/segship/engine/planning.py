@@ -75,6 +75,7 @@ def plan_against_state(snapshot: Snapshot, state: StateStore, cls: type[Destinat
     plan.left_out = len(snapshot.left_out)
     if snapshot.left_out:
         plan.examples["left out"] = snapshot.left_out[:EXAMPLES]
+    plan.empty_state_check = not has_members and cls.counts_members()
     plan.target = target
     if plan.move:
         earlier_targets = state.targets(name)

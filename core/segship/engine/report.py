@@ -29,6 +29,9 @@ class ExportPlan:
     target: dict[str, Any] = field(default_factory=dict)         # the settings naming where members go
     moves: list[dict[str, Any]] = field(default_factory=list)    # {"from": target, "members": N} per earlier one
     left_out: int = 0               # keys left out for sharing a destination identity with a lower key (first)
+    #: state holds none of the export's members and the destination counts its target's: a run that sends
+    #: checks the target holds none first (``--allow-empty-state``)
+    empty_state_check: bool = False
 
     @property
     def to_send(self) -> int:

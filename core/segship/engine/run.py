@@ -1,9 +1,10 @@
 """Running an export: plan, safeguards, send in paced batches, commit as acknowledged, report.
 
 The order: resolve settings -> plan (local, in DuckDB) -> safeguards -> check the
-connection -> prepare -> joins and changes -> leavers and stale identities -> finish.
-Planning first means a run with nothing to send makes no request at all, and a run
-that breaks a safeguard stops before touching the destination. State is
+connection -> (state empty: does the target hold members already?) -> prepare -> joins and
+changes -> leavers and stale identities -> finish. Planning first means a run with nothing
+to send makes no request at all, and a run that breaks a safeguard stops before touching
+the destination (or, for the empty-state one, before sending to it). State is
 committed as batches are answered (a group of them at a time, see ``in_flight``), so a run
 stopped at any point (Ctrl-C, a failure, kill -9) and started again sends what was not
 acknowledged, and sends again at most what was in flight.
@@ -35,7 +36,7 @@ from segship.engine.in_flight import Answer, Commit, InFlight
 from segship.engine.planning import plan_against_state
 from segship.engine.report import BatchReport, ExportPlan, RunReport, reason_kind
 from segship.engine.mapping import MappedRows, map_rows, mapped_batches
-from segship.engine.safeguards import check_safeguards
+from segship.engine.safeguards import check_empty_state, check_safeguards
 from segship.engine.snapshot import Snapshot
 from segship.engine.state import StateError, StateStore, chunks
 from segship.engine.targets import TargetDestinations
@@ -74,6 +75,7 @@ class RunOptions:
     dry_run: bool = False
     full_resync: bool = False
     allow_mass_removal: bool = False  # one deliberate run past the removal safeguard
+    allow_empty_state: bool = False   # one deliberate run from empty state to a target that holds members
 
 
 class ExportRun:
@@ -119,6 +121,7 @@ class ExportRun:
                         if plan.to_send or plan.remove or plan.stale_identities:
                             # the plan is local: an unchanged run makes no request at all
                             await self._timed("check_connection", destination.check_connection())
+                            await self._check_empty_state(destination, plan)
                             await self._timed("prepare", destination.prepare())
                             await self._send(snapshot, destination, plan)
                     report.outcome = "rejects" if report.rejected else "succeeded"
@@ -194,6 +197,13 @@ class ExportRun:
         check_safeguards(plan, self.config, self.export.name, destination.limits.max_profiles,
                          allow_mass_removal=self.options.allow_mass_removal)
         return plan
+
+    async def _check_empty_state(self, destination: Destination, plan: ExportPlan) -> None:
+        """Stop before sending when state holds none of the export's members but the target holds some."""
+        if plan.empty_state_check and not self.options.allow_empty_state:
+            held = await self._timed("count_members", destination.count_members())
+            self.report.plan["destination_members"] = held
+            check_empty_state(plan, self.export.name, held)
 
     def _forget_rejects_of_non_members(self, snapshot: Snapshot) -> None:
         if self.options.dry_run:

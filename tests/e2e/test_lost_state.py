@@ -1,0 +1,67 @@
+"""Lost state is no longer silent (issue 24, item 5): the real CLI against both sandboxes.
+
+After the state file was deleted, the next run sent every member as new with no warning and
+never removed those who had left. Now a run whose state holds none of an export's members asks
+the destination how many its target holds (Brevo: the list's contacts) and stops before sending
+if any, until ``--allow-empty-state``; ``segship state rebuild`` rebuilds state from a
+destination that lists its members, so leavers are removed again.
+"""
+
+from __future__ import annotations
+
+import json
+
+from .conftest import profile
+
+
+def rows(*numbers: int) -> list[dict]:
+    return [profile(i) for i in numbers]
+
+
+def lose_state(project) -> None:
+    """What a deleted state file (or a CI runner's empty disk) leaves: nothing known of the exports."""
+    for export in ("vip-braze", "vip-brevo"):
+        forgot = project.cli("state", "forget", export, "--yes")
+        assert forgot.returncode == 0, forgot.stderr
+
+
+def test_a_run_from_lost_state_to_a_list_that_holds_members_stops_until_allowed(project):
+    project.write(rows(*range(1, 21)))
+    assert project.cli("export", "--all").returncode == 0
+    lose_state(project)
+
+    planned = project.cli("plan", "--format", "json")
+    assert planned.returncode == 0, planned.stderr
+    checks = {plan["export"]: plan["empty_state_check"] for plan in json.loads(planned.stdout)}
+    assert checks == {"vip-braze": False, "vip-brevo": True}  # Braze can't count its members
+    text = project.cli("plan", "vip-brevo")
+    assert "vip-brevo: state holds none of its members: before sending, the run asks the destination how " \
+           "many members its target holds and stops if any" in text.stdout
+
+    imported = project.brevo.stats()["imported_contacts"]
+    stopped = project.cli("export", "--all")
+    assert stopped.returncode == 1, stopped.stdout + stopped.stderr
+    assert "export 'vip-brevo': state holds none of its members, but the destination already holds 20 in its " \
+           "target" in stopped.stdout
+    assert "segship state rebuild vip-brevo" in stopped.stdout and "--allow-empty-state" in stopped.stdout
+    assert "nothing was sent" in stopped.stdout
+    assert project.brevo.stats()["imported_contacts"] == imported
+    assert project.acknowledged("vip-brevo") == set()
+    # Braze declares no count: its export runs as before, every member sent again
+    assert project.acknowledged("vip-braze") == {f"C{i:05d}" for i in range(1, 21)}
+
+    allowed = project.cli("export", "vip-brevo", "--allow-empty-state")
+    assert allowed.returncode == 0, allowed.stdout + allowed.stderr
+    assert project.acknowledged("vip-brevo") == {f"C{i:05d}" for i in range(1, 21)}
+    assert project.cli("export", "vip-brevo").returncode == 0  # state holds them now
+
+
+def test_an_export_to_an_empty_list_or_with_nothing_to_send_is_not_stopped(project):
+    project.write([profile(1, lifetime_value=5)])  # nobody in the segment
+    requests = project.brevo.stats().get("requests", 0)
+    assert project.cli("export", "vip-brevo").returncode == 0
+    assert project.brevo.stats().get("requests", 0) == requests  # nothing to send: no request, no count
+    project.write(rows(1, 2))
+    first = project.cli("export", "vip-brevo")
+    assert first.returncode == 0, first.stdout + first.stderr
+    assert project.brevo_members() == {"user1@example.com", "user2@example.com"}
