@@ -18,9 +18,9 @@ def rows(*numbers: int) -> list[dict]:
     return [profile(i) for i in numbers]
 
 
-def lose_state(project) -> None:
+def lose_state(project, *exports: str) -> None:
     """What a deleted state file (or a CI runner's empty disk) leaves: nothing known of the exports."""
-    for export in ("vip-braze", "vip-brevo"):
+    for export in exports or ("vip-braze", "vip-brevo"):
         forgot = project.cli("state", "forget", export, "--yes")
         assert forgot.returncode == 0, forgot.stderr
 
@@ -65,3 +65,40 @@ def test_an_export_to_an_empty_list_or_with_nothing_to_send_is_not_stopped(proje
     first = project.cli("export", "vip-brevo")
     assert first.returncode == 0, first.stdout + first.stderr
     assert project.brevo_members() == {"user1@example.com", "user2@example.com"}
+
+
+def test_state_rebuild_finds_the_lists_members_so_leavers_are_removed_again(project):
+    project.write(rows(*range(1, 21)))
+    assert project.cli("export", "vip-brevo").returncode == 0
+    lose_state(project, "vip-brevo")
+    # meanwhile 16 to 20 left the segment, 21 and 22 joined, and 2's email is written in capitals
+    project.write([*rows(1), profile(2, email="USER2@Example.com"), *rows(*range(3, 16), 21, 22)])
+
+    rebuilt = project.cli("state", "rebuild", "vip-brevo")
+    assert rebuilt.returncode == 0, rebuilt.stdout + rebuilt.stderr
+    assert "rebuilt export 'vip-brevo' from its destination: 20 member(s) listed; 15 match a segment row and are " \
+           "members again (the next run sends their rows whole); 5 match none and the next run removes them; " \
+           "0 were in state already" in rebuilt.stdout
+    assert "@example.com" not in rebuilt.stdout
+
+    planned = json.loads(project.cli("plan", "vip-brevo", "--format", "json").stdout)[0]
+    assert (planned["add"], planned["update"], planned["remove"], planned["unchanged"]) == (2, 15, 5, 0)
+    assert not planned["empty_state_check"]
+    assert all(key.startswith("listed:") and "@" not in key for key in planned["examples"]["remove"])
+
+    exported = project.cli("export", "vip-brevo")
+    assert exported.returncode == 0, exported.stdout + exported.stderr
+    assert project.brevo_members() == {f"user{i}@example.com" for i in (*range(1, 16), 21, 22)}
+    assert project.acknowledged("vip-brevo") == {f"C{i:05d}" for i in (*range(1, 16), 21, 22)}
+    again = project.cli("state", "rebuild", "vip-brevo")  # what state knows is kept
+    assert "17 member(s) listed; 0 match a segment row" in again.stdout and "17 were in state already" in again.stdout
+    assert json.loads(project.cli("plan", "vip-brevo", "--format", "json").stdout)[0]["unchanged"] == 17
+
+
+def test_state_rebuild_is_refused_where_the_destination_cant_list_its_members(project):
+    project.write(rows(1, 2))
+    refused = project.cli("state", "rebuild", "vip-braze")
+    assert refused.returncode == 2, refused.stdout + refused.stderr
+    assert "export 'vip-braze' goes to braze, which can't list the members of its target" in refused.stderr
+    unknown = project.cli("state", "rebuild", "nope")
+    assert unknown.returncode == 2 and "unknown export 'nope'" in unknown.stderr

@@ -384,6 +384,21 @@ class Snapshot:
                                      f"SEMI JOIN {ENGINE}.identity_keys k ON k.key = {key}").fetchall())
         return found
 
+    def keys_of_identities(self, identities: Sequence[str]) -> list[tuple[str, str | None]]:
+        """Each of ``identities`` (as the destination holds them) with the lowest key whose row has it,
+        compared as the destination compares them, or None (``segship state rebuild``; the segments'
+        rows are read here, not built)."""
+        self.db.from_arrow(pa.table({"identity": pa.array(list(identities), pa.string())})).create("listed")
+        value = identity_sql(self.identity, "s." + quote_identifier(self.identity.column))
+        for position, part in enumerate(self.segments):
+            key = f"CAST(s.{quote_identifier(part.segment.key)} AS VARCHAR)"
+            self._load(part, self._query(part, lambda _, key=key: f"{key} AS key, {value} AS identity"),
+                       "row_identities", create=position == 0)
+        return self.db.execute(
+            f"SELECT l.identity, min(r.key) FROM listed l LEFT JOIN row_identities r "
+            f"ON r.identity = {identity_sql(self.identity, 'l.identity')} GROUP BY l.identity ORDER BY l.identity"
+        ).fetchall()
+
     def _check_segments_agree(self) -> None:
         # min <> max: two different row hashes, as cheap as a plain aggregate (count(DISTINCT) is
         # not); the segments of the first such key are looked up afterwards

@@ -158,6 +158,13 @@ class MemberStore(ABC):
                         stale: bool, target: int = 1) -> None:
         """Acknowledged removals: leavers leave the members; stale identities leave ``target``'s list."""
 
+    @abstractmethod
+    def add_unknown_members(self, export: str, members: Sequence[tuple[str, str]], target: int) -> int:
+        """(key, identity) of members the destination holds in ``target`` though state didn't know them
+        (``segship state rebuild``), added in one transaction, of unknown row hash: the next run sends a
+        member's row again whole, or removes it once it is no longer in the segment. A key that is a
+        member already is left as it is. Returns how many were added."""
+
 
 class TargetStore(ABC):
     """Targets (the lists or segments an export's members were sent to), which members are in which,
