@@ -286,15 +286,19 @@ class StateStore(MemberStore, TargetStore, InFlightStore, RejectStore, RunStore,
 
 
 def open_state(config: Config) -> StateStore:
-    """The config's state: ``state.url`` (resolved here, a secret) or the SQLite file."""
-    if config.state_url is not None:
+    """The config's state: the PostgreSQL URL (``state.url``, or ``$SEGSHIP_STATE_URL`` for a config that
+    sets no state: ``Config.state_url_reference``; resolved here, a secret) or the SQLite file."""
+    reference = config.state_url_reference()
+    if reference is not None:
         from segship.secrets import resolve
 
-        where = config.where("state", "url")
-        url = resolve(config.state_url, config.loaded.file_of(("state",)).resolve().parent, where=where,
-                      secret=True)
+        if "state" in config.loaded.data:
+            where, folder = config.where("state", "url"), config.loaded.file_of(("state",)).resolve().parent
+        else:
+            where, folder = f"{reference} (the config sets no state)", config.state_path.parent
+        url = resolve(reference, folder, where=where, secret=True)
         if not url.startswith(POSTGRES_SCHEMES):  # never echoed: it may hold a password
-            raise StateError(f"{where}: state.url (from {config.state_url}) must be a postgresql:// URL")
+            raise StateError(f"{where}: the state URL (from {reference}) must be a postgresql:// URL")
         return open_state_at(url)
     return open_state_at(config.state_path)
 
