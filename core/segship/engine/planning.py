@@ -31,7 +31,8 @@ def plan_against_state(snapshot: Snapshot, state: StateStore, cls: type[Destinat
     (each in one transaction, before anything is sent), and a plan with nothing to do
     records the digest; without it, the plan tells what a run would do and writes nothing
     (batches left in flight are not counted). A changed target is not a changed setting:
-    its members move (``plan.moves``).
+    its members move (``plan.moves``). Keys sharing a destination identity stop the diff, or
+    all but the lowest are left out (``identity_conflicts``: ``engine/snapshot.py``).
     """
     name = export.name
     if write:
@@ -55,10 +56,13 @@ def plan_against_state(snapshot: Snapshot, state: StateStore, cls: type[Destinat
     # state is read while the segments are hashed, on another core, unless the digest may spare it and
     # the segments are read on every core anyway; hashes of an older version are converted first
     overlap = not convert and (recorded is None or not snapshot.reads_in_place())
+    # keys sharing an identity: a plan the digest may spare reads identities only if it doesn't (read
+    # in place, they cost a pass over one column; streamed, they come with the rows)
+    identities = recorded is None or overlap
     converted = 0
     with ThreadPoolExecutor(1, thread_name_prefix="segship-acknowledged") as reader:
         reading = reader.submit(snapshot.read_acknowledged, state.acknowledged(name)) if overlap else None
-        snapshot.build(row_hashes=row_hashes)
+        snapshot.build(row_hashes=row_hashes, identities=identities)
         if reading is not None:
             reading.result()
         elif convert:

@@ -9,13 +9,15 @@ what the destination acknowledged are set operations there, never Python loops. 
 rows to send are read again from the sources, joined to the diff, and streamed.
 
 Where the destination declares how it compares identities (``Destination.identity_rule``),
-the snapshot also keeps a hash of each member's normalised identity, and keys sharing one
-(two customer IDs, one email: one profile at the destination) are found with a GROUP BY:
-they stop the plan (``identity_conflicts: error``), or all but the lowest key are left out
-(``first``). With ``error`` a plan that finds every member unchanged (the digest, or state
-holding exactly the members) skips the check: those members and rows are the ones the
-destination acknowledged, and a run acknowledges no two keys with one identity; any change
-checks every member again.
+a hash of each member's normalised identity is kept too, and keys sharing one (two customer
+IDs, one email: one profile at the destination) are found with a GROUP BY: they stop the
+plan (``identity_conflicts: error``), or all but the lowest key are left out (``first``).
+With ``error`` a plan that finds every member unchanged (the digest, or state holding
+exactly the members) skips the check: those members and rows are the ones the destination
+acknowledged, and a run acknowledges no two keys with one identity; any change checks every
+member again. So a plan the digest may spare doesn't compute identities while it reads the
+segments (:meth:`Snapshot.build`), and reads them again, alone, only if the digest doesn't
+hold.
 """
 
 from __future__ import annotations
@@ -64,8 +66,10 @@ WHITESPACE = "".join(character for character in map(chr, range(0x110000)) if cha
 #: Identities (the hashes of the normalised ones) two or more members share, with the lowest key of each.
 #: min <> max: a duplicated key's rows are one member, not a conflict, and it is as cheap as a plain
 #: aggregate (count(DISTINCT) is not).
-SHARED_IDENTITIES = ("SELECT ident, min(key) AS first_key FROM members WHERE ident IS NOT NULL GROUP BY ident "
+SHARED_IDENTITIES = ("SELECT ident, min(key) AS first_key FROM {table} WHERE ident IS NOT NULL GROUP BY ident "
                      "HAVING min(key) <> max(key)")
+#: The hash of a normalised identity (``identity``, from :func:`identity_sql`): DuckDB's, the plan's own, never kept.
+IDENT = "CASE WHEN identity IS NOT NULL THEN hash(identity) END"
 #: How each normalisation of ``IdentityRule`` reads in messages.
 COMPARED = {"exact": "", "trim": " (surrounding whitespace ignored)",
             "lower": " (compared case-insensitively, surrounding whitespace ignored)"}
@@ -93,7 +97,11 @@ def identity_sql(rule: IdentityRule, value: str) -> str:
     mapping accepts (NULL, empty, too long, or not matching the rule's pattern)."""
     text = f"CAST({value} AS VARCHAR)"
     if rule.normalisation in ("trim", "lower"):
-        text = f"trim({text}, {quote_literal(WHITESPACE)})"
+        # DuckDB trims by a set of characters slowly (benchmarks/RESULTS.md, identity conflicts): only
+        # what starts or ends with one of them is trimmed
+        whitespace = quote_literal(WHITESPACE)
+        text = (f"(CASE WHEN contains({whitespace}, left({text}, 1)) OR contains({whitespace}, right({text}, 1)) "
+                f"THEN trim({text}, {whitespace}) ELSE {text} END)")
     if rule.normalisation == "lower":
         text = f"lower({text})"
     accepted = f"{text} <> ''"
@@ -133,6 +141,8 @@ class Snapshot:
         #: how the destination compares identities, when it says (and the mapping reads the column)
         self.identity = rule if rule is not None and rule.column in self.columns else None
         self.left_out: list[str] = []  # keys left out for sharing an identity with a lower key (first)
+        self._identities = "members"  # the table of the members' identity hashes (``ident``), once built
+        self._on_every_core = False
         self.db = embedded_duckdb.connect(SNAPSHOT_MEMORY_MB)
         self._sources: dict[str, Source] = {}
         # per source, a connection whose default catalog is the source's attached one (None: read())
@@ -237,10 +247,15 @@ class Snapshot:
     @contextmanager
     def _every_core(self) -> Iterator[None]:
         """DuckDB on every core while the plan is made (nothing else of segship runs then), one after."""
+        if self._on_every_core:  # within a step on every core already
+            yield
+            return
         self.db.execute(f"SET threads TO {embedded_duckdb.available_cores()}")
+        self._on_every_core = True
         try:
             yield
         finally:
+            self._on_every_core = False
             self.db.execute("SET threads TO 1")
 
     def _row_hash(self, column_hashes: str) -> str:
@@ -249,20 +264,22 @@ class Snapshot:
 
     # -- planning -------------------------------------------------------------------------------
 
-    def build(self, *, row_hashes: bool = True) -> None:
-        """Load (key, segment, row hash, and the hash of the normalised identity when the destination
-        declares how it compares them) of every segment row and check the keys.
+    def build(self, *, row_hashes: bool = True, identities: bool = True) -> None:
+        """Load (key, segment, row hash, and with ``identities`` the hash of the normalised identity when
+        the destination declares how it compares them) of every segment row and check the keys.
 
         Without ``row_hashes`` (nothing to diff against: a first run, a full re-send) a
         single segment's rows are not hashed here (0), which is most of a first plan's CPU;
-        the rows sent are hashed as they are read again.
+        the rows sent are hashed as they are read again. Without ``identities`` (a plan the
+        digest may spare, ``identity_conflicts: error``), the diff reads them if it needs them.
         """
         row_hashes = row_hashes or len(self.segments) > 1  # segments' rows must agree
         identity = ident = ""
-        if self.identity is not None:
+        if self.identity is not None and (identities or self.export.identity_conflicts == "first"):
             identity = f", {identity_sql(self.identity, 's.' + quote_identifier(self.identity.column))} AS identity"
-            # DuckDB's hash: the plan's own, never kept
-            ident = ", CASE WHEN identity IS NOT NULL THEN hash(identity) END AS ident"
+            ident = f", {IDENT} AS ident"
+        else:
+            self._identities = ""
         self.db.execute("CREATE TABLE snapshot (key VARCHAR, seg INTEGER, row_hash BIGINT"
                         f"{', ident UBIGINT' if ident else ''})")
         for part in self.segments:
@@ -288,7 +305,7 @@ class Snapshot:
             self.db.execute("CREATE TABLE members AS SELECT key, min(seg) AS seg, any_value(row_hash) AS row_hash"
                             f"{', any_value(ident) AS ident' if ident else ''} FROM snapshot GROUP BY key")
             self.db.execute("DROP TABLE snapshot")
-        if self.identity is not None and self.export.identity_conflicts == "first":
+        if ident and self.export.identity_conflicts == "first":
             self._leave_out_identity_conflicts()
 
     def _load(self, part: _SegmentSource, relation: duckdb.DuckDBPyRelation, table: str, *,
@@ -343,8 +360,8 @@ class Snapshot:
 
     def _leave_out_identity_conflicts(self) -> None:
         """``identity_conflicts: first``: of the keys sharing an identity, only the lowest stays a member."""
-        self.db.execute(f"CREATE TABLE left_out AS SELECT m.key FROM members m JOIN ({SHARED_IDENTITIES}) g "
-                        "ON g.ident = m.ident WHERE m.key <> g.first_key")
+        self.db.execute(f"CREATE TABLE left_out AS SELECT m.key FROM members m JOIN "
+                        f"({SHARED_IDENTITIES.format(table='members')}) g ON g.ident = m.ident WHERE m.key <> g.first_key")
         if self._count("left_out"):
             self.left_out = [row[0] for row in self.db.execute("SELECT DISTINCT key FROM left_out ORDER BY key")
                              .fetchall()]
@@ -355,11 +372,13 @@ class Snapshot:
         """``identity_conflicts: error``: keys sharing an identity stop the plan, named with it."""
         if self.identity is None or self.export.identity_conflicts != "error":
             return
-        shared = self.db.execute(f"SELECT count(*) FROM ({SHARED_IDENTITIES})").fetchone()[0]
+        table = self._identities or self._load_identities()
+        shared_identities = SHARED_IDENTITIES.format(table=table)
+        shared = self.db.execute(f"SELECT count(*) FROM ({shared_identities})").fetchone()[0]
         if not shared:
             return
         groups = self.db.execute(
-            f"SELECT list(DISTINCT m.key ORDER BY m.key) FROM members m JOIN ({SHARED_IDENTITIES}) g "
+            f"SELECT list(DISTINCT m.key ORDER BY m.key) FROM {table} m JOIN ({shared_identities}) g "
             "ON g.ident = m.ident GROUP BY m.ident ORDER BY min(m.key) LIMIT ?", (EXAMPLES,)).fetchall()
         identities = self._identities_of([keys[0] for (keys,) in groups])
         rule, name = self.identity, self.export.name
@@ -371,6 +390,17 @@ class Snapshot:
             f"one profile at the destination; nothing was sent. Give each {rule.name} one key in the segment's "
             f"source, or set exports.{name}.identity_conflicts: first (the lowest key of each is sent, the "
             "others left out)")
+
+    def _load_identities(self) -> str:
+        """Read (key, identity hash) of every segment row into a table of its own, which it names (for a
+        plan whose build skipped them)."""
+        self._identities = "member_identities"
+        value = identity_sql(self.identity, "s." + quote_identifier(self.identity.column))
+        for position, part in enumerate(self.segments):
+            key = f"CAST(s.{quote_identifier(part.segment.key)} AS VARCHAR)"
+            relation = self._query(part, lambda _, key=key: f"{key} AS key, {value} AS identity")
+            self._load(part, relation.project(f"key, {IDENT} AS ident"), self._identities, create=position == 0)
+        return self._identities
 
     def _identities_of(self, keys: Sequence[str]) -> dict[str, str]:
         """The normalised identity of each of a few members, read again from its segment."""
