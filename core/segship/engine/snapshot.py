@@ -112,6 +112,13 @@ def identity_sql(rule: IdentityRule, value: str) -> str:
     return f"CASE WHEN {accepted} THEN {text} END"
 
 
+def normalised_identity(rule: IdentityRule, value: object) -> str | None:
+    """The identity the plan makes of one value under ``rule`` (None: one the mapping refuses), for a
+    destination's tests: it must be the identity ``map`` makes of the value, or ``map`` refuses it."""
+    with duckdb.connect() as db:
+        return db.execute(f"SELECT {identity_sql(rule, '$value')}", {"value": value}).fetchone()[0]
+
+
 def changed_columns(columns: Sequence[str], old_hashes: bytes | None, new_hashes: bytes) -> frozenset[str] | None:
     """Columns whose hash differs; None when the old hashes are unknown or of another kind (send everything)."""
     if not isinstance(old_hashes, bytes) or len(old_hashes) != len(new_hashes):

@@ -7,12 +7,11 @@ from __future__ import annotations
 
 from typing import Any
 
-import duckdb
 import orjson
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 from segship.destination import ConnectionContext, ExportContext, Record, RowRejected
-from segship.engine.snapshot import identity_sql
+from segship.engine.snapshot import normalised_identity
 from segship.strategies import INT64, mostly, rows
 
 from segship_sendinblue.destination import IMPORT_ENVELOPE_BYTES, SendinblueDestination
@@ -78,6 +77,4 @@ def test_the_identity_rule_gives_every_email_as_the_mapping_makes_it(value):
         expected = normalize_email(value)
     except RowRejected:
         expected = None
-    with duckdb.connect() as db:
-        rule = SendinblueDestination.identity_rule(MAPPING)
-        assert db.execute(f"SELECT {identity_sql(rule, '$value')}", {"value": value}).fetchone()[0] == expected
+    assert normalised_identity(SendinblueDestination.identity_rule(MAPPING), value) == expected
