@@ -148,7 +148,8 @@ class Snapshot:
         #: how the destination compares identities, when it says (and the mapping reads the column)
         self.identity = rule if rule is not None and rule.column in self.columns else None
         self.left_out: list[str] = []  # keys left out for sharing an identity with a lower key (first)
-        self._identities = "members"  # the table of the members' identity hashes (``ident``), once built
+        # the table of the members' identity hashes (``ident``): the members' own, unless build skipped them
+        self._identity_table: str | None = "members"
         self._on_every_core = False
         self.db = embedded_duckdb.connect(SNAPSHOT_MEMORY_MB)
         self._sources: dict[str, Source] = {}
@@ -265,6 +266,10 @@ class Snapshot:
             self._on_every_core = False
             self.db.execute("SET threads TO 1")
 
+    def _row_identity(self) -> str:
+        """SQL of a segment row's normalised identity (its row aliased ``s``)."""
+        return identity_sql(self.identity, "s." + quote_identifier(self.identity.column))
+
     def _row_hash(self, column_hashes: str) -> str:
         """SQL for the row hash from the list column ``column_hashes`` (computed once, read per column)."""
         return hashing.row_hash_sql([f"{column_hashes}[{index + 1}]" for index in range(len(self.columns))])
@@ -283,10 +288,10 @@ class Snapshot:
         row_hashes = row_hashes or len(self.segments) > 1  # segments' rows must agree
         identity = ident = ""
         if self.identity is not None and (identities or self.export.identity_conflicts == "first"):
-            identity = f", {identity_sql(self.identity, 's.' + quote_identifier(self.identity.column))} AS identity"
+            identity = f", {self._row_identity()} AS identity"
             ident = f", {IDENT} AS ident"
         else:
-            self._identities = ""
+            self._identity_table = None
         self.db.execute("CREATE TABLE snapshot (key VARCHAR, seg INTEGER, row_hash BIGINT"
                         f"{', ident UBIGINT' if ident else ''})")
         for part in self.segments:
@@ -379,7 +384,7 @@ class Snapshot:
         """``identity_conflicts: error``: keys sharing an identity stop the plan, named with it."""
         if self.identity is None or self.export.identity_conflicts != "error":
             return
-        table = self._identities or self._load_identities()
+        table = self._identity_table or self._load_identities()
         shared_identities = SHARED_IDENTITIES.format(table=table)
         shared = self.db.execute(f"SELECT count(*) FROM ({shared_identities})").fetchone()[0]
         if not shared:
@@ -401,19 +406,19 @@ class Snapshot:
     def _load_identities(self) -> str:
         """Read (key, identity hash) of every segment row into a table of its own, which it names (for a
         plan whose build skipped them)."""
-        self._identities = "member_identities"
-        value = identity_sql(self.identity, "s." + quote_identifier(self.identity.column))
+        self._identity_table = "member_identities"
+        value = self._row_identity()
         for position, part in enumerate(self.segments):
             key = f"CAST(s.{quote_identifier(part.segment.key)} AS VARCHAR)"
             relation = self._query(part, lambda _, key=key: f"{key} AS key, {value} AS identity")
-            self._load(part, relation.project(f"key, {IDENT} AS ident"), self._identities, create=position == 0)
-        return self._identities
+            self._load(part, relation.project(f"key, {IDENT} AS ident"), self._identity_table, create=position == 0)
+        return self._identity_table
 
     def _identities_of(self, keys: Sequence[str]) -> dict[str, str]:
         """The normalised identity of each of a few members, read again from its segment."""
         self.db.execute("DROP TABLE IF EXISTS identity_keys")
         self.db.from_arrow(pa.table({"key": pa.array(list(keys), pa.string())})).create("identity_keys")
-        value = identity_sql(self.identity, "s." + quote_identifier(self.identity.column))
+        value = self._row_identity()
         found: dict[str, str] = {}
         for part in self.segments:
             key = f"CAST(s.{quote_identifier(part.segment.key)} AS VARCHAR)"
@@ -426,7 +431,7 @@ class Snapshot:
         compared as the destination compares them, or None (``segship state rebuild``; the segments'
         rows are read here, not built)."""
         self.db.from_arrow(pa.table({"identity": pa.array(list(identities), pa.string())})).create("listed")
-        value = identity_sql(self.identity, "s." + quote_identifier(self.identity.column))
+        value = self._row_identity()
         for position, part in enumerate(self.segments):
             key = f"CAST(s.{quote_identifier(part.segment.key)} AS VARCHAR)"
             self._load(part, self._query(part, lambda _, key=key: f"{key} AS key, {value} AS identity"),
