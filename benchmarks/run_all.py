@@ -3,6 +3,7 @@
     .venv/bin/python benchmarks/run_all.py                       # every benchmark, 1M profiles
     .venv/bin/python benchmarks/run_all.py --rows 20000          # a quick smoke run
     .venv/bin/python benchmarks/run_all.py --only braze --only rerun
+    .venv/bin/python benchmarks/run_all.py --only braze --pin 0  # segship on CPU 0, the sandbox free
 
 Benchmarks (each starts its own sandbox on 127.0.0.1, runs the real CLI in a child
 process, and stops everything it started, also on failure or timeout):
@@ -51,6 +52,7 @@ class Session:
         self.figures: list[Figure] = []
         self.full_exports: list[tuple[str, Run]] = []   # (benchmark, run) that sent every row
         self.pipeline_done = False
+        self.wrapper: tuple[str, ...] = ()  # the command segship runs under (``taskset -c 0`` with --pin)
 
     def add(self, figure: Figure) -> None:
         self.figures.append(figure)
@@ -74,14 +76,16 @@ def bench_braze(s: Session) -> None:
         export, body = common.braze_export(box.url)
         with common.workspace(s.data, body, state=s.state) as ws:
             sandbox_cpu = box.cpu_seconds()
-            run = common.run_export(ws, export, {common.BRAZE_KEY_VAR: box.api_key}, timeout=s.timeout)
+            run = common.run_export(ws, export, {common.BRAZE_KEY_VAR: box.api_key}, timeout=s.timeout,
+                                    wrapper=s.wrapper)
             common.check_ok(run, "braze", sent=s.rows)
             stats, sandbox_cpu = box.stats(), box.cpu_seconds() - sandbox_cpu
     s.full_exports.append(("braze", run))
     s.add(Figure(f"{s.rows:,} profiles to Braze at 3,000 req / 3 s", run.seconds, 1.15 * minimum, "s",
                  note=f"minimum {minimum:.2f} s ({requests:,} requests at 1,000/s); ratio to the minimum "
                       f"{run.seconds / minimum:.3f}; {run.requests:,} requests, sandbox 429s "
-                      f"{stats.get('rate_limited', 0)}; CPU: segship {run.cpu_seconds:.1f} s, sandbox "
+                      f"{stats.get('rate_limited', 0)}; CPU: segship {run.cpu_seconds:.1f} s "
+                      f"({run.cpu_seconds / run.seconds:.0%} of a core), sandbox "
                       f"{sandbox_cpu:.1f} s; {s.phases(run)}"))
     s.add(Figure(f"segship CPU per profile, first {s.rows:,}-profile Braze run", s.cpu_per_profile(run),
                  CPU_MICROSECONDS_PER_PROFILE, "µs", note=f"{run.cpu_seconds:.2f} CPU-s (user + system) of the "
@@ -92,7 +96,8 @@ def bench_brevo(s: Session) -> None:
     with common.sandbox("sendinblue", "--requests-per-second", "10", "--process-delay", "1.0") as box:
         export, body = common.brevo_export(box.url)
         with common.workspace(s.data, body, state=s.state) as ws:
-            run = common.run_export(ws, export, {common.BREVO_KEY_VAR: box.api_key}, timeout=max(s.timeout, 300))
+            run = common.run_export(ws, export, {common.BREVO_KEY_VAR: box.api_key}, timeout=max(s.timeout, 300),
+                                    wrapper=s.wrapper)
             common.check_ok(run, "brevo", sent=s.rows)
             stats = box.stats()
     s.full_exports.append(("brevo", run))
@@ -111,7 +116,7 @@ def bench_pipeline(s: Session) -> None:
         with common.workspace(s.data, body, state=s.state) as ws:
             env = {common.BRAZE_KEY_VAR: box.api_key}
             sandbox_cpu = box.cpu_seconds()
-            run = common.run_export(ws, export, env, timeout=s.timeout)
+            run = common.run_export(ws, export, env, timeout=s.timeout, wrapper=s.wrapper)
             common.check_ok(run, "pipeline", sent=s.rows)
             sandbox_cpu = box.cpu_seconds() - sandbox_cpu
             s.full_exports.append(("pipeline", run))
@@ -124,7 +129,7 @@ def bench_pipeline(s: Session) -> None:
                               f"sandbox {sandbox_cpu:.1f} s; {s.phases(run)}"))
             if "rerun" in s.selected:
                 before = box.stats().get("requests", 0)
-                again = common.run_export(ws, export, env, timeout=s.timeout)
+                again = common.run_export(ws, export, env, timeout=s.timeout, wrapper=s.wrapper)
                 common.check_ok(again, "rerun", sent=0)
                 served = box.stats().get("requests", 0) - before
                 s.add(Figure(f"unchanged re-run of {s.rows:,} profiles", again.seconds, 10.0, "s",
@@ -158,6 +163,8 @@ def main() -> int:
     parser.add_argument("--timeout", type=float, default=600.0, help="seconds before an export is killed")
     parser.add_argument("--state", choices=("sqlite", "postgres"), default="sqlite",
                         help="state backend: a SQLite file (default) or a local PostgreSQL 16 server (pgserver)")
+    parser.add_argument("--pin", metavar="CPU", help="run segship on this CPU only (taskset -c CPU); the "
+                                                     "sandbox stays free to use every core")
     args = parser.parse_args()
     with common.state_backend(args.state) as state:
         return run(args, state)
@@ -168,8 +175,10 @@ def run(args: argparse.Namespace, state: common.State) -> int:
     session = Session(args.rows, args.timeout)
     session.selected = set(selected)
     session.state = state
+    session.wrapper = ("taskset", "-c", args.pin) if args.pin is not None else ()
     started = datetime.now(UTC)
-    print(f"segship benchmarks, {args.rows:,} profiles, {state.backend} state, {started:%Y-%m-%d %H:%M} UTC")
+    print(f"segship benchmarks, {args.rows:,} profiles, {state.backend} state, {started:%Y-%m-%d %H:%M} UTC"
+          + (f", segship pinned to CPU {args.pin}" if args.pin is not None else ""))
     print(f"machine: {common.machine()}; load average before: {common.load_average()}", flush=True)
     for name in NAMES:
         if name not in selected:

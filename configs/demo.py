@@ -3,9 +3,11 @@
 Starts both sandboxes on free ports of 127.0.0.1, points the example connections at
 them through the environment (the keys are demo keys the sandboxes are told to accept),
 then shows: validate, plugins, connection tests, the plan, a run of every export, a
-second run that sends nothing, and what the sandboxes now hold. The sandboxes start
-empty, so the demo starts from empty state too (configs/.segship is removed first).
-Nothing leaves this machine.
+second run that sends nothing, and ends with what each run sent and what the sandboxes
+now hold, each count explained (the Braze sandbox counts segship's connection checks as
+bad requests: they are empty requests Braze answers 400). The sandboxes start empty, so
+the demo starts from empty state too (configs/.segship is removed first). Nothing leaves
+this machine.
 """
 
 from __future__ import annotations
@@ -65,18 +67,40 @@ def main() -> None:
         step("first run: every member is sent", "export", "--all", *config, env=env, allowed=(0, 3))
         step("second run: nothing changed, nothing is sent", "export", "--all", *config, env=env, allowed=(0, 3))
         step("run history", "runs", *config, env=env)
+        history = json.loads(subprocess.run([*SEGSHIP, "runs", "--format", "json", *config], env=env,
+                                            capture_output=True, text=True, check=True).stdout)
+        print_summary(history, braze.rstrip("/"), brevo.removesuffix("/v3"))
 
-        braze_root = braze.rstrip("/")
-        users = get_json(f"{braze_root}/_sandbox/users?limit=2&array=segship_segments")
-        print(f"\nThe Braze sandbox holds {users['count']} users; segment membership counts: "
-              f"{users.get('array_counts')}; for example:")
-        for user in users["users"]:
-            print("  ", json.dumps(user))
-        contacts = get_json(f"{brevo.removesuffix('/v3')}/_sandbox/lists/3/contacts")
-        print(f"The Brevo sandbox's list 3 holds {len(contacts.get('contacts', contacts))} contacts.")
-        print(f"Braze sandbox stats: {get_json(braze_root + '/_sandbox/stats')}")
-        print(f"Brevo sandbox stats: {get_json(brevo.removesuffix('/v3') + '/_sandbox/stats')}")
 
+def print_summary(history: list[dict], braze_root: str, brevo_root: str) -> None:
+    """What a newcomer should see: what each run sent, and what the sandboxes now hold, every count explained."""
+    print("\nWhat each run sent")
+    runs = sorted(history, key=lambda run: run["id"])
+    half = len(runs) // 2
+    for title, batch in (("first run: ", runs[:half]), ("second run:", runs[half:])):
+        reports = [run["report"] for run in batch]
+        if not any(report["upserted"] or report["removed"] or report["http"].get("requests") for report in reports):
+            print(f"  {title} nothing, and no request: every member was unchanged in state")
+            continue
+        print(f"  {title} " + "; ".join(f"{run['export']} {run['outcome']}: {run['report']['upserted']} sent, "
+                                       f"{run['report']['removed']} removed ({run['report']['http'].get('requests', 0)}"
+                                       " requests)" for run in batch))
+
+    print("What the sandboxes hold")
+    users = get_json(f"{braze_root}/_sandbox/users?limit=1&array=segship_segments")
+    braze = get_json(f"{braze_root}/_sandbox/stats")
+    print(f"  Braze: {users['count']} users, by segment: {users.get('array_counts')}; for example")
+    for user in users["users"]:
+        print("    ", json.dumps(user))
+    print(f"  Braze: {braze['requests']} requests; {braze['objects_processed']} users written, "
+          f"{braze['objects_refused']} refused. Its {braze['bad_requests']} 'bad requests' are segship's connection "
+          "checks\n    (`connections test`, and each run before it sends): an empty /users/track, which Braze "
+          "answers 400 \"no data\"\n    without writing anything. The check proves the key works: nothing failed.")
+    contacts = get_json(f"{brevo_root}/_sandbox/lists/3/contacts")
+    brevo = get_json(f"{brevo_root}/_sandbox/stats")
+    print(f"  Brevo: list 3 holds {len(contacts.get('contacts', contacts))} contacts, from {brevo['imports']} "
+          f"import(s), {brevo['processes']['failed']} failed; {brevo['requests']} requests (account and list checks, "
+          "the import, polling its process).")
 
 if __name__ == "__main__":
     main()

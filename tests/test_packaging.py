@@ -148,6 +148,16 @@ def test_build_and_install_time_stays_modest(venv: FreshVenv) -> None:
 # -- a third-party plugin ----------------------------------------------------------------------------
 
 
+def test_version_lists_every_installed_plugin(cli) -> None:
+    result = cli("--version")
+    assert result.exit_code == 0, result
+    lines = result.stdout.splitlines()
+    assert lines[0].startswith("segship 0.1.0 (Python "), result
+    assert lines[1:] == ["plugins:", "  segship-braze 0.1.0 (plugin braze: destination braze)",
+                         "  segship-sendinblue 0.1.0 (plugin sendinblue: destination sendinblue)",
+                         "  segship-testdest 0.3.1 (plugin testdest: destination testdest)"], result
+
+
 def test_a_plugin_that_raises_on_import_is_skipped_with_a_warning(cli) -> None:
     for args in (["plugins"], ["schema"], ["--help"]):
         result = cli(*args)

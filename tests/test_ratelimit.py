@@ -42,3 +42,21 @@ def test_a_pacer_keeps_any_window_within_the_limit():
     asyncio.run(main())
     gaps = [later - earlier for earlier, later in zip(sent, sent[limit.requests:])]
     assert min(gaps) >= limit.per_seconds - 0.001  # sleeping is never early
+
+
+def test_a_pacer_waits_with_the_sleep_it_is_given():
+    waits: list[float] = []
+
+    async def sleep(seconds: float) -> None:  # the HTTP client's ends at once when the run stops
+        waits.append(seconds)
+        await asyncio.sleep(seconds)
+
+    pacer = Pacer(RateLimit(1, 0.05), sleep=sleep)
+
+    async def main() -> None:
+        pacer.hold(0.05)
+        await pacer.acquire()  # after the hold
+        await pacer.acquire()  # after the first leaves the window
+
+    asyncio.run(main())
+    assert len(waits) >= 2 and all(0 < seconds <= 0.05 for seconds in waits)

@@ -4,6 +4,7 @@ A destination is a class registered through ``segship_register_destinations``. T
 engine drives one instance per export run through this lifecycle::
 
     destination = DestinationClass(connection, export)   # no I/O
+    await destination.observe_instance()                  # only if observes_instance, settings changed
     await destination.check_connection()                  # `segship connections test`
     await destination.prepare()                           # opens the HTTP session, checks the export
     record = destination.map(row, changed_columns)        # mapping rules; raises RowRejected
@@ -19,8 +20,8 @@ connection. A destination owns its limits (``limits``) and its pacing (through
 
 ``map`` is the whole contract a plugin must meet. The engine maps a batch of rows at once
 through ``map_batch``, whose default calls ``map`` row by row; a destination may override
-it to map column-wise (Braze and Brevo do: the per-row Python work was most of segship's
-CPU), as long as every row comes out exactly as ``map`` makes it. The engine hands
+it to map column-wise (Braze and Brevo do, to spare the Python objects of each row and
+value), as long as every row comes out exactly as ``map`` makes it. The engine hands
 ``upsert`` a :class:`Records` (column-wise, and a sequence of :class:`Record`), and a
 destination may answer with a :class:`RecordResults` instead of a list.
 
@@ -32,13 +33,15 @@ target holds any; ``list_members``: ``segship state rebuild``).
 
 from __future__ import annotations
 
+import asyncio
 from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar, Literal, overload
 
 from segship.errors import SegshipError
-from segship.http import HttpResponse, HttpStats, RetriesExhausted
+from segship.http import HttpClient, HttpResponse, HttpStats, RetriesExhausted
+from segship.network import NetworkSettings
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -203,6 +206,16 @@ class ConnectionContext:
 
     name: str
     settings: Mapping[str, Any] = field(repr=False)  # holds the API key: never in a repr
+    #: the connection's ``network:`` block (proxy, TLS, timeouts, retries), resolved
+    network: NetworkSettings = field(default_factory=NetworkSettings, repr=False)
+    #: set when the run is told to stop (Ctrl-C, SIGTERM): the HTTP clients' waits end at once
+    stop: asyncio.Event | None = field(default=None, repr=False, compare=False)
+
+    def http_client(self, base_url: str, headers: Mapping[str, str], **options: Any) -> HttpClient:
+        """An :class:`~segship.http.HttpClient` that goes where this connection's ``network:`` says
+        (proxy, TLS, timeouts, retries) and stops waiting when the run stops; ``options`` are
+        HttpClient's own (``rate_limit``, ``concurrency``, ``rate_limit_headers``, ``retry`` …)."""
+        return HttpClient(base_url, headers, network=self.network, stop=self.stop, **options)
 
 
 @dataclass(frozen=True)
@@ -261,6 +274,16 @@ class Destination(ABC):
     #: members: the engine removes them from the old target (through an instance built with the
     #: old settings) and sends them to the new one, instead of re-sending everyone.
     target_settings: ClassVar[tuple[str, ...]] = ()
+    #: Connection settings that tell one instance of the destination (an account, a workspace)
+    #: from another without asking it (Braze: the REST endpoint). Never a secret: ``plan`` reads
+    #: them. With the destination's name, and the connection's name unless ``observes_instance``,
+    #: they make the instance members are acknowledged in: pointing an export at another one
+    #: moves its members there (see docs/engine.md, "Moves").
+    instance_settings: ClassVar[tuple[str, ...]] = ()
+    #: True when the destination can say which account a connection's credentials reach
+    #: (``observe_instance``; Brevo): that account, not the connection's name, identifies the
+    #: instance, so a renamed connection or a rotated key on the same account moves nobody.
+    observes_instance: ClassVar[bool] = False
 
     def __init__(self, connection: ConnectionContext, export: ExportContext | None = None) -> None:
         self.connection = connection
@@ -280,6 +303,12 @@ class Destination(ABC):
         properties = cls.export_settings_schema.get("properties", {})
         return {name: export_settings.get(name, properties.get(name, {}).get("default"))
                 for name in cls.target_settings}
+
+    @classmethod
+    def instance_setting(cls, name: str, value: Any) -> Any:
+        """An instance setting's value as it identifies the instance; override to normalise what
+        names the same instance in several ways (Braze: an endpoint's trailing slash)."""
+        return value
 
     @classmethod
     def source_columns(cls, mapping: Mapping[str, Any]) -> list[str]:
@@ -339,6 +368,16 @@ class Destination(ABC):
 
     async def prepare(self) -> None:
         """Open what a run needs (session) and check the export against the destination."""
+
+    async def observe_instance(self) -> dict[str, Any]:
+        """Ask the destination which account the connection's credentials reach (only called when
+        ``observes_instance``): a small JSON-able dict naming it, never a secret (Brevo:
+        ``{"organization_id": …}``). Raise DestinationError when the answer doesn't say.
+
+        The engine asks once per change of the connection's settings, key included (it keeps a
+        salted fingerprint of them), so an unchanged run still makes no request.
+        """
+        raise NotImplementedError(f"{type(self).__name__} sets observes_instance without observe_instance")
 
     @abstractmethod
     def map(self, row: Mapping[str, Any], changed_columns: frozenset[str] | None = None) -> Record:

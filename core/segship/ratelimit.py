@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import deque
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 
@@ -52,10 +53,13 @@ class SlidingWindow:
 
 
 class Pacer:
-    """Awaits a free slot in a sliding window; ``hold`` pauses everyone (a 429's reset time)."""
+    """Awaits a free slot in a sliding window; ``hold`` pauses everyone (a 429's reset time).
 
-    def __init__(self, limit: RateLimit) -> None:
+    ``sleep`` is how it waits: the HTTP client's ends at once when the run is told to stop."""
+
+    def __init__(self, limit: RateLimit, sleep: Callable[[float], Awaitable[None]] = asyncio.sleep) -> None:
         self.window = SlidingWindow(limit)
+        self._sleep = sleep
         self._held_until = 0.0
         self._queue: asyncio.Lock | None = None  # made in the running loop
 
@@ -73,9 +77,9 @@ class Pacer:
             while True:
                 held = self._held_until - time.monotonic()
                 if held > 0:
-                    await asyncio.sleep(held)
+                    await self._sleep(held)
                     continue
                 allowed, _remaining, wait = self.window.try_acquire()
                 if allowed:
                     return
-                await asyncio.sleep(wait)
+                await self._sleep(wait)

@@ -15,6 +15,7 @@ import asyncio
 import gc
 import random
 import signal
+import ssl
 import threading
 import urllib.request
 from collections import Counter
@@ -120,6 +121,10 @@ class Sandbox:
         """The API key the request carries, or None."""
         raise NotImplementedError
 
+    def accepts(self, key: str) -> bool:
+        """Whether a (non-empty) key is accepted: ``api_key`` alone, or any key without one."""
+        return self.api_key is None or key == self.api_key
+
     def auth_error(self, request: web.Request) -> web.Response:
         """The destination's answer to a missing or wrong key."""
         return json_response({"message": "Invalid API key"}, status=401)
@@ -176,7 +181,7 @@ class Sandbox:
                 return web.Response(body=canned.body.encode(), status=canned.status,
                                     headers={"Content-Type": canned.content_type})
         key = self.presented_key(request)
-        if not key or (self.api_key is not None and key != self.api_key):
+        if not key or not self.accepts(key):
             self.stats["unauthorized"] += 1
             return self.auth_error(request)
         headers: dict[str, str] = {}
@@ -217,36 +222,37 @@ class Sandbox:
         return json_response({"reset": True})
 
 
-def base_url(host: str, port: int, prefix: str = "") -> str:
+def base_url(host: str, port: int, prefix: str = "", *, tls: bool = False) -> str:
     shown = f"[{host}]" if ":" in host else host
-    return f"http://{shown}:{port}{prefix}"
+    return f"{'https' if tls else 'http'}://{shown}:{port}{prefix}"
 
 
-async def _start(app: web.Application, host: str, port: int) -> tuple[web.AppRunner, int]:
+async def _start(app: web.Application, host: str, port: int,
+                 ssl_context: ssl.SSLContext | None = None) -> tuple[web.AppRunner, int]:
     runner = web.AppRunner(app, access_log=None, handle_signals=False)
     await runner.setup()
-    site = web.TCPSite(runner, host, port, backlog=1024)
+    site = web.TCPSite(runner, host, port, backlog=1024, ssl_context=ssl_context)
     await site.start()
     bound_port = runner.addresses[0][1]
     return runner, bound_port
 
 
 def serve(sandbox: Sandbox, host: str = "127.0.0.1", port: int = 0,
-          announce: Callable[[str], None] = print) -> None:
-    """Serve until SIGINT/SIGTERM; the first thing announced is the base URL."""
+          announce: Callable[[str], None] = print, ssl_context: ssl.SSLContext | None = None) -> None:
+    """Serve until SIGINT/SIGTERM (over HTTPS with ``ssl_context``); the first thing announced is the base URL."""
     # A sandbox keeps what it is sent (a million users in the Braze benchmark). With CPython's
-    # default thresholds, collections that walk all of it took a fifth of its time; young
+    # default thresholds, collections walk all of it again and again as it grows; young
     # garbage is still collected, and full collections still run, only rarely. What it keeps
     # is frozen again every FREEZE_EVERY_REQUESTS requests: a full collection walking a
     # million users stalled the sandbox long enough that requests paced 3.15 s apart were
-    # counted within Braze's 3 s window (a few 429s in one 1M run of ten).
+    # counted within Braze's 3 s window, and answered 429.
     gc.freeze()
     gc.set_threshold(50_000, 50, 100)
     sandbox.owns_process = True
 
     async def main() -> None:
-        runner, bound_port = await _start(sandbox.build_app(), host, port)
-        announce(base_url(host, bound_port, sandbox.api_prefix))
+        runner, bound_port = await _start(sandbox.build_app(), host, port, ssl_context)
+        announce(base_url(host, bound_port, sandbox.api_prefix, tls=ssl_context is not None))
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
@@ -264,13 +270,15 @@ class BackgroundSandbox:
 
     Tests use it so that the real CLI, started as a subprocess, can talk to it while the
     test inspects the sandbox through thread-safe readers. Plugins subclass it to add
-    readers of their own data.
+    readers of their own data. With ``ssl_context`` it serves HTTPS.
     """
 
-    def __init__(self, sandbox: Sandbox, host: str = "127.0.0.1", port: int = 0) -> None:
+    def __init__(self, sandbox: Sandbox, host: str = "127.0.0.1", port: int = 0,
+                 ssl_context: ssl.SSLContext | None = None) -> None:
         self.sandbox = sandbox
         self.host = host
         self.port = port
+        self.ssl_context = ssl_context
         self.url = ""
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, name="sandbox", daemon=True)
@@ -288,9 +296,9 @@ class BackgroundSandbox:
     def __enter__(self) -> BackgroundSandbox:
         self._thread.start()
         future = asyncio.run_coroutine_threadsafe(
-            _start(self.sandbox.build_app(), self.host, self.port), self._loop)
+            _start(self.sandbox.build_app(), self.host, self.port, self.ssl_context), self._loop)
         self._runner, bound_port = future.result(timeout=30)
-        self.url = base_url(self.host, bound_port, self.sandbox.api_prefix)
+        self.url = base_url(self.host, bound_port, self.sandbox.api_prefix, tls=self.ssl_context is not None)
         return self
 
     def call(self, function: Callable[[], Any]) -> Any:

@@ -53,10 +53,9 @@ class Source(ABC):
 
         A source that does (True) has its segments' SQL run in ``connection``, with
         ``catalog`` as the default: DuckDB then reads only the columns the engine uses, on
-        every core while it plans, with no Arrow stream in between (for a 10M-row Parquet
-        file, half an unchanged re-run). Only a source whose segment SQL is DuckDB's own,
-        in the same DuckDB, can; the default (False) streams the rows from :meth:`read`.
-        Once every source is attached, the engine locks the connection
+        every core while it plans, with no Arrow stream in between. Only a source whose segment
+        SQL is DuckDB's own, in the same DuckDB, can; the default (False) streams the rows from
+        :meth:`read`. Once every source is attached, the engine locks the connection
         (:func:`segship.embedded_duckdb.lock`): the files the tables read must be allowed
         here (:func:`segship.embedded_duckdb.allow_reading`), any extension loaded here.
         Raises SourceError.

@@ -62,3 +62,36 @@ def test_text_notes_are_whole_lines_after_the_table():
     assert "a-rather-long-export-name-for-wrapping: its settings or mapping changed since the last run: all 4 " \
            "members will be sent again whole" \
            in lines
+
+
+def test_a_move_to_another_instance_and_members_left_in_one_unreachable_say_where_first():
+    staging = {"destination": "braze", "connection": "braze-staging", "rest_endpoint": "https://rest.iad-01.braze.com"}
+    target = {"segment_api_identifier": "seg-1"}
+    plan = ExportPlan(
+        "vip", members=30, acknowledged=30, move=30, target=target, connection="braze-prod",
+        instance={**staging, "connection": "braze-prod", "rest_endpoint": "https://rest.iad-02.braze.com"},
+        moves=[{"from": target, "from_instance": staging, "from_connection": "braze-staging", "members": 30}],
+        left_behind=[{"from": target, "from_instance": staging, "from_connection": "braze-staging", "members": 30,
+                      "reason": "connection 'braze-staging' is no longer in the config"}])
+    move = ("move from segment_api_identifier seg-1 on braze-staging (destination braze, rest_endpoint "
+            "https://rest.iad-01.braze.com) to segment_api_identifier seg-1 on braze-prod (destination braze, "
+            "rest_endpoint https://rest.iad-02.braze.com), 30 members")
+    left = ("30 member(s) left to remove from segment_api_identifier seg-1 on braze-staging (destination braze, "
+            "rest_endpoint https://rest.iad-01.braze.com): connection 'braze-staging' is no longer in the config; "
+            "they are removed by the first run that can reach it")
+    out = StringIO()
+    print_text([plan], {}, Console(file=out, width=80))
+    assert [f"vip: {move}", f"vip: {left}"] == [line for line in out.getvalue().splitlines() if line.startswith("vip:")]
+    markdown = as_markdown([plan], {})
+    assert f"- `vip`: {move}" in markdown and f"- ⚠️ `vip`: {left}" in markdown
+    (document,) = json.loads(as_json([plan], {}))
+    assert document["left_behind"][0]["members"] == 30 and document["moves"][0]["from_connection"] == "braze-staging"
+
+
+def test_a_new_connection_of_a_destination_that_observes_its_account_is_noted():
+    plan = ExportPlan("news", members=3, acknowledged=3, unchanged=3, connection="brevo-prod",
+                      previous_connection="brevo-sandbox")
+    out = StringIO()
+    print_text([plan], {}, Console(file=out, width=80))
+    assert ("news: its connection changed from brevo-sandbox to brevo-prod: a run first asks which account "
+            "brevo-prod reaches, and moves the members there if it is another") in out.getvalue().splitlines()

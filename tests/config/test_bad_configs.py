@@ -97,6 +97,11 @@ def _replace(text: str, old: str, new: str) -> str:
     return text.replace(old, new)
 
 
+def _with_network(block: str) -> str:
+    """VALID with ``block`` (a ``network:`` of the connection, at line 18) after its settings."""
+    return _replace(VALID, "      api_key: ${env:BREVO_API_KEY}\n", "      api_key: ${env:BREVO_API_KEY}\n" + block)
+
+
 CASES = [
     # -- YAML itself --------------------------------------------------------------------------------
     Case("malformed-yaml-indentation",
@@ -214,7 +219,7 @@ CASES = [
     Case("unknown-key-in-connection",
          _replace(VALID, "    data_privacy_consent: true\n", "    consent: true\n"),
          "segship.yaml:15:5", "unknown key 'consent' in connections.brevo (did you mean 'data_privacy_consent'?); "
-                              "expected one of: data_privacy_consent, display_name, settings, type, usable_by",
+                              "expected one of: data_privacy_consent, display_name, network, settings, type, usable_by",
          count=2),  # and the consent is then missing
     Case("unknown-key-in-plugin-connection-settings",
          _replace(VALID, "      api_key: ${env:BREVO_API_KEY}\n",
@@ -315,6 +320,33 @@ CASES = [
          "segship.yaml:8:38", "sources.crm.options.adbc.snowflake.sql.auth_token is a secret: write a reference "
                               "such as ${env:CRM_OPTIONS_ADBC_SNOWFLAKE_SQL_AUTH_TOKEN}",
          hidden=(FAKE_DB_PASSWORD,)),
+    # -- a connection's network: block (any plugin) ---------------------------------------------
+    Case("network-literal-proxy-password",
+         _with_network(f'    network: {{proxy: "http://ops:{FAKE_DB_PASSWORD}@proxy.corp.example:3128"}}\n'),
+         "segship.yaml:18:22", "connections.brevo.network.proxy holds a password: write the URL by reference "
+                               "(${env:EGRESS_PROXY_URL}) or its password (http://user:${env:PROXY_PASSWORD}@host:port)",
+         hidden=(FAKE_DB_PASSWORD,)),
+    Case("network-literal-client-key",
+         _with_network("    network:\n      tls: {client_cert: certs/segship.pem, client_key: certs/segship.key}\n"),
+         "segship.yaml:19:57", "connections.brevo.network.tls.client_key is a secret: write a reference such as "
+                               "${file:/run/secrets/segship.key}"),
+    Case("network-client-key-without-certificate",
+         _with_network('    network: {tls: {client_key: "${file:/run/secrets/segship.key}"}}\n'),
+         "segship.yaml:18:21", "connections.brevo.network.tls.client_key needs 'client_cert' beside it"),
+    Case("network-proxy-not-http",
+         _with_network('    network: {proxy: "socks5://proxy.corp.example:1080"}\n'),
+         "segship.yaml:18:22", "connections.brevo.network.proxy: 'socks5://proxy.corp.example:1080' is not a proxy "
+                               "URL (expected http://host:port or https://host:port)"),
+    Case("network-unknown-key",
+         _with_network("    network: {timeout: {read: 5}}\n"),
+         "segship.yaml:18:15", "unknown key 'timeout' in connections.brevo.network (did you mean 'timeouts'?); "
+                               "expected one of: proxy, retries, timeouts, tls"),
+    Case("network-zero-timeout",
+         _with_network("    network: {timeouts: {connect: 0, read: 30}}\n"),
+         "segship.yaml:18:35", "connections.brevo.network.timeouts.connect must be > 0; got 0"),
+    Case("network-no-attempt",
+         _with_network("    network: {retries: {max_attempts: 0}}\n"),
+         "segship.yaml:18:39", "connections.brevo.network.retries.max_attempts must be >= 1; got 0"),
     Case("brevo-bad-base-url",
          _replace(VALID, "      api_key: ${env:BREVO_API_KEY}\n",
                   "      api_key: ${env:BREVO_API_KEY}\n      base_url: api.brevo.com/v3\n"),

@@ -236,6 +236,26 @@ def test_ctrl_c_finishes_the_batches_in_flight_commits_and_exits_1(project):
     assert_resumes_to_the_whole_segment(project, acknowledged)
 
 
+def test_a_second_ctrl_c_aborts_at_once_with_exit_130_and_loses_nothing(project):
+    process = start_slow_export(project, command=("export", "vip-braze", "--report", "aborted.json"))
+    project.braze.set_faults(latency=5.0)  # the batches sent from now on are answered after the second Ctrl-C
+    time.sleep(0.5)
+    process.send_signal(signal.SIGINT)
+    while "stopping: finishing the batches in flight" not in (line := process.stderr.readline()):
+        assert line, "the first Ctrl-C was not acknowledged"
+    process.send_signal(signal.SIGINT)
+    stdout, stderr = process.communicate(timeout=20)
+    assert process.returncode == 130, stdout + stderr[-3000:]
+    assert "aborting: the batches in flight are cut off" in stderr and "Traceback" not in stderr
+    report = json.loads((project.root / "aborted.json").read_text())
+    assert report["exit_code"] == 130
+    assert [(run["export"], run["outcome"]) for run in report["exports"]] == [("vip-braze", "interrupted")]
+    acknowledged = project.acknowledged("vip-braze")
+    assert acknowledged <= set(project.braze_members())  # state never claims what Braze did not get
+    assert report["exports"][0]["upserted"] == len(acknowledged)
+    assert_resumes_to_the_whole_segment(project, acknowledged)
+
+
 def test_sigterm_to_a_scheduled_run_finishes_the_batches_in_flight_commits_and_exits_1(project):
     process = start_slow_export(project, command=("schedule", "--once"), braze_schedule="* * * * *")
     process.send_signal(signal.SIGTERM)  # what Kubernetes, systemd and CI runners send first

@@ -3,6 +3,8 @@ state (never a new, empty state that would send every member again); a new one i
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from ..conftest import StateTarget, file_mode
@@ -47,3 +49,24 @@ def test_a_first_run_makes_its_state_the_owners_only_and_so_does_state_copy(loca
     copied = local.cli("state", "copy", "--to", "backup/state.db")
     assert copied.returncode == 0, copied.stderr
     assert file_mode(local.root / "backup") == 0o700 and file_mode(local.root / "backup" / "state.db") == 0o600
+
+
+def test_the_report_is_written_when_no_run_can_start(local):
+    """``export --report``: a run that can't start is reported too, each export failed with the reason."""
+    local.write(rows(5))
+    path = local.root / ".segship" / "state.db"
+    path.parent.mkdir()
+    path.write_bytes(b"")  # a truncated state file: an error, never a new state
+    result = local.cli("export", "--all", "--report", "out/run.json")
+    assert result.returncode == 1, result.stderr
+    report = json.loads((local.root / "out" / "run.json").read_text())
+    assert report["exit_code"] == 1
+    assert report["error"].startswith(f"state {path} is empty (0 bytes)"), report
+    assert [(run["export"], run["outcome"], run["message"]) for run in report["exports"]] == [
+        ("vip-braze", "failed", report["error"]), ("vip-brevo", "failed", report["error"])]
+
+    unknown = local.cli("export", "nope", "--report", "out/unknown.json")
+    assert unknown.returncode == 2
+    report = json.loads((local.root / "out" / "unknown.json").read_text())
+    assert report["exit_code"] == 2 and report["error"].startswith("unknown export 'nope'"), report
+    assert [(run["export"], run["outcome"]) for run in report["exports"]] == [("nope", "invalid")]

@@ -72,3 +72,32 @@ def test_an_unset_secret_or_unknown_source_is_a_usage_error(segship, project):
     assert "segship.yaml:3:" in unset.stderr  # where the reference is written
     unknown = segship("sources", "test", "nope")
     assert unknown.exit_code == 2 and "unknown source 'nope'" in unknown.stderr
+
+
+def test_all_tests_every_source_and_fails_if_one_does(segship, project, tmp_path, postgres_url):
+    env = {"WAREHOUSE_URL": postgres_url, "LAKE_URI": str(tmp_path / "lake.sqlite"), "SNOWFLAKE_URI": "user:x@a/db"}
+    result = segship("sources", "test", "--all", env=env)
+    assert result.exit_code == 1, result  # snowflake's driver is not installed; the others were tested anyway
+    assert [line.split(":")[0] for line in result.stdout.splitlines()] == ["warehouse", "lake", "files"], result
+    assert all(": ok: " in line for line in result.stdout.splitlines()), result
+    assert result.stderr.startswith("error: source 'snowflake': the ADBC driver package"), result
+    assert result.stderr.count("\n") == 1
+
+    fine = config_with_only(tmp_path, "files")
+    passed = segship("sources", "test", "--all", "-c", str(fine))
+    assert (passed.exit_code, passed.stdout) == (0, f"files: ok: DuckDB {duckdb.__version__}, "
+                                                    f"{tmp_path / 'profiles.csv'}\n"), passed
+
+
+def config_with_only(tmp_path, source: str):
+    """A config with only one source of CONFIG."""
+    only = tmp_path / "only.yaml"
+    lines = CONFIG.splitlines()
+    only.write_text("\n".join(line for line in lines if not line.startswith("  ") or f"  {source}:" in line) + "\n")
+    return only
+
+
+def test_a_name_or_all_but_not_both(segship, project):
+    for args in ((), ("files", "--all")):
+        result = segship("sources", "test", *args)
+        assert result.exit_code == 2 and "name one source, or use --all" in result.stderr, result

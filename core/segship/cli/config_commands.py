@@ -10,7 +10,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from segship.cli.app import ConfigOption, GlobalOptions, app, config_path
+from segship.cli.app import GlobalOptions, app, config_path
 from segship.cli.exit_codes import EXIT_INVALID
 from segship.config import ConfigError, load_config
 from segship.config.schema import composed_schema
@@ -27,7 +27,6 @@ class OutputFormat(str, Enum):
 @app.command("validate")
 def validate_command(
     ctx: typer.Context,
-    config: ConfigOption = None,
     output: Annotated[OutputFormat, typer.Option("--format", help="text, github (workflow annotations) or json.")
                       ] = OutputFormat.text,
 ) -> None:
@@ -36,7 +35,7 @@ def validate_command(
     Warns (exit 0) when it runs in CI (CI=true) with state in a local file, which starts empty on every runner.
     """
     try:
-        path = config_path(config)
+        path = config_path(ctx)
         loaded = load_config(path, get_plugins())
         issues = role_issues(loaded, GlobalOptions.of(ctx).role, loaded.exports)
         if issues:

@@ -1,20 +1,25 @@
 """How `segship plan` shows its plans: a terminal table, JSON, or Markdown for a pull-request comment.
 
 Each export's plan comes with the safeguard that would stop its run, if any (``stops``),
-so a reviewer sees before merging that a change would be refused, not only at run time.
+so a reviewer sees before merging that a change would be refused, not only at run time; and the
+exports gone from the config that left members in their destination (``retired``), so deleting
+an export is not mistaken for removing its members.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from enum import Enum
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 from rich.console import Console
 from rich.table import Table
 
 from segship.engine.report import ExportPlan
+
+if TYPE_CHECKING:
+    from segship.engine.retire import RetiredExport  # the engine's run machinery: imported when a plan runs
 
 #: First line of the Markdown comment: the CI workflow finds its earlier comment by it and edits it.
 MARKDOWN_MARKER = "<!-- segship-plan -->"
@@ -51,13 +56,25 @@ def empty_state_note(plan: ExportPlan) -> str:
             "target holds and stops if any (lost state? `segship state rebuild`, or `--allow-empty-state` once)")
 
 
-def as_json(plans: Sequence[ExportPlan], stops: Mapping[str, str | None]) -> str:
-    documents: list[dict[str, Any]] = [{**plan.as_dict(), "stopped_by_safeguard": stops.get(plan.export)}
-                                       for plan in plans]
+def retired_note(retired: RetiredExport) -> str:
+    stale = f" and {retired.stale_identities} old identities" if retired.stale_identities else ""
+    return (f"no longer in the config, but its {retired.members} members{stale} are still in its destination: "
+            f"`segship retire {retired.name}` removes them and forgets its state (`--dry-run` first)")
+
+
+def as_json(plans: Sequence[ExportPlan], stops: Mapping[str, str | None],
+            retired: Sequence[RetiredExport] = ()) -> str:
+    """The plans, then each retired export as a plan of nothing to do (it can't run) whose ``acknowledged``
+    members are still in its destination; ``retired`` tells them apart."""
+    documents: list[dict[str, Any]] = [{**plan.as_dict(), "stopped_by_safeguard": stops.get(plan.export),
+                                        "retired": False} for plan in plans]
+    documents += [{**ExportPlan(export.name, acknowledged=export.members, stale_identities=export.stale_identities
+                                ).as_dict(), "stopped_by_safeguard": None, "retired": True} for export in retired]
     return orjson.dumps(documents, option=orjson.OPT_INDENT_2).decode()
 
 
-def print_text(plans: Sequence[ExportPlan], stops: Mapping[str, str | None], console: Console) -> None:
+def print_text(plans: Sequence[ExportPlan], stops: Mapping[str, str | None], console: Console,
+               retired: Sequence[RetiredExport] = ()) -> None:
     table = Table("export", *COUNTS, "examples")
     for plan in plans:
         examples = "; ".join(f"{action}: {', '.join(keys)}" for action, keys in plan.examples.items())
@@ -72,7 +89,9 @@ def print_text(plans: Sequence[ExportPlan], stops: Mapping[str, str | None], con
             say(f"{plan.export}: a run would stop before sending anything: {stops[plan.export]}")
         if plan.settings_changed:
             say(f"{plan.export}: {settings_note(plan)}")
-        for line in plan.move_lines():
+        for line in plan.instance_lines() + plan.move_lines():
+            say(f"{plan.export}: {line}")
+        for line in plan.left_behind_lines():
             say(f"{plan.export}: {line}")
         if plan.hashes_converted:
             say(f"{plan.export}: {hashes_note(plan)}")
@@ -82,6 +101,8 @@ def print_text(plans: Sequence[ExportPlan], stops: Mapping[str, str | None], con
             say(f"{plan.export}: {empty_state_note(plan)}")
         for key, fields in plan.changed_fields.items():
             say(f"{plan.export}: {key} changed: {', '.join(fields) or '(no mapped field)'}")
+    for export in retired:
+        say(f"{export.name}: {retired_note(export)}")
 
 
 def _cell(text: str) -> str:
@@ -97,11 +118,13 @@ def _status(plan: ExportPlan, stop: str | None) -> str:
     return "changes" if has_changes(plan) else "no changes"
 
 
-def as_markdown(plans: Sequence[ExportPlan], stops: Mapping[str, str | None]) -> str:
+def as_markdown(plans: Sequence[ExportPlan], stops: Mapping[str, str | None],
+                retired: Sequence[RetiredExport] = ()) -> str:
     """A comment for a pull request: one table row per export, then what needs a reviewer's eye."""
     lines = [MARKDOWN_MARKER, "### segship plan", ""]
+    retired_notes = [f"- 🗑️ `{export.name}`: {retired_note(export)}" for export in retired]
     if not plans:
-        return "\n".join([*lines, "No exports."]) + "\n"
+        return "\n".join([*lines, "No exports.", *([""] + retired_notes if retired_notes else [])]) + "\n"
     lines += ["| export | members | add | update | remove | unchanged | |",
               "|---|--:|--:|--:|--:|--:|---|"]
     for plan in plans:
@@ -114,7 +137,8 @@ def as_markdown(plans: Sequence[ExportPlan], stops: Mapping[str, str | None]) ->
                          f"{_cell(stops[plan.export] or '')}")
         if plan.settings_changed:
             notes.append(f"- ⚠️ `{plan.export}`: {settings_note(plan)}")
-        notes += [f"- `{plan.export}`: {_cell(line)}" for line in plan.move_lines()]
+        notes += [f"- `{plan.export}`: {_cell(line)}" for line in plan.instance_lines() + plan.move_lines()]
+        notes += [f"- ⚠️ `{plan.export}`: {_cell(line)}" for line in plan.left_behind_lines()]
         if plan.hashes_converted:
             notes.append(f"- `{plan.export}`: {hashes_note(plan)}")
         if plan.left_out:
@@ -124,6 +148,7 @@ def as_markdown(plans: Sequence[ExportPlan], stops: Mapping[str, str | None]) ->
         if plan.stale_identities:
             notes.append(f"- `{plan.export}`: {plan.stale_identities} old identities (e.g. changed emails) "
                          "will be removed")
+    notes += retired_notes
     lines += ["", *notes] if notes else []
     if not any(has_changes(plan) or stops.get(plan.export) for plan in plans):
         lines += ["", "No changes: a run now would send nothing."]

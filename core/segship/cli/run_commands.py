@@ -4,20 +4,43 @@ from __future__ import annotations
 
 import asyncio
 import signal
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager, nullcontext
 from datetime import datetime
+from enum import Enum
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import orjson
 import typer
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
+from typer.core import TyperCommand
 
-from segship import event_loop
+from segship import event_loop, network
 from segship.cli import plan_format
-from segship.cli.app import ConfigOption, GlobalOptions, app, fail, fail_with, load_config_or_exit
-from segship.cli.exit_codes import EXIT_INVALID, combined_exit_code
+from segship.cli.app import (
+    CommandFailed,
+    GlobalOptions,
+    app,
+    check_each,
+    fail,
+    fail_with,
+    fail_with_config,
+    load_config_or_exit,
+    names_to_check,
+)
+from segship.cli.exit_codes import (
+    EXIT_ABORTED,
+    EXIT_CHANGES,
+    EXIT_FAILED,
+    EXIT_INVALID,
+    EXIT_OK,
+    EXIT_SAFEGUARD,
+    OUTCOME_EXIT_CODES,
+    combined_exit_code,
+)
 from segship.cli.progress import progress_for_terminal
 from segship.config import Config, ConfigError
 from segship.config.validate import resolve_connection_settings, role_issues
@@ -37,6 +60,7 @@ if TYPE_CHECKING:
 connections_app = typer.Typer(help="Check destination connections.", no_args_is_help=True)
 app.add_typer(connections_app, name="connections")
 console = Console(width=160)
+DETAILED_EXITCODE = "--detailed-exitcode"
 
 
 def _select(ctx: typer.Context, config: Config, names: Iterable[str] | None, run_all: bool) -> list[str]:
@@ -51,8 +75,7 @@ def _select(ctx: typer.Context, config: Config, names: Iterable[str] | None, run
                    EXIT_INVALID)
     issues = role_issues(config, GlobalOptions.of(ctx).role, names)
     if issues:
-        typer.echo(ConfigError(issues).render(), err=True)
-        raise typer.Exit(EXIT_INVALID)
+        raise fail_with_config(ConfigError(issues))
     return names
 
 
@@ -77,16 +100,22 @@ def _safeguard_stop(config: Config, plan: ExportPlan) -> str | None:
 
 
 def _plan_one(config: Config, name: str, state: StateStore, verbose: bool) -> ExportPlan:
+    from segship.engine.instances import assumed_instance
     from segship.engine.planning import plan_against_state
     from segship.engine.snapshot import Snapshot, changed_columns
+    from segship.engine.targets import EarlierInstances
 
     plugins = get_plugins()
     export = config.exports[name]
-    cls = plugins.destination(config.connections[export.connection].type)
+    connection = config.connections[export.connection]
+    cls = plugins.destination(connection.type)
     columns = cls.source_columns(export.mapping)
+    # resolves no secret: the account is taken to be the one the last run found
+    instances = EarlierInstances(config, plugins, connection.name,
+                                 assumed_instance(cls, connection, state.recorded_instance(name)), known=False)
     snapshot = Snapshot(config, export, plugins, columns)
     try:
-        plan = plan_against_state(snapshot, state, cls, export, columns, full_resync=False, write=False)
+        plan = plan_against_state(snapshot, state, cls, export, columns, instances, full_resync=False, write=False)
         if verbose and plan.examples.get("update"):
             keys = plan.examples["update"]
             before = state.details(name, keys)
@@ -100,33 +129,77 @@ def _plan_one(config: Config, name: str, state: StateStore, verbose: bool) -> Ex
         snapshot.close()
 
 
-@app.command("plan")
+class PlanCommand(TyperCommand):
+    """``segship plan``: with ``--detailed-exitcode``, a mistake on the command line exits 1, like any
+    other error (2 means changes to send)."""
+
+    def make_context(self, info_name: str | None, args: list[str], parent: typer.Context | None = None,
+                     **extra: Any) -> typer.Context:
+        detailed = DETAILED_EXITCODE in args  # before parsing, which consumes them
+        try:
+            return super().make_context(info_name, args, parent, **extra)
+        except typer.TyperException as error:  # typer's usage errors, which exit 2
+            if detailed and getattr(error, "exit_code", None) == EXIT_INVALID:
+                error.exit_code = EXIT_FAILED
+            raise
+
+
+@contextmanager
+def _errors_exit_1() -> Iterator[None]:
+    """For ``plan --detailed-exitcode``: an error is shown as usual and exits 1, whatever its usual code."""
+    try:
+        yield
+    except SegshipError as error:
+        fail_with(error)  # prints it
+        raise typer.Exit(EXIT_FAILED) from None
+    except typer.Exit as exit_:
+        raise typer.Exit(EXIT_FAILED if exit_.exit_code else EXIT_OK) from None
+
+
+@app.command("plan", cls=PlanCommand)
 def plan_command(
     ctx: typer.Context,
     exports: Annotated[list[str] | None, typer.Argument(help="Exports to plan (default: all).")] = None,
-    config: ConfigOption = None,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Show the changed fields of example keys.")] = False,
     output: Annotated[plan_format.PlanFormat, typer.Option(
         "--format", help="text, json, or markdown (a pull-request comment).")] = plan_format.PlanFormat.text,
     as_json: Annotated[bool, typer.Option("--json", help="Same as --format json.", hidden=True)] = False,
+    detailed_exitcode: Annotated[bool, typer.Option(
+        DETAILED_EXITCODE, help="For CI gates: exit 0 when there is nothing to do, 2 when an export has changes "
+                                "to send, 4 when a safeguard would stop a run, 1 on any error.")] = False,
 ) -> None:
-    """Show what a run would add, update, remove and leave alone; sends nothing, opens no connection."""
-    loaded = load_config_or_exit(config)
-    names = _select(ctx, loaded, exports, run_all=not exports)
-    state = _state(loaded)
-    plans = []
-    for name in names:
+    """Show what a run would add, update, remove and leave alone; sends nothing, opens no connection.
+
+    Without EXPORT, exports gone from the config that left members in their destination are listed
+    too (segship retire removes them).
+    """
+    from segship.engine.retire import retired_exports
+
+    with _errors_exit_1() if detailed_exitcode else nullcontext():
+        loaded = load_config_or_exit(ctx)
+        names = _select(ctx, loaded, exports, run_all=not exports)
+        state = _state(loaded)
+        plans = []
         try:
-            plans.append(_plan_one(loaded, name, state, verbose))
-        except SegshipError as exc:  # an unset ${env:…} of a source is usage (2), as for export
-            raise fail_with(exc, name) from None
-    stops = {plan.export: _safeguard_stop(loaded, plan) for plan in plans}
+            for name in names:
+                try:
+                    plans.append(_plan_one(loaded, name, state, verbose))
+                except SegshipError as exc:  # an unset ${env:…} of a source is usage (2), as for export
+                    raise fail_with(exc, name) from None
+            # planning them all: those gone from the config that left members behind too
+            retired = [] if exports else retired_exports(loaded, state)
+        finally:
+            state.close()
+        stops = {plan.export: _safeguard_stop(loaded, plan) for plan in plans}
     if as_json or output is plan_format.PlanFormat.json:
-        typer.echo(plan_format.as_json(plans, stops))
+        typer.echo(plan_format.as_json(plans, stops, retired))
     elif output is plan_format.PlanFormat.markdown:
-        typer.echo(redact_text(plan_format.as_markdown(plans, stops)), nl=False)
+        typer.echo(redact_text(plan_format.as_markdown(plans, stops, retired)), nl=False)
     else:
-        plan_format.print_text(plans, stops, console)
+        plan_format.print_text(plans, stops, console, retired)
+    if detailed_exitcode:
+        raise typer.Exit(EXIT_SAFEGUARD if any(stops.values()) else
+                         EXIT_CHANGES if any(map(plan_format.has_changes, plans)) else EXIT_OK)
 
 
 # -- export ---------------------------------------------------------------------------------------
@@ -146,17 +219,20 @@ def _summary(report: RunReport) -> str:
         line = (f"{report.export}: dry run {report.outcome} ({planned}); would send "
                 f"{plan.get('add', 0) + plan.get('update', 0) + plan.get('move', 0) - report.rejected} upserts and "
                 f"{plan.get('remove', 0)} removals; {report.rejected} row(s) would be rejected")
-    moves = ExportPlan(report.export, target=plan.get("target", {}), moves=plan.get("moves", [])).move_lines()
+    moves = ExportPlan(report.export, target=plan.get("target", {}), instance=plan.get("instance", {}),
+                       connection=plan.get("connection", ""), moves=plan.get("moves", [])).move_lines()
     return line + "".join(f"\n  {move}" for move in moves) + (f"\n  {report.message}" if report.message else "")
 
 
-def _stop_on_signals(stop: asyncio.Event) -> None:
+def stop_on_signals(stop: asyncio.Event) -> None:
     """First Ctrl-C (or SIGTERM): finish the batches in flight, commit, stop. A second: abort now."""
     loop = asyncio.get_running_loop()
 
     def interrupted() -> None:
         if stop.is_set():  # state stays consistent: it only ever holds acknowledged rows
-            raise KeyboardInterrupt
+            typer.echo("aborting: the batches in flight are cut off; state holds every acknowledged record "
+                       "(run the same command again to continue)", err=True)
+            raise KeyboardInterrupt  # typer exits 130 on it
         typer.echo("stopping: finishing the batches in flight (Ctrl-C again to abort them)", err=True)
         stop.set()
 
@@ -165,17 +241,45 @@ def _stop_on_signals(stop: asyncio.Event) -> None:
 
 
 async def _run_exports(loaded: Config, names: list[str], state: StateStore, run_options: RunOptions,
-                       stop: asyncio.Event) -> list[RunReport]:
-    """Run exports one after the other; a Ctrl-C ends the current one and starts no other."""
+                       stop: asyncio.Event, reports: list[RunReport]) -> list[RunReport]:
+    """Run exports one after the other, each report into ``reports`` as its run starts (a second Ctrl-C
+    cuts the run, whose report says so); a Ctrl-C ends the current one and starts no other."""
     from segship.engine.run import ExportRun
 
-    reports = []
     for name in names:
         if stop.is_set():
             break
         run = ExportRun(loaded, name, get_plugins(), state, run_options, progress_for_terminal(), stop)
-        reports.append(await run.run())
+        reports.append(run.report)  # the run fills it in
+        await run.run()
     return reports
+
+
+def _write_report(path: Path, code: int, reports: Iterable[RunReport], error: str | None = None) -> None:
+    """``export --report``: the exit code and each run's report; ``error``: why no run could start."""
+    document = {"exit_code": code, **({"error": error} if error is not None else {}),
+                "exports": [report.as_dict() for report in reports]}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(redact_text(orjson.dumps(document, option=orjson.OPT_INDENT_2).decode()) + "\n")
+
+
+@contextmanager
+def _reported_if_not_started(path: Path | None, names: list[str]) -> Iterator[None]:
+    """``export --report``: written even when no run can start (the config, the exports named, state),
+    with each export named failed for that reason, then the error goes on as usual."""
+    from segship.engine.report import RunReport
+
+    try:
+        yield
+    except (SegshipError, CommandFailed) as error:
+        if path is not None:
+            if isinstance(error, CommandFailed):  # printed already: a usage or config error, or another
+                code, message = error.exit_code, error.message
+                outcome = "invalid" if code == EXIT_INVALID else "failed"
+            else:
+                code, message, outcome = OUTCOME_EXIT_CODES[error.outcome], str(error), error.outcome
+            _write_report(path, code, [RunReport(name, outcome=outcome, message=message) for name in names], message)
+        raise
 
 
 @app.command("export")
@@ -196,68 +300,95 @@ def export_command(
         "--allow-empty-state", help="Let this run send every member as new though state holds none of an "
                                     "export's members and its destination already holds some (lost state; see "
                                     "`segship state rebuild`), once, deliberately.")] = False,
-    config: ConfigOption = None,
 ) -> None:
     """Run exports now: plan, safeguards, send changes, commit as acknowledged, report.
 
-    Exit 0 when all succeeded, 3 when some rows were rejected, 1 when a run failed or was stopped.
+    Exit 0 when all succeeded, 3 when some rows were rejected, 1 when a run failed or was stopped, 130 when
+    a second Ctrl-C aborted it.
     """
     from segship.engine.run import RunOptions
 
-    loaded = load_config_or_exit(config)
-    names = _select(ctx, loaded, exports, run_all)
-    state = _state(loaded)
+    names = list(exports or [])  # as named until selected: the report of runs that can't start lists them
+    with _reported_if_not_started(report_file, names):
+        loaded = load_config_or_exit(ctx)
+        names[:] = _select(ctx, loaded, exports, run_all)
+        state = _state(loaded)
+    reports: list[RunReport] = []
 
     async def run() -> list[RunReport]:
         stop = asyncio.Event()
-        _stop_on_signals(stop)
+        stop_on_signals(stop)
         run_options = RunOptions(dry_run=dry_run, full_resync=full_resync, allow_mass_removal=allow_mass_removal,
                                  allow_empty_state=allow_empty_state)
-        return await _run_exports(loaded, names, state, run_options, stop)
+        return await _run_exports(loaded, names, state, run_options, stop, reports)
 
     try:
-        reports = event_loop.run(run())
+        event_loop.run(run())
+    except KeyboardInterrupt:  # a second Ctrl-C: the report says what was done, then typer exits 130
+        if report_file is not None:
+            _write_report(report_file, EXIT_ABORTED, reports)
+        raise
     finally:  # before the interpreter exits: a connection collected before its cursor complains on stderr
         state.close()
     code = combined_exit_code(report.outcome for report in reports)
     for report in reports:
         typer.echo(redact_text(_summary(report)))
     if report_file is not None:
-        document = {"exit_code": code, "exports": [report.as_dict() for report in reports]}
-        report_file.parent.mkdir(parents=True, exist_ok=True)
-        report_file.write_text(redact_text(orjson.dumps(document, option=orjson.OPT_INDENT_2).decode()) + "\n")
+        _write_report(report_file, code, reports)
     raise typer.Exit(code)
 
 
 # -- history --------------------------------------------------------------------------------------
 
+class HistoryFormat(str, Enum):
+    text = "text"
+    json = "json"
+
+
 @app.command("runs")
 def runs_command(
+    ctx: typer.Context,
     export: Annotated[str | None, typer.Argument(help="Only this export's runs.")] = None,
     limit: Annotated[int, typer.Option("--limit", "-n", help="How many recent runs.")] = 20,
-    config: ConfigOption = None,
+    output: Annotated[HistoryFormat, typer.Option(
+        "--format", help="text: one line per run, long messages cut; json: every run's whole report.")
+                      ] = HistoryFormat.text,
 ) -> None:
-    """Recent runs: when, outcome, counts."""
-    loaded = load_config_or_exit(config)
+    """Recent runs: when, outcome, counts. An export neither in the config nor in state is an error (exit 2)."""
+    loaded = load_config_or_exit(ctx)
+    state = _state(loaded)
+    try:
+        if export is not None and export not in loaded.exports and not state.summary(export):
+            raise fail(f"unknown export {export!r} (exports: {', '.join(sorted(loaded.exports)) or 'none'})",
+                       EXIT_INVALID)
+        runs = state.runs(export, limit)
+    finally:
+        state.close()
+    if output is HistoryFormat.json:
+        typer.echo(redact_text(orjson.dumps(runs, option=orjson.OPT_INDENT_2).decode()))
+        return
     table = Table("run", "export", "started", "seconds", "outcome", "upserted", "removed", "rejected", "message")
-    for run in _state(loaded).runs(export, limit):
+    for column in table.columns[:-1]:  # one line per run: the message gets the width left, and is cut to it
+        column.no_wrap = True
+    for run in runs:
         report = run["report"] or {}
         outcome = run["outcome"] + (" (dry run)" if run["dry_run"] else "")
         table.add_row(str(run["id"]), run["export"], run["started_at"], str(report.get("seconds", "")), outcome,
                       str(report.get("upserted", "")), str(report.get("removed", "")),
-                      str(report.get("rejected", "")), redact_text(report.get("message", "")))
+                      str(report.get("rejected", "")),
+                      Text(" ".join(redact_text(report.get("message", "")).split()), no_wrap=True, overflow="ellipsis"))
     console.print(table)
 
 
 @app.command("rejects")
 def rejects_command(
+    ctx: typer.Context,
     export: Annotated[str, typer.Argument(help="The export whose rejected rows to show.")],
     limit: Annotated[int, typer.Option("--limit", "-n", help="At most this many rows.")] = 100,
     as_json: Annotated[bool, typer.Option("--json", help="Print as JSON.")] = False,
-    config: ConfigOption = None,
 ) -> None:
     """Rows the destination (or its mapping rules) refused, with the reason; retried on the next run."""
-    loaded = load_config_or_exit(config)
+    loaded = load_config_or_exit(ctx)
     if export not in loaded.exports:
         raise fail(f"unknown export {export!r}", EXIT_INVALID)
     rows = _state(loaded).rejects(export, limit)
@@ -275,7 +406,9 @@ def rejects_command(
 async def _test_connection(loaded: Config, name: str) -> list[str]:
     connection = loaded.connections[name]
     cls = get_plugins().destination(connection.type)
-    context = ConnectionContext(name, resolve_connection_settings(loaded, name, get_plugins()))
+    # a budget of its own, not the run's: the test answers within 10 s whatever the network does
+    context = ConnectionContext(name, resolve_connection_settings(loaded, name, get_plugins()),
+                                connection.resolved_network().for_connection_test())
     lines = []
     targets = [None] + [export for export in loaded.exports.values() if export.connection == name]
     for export in targets:
@@ -288,22 +421,24 @@ async def _test_connection(loaded: Config, name: str) -> list[str]:
     return lines
 
 
-@connections_app.command("test")
+@connections_app.command("test", epilog=(
+        "Its requests get a budget of their own, shorter than a run's (a connection's network.retries "
+        f"and network.timeouts): at most {network.CONNECTION_TEST_MAX_ATTEMPTS} attempts within "
+        f"{network.CONNECTION_TEST_MAX_SECONDS:g} s, each with {network.CONNECTION_TEST_CONNECT_SECONDS:g} s to "
+        f"connect and {network.CONNECTION_TEST_READ_SECONDS:g} s to answer, so a connection that fails is "
+        "named with its cause within 10 s."))
 def connections_test_command(
-    name: Annotated[str, typer.Argument(help="The connection to test.")],
-    config: ConfigOption = None,
+    ctx: typer.Context,
+    name: Annotated[str | None, typer.Argument(help="The connection to test.", show_default=False)] = None,
+    test_all: Annotated[bool, typer.Option("--all", help="Test every connection, each in turn.")] = False,
 ) -> None:
-    """Check the connection's API key and endpoint (and each export's target) without changing any data."""
-    loaded = load_config_or_exit(config)
-    if name not in loaded.connections:
-        raise fail(f"unknown connection {name!r} (connections: {', '.join(sorted(loaded.connections))})",
-                   EXIT_INVALID)
-    try:
-        lines = event_loop.run(_test_connection(loaded, name))
-    except SegshipError as exc:
-        raise fail_with(exc, name) from None
-    for line in lines:
-        typer.echo(redact_text(line))
+    """Check the connection's API key and endpoint (and each export's target) without changing any data.
+
+    With --all, every connection: a line for each, and exit 1 (2 for an unset secret) if any fails.
+    """
+    loaded = load_config_or_exit(ctx)
+    names = names_to_check("connection", name, test_all, loaded.connections)
+    raise check_each(names, lambda each: event_loop.run(_test_connection(loaded, each)), name_errors=True)
 
 
 # -- schedule -------------------------------------------------------------------------------------
@@ -311,7 +446,6 @@ def connections_test_command(
 @app.command("schedule")
 def schedule_command(
     ctx: typer.Context,
-    config: ConfigOption = None,
     once: Annotated[bool, typer.Option("--once", help="Run what is due now, then exit (for cron or CI).")] = False,
 ) -> None:
     """Run exports on their cron schedules until stopped (Ctrl-C or SIGTERM end the run in progress cleanly).
@@ -322,7 +456,7 @@ def schedule_command(
     from segship.engine.run import RunOptions
     from segship.engine.schedule import run_schedule
 
-    loaded = load_config_or_exit(config)
+    loaded = load_config_or_exit(ctx)
     names = [name for name, export in loaded.exports.items() if export.schedule]
     if not names:
         raise fail("no export has a schedule", EXIT_INVALID)
@@ -331,10 +465,10 @@ def schedule_command(
 
     async def run() -> int:
         stop = asyncio.Event()
-        _stop_on_signals(stop)
+        stop_on_signals(stop)
 
         async def run_due(due: list[str]) -> int:
-            reports = await _run_exports(loaded, due, state, RunOptions(), stop)
+            reports = await _run_exports(loaded, due, state, RunOptions(), stop, [])
             for report in reports:
                 typer.echo(f"{datetime.now().isoformat(timespec='seconds')} {redact_text(_summary(report))}")
             return combined_exit_code(report.outcome for report in reports)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from contextlib import ExitStack
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 from urllib.parse import urlsplit
 
 import orjson
@@ -18,13 +18,16 @@ from rich.console import Console
 from rich.table import Table
 
 from segship import event_loop
-from segship.cli.app import ConfigOption, GlobalOptions, app, fail, fail_with, load_config_or_exit
+from segship.cli.app import GlobalOptions, app, fail, fail_with, fail_with_config, load_config_or_exit
 from segship.cli.exit_codes import EXIT_INVALID
 from segship.config import ConfigError
 from segship.config.validate import role_issues
 from segship.errors import SegshipError
 from segship.plugins import get_plugins
 from segship.secrets import is_reference, resolve
+
+if TYPE_CHECKING:
+    from segship.engine.state import StateStore
 
 state_app = typer.Typer(help="Inspect, move (SQLite <-> PostgreSQL), drop and rebuild run state.",
                         no_args_is_help=True)
@@ -34,14 +37,14 @@ console = Console(width=160)
 
 @state_app.command("show")
 def show_command(
+    ctx: typer.Context,
     export: Annotated[str | None, typer.Argument(help="Only this export.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print as JSON.")] = False,
-    config: ConfigOption = None,
 ) -> None:
     """Where state lives (backend, schema version) and, per export, members, rejects and the last run."""
     from segship.engine.state import open_state
 
-    loaded = load_config_or_exit(config)
+    loaded = load_config_or_exit(ctx)
     state = open_state(loaded)
     try:
         exports = state.summary(export)
@@ -78,10 +81,10 @@ def _target(to: str) -> str | Path:
 
 @state_app.command("copy")
 def copy_command(
+    ctx: typer.Context,
     to: Annotated[str, typer.Option("--to", help="Target: a SQLite file path, or a PostgreSQL URL by reference: "
                                                  "'${env:VAR}' or '${file:PATH}'.")],
     force: Annotated[bool, typer.Option("--force", help="Replace a target that already holds state.")] = False,
-    config: ConfigOption = None,
 ) -> None:
     """Copy the config's state to another backend (SQLite <-> PostgreSQL) and verify the row counts.
 
@@ -90,7 +93,7 @@ def copy_command(
     """
     from segship.engine.state import open_state, open_state_at
 
-    loaded = load_config_or_exit(config)
+    loaded = load_config_or_exit(ctx)
     target_place = _target(to)
     source = open_state(loaded)
     try:
@@ -120,23 +123,32 @@ def copy_command(
 
 @state_app.command("forget")
 def forget_command(
+    ctx: typer.Context,
     export: Annotated[str, typer.Argument(help="The export whose state to drop.")],
-    yes: Annotated[bool, typer.Option("--yes", help="Confirm: drop its members, rejects and runs.")] = False,
-    config: ConfigOption = None,
+    left_in: Annotated[str | None, typer.Option(
+        "--left-in", metavar="CONNECTION",
+        help="Drop only what is left to remove from another destination instance reached through this "
+             "connection (as `plan` and runs report it): the export's state otherwise stays.")] = None,
+    yes: Annotated[bool, typer.Option("--yes", help="Confirm: drop its members, rejects and runs (with "
+                                                    "--left-in: what is left in that instance).")] = False,
 ) -> None:
-    """Drop everything state keeps about an export (an export that no longer exists).
+    """Drop everything state keeps about an export (an export that no longer exists), or only what is left
+    in an instance no run can reach any more (--left-in).
 
-    Nothing is removed from the destination. If the export is still in the config, its
-    next run sends every member again and removes nobody who left before.
+    Nothing is removed from the destination. Without --left-in, if the export is still in the
+    config, its next run sends every member again and removes nobody who left before.
     """
     from segship.engine.state import open_state
 
-    loaded = load_config_or_exit(config)
+    loaded = load_config_or_exit(ctx)
     state = open_state(loaded)
     try:
         found = state.summary(export)
         if not found:
             raise fail(f"no state for export {export!r}")
+        if left_in is not None:
+            _forget_left_in(state, export, left_in, yes)
+            return
         what = f"{found[0]['members']} members, {found[0]['rejects']} rejects and the run history"
         if not yes:
             raise fail(f"this drops the state of export {export!r} ({what}); add --yes to confirm", EXIT_INVALID)
@@ -149,11 +161,32 @@ def forget_command(
         typer.echo(f"note: {export!r} is still in the config: its next run sends every member again", err=True)
 
 
+def _forget_left_in(state: StateStore, export: str, connection: str, yes: bool) -> None:
+    """Stop tracking what is left in the export's targets of another instance than its last run's,
+    reached through ``connection``: an instance gone (a sandbox) or pointed away from in place."""
+    from segship.engine.report import describe_instance
+
+    recorded = state.recorded_instance(export)
+    current = recorded.instance if recorded is not None else None
+    places = {target: place for target, place in state.target_instances(export).items()
+              if place.connection == connection and place.instance not in (None, current)}
+    if not places:
+        raise fail(f"export {export!r} has nothing left in another instance through connection {connection!r}")
+    where = "; ".join(describe_instance(place.instance, connection) for place in places.values())
+    if not yes:
+        raise fail(f"this stops tracking what export {export!r} left to remove in {where}: they stay there; add "
+                   "--yes to confirm", EXIT_INVALID)
+    with state.export_lock(export):
+        state.settle_in_flight(export)  # a killed run's batches to those targets are among them
+        forgotten = sum(state.forget_target(export, target) for target in places)
+    typer.echo(f"export {export!r}: stopped tracking {forgotten} member identities left in {where} "
+               "(they stay in that destination)")
+
+
 @state_app.command("rebuild")
 def rebuild_command(
     ctx: typer.Context,
     export: Annotated[str, typer.Argument(help="The export whose membership to rebuild from its destination.")],
-    config: ConfigOption = None,
 ) -> None:
     """Rebuild an export's membership in state from what its destination lists (Brevo: the list's contacts).
 
@@ -164,14 +197,13 @@ def rebuild_command(
     from segship.engine.rebuild import rebuild_membership
     from segship.engine.state import open_state
 
-    loaded = load_config_or_exit(config)
+    loaded = load_config_or_exit(ctx)
     if export not in loaded.exports:
         raise fail(f"unknown export {export!r} (exports: {', '.join(sorted(loaded.exports)) or 'none'})",
                    EXIT_INVALID)
     issues = role_issues(loaded, GlobalOptions.of(ctx).role, [export])
     if issues:
-        typer.echo(ConfigError(issues).render(), err=True)
-        raise typer.Exit(EXIT_INVALID)
+        raise fail_with_config(ConfigError(issues))
     state = open_state(loaded)
     try:
         rebuilt = event_loop.run(rebuild_membership(loaded, export, get_plugins(), state))

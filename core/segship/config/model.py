@@ -10,6 +10,7 @@ from typing import Any
 
 from segship.config.loader import LoadedConfig
 from segship.destination import ExportContext
+from segship.network import NetworkSettings, resolve_network
 from segship.secrets import has_reference, resolve
 from segship.source import SourceContext
 
@@ -72,6 +73,15 @@ class ConnectionConfig:
     base_dir: Path
     #: file:line:col of each setting's value, for resolution errors
     setting_locations: dict[str, str] = field(default_factory=dict)
+    #: the ``network:`` block as written (proxy, tls, timeouts, retries), and where each value is
+    network: dict[str, Any] = field(default_factory=dict)
+    network_locations: dict[tuple[str, ...], str] = field(default_factory=dict)
+
+    def resolved_network(self) -> NetworkSettings:
+        """The ``network:`` block resolved (references read, certificates loaded); raises
+        SecretResolutionError. Called, as ``resolved_settings``, only when a run needs it."""
+        return resolve_network(self.network, self.base_dir, self.network_locations,
+                               f"connections.{self.name}.network")
 
     def resolved_settings(self) -> dict[str, Any]:
         """Settings with ``${env:…}``/``${file:…}`` resolved; raises SecretResolutionError.
@@ -182,6 +192,8 @@ def build_config(path: Path, loaded: LoadedConfig, secret_fields_by_type: dict[s
             base_dir=folder("connections", name),
             setting_locations={key: str(loaded.location(("connections", name, "settings", key)))
                                for key in entry["settings"]},
+            network=dict(entry.get("network") or {}),
+            network_locations=_value_locations(loaded, ("connections", name, "network"), entry.get("network") or {}),
         )
         for name, entry in data.get("connections", {}).items()
     }

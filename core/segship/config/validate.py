@@ -10,6 +10,7 @@ from __future__ import annotations
 import difflib
 import os
 import re
+from urllib.parse import urlsplit
 from collections.abc import Iterable, Iterator
 from functools import cache
 from pathlib import Path
@@ -93,6 +94,13 @@ def _schema_issues(error: jsonschema.ValidationError, prefix: Path_,
                     "const" in expected else ""
                 yield ConfigIssue(loaded.location(path, key=True),
                                   f"{where}: missing required key {missing!r}{hint}")
+        return
+    if kind == "dependentRequired" and isinstance(instance, dict):
+        for key, needed in error.validator_value.items():
+            missing = [name for name in needed if key in instance and name not in instance]
+            if missing:
+                yield ConfigIssue(loaded.location(path + (key,), key=True),
+                                  f"{where}.{key} needs {' and '.join(map(repr, missing))} beside it")
         return
     if _names_a_property(error):
         # error.instance is the offending name; absolute_path stops at the mapping that holds it
@@ -192,6 +200,8 @@ def _check_references(loaded: LoadedConfig, plugins: Plugins) -> list[ConfigIssu
         if cls is not None and isinstance(settings, dict):
             issues.extend(_literal_secrets(loaded, ("connections", name, "settings"), settings,
                                            cls.connection_schema, cls.name))
+        if isinstance(connection.get("network"), dict):
+            issues.extend(_network_issues(loaded, ("connections", name, "network"), connection["network"]))
     for name, source in _entries(data, "sources"):
         source_cls = plugins.source(source["type"]) if isinstance(source.get("type"), str) else None
         if source_cls is not None:
@@ -271,6 +281,34 @@ def _literal_secrets(loaded: LoadedConfig, base: Path_, values: dict[str, Any], 
             yield ConfigIssue(loaded.location(path), f"{dotted(path)} is a secret: write a reference such as "
                                                      f"${{env:{variable}}} or ${{file:path/to/secret}}, never the "
                                                      "secret itself")
+
+
+def _network_issues(loaded: LoadedConfig, base: Path_, network: dict[str, Any]) -> Iterator[ConfigIssue]:
+    """A connection's ``network:``: a proxy URL's password and the client key by reference only, never
+    quoted; a literal proxy URL must be one."""
+    proxy = network.get("proxy")
+    if isinstance(proxy, str) and not is_reference(proxy):
+        path = base + ("proxy",)
+        parts = urlsplit(proxy.strip())
+        try:
+            host = parts.hostname
+        except ValueError:
+            host = None
+        if parts.password and not is_reference(parts.password):
+            yield ConfigIssue(loaded.location(path), f"{dotted(path)} holds a password: write the URL by reference "
+                                                     "(${env:EGRESS_PROXY_URL}) or its password "
+                                                     "(http://user:${env:PROXY_PASSWORD}@host:port), never the "
+                                                     "password itself")
+        elif not has_reference(proxy) and (parts.scheme not in ("http", "https") or not host):
+            yield ConfigIssue(loaded.location(path), f"{dotted(path)}: {_shown(proxy, {})} is not a proxy URL "
+                                                     "(expected http://host:port or https://host:port)")
+    tls = network.get("tls")
+    key = tls.get("client_key") if isinstance(tls, dict) else None
+    if isinstance(key, str) and not is_reference(key):
+        path = base + ("tls", "client_key")
+        yield ConfigIssue(loaded.location(path), f"{dotted(path)} is a secret: write a reference such as "
+                                                 "${file:/run/secrets/segship.key} (the key file) or "
+                                                 "${env:SEGSHIP_CLIENT_KEY} (the key itself), never the key")
 
 
 def _state_issues(loaded: LoadedConfig) -> list[ConfigIssue]:

@@ -5,9 +5,8 @@ A destination may apply a batch whose answer a killed run never sees; the keys a
 identities recorded here let the next plan fold such a batch into the members
 (``StateStore.settle_in_flight``). Batches are grouped until the group holds
 ``GROUP_ROWS`` rows or ``GROUP_BATCHES`` batches (Braze: 11 batches of 750; Brevo: each
-import of 25,000 alone): one state write records a group, one commits it. A write per
-batch cost 2 µs a profile to record and 0.8 µs to commit (SQLite: a transaction, its
-statements and a thread hop each time). What the destination acknowledged stays in state's
+import of 25,000 alone): one state write records a group, one commits it, rather than one
+per batch (each write is a transaction, its statements and a thread hop). What the destination acknowledged stays in state's
 in-flight record until its group commits: a run killed meanwhile sends those rows again
 (upserts are idempotent), and never believes a row was received that was not. A run that
 stops (Ctrl-C, a failure) commits what its groups had answered (:meth:`InFlight.unfinished`);
@@ -35,8 +34,8 @@ from segship.log import redact_text
 log = structlog.get_logger("segship.engine")
 
 #: Rows a group reaches before it is recorded: Braze, 11 batches of 750 (one Arrow batch read);
-#: Brevo, each import of 25,000 alone (11 of them held 275,000 mapped rows back before the first
-#: was sent: 486 MB at the peak of a 1M-profile run).
+#: Brevo, each import of 25,000 alone (11 of them would hold 275,000 mapped rows back before the
+#: first was sent).
 GROUP_ROWS = 8_192
 #: Batches a group holds at most: with small batches (a test's, a low ``batch_size``), a group
 #: of 8,192 rows would commit nothing for many round trips.
@@ -44,7 +43,7 @@ GROUP_BATCHES = 16
 #: Rows of the groups read, mapped and recorded ahead of the one being sent, at most (judged by the
 #: largest group's size). At the default batch sizes, Braze reads two groups ahead; Brevo, whose
 #: imports of 25,000 rows are larger, reads the next only when it is wanted, as before (each group
-#: held back would add 44 MB to its peak RSS).
+#: held back would add its 25,000 mapped rows to the run's peak memory).
 AHEAD_ROWS = 20_000
 
 
@@ -117,9 +116,8 @@ class InFlight:
 
         Groups are read, mapped and recorded ahead of the one handed on, by a task of their own
         (``AHEAD_ROWS``), so that sending doesn't wait for a read of the source (DuckDB decoding
-        and hashing the next Parquet row group: ~0.1 s every 120,000 rows) nor for a record
-        queued on the state thread behind a commit that folds SQLite's journal (0.1-0.3 s at 1M
-        members; record waits were 2.3 s of a 15 s run to Braze). Mapping runs on the event
+        and hashing the next Parquet row group) nor for a record queued on the state thread
+        behind a commit that folds SQLite's journal. Mapping runs on the event
         loop; for changed rows it awaits state's previous hashes off it (``known_before``).
         Records are made one after the other, so their ids follow the order of sending
         (``settle_in_flight`` keeps a key's last). Groups read before the source failed are

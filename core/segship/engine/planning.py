@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
 from segship.config import ExportConfig
 from segship.destination import Destination
@@ -15,10 +16,12 @@ from segship.engine.hashing import HASH_VERSION
 from segship.engine.report import ExportPlan
 from segship.engine.snapshot import EXAMPLES, Snapshot, export_fingerprint
 from segship.engine.state import StateStore
+from segship.engine.targets import EarlierInstances
 
 
 def plan_against_state(snapshot: Snapshot, state: StateStore, cls: type[Destination], export: ExportConfig,
-                       columns: Sequence[str], *, full_resync: bool, write: bool) -> ExportPlan:
+                       columns: Sequence[str], instances: EarlierInstances, *, full_resync: bool,
+                       write: bool) -> ExportPlan:
     """Build the snapshot and diff it against what the destination acknowledged (read meanwhile).
 
     When state has a digest of the members (``StateStore.members_digest``: recorded by a
@@ -31,8 +34,11 @@ def plan_against_state(snapshot: Snapshot, state: StateStore, cls: type[Destinat
     (each in one transaction, before anything is sent), and a plan with nothing to do
     records the digest; without it, the plan tells what a run would do and writes nothing
     (batches left in flight are not counted). A changed target is not a changed setting:
-    its members move (``plan.moves``). Keys sharing a destination identity stop the diff, or
-    all but the lowest are left out (``identity_conflicts``: ``engine/snapshot.py``).
+    its members move (``plan.moves``), and so does a changed destination instance
+    (``instances.instance``, see ``engine/instances.py``): the target is its settings in that
+    instance, recorded when the instance is known (not only assumed). Members left in an instance
+    the config can't reach are ``plan.left_behind``. Keys sharing a destination identity stop the
+    diff, or all but the lowest are left out (``identity_conflicts``: ``engine/snapshot.py``).
     """
     name = export.name
     if write:
@@ -45,7 +51,9 @@ def plan_against_state(snapshot: Snapshot, state: StateStore, cls: type[Destinat
     else:
         settings_changed = state.settings_changed(name, fingerprint, columns, earlier)
     target = cls.target(export.settings)
-    target_id = state.target_id(name, target, record=write)
+    # an instance only assumed (its account not asked yet) is not recorded: the run asks, then records
+    target_id = state.target_id(name, target, record=write and instances.known, instance=instances.instance,
+                                connection=instances.connection)
     # changed settings re-send everyone: there is nothing to convert
     convert = not settings_changed and state.hash_version(name) < HASH_VERSION
     full = full_resync or settings_changed
@@ -80,9 +88,32 @@ def plan_against_state(snapshot: Snapshot, state: StateStore, cls: type[Destinat
     if snapshot.left_out:
         plan.examples["left out"] = snapshot.left_out[:EXAMPLES]
     plan.empty_state_check = not has_members and cls.counts_members()
-    plan.target = target
-    if plan.move:
-        earlier_targets = state.targets(name)
-        plan.moves = [{"from": {setting: earlier_targets.get(source, {}).get(setting) for setting in target},
-                       "members": count} for source, count in snapshot.moves().items()]
+    plan.target, plan.instance, plan.connection = target, instances.instance, instances.connection
+    if cls.observes_instance and not write:  # (a run asked the destination already, and recorded the connection)
+        previous = state.target_instances(name).get(target_id)
+        if previous is not None and previous.connection not in (None, instances.connection):
+            plan.previous_connection = previous.connection
+    if plan.move or plan.remove or plan.stale_identities:
+        _describe_earlier_targets(plan, snapshot, state, instances)
     return plan
+
+
+def _describe_earlier_targets(plan: ExportPlan, snapshot: Snapshot, state: StateStore,
+                              instances: EarlierInstances) -> None:
+    """The plan's moves, from each earlier target (and its instance when it is another), and what
+    would be left in instances the config can't reach."""
+    name = plan.export
+    earlier, places = state.targets(name), state.target_instances(name)
+    moving, leaving = snapshot.counts_by_target("move"), snapshot.counts_by_target("remove")
+
+    def source(target_id: int) -> dict[str, Any]:
+        return instances.source(earlier.get(target_id, {}), places.get(target_id), list(plan.target))
+
+    plan.moves = [{**source(target_id), "members": count} for target_id, count in moving.items()]
+    for target_id, place in sorted(places.items()):
+        if not instances.elsewhere(place):
+            continue
+        left = moving.get(target_id, 0) + leaving.get(target_id, 0) + state.count_stale_identities(name, target_id)
+        problem = instances.problem(place) if left else None
+        if problem is not None:
+            plan.left_behind.append({**source(target_id), "members": left, "reason": problem})

@@ -23,10 +23,12 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
+from typing import Any
 
 from segship.config import Config
 from segship.config.validate import resolve_connection_settings
 from segship.destination import ConnectionContext, Destination
+from segship.engine.instances import known_instance, observe
 from segship.engine.snapshot import Snapshot
 from segship.engine.state import StateStore
 from segship.errors import SegshipError
@@ -72,21 +74,30 @@ async def rebuild_membership(config: Config, export_name: str, plugins: Plugins,
                           export.context())
         snapshot = Snapshot(config, export, plugins, cls.source_columns(export.mapping))
         try:
-            matched = snapshot.keys_of_identities(await _listed(destination))
+            await destination.check_connection()
+            instance = await _instance(state, export_name, destination)
+            matched = snapshot.keys_of_identities(
+                [identity async for page in destination.list_members() for identity in page])
         finally:
             await destination.finish()
             snapshot.close()
-        return _record(state, export_name, cls.target(export.settings), matched)
+        target = state.target_id(export_name, cls.target(export.settings), record=True, instance=instance,
+                                 connection=connection.name)
+        return _record(state, export_name, target, matched)
 
 
-async def _listed(destination: Destination) -> list[str]:
-    await destination.check_connection()
-    return [identity async for page in destination.list_members() for identity in page]
+async def _instance(state: StateStore, export: str, destination: Destination) -> dict[str, Any]:
+    """The destination instance listed, recorded as a run records it (``engine/run.py``): the members
+    found are in the export's target there."""
+    instance = known_instance(destination, state.recorded_instance(export))
+    if instance is None:
+        instance, credentials = await observe(destination)
+        state.record_instance(export, instance, credentials)
+    return instance
 
 
-def _record(state: StateStore, export: str, target_settings: dict, matched: list[tuple[str, str | None]]) -> Rebuilt:
+def _record(state: StateStore, export: str, target: int, matched: list[tuple[str, str | None]]) -> Rebuilt:
     """Write what the listing found into state: members of unknown row hash, in the export's target."""
-    target = state.target_id(export, target_settings, record=True)
     rebuilt = Rebuilt(listed=len(matched))
     held = state.identities_held(export, [identity for identity, _ in matched], target)
     keys = [key for identity, key in matched if key is not None and identity not in held]

@@ -27,7 +27,16 @@ class ExportPlan:
     settings_changed: bool = False  # mapping or settings differ from the last run: everyone is re-sent
     hashes_converted: int = 0       # members whose hashes state made with an older hash version (not re-sent)
     target: dict[str, Any] = field(default_factory=dict)         # the settings naming where members go
-    moves: list[dict[str, Any]] = field(default_factory=list)    # {"from": target, "members": N} per earlier one
+    instance: dict[str, Any] = field(default_factory=dict)       # the destination instance they go to
+    connection: str = ""                                         # ... through this connection
+    # {"from": target, "members": N} per earlier target, with "from_instance" and "from_connection"
+    # when it is in another instance
+    moves: list[dict[str, Any]] = field(default_factory=list)
+    # earlier targets in an instance the config can't reach: {"from"…, "members": N left there, "reason"}
+    left_behind: list[dict[str, Any]] = field(default_factory=list)
+    # the connection of the export's last run, when it was another and the destination observes its
+    # account: which account the new one reaches is known only once a run asks
+    previous_connection: str = ""
     left_out: int = 0               # keys left out for sharing a destination identity with a lower key (first)
     #: state holds none of the export's members and the destination counts its target's: a run that sends
     #: checks the target holds none first (``--allow-empty-state``)
@@ -39,13 +48,56 @@ class ExportPlan:
 
     def move_lines(self) -> list[str]:
         """'move from … to …, N members' per earlier target, for plan and run summaries."""
-        def describe(target: dict[str, Any]) -> str:
-            return ", ".join(f"{name} {value}" for name, value in target.items())
-        return [f"move from {describe(move['from'])} to {describe(self.target)}, {move['members']} members"
-                for move in self.moves]
+        moves = []
+        for move in self.moves:
+            if "from_instance" in move:  # another instance: say which, on both sides
+                source = describe_instance(move["from_instance"], move["from_connection"])
+                moves.append(f"move from {describe_target(move['from'])} on {source} to "
+                             f"{describe_target(self.target)} on {describe_instance(self.instance, self.connection)}, "
+                             f"{move['members']} members")
+            else:
+                moves.append(f"move from {describe_target(move['from'])} to {describe_target(self.target)}, "
+                             f"{move['members']} members")
+        return moves
+
+    def instance_lines(self) -> list[str]:
+        """What a plan can't know of the instance (the account a new connection reaches), for plan summaries."""
+        if not self.previous_connection:
+            return []
+        return [f"its connection changed from {self.previous_connection} to {self.connection}: a run first asks "
+                f"which account {self.connection} reaches, and moves the members there if it is another"]
+
+    def left_behind_lines(self) -> list[str]:
+        """Per earlier target in an instance the config can't reach: what a run would leave there, and why."""
+        return [left_behind_line(left) for left in self.left_behind]
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+def describe_target(target: dict[str, Any]) -> str:
+    """A target's settings for people: ``list_id 3``."""
+    return ", ".join(f"{name} {value}" for name, value in target.items())
+
+
+def describe_instance(instance: dict[str, Any] | None, connection: str | None) -> str:
+    """An instance for people: the connection, then what identifies it (``brevo (destination
+    sendinblue, organization_id 4f2…)``; what the destination observed is flattened in)."""
+    facts: dict[str, Any] = {}
+    for name, value in (instance or {}).items():
+        if isinstance(value, dict):
+            facts.update(value)
+        elif name != "connection":
+            facts[name] = value
+    details = ", ".join(f"{name} {value}" for name, value in facts.items())
+    return f"{connection} ({details})" if details else str(connection)
+
+
+def left_behind_line(left: dict[str, Any]) -> str:
+    """What is left in an earlier target a run can't reach (``ExportPlan.left_behind``, ``RunReport.left_behind``)."""
+    return (f"{left['members']} member(s) left to remove from {describe_target(left['from'])} on "
+            f"{describe_instance(left.get('from_instance'), left.get('from_connection'))}: {left['reason']}; "
+            "they are removed by the first run that can reach it")
 
 
 @dataclass(frozen=True)
@@ -77,6 +129,8 @@ class RunReport:
     removed: int = 0
     rejected: int = 0
     unacknowledged: int = 0   # sent but not answered (retries exhausted, interrupted)
+    # earlier targets whose instance the run couldn't reach: what it left there (see ExportPlan.left_behind)
+    left_behind: list[dict[str, Any]] = field(default_factory=list)
     batches: int = 0
     rejects_by_reason: Counter[str] = field(default_factory=Counter)  # by reason_kind
     http: dict[str, int] = field(default_factory=dict)

@@ -1,13 +1,16 @@
 """Running an export: plan, safeguards, send in paced batches, commit as acknowledged, report.
 
-The order: resolve settings -> plan (local, in DuckDB) -> safeguards -> check the
-connection -> (state empty: does the target hold members already?) -> prepare -> joins and
-changes -> leavers and stale identities -> finish. Planning first means a run with nothing
-to send makes no request at all, and a run that breaks a safeguard stops before touching
-the destination (or, for the empty-state one, before sending to it). State is
-committed as batches are answered (a group of them at a time, see ``in_flight``), so a run
-stopped at any point (Ctrl-C, a failure, kill -9) and started again sends what was not
-acknowledged, and sends again at most what was in flight.
+The order: resolve settings -> plan (local, in DuckDB) -> safeguards -> the destination's
+instance, asked of the destination only when it observes its account and the connection's
+settings changed since it was last asked (see ``instances``; planned again if the members turn
+out to be elsewhere) -> check the connection -> (state empty: does the target hold members
+already?) -> prepare -> joins and changes -> leavers and stale identities (from earlier targets
+too: see ``targets``) -> finish. Planning first means a run with nothing to send makes no
+request at all, and a run that breaks a safeguard stops before touching the destination (or,
+for the empty-state one, before sending to it). State is committed as batches are answered (a
+group of them at a time, see ``in_flight``), so a run stopped at any point (Ctrl-C, a failure,
+kill -9) and started again sends what was not acknowledged, and sends again at most what was
+in flight.
 """
 
 from __future__ import annotations
@@ -33,14 +36,16 @@ from segship.destination import (
 from segship.engine.digest import DigestTally
 from segship.engine.gc_tuning import streaming_gc
 from segship.engine.in_flight import Answer, Commit, InFlight
+from segship.engine.instances import assumed_instance, known_instance, observe
 from segship.engine.planning import plan_against_state
-from segship.engine.report import BatchReport, ExportPlan, RunReport, reason_kind
+from segship.engine.report import BatchReport, ExportPlan, RunReport, left_behind_line, reason_kind
 from segship.engine.mapping import MappedRows, map_rows, mapped_batches
 from segship.engine.safeguards import check_empty_state, check_safeguards
 from segship.engine.snapshot import Snapshot
-from segship.engine.state import StateError, StateStore, chunks
-from segship.engine.targets import TargetDestinations
+from segship.engine.state import RecordedDestination, StateError, StateStore, chunks
+from segship.engine.targets import EarlierInstances, InstanceUnreachable, TargetDestinations
 from segship.errors import SegshipError
+from segship.http import RequestInterrupted
 from segship.log import redact_text
 from segship.plugins import Plugins
 
@@ -96,6 +101,7 @@ class ExportRun:
         self.columns = self.cls.source_columns(self.export.mapping)
         self._failure: BaseException | None = None
         self.target_id = 1  # the export's target in state, known once planned
+        self._ready_to_send = False  # the connection checked and the destination prepared
 
     # -- the whole run ------------------------------------------------------------------------------
 
@@ -112,18 +118,23 @@ class ExportRun:
                 report.run_id = self.state.start_run(self.export.name, self.options.dry_run)
                 try:
                     destination = self._destination()
+                    instances = self._instance(destination)
                     snapshot = Snapshot(self.config, self.export, self.plugins, self.columns)
-                    plan = self._plan(snapshot, destination)
+                    plan = self._plan(snapshot, destination, instances)
+                    if not instances.known and not self.options.dry_run:
+                        instances = await self._observe(destination)
+                        if not self._confirm_target(plan, instances):
+                            # the members are in another instance than assumed: planned again, as a move
+                            snapshot.close()
+                            snapshot = Snapshot(self.config, self.export, self.plugins, self.columns)
+                            plan = self._plan(snapshot, destination, instances)
                     if self.options.dry_run:
                         await self._dry_run(snapshot, destination)
                     else:
                         self.plugins.export_started(self.export.name, plan)
                         if plan.to_send or plan.remove or plan.stale_identities:
                             # the plan is local: an unchanged run makes no request at all
-                            await self._timed("check_connection", destination.check_connection())
-                            await self._check_empty_state(destination, plan)
-                            await self._timed("prepare", destination.prepare())
-                            await self._send(snapshot, destination, plan)
+                            await self._send(snapshot, destination, plan, instances)
                     report.outcome = "rejects" if report.rejected else "succeeded"
                 except BaseException as exc:  # noqa: BLE001 - every ending is reported, then re-raised if fatal
                     self._fail(exc)
@@ -152,13 +163,13 @@ class ExportRun:
 
     def _fail(self, exc: BaseException) -> None:
         report = self.report
-        if isinstance(exc, SegshipError):
-            report.outcome, report.message = exc.outcome, _describe(exc)
-        elif isinstance(exc, (KeyboardInterrupt, asyncio.CancelledError)) or (
-                isinstance(exc, RunStopped) and self._failure is None):
+        if isinstance(exc, (KeyboardInterrupt, asyncio.CancelledError, RequestInterrupted)) or (
+                isinstance(exc, RunStopped) and (self._failure is None or isinstance(self._failure, RequestInterrupted))):
             report.outcome = "interrupted"
             report.message = (f"interrupted: {report.upserted + report.removed} record(s) acknowledged and saved; "
                               "run the export again to continue")
+        elif isinstance(exc, SegshipError):
+            report.outcome, report.message = exc.outcome, _describe(exc)
         elif isinstance(exc, RunStopped) and self._failure is not None:
             report.outcome, report.message = "failed", _describe(self._failure)
         else:
@@ -175,22 +186,60 @@ class ExportRun:
 
     def _destination(self) -> Destination:
         if self.options.dry_run:  # opens no connection, so needs no secret (a dry run works in CI)
-            settings = dict(self.connection.settings)
+            connection = ConnectionContext(self.connection.name, dict(self.connection.settings))
         else:
-            settings = resolve_connection_settings(self.config, self.connection.name, self.plugins)
-        connection = ConnectionContext(self.connection.name, settings)
+            connection = ConnectionContext(
+                self.connection.name, resolve_connection_settings(self.config, self.connection.name, self.plugins),
+                self.connection.resolved_network(), stop=self.stop)
         return self.cls(connection, self.export.context())
 
-    def _plan(self, snapshot: Snapshot, destination: Destination) -> ExportPlan:
+    def _instance(self, destination: Destination) -> EarlierInstances:
+        """The destination instance the run is against, as far as it is known without a request (see
+        ``engine/instances.py``), recorded then; else as assumed (the account the last run found), to
+        plan with before the destination is asked (``_observe``). A dry run resolves no secret: it
+        assumes."""
+        name = self.export.name
+        recorded = self.state.recorded_instance(name)
+        known = None if self.options.dry_run else known_instance(destination, recorded)
+        if known is None:
+            return EarlierInstances(self.config, self.plugins, self.connection.name,
+                                    assumed_instance(self.cls, self.connection, recorded), known=False)
+        if recorded is None or recorded.instance != known:
+            self.state.record_instance(name, known, recorded.credentials if recorded is not None else None)
+        return EarlierInstances(self.config, self.plugins, self.connection.name, known, known=True)
+
+    async def _observe(self, destination: Destination) -> EarlierInstances:
+        """Ask the destination which account it reaches (the plan showed the run may go on), and record it."""
+        instance, credentials = await self._timed("observe_instance", observe(destination))
+        self.state.record_instance(self.export.name, instance, credentials)
+        return EarlierInstances(self.config, self.plugins, self.connection.name, instance, known=True)
+
+    def _confirm_target(self, plan: ExportPlan, instances: EarlierInstances) -> bool:
+        """Whether the instance the destination said (``_observe``) holds the target the plan assumed;
+        if so, the target is recorded in it (targets from before instances adopt it)."""
+        name = self.export.name
+        if self.state.target_id(name, plan.target, record=False, instance=instances.instance) != self.target_id:
+            return False
+        self.state.target_id(name, plan.target, record=True, instance=instances.instance,
+                             connection=instances.connection)
+        plan.instance = instances.instance
+        self.report.plan = plan.as_dict()
+        return True
+
+    def _plan(self, snapshot: Snapshot, destination: Destination, instances: EarlierInstances) -> ExportPlan:
         started = time.monotonic()
-        plan = plan_against_state(snapshot, self.state, self.cls, self.export, self.columns,
+        plan = plan_against_state(snapshot, self.state, self.cls, self.export, self.columns, instances,
                                   full_resync=self.options.full_resync, write=not self.options.dry_run)
-        self.target_id = self.state.target_id(self.export.name, plan.target, record=False)
+        self.target_id = self.state.target_id(self.export.name, plan.target, record=False,
+                                              instance=instances.instance)
+        if not self.options.dry_run:  # what `segship retire` rebuilds the destination from once the export is gone
+            self.state.record_destination(self.export.name, RecordedDestination(
+                self.connection.name, self.cls.name, self.export.settings, self.export.mapping))
         self._forget_rejects_of_non_members(snapshot)
         self.report.plan = plan.as_dict()
         self.report.phase_seconds["plan"] = round(time.monotonic() - started, 3)
         log.info("export.planned", export=self.export.name, add=plan.add, update=plan.update, remove=plan.remove,
-                 unchanged=plan.unchanged, moves=plan.move_lines())
+                 unchanged=plan.unchanged, moves=plan.move_lines(), left_behind=plan.left_behind_lines())
         if plan.left_out:
             log.info("export.identity_conflicts", export=self.export.name, left_out=plan.left_out,
                      reason="their destination identity is a lower key's (identity_conflicts: first)")
@@ -235,10 +284,24 @@ class ExportRun:
         self.report.rejected += len(refused)
         self.report.rejects_by_reason.update(reason_kind(reason) for _, reason in refused)
 
-    async def _send(self, snapshot: Snapshot, destination: Destination, plan: ExportPlan) -> None:
+    async def _ready(self, destination: Destination, plan: ExportPlan) -> None:
+        """Check the connection, then that an empty state is not lost state, and prepare the run's
+        destination, once, before its first request."""
+        if not self._ready_to_send:
+            self._ready_to_send = True
+            await self._timed("check_connection", destination.check_connection())
+            await self._check_empty_state(destination, plan)
+            await self._timed("prepare", destination.prepare())
+
+    async def _send(self, snapshot: Snapshot, destination: Destination, plan: ExportPlan,
+                    instances: EarlierInstances) -> None:
         limits = destination.limits
-        self.progress.start(self.export.name, plan.to_send + plan.remove + plan.stale_identities)
-        targets = TargetDestinations(destination, self.target_id, self.export, self.state.targets(self.export.name))
+        name = self.export.name
+        if plan.to_send:
+            await self._ready(destination, plan)
+        self.progress.start(name, plan.to_send + plan.remove + plan.stale_identities)
+        targets = TargetDestinations(destination, self.target_id, self.export, self.state.targets(name),
+                                     self.state.target_instances(name), instances)
         try:
             with streaming_gc():
                 started = time.monotonic()
@@ -255,16 +318,25 @@ class ExportRun:
                 started = time.monotonic()
                 # leavers, then identities to remove (replaced ones, and those of moved members), each
                 # from the target it is in
-                for stale, by_target in ((False, self._leavers(snapshot)),
-                                         (True, self.state.stale_identities(self.export.name))):
+                unreachable: dict[int, str] = {}
+                for stale, by_target in ((False, self._leavers(snapshot)), (True, self.state.stale_identities(name))):
                     for target, members in by_target.items():
-                        await self._remove_all(targets.get(target), target, members, stale=stale)
+                        if not targets.elsewhere(target):
+                            await self._ready(destination, plan)
+                            await self._remove_all(await targets.get(target), target, members, stale=stale)
+                        elif target not in unreachable:
+                            problem = await self._remove_elsewhere(targets, target, members, stale=stale)
+                            if problem is not None:
+                                unreachable[target] = problem
                 self.report.phase_seconds["remove"] = round(time.monotonic() - started, 3)
+                if unreachable:
+                    self._report_left_behind(snapshot, targets, unreachable)
                 # every row planned acknowledged (digest: None if not) and every leaver removed: state
                 # holds the tally
                 digest = tally.digest()
-                if digest is not None and not self.report.rejected and not self.report.unacknowledged:
-                    self.state.record_members_digest(self.export.name, digest)
+                if digest is not None and not self.report.rejected and not self.report.unacknowledged and \
+                        not self.report.left_behind:
+                    self.state.record_members_digest(name, digest)
         finally:
             self.report.http = targets.http_stats()
             await targets.finish()
@@ -275,6 +347,38 @@ class ExportRun:
         await self._pump(_aiter(chunks(members, destination.limits.remove_batch_size)),
                          lambda batch: self._remove(destination, batch, target, stale=stale),
                          destination.limits.concurrency)
+
+    async def _remove_elsewhere(self, targets: TargetDestinations, target: int, members: list[Member], *,
+                                stale: bool) -> str | None:
+        """Remove members from a target in another instance. When the instance can't be reached (see
+        ``TargetDestinations``) or its destination fails, what is not removed stays to remove, the
+        run goes on, and the reason is returned; a Ctrl-C, or state failing, still ends the run."""
+        try:
+            await self._remove_all(await targets.get(target), target, members, stale=stale)
+        except InstanceUnreachable as exc:
+            return str(exc)
+        except RunStopped:
+            failure = self._failure
+            if self.stop.is_set() or not isinstance(failure, SegshipError) or isinstance(failure, StateError):
+                raise
+            self._failure = None  # this instance's failure, not the run's
+            return _describe(failure)
+        return None
+
+    def _report_left_behind(self, snapshot: Snapshot, targets: TargetDestinations,
+                            unreachable: dict[int, str]) -> None:
+        """What the run left in earlier targets it couldn't reach: leavers still members there, and
+        identities still to remove from there."""
+        name = self.export.name
+        leavers = self.state.members_by_target(name, snapshot.keys_to_remove())
+        for target, reason in unreachable.items():
+            left = len(leavers.get(target, ())) + self.state.count_stale_identities(name, target)
+            if left:
+                self.report.left_behind.append({**targets.source(target), "members": left, "reason": reason})
+        lines = [left_behind_line(left) for left in self.report.left_behind]
+        for line in lines:
+            log.warning("export.left_behind", export=name, detail=line)
+        self.report.message = "; ".join(lines)
 
     def _still_held_aside(self, members: list[Member], target: int, *, stale: bool) -> list[Member]:
         """Forget, without a request, the removals whose identity a staying member still holds there."""

@@ -281,9 +281,9 @@ class Snapshot:
         the destination declares how it compares them) of every segment row and check the keys.
 
         Without ``row_hashes`` (nothing to diff against: a first run, a full re-send) a
-        single segment's rows are not hashed here (0), which is most of a first plan's CPU;
-        the rows sent are hashed as they are read again. Without ``identities`` (a plan the
-        digest may spare, ``identity_conflicts: error``), the diff reads them if it needs them.
+        single segment's rows are not hashed here (0): their MD5s would serve no diff, and the
+        rows sent are hashed as they are read again. Without ``identities`` (a plan the digest
+        may spare, ``identity_conflicts: error``), the diff reads them if it needs them.
         """
         row_hashes = row_hashes or len(self.segments) > 1  # segments' rows must agree
         identity = ident = ""
@@ -568,10 +568,11 @@ class Snapshot:
         return self._count("members") == self._count("acknowledged") and \
             self._members_sum(target) == self._digest_sum("acknowledged", "target")
 
-    def moves(self) -> dict[int, int]:
-        """Members to move, by the target they were acknowledged in."""
-        return dict(self.db.execute("SELECT target, count(*) FROM actions WHERE action = 'move' GROUP BY target "
-                                    "ORDER BY target").fetchall())
+    def counts_by_target(self, action: str) -> dict[int, int]:
+        """How many members the plan moves (``move``) or removes (``remove``), by the target they
+        were acknowledged in."""
+        return dict(self.db.execute("SELECT target, count(*) FROM actions WHERE action = ? GROUP BY target "
+                                    "ORDER BY target", (action,)).fetchall())
 
     def keys_to_remove(self) -> list[str]:
         return [row[0] for row in self.db.execute("SELECT key FROM actions WHERE action = 'remove' ORDER BY key")

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 import orjson
 import pyarrow as pa
@@ -34,18 +35,18 @@ from segship.destination import (
     answer_summary,
     unavailable_error,
 )
-from segship.http import HttpClient, HttpResponse, HttpStats, RateLimitHeaders, RetriesExhausted, RetryPolicy
+from segship.http import HttpResponse, HttpStats, RateLimitHeaders, RetriesExhausted, RetryPolicy
 from segship.ratelimit import RateLimit
 from segship.secrets import redactor
 
 from segship_braze import schemas
-from segship_braze.mapping import CONSENT_FIELDS, MAX_STRING_LENGTH, UserMapping, attribute_name_problem
+from segship_braze.mapping import CONSENT_FIELDS, MAX_STRING_LENGTH, Membership, UserMapping, attribute_name_problem
 
 log = structlog.get_logger("segship.braze")
 
 TRACK_PATH = "/users/track"
 #: Braze's limit slides and its reset is an epoch second rounded up: pausing until it whenever an
-#: answer shows the window full idled up to a second each time (1M profiles took 18 s, not 15).
+#: answer shows the window full idled up to a second each time.
 #: The pacer keeps to the limit, and a 429 still pauses every request until the reset.
 RATE_LIMIT_HEADERS = RateLimitHeaders("X-RateLimit-Remaining", "X-RateLimit-Reset", reset_is_epoch=True,
                                       pause_when_spent=False)
@@ -128,6 +129,12 @@ def track_answer(response: HttpResponse, sent: int) -> tuple[dict[int, str], lis
     return by_index, unplaced
 
 
+def endpoint_identity(endpoint: Any) -> str:
+    """A REST endpoint as it identifies an instance: scheme and host in lower case, no trailing slash."""
+    parts = urlsplit(str(endpoint).strip())
+    return urlunsplit((parts.scheme.lower(), parts.netloc.lower(), parts.path.rstrip("/"), parts.query, ""))
+
+
 def track_body(users: Sequence[Any]) -> bytes:
     """The /users/track body for attributes objects; a JsonArray (joins made column-wise) is one
     JSON array already, so no object is encoded again."""
@@ -142,6 +149,9 @@ class BrazeDestination(Destination):
     export_settings_schema = schemas.export_settings_schema
     mapping_schema = schemas.mapping_schema
     target_settings = ("segment_api_identifier", "membership_attribute")
+    # Braze can't say which workspace a key belongs to: the endpoint, and the connection the
+    # workspace is configured under, tell its instances apart
+    instance_settings = ("rest_endpoint",)
 
     def __init__(self, connection: ConnectionContext, export: ExportContext | None = None, *,
                  retry: RetryPolicy | None = None) -> None:
@@ -153,12 +163,20 @@ class BrazeDestination(Destination):
         # masked in every log line and error, even when the settings were not resolved by the core
         redactor.add(api_key)
         requests = int(settings.get("requests_per_3s", schemas.DEFAULT_REQUESTS_PER_3S))
-        self._http = HttpClient(self.rest_endpoint, {"Authorization": f"Bearer {api_key}"},
-                                rate_limit=RateLimit(requests, PACING_WINDOW_SECONDS),
-                                concurrency=CONCURRENCY * REQUESTS_PER_BATCH,
-                                rate_limit_headers=RATE_LIMIT_HEADERS, retry=retry)
+        self._http = connection.http_client(self.rest_endpoint, {"Authorization": f"Bearer {api_key}"},
+                                            rate_limit=RateLimit(requests, PACING_WINDOW_SECONDS),
+                                            concurrency=CONCURRENCY * REQUESTS_PER_BATCH,
+                                            rate_limit_headers=RATE_LIMIT_HEADERS, retry=retry)
+        # an instance that only removes members from an earlier target may have no mapping (the
+        # export moved to another destination type since): removals need only the membership
         self._users = UserMapping.from_config(export.settings, export.mapping, schemas.DEFAULT_MEMBERSHIP_ATTRIBUTE) \
-            if export else None
+            if export and export.mapping else None
+        self._membership = Membership.of(export.settings, schemas.DEFAULT_MEMBERSHIP_ATTRIBUTE) if export else None
+
+    @classmethod
+    def instance_setting(cls, name: str, value: Any) -> Any:
+        # one endpoint, however written: https://REST.iad-01.braze.com/ is https://rest.iad-01.braze.com
+        return endpoint_identity(value) if name == "rest_endpoint" else value
 
     @classmethod
     def check_export(cls, connection_settings: Mapping[str, Any], export_settings: Mapping[str, Any],
@@ -215,9 +233,9 @@ class BrazeDestination(Destination):
             # a proxy's or another host's page, answering with a status Braze uses too
             raise self._not_brazes(f"answered {answer_summary(response)}, not Braze's JSON answer")
         description = f"Braze REST API at {self.rest_endpoint}: the API key may call {TRACK_PATH}"
-        if self._users is not None:
-            description += (f"; members get {self._users.segment_api_identifier!r} in "
-                            f"{self._users.membership_attribute}")
+        if self._membership is not None:
+            description += (f"; members get {self._membership.segment_api_identifier!r} in "
+                            f"{self._membership.attribute}")
         return description
 
     def map(self, row: Mapping[str, Any], changed_columns: frozenset[str] | None = None) -> Record:
@@ -234,9 +252,11 @@ class BrazeDestination(Destination):
         return await self._track(records.keys, records.payloads, leaving=False)
 
     async def remove(self, members: Sequence[Member]) -> RecordResults:
-        users = self._mapping()
+        if self._membership is None:
+            raise DestinationError("this Braze connection is not bound to an export, so it has no segment")
+        membership = self._membership
         return await self._track([member.key for member in members],
-                                 [users.leaver(member.identity) for member in members], leaving=True)
+                                 [membership.leaver(member.identity) for member in members], leaving=True)
 
     async def finish(self) -> None:
         await self._http.close()

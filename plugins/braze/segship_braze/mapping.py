@@ -153,6 +153,26 @@ def email_address(value: Any) -> str:
 
 
 @dataclass(frozen=True)
+class Membership:
+    """Where an export marks its members: its segment identifier in the membership attribute."""
+
+    attribute: str
+    segment_api_identifier: str
+
+    @classmethod
+    def of(cls, settings: Mapping[str, Any], default_attribute: str) -> Membership:
+        return cls(settings.get("membership_attribute", default_attribute), settings["segment_api_identifier"])
+
+    def leaver(self, identity: str) -> dict[str, Any]:
+        """The attributes object that takes a user out of the segment (the user stays in Braze).
+
+        Always update-only: removing a membership must never create a user that was deleted.
+        """
+        return {"external_id": identity, "_update_existing_only": True,
+                self.attribute: {"remove": [self.segment_api_identifier]}}
+
+
+@dataclass(frozen=True)
 class UserMapping:
     """An export's mapping and settings, compiled once per run."""
 
@@ -166,9 +186,10 @@ class UserMapping:
     @classmethod
     def from_config(cls, settings: Mapping[str, Any], mapping: Mapping[str, Any],
                     default_membership_attribute: str) -> UserMapping:
+        membership = Membership.of(settings, default_membership_attribute)
         return cls(mapping["customer_id"], mapping["email"], tuple(mapping.get("attributes", {}).items()),
-                   settings.get("membership_attribute", default_membership_attribute),
-                   settings["segment_api_identifier"], bool(settings.get("update_existing_only", False)))
+                   membership.attribute, membership.segment_api_identifier,
+                   bool(settings.get("update_existing_only", False)))
 
     def user(self, row: Mapping[str, Any], changed_columns: frozenset[str] | None) -> dict[str, Any]:
         """The attributes object of a joining member (``changed_columns`` None) or of a change.
@@ -321,14 +342,6 @@ class UserMapping:
                 continue
             identities[index], payloads[index] = user["external_id"], user
         return MappedBatch(identities, payloads, rejects)
-
-    def leaver(self, identity: str) -> dict[str, Any]:
-        """The attributes object that takes a user out of the segment (the user stays in Braze).
-
-        Always update-only: removing a membership must never create a user that was deleted.
-        """
-        return {"external_id": identity, "_update_existing_only": True,
-                self.membership_attribute: {"remove": [self.segment_api_identifier]}}
 
 
 # -- column-wise conversions: the values ``user`` would send, and the rows it must decide itself --

@@ -16,8 +16,12 @@ from segship.cli.sandbox_options import (
     LatencyOption,
     PortOption,
     SeedOption,
+    TlsCertOption,
+    TlsKeyOption,
     announce,
     fault_settings,
+    server_tls,
+    parse_key_assignments,
 )
 from segship.destination import Destination
 from segship.ratelimit import RateLimit
@@ -35,6 +39,12 @@ def sandbox_braze(
     host: HostOption = "127.0.0.1",
     port: PortOption = 0,
     api_key: ApiKeyOption = None,
+    tls_cert: TlsCertOption = None,
+    tls_key: TlsKeyOption = None,
+    workspace: Annotated[list[str] | None, typer.Option(
+        metavar="KEY=NAME", help="A REST key of another workspace, with users of its own (repeatable; two keys on "
+                                 "one name are one workspace). --api-key (or, without it, any other key) reaches the "
+                                 "default workspace.")] = None,
     forbidden_key: Annotated[list[str] | None, typer.Option(
         help="A key that authenticates but lacks the users.track permission: answered 403 (repeatable).")] = None,
     rate_limit: Annotated[int, typer.Option(
@@ -55,9 +65,10 @@ def sandbox_braze(
 
     faults = BrazeFaults(**fault_settings(error_fraction, error_status, latency, drop_fraction, seed),
                          refuse_external_ids=list(refuse or ()))
-    sandbox = BrazeSandbox(api_key=api_key, rate_limit=RateLimit(rate_limit, 3.0) if rate_limit > 0 else None,
+    sandbox = BrazeSandbox(api_key=api_key, workspaces=parse_key_assignments(workspace, "NAME"),
+                           rate_limit=RateLimit(rate_limit, 3.0) if rate_limit > 0 else None,
                            faults=faults, forbidden_keys=forbidden_key or ())
-    serve(sandbox, host, port, announce=announce)
+    serve(sandbox, host, port, announce=announce, ssl_context=server_tls(tls_cert, tls_key))
 
 
 @hookimpl

@@ -9,12 +9,17 @@ for a URL Braze doesn't serve, and ``X-RateLimit-*`` headers (reset in epoch sec
 shared sliding window. Every answer has the body Braze's documentation defines (checked by
 tests/test_sandbox_spec.py against tests/braze_users_track_responses.yaml).
 
+Workspaces: a REST key belongs to one workspace, whose users are its own. ``api_key`` (or,
+without one, any key) reaches the default workspace; ``workspaces`` maps more keys to
+workspaces of their own (two keys on one name: one workspace), so a test can run two workspaces
+on one endpoint, as Braze instances do.
+
 Inspection routes (no key, never rate limited): ``GET /_sandbox/users`` (count, a page of
 users, ``?array=NAME`` counts the values of an array attribute) and
-``GET /_sandbox/users/{external_id}``. The handler is lean on purpose: the benchmarks
-push over 1,000 requests of 75 objects a second through it, on the cores segship uses too,
-so its CPU is part of what they measure. Values are told apart with ``type()``: they are
-what orjson parsed, never a subclass.
+``GET /_sandbox/users/{external_id}``, of the default workspace unless ``?workspace=`` names
+another. The handler is lean on purpose: the benchmarks push over 1,000 requests of 75 objects
+a second through it, on the cores segship uses too, so its CPU is part of what they measure.
+Values are told apart with ``type()``: they are what orjson parsed, never a subclass.
 """
 
 from __future__ import annotations
@@ -23,7 +28,7 @@ import itertools
 import math
 import time
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -38,6 +43,7 @@ from segship_braze.schemas import MAX_BATCH_SIZE
 TRACKED_ARRAYS = ("attributes", "events", "purchases")
 NO_DATA_MESSAGE = "Valid data must be provided in the 'attributes', 'events', or 'purchases' fields."
 USERS_PAGE = 100
+DEFAULT_WORKSPACE = "default"
 _ARRAY_OPERATIONS = frozenset({"add", "remove"})
 
 
@@ -89,17 +95,26 @@ def _items_problem(name: str, items: list[Any]) -> str | None:
 
 
 class BrazeSandbox(Sandbox):
-    def __init__(self, *, api_key: str | None = None, rate_limit: RateLimit | None = None,
-                 faults: BrazeFaults | None = None, forbidden_keys: Iterable[str] = ()) -> None:
+    def __init__(self, *, api_key: str | None = None, workspaces: Mapping[str, str] | None = None,
+                 rate_limit: RateLimit | None = None, faults: BrazeFaults | None = None,
+                 forbidden_keys: Iterable[str] = ()) -> None:
         super().__init__(api_key=api_key, rate_limit=rate_limit, faults=faults or BrazeFaults())
         self.faults: BrazeFaults
+        #: REST key -> the workspace it belongs to, besides the default workspace's keys
+        self.workspace_keys = dict(workspaces or {})
         #: keys that authenticate but lack the users.track permission (403)
         self.forbidden_keys = frozenset(forbidden_keys)
         self.reset()
 
     def reset(self) -> None:
         super().reset()
-        self.users: dict[str, dict[str, Any]] = {}   # identifier -> attributes
+        #: workspace -> its users: identifier -> attributes
+        self.workspaces: dict[str, dict[str, dict[str, Any]]] = {
+            name: {} for name in (DEFAULT_WORKSPACE, *self.workspace_keys.values())}
+        self.users = self.workspaces[DEFAULT_WORKSPACE]
+        #: the users of the workspace whose request is being applied (set for each, which is applied
+        #: without yielding to another)
+        self.serving = self.users
         self._interned: dict[str, str] = {}           # array items, shared: a million users carry the same ones
 
     # -- what the base asks for ---------------------------------------------------------------
@@ -113,6 +128,9 @@ class BrazeSandbox(Sandbox):
     def presented_key(self, request: web.Request) -> str | None:
         scheme, _, key = request.headers.get("Authorization", "").partition(" ")
         return key.strip() or None if scheme.lower() == "bearer" else None
+
+    def accepts(self, key: str) -> bool:
+        return key in self.workspace_keys or super().accepts(key)
 
     def auth_error(self, request: web.Request) -> web.Response:
         return braze_message(401, f"Invalid API key: {self.presented_key(request) or ''}")
@@ -150,6 +168,7 @@ class BrazeSandbox(Sandbox):
         if not any(arrays.values()):
             return self._bad_request(NO_DATA_MESSAGE)
         errors = []
+        self.serving = self.workspaces[self.workspace_keys.get(self.presented_key(request) or "", DEFAULT_WORKSPACE)]
         for index, user in enumerate(arrays["attributes"]):
             problem = self._update_user(user)
             if problem is not None:
@@ -174,7 +193,8 @@ class BrazeSandbox(Sandbox):
         return braze_message(400, message)
 
     def _update_user(self, user: Any) -> str | None:
-        """Validate one attributes object, then apply it; the reason it was refused, or None."""
+        """Validate one attributes object, then apply it to its user in the workspace served; the
+        reason it was refused, or None."""
         if not isinstance(user, dict):
             return "Each attributes object must be a JSON object"
         identifier = user.get("external_id")
@@ -197,12 +217,12 @@ class BrazeSandbox(Sandbox):
                 return problem
             if name == "email" and value is not None:
                 return "Invalid 'email' field"  # not text
-        stored = self.users.get(identifier)
+        stored = self.serving.get(identifier)
         if stored is None:
             update_only = user.get("_update_existing_only", "user_alias" in user)
             if update_only:
                 return f"No user with identifier {identifier!r} exists and '_update_existing_only' is true"
-            stored = self.users[identifier] = {}
+            stored = self.serving[identifier] = {}
         self.stats["data_points"] += self._write(stored, user)
         return None
 
@@ -260,9 +280,14 @@ class BrazeSandbox(Sandbox):
 
     # -- inspection ------------------------------------------------------------------------------
 
+    def _inspected(self, request: web.Request) -> dict[str, dict[str, Any]] | None:
+        """The users of the workspace an inspection names (``?workspace=``, else the default one)."""
+        return self.workspaces.get(request.query.get("workspace", DEFAULT_WORKSPACE))
+
     async def _get_user(self, request: web.Request) -> web.Response:
         external_id = request.match_info["external_id"]
-        user = self.users.get(external_id)
+        users = self._inspected(request)
+        user = users.get(external_id) if users is not None else None
         if user is None:
             return braze_message(404, f"no user with external_id {external_id!r}")
         return json_response({"external_id": external_id, **user})
@@ -272,11 +297,14 @@ class BrazeSandbox(Sandbox):
             limit = int(request.query.get("limit", USERS_PAGE))
         except ValueError:
             return braze_message(400, "limit must be an integer")
+        users = self._inspected(request)
+        if users is None:
+            return braze_message(404, "no such workspace in the sandbox")
         page = [{"external_id": identifier, **user}
-                for identifier, user in itertools.islice(self.users.items(), max(0, limit))]
-        answer: dict[str, Any] = {"count": len(self.users), "users": page}
+                for identifier, user in itertools.islice(users.items(), max(0, limit))]
+        answer: dict[str, Any] = {"count": len(users), "users": page}
         array = request.query.get("array")
         if array:
-            answer["array_counts"] = dict(Counter(item for user in self.users.values()
+            answer["array_counts"] = dict(Counter(item for user in users.values()
                                                   for item in user.get(array) or () if isinstance(item, str)))
         return json_response(answer)

@@ -16,7 +16,7 @@ import orjson
 import pytest
 from segship.sandbox import BackgroundSandbox
 
-from segship_braze.sandbox import BrazeSandbox
+from segship_braze.sandbox import DEFAULT_WORKSPACE, BrazeSandbox
 
 SANDBOX_API_KEY = "braze-sandbox-key-0123456789abcdef"
 
@@ -26,13 +26,13 @@ class SandboxHandle(BackgroundSandbox):
 
     sandbox: BrazeSandbox
 
-    def user(self, external_id: str) -> dict[str, Any] | None:
-        """The user's attributes, or None if Braze has no such user."""
-        return self.call(lambda: copy.deepcopy(self.sandbox.users.get(external_id)))
+    def user(self, external_id: str, workspace: str = DEFAULT_WORKSPACE) -> dict[str, Any] | None:
+        """The user's attributes (in the default workspace, or ``workspace``), or None if Braze has no such user."""
+        return self.call(lambda: copy.deepcopy(self.sandbox.workspaces[workspace].get(external_id)))
 
-    def users(self) -> dict[str, dict[str, Any]]:
-        """Every user by identifier."""
-        return self.call(lambda: copy.deepcopy(self.sandbox.users))
+    def users(self, workspace: str = DEFAULT_WORKSPACE) -> dict[str, dict[str, Any]]:
+        """Every user by identifier (of the default workspace, or ``workspace``)."""
+        return self.call(lambda: copy.deepcopy(self.sandbox.workspaces[workspace]))
 
 
 async def call(url: str, body: Any = None, *, method: str = "POST", path: str = "/users/track",

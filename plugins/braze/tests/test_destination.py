@@ -5,14 +5,15 @@ from __future__ import annotations
 import time
 
 import pytest
-from segship.destination import DestinationError, Member
+from segship.destination import ConnectionContext, DestinationError, ExportContext, Member
 from segship.http import RetriesExhausted, RetryPolicy
 from segship.ratelimit import RateLimit
 
+from segship_braze.destination import BrazeDestination
 from segship_braze.sandbox import BrazeSandbox
 from segship_braze.testing import SANDBOX_API_KEY, running_sandbox
 
-from .conftest import SEGMENT, person, records
+from .conftest import FAST_RETRY, SEGMENT, person, records
 
 
 async def test_joins_create_users_with_their_attributes_and_membership(braze_sandbox, make_destination):
@@ -248,3 +249,26 @@ async def test_the_connection_check_refuses_a_page_that_is_not_brazes(braze_sand
     braze_sandbox.answer_instead("/users/track", PROXY_PAGE, content_type="text/html")
     with pytest.raises(DestinationError, match=f"HTTP 200 with {len(PROXY_PAGE)} bytes of text/html, not Braze's"):
         await make_destination(braze_sandbox.url).check_connection()
+
+
+async def test_an_instance_removing_from_an_earlier_target_needs_no_mapping(braze_sandbox, make_destination):
+    # the export moved to another destination type since: its mapping is no Braze mapping any more
+    joined = make_destination(braze_sandbox.url)
+    await joined.upsert(records(joined, [person(1)]))
+    leaving = BrazeDestination(ConnectionContext("braze-old", {"api_key": SANDBOX_API_KEY,
+                                                              "rest_endpoint": braze_sandbox.url}),
+                               ExportContext("vip-to-brevo", {"segment_api_identifier": SEGMENT}, {}), retry=FAST_RETRY)
+    try:
+        assert [(r.key, r.error) for r in await leaving.remove([Member("1", "1")])] == [("1", None)]
+    finally:
+        await leaving.finish()
+    assert braze_sandbox.user("1")["segship_segments"] == []
+
+
+def test_the_instance_is_the_endpoint_however_written_and_the_connection():
+    assert BrazeDestination.instance_settings == ("rest_endpoint",) and not BrazeDestination.observes_instance
+    written = ["https://rest.iad-01.braze.com", "https://rest.iad-01.braze.com/", " https://REST.iad-01.Braze.com/"]
+    assert {BrazeDestination.instance_setting("rest_endpoint", url) for url in written} == {
+        "https://rest.iad-01.braze.com"}
+    assert BrazeDestination.instance_setting("rest_endpoint", "https://rest.iad-02.braze.com") != \
+        BrazeDestination.instance_setting("rest_endpoint", "https://rest.iad-01.braze.com")

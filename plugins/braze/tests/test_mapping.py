@@ -97,7 +97,7 @@ def test_a_255_character_string_is_sent_whole():
 
 
 def test_a_leaver_loses_the_segment_and_is_never_created():
-    assert destination()._mapping().leaver("7") == {
+    assert destination()._membership.leaver("7") == {
         "external_id": "7", "_update_existing_only": True, "segship_segments": {"remove": [SEGMENT]}}
 
 
@@ -127,7 +127,7 @@ def test_consent_fields_are_never_sent_unless_a_mapping_entry_names_them():
     row = person(7, **CONSENT)
     rows = pa.RecordBatch.from_pylist([row, person(8, **CONSENT)])
     changed = frozenset(row) - {"customer_id"}  # every column changed, consent-named ones included
-    payloads = [bound.map(row).payload, bound.map(row, changed).payload, bound._mapping().leaver("7"),
+    payloads = [bound.map(row).payload, bound.map(row, changed).payload, bound._membership.leaver("7"),
                 *bound.map_batch(rows).payloads, *bound.map_batch(rows, [changed, None]).payloads]
     sent = [orjson.loads(orjson.dumps(payload)) for payload in payloads]  # JSON as it goes on the wire
     assert len(sent) == 7 and not any(CONSENT.keys() & user.keys() for user in sent)

@@ -148,3 +148,15 @@ def test_the_sandbox_command_prints_its_url_answers_and_stops_on_sigterm():
         if process.poll() is None:
             process.kill()
             process.wait()
+
+
+async def test_each_workspace_has_its_own_users():
+    with running_sandbox(BrazeSandbox(api_key="prod-key", workspaces={"staging-key": "staging",
+                                                                      "staging-key-2": "staging"})) as sb:
+        for key, tier in (("prod-key", "gold"), ("staging-key", "silver"), ("staging-key-2", "bronze")):
+            status, _, _ = await call(sb.url, {"attributes": [{"external_id": "1", "tier": tier}]}, key=key)
+            assert status == 201
+        assert (await call(sb.url, {"attributes": [{"external_id": "1"}]}, key="unknown-key"))[0] == 401
+        assert sb.users() == {"1": {"tier": "gold"}} and sb.users("staging") == {"1": {"tier": "bronze"}}
+        with urllib.request.urlopen(sb.url + "/_sandbox/users?workspace=staging") as answer:
+            assert orjson.loads(answer.read())["users"] == [{"external_id": "1", "tier": "bronze"}]

@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator, Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from typing import Any
 
 import orjson
@@ -42,7 +43,7 @@ from segship.destination import (
     answer_summary,
     unavailable_error,
 )
-from segship.http import HttpClient, HttpResponse, HttpStats, RateLimitHeaders, RetriesExhausted, RetryPolicy
+from segship.http import HttpResponse, HttpStats, RateLimitHeaders, RetriesExhausted, RetryPolicy
 from segship.ratelimit import RateLimit
 from segship.secrets import redactor
 
@@ -54,7 +55,8 @@ log = structlog.get_logger("segship.sendinblue")
 #: Brevo takes import bodies up to 10 MB and recommends staying around 8 MB.
 MAX_IMPORT_BYTES = 8 * 1024 * 1024
 #: Contacts per engine batch: about 3 MB of typical contacts, so 1M profiles is 40 imports,
-#: while 3 batches in flight keep a 1M-profile run near 330 MB (4: ~470 MB) and well within 2 min.
+#: while 3 batches in flight keep a 1M-profile run within its memory bound (each one more holds
+#: another batch of mapped contacts) and within 2 min.
 UPSERT_BATCH_SIZE = 25_000
 CONCURRENCY = 3
 #: Brevo's limit of emails per remove-from-list call.
@@ -93,7 +95,8 @@ def split_by_size(payloads: Sequence[bytes], max_bytes: int) -> Iterator[slice]:
 
 
 def _encoded(contact: dict[str, Any]) -> bytes:
-    # orjson's result keeps its 1 KB+ output buffer allocated; an exact copy is ~15x smaller
+    # orjson's result keeps its whole output buffer (1 KB or more) allocated; an exact copy holds
+    # only the contact's bytes
     return bytes(memoryview(orjson.dumps(contact)))
 
 
@@ -112,6 +115,9 @@ class SendinblueDestination(Destination):
     export_settings_schema = schemas.export_settings_schema
     mapping_schema = schemas.mapping_schema
     target_settings = ("list_id",)
+    # the account the API key belongs to identifies the instance (GET /account): a renamed
+    # connection, the legacy base URL or a rotated key on the same account moves nobody
+    observes_instance = True
 
     def __init__(self, connection: ConnectionContext, export: ExportContext | None = None, *,
                  max_import_bytes: int = MAX_IMPORT_BYTES, retry: RetryPolicy | None = None) -> None:
@@ -122,17 +128,20 @@ class SendinblueDestination(Destination):
         api_key = str(settings["api_key"])
         # masked in every log line and error, even when the settings were not resolved by the core
         redactor.add(api_key)
-        self._http = HttpClient(
+        self._http = connection.http_client(
             self.base_url, {"api-key": api_key}, concurrency=CONCURRENCY, retry=retry,
             rate_limit=pacing(settings.get("requests_per_second", schemas.DEFAULT_REQUESTS_PER_SECOND)),
             rate_limit_headers=RATE_LIMIT_HEADERS)
         # Brevo links import reports on another host (S3): they are fetched without the key
-        self._report_http = HttpClient("", {}, rate_limit=RateLimit(10, 1.0), concurrency=1, retry=retry)
+        self._report_http = connection.http_client("", {}, rate_limit=RateLimit(10, 1.0), concurrency=1, retry=retry)
         self._poll_interval = float(settings.get("process_poll_interval", schemas.DEFAULT_PROCESS_POLL_INTERVAL))
         self._poll_max_interval = max(self._poll_interval, float(settings.get(
             "process_poll_max_interval", schemas.DEFAULT_PROCESS_POLL_MAX_INTERVAL)))
         self._process_timeout = float(settings.get("process_timeout", schemas.DEFAULT_PROCESS_TIMEOUT))
-        self._contacts = ContactMapping.from_config(export.settings, export.mapping) if export else None
+        # an instance that only removes members from an earlier list may have no mapping (the
+        # export moved to another destination type since): removals need only the list
+        self._contacts = ContactMapping.from_config(export.settings, export.mapping) \
+            if export and export.mapping else None
 
     @classmethod
     def check_export(cls, connection_settings: Mapping[str, Any], export_settings: Mapping[str, Any],
@@ -179,17 +188,35 @@ class SendinblueDestination(Destination):
     # -- lifecycle ------------------------------------------------------------------------
 
     async def check_connection(self) -> str:
-        try:
+        with self._unavailable():
             account = await self._get("/account", "checking the API key")
             description = f"Brevo account {account.get('companyName') or account.get('email') or '?'}"
             if self.export is not None:
                 description += ", " + await self._describe_list()
+        return description
+
+    async def observe_instance(self) -> dict[str, Any]:
+        """The account the API key belongs to: its ``organization_id`` (GET /account)."""
+        doing = "asking which account the API key belongs to"
+        with self._unavailable():
+            account = await self._get("/account", doing)
+        organization = account.get("organization_id")
+        if type(organization) not in (str, int) or not str(organization).strip():
+            # without it no account can be told from another: refused rather than guessed
+            raise self._not_brevos(doing, f"an account without an organization_id ({len(account)} fields)",
+                                   "account with its organization_id")
+        return {"organization_id": str(organization)}
+
+    @contextmanager
+    def _unavailable(self) -> Iterator[None]:
+        """Requests that failed after every retry, as the run-stopping error saying what to do."""
+        try:
+            yield
         except RetriesExhausted as exc:
             raise unavailable_error(exc, "Brevo", self.base_url, url_setting="base_url",
                                     limit_spent="the account's rate limit is used up (other integrations on the "
                                                 "same key?)",
                                     pacing_setting="requests_per_second") from None
-        return description
 
     async def prepare(self) -> None:
         # a missing list fails the run before anything is sent

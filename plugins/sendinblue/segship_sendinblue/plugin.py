@@ -16,8 +16,12 @@ from segship.cli.sandbox_options import (
     LatencyOption,
     PortOption,
     SeedOption,
+    TlsCertOption,
+    TlsKeyOption,
     announce,
     fault_settings,
+    server_tls,
+    parse_key_assignments,
 )
 from segship.destination import Destination
 from segship.ratelimit import RateLimit
@@ -45,6 +49,12 @@ def sandbox_sendinblue(
     host: HostOption = "127.0.0.1",
     port: PortOption = 0,
     api_key: ApiKeyOption = None,
+    tls_cert: TlsCertOption = None,
+    tls_key: TlsKeyOption = None,
+    account: Annotated[list[str] | None, typer.Option(
+        metavar="KEY=ORGANIZATION_ID", help="An API key of another account, with contacts and lists of its own "
+             "(repeatable; two keys on one organization id are one account). --api-key (or, without it, any "
+             "other key) reaches the default account.")] = None,
     lists: Annotated[str, typer.Option(help="IDs of the contact lists that exist, comma-separated.")]
         = "1,2,3,4,5,6,7,8,9,10",
     process_delay: Annotated[float, typer.Option(help="Seconds an import stays queued before it is processed.")]
@@ -67,9 +77,10 @@ def sandbox_sendinblue(
     faults = BrevoFaults(**fault_settings(error_fraction, error_status, latency, drop_fraction, seed),
                          fail_next_imports=fail_imports, import_failure_fraction=import_failure_fraction)
     rate_limit = RateLimit(max(1, round(requests_per_second)), 1.0) if requests_per_second > 0 else None
-    sandbox = BrevoSandbox(api_key=api_key, list_ids=parse_list_ids(lists), process_delay=process_delay,
-                           rate_limit=rate_limit, faults=faults)
-    serve(sandbox, host, port, announce=announce)
+    sandbox = BrevoSandbox(api_key=api_key, accounts=parse_key_assignments(account, "ORGANIZATION_ID"),
+                           list_ids=parse_list_ids(lists), process_delay=process_delay, rate_limit=rate_limit,
+                           faults=faults)
+    serve(sandbox, host, port, announce=announce, ssl_context=server_tls(tls_cert, tls_key))
 
 
 @hookimpl

@@ -21,6 +21,13 @@ silent, decisions: an import naming a list that doesn't exist is a 400 ``invalid
 so an import never queues work it can't do); a failed import (fault knob) ends with status
 ``failed``, which Brevo's current reference lists though the spec's enum predates it.
 
+Accounts: an API key belongs to one account, which has its own contacts, lists and import
+processes, and ``GET /account`` answers with its ``organization_id`` (Brevo's identifier of the
+account). ``api_key`` (or, without one, any key) reaches the default account; ``accounts`` maps
+more keys to accounts of their own (two keys on one organization id: a rotated key), so a test
+can point segship at another account, or the same one, through the same base URL. The
+inspection routes read the default account unless ``?account=`` names another.
+
 State is in memory and lean on purpose: a contact is its email and its attribute dict,
 a list is an insertion-ordered dict of emails, so the benchmark's million contacts fit. So a
 listed contact's ``id`` is a number made from its email (stable, and unique in practice: 48
@@ -34,7 +41,7 @@ import asyncio
 import hashlib
 import itertools
 import math
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -56,7 +63,10 @@ DEFAULT_LIST_IDS = tuple(range(1, 11))
 #: The optional booleans of an import body and their defaults.
 IMPORT_FLAGS = {"updateExistingContacts": True, "emptyContactsAttributes": False, "disableNotification": False,
                 "emailBlacklist": False, "smsBlacklist": False}
-#: The account ``GET /account`` describes (the spec requires the relay and address objects).
+#: The default account's organization id (Brevo's are 24 hexadecimal digits).
+DEFAULT_ORGANIZATION_ID = "5a5dbe11000000000000000a"
+#: What ``GET /account`` describes besides the account's identifiers (the spec requires the relay
+#: and address objects).
 ACCOUNT = {
     "email": "sandbox@segship.invalid", "firstName": "segship", "lastName": "sandbox",
     "companyName": "segship Brevo sandbox",
@@ -78,15 +88,64 @@ class BrevoFaults(Faults):
 
 @dataclass
 class ImportProcess:
-    id: int
+    id: int                         # given once the account's lists are checked
     contacts: list[dict[str, Any]]
     list_ids: list[int]
     update_existing: bool
     empty_attributes: bool
     email_blacklist: bool = False   # the import blocklists every contact it carries, for email
     sms_blacklist: bool = False     # ... for SMS
+    new_list: dict[str, Any] | None = None   # a list to create and import into (listName, folderId)
     status: str = "queued"
     invalid_emails: list[str] = field(default_factory=list)
+
+
+@dataclass
+class BrevoAccount:
+    """One account: its contacts, their blocklisting, its lists and its import processes."""
+
+    organization_id: str
+    user_id: int
+    list_ids: tuple[int, ...]
+    contacts: dict[str, dict[str, Any]] = field(default_factory=dict)   # email -> attributes
+    # the few contacts blocklisted (Brevo's emailBlacklisted/smsBlacklisted), by email
+    email_blacklisted: set[str] = field(default_factory=set)
+    sms_blacklisted: set[str] = field(default_factory=set)
+    lists: dict[int, dict[str, None]] = field(default_factory=dict)
+    list_details: dict[int, dict[str, Any]] = field(default_factory=dict)
+    processes: dict[int, ImportProcess] = field(default_factory=dict)
+    # every contact's createdAt and modifiedAt (see the module's docstring)
+    created_at: str = field(default_factory=lambda: datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"))
+
+    def __post_init__(self) -> None:
+        for list_id in self.list_ids:
+            self.create_list(f"List {list_id}", 1, list_id)
+
+    def create_list(self, name: str, folder_id: int, list_id: int | None = None) -> int:
+        list_id = max(self.lists, default=0) + 1 if list_id is None else list_id
+        self.lists[list_id] = {}
+        self.list_details[list_id] = {"name": name, "folderId": folder_id,
+                                      "createdAt": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")}
+        return list_id
+
+    def list_contacts(self, list_id: int) -> dict[str, dict[str, Any]]:
+        """email -> attributes of the contacts in a list, in the order they joined."""
+        return {email: self.contacts[email] for email in self.lists.get(list_id, {})}
+
+    def blacklisting(self, email: str) -> dict[str, bool]:
+        """A contact's ``emailBlacklisted`` and ``smsBlacklisted``, as Brevo describes a contact."""
+        return {"emailBlacklisted": email in self.email_blacklisted, "smsBlacklisted": email in self.sms_blacklisted}
+
+    def contact_details(self, email: str) -> dict[str, Any]:
+        """A contact as Brevo's ``getContactDetails`` describes one."""
+        return {"email": email, "id": int.from_bytes(hashlib.blake2b(email.encode(), digest_size=6).digest()),
+                **self.blacklisting(email), "createdAt": self.created_at, "modifiedAt": self.created_at,
+                "listIds": [list_id for list_id, members in self.lists.items() if email in members],
+                "attributes": self.contacts[email]}
+
+    def description(self) -> dict[str, Any]:
+        """What ``GET /account`` answers."""
+        return {"organization_id": self.organization_id, "user_id": self.user_id, **ACCOUNT}
 
 
 def brevo_error(status: int, code: str, message: str) -> web.Response:
@@ -96,11 +155,14 @@ def brevo_error(status: int, code: str, message: str) -> web.Response:
 class BrevoSandbox(Sandbox):
     api_prefix = "/v3"
 
-    def __init__(self, *, api_key: str | None = None, list_ids: Iterable[int] = DEFAULT_LIST_IDS,
-                 process_delay: float = 0.0, rate_limit: RateLimit | None = None,
-                 faults: BrevoFaults | None = None, max_import_bytes: int = MAX_IMPORT_BODY_BYTES) -> None:
+    def __init__(self, *, api_key: str | None = None, accounts: Mapping[str, str] | None = None,
+                 list_ids: Iterable[int] = DEFAULT_LIST_IDS, process_delay: float = 0.0,
+                 rate_limit: RateLimit | None = None, faults: BrevoFaults | None = None,
+                 max_import_bytes: int = MAX_IMPORT_BODY_BYTES) -> None:
         super().__init__(api_key=api_key, rate_limit=rate_limit, faults=faults or BrevoFaults())
         self.faults: BrevoFaults
+        #: API key -> organization id of the account it belongs to, besides the default account's keys
+        self.account_keys = dict(accounts or {})
         self.list_ids = tuple(list_ids)
         self.process_delay = process_delay
         self.max_import_bytes = max_import_bytes
@@ -112,22 +174,18 @@ class BrevoSandbox(Sandbox):
         for timer in self._timers.values():
             timer.cancel()
         self._timers.clear()
-        self.contacts: dict[str, dict[str, Any]] = {}   # email -> attributes
-        # the few contacts blocklisted (Brevo's emailBlacklisted/smsBlacklisted), by email
-        self.email_blacklisted: set[str] = set()
-        self.sms_blacklisted: set[str] = set()
-        self.lists: dict[int, dict[str, None]] = {list_id: {} for list_id in self.list_ids}
-        created = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-        self.created_at = created  # every contact's createdAt and modifiedAt (see the module's docstring)
-        self.list_details: dict[int, dict[str, Any]] = {
-            list_id: {"name": f"List {list_id}", "folderId": 1, "createdAt": created} for list_id in self.list_ids}
-        self.processes: dict[int, ImportProcess] = {}
+        organizations = dict.fromkeys([DEFAULT_ORGANIZATION_ID, *self.account_keys.values()])
+        self.accounts = {organization: BrevoAccount(organization, user_id, self.list_ids)
+                         for user_id, organization in enumerate(organizations, start=1)}
         self._process_ids = itertools.count(1)
 
     # -- the Sandbox hooks ------------------------------------------------------------------
 
     def presented_key(self, request: web.Request) -> str | None:
         return request.headers.get("api-key")
+
+    def accepts(self, key: str) -> bool:
+        return key in self.account_keys or super().accepts(key)
 
     def auth_error(self, request: web.Request) -> web.Response:
         return brevo_error(401, "unauthorized", "Key not found")
@@ -146,10 +204,12 @@ class BrevoSandbox(Sandbox):
         return brevo_error(status, "internal_error", "Internal server error")
 
     def extra_stats(self) -> dict[str, Any]:
+        """The default account's figures."""
+        account = self.accounts[DEFAULT_ORGANIZATION_ID]
         return {
-            "contacts": len(self.contacts),
-            "lists": {str(list_id): len(members) for list_id, members in self.lists.items()},
-            "processes": {status: sum(1 for p in self.processes.values() if p.status == status)
+            "contacts": len(account.contacts),
+            "lists": {str(list_id): len(members) for list_id, members in account.lists.items()},
+            "processes": {status: sum(1 for p in account.processes.values() if p.status == status)
                           for status in ("queued", "in_process", "completed", "failed")},
         }
 
@@ -167,42 +227,49 @@ class BrevoSandbox(Sandbox):
 
     # -- inspection (also used directly by the pytest fixture) --------------------------------
 
-    def list_contacts(self, list_id: int) -> dict[str, dict[str, Any]]:
-        """email -> attributes of the contacts in a list, in the order they joined."""
-        return {email: self.contacts[email] for email in self.lists.get(list_id, {})}
+    def list_contacts(self, list_id: int, account: str = DEFAULT_ORGANIZATION_ID) -> dict[str, dict[str, Any]]:
+        """email -> attributes of the contacts in an account's list, in the order they joined."""
+        return self.accounts[account].list_contacts(list_id)
 
-    def blacklisting(self, email: str) -> dict[str, bool]:
+    def blacklisting(self, email: str, account: str = DEFAULT_ORGANIZATION_ID) -> dict[str, bool]:
         """A contact's ``emailBlacklisted`` and ``smsBlacklisted``, as Brevo describes a contact."""
-        return {"emailBlacklisted": email in self.email_blacklisted, "smsBlacklisted": email in self.sms_blacklisted}
+        return self.accounts[account].blacklisting(email)
+
+    def _account(self, request: web.Request) -> BrevoAccount:
+        """The account of the request's key (checked already)."""
+        return self.accounts[self.account_keys.get(self.presented_key(request) or "", DEFAULT_ORGANIZATION_ID)]
 
     # -- API routes -------------------------------------------------------------------------
 
     async def _get_account(self, request: web.Request) -> web.Response:
-        return json_response(ACCOUNT)
+        return json_response(self._account(request).description())
 
-    def _known_list(self, raw_id: str) -> int | web.Response:
+    @staticmethod
+    def _known_list(account: BrevoAccount, raw_id: str) -> int | web.Response:
         try:
             list_id = int(raw_id)
         except ValueError:
             return brevo_error(400, "invalid_parameter", "listId should be an integer")
-        if list_id not in self.lists:
+        if list_id not in account.lists:
             return brevo_error(404, "document_not_found", "List ID does not exist")
         return list_id
 
     async def _get_list(self, request: web.Request) -> web.Response:
-        list_id = self._known_list(request.match_info["list_id"])
+        account = self._account(request)
+        list_id = self._known_list(account, request.match_info["list_id"])
         if isinstance(list_id, web.Response):
             return list_id
-        members = self.lists[list_id]
+        members = account.lists[list_id]
         size = len(members)
-        blacklisted = sum(1 for email in self.email_blacklisted if email in members)
-        return json_response({"id": list_id, **self.list_details[list_id], "totalBlacklisted": blacklisted,
+        blacklisted = sum(1 for email in account.email_blacklisted if email in members)
+        return json_response({"id": list_id, **account.list_details[list_id], "totalBlacklisted": blacklisted,
                               "totalSubscribers": size, "uniqueSubscribers": size, "dynamicList": False})
 
     async def _get_list_contacts(self, request: web.Request) -> web.Response:
         """A page of a list's contacts, as Brevo describes contacts: ``sort`` asc is the order they
         joined, desc (the default) the reverse."""
-        list_id = self._known_list(request.match_info["list_id"])
+        account = self._account(request)
+        list_id = self._known_list(account, request.match_info["list_id"])
         if isinstance(list_id, web.Response):
             return list_id
         query = request.query
@@ -217,16 +284,10 @@ class BrevoSandbox(Sandbox):
         sort = query.get("sort", "desc")
         if sort not in ("asc", "desc"):
             return brevo_error(400, "invalid_parameter", "sort should be asc or desc")
-        members = self.lists[list_id]
+        members = account.lists[list_id]
         emails = itertools.islice(members if sort == "asc" else reversed(members), offset, offset + limit)
-        return json_response({"contacts": [self._contact_details(email) for email in emails], "count": len(members)})
-
-    def _contact_details(self, email: str) -> dict[str, Any]:
-        """A contact as Brevo's ``getContactDetails`` describes one."""
-        return {"email": email, "id": int.from_bytes(hashlib.blake2b(email.encode(), digest_size=6).digest()),
-                **self.blacklisting(email), "createdAt": self.created_at, "modifiedAt": self.created_at,
-                "listIds": [list_id for list_id, members in self.lists.items() if email in members],
-                "attributes": self.contacts[email]}
+        return json_response({"contacts": [account.contact_details(email) for email in emails],
+                              "count": len(members)})
 
     async def _import_contacts(self, request: web.Request) -> web.Response:
         raw = await request.read()
@@ -237,14 +298,22 @@ class BrevoSandbox(Sandbox):
         if isinstance(problem_or_process, web.Response):
             return problem_or_process
         process = problem_or_process
-        self.processes[process.id] = process
+        account = self._account(request)
+        unknown = [list_id for list_id in process.list_ids if list_id not in account.lists]
+        if unknown:
+            return brevo_error(400, "invalid_parameter", f"Invalid list id: {unknown[0]} does not exist")
+        if process.new_list is not None:
+            process.list_ids.append(account.create_list(process.new_list["listName"], process.new_list["folderId"]))
+        process.id = next(self._process_ids)
+        account.processes[process.id] = process
         self.stats["imports"] += 1
         loop = asyncio.get_running_loop()
-        self._timers[process.id] = loop.call_later(self.process_delay, self._run_import, process)
+        self._timers[process.id] = loop.call_later(self.process_delay, self._run_import, account, process)
         return json_response({"processId": process.id}, status=202)
 
     def _parse_import(self, raw: bytes) -> ImportProcess | web.Response:
-        """The import a body asks for, or Brevo's 400: every check is made before a process is queued."""
+        """The import a body asks for, or Brevo's 400: every check of the body alone (the account's
+        lists are checked next, before a process is queued)."""
         try:
             body = orjson.loads(raw)
         except orjson.JSONDecodeError:
@@ -266,24 +335,12 @@ class BrevoSandbox(Sandbox):
         if list_ids is not None and (not isinstance(list_ids, list) or not list_ids
                                      or not all(type(i) is int for i in list_ids)):
             return brevo_error(400, "invalid_parameter", "listIds should be a non-empty array of integers")
-        unknown = [list_id for list_id in list_ids or () if list_id not in self.lists]
-        if unknown:
-            return brevo_error(400, "invalid_parameter", f"Invalid list id: {unknown[0]} does not exist")
         flags = {name: body.get(name, default) for name, default in IMPORT_FLAGS.items()}
         if not all(isinstance(value, bool) for value in flags.values()):
             return brevo_error(400, "invalid_parameter", f"{', '.join(IMPORT_FLAGS)} should be booleans")
-        if new_list is not None:
-            list_ids = [*(list_ids or ()), self._create_list(new_list["listName"], new_list["folderId"])]
-        return ImportProcess(next(self._process_ids), contacts, list_ids,
-                             flags["updateExistingContacts"], flags["emptyContactsAttributes"],
-                             flags["emailBlacklist"], flags["smsBlacklist"])
-
-    def _create_list(self, name: str, folder_id: int) -> int:
-        list_id = max(self.lists, default=0) + 1
-        self.lists[list_id] = {}
-        self.list_details[list_id] = {"name": name, "folderId": folder_id,
-                                      "createdAt": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")}
-        return list_id
+        return ImportProcess(0, contacts, list(list_ids or ()), flags["updateExistingContacts"],
+                             flags["emptyContactsAttributes"], flags["emailBlacklist"], flags["smsBlacklist"],
+                             new_list)
 
     def _should_fail_import(self) -> bool:
         faults = self.faults
@@ -292,23 +349,24 @@ class BrevoSandbox(Sandbox):
             return True
         return bool(faults.import_failure_fraction) and self._random.random() < faults.import_failure_fraction
 
-    def _run_import(self, process: ImportProcess) -> None:
+    def _run_import(self, account: BrevoAccount, process: ImportProcess) -> None:
         del self._timers[process.id]
         if self._should_fail_import():
             process.status = "failed"
             process.contacts = []
             return
-        lists = [self.lists[list_id] for list_id in process.list_ids]
+        lists = [account.lists[list_id] for list_id in process.list_ids]
         # true blocklists; false (the default) is no instruction: a blocklisted contact stays so
-        blacklists = [blacklisted for asked, blacklisted in ((process.email_blacklist, self.email_blacklisted),
-                                                             (process.sms_blacklist, self.sms_blacklisted)) if asked]
+        blacklists = [blacklisted for asked, blacklisted in ((process.email_blacklist, account.email_blacklisted),
+                                                             (process.sms_blacklist, account.sms_blacklisted))
+                      if asked]
         for entry in process.contacts:
             email = entry.get("email")
             if not isinstance(email, str) or not EMAIL_PATTERN.fullmatch(email.strip().lower()):
                 process.invalid_emails.append(str(email))
                 continue
             email = email.strip().lower()
-            self._store_contact(email, entry.get("attributes") or {}, process)
+            self._store_contact(account, email, entry.get("attributes") or {}, process)
             for members in lists:
                 members[email] = None
             for blacklisted in blacklists:
@@ -317,10 +375,11 @@ class BrevoSandbox(Sandbox):
         process.contacts = []  # the import is done: free the memory
         process.status = "completed"
 
-    def _store_contact(self, email: str, attributes: dict[str, Any], process: ImportProcess) -> None:
-        stored = self.contacts.get(email)
+    @staticmethod
+    def _store_contact(account: BrevoAccount, email: str, attributes: dict[str, Any], process: ImportProcess) -> None:
+        stored = account.contacts.get(email)
         if stored is None:
-            self.contacts[email] = {name: value for name, value in attributes.items() if value not in (None, "")}
+            account.contacts[email] = {name: value for name, value in attributes.items() if value not in (None, "")}
         elif process.update_existing:
             for name, value in attributes.items():
                 if value not in (None, ""):
@@ -330,7 +389,7 @@ class BrevoSandbox(Sandbox):
 
     async def _get_process(self, request: web.Request) -> web.Response:
         try:
-            process = self.processes.get(int(request.match_info["process_id"]))
+            process = self._account(request).processes.get(int(request.match_info["process_id"]))
         except ValueError:
             return brevo_error(400, "invalid_parameter", "processId should be an integer")
         if process is None:
@@ -346,7 +405,8 @@ class BrevoSandbox(Sandbox):
         return json_response(answer)
 
     async def _remove_from_list(self, request: web.Request) -> web.Response:
-        list_id = self._known_list(request.match_info["list_id"])
+        account = self._account(request)
+        list_id = self._known_list(account, request.match_info["list_id"])
         if isinstance(list_id, web.Response):
             return list_id
         try:
@@ -359,7 +419,7 @@ class BrevoSandbox(Sandbox):
         if len(emails) > MAX_REMOVE_EMAILS:
             return brevo_error(400, "invalid_parameter",
                                f"You can pass a maximum of {MAX_REMOVE_EMAILS} emails for removal in one request")
-        members = self.lists[list_id]
+        members = account.lists[list_id]
         success, failure = [], []
         for email in emails:
             normalized = email.strip().lower()
@@ -379,47 +439,53 @@ class BrevoSandbox(Sandbox):
         if "@" not in identifier:
             return brevo_error(400, "invalid_parameter", "the sandbox identifies contacts by email only")
         email = identifier.strip().lower()
-        if email not in self.contacts:
+        account = self._account(request)
+        if email not in account.contacts:
             return brevo_error(404, "document_not_found", "Contact does not exist")
         try:
             body = orjson.loads(await request.read())
         except orjson.JSONDecodeError:
             return brevo_error(400, "bad_request", "Input must be a valid JSON object")
-        problem = _contact_update_problem(body, self.lists)
+        problem = _contact_update_problem(body, account.lists)
         if problem is not None:
             return brevo_error(400, "invalid_parameter", problem)
         for name, value in (body.get("attributes") or {}).items():
             if value in (None, ""):
-                self.contacts[email].pop(name, None)
+                account.contacts[email].pop(name, None)
             else:
-                self.contacts[email][name] = value
-        for field_name, blacklisted in (("emailBlacklisted", self.email_blacklisted),
-                                        ("smsBlacklisted", self.sms_blacklisted)):
+                account.contacts[email][name] = value
+        for field_name, blacklisted in (("emailBlacklisted", account.email_blacklisted),
+                                        ("smsBlacklisted", account.sms_blacklisted)):
             if body.get(field_name) is True:
                 blacklisted.add(email)
             elif body.get(field_name) is False:
                 blacklisted.discard(email)
         for list_id in body.get("listIds") or ():
-            self.lists[list_id][email] = None
+            account.lists[list_id][email] = None
         for list_id in body.get("unlinkListIds") or ():
-            self.lists[list_id].pop(email, None)
+            account.lists[list_id].pop(email, None)
         self.stats["contact_updates"] += 1
         return web.Response(status=204)
 
     # -- inspection routes ------------------------------------------------------------------
 
     async def _inspect_list(self, request: web.Request) -> web.Response:
-        list_id = self._known_list(request.match_info["list_id"])
+        account = self.accounts.get(request.query.get("account", DEFAULT_ORGANIZATION_ID))
+        if account is None:
+            return brevo_error(404, "document_not_found", "no such account in the sandbox")
+        list_id = self._known_list(account, request.match_info["list_id"])
         if isinstance(list_id, web.Response):
             return list_id
-        contacts = self.list_contacts(list_id)
+        contacts = account.list_contacts(list_id)
         return json_response({"count": len(contacts), "contacts": [
-            {"email": email, "attributes": attributes, **self.blacklisting(email)}
+            {"email": email, "attributes": attributes, **account.blacklisting(email)}
             for email, attributes in contacts.items()]})
 
     async def _invalid_emails_report(self, request: web.Request) -> web.Response:
-        try:
-            process = self.processes.get(int(request.match_info["process_id"]))
+        try:  # the link carries no key: the process is looked for in every account
+            process_id = int(request.match_info["process_id"])
+            process = next((account.processes[process_id] for account in self.accounts.values()
+                            if process_id in account.processes), None)
         except ValueError:
             process = None
         if process is None:

@@ -16,7 +16,7 @@ import orjson
 import pytest
 from segship.sandbox import BackgroundSandbox
 
-from segship_sendinblue.sandbox import BrevoSandbox
+from segship_sendinblue.sandbox import DEFAULT_ORGANIZATION_ID, BrevoSandbox
 
 SANDBOX_API_KEY = "xkeysib-sandbox-0123456789abcdef"
 
@@ -26,14 +26,14 @@ class SandboxHandle(BackgroundSandbox):
 
     sandbox: BrevoSandbox
 
-    def list_contacts(self, list_id: int) -> dict[str, dict[str, Any]]:
-        """email -> attributes of the contacts in a list."""
+    def list_contacts(self, list_id: int, account: str = DEFAULT_ORGANIZATION_ID) -> dict[str, dict[str, Any]]:
+        """email -> attributes of the contacts in a list (of the default account, or ``account``)."""
         return self.call(lambda: {email: dict(attributes) for email, attributes
-                                  in self.sandbox.list_contacts(list_id).items()})
+                                  in self.sandbox.list_contacts(list_id, account).items()})
 
-    def blacklisting(self, email: str) -> dict[str, bool]:
+    def blacklisting(self, email: str, account: str = DEFAULT_ORGANIZATION_ID) -> dict[str, bool]:
         """The contact's ``emailBlacklisted`` and ``smsBlacklisted``."""
-        return self.call(lambda: self.sandbox.blacklisting(email))
+        return self.call(lambda: self.sandbox.blacklisting(email, account))
 
 
 async def call(url: str, method: str = "GET", body: object = None, *, key: str | None = SANDBOX_API_KEY,

@@ -6,12 +6,12 @@ import time
 
 import orjson
 import pytest
-from segship.destination import DestinationError, Member, Record
+from segship.destination import ConnectionContext, DestinationError, Member, Record
 from segship.http import RetriesExhausted, RetryPolicy
 from segship.ratelimit import RateLimit
 
-from segship_sendinblue.destination import UPSERT_BATCH_SIZE
-from segship_sendinblue.sandbox import BrevoSandbox, brevo_error
+from segship_sendinblue.destination import UPSERT_BATCH_SIZE, SendinblueDestination
+from segship_sendinblue.sandbox import DEFAULT_ORGANIZATION_ID, BrevoSandbox, brevo_error
 from segship_sendinblue.testing import SANDBOX_API_KEY, call, running_sandbox
 
 from .conftest import person, records
@@ -370,3 +370,28 @@ async def test_a_count_or_a_list_that_is_not_brevos_is_refused(sendinblue_sandbo
     sendinblue_sandbox.answer_instead("/contacts/lists/2/contacts", '{"contacts": "none", "count": 0}')
     with pytest.raises(DestinationError, match="contacts of type str.*connections.brevo-test.settings.base_url"):
         [page async for page in destination.list_members()]
+async def test_the_instance_is_the_account_the_key_belongs_to():
+    with running_sandbox(BrevoSandbox(api_key=SANDBOX_API_KEY, accounts={"xkeysib-other": "5a5dbe1100000000000000ff",
+                                                                         "xkeysib-rotated": DEFAULT_ORGANIZATION_ID})) \
+            as sandbox:
+        observed = {}
+        for key in (SANDBOX_API_KEY, "xkeysib-rotated", "xkeysib-other"):
+            destination = SendinblueDestination(ConnectionContext("brevo", {"api_key": key, "base_url": sandbox.url}))
+            try:
+                observed[key] = await destination.observe_instance()
+            finally:
+                await destination.finish()
+    assert observed == {SANDBOX_API_KEY: {"organization_id": DEFAULT_ORGANIZATION_ID},
+                        "xkeysib-rotated": {"organization_id": DEFAULT_ORGANIZATION_ID},
+                        "xkeysib-other": {"organization_id": "5a5dbe1100000000000000ff"}}
+    assert SendinblueDestination.observes_instance and SendinblueDestination.instance_settings == ()
+
+
+@pytest.mark.parametrize("body", ['{"email": "owner@example.com", "companyName": "Shop"}',
+                                  '{"organization_id": ""}', '{"organization_id": null}', "[]"])
+async def test_an_account_answer_without_an_organization_id_tells_no_account(sendinblue_sandbox, make_destination,
+                                                                             body):
+    destination = make_destination(sendinblue_sandbox.url)
+    sendinblue_sandbox.answer_instead("/account", body)
+    with pytest.raises(DestinationError, match="asking which account the API key belongs to"):
+        await destination.observe_instance()

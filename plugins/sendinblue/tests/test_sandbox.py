@@ -14,8 +14,15 @@ import orjson
 import pytest
 from segship.ratelimit import RateLimit
 
-from segship_sendinblue.sandbox import MAX_IMPORT_BODY_BYTES, BrevoSandbox
+from segship_sendinblue.sandbox import DEFAULT_ORGANIZATION_ID, MAX_IMPORT_BODY_BYTES, BrevoSandbox
+from segship_sendinblue.testing import SANDBOX_API_KEY as BREVO_KEY
 from segship_sendinblue.testing import call, running_sandbox
+
+
+def running_brevo_accounts():
+    """A sandbox whose key reaches the default account, with another account's key and a rotated key of the first."""
+    return running_sandbox(BrevoSandbox(api_key=BREVO_KEY, process_delay=0.01, accounts={
+        "xkeysib-other": "5a5dbe1100000000000000ff", "xkeysib-rotated": DEFAULT_ORGANIZATION_ID}))
 
 
 async def test_the_key_is_checked_with_brevos_answer(sendinblue_sandbox):
@@ -73,11 +80,11 @@ async def test_an_import_into_a_new_list_creates_it(sendinblue_sandbox):
         await asyncio.sleep(0.01)
 
 
-async def imported(sandbox, body: dict) -> None:
-    """Import ``body`` into list 2 and wait until the sandbox has processed it."""
-    status, _, created = await call(sandbox.url + "/contacts/import", "POST", {"listIds": [2], **body})
+async def imported(sandbox, body: dict, key: str = BREVO_KEY) -> None:
+    """Import ``body`` into list 2 (of the account ``key`` belongs to) and wait until the sandbox has processed it."""
+    status, _, created = await call(sandbox.url + "/contacts/import", "POST", {"listIds": [2], **body}, key=key)
     assert status == 202
-    while (await call(f"{sandbox.url}/processes/{created['processId']}"))[2]["status"] != "completed":
+    while (await call(f"{sandbox.url}/processes/{created['processId']}", key=key))[2]["status"] != "completed":
         await asyncio.sleep(0.01)
 
 
@@ -198,3 +205,20 @@ def test_the_command_prints_its_url_answers_and_stops_on_sigterm():
         if server.poll() is None:
             server.kill()
             server.wait()
+
+
+async def test_each_account_has_its_own_contacts_and_lists_and_says_who_it_is():
+    with running_brevo_accounts() as sb:
+        other, rotated = "xkeysib-other", "xkeysib-rotated"
+        accounts = {key: (await call(sb.url + "/account", key=key))[2] for key in (BREVO_KEY, other, rotated)}
+        assert accounts[BREVO_KEY]["organization_id"] == DEFAULT_ORGANIZATION_ID
+        assert accounts[rotated]["organization_id"] == DEFAULT_ORGANIZATION_ID
+        assert accounts[other]["organization_id"] == "5a5dbe1100000000000000ff"
+        assert (await call(sb.url + "/account", key="xkeysib-unknown"))[0] == 401
+        await imported(sb, {"jsonBody": [{"email": "a@b.co"}]}, key=other)
+        assert sb.list_contacts(2, "5a5dbe1100000000000000ff") == {"a@b.co": {}} and sb.list_contacts(2) == {}
+        status, _, found = await call(sb.url + "/contacts/lists/2", key=rotated)
+        assert (status, found["uniqueSubscribers"]) == (200, 0)
+        status, _, inspected = await call(sb.origin + "/_sandbox/lists/2/contacts?account=5a5dbe1100000000000000ff",
+                                          key=None)
+        assert (status, inspected["count"]) == (200, 1)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from segship.destination import Member
-from segship.engine.state import MembersDigest, open_state_at
+from segship.engine.state import MembersDigest, RecordedDestination, open_state_at
 
 from .conftest import keys
 
@@ -38,6 +38,7 @@ def test_forget_leaves_no_row_of_the_export_in_any_table(store, target):
                          target=target_id)
     store.record_members_digest("sync", MembersDigest("kind", 1, 7))
     store.record_in_flight("sync", ["k3"], ["k3"], target_id)
+    store.record_destination("sync", RecordedDestination("brevo", "sendinblue", {"list_id": 3}, {"email": "email"}))
     store.start_run("sync", dry_run=False)
     assert all(store.counts().values())  # a row in every table
     assert store.forget("sync") is True

@@ -7,7 +7,7 @@ import sqlite3
 import pytest
 
 from segship.destination import Member
-from segship.engine.state import StateError, open_state_at
+from segship.engine.state import StateError, TargetInstance, open_state_at
 from segship.engine.state.postgres import SCHEMA_VERSION as POSTGRES_SCHEMA_VERSION
 from segship.engine.state.sqlite import MIGRATIONS, SCHEMA_VERSION
 
@@ -83,3 +83,21 @@ def test_a_postgres_state_from_a_newer_segship_is_refused(postgres_url):
 
 def test_a_new_store_is_at_its_backends_latest_schema(store):
     assert store.schema_version() == {"sqlite": SCHEMA_VERSION, "postgresql": POSTGRES_SCHEMA_VERSION}[store.backend]
+
+
+def test_a_schema_6_state_file_gains_instances_and_its_targets_adopt_the_first_one_a_run_records(tmp_path):
+    path = tmp_path / "state.db"
+    with sqlite3.connect(path) as db:  # as segship wrote it before destination instances
+        db.executescript("".join(MIGRATIONS[:6]) + "PRAGMA user_version=6;")
+        db.execute("INSERT INTO exports (id, name, fingerprint, columns, hash_version) "
+                   "VALUES (1, 'sync', 'fp', '[]', 2)")
+        db.executemany("INSERT INTO targets VALUES (1, ?, ?)", [(1, '{"list_id":3}'), (2, '{"list_id":5}')])
+    db.close()
+    store = open_state_at(path)
+    assert store.target_instances("sync") == {1: TargetInstance(None, None), 2: TargetInstance(None, None)}
+    assert store.recorded_instance("sync") is None and not store.settings_changed("sync", "fp", [])
+    instance = {"destination": "sendinblue", "observed": {"organization_id": "5a5dbe11000000000000000a"}}
+    assert store.target_id("sync", {"list_id": 5}, record=True, instance=instance, connection="brevo") == 2
+    assert store.target_instances("sync") == {1: TargetInstance(instance, "brevo"),
+                                              2: TargetInstance(instance, "brevo")}
+    store.close()

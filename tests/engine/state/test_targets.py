@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from segship.destination import Member
+from segship.engine.state import RecordedInstance, TargetInstance
 
 
 def test_targets_and_a_move_through_the_contract(store):
@@ -49,3 +50,51 @@ def test_a_member_moving_to_the_target_it_is_in_leaves_nothing_to_remove(store):
     assert store.stale_identities("sync") == {}
     assert store.members_by_target("sync", ["k1", "k2"]) == {2: [Member("k1", "one@example.com"),
                                                                  Member("k2", "k2")]}
+
+
+STAGING = {"destination": "braze", "connection": "staging", "rest_endpoint": "https://rest.iad-01.braze.com"}
+PRODUCTION = {"destination": "braze", "connection": "prod", "rest_endpoint": "https://rest.iad-01.braze.com"}
+
+
+def test_a_target_is_its_settings_in_an_instance_and_targets_from_before_instances_adopt_the_first_recorded(store):
+    assert store.target_id("sync", {"list": "a"}, record=True) == 1  # recorded before instances: none
+    assert store.target_instances("sync") == {1: TargetInstance(None, None)}
+    # a plan in any instance finds it (it was in the export's instance, which a run records first)
+    assert store.target_id("sync", {"list": "a"}, record=False, instance=PRODUCTION, connection="prod") == 1
+    assert store.target_instances("sync") == {1: TargetInstance(None, None)}  # a plan writes nothing
+    assert store.target_id("sync", {"list": "a"}, record=True, instance=STAGING, connection="staging") == 1
+    assert store.target_instances("sync") == {1: TargetInstance(STAGING, "staging")}
+    # the same settings in another instance are another target
+    assert store.target_id("sync", {"list": "a"}, record=False, instance=PRODUCTION, connection="prod") == 2
+    assert store.target_id("sync", {"list": "a"}, record=True, instance=PRODUCTION, connection="prod") == 2
+    assert store.targets("sync") == {1: {"list": "a"}, 2: {"list": "a"}}
+    # an instance reached through another connection (a Brevo account, renamed) keeps its target
+    assert store.target_id("sync", {"list": "a"}, record=True, instance=PRODUCTION, connection="renamed") == 2
+    assert store.target_instances("sync") == {1: TargetInstance(STAGING, "staging"),
+                                              2: TargetInstance(PRODUCTION, "renamed")}
+
+
+def test_the_instance_an_export_last_ran_against_and_stale_identities_by_target(store):
+    assert store.recorded_instance("sync") is None
+    store.record_instance("sync", STAGING, "hmac-sha256:00ff:1234")
+    assert store.recorded_instance("sync") == RecordedInstance(STAGING, "hmac-sha256:00ff:1234")
+    store.record_instance("sync", PRODUCTION, None)
+    assert store.recorded_instance("sync") == RecordedInstance(PRODUCTION, None)
+    store.commit_upserts("sync", [("k1", 1, None, "k1"), ("k2", 1, None, "k2")], [], [])
+    store.commit_upserts("sync", [("k1", 2, None, "k1")], [], [], target=2, moving=True)
+    store.commit_upserts("sync", [("k2", 2, None, "k2b")], [("k2", "k2")], [], target=2, moving=True)
+    assert (store.count_stale_identities("sync"), store.count_stale_identities("sync", 1),
+            store.count_stale_identities("sync", 2)) == (3, 2, 1)
+    assert store.forget("sync") and store.recorded_instance("sync") is None
+
+
+def test_forgetting_a_target_drops_what_is_left_there_and_only_that(store):
+    store.commit_upserts("sync", [("k1", 1, None, "k1"), ("k2", 1, None, "k2"), ("k3", 1, None, "k3")], [], [])
+    store.commit_upserts("sync", [("k1", 2, None, "k1")], [], [], target=2, moving=True)
+    store.commit_upserts("sync", [("k2", 2, None, "k2b")], [("k2", "k2-older")], [], target=2, moving=True)
+    # target 1 holds k3 (not moved yet) and the identities k1 and k2 left to remove there
+    assert store.forget_target("sync", 1) == 3
+    assert store.acknowledged("sync").read_all().to_pylist() == [
+        {"key": "k1", "row_hash": 2, "target": 2}, {"key": "k2", "row_hash": 2, "target": 2}]
+    assert store.stale_identities("sync") == {2: [Member("k2", "k2-older")]}
+    assert store.forget_target("sync", 1) == 0

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from segship.destination import Member
-from segship.engine.state import open_state_at
+from segship.engine.state import RecordedInstance, TargetInstance, open_state_at
 
 from .conftest import keys
 
@@ -51,3 +51,18 @@ def test_a_copy_replaces_what_the_store_held_and_what_it_cached_of_it(store, tmp
     store.commit_upserts("mine", [("m2", 2, None, "m2")], [], [])  # made anew, not under the id it had
     assert (keys(store), keys(store, "mine")) == (["k1"], ["m2"])
     source.close()
+
+
+def test_a_copy_keeps_where_each_target_is_and_the_instance_each_export_last_ran_against(tmp_path, postgres_url):
+    source = open_state_at(tmp_path / "state.db")
+    instance = {"destination": "sendinblue", "observed": {"organization_id": "5a5dbe11000000000000000a"}}
+    source.target_id("sync", {"list_id": 3}, record=True)  # from before instances
+    source.target_id("other", {"list_id": 3}, record=True, instance=instance, connection="brevo")
+    source.record_instance("other", instance, "hmac-sha256:00ff:1234")
+    there = open_state_at(postgres_url)
+    there.replace_all({table: source.read_table(table) for table in source.counts()})
+    for store in (source, there):
+        assert store.target_instances("sync") == {1: TargetInstance(None, None)}
+        assert store.target_instances("other") == {1: TargetInstance(instance, "brevo")}
+        assert store.recorded_instance("other") == RecordedInstance(instance, "hmac-sha256:00ff:1234")
+        store.close()

@@ -12,7 +12,8 @@ picks the backend from the config: ``state.path``, a SQLite file (the embedded d
 ``sqlite.py``), or ``state.url``, a PostgreSQL database shared by every machine that runs
 the exports (``postgres.py``). The SQL they share is in the ``sql`` package, a module per
 concern. The contract is split the same way: one abstract base per concern (members,
-targets, batches in flight, rejects, runs, administration, transfer), which
+targets, batches in flight, rejects, runs, the destination each export was last sent through,
+administration, transfer), which
 :class:`StateStore` combines, so callers hold one store and call ``state.<method>``.
 
 One run per export at a time: SQLite holds an OS file lock, PostgreSQL a session-level
@@ -59,6 +60,35 @@ class MembersDigest(NamedTuple):
     kind: str
     members: int
     digest: int
+
+
+class TargetInstance(NamedTuple):
+    """Where a target is: the destination instance (account, workspace) its members were
+    acknowledged in (``engine/instances.py``; None: recorded before instances were, adopted by
+    the export's next run), and the connection that last reached it."""
+
+    instance: dict[str, Any] | None
+    connection: str | None
+
+
+class RecordedInstance(NamedTuple):
+    """The instance an export's last run was against, and the salted fingerprint of the connection
+    settings its account was observed with (None: the destination observes none)."""
+
+    instance: dict[str, Any]
+    credentials: str | None
+
+
+class RecordedDestination(NamedTuple):
+    """What an export's last run built its destination from, kept so that the export can be retired once
+    it is gone from the config (``segship retire``): the connection's name (its settings, secrets
+    included, stay in the config), the destination type (the plugin's name) and the export's settings
+    and mapping as they were (no secret: secrets live in connections)."""
+
+    connection: str
+    type: str
+    settings: dict[str, Any]
+    mapping: dict[str, Any]
 
 
 class StateError(SegshipError):
@@ -167,17 +197,39 @@ class MemberStore(ABC):
 
 
 class TargetStore(ABC):
-    """Targets (the lists or segments an export's members were sent to), which members are in which,
-    and the identities left in a target to remove from it (a member's old identity, a moved member's)."""
+    """Targets (the lists or segments an export's members were sent to, each in a destination
+    instance), which members are in which, the identities left in a target to remove from it (a
+    member's old identity, a moved member's), and the instance each export last ran against."""
 
     @abstractmethod
-    def target_id(self, export: str, target: dict[str, Any], *, record: bool) -> int:
-        """The id of the export's target (settings naming a list or segment); a new one gets the next
-        id, recorded when ``record``. The first target recorded is 1: where earlier members are."""
+    def target_id(self, export: str, target: dict[str, Any], *, record: bool, instance: dict[str, Any] | None = None,
+                  connection: str | None = None) -> int:
+        """The id of the export's target: settings naming a list or segment, in ``instance`` (None: as
+        recorded before instances); a new one gets the next id, recorded when ``record``, with the
+        ``connection`` reaching it. The first target recorded is 1: where earlier members are.
+
+        A target recorded before instances (its instance NULL) is the same target in any instance
+        until a run records one: then every such target of the export adopts it (they were all
+        reached through the export's connection, which reaches ``instance`` now). Recording a
+        known target with another ``connection`` (a renamed one, on the same account) keeps that one.
+        """
 
     @abstractmethod
     def targets(self, export: str) -> dict[int, dict[str, Any]]:
         """Every target the export has had: id -> its settings."""
+
+    @abstractmethod
+    def target_instances(self, export: str) -> dict[int, TargetInstance]:
+        """Every target the export has had: id -> the instance it is in and the connection reaching it."""
+
+    @abstractmethod
+    def recorded_instance(self, export: str) -> RecordedInstance | None:
+        """The instance the export's last run was against, if one was recorded."""
+
+    @abstractmethod
+    def record_instance(self, export: str, instance: dict[str, Any], credentials: str | None) -> None:
+        """Record the instance a run is against (before it plans) and the fingerprint of the settings
+        that observed it."""
 
     @abstractmethod
     def members_by_target(self, export: str, keys: Sequence[str]) -> dict[int, list[Member]]:
@@ -188,7 +240,14 @@ class TargetStore(ABC):
         """target -> identities to remove from it."""
 
     @abstractmethod
-    def count_stale_identities(self, export: str) -> int: ...
+    def count_stale_identities(self, export: str, target: int | None = None) -> int:
+        """Identities left to remove from the export's targets (``target``'s only, when given)."""
+
+    @abstractmethod
+    def forget_target(self, export: str, target: int) -> int:
+        """Stop tracking what is in a target (``segship state forget --left-in``): its identities left
+        to remove, and its members (one still in the segment joins the export's target again, whole).
+        Nothing is removed from the destination. Returns how many identities were forgotten."""
 
 
 class InFlightStore(ABC):
@@ -205,6 +264,18 @@ class InFlightStore(ABC):
         """Batches sent and never answered: their keys that are no member become members of unknown
         row hash (0: sent again while in the segment, removed once they leave); a member's other
         identity or target there becomes a stale identity. Returns how many keys were folded in."""
+
+
+class DestinationStore(ABC):
+    """The destination each export was last sent through (``RecordedDestination``), for ``segship retire``."""
+
+    @abstractmethod
+    def record_destination(self, export: str, destination: RecordedDestination) -> None:
+        """Keep what this run of ``export`` builds its destination from (written only when it changed)."""
+
+    @abstractmethod
+    def recorded_destination(self, export: str) -> RecordedDestination | None:
+        """What the export's last run built its destination from; None before a run of this version."""
 
 
 class RejectStore(ABC):
@@ -267,7 +338,8 @@ class TransferStore(ABC):
         """Make this state hold exactly ``tables`` (a copy), in one transaction."""
 
 
-class StateStore(MemberStore, TargetStore, InFlightStore, RejectStore, RunStore, AdministrationStore, TransferStore):
+class StateStore(MemberStore, TargetStore, InFlightStore, DestinationStore, RejectStore, RunStore, AdministrationStore,
+                 TransferStore):
     """What the engine and the CLI need from state, whatever the backend: each concern's contract above,
     and the store itself (where it is, its schema, closing it)."""
 

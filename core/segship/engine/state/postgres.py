@@ -32,7 +32,7 @@ import pyarrow as pa
 from segship.engine.state import StateError, export_lock_key
 from segship.engine.state.sql import SqlState
 from segship.engine.state.sql.connection import on_state_thread
-from segship.engine.state.sql.schema import migrate, statements
+from segship.engine.state.sql.schema import INSTANCES_MIGRATION, migrate, statements
 from segship.secrets import redactor
 
 SCHEMA = "segship"
@@ -108,10 +108,20 @@ MIGRATIONS: list[str] = [
         digest BIGINT NOT NULL
     );
     """,
+    INSTANCES_MIGRATION,  # 4: destination instances (sql/schema.py)
+    """
+    CREATE TABLE export_destinations (  -- what each export's last run built its destination from (segship retire)
+        export_id BIGINT PRIMARY KEY,
+        connection TEXT NOT NULL,       -- the connection's name (its settings stay in the config)
+        type TEXT NOT NULL,             -- the destination plugin's name
+        settings TEXT NOT NULL,         -- JSON of the export's settings
+        mapping TEXT NOT NULL           -- JSON of the export's mapping
+    );
+    """,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
-#: Bytes of a streamed result's batches (the driver's default, 16 MB, held two at a time, raised a
-#: plan's peak RSS by 32 MB; 4 MB: 8 MB)
+#: Bytes of a streamed result's batches (the driver holds two at a time, so its default, 16 MB,
+#: would add to a plan's peak memory)
 STREAM_BATCH_BYTES = 4 * 2**20
 PLACEHOLDER = re.compile(r"\?")
 MULTI_ROW_INSERT = re.compile(r"(INSERT INTO \w+ )VALUES (\([^()]*\))(.*)", re.DOTALL)
@@ -202,9 +212,9 @@ class PostgresState(SqlState):
     @on_state_thread
     def many_columns(self, sql: str, columns: Sequence[pa.Array]) -> None:
         """Many rows in one statement, their columns bound as arrays: the driver's executemany costs
-        a round trip per row (75 a batch, each a network round trip to a remote server), which made
-        a commit 4x slower. An INSERT selects its rows from ``unnest`` of the arrays; a DELETE by
-        columns matches the tuples ``unnest`` yields."""
+        a round trip per row (75 a batch, each a network round trip to a remote server). An INSERT
+        selects its rows from ``unnest`` of the arrays; a DELETE by columns matches the tuples
+        ``unnest`` yields."""
         insert, delete = MULTI_ROW_INSERT.fullmatch(sql), COLUMNS_DELETE.fullmatch(sql)
         if not (insert or delete):
             super().many_columns(sql, columns)

@@ -1,10 +1,10 @@
 """State in a SQLite file (WAL), the embedded default: right for a laptop or a machine with a lasting disk.
 
 Driver: ADBC's SQLite driver, the same DB-API as the PostgreSQL backend's, so the
-acknowledged hashes stream out as Arrow batches in C (2M members: 0.55 s, against 4.4 s
-building them from the standard ``sqlite3`` module's rows in Python). Only this one SQLite
-library opens the file: two copies of SQLite in one process release each other's POSIX
-locks and can corrupt a WAL database (https://sqlite.org/howtocorrupt.html, 2.2.1).
+acknowledged hashes stream out as Arrow batches in C, with no Python row per member as the
+standard ``sqlite3`` module makes. Only this one SQLite library opens the file: two copies of
+SQLite in one process release each other's POSIX locks and can corrupt a WAL database
+(https://sqlite.org/howtocorrupt.html, 2.2.1).
 The driver guesses a result column's type from the first batch of rows, so every query
 here reads at most one batch of ``BATCH_ROWS`` that may hold NULLs (``state copy`` pages);
 the acknowledged rows, which hold none, stream in batches of it.
@@ -17,8 +17,8 @@ has few of them), and when something next reads members (the plan, the leavers, 
 show``...), in this run or a later one: a run that removes nobody ends without folding,
 and a later plan that finds the members unchanged from their digest never reads them.
 Writing them into ``members`` at once made every commit rewrite a page per member when
-keys arrive in no particular order (a UUID, a warehouse's hash order): 21 µs of CPU a member, against about
-5 µs this way, 3 µs in key order (``benchmarks/state_commit.py``). A file made by this
+keys arrive in no particular order (a UUID, a warehouse's hash order;
+``benchmarks/state_commit.py`` measures both orders). A file made by this
 version hands the pages the journal used back to the file system after a fold on read
 (``auto_vacuum=INCREMENTAL``); one made before keeps them as free space later journals
 reuse. The changes of each Arrow batch read ask ``details`` about their keys, which folds
@@ -53,7 +53,7 @@ from segship.engine.state.sql import SqlState
 from segship.engine.state.sql.caches import StateCache
 from segship.engine.state.sql.connection import on_state_thread
 from segship.engine.state.sql.members import MEMBER_UPDATES
-from segship.engine.state.sql.schema import TABLES, migrate, statements
+from segship.engine.state.sql.schema import INSTANCES_MIGRATION, TABLES, migrate, statements
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -184,6 +184,16 @@ MIGRATIONS: list[str] = [
         kind TEXT NOT NULL,
         members BIGINT NOT NULL,
         digest BIGINT NOT NULL
+    );
+    """,
+    INSTANCES_MIGRATION,  # 7: destination instances (sql/schema.py)
+    """
+    CREATE TABLE export_destinations (  -- what each export's last run built its destination from (segship retire)
+        export_id INTEGER PRIMARY KEY,
+        connection TEXT NOT NULL,       -- the connection's name (its settings stay in the config)
+        type TEXT NOT NULL,             -- the destination plugin's name
+        settings TEXT NOT NULL,         -- JSON of the export's settings
+        mapping TEXT NOT NULL           -- JSON of the export's mapping
     );
     """,
 ]
@@ -348,8 +358,8 @@ class SqliteState(SqlState):
         """Keep track of whether the export's journal is in key order, so that its fold needs no sort.
 
         Keys usually arrive in the source's order, and a source sorted by key is common (the
-        benchmarks' Parquet): sorting a journal already in order was 0.3-0.5 µs of a member's
-        2.2-2.7 (``benchmarks/state_commit.py``). Only a hint, known for a journal this store
+        benchmarks' Parquet), and sorting a journal already in order is work for nothing
+        (``benchmarks/state_commit.py``). Only a hint, known for a journal this store
         began: a fold makes the same members in either order (a key's later commit wins both ways).
         """
         sorted_until = self.journal.sorted_until

@@ -1,13 +1,17 @@
 """The tables both backends hold (their DDL is each backend's: ``sqlite.py``, ``postgres.py``).
 
-- ``exports``: an id per export name, the settings its hashes were made with and the
-  version of the hash functions that made them;
-- ``targets``: per export id, each target it has had (an id counting from 1, its settings);
+- ``exports``: an id per export name, the settings its hashes were made with, the
+  version of the hash functions that made them, and the destination instance its last run was
+  against with the salted fingerprint of the connection settings that observed it;
+- ``targets``: per export id, each target it has had (an id counting from 1, its settings, the
+  destination instance it is in and the connection that last reached it);
 - ``members``: per export id and key, the acknowledged row hash, column hashes, the
   identity, NULL when it equals the key (Braze: the key is the external id), which keeps
   the largest table small, and the id of the target the member is in;
 - ``member_digests``: per export id, the digest of its members (``MembersDigest``), deleted
   by the first write to them in a run (``members.py``);
+- ``export_destinations``: per export id, the connection, destination type, settings and
+  mapping its last run built its destination from (``RecordedDestination``, ``destinations.py``);
 - ``stale_identities`` (with the target to remove each from), ``rejects``, ``runs``,
   ``in_flight``: by export name (few rows).
 
@@ -28,12 +32,16 @@ from segship.engine.state import StateError
 #: copies parents first. The backends' DDL matches these types.
 TABLES: dict[str, pa.Schema] = {
     "exports": pa.schema([("id", pa.int64()), ("name", pa.string()), ("fingerprint", pa.string()),
-                          ("columns", pa.string()), ("hash_version", pa.int32())]),
-    "targets": pa.schema([("export_id", pa.int64()), ("id", pa.int32()), ("settings", pa.string())]),
+                          ("columns", pa.string()), ("hash_version", pa.int32()), ("instance", pa.string()),
+                          ("credentials", pa.string())]),
+    "targets": pa.schema([("export_id", pa.int64()), ("id", pa.int32()), ("settings", pa.string()),
+                          ("instance", pa.string()), ("connection", pa.string())]),
     "members": pa.schema([("export_id", pa.int64()), ("key", pa.string()), ("row_hash", pa.int64()),
                           ("column_hashes", pa.binary()), ("identity", pa.string()), ("target", pa.int32())]),
     "member_digests": pa.schema([("export_id", pa.int64()), ("kind", pa.string()), ("members", pa.int64()),
                                  ("digest", pa.int64())]),
+    "export_destinations": pa.schema([("export_id", pa.int64()), ("connection", pa.string()), ("type", pa.string()),
+                                      ("settings", pa.string()), ("mapping", pa.string())]),
     "stale_identities": pa.schema([("export", pa.string()), ("key", pa.string()), ("identity", pa.string()),
                                    ("target", pa.int32())]),
     "runs": pa.schema([("id", pa.int64()), ("export", pa.string()), ("started_at", pa.string()),
@@ -47,13 +55,29 @@ TABLES: dict[str, pa.Schema] = {
 #: Primary keys, by which ``state copy`` reads a table in pages.
 TABLE_KEYS: dict[str, tuple[str, ...]] = {"exports": ("id",), "targets": ("export_id", "id"),
                                           "members": ("export_id", "key"), "member_digests": ("export_id",),
+                                          "export_destinations": ("export_id",),
                                           "stale_identities": ("export", "target", "identity"), "runs": ("id",),
                                           "rejects": ("export", "key"), "in_flight": ("export", "id")}
 #: The column that ties a table's rows to an export: ``export`` (its name), or else the export's id;
 #: in the order ``forget`` deletes them.
 EXPORT_COLUMNS: dict[str, str] = {"members": "export_id", "member_digests": "export_id", "targets": "export_id",
+                                  "export_destinations": "export_id",
                                   "exports": "id", "stale_identities": "export", "rejects": "export",
                                   "runs": "export", "in_flight": "export"}
+
+#: The migration that records destination instances (see engine/instances.py), the same in both
+#: backends (SQLite schema 7, PostgreSQL 4): targets recorded before it have none, and adopt the
+#: instance of their export's next run.
+INSTANCES_MIGRATION = """
+    -- JSON, or NULL: recorded before instances
+    ALTER TABLE targets ADD COLUMN instance TEXT;
+    -- the connection that last reached it
+    ALTER TABLE targets ADD COLUMN connection TEXT;
+    -- JSON of the instance the export's last run was against
+    ALTER TABLE exports ADD COLUMN instance TEXT;
+    -- salted HMAC-SHA256 of the connection settings that observed it
+    ALTER TABLE exports ADD COLUMN credentials TEXT;
+    """
 
 
 def migrate(current: int, migrations: Sequence[str], describe: str, apply: Callable[[int], None]) -> None:
