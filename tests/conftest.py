@@ -29,8 +29,10 @@ from .postgres_server import PostgresServer
 REPO = Path(__file__).resolve().parent.parent
 EXAMPLE_CONFIGS = REPO / "configs"
 
-#: variables that would change what the CLI does, removed from every subprocess
+#: variables that would change what the CLI does, removed from every subprocess (``CI``: validate warns
+#: of local state in CI)
 _STRIPPED_PREFIXES = ("SEGSHIP_", "BRAZE_", "BREVO_", "SENDINBLUE_")
+_STRIPPED = frozenset({"CI"})
 
 
 def segship_script(python: str | Path = sys.executable) -> Path:
@@ -45,7 +47,7 @@ def segship_script(python: str | Path = sys.executable) -> Path:
 
 def clean_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
     """The test process's environment without segship settings or destination secrets."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(_STRIPPED_PREFIXES)}
+    env = {k: v for k, v in os.environ.items() if not k.startswith(_STRIPPED_PREFIXES) and k not in _STRIPPED}
     env.update({"COLUMNS": "200", "NO_COLOR": "1", "PYTHONUTF8": "1"})
     env.update(extra or {})
     return env

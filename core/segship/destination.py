@@ -24,15 +24,20 @@ it to map column-wise (Braze and Brevo do, to spare the Python objects of each r
 value), as long as every row comes out exactly as ``map`` makes it. The engine hands
 ``upsert`` a :class:`Records` (column-wise, and a sequence of :class:`Record`), and a
 destination may answer with a :class:`RecordResults` instead of a list.
+
+A destination may also declare how it compares identities (``identity_rule``: the engine
+then stops a plan where two keys would become one profile) and how to count and list the
+members its target holds (``count_members``: an export whose state is empty stops if the
+target holds any; ``list_members``: ``segship state rebuild``).
 """
 
 from __future__ import annotations
 
 import asyncio
 from abc import ABC, abstractmethod
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, ClassVar, overload
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, overload
 
 from segship.errors import SegshipError
 from segship.http import HttpClient, HttpResponse, HttpStats, RetriesExhausted
@@ -224,6 +229,27 @@ class ExportContext:
 
 
 @dataclass(frozen=True)
+class IdentityRule:
+    """How a destination makes a member's identity from a segment column, as data: the engine finds
+    keys whose identities collide (one profile at the destination for two members) in bulk, in
+    DuckDB, before anything is mapped.
+
+    ``normalisation`` is how the destination compares identities: ``exact``; ``trim`` (whitespace
+    around it ignored, as Python's ``str.strip``); ``lower`` (trimmed, and compared
+    case-insensitively). A normalised identity that is empty, longer than ``max_length``
+    characters or doesn't fully match ``pattern`` (RE2 syntax) is one the mapping refuses: it
+    collides with nothing. ``name`` is what the destination calls it, for messages (``email``,
+    ``external_id``).
+    """
+
+    column: str
+    normalisation: Literal["exact", "trim", "lower"] = "exact"
+    pattern: str | None = None
+    name: str = "identity"
+    max_length: int | None = None
+
+
+@dataclass(frozen=True)
 class ConfigProblem:
     """A plugin-specific config error; ``path`` is relative to the export (``("mapping", "email")``)."""
 
@@ -303,6 +329,24 @@ class Destination(ABC):
         collect(mapping)
         return columns
 
+    @classmethod
+    def identity_rule(cls, mapping: Mapping[str, Any]) -> IdentityRule | None:
+        """How the mapping makes a member's identity (its column and the destination's comparison), so
+        that keys sharing one are found before sending (``identity_conflicts``); None, the default:
+        identities are not checked. It must agree with ``map``: two rows whose identities are equal
+        under the rule are mapped to one identity."""
+        return None
+
+    @classmethod
+    def counts_members(cls) -> bool:
+        """Whether the destination can count the members its target holds (``count_members``)."""
+        return cls.count_members is not Destination.count_members
+
+    @classmethod
+    def lists_members(cls) -> bool:
+        """Whether the destination can list the members its target holds (``list_members``)."""
+        return cls.list_members is not Destination.list_members
+
     @property
     @abstractmethod
     def limits(self) -> Limits:
@@ -378,6 +422,19 @@ class Destination(ABC):
     @abstractmethod
     async def remove(self, members: Sequence[Member]) -> Sequence[RecordResult]:
         """Take leavers out of the segment or list (the profile is not deleted); one result each."""
+
+    async def count_members(self) -> int | None:
+        """How many members the export's target holds at the destination (a Brevo list's contacts), or
+        None when it can't tell. Optional: a run whose state holds none of the export's members asks
+        it (after ``check_connection``) and stops before sending if the target holds any (lost state;
+        ``--allow-empty-state``). The default can't tell."""
+        return None
+
+    def list_members(self) -> AsyncIterator[Sequence[str]]:
+        """The identities of every member the export's target holds, a page at a time (an async
+        generator; called after ``check_connection``). Optional: ``segship state rebuild`` rebuilds
+        the export's state from it. The default can't list them."""
+        raise DestinationError(f"{self.name} can't list the members of a target")
 
     async def finish(self) -> None:
         """Release what prepare or check_connection opened; called exactly once, even after errors."""

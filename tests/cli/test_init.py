@@ -58,3 +58,30 @@ def test_init_refuses_to_overwrite_and_then_writes_nothing(segship, tmp_path):
     assert "already exist" in refused.stderr
     assert (tmp_path / "segship.yaml").read_text() == "version: 1\n"
     assert not (tmp_path / "segship.schema.json").exists() and not (tmp_path / ".github").exists()
+
+
+def test_the_config_and_the_workflow_agree_on_shared_state_in_ci(segship, tmp_path, postgres_url):
+    assert segship("init").exit_code == 0
+    assert "state" not in yaml.safe_load((tmp_path / "segship.yaml").read_text())  # $SEGSHIP_STATE_URL when set
+    workflow = yaml.safe_load((tmp_path / ".github/workflows/segship.yml").read_text())
+    steps = [step for job in workflow["jobs"].values() for step in job["steps"]
+             if step.get("run", "").lstrip().startswith(("segship", "code=0"))]
+    assert {step["name"] for step in steps} == {"Validate", "Plan", "Export"}
+    assert all(step["env"]["SEGSHIP_STATE_URL"] == "${{ secrets.SEGSHIP_STATE_URL }}" for step in steps)
+
+    ci = {"CI": "true", "SEGSHIP_STATE_URL": postgres_url}  # the workflow's steps, the secret set
+    validated = segship("validate", "--format", "github", env=ci)
+    assert validated.exit_code == 0 and "::warning" not in validated.stdout, validated
+    assert json.loads(segship("state", "show", "--json", env=ci).stdout)["backend"] == "postgresql"
+    planned = segship("plan", "--format", "markdown", env=ci)
+    assert planned.exit_code == 0 and "| `vip-to-braze` | 2 | 2 | 0 | 0 | 0 | changes |" in planned.stdout, planned
+
+    # in CI without the secret's variable, state would be a runner's empty disk: validate says so
+    local = segship("validate", "--format", "github", env={"CI": "true"})
+    assert local.exit_code == 0, local
+    assert "::warning file=segship.yaml," in local.stdout
+    assert "::state is the local file .segship/state.db and this runs in CI (CI=true)" in local.stdout
+    # a laptop: the local file, no warning
+    laptop = segship("validate")
+    assert laptop.exit_code == 0 and "warning" not in laptop.stderr, laptop
+    assert json.loads(segship("state", "show", "--json").stdout)["backend"] == "sqlite"

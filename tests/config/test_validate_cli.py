@@ -185,3 +185,14 @@ def test_a_contributor_may_validate_a_config_whose_connections_are_open_to_them(
                                                    "    display_name: Brevo\n    usable_by: [admins, contributors]\n")})
     result = segship("validate", "-c", "segship.yaml", env={"SEGSHIP_ROLE": "contributor"})
     assert result.exit_code == 0, result
+
+
+def test_validate_in_ci_warns_of_state_in_a_local_file(write_config, segship):
+    valid = BAD.replace(LITERAL, "'${env:BREVO_KEY}'").replace(", lapsed", "")
+    write_config({"segship.yaml": valid.replace("version: 1\n", "version: 1\nstate: {path: state/s.db}\n", 1)})
+    text = segship("validate", env={"CI": "true"})
+    assert text.exit_code == 0, text
+    assert text.stderr.startswith("warning: segship.yaml:2:") and "state is the local file state/s.db" in text.stderr
+    document = json.loads(segship("validate", "--format", "json", env={"CI": "true"}).stdout)
+    assert document["valid"] and "a CI runner's disk starts empty" in document["warnings"][0]["message"]
+    assert segship("validate").stderr == ""  # outside CI: nothing to say

@@ -126,3 +126,13 @@ class Project:
 def project(tmp_path: Path, braze_sandbox, sendinblue_sandbox, state_target) -> Project:  # noqa: F811 - fixtures
     """A project on each state backend in turn."""
     return Project(tmp_path, braze_sandbox, sendinblue_sandbox, state_target)
+
+
+def accept_identity_conflicts(project: Project, export: str) -> None:
+    """Set ``identity_conflicts: first`` on one of the project's exports (keys sharing an identity:
+    the lowest is sent)."""
+    config = project.root / "segship.yaml"
+    text = config.read_text()
+    anchor = f"  {export}:\n"
+    assert anchor in text
+    config.write_text(text.replace(anchor, f"{anchor}    identity_conflicts: first\n"))

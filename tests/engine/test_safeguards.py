@@ -8,7 +8,13 @@ import pytest
 
 from segship.config import Config
 from segship.engine.report import ExportPlan
-from segship.engine.safeguards import SafeguardError, check_safeguards, safeguard_problem
+from segship.engine.safeguards import (
+    SafeguardError,
+    check_empty_state,
+    check_safeguards,
+    empty_state_problem,
+    safeguard_problem,
+)
 from segship.plugins import Plugins
 
 from ..conftest import StateTarget
@@ -79,3 +85,16 @@ def test_check_safeguards_stops_the_run_telling_nothing_was_sent(config_with):
     check_safeguards(plan(5), config, "sync", None)
     with pytest.raises(SafeguardError, match=r"more than safeguards.max_profiles \(5\); nothing was sent$"):
         check_safeguards(plan(6), config, "sync", None)
+
+
+def test_empty_state_is_a_problem_only_when_the_destination_counts_members_there():
+    empty = ExportPlan("sync", members=10, add=10, empty_state_check=True)
+    assert empty_state_problem(empty, "sync", 0) is None and empty_state_problem(empty, "sync", None) is None
+    problem = empty_state_problem(empty, "sync", 25)
+    assert problem.startswith("export 'sync': state holds none of its members, but the destination already holds "
+                              "25 in its target")
+    assert "`segship state rebuild sync`" in problem and "`segship export sync --allow-empty-state`" in problem
+    assert empty_state_problem(empty, "sync", 25, allow_empty_state=True) is None
+    assert empty_state_problem(ExportPlan("sync", members=10, add=10), "sync", 25) is None  # state not empty
+    with pytest.raises(SafeguardError, match="nothing was sent"):
+        check_empty_state(empty, "sync", 25)

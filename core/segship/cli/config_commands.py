@@ -14,7 +14,7 @@ from segship.cli.app import GlobalOptions, app, config_path
 from segship.cli.exit_codes import EXIT_INVALID
 from segship.config import ConfigError, load_config
 from segship.config.schema import composed_schema
-from segship.config.validate import role_issues
+from segship.config.validate import ci_state_warnings, role_issues
 from segship.plugins import get_plugins
 
 
@@ -30,7 +30,10 @@ def validate_command(
     output: Annotated[OutputFormat, typer.Option("--format", help="text, github (workflow annotations) or json.")
                       ] = OutputFormat.text,
 ) -> None:
-    """Check the config: schema, references, plugin rules, consent, secrets, roles. Exit 2 on any error."""
+    """Check the config: schema, references, plugin rules, consent, secrets, roles. Exit 2 on any error.
+
+    Warns (exit 0) when it runs in CI (CI=true) with state in a local file, which starts empty on every runner.
+    """
     try:
         path = config_path(ctx)
         loaded = load_config(path, get_plugins())
@@ -40,11 +43,18 @@ def validate_command(
     except ConfigError as error:
         typer.echo(error.render(output.value), err=output is OutputFormat.text)  # annotations and JSON on stdout, for CI
         raise typer.Exit(EXIT_INVALID) from None
+    warnings = ci_state_warnings(loaded)
     if output is OutputFormat.json:
-        typer.echo(orjson.dumps({"valid": True, "errors": []}).decode())
-    else:
-        typer.echo(f"{path}: valid ({len(loaded.sources)} sources, {len(loaded.segments)} segments, "
-                   f"{len(loaded.connections)} connections, {len(loaded.exports)} exports)")
+        document = {"valid": True, "errors": [], **({"warnings": [w.as_dict() for w in warnings]} if warnings else {})}
+        typer.echo(orjson.dumps(document).decode())
+        return
+    for warning in warnings:  # annotations on stdout, for CI; text on stderr
+        if output is OutputFormat.github:
+            typer.echo(warning.as_github("warning"))
+        else:
+            typer.echo(f"warning: {warning.as_text()}", err=True)
+    typer.echo(f"{path}: valid ({len(loaded.sources)} sources, {len(loaded.segments)} segments, "
+               f"{len(loaded.connections)} connections, {len(loaded.exports)} exports)")
 
 
 def schema_text() -> str:

@@ -52,6 +52,16 @@ def hashes_note(plan: ExportPlan) -> str:
             f"{plan.hashes_converted} member(s) to segship's own, re-sending only rows that changed")
 
 
+def left_out_note(plan: ExportPlan) -> str:
+    return (f"{plan.left_out} key(s) share their destination identity with a lower key and are left out "
+            "(identity_conflicts: first)")
+
+
+def empty_state_note(plan: ExportPlan) -> str:
+    return ("state holds none of its members: before sending, the run asks the destination how many members its "
+            "target holds and stops if any (lost state? `segship state rebuild`, or `--allow-empty-state` once)")
+
+
 def retired_note(retired: RetiredExport) -> str:
     stale = f" and {retired.stale_identities} old identities" if retired.stale_identities else ""
     return (f"no longer in the config, but its {retired.members} members{stale} are still in its destination: "
@@ -91,6 +101,10 @@ def print_text(plans: Sequence[ExportPlan], stops: Mapping[str, str | None], con
             say(f"{plan.export}: {line}")
         if plan.hashes_converted:
             say(f"{plan.export}: {hashes_note(plan)}")
+        if plan.left_out:
+            say(f"{plan.export}: {left_out_note(plan)}")
+        if plan.empty_state_check and plan.to_send:
+            say(f"{plan.export}: {empty_state_note(plan)}")
         for key, fields in plan.changed_fields.items():
             say(f"{plan.export}: {key} changed: {', '.join(fields) or '(no mapped field)'}")
     for export in retired:
@@ -134,6 +148,10 @@ def as_markdown(plans: Sequence[ExportPlan], stops: Mapping[str, str | None],
         notes += [f"- ⚠️ `{plan.export}`: {_cell(line)}" for line in plan.left_behind_lines()]
         if plan.hashes_converted:
             notes.append(f"- `{plan.export}`: {hashes_note(plan)}")
+        if plan.left_out:
+            notes.append(f"- `{plan.export}`: {left_out_note(plan)}")
+        if plan.empty_state_check and plan.to_send:
+            notes.append(f"- ⚠️ `{plan.export}`: {_cell(empty_state_note(plan))}")
     notes += retired_notes
     lines += ["", *notes] if notes else []
     if not any(has_changes(plan) or stops.get(plan.export) for plan in plans):

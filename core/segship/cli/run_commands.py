@@ -298,6 +298,10 @@ def export_command(
     allow_mass_removal: Annotated[bool, typer.Option(
         "--allow-mass-removal", help="Let this run remove more than the removal safeguard allows "
                                      "(safeguards.max_removed_fraction, default 0.5), once, deliberately.")] = False,
+    allow_empty_state: Annotated[bool, typer.Option(
+        "--allow-empty-state", help="Let this run send every member as new though state holds none of an "
+                                    "export's members and its destination already holds some (lost state; see "
+                                    "`segship state rebuild`), once, deliberately.")] = False,
 ) -> None:
     """Run exports now: plan, safeguards, send changes, commit as acknowledged, report.
 
@@ -316,7 +320,8 @@ def export_command(
     async def run() -> list[RunReport]:
         stop = asyncio.Event()
         stop_on_signals(stop)
-        run_options = RunOptions(dry_run=dry_run, full_resync=full_resync, allow_mass_removal=allow_mass_removal)
+        run_options = RunOptions(dry_run=dry_run, full_resync=full_resync, allow_mass_removal=allow_mass_removal,
+                                 allow_empty_state=allow_empty_state)
         return await _run_exports(loaded, names, state, run_options, stop, reports)
 
     try:

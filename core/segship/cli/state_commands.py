@@ -1,4 +1,5 @@
-"""``segship state``: inspect run state, move it between SQLite and PostgreSQL, drop an export's.
+"""``segship state``: inspect run state, move it between SQLite and PostgreSQL, drop an export's, rebuild
+an export's from its destination.
 
 State that can't be used (locked, unreachable, an unset ``state.url`` or ``--to`` reference)
 raises a segship error, which ``cli/app.py`` prints with its exit code (1; 2 for the reference).
@@ -16,14 +17,20 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from segship.cli.app import app, fail, load_config_or_exit
+from segship import event_loop
+from segship.cli.app import GlobalOptions, app, fail, fail_with, fail_with_config, load_config_or_exit
 from segship.cli.exit_codes import EXIT_INVALID
+from segship.config import ConfigError
+from segship.config.validate import role_issues
+from segship.errors import SegshipError
+from segship.plugins import get_plugins
 from segship.secrets import is_reference, resolve
 
 if TYPE_CHECKING:
     from segship.engine.state import StateStore
 
-state_app = typer.Typer(help="Inspect, move (SQLite <-> PostgreSQL) and drop run state.", no_args_is_help=True)
+state_app = typer.Typer(help="Inspect, move (SQLite <-> PostgreSQL), drop and rebuild run state.",
+                        no_args_is_help=True)
 app.add_typer(state_app, name="state")
 console = Console(width=160)
 
@@ -174,3 +181,37 @@ def _forget_left_in(state: StateStore, export: str, connection: str, yes: bool) 
         forgotten = sum(state.forget_target(export, target) for target in places)
     typer.echo(f"export {export!r}: stopped tracking {forgotten} member identities left in {where} "
                "(they stay in that destination)")
+
+
+@state_app.command("rebuild")
+def rebuild_command(
+    ctx: typer.Context,
+    export: Annotated[str, typer.Argument(help="The export whose membership to rebuild from its destination.")],
+) -> None:
+    """Rebuild an export's membership in state from what its destination lists (Brevo: the list's contacts).
+
+    For lost state. A listed member whose identity a segment row has becomes that key's member (the
+    next run sends its row again whole); one that no row has is removed by the next run; what state
+    knows is kept. Sends nothing: `segship plan EXPORT` shows what the next run does.
+    """
+    from segship.engine.rebuild import rebuild_membership
+    from segship.engine.state import open_state
+
+    loaded = load_config_or_exit(ctx)
+    if export not in loaded.exports:
+        raise fail(f"unknown export {export!r} (exports: {', '.join(sorted(loaded.exports)) or 'none'})",
+                   EXIT_INVALID)
+    issues = role_issues(loaded, GlobalOptions.of(ctx).role, [export])
+    if issues:
+        raise fail_with_config(ConfigError(issues))
+    state = open_state(loaded)
+    try:
+        rebuilt = event_loop.run(rebuild_membership(loaded, export, get_plugins(), state))
+    except SegshipError as exc:
+        raise fail_with(exc, export) from None
+    finally:
+        state.close()
+    typer.echo(f"rebuilt export {export!r} from its destination: {rebuilt.listed} member(s) listed; "
+               f"{rebuilt.members} match a segment row and are members again (the next run sends their rows "
+               f"whole); {rebuilt.leavers} match none and the next run removes them; {rebuilt.known} were in "
+               f"state already. See what the next run does: segship plan {export}")

@@ -30,11 +30,11 @@ class ConfigIssue:
     def as_text(self) -> str:
         return f"{self.location}: {self.message}"
 
-    def as_github(self) -> str:
+    def as_github(self, level: str = "error") -> str:
         # GitHub workflow commands need %, \r and \n escaped in the message
         text = self.message.replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
         loc = self.location
-        return f"::error file={loc.file},line={loc.line},col={loc.column}::{text}"
+        return f"::{level} file={loc.file},line={loc.line},col={loc.column}::{text}"
 
     def as_dict(self) -> dict[str, object]:
         loc = self.location

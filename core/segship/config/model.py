@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -17,6 +18,9 @@ from segship.secrets import has_reference, resolve
 from segship.source import SourceContext
 
 DEFAULT_STATE_PATH = ".segship/state.db"
+#: The variable a config that sets no ``state`` takes its PostgreSQL URL from when it is set (the CI
+#: workflow `segship init` writes sets it from a secret); else such a config uses the SQLite file.
+STATE_URL_VARIABLE = "SEGSHIP_STATE_URL"
 #: The share of an export's acknowledged members a run may remove when the export doesn't say:
 #: an emptied upstream table must not empty the list a campaign is about to use.
 DEFAULT_MAX_REMOVED_FRACTION = 0.5
@@ -160,6 +164,8 @@ class ExportConfig:
     schedule: str | None
     safeguards: Safeguards
     alerts: AlertThresholds = AlertThresholds()
+    #: "error": keys sharing a destination identity stop the plan; "first": the lowest key is sent
+    identity_conflicts: str = "error"
 
     def context(self, settings: Mapping[str, Any] | None = None) -> ExportContext:
         """What a destination serving this export gets; ``settings`` in place of the export's own
@@ -213,6 +219,15 @@ class Config:
         """file:line:col of a config node, for messages."""
         return str(self.loaded.location(path))
 
+    def state_url_reference(self) -> str | None:
+        """The reference to the PostgreSQL state's URL, or None for the SQLite file (``state_path``):
+        ``state.url``; a config that sets no ``state`` takes ``${env:SEGSHIP_STATE_URL}`` when that
+        variable is set (even empty: resolving it then says so, rather than a CI run, whose secret is
+        missing, falling back to a runner's empty disk). Its value is not read here."""
+        if "state" in self.loaded.data or STATE_URL_VARIABLE not in os.environ:
+            return self.state_url
+        return f"${{env:{STATE_URL_VARIABLE}}}"
+
 
 def build_config(path: Path, loaded: LoadedConfig, secret_fields_by_type: dict[str, list[str]],
                  source_secret_fields_by_type: dict[str, list[str]] | None = None,
@@ -258,6 +273,7 @@ def build_config(path: Path, loaded: LoadedConfig, secret_fields_by_type: dict[s
             segments=tuple(entry["segments"]), settings=dict(entry["settings"]), mapping=dict(entry["mapping"]),
             schedule=entry.get("schedule"), safeguards=Safeguards.from_config(entry.get("safeguards", {})),
             alerts=AlertThresholds.from_config(entry.get("alerts", {})),
+            identity_conflicts=entry.get("identity_conflicts", "error"),
         )
         for name, entry in data.get("exports", {}).items()
     }

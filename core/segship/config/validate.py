@@ -8,6 +8,7 @@ Values of secret fields are never quoted in a message.
 from __future__ import annotations
 
 import difflib
+import os
 import re
 from urllib.parse import urlsplit
 from collections.abc import Iterable, Iterator
@@ -18,7 +19,7 @@ from typing import Any
 import jsonschema
 from croniter import croniter
 
-from segship.config.issues import ConfigError, ConfigIssue
+from segship.config.issues import ConfigError, ConfigIssue, display_path
 from segship.config.loader import LoadedConfig, Path_, load_documents
 from segship.config.model import NOTIFICATION_KEYS, Config, build_config
 from segship.config.schema import composed_schema, secret_fields, secret_paths
@@ -368,6 +369,20 @@ def _references_in(value: Any, path: Path_) -> Iterator[Path_]:
     elif isinstance(value, list):
         for index, item in enumerate(value):
             yield from _references_in(item, path + (index,))
+
+
+def ci_state_warnings(config: Config) -> list[ConfigIssue]:
+    """A warning when validate runs in CI (``CI=true``, as GitHub Actions, GitLab and others set it) and
+    state is a local SQLite file: a runner's disk starts empty, so each run would start from empty
+    state. Not an error: a CI job may only validate and plan offline."""
+    if os.environ.get("CI", "").strip().lower() not in ("true", "1") or config.state_url_reference() is not None:
+        return []
+    return [ConfigIssue(config.loaded.location(("state", "path")),
+                        f"state is the local file {display_path(config.state_path)} and this runs in CI (CI=true): "
+                        "a CI runner's disk starts empty, so a run here would start from empty state every time "
+                        "(every member sent again as new, leavers never removed). Use state shared by every "
+                        'runner: state: {url: "${env:SEGSHIP_STATE_URL}"}, or no state key with '
+                        "SEGSHIP_STATE_URL set (docs/gitops.md)")]
 
 
 def role_issues(config: Config, role: str, export_names: Iterable[str]) -> list[ConfigIssue]:

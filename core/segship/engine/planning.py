@@ -14,7 +14,7 @@ from segship.destination import Destination
 from segship.engine.hash_conversion import convert_hashes
 from segship.engine.hashing import HASH_VERSION
 from segship.engine.report import ExportPlan
-from segship.engine.snapshot import Snapshot, export_fingerprint
+from segship.engine.snapshot import EXAMPLES, Snapshot, export_fingerprint
 from segship.engine.state import StateStore
 from segship.engine.targets import EarlierInstances
 
@@ -37,7 +37,8 @@ def plan_against_state(snapshot: Snapshot, state: StateStore, cls: type[Destinat
     its members move (``plan.moves``), and so does a changed destination instance
     (``instances.instance``, see ``engine/instances.py``): the target is its settings in that
     instance, recorded when the instance is known (not only assumed). Members left in an instance
-    the config can't reach are ``plan.left_behind``.
+    the config can't reach are ``plan.left_behind``. Keys sharing a destination identity stop the
+    diff, or all but the lowest are left out (``identity_conflicts``: ``engine/snapshot.py``).
     """
     name = export.name
     if write:
@@ -56,16 +57,20 @@ def plan_against_state(snapshot: Snapshot, state: StateStore, cls: type[Destinat
     # changed settings re-send everyone: there is nothing to convert
     convert = not settings_changed and state.hash_version(name) < HASH_VERSION
     full = full_resync or settings_changed
-    row_hashes = not full and state.has_members(name)
+    has_members = state.has_members(name)
+    row_hashes = not full and has_members
     # a digest of state can spare reading it: when the members sum to it, every one is unchanged
     recorded = state.members_digest(name) if row_hashes and not convert else None
     # state is read while the segments are hashed, on another core, unless the digest may spare it and
     # the segments are read on every core anyway; hashes of an older version are converted first
     overlap = not convert and (recorded is None or not snapshot.reads_in_place())
+    # keys sharing an identity: a plan the digest may spare reads identities only if it doesn't (read
+    # in place, they cost a pass over one column; streamed, they come with the rows)
+    identities = recorded is None or overlap
     converted = 0
     with ThreadPoolExecutor(1, thread_name_prefix="segship-acknowledged") as reader:
         reading = reader.submit(snapshot.read_acknowledged, state.acknowledged(name)) if overlap else None
-        snapshot.build(row_hashes=row_hashes)
+        snapshot.build(row_hashes=row_hashes, identities=identities)
         if reading is not None:
             reading.result()
         elif convert:
@@ -79,6 +84,10 @@ def plan_against_state(snapshot: Snapshot, state: StateStore, cls: type[Destinat
             state.record_members_digest(name, snapshot.tally.digest())
     plan.full_resync, plan.settings_changed, plan.hashes_converted = full_resync, settings_changed, converted
     plan.stale_identities = state.count_stale_identities(name)
+    plan.left_out = len(snapshot.left_out)
+    if snapshot.left_out:
+        plan.examples["left out"] = snapshot.left_out[:EXAMPLES]
+    plan.empty_state_check = not has_members and cls.counts_members()
     plan.target, plan.instance, plan.connection = target, instances.instance, instances.connection
     if cls.observes_instance and not write:  # (a run asked the destination already, and recorded the connection)
         previous = state.target_instances(name).get(target_id)

@@ -37,6 +37,10 @@ class ExportPlan:
     # the connection of the export's last run, when it was another and the destination observes its
     # account: which account the new one reaches is known only once a run asks
     previous_connection: str = ""
+    left_out: int = 0               # keys left out for sharing a destination identity with a lower key (first)
+    #: state holds none of the export's members and the destination counts its target's: a run that sends
+    #: checks the target holds none first (``--allow-empty-state``)
+    empty_state_check: bool = False
 
     @property
     def to_send(self) -> int:

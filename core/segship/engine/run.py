@@ -3,13 +3,15 @@
 The order: resolve settings -> plan (local, in DuckDB) -> safeguards -> the destination's
 instance, asked of the destination only when it observes its account and the connection's
 settings changed since it was last asked (see ``instances``; planned again if the members turn
-out to be elsewhere) -> check the connection -> prepare -> joins and changes -> leavers and stale
-identities (from earlier targets too: see ``targets``) -> finish; then the run is
-recorded and its alerts judged (``segship.alerts``) and sent. Planning first means a run with
-nothing to send makes no request at all, and a run that breaks a safeguard stops before touching
-the destination. State is committed as batches are answered (a group of them at a time, see ``in_flight``), so a run
-stopped at any point (Ctrl-C, a failure, kill -9) and started again sends what was not
-acknowledged, and sends again at most what was in flight.
+out to be elsewhere) -> check the connection -> (state empty: does the target hold members
+already?) -> prepare -> joins and changes -> leavers and stale identities (from earlier targets
+too: see ``targets``) -> finish; then the run is recorded and its alerts judged
+(``segship.alerts``) and sent. Planning first means a run with nothing to send makes no
+request at all (but the account check above, when the connection's settings changed), and a run that breaks a safeguard stops before touching the destination (or,
+for the empty-state one, before sending to it). State is committed as batches are answered (a
+group of them at a time, see ``in_flight``), so a run stopped at any point (Ctrl-C, a failure,
+kill -9) and started again sends what was not acknowledged, and sends again at most what was
+in flight.
 """
 
 from __future__ import annotations
@@ -40,7 +42,7 @@ from segship.engine.instances import assumed_instance, known_instance, observe
 from segship.engine.planning import plan_against_state
 from segship.engine.report import BatchReport, ExportPlan, RunReport, left_behind_line, reason_kind
 from segship.engine.mapping import MappedRows, map_rows, mapped_batches
-from segship.engine.safeguards import check_safeguards
+from segship.engine.safeguards import check_empty_state, check_safeguards
 from segship.engine.snapshot import Snapshot
 from segship.engine.state import RecordedDestination, StateError, StateStore, chunks
 from segship.engine.targets import EarlierInstances, InstanceUnreachable, TargetDestinations
@@ -85,6 +87,7 @@ class RunOptions:
     dry_run: bool = False
     full_resync: bool = False
     allow_mass_removal: bool = False  # one deliberate run past the removal safeguard
+    allow_empty_state: bool = False   # one deliberate run from empty state to a target that holds members
 
 
 class ExportRun:
@@ -253,9 +256,19 @@ class ExportRun:
         self.report.phase_seconds["plan"] = round(time.monotonic() - started, 3)
         log.info("export.planned", export=self.export.name, add=plan.add, update=plan.update, remove=plan.remove,
                  unchanged=plan.unchanged, moves=plan.move_lines(), left_behind=plan.left_behind_lines())
+        if plan.left_out:
+            log.info("export.identity_conflicts", export=self.export.name, left_out=plan.left_out,
+                     reason="their destination identity is a lower key's (identity_conflicts: first)")
         check_safeguards(plan, self.config, self.export.name, destination.limits.max_profiles,
                          allow_mass_removal=self.options.allow_mass_removal)
         return plan
+
+    async def _check_empty_state(self, destination: Destination, plan: ExportPlan) -> None:
+        """Stop before sending when state holds none of the export's members but the target holds some."""
+        if plan.empty_state_check and not self.options.allow_empty_state:
+            held = await self._timed("count_members", destination.count_members())
+            self.report.plan["destination_members"] = held
+            check_empty_state(plan, self.export.name, held)
 
     def _forget_rejects_of_non_members(self, snapshot: Snapshot) -> None:
         if self.options.dry_run:
@@ -287,11 +300,13 @@ class ExportRun:
         self.report.rejected += len(refused)
         self.report.rejects_by_reason.update(reason_kind(reason) for _, reason in refused)
 
-    async def _ready(self, destination: Destination) -> None:
-        """Check the connection and prepare the run's destination, once, before its first request."""
+    async def _ready(self, destination: Destination, plan: ExportPlan) -> None:
+        """Check the connection, then that an empty state is not lost state, and prepare the run's
+        destination, once, before its first request."""
         if not self._ready_to_send:
             self._ready_to_send = True
             await self._timed("check_connection", destination.check_connection())
+            await self._check_empty_state(destination, plan)
             await self._timed("prepare", destination.prepare())
 
     async def _send(self, snapshot: Snapshot, destination: Destination, plan: ExportPlan,
@@ -299,7 +314,7 @@ class ExportRun:
         limits = destination.limits
         name = self.export.name
         if plan.to_send:
-            await self._ready(destination)
+            await self._ready(destination, plan)
         # each member moved leaves its identity in its earlier target to remove: counted up front
         self.progress.start(name, plan.to_send + plan.removals)
         targets = TargetDestinations(destination, self.target_id, self.export, self.state.targets(name),
@@ -329,7 +344,7 @@ class ExportRun:
                 for stale, by_target in removals:
                     for target, members in by_target.items():
                         if not targets.elsewhere(target):
-                            await self._ready(destination)
+                            await self._ready(destination, plan)
                             await self._remove_all(await targets.get(target), target, members, stale=stale)
                         elif target not in unreachable:
                             problem = await self._remove_elsewhere(targets, target, members, stale=stale)

@@ -1,6 +1,10 @@
 """Safeguards: a run that would send to too many members or remove too large a share stops before sending.
 
-A function of the plan only, so ``segship plan`` tells beforehand which runs would stop.
+A function of the plan only, so ``segship plan`` tells beforehand which runs would stop. One
+needs the destination too: a run whose state holds none of the export's members asks the
+destination (after ``check_connection``) how many members its target holds, and stops if
+any (:func:`empty_state_problem`); ``plan`` opens no connection, so it can only say the run
+will ask.
 """
 
 from __future__ import annotations
@@ -43,5 +47,27 @@ def check_safeguards(plan: ExportPlan, config: Config, export_name: str, limit: 
                      allow_mass_removal: bool = False) -> None:
     """Stop before sending if the run would exceed max_profiles or remove too large a share."""
     problem = safeguard_problem(plan, config, export_name, limit, allow_mass_removal=allow_mass_removal)
+    if problem is not None:
+        raise SafeguardError(f"{problem}; nothing was sent")
+
+
+def empty_state_problem(plan: ExportPlan, export_name: str, held: int | None, *,
+                        allow_empty_state: bool = False) -> str | None:
+    """Why a run must stop when state holds none of the export's members but the destination's target
+    already holds ``held`` (None: it can't tell), or None."""
+    if allow_empty_state or not plan.empty_state_check or not held:
+        return None
+    return (f"export {export_name!r}: state holds none of its members, but the destination already holds {held} "
+            "in its target: state was lost (a deleted file, a CI runner's empty disk?) or points elsewhere. "
+            f"Sent now, every member would go as new and members who left would never be removed. Point the "
+            f"config at the export's state, or rebuild it from the destination (`segship state rebuild "
+            f"{export_name}`, where the destination lists its members), or run `segship export {export_name} "
+            "--allow-empty-state` once to send every member as new")
+
+
+def check_empty_state(plan: ExportPlan, export_name: str, held: int | None, *, allow_empty_state: bool = False) \
+        -> None:
+    """Stop before sending when state is empty but the destination's target holds members."""
+    problem = empty_state_problem(plan, export_name, held, allow_empty_state=allow_empty_state)
     if problem is not None:
         raise SafeguardError(f"{problem}; nothing was sent")

@@ -7,6 +7,17 @@ built-in ``duckdb`` one: :meth:`segship.source.Source.attach`) is queried in it 
 with no stream in between. Key checks, the union of segments and the diff against
 what the destination acknowledged are set operations there, never Python loops. The
 rows to send are read again from the sources, joined to the diff, and streamed.
+
+Where the destination declares how it compares identities (``Destination.identity_rule``),
+a hash of each member's normalised identity is kept too, and keys sharing one (two customer
+IDs, one email: one profile at the destination) are found with a GROUP BY: they stop the
+plan (``identity_conflicts: error``), or all but the lowest key are left out (``first``).
+With ``error`` a plan that finds every member unchanged (the digest, or state holding
+exactly the members) skips the check: those members and rows are the ones the destination
+acknowledged, and a run acknowledges no two keys with one identity; any change checks every
+member again. So a plan the digest may spare doesn't compute identities while it reads the
+segments (:meth:`Snapshot.build`), and reads them again, alone, only if the digest doesn't
+hold.
 """
 
 from __future__ import annotations
@@ -23,7 +34,8 @@ import pyarrow as pa
 
 from segship import embedded_duckdb
 from segship.config import Config, ExportConfig, SegmentConfig
-from segship.embedded_duckdb import quote_identifier
+from segship.destination import IdentityRule
+from segship.embedded_duckdb import quote_identifier, quote_literal
 from segship.engine import hashing
 from segship.engine.digest import (
     DIGEST_KIND,
@@ -49,6 +61,18 @@ EXAMPLES = 5
 ENGINE = "memory.main"
 # columns the send query adds to each row, beside the mapped ones and the digest's (``MIX``, ``KEY_HASH``)
 KEY, ROW_HASH, COLUMN_HASHES, IS_NEW = "__segship_key", "__segship_row_hash", "__segship_column_hashes", "__segship_new"
+#: What Python's ``str.strip()`` strips (destinations trim identities so): ignored around an identity.
+WHITESPACE = "".join(character for character in map(chr, range(0x110000)) if character.isspace())
+#: Identities (the hashes of the normalised ones) two or more members share, with the lowest key of each.
+#: min <> max: a duplicated key's rows are one member, not a conflict, and it is as cheap as a plain
+#: aggregate (count(DISTINCT) is not).
+SHARED_IDENTITIES = ("SELECT ident, min(key) AS first_key FROM {table} WHERE ident IS NOT NULL GROUP BY ident "
+                     "HAVING min(key) <> max(key)")
+#: The hash of a normalised identity (``identity``, from :func:`identity_sql`): DuckDB's, the plan's own, never kept.
+IDENT = "CASE WHEN identity IS NOT NULL THEN hash(identity) END"
+#: How each normalisation of ``IdentityRule`` reads in messages.
+COMPARED = {"exact": "", "trim": " (surrounding whitespace ignored)",
+            "lower": " (compared case-insensitively, surrounding whitespace ignored)"}
 
 
 class PlanError(SegshipError):
@@ -66,6 +90,33 @@ def export_fingerprint(type_name: str, export: ExportConfig, columns: Sequence[s
     material = orjson.dumps([type_name, settings, export.mapping, list(columns)],
                             option=orjson.OPT_SORT_KEYS, default=str)
     return hashlib.sha256(material).hexdigest()
+
+
+def identity_sql(rule: IdentityRule, value: str) -> str:
+    """SQL of the normalised identity of the SQL ``value`` under ``rule``: NULL where it is none the
+    mapping accepts (NULL, empty, too long, or not matching the rule's pattern)."""
+    text = f"CAST({value} AS VARCHAR)"
+    if rule.normalisation in ("trim", "lower"):
+        # DuckDB trims by a set of characters slowly (benchmarks/RESULTS.md, identity conflicts): only
+        # what starts or ends with one of them is trimmed
+        whitespace = quote_literal(WHITESPACE)
+        text = (f"(CASE WHEN contains({whitespace}, left({text}, 1)) OR contains({whitespace}, right({text}, 1)) "
+                f"THEN trim({text}, {whitespace}) ELSE {text} END)")
+    if rule.normalisation == "lower":
+        text = f"lower({text})"
+    accepted = f"{text} <> ''"
+    if rule.max_length is not None:
+        accepted += f" AND length({text}) <= {int(rule.max_length)}"
+    if rule.pattern is not None:
+        accepted += f" AND regexp_full_match({text}, {quote_literal(rule.pattern)})"
+    return f"CASE WHEN {accepted} THEN {text} END"
+
+
+def normalised_identity(rule: IdentityRule, value: object) -> str | None:
+    """The identity the plan makes of one value under ``rule`` (None: one the mapping refuses), for a
+    destination's tests: it must be the identity ``map`` makes of the value, or ``map`` refuses it."""
+    with duckdb.connect() as db:
+        return db.execute(f"SELECT {identity_sql(rule, '$value')}", {"value": value}).fetchone()[0]
 
 
 def changed_columns(columns: Sequence[str], old_hashes: bytes | None, new_hashes: bytes) -> frozenset[str] | None:
@@ -92,6 +143,14 @@ class Snapshot:
         self.plugins = plugins
         self.columns = list(columns)
         self.segments = [_SegmentSource(config.segments[name], index) for index, name in enumerate(export.segments)]
+        destination = plugins.destination(config.connections[export.connection].type)
+        rule = destination.identity_rule(export.mapping) if destination is not None else None
+        #: how the destination compares identities, when it says (and the mapping reads the column)
+        self.identity = rule if rule is not None and rule.column in self.columns else None
+        self.left_out: list[str] = []  # keys left out for sharing an identity with a lower key (first)
+        # the table of the members' identity hashes (``ident``): the members' own, unless build skipped them
+        self._identity_table: str | None = "members"
+        self._on_every_core = False
         self.db = embedded_duckdb.connect(SNAPSHOT_MEMORY_MB)
         self._sources: dict[str, Source] = {}
         # per source, a connection whose default catalog is the source's attached one (None: read())
@@ -196,11 +255,20 @@ class Snapshot:
     @contextmanager
     def _every_core(self) -> Iterator[None]:
         """DuckDB on every core while the plan is made (nothing else of segship runs then), one after."""
+        if self._on_every_core:  # within a step on every core already
+            yield
+            return
         self.db.execute(f"SET threads TO {embedded_duckdb.available_cores()}")
+        self._on_every_core = True
         try:
             yield
         finally:
+            self._on_every_core = False
             self.db.execute("SET threads TO 1")
+
+    def _row_identity(self) -> str:
+        """SQL of a segment row's normalised identity (its row aliased ``s``)."""
+        return identity_sql(self.identity, "s." + quote_identifier(self.identity.column))
 
     def _row_hash(self, column_hashes: str) -> str:
         """SQL for the row hash from the list column ``column_hashes`` (computed once, read per column)."""
@@ -208,27 +276,33 @@ class Snapshot:
 
     # -- planning -------------------------------------------------------------------------------
 
-    def build(self, *, row_hashes: bool = True) -> None:
-        """Load (key, segment, row hash) of every segment row and check the keys.
+    def build(self, *, row_hashes: bool = True, identities: bool = True) -> None:
+        """Load (key, segment, row hash, and with ``identities`` the hash of the normalised identity when
+        the destination declares how it compares them) of every segment row and check the keys.
 
         Without ``row_hashes`` (nothing to diff against: a first run, a full re-send) a
         single segment's rows are not hashed here (0): their MD5s would serve no diff, and the
-        rows sent are hashed as they are read again.
+        rows sent are hashed as they are read again. Without ``identities`` (a plan the digest
+        may spare, ``identity_conflicts: error``), the diff reads them if it needs them.
         """
         row_hashes = row_hashes or len(self.segments) > 1  # segments' rows must agree
-        self.db.execute("CREATE TABLE snapshot (key VARCHAR, seg INTEGER, row_hash BIGINT)")
+        identity = ident = ""
+        if self.identity is not None and (identities or self.export.identity_conflicts == "first"):
+            identity = f", {self._row_identity()} AS identity"
+            ident = f", {IDENT} AS ident"
+        else:
+            self._identity_table = None
+        self.db.execute("CREATE TABLE snapshot (key VARCHAR, seg INTEGER, row_hash BIGINT"
+                        f"{', ident UBIGINT' if ident else ''})")
         for part in self.segments:
             key = f"CAST(s.{quote_identifier(part.segment.key)} AS VARCHAR)"
 
             def select(encodings: list[str], key: str = key, seg: int = part.index) -> str:
-                return f"{key} AS key, {seg} AS seg, {hashing.column_hashes_sql(encodings)} AS column_hashes"
+                hashes = f", {hashing.column_hashes_sql(encodings)} AS column_hashes" if row_hashes else ""
+                return f"{key} AS key, {seg} AS seg{hashes}{identity}"
 
-            if row_hashes:
-                relation = self._query(part, select)
-                relation = relation.project(f"key, seg, {self._row_hash('column_hashes')} AS row_hash")
-            else:
-                relation = self._query(part, lambda _, key=key, seg=part.index: f"{key} AS key, {seg} AS seg, "
-                                                                               "0::BIGINT AS row_hash")
+            row_hash = self._row_hash("column_hashes") if row_hashes else "0::BIGINT"
+            relation = self._query(part, select).project(f"key, seg, {row_hash} AS row_hash{ident}")
             self._load(part, relation, "snapshot")
         self._check_null_keys()
         # one segment's duplicate keys are looked for only when the plan can't rule them out (its
@@ -240,9 +314,11 @@ class Snapshot:
             self.db.execute("ALTER TABLE snapshot RENAME TO members")
         else:
             self._check_segments_agree()
-            self.db.execute("CREATE TABLE members AS SELECT key, min(seg) AS seg, any_value(row_hash) AS row_hash "
-                            "FROM snapshot GROUP BY key")
+            self.db.execute("CREATE TABLE members AS SELECT key, min(seg) AS seg, any_value(row_hash) AS row_hash"
+                            f"{', any_value(ident) AS ident' if ident else ''} FROM snapshot GROUP BY key")
             self.db.execute("DROP TABLE snapshot")
+        if ident and self.export.identity_conflicts == "first":
+            self._leave_out_identity_conflicts()
 
     def _load(self, part: _SegmentSource, relation: duckdb.DuckDBPyRelation, table: str, *,
               create: bool = False) -> None:
@@ -293,6 +369,77 @@ class Snapshot:
             examples = ", ".join(f"{key} ({n} rows)" for seg, key, n in duplicates if seg == duplicates[0][0])
             raise self.error(segment, f"key {segment.key!r} is not unique: {total} key(s) appear "
                             f"more than once, e.g. {examples}; nothing was sent")
+
+    def _leave_out_identity_conflicts(self) -> None:
+        """``identity_conflicts: first``: of the keys sharing an identity, only the lowest stays a member."""
+        self.db.execute(f"CREATE TABLE left_out AS SELECT m.key FROM members m JOIN "
+                        f"({SHARED_IDENTITIES.format(table='members')}) g ON g.ident = m.ident WHERE m.key <> g.first_key")
+        if self._count("left_out"):
+            self.left_out = [row[0] for row in self.db.execute("SELECT DISTINCT key FROM left_out ORDER BY key")
+                             .fetchall()]
+            self.db.execute("DELETE FROM members WHERE key IN (SELECT key FROM left_out)")
+        self.db.execute("DROP TABLE left_out")
+
+    def _check_identity_conflicts(self) -> None:
+        """``identity_conflicts: error``: keys sharing an identity stop the plan, named with it."""
+        if self.identity is None or self.export.identity_conflicts != "error":
+            return
+        table = self._identity_table or self._load_identities()
+        shared_identities = SHARED_IDENTITIES.format(table=table)
+        shared = self.db.execute(f"SELECT count(*) FROM ({shared_identities})").fetchone()[0]
+        if not shared:
+            return
+        groups = self.db.execute(
+            f"SELECT list(DISTINCT m.key ORDER BY m.key) FROM {table} m JOIN ({shared_identities}) g "
+            "ON g.ident = m.ident GROUP BY m.ident ORDER BY min(m.key) LIMIT ?", (EXAMPLES,)).fetchall()
+        identities = self._identities_of([keys[0] for (keys,) in groups])
+        rule, name = self.identity, self.export.name
+        examples = ", ".join(f"{identities.get(keys[0], '?')!r} (keys {', '.join(map(repr, keys))})"
+                             for (keys,) in groups)
+        raise PlanError(
+            f"{self.config.where('exports', name)}: export {name!r}: {shared} {rule.name}(s) are shared by more "
+            f"than one key, e.g. {examples}; keys with one {rule.name}{COMPARED[rule.normalisation]} would become "
+            f"one profile at the destination; nothing was sent. Give each {rule.name} one key in the segment's "
+            f"source, or set exports.{name}.identity_conflicts: first (the lowest key of each is sent, the "
+            "others left out)")
+
+    def _load_identities(self) -> str:
+        """Read (key, identity hash) of every segment row into a table of its own, which it names (for a
+        plan whose build skipped them)."""
+        self._identity_table = "member_identities"
+        value = self._row_identity()
+        for position, part in enumerate(self.segments):
+            key = f"CAST(s.{quote_identifier(part.segment.key)} AS VARCHAR)"
+            relation = self._query(part, lambda _, key=key: f"{key} AS key, {value} AS identity")
+            self._load(part, relation.project(f"key, {IDENT} AS ident"), self._identity_table, create=position == 0)
+        return self._identity_table
+
+    def _identities_of(self, keys: Sequence[str]) -> dict[str, str]:
+        """The normalised identity of each of a few members, read again from its segment."""
+        self.db.execute("DROP TABLE IF EXISTS identity_keys")
+        self.db.from_arrow(pa.table({"key": pa.array(list(keys), pa.string())})).create("identity_keys")
+        value = self._row_identity()
+        found: dict[str, str] = {}
+        for part in self.segments:
+            key = f"CAST(s.{quote_identifier(part.segment.key)} AS VARCHAR)"
+            found.update(self._query(part, lambda _, key=key: f"{key} AS key, {value} AS identity",
+                                     f"SEMI JOIN {ENGINE}.identity_keys k ON k.key = {key}").fetchall())
+        return found
+
+    def keys_of_identities(self, identities: Sequence[str]) -> list[tuple[str, str | None]]:
+        """Each of ``identities`` (as the destination holds them) with the lowest key whose row has it,
+        compared as the destination compares them, or None (``segship state rebuild``; the segments'
+        rows are read here, not built)."""
+        self.db.from_arrow(pa.table({"identity": pa.array(list(identities), pa.string())})).create("listed")
+        value = self._row_identity()
+        for position, part in enumerate(self.segments):
+            key = f"CAST(s.{quote_identifier(part.segment.key)} AS VARCHAR)"
+            self._load(part, self._query(part, lambda _, key=key: f"{key} AS key, {value} AS identity"),
+                       "row_identities", create=position == 0)
+        return self.db.execute(
+            f"SELECT l.identity, min(r.key) FROM listed l LEFT JOIN row_identities r "
+            f"ON r.identity = {identity_sql(self.identity, 'l.identity')} GROUP BY l.identity ORDER BY l.identity"
+        ).fetchall()
 
     def _check_segments_agree(self) -> None:
         # min <> max: two different row hashes, as cheap as a plain aggregate (count(DISTINCT) is
@@ -351,6 +498,7 @@ class Snapshot:
             return self._all_unchanged(plan, self._members_sum(target))
         if self._duplicates_unchecked:
             self._check_duplicate_keys()
+        self._check_identity_conflicts()
         if full_resync:
             count, total = 0, 0
         else:  # the members that stay as they are, summed up for the digest a completed run leaves
@@ -490,7 +638,7 @@ class Snapshot:
 
     def _uniform_action(self) -> str | None:
         """'add', 'update' or 'move' when a single segment's every row is sent with that action, else None."""
-        if len(self.segments) != 1:
+        if len(self.segments) != 1 or self.left_out:  # rows left out are in the segment, not in the plan
             return None
         sent = self.db.execute("SELECT DISTINCT action FROM actions WHERE action <> 'remove'").fetchall()
         return sent[0][0] if len(sent) == 1 and sent[0][0] in ("add", "update", "move") else None

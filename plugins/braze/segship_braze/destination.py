@@ -25,6 +25,7 @@ from segship.destination import (
     Destination,
     DestinationError,
     ExportContext,
+    IdentityRule,
     Limits,
     MappedBatch,
     Member,
@@ -39,7 +40,7 @@ from segship.ratelimit import RateLimit
 from segship.secrets import redactor
 
 from segship_braze import schemas
-from segship_braze.mapping import CONSENT_FIELDS, Membership, UserMapping, attribute_name_problem
+from segship_braze.mapping import CONSENT_FIELDS, MAX_STRING_LENGTH, Membership, UserMapping, attribute_name_problem
 
 log = structlog.get_logger("segship.braze")
 
@@ -193,6 +194,11 @@ class BrazeDestination(Destination):
                 "choose another attribute name" if name == membership else None)
             if problem:
                 yield ConfigProblem(("mapping", "attributes", name), problem)
+
+    @classmethod
+    def identity_rule(cls, mapping: Mapping[str, Any]) -> IdentityRule:
+        # a user is its external_id, the mapped customer ID as external_id() makes it: trimmed, case kept
+        return IdentityRule(mapping["customer_id"], "trim", None, "external_id", MAX_STRING_LENGTH)
 
     @property
     def limits(self) -> Limits:

@@ -9,10 +9,11 @@ import orjson
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 from segship.destination import ConnectionContext, ExportContext, Record, RowRejected
+from segship.engine.snapshot import normalised_identity
 from segship.strategies import mostly, rows
 
 from segship_braze.destination import BrazeDestination
-from segship_braze.mapping import MAX_STRING_LENGTH
+from segship_braze.mapping import MAX_STRING_LENGTH, external_id
 
 SEGMENT_ID = "3c4a9e52-0000-4000-8000-000000000001"
 MAPPING = {"customer_id": "id", "email": "email",
@@ -70,3 +71,15 @@ def test_every_row_maps_to_an_object_braze_takes_or_to_a_reject_with_a_reason(ro
     for name, value in user.items():
         if name != "external_id":
             assert_braze_takes(name, value)
+
+
+@settings(max_examples=300, deadline=None)
+@given(value=st.one_of(st.integers(min_value=-(2**63), max_value=2**63 - 1), st.text(max_size=300),
+                       st.text(max_size=20).map(lambda text: f" \u3000{text}\n")))
+def test_the_identity_rule_gives_every_customer_id_as_the_mapping_makes_its_external_id(value):
+    """The plan finds keys sharing an external_id by the rule, in DuckDB; the mapping makes the one sent."""
+    try:
+        expected = external_id(value)
+    except RowRejected:
+        expected = None
+    assert normalised_identity(BrazeDestination.identity_rule(MAPPING), value) == expected

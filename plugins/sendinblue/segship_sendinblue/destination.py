@@ -2,9 +2,11 @@
 
 Joins and changes go through ``POST /contacts/import`` (asynchronous: the process is
 polled with backoff until it completes), leavers through
-``POST /contacts/lists/{id}/contacts/remove``, 150 emails a call. A mapped contact is
-kept as its encoded JSON, so an import body is measured and assembled without
-encoding anything twice.
+``POST /contacts/lists/{id}/contacts/remove``, 150 emails a call. A contact's identity is
+its email, which Brevo compares case-insensitively (``identity_rule``); the list's contacts
+are counted by ``GET /contacts/lists/{id}`` and listed by ``GET /contacts/lists/{id}/contacts``.
+A mapped contact is kept as its encoded JSON, so an import body is measured and assembled
+without encoding anything twice.
 
 Only Brevo's documented answers acknowledge anything: an import by 202 with an integer
 ``processId`` and then that process ``completed``; a removal by 201
@@ -16,7 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any
 
@@ -29,6 +31,7 @@ from segship.destination import (
     Destination,
     DestinationError,
     ExportContext,
+    IdentityRule,
     Limits,
     MappedBatch,
     Member,
@@ -45,7 +48,7 @@ from segship.ratelimit import RateLimit
 from segship.secrets import redactor
 
 from segship_sendinblue import schemas
-from segship_sendinblue.mapping import ContactMapping
+from segship_sendinblue.mapping import EMAIL_PATTERN, MAX_EMAIL_LENGTH, ContactMapping
 
 log = structlog.get_logger("segship.sendinblue")
 
@@ -58,6 +61,8 @@ UPSERT_BATCH_SIZE = 25_000
 CONCURRENCY = 3
 #: Brevo's limit of emails per remove-from-list call.
 REMOVE_BATCH_SIZE = 150
+#: Contacts per page when listing a list's (the most Brevo gives).
+LIST_PAGE_SIZE = 500
 #: Bytes of an import body around its contacts (the flags and list ID), with room to spare.
 IMPORT_ENVELOPE_BYTES = 256
 RATE_LIMIT_HEADERS = RateLimitHeaders("x-sib-ratelimit-remaining", "x-sib-ratelimit-reset", reset_is_epoch=False)
@@ -157,6 +162,11 @@ class SendinblueDestination(Destination):
                                           "map each attribute once")
             else:
                 written[attribute.upper()] = path
+
+    @classmethod
+    def identity_rule(cls, mapping: Mapping[str, Any]) -> IdentityRule:
+        # as normalize_email makes it: trimmed, lower-cased, an address the pattern accepts
+        return IdentityRule(mapping["email"], "lower", EMAIL_PATTERN.pattern, "email", MAX_EMAIL_LENGTH)
 
     @property
     def list_id(self) -> int:
@@ -259,6 +269,32 @@ class SendinblueDestination(Destination):
         for start in range(0, len(members), REMOVE_BATCH_SIZE):
             results += await self._remove_from_list(members[start:start + REMOVE_BATCH_SIZE])
         return results
+
+    async def count_members(self) -> int:
+        """The list's contacts (``uniqueSubscribers``: blocklisted ones too, as they stay in it)."""
+        count = (await self._list_details()).get("uniqueSubscribers")
+        if type(count) is not int:
+            raise self._not_brevos("counting the list's contacts", f"uniqueSubscribers {count!r}",
+                                   "uniqueSubscribers: <integer>")
+        return count
+
+    async def list_members(self) -> AsyncIterator[list[str]]:
+        """The list's emails, lower-cased, a page of ``LIST_PAGE_SIZE`` at a time, oldest first (a
+        contact without an email, an SMS-only one, has no identity here and is left aside)."""
+        doing = "listing the list's contacts"
+        offset = 0
+        while True:
+            page = await self._get(f"/contacts/lists/{self.list_id}/contacts", doing,
+                                   params={"limit": str(LIST_PAGE_SIZE), "offset": str(offset), "sort": "asc"})
+            contacts, count = page.get("contacts"), page.get("count")
+            if not isinstance(contacts, list) or type(count) is not int or \
+                    not all(isinstance(contact, dict) for contact in contacts):
+                raise self._not_brevos(doing, f"contacts of type {type(contacts).__name__} and count {count!r}",
+                                       '{"contacts": [{…}…], "count": <integer>}')
+            yield [contact["email"].strip().lower() for contact in contacts if isinstance(contact.get("email"), str)]
+            offset += len(contacts)
+            if len(contacts) < LIST_PAGE_SIZE or offset >= count:
+                return
 
     async def finish(self) -> None:
         await self._http.close()
@@ -365,8 +401,8 @@ class SendinblueDestination(Destination):
 
     # -- requests and errors ------------------------------------------------------------------
 
-    async def _get(self, path: str, doing: str) -> dict[str, Any]:
-        response = await self._http.request("GET", path)
+    async def _get(self, path: str, doing: str, params: Mapping[str, str] | None = None) -> dict[str, Any]:
+        response = await self._http.request("GET", path, params=params)
         if response.status != 200:
             raise self._error(response, doing)
         return self._object(response, doing)
@@ -379,6 +415,11 @@ class SendinblueDestination(Destination):
         return body
 
     async def _describe_list(self) -> str:
+        found = await self._list_details()
+        return f"list {self.list_id} {found.get('name', '')!r} ({found.get('uniqueSubscribers', '?')} contacts)"
+
+    async def _list_details(self) -> dict[str, Any]:
+        """``GET /contacts/lists/{id}``: the list's name and counts; a list that doesn't exist stops the run."""
         response = await self._http.request("GET", f"/contacts/lists/{self.list_id}")
         if response.status == 404:
             code, message = brevo_error(response)
@@ -387,8 +428,7 @@ class SendinblueDestination(Destination):
                 f"fix exports.{self.export.name}.settings.list_id")
         if response.status != 200:
             raise self._error(response, "checking the list")
-        found = self._object(response, "checking the list")
-        return f"list {self.list_id} {found.get('name', '')!r} ({found.get('uniqueSubscribers', '?')} contacts)"
+        return self._object(response, "checking the list")
 
     def _not_brevos(self, doing: str, answered: str, expected: str) -> DestinationError:
         """A run-stopping error for an answer that is none of Brevo's (and acknowledges nothing)."""

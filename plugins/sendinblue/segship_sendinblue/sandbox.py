@@ -1,7 +1,8 @@
 """A local emulator of the Brevo v3 contacts API, as much of it as segship (and brevo-python) uses.
 
-Routes under ``/v3``: ``GET /account``, ``GET /contacts/lists/{id}``, ``POST /contacts/import``
-(processed asynchronously after ``process_delay`` seconds), ``GET /processes/{id}``,
+Routes under ``/v3``: ``GET /account``, ``GET /contacts/lists/{id}``, ``GET /contacts/lists/{id}/contacts``
+(``limit`` up to 500, ``offset``, ``sort``), ``POST /contacts/import`` (processed asynchronously
+after ``process_delay`` seconds), ``GET /processes/{id}``,
 ``POST /contacts/lists/{id}/contacts/remove`` and ``PUT /contacts/{email}``; ``api-key`` header,
 ``{"code","message"}`` errors and ``x-sib-ratelimit-*`` headers as Brevo sends them. Inspection
 routes (never rate limited, no key): ``GET /_sandbox/lists/{id}/contacts`` and the invalid-email
@@ -28,12 +29,16 @@ can point segship at another account, or the same one, through the same base URL
 inspection routes read the default account unless ``?account=`` names another.
 
 State is in memory and lean on purpose: a contact is its email and its attribute dict,
-a list is an insertion-ordered dict of emails, so the benchmark's million contacts fit.
+a list is an insertion-ordered dict of emails, so the benchmark's million contacts fit. So a
+listed contact's ``id`` is a number made from its email (stable, and unique in practice: 48
+bits), and its ``createdAt``/``modifiedAt`` the sandbox's start; a page is found by counting
+through the list (tests list small lists).
 """
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import itertools
 import math
 from collections.abc import Iterable, Mapping
@@ -52,6 +57,8 @@ from segship_sendinblue.mapping import EMAIL_PATTERN
 MAX_IMPORT_BODY_BYTES = 10 * 1024 * 1024
 #: Brevo takes at most 150 emails per remove-from-list call.
 MAX_REMOVE_EMAILS = 150
+#: Contacts per page of a list's contacts: Brevo's default and most.
+LIST_PAGE_DEFAULT, LIST_PAGE_MAX = 50, 500
 DEFAULT_LIST_IDS = tuple(range(1, 11))
 #: The optional booleans of an import body and their defaults.
 IMPORT_FLAGS = {"updateExistingContacts": True, "emptyContactsAttributes": False, "disableNotification": False,
@@ -107,6 +114,8 @@ class BrevoAccount:
     lists: dict[int, dict[str, None]] = field(default_factory=dict)
     list_details: dict[int, dict[str, Any]] = field(default_factory=dict)
     processes: dict[int, ImportProcess] = field(default_factory=dict)
+    # every contact's createdAt and modifiedAt (see the module's docstring)
+    created_at: str = field(default_factory=lambda: datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"))
 
     def __post_init__(self) -> None:
         for list_id in self.list_ids:
@@ -126,6 +135,13 @@ class BrevoAccount:
     def blacklisting(self, email: str) -> dict[str, bool]:
         """A contact's ``emailBlacklisted`` and ``smsBlacklisted``, as Brevo describes a contact."""
         return {"emailBlacklisted": email in self.email_blacklisted, "smsBlacklisted": email in self.sms_blacklisted}
+
+    def contact_details(self, email: str) -> dict[str, Any]:
+        """A contact as Brevo's ``getContactDetails`` describes one."""
+        return {"email": email, "id": int.from_bytes(hashlib.blake2b(email.encode(), digest_size=6).digest()),
+                **self.blacklisting(email), "createdAt": self.created_at, "modifiedAt": self.created_at,
+                "listIds": [list_id for list_id, members in self.lists.items() if email in members],
+                "attributes": self.contacts[email]}
 
     def description(self) -> dict[str, Any]:
         """What ``GET /account`` answers."""
@@ -201,6 +217,7 @@ class BrevoSandbox(Sandbox):
         v3 = self.api_prefix
         app.router.add_get(f"{v3}/account", self._get_account)
         app.router.add_get(f"{v3}/contacts/lists/{{list_id}}", self._get_list)
+        app.router.add_get(f"{v3}/contacts/lists/{{list_id}}/contacts", self._get_list_contacts)
         app.router.add_post(f"{v3}/contacts/import", self._import_contacts)
         app.router.add_get(f"{v3}/processes/{{process_id}}", self._get_process)
         app.router.add_post(f"{v3}/contacts/lists/{{list_id}}/contacts/remove", self._remove_from_list)
@@ -247,6 +264,30 @@ class BrevoSandbox(Sandbox):
         blacklisted = sum(1 for email in account.email_blacklisted if email in members)
         return json_response({"id": list_id, **account.list_details[list_id], "totalBlacklisted": blacklisted,
                               "totalSubscribers": size, "uniqueSubscribers": size, "dynamicList": False})
+
+    async def _get_list_contacts(self, request: web.Request) -> web.Response:
+        """A page of a list's contacts, as Brevo describes contacts: ``sort`` asc is the order they
+        joined, desc (the default) the reverse."""
+        account = self._account(request)
+        list_id = self._known_list(account, request.match_info["list_id"])
+        if isinstance(list_id, web.Response):
+            return list_id
+        query = request.query
+        if "modifiedSince" in query:
+            return brevo_error(400, "invalid_parameter", "the sandbox does not filter by modifiedSince")
+        try:
+            limit, offset = int(query.get("limit", LIST_PAGE_DEFAULT)), int(query.get("offset", 0))
+        except ValueError:
+            return brevo_error(400, "invalid_parameter", "limit and offset should be integers")
+        if not 0 <= limit <= LIST_PAGE_MAX or offset < 0:
+            return brevo_error(400, "invalid_parameter", f"limit should be 0 to {LIST_PAGE_MAX}, offset 0 or more")
+        sort = query.get("sort", "desc")
+        if sort not in ("asc", "desc"):
+            return brevo_error(400, "invalid_parameter", "sort should be asc or desc")
+        members = account.lists[list_id]
+        emails = itertools.islice(members if sort == "asc" else reversed(members), offset, offset + limit)
+        return json_response({"contacts": [account.contact_details(email) for email in emails],
+                              "count": len(members)})
 
     async def _import_contacts(self, request: web.Request) -> web.Response:
         raw = await request.read()

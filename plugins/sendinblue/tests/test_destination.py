@@ -348,6 +348,28 @@ async def test_the_connection_check_refuses_a_page_that_is_not_brevos(sendinblue
         await make_destination(sendinblue_sandbox.url).check_connection()
 
 
+async def test_the_lists_contacts_are_counted_and_listed_page_by_page(sendinblue_sandbox, make_destination):
+    destination = make_destination(sendinblue_sandbox.url)
+    assert await destination.count_members() == 0
+    emails = [f"Person{n}@Example.com" for n in range(1, 1203)]
+    await call(sendinblue_sandbox.url + "/contacts/import", "POST",
+               {"jsonBody": [{"email": email} for email in emails], "listIds": [2]})
+    while len(sendinblue_sandbox.list_contacts(2)) < len(emails):
+        time.sleep(0.01)
+    assert await destination.count_members() == len(emails)
+    pages = [page async for page in destination.list_members()]
+    assert [len(page) for page in pages] == [500, 500, 202]  # Brevo's largest page
+    assert [email for page in pages for email in page] == [email.lower() for email in emails]
+
+
+async def test_a_count_or_a_list_that_is_not_brevos_is_refused(sendinblue_sandbox, make_destination):
+    destination = make_destination(sendinblue_sandbox.url)
+    sendinblue_sandbox.answer_instead("/contacts/lists/2", '{"id": 2, "name": "List 2", "uniqueSubscribers": "many"}')
+    with pytest.raises(DestinationError, match="uniqueSubscribers 'many'.*connections.brevo-test.settings.base_url"):
+        await destination.count_members()
+    sendinblue_sandbox.answer_instead("/contacts/lists/2/contacts", '{"contacts": "none", "count": 0}')
+    with pytest.raises(DestinationError, match="contacts of type str.*connections.brevo-test.settings.base_url"):
+        [page async for page in destination.list_members()]
 async def test_the_instance_is_the_account_the_key_belongs_to():
     with running_sandbox(BrevoSandbox(api_key=SANDBOX_API_KEY, accounts={"xkeysib-other": "5a5dbe1100000000000000ff",
                                                                          "xkeysib-rotated": DEFAULT_ORGANIZATION_ID})) \

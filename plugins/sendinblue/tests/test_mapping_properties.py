@@ -11,10 +11,11 @@ import orjson
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 from segship.destination import ConnectionContext, ExportContext, Record, RowRejected
+from segship.engine.snapshot import normalised_identity
 from segship.strategies import INT64, mostly, rows
 
 from segship_sendinblue.destination import IMPORT_ENVELOPE_BYTES, SendinblueDestination
-from segship_sendinblue.mapping import EMAIL_PATTERN, MAX_EMAIL_LENGTH
+from segship_sendinblue.mapping import EMAIL_PATTERN, MAX_EMAIL_LENGTH, normalize_email
 
 MAPPING = {"email": "email", "first_name": "first", "last_name": "last", "phone": "phone",
            "attributes": {"TIER": "tier", "SCORE": "score", "TAGS": "tags"}}
@@ -65,3 +66,15 @@ def test_every_row_maps_to_a_contact_brevo_takes_or_to_a_reject_with_a_reason(ro
         assert_brevo_takes(value)
     if "SMS" in contact.get("attributes", {}):
         assert contact["attributes"]["SMS"].startswith("+") and contact["attributes"]["SMS"][1:].isdigit()
+
+
+@PROPERTY_SETTINGS
+@given(value=st.one_of(st.emails(), st.emails().map(lambda email: f" {email.upper()}\t"), st.text(max_size=300),
+                       st.from_regex(r"\A[a-zA-Z.]{1,250}@[a-z]{1,5}\.[a-z]{2}\Z")))
+def test_the_identity_rule_gives_every_email_as_the_mapping_makes_it(value):
+    """The plan finds keys sharing an email by the rule, in DuckDB; the mapping makes the email that is sent."""
+    try:
+        expected = normalize_email(value)
+    except RowRejected:
+        expected = None
+    assert normalised_identity(SendinblueDestination.identity_rule(MAPPING), value) == expected

@@ -149,6 +149,26 @@ async def test_an_import_is_queued_then_completed_with_an_invalid_email_report()
             404, {"code": "invalid_parameter", "message": "processId is invalid"})
 
 
+async def test_a_lists_contacts_are_paged_in_the_order_they_joined_or_its_reverse(sendinblue_sandbox):
+    url = sendinblue_sandbox.url
+    emails = [f"p{n}@b.co" for n in range(7)]
+    await call(url + "/contacts/import", "POST", {"jsonBody": [{"email": e} for e in emails], "listIds": [4]})
+    while len(sendinblue_sandbox.list_contacts(4)) < 7:
+        await asyncio.sleep(0.01)
+
+    async def page(query: str) -> list[str]:
+        status, _, body = await call(f"{url}/contacts/lists/4/contacts?{query}")
+        assert (status, body["count"]) == (200, 7)
+        return [contact["email"] for contact in body["contacts"]]
+
+    assert await page("sort=asc&limit=3") + await page("sort=asc&limit=3&offset=3") + \
+        await page("sort=asc&limit=3&offset=6") == emails
+    assert await page("") == emails[::-1]  # Brevo's default: the newest first, 50 a page
+    assert await page("sort=asc&offset=7") == []
+    ids = {contact["id"] for contact in (await call(f"{url}/contacts/lists/4/contacts"))[2]["contacts"]}
+    assert len(ids) == 7
+
+
 async def test_remove_answers_success_and_failure_and_caps_at_150(sendinblue_sandbox):
     url = sendinblue_sandbox.url
     await call(url + "/contacts/import", "POST", {"jsonBody": [{"email": "a@b.co"}], "listIds": [2]})

@@ -32,6 +32,7 @@ LATER_PROCESS_STATUSES = ["processing", "failed", "cancelled"]
 
 IMPORT, LIST, PROCESS = "/contacts/import", "/contacts/lists/{listId}", "/processes/{processId}"
 ACCOUNT, REMOVE, CONTACT = "/account", "/contacts/lists/{listId}/contacts/remove", "/contacts/{identifier}"
+LIST_CONTACTS = "/contacts/lists/{listId}/contacts"
 
 
 def response_schema(operation: str, method: str, status: int) -> dict[str, Any] | None:
@@ -119,6 +120,21 @@ async def test_import_process_and_remove_answers_follow_the_spec():
                 )[0] == 404
 
 
+async def test_list_contacts_answers_follow_the_spec(sendinblue_sandbox):
+    url = sendinblue_sandbox.url
+    await call(url + "/contacts/import", "POST", {"jsonBody": contacts("a@b.co", "c@d.co"), "listIds": [2]})
+    while len(sendinblue_sandbox.list_contacts(2)) < 2:
+        await asyncio.sleep(0.01)
+    await call(url + "/contacts/a%40b.co", "PUT", {"emailBlacklisted": True})
+    status, page = await answer(url, LIST_CONTACTS, "get", "/contacts/lists/2/contacts?limit=500&offset=0&sort=asc")
+    assert (status, page["count"], [c["email"] for c in page["contacts"]]) == (200, 2, ["a@b.co", "c@d.co"])
+    assert page["contacts"][0]["emailBlacklisted"] is True and page["contacts"][0]["listIds"] == [2]
+    assert (await answer(url, LIST_CONTACTS, "get", "/contacts/lists/3/contacts"))[1] == {"contacts": [], "count": 0}
+    assert (await answer(url, LIST_CONTACTS, "get", "/contacts/lists/99/contacts"))[0] == 404
+    for query in ("limit=501", "limit=-1", "offset=-1", "limit=ten", "sort=up", "modifiedSince=2024-01-01"):
+        assert (await answer(url, LIST_CONTACTS, "get", f"/contacts/lists/2/contacts?{query}"))[0] == 400
+
+
 async def test_contact_update_answers_follow_the_spec(sendinblue_sandbox):
     url = sendinblue_sandbox.url
     await call(url + "/contacts/import", "POST", {"jsonBody": contacts("a@b.co"), "listIds": [2]})
@@ -161,4 +177,5 @@ def test_the_vendored_spec_names_its_source():
     assert "https://github.com/getbrevo/brevo-go/blob/26055debcb4cd113dd0f6ec797fff21ab8ab79a3/api/swagger.yaml" \
         in header and SPEC["info"]["version"] == "3.0.0"
     assert {(path, method) for path, item in SPEC["paths"].items() for method in item} == {
-        (ACCOUNT, "get"), (LIST, "get"), (IMPORT, "post"), (PROCESS, "get"), (REMOVE, "post"), (CONTACT, "put")}
+        (ACCOUNT, "get"), (LIST, "get"), (LIST_CONTACTS, "get"), (IMPORT, "post"), (PROCESS, "get"), (REMOVE, "post"),
+        (CONTACT, "put")}

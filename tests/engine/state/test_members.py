@@ -147,3 +147,18 @@ def test_a_digest_drop_rolled_back_is_not_taken_as_done_by_the_next_commit(store
     store.record_in_flight("sync", ["k2"], ["k2"], 1)  # a transaction that commits, the members as they are
     store.commit_upserts("sync", [("k2", 2, None, "k2")], [], [], in_flight=1)
     assert store.members_digest("sync") is None
+
+
+def test_members_the_destination_holds_are_added_of_unknown_hash_and_known_ones_kept(store):
+    store.commit_upserts("sync", [("k1", 11, b"\x01" * 8, "one@example.com")], [], [])
+    store.record_members_digest("sync", MembersDigest("kind", 1, 5))
+    added = store.add_unknown_members("sync", [("k1", "other@example.com"), ("k2", "two@example.com"), ("k3", "k3")],
+                                      target=2)
+    assert added == 2
+    assert store.acknowledged("sync").read_all().to_pylist() == [
+        {"key": "k1", "row_hash": 11, "target": 1}, {"key": "k2", "row_hash": 0, "target": 2},
+        {"key": "k3", "row_hash": 0, "target": 2}]
+    assert store.details("sync", ["k1", "k2", "k3"]) == {"k1": (b"\x01" * 8, "one@example.com"),
+                                                         "k2": (None, "two@example.com"), "k3": (None, "k3")}
+    assert store.members_digest("sync") is None  # the members changed
+    assert store.add_unknown_members("new", [("k9", "nine@example.com")], target=1) == 1

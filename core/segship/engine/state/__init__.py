@@ -198,6 +198,13 @@ class MemberStore(ABC):
                         stale: bool, target: int = 1) -> None:
         """Acknowledged removals: leavers leave the members; stale identities leave ``target``'s list."""
 
+    @abstractmethod
+    def add_unknown_members(self, export: str, members: Sequence[tuple[str, str]], target: int) -> int:
+        """(key, identity) of members the destination holds in ``target`` though state didn't know them
+        (``segship state rebuild``), added in one transaction, of unknown row hash: the next run sends a
+        member's row again whole, or removes it once it is no longer in the segment. A key that is a
+        member already is left as it is. Returns how many were added."""
+
 
 class TargetStore(ABC):
     """Targets (the lists or segments an export's members were sent to, each in a destination
@@ -384,15 +391,19 @@ class StateStore(MemberStore, TargetStore, InFlightStore, DestinationStore, Reje
 
 
 def open_state(config: Config) -> StateStore:
-    """The config's state: ``state.url`` (resolved here, a secret) or the SQLite file."""
-    if config.state_url is not None:
+    """The config's state: the PostgreSQL URL (``state.url``, or ``$SEGSHIP_STATE_URL`` for a config that
+    sets no state: ``Config.state_url_reference``; resolved here, a secret) or the SQLite file."""
+    reference = config.state_url_reference()
+    if reference is not None:
         from segship.secrets import resolve
 
-        where = config.where("state", "url")
-        url = resolve(config.state_url, config.loaded.file_of(("state",)).resolve().parent, where=where,
-                      secret=True)
+        if "state" in config.loaded.data:
+            where, folder = config.where("state", "url"), config.loaded.file_of(("state",)).resolve().parent
+        else:
+            where, folder = f"{reference} (the config sets no state)", config.state_path.parent
+        url = resolve(reference, folder, where=where, secret=True)
         if not url.startswith(POSTGRES_SCHEMES):  # never echoed: it may hold a password
-            raise StateError(f"{where}: state.url (from {config.state_url}) must be a postgresql:// URL")
+            raise StateError(f"{where}: the state URL (from {reference}) must be a postgresql:// URL")
         return open_state_at(url)
     return open_state_at(config.state_path)
 

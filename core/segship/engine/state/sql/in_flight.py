@@ -46,8 +46,8 @@ class SqlInFlight(SqlExports, InFlightStore):
                  for target, members in self.members_by_target(export, list(sent)).items() for member in members}
         with self.transaction():
             export_id = self.export_id(export, create=True)
-            self._add_unknown_members(export_id, [(export_id, key, None if identity == key else identity, target)
-                                                  for key, (identity, target) in sent.items() if key not in known])
+            self._add_unknown_members(export_id, [(key, identity, target) for key, (identity, target) in sent.items()
+                                                  if key not in known])
             self._leave_identities([(export, key, identity, target) for key, (identity, target) in sent.items()
                                     if key in known and known[key] != (identity, target)])
             self.execute("DELETE FROM in_flight WHERE export = ?", (export,))

@@ -299,6 +299,18 @@ class SqlMembers(SqlExports, MemberStore):
             self._settle_rejects(export, pa.array([m.key for m in removed] if not stale else [], pa.string()),
                                  rejected)
 
+    @on_state_thread
+    def add_unknown_members(self, export: str, members: Sequence[tuple[str, str]], target: int) -> int:
+        self._settled_export_id(export)
+        with self.transaction():
+            export_id = self.export_id(export, create=True)
+            before = self._member_count(export_id)
+            self._add_unknown_members(export_id, [(key, identity, target) for key, identity in members])
+            return self._member_count(export_id) - before
+
+    def _member_count(self, export_id: int) -> int:
+        return int(self.one("SELECT count(*) FROM members WHERE export_id = ?", (export_id,))[0])
+
     # -- where acknowledged members are written --------------------------------------------------------
 
     def _write_members(self, export_id: int, target: int, columns: list[pa.Array]) -> None:
@@ -306,9 +318,10 @@ class SqlMembers(SqlExports, MemberStore):
         :func:`member_columns`), inside the commit's transaction."""
         self.many_columns(UPSERT_MEMBERS.format(export_id=int(export_id), target=int(target)), columns)
 
-    def _add_unknown_members(self, export_id: int, rows: Sequence[tuple[int, str, str | None, int]]) -> None:
-        """(export id, key, identity or None where it is the key, target): members the destination may
-        hold, of unknown row hash (0), unless they are members already; inside the transaction open."""
+    def _add_unknown_members(self, export_id: int, members: Iterable[tuple[str, str, int]]) -> None:
+        """(key, identity, target): members of an export the destination may hold, of unknown row hash
+        (0), unless they are members already; inside the transaction open."""
+        rows = [(export_id, key, None if identity == key else identity, target) for key, identity, target in members]
         self.many("INSERT INTO members VALUES (?, ?, 0, NULL, ?, ?) ON CONFLICT DO NOTHING", rows,
                   (pa.int64(), pa.string(), pa.string(), pa.int32()))
         self._members_written(export_id)
