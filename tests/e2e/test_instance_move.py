@@ -321,7 +321,8 @@ def make_state_from_before_instances(project: Instances) -> None:
         for table, column in (("targets", "instance"), ("targets", "connection"), ("exports", "instance"),
                               ("exports", "credentials")):
             state.execute(f"ALTER TABLE {table} DROP COLUMN {column}")
-        state.execute("DROP TABLE export_destinations")  # a later migration's (segship retire)
+        for table in ("export_destinations", "alerts"):  # later migrations' (segship retire, alerts)
+            state.execute(f"DROP TABLE {table}")
         if state.backend == "sqlite":
             state.execute("PRAGMA user_version=6")
         else:
