@@ -14,7 +14,7 @@ import pytest
 
 from .conftest import RawServer, answer_with
 
-BREVO_ANSWER = (b'{"email": "ops@example.com", "companyName": "Acme", "id": 3, "name": "VIP", '
+BREVO_ANSWER = (b'{"email": "ops@example.com", "companyName": "Acme", "organization_id": "acme", "id": 3, "name": "VIP", '
                 b'"uniqueSubscribers": 0}')
 
 

@@ -31,9 +31,10 @@ async def deliver(channels: Iterable[NotificationConfig], plugins: Plugins, aler
     channels at once, each channel's alerts in order."""
     alerts = [replace(alert, message=redact_text(alert.message)) for alert in alerts]
     for alert in alerts:
+        # without the message: it is the run's own (a failed run's error line already says it), and a
+        # log that said a failure twice would read as two
         report = log.warning if alert.status == "open" else log.info
-        report(f"alert.{alert.status}", export=alert.export, alert_event=alert.event, run_id=alert.run_id,
-               message=alert.message)
+        report(f"alert.{alert.status}", export=alert.export, alert_event=alert.event, run_id=alert.run_id)
     await asyncio.gather(*(_send_each(channel, plugins, heard) for channel in channels
                            if (heard := [alert for alert in alerts if channel.hears(alert.export, alert.event)])))
 
