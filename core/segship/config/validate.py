@@ -283,7 +283,9 @@ def _notification_issues(loaded: LoadedConfig, plugins: Plugins) -> list[ConfigI
 def _listed(names: Iterable[str]) -> str:
     """Defined names for a message: sorted, the first :data:`LISTED_NAMES` of a long list."""
     ordered = sorted(names)
-    shown = ", ".join(ordered[:LISTED_NAMES]) or "none defined"
+    # a name with a control character (an invalid one, reported on its own) is quoted: printed raw,
+    # a line separator in it would cut the message's line in two
+    shown = ", ".join(name if name.isprintable() else repr(name) for name in ordered[:LISTED_NAMES]) or "none defined"
     return shown if len(ordered) <= LISTED_NAMES else f"{shown} and {len(ordered) - LISTED_NAMES:,} more"
 
 
