@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from segship.destination import Member
-from segship.engine.state import open_state_at
+from segship.engine.state import DroppedFields, Rejected, open_state_at
 
 from .conftest import keys
 
@@ -16,7 +16,9 @@ def test_a_copy_between_backends_keeps_everything(tmp_path, postgres_url):
     source.target_id("sync", {"list": "first"}, record=True)
     source.commit_upserts("sync", members[:10], [], [])
     assert source.target_id("sync", {"list": "second"}, record=True) == 2
-    source.commit_upserts("sync", members, [("gone", "gone@example.com")], [("bad", "refused")], target=2)
+    source.commit_upserts("sync", members, [("gone", "gone@example.com")],
+                          [("bad", "refused"), Rejected("worse", "invalid email 'x'", -5)], target=2,
+                          dropped=DroppedFields(fields=[("k00001", "phone", "invalid phone number 'n/a'")]))
     source.finish_run(source.start_run("sync", dry_run=False), "rejects", {"upserted": 3})
     for there, back in ((open_state_at(postgres_url), open_state_at(tmp_path / "back.db")),):
         there.replace_all({table: source.read_table(table) for table in source.counts()})
@@ -29,6 +31,8 @@ def test_a_copy_between_backends_keeps_everything(tmp_path, postgres_url):
             assert copy.details("sync", probe) == source.details("sync", probe)
             assert not copy.settings_changed("sync", "fp", ["a"])
             assert copy.runs() == source.runs() and copy.rejects("sync") == source.rejects("sync")
+            assert copy.refusals("sync").sort_by("key").equals(source.refusals("sync").sort_by("key"))
+            assert copy.dropped_fields_by_kind("sync") == source.dropped_fields_by_kind("sync")
             assert copy.stale_identities("sync") == {2: [Member("gone", "gone@example.com")]}
             assert copy.targets("sync") == {1: {"list": "first"}, 2: {"list": "second"}}
             assert copy.hash_version("sync") == source.hash_version("sync")

@@ -108,6 +108,28 @@ MIGRATIONS: list[str] = [
         digest BIGINT NOT NULL
     );
     """,
+    # 4: rejects say who refused them (a mapping's with the row's hash and the settings' fingerprint: a
+    # plan knows in bulk which are still refused as they were), their kind of reason (without the row's
+    # values) and the run since which they are refused for it (an existing one: the run that saw it
+    # first, if any); fields left out of acknowledged members' records for their invalid values
+    """
+    ALTER TABLE rejects ADD COLUMN origin TEXT NOT NULL DEFAULT 'destination';
+    ALTER TABLE rejects ADD COLUMN row_hash BIGINT;
+    ALTER TABLE rejects ADD COLUMN fingerprint TEXT;
+    ALTER TABLE rejects ADD COLUMN kind TEXT;
+    ALTER TABLE rejects ADD COLUMN since_run BIGINT;
+    UPDATE rejects SET since_run = (SELECT max(id) FROM runs WHERE runs.export = rejects.export
+                                    AND runs.started_at <= rejects.first_seen);
+    CREATE TABLE dropped_fields (
+        export TEXT NOT NULL,
+        key TEXT NOT NULL,
+        field TEXT NOT NULL,            -- the segment column whose value was left out
+        reason TEXT NOT NULL,
+        kind TEXT NOT NULL,             -- the reason without the row's values
+        since_run BIGINT,
+        PRIMARY KEY (export, key, field)
+    );
+    """,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 #: Bytes of a streamed result's batches (the driver's default, 16 MB, held two at a time, raised a

@@ -8,8 +8,8 @@
   the largest table small, and the id of the target the member is in;
 - ``member_digests``: per export id, the digest of its members (``MembersDigest``), deleted
   by the first write to them in a run (``members.py``);
-- ``stale_identities`` (with the target to remove each from), ``rejects``, ``runs``,
-  ``in_flight``: by export name (few rows).
+- ``stale_identities`` (with the target to remove each from), ``rejects``, ``dropped_fields``,
+  ``runs``, ``in_flight``: by export name (few rows).
 
 A table is declared here once for every concern that goes through all of them: ``state copy``
 copies ``TABLES`` (``transfer.py``), ``forget`` deletes an export's rows by ``EXPORT_COLUMNS``
@@ -40,7 +40,11 @@ TABLES: dict[str, pa.Schema] = {
                        ("finished_at", pa.string()), ("outcome", pa.string()), ("dry_run", pa.int32()),
                        ("report", pa.string())]),
     "rejects": pa.schema([("export", pa.string()), ("key", pa.string()), ("reason", pa.string()),
-                          ("first_seen", pa.string()), ("last_seen", pa.string()), ("attempts", pa.int32())]),
+                          ("first_seen", pa.string()), ("last_seen", pa.string()), ("attempts", pa.int32()),
+                          ("origin", pa.string()), ("row_hash", pa.int64()), ("fingerprint", pa.string()),
+                          ("kind", pa.string()), ("since_run", pa.int64())]),
+    "dropped_fields": pa.schema([("export", pa.string()), ("key", pa.string()), ("field", pa.string()),
+                                 ("reason", pa.string()), ("kind", pa.string()), ("since_run", pa.int64())]),
     "in_flight": pa.schema([("export", pa.string()), ("id", pa.int64()), ("target", pa.int32()),
                             ("members", pa.string())]),
 }
@@ -48,12 +52,13 @@ TABLES: dict[str, pa.Schema] = {
 TABLE_KEYS: dict[str, tuple[str, ...]] = {"exports": ("id",), "targets": ("export_id", "id"),
                                           "members": ("export_id", "key"), "member_digests": ("export_id",),
                                           "stale_identities": ("export", "target", "identity"), "runs": ("id",),
-                                          "rejects": ("export", "key"), "in_flight": ("export", "id")}
+                                          "rejects": ("export", "key"), "dropped_fields": ("export", "key", "field"),
+                                          "in_flight": ("export", "id")}
 #: The column that ties a table's rows to an export: ``export`` (its name), or else the export's id;
 #: in the order ``forget`` deletes them.
 EXPORT_COLUMNS: dict[str, str] = {"members": "export_id", "member_digests": "export_id", "targets": "export_id",
                                   "exports": "id", "stale_identities": "export", "rejects": "export",
-                                  "runs": "export", "in_flight": "export"}
+                                  "dropped_fields": "export", "runs": "export", "in_flight": "export"}
 
 
 def migrate(current: int, migrations: Sequence[str], describe: str, apply: Callable[[int], None]) -> None:
