@@ -110,6 +110,8 @@ class ExportConfig:
     mapping: dict[str, Any]
     schedule: str | None
     safeguards: Safeguards
+    #: "drop": an invalid field that is not the identity is left out, the member sent; "reject": the row is refused
+    on_invalid_field: str = "drop"
 
     def context(self, settings: Mapping[str, Any] | None = None) -> ExportContext:
         """What a destination serving this export gets; ``settings`` in place of the export's own
@@ -175,6 +177,7 @@ def build_config(path: Path, loaded: LoadedConfig, secret_fields_by_type: dict[s
             name=name, display_name=entry["display_name"], connection=entry["connection"],
             segments=tuple(entry["segments"]), settings=dict(entry["settings"]), mapping=dict(entry["mapping"]),
             schedule=entry.get("schedule"), safeguards=Safeguards.from_config(entry.get("safeguards", {})),
+            on_invalid_field=entry.get("on_invalid_field", "drop"),
         )
         for name, entry in data.get("exports", {}).items()
     }

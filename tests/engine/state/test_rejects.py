@@ -50,9 +50,9 @@ def test_a_reject_another_store_recorded_is_cleared_by_this_ones_next_run(store,
 
 
 def test_a_reject_keeps_who_refused_it_and_since_which_run_for_its_kind_of_reason(store):
-    store.reconcile_settings("sync", "fp-1", ["email"])
     first = store.start_run("sync", dry_run=False)
-    store.commit_upserts("sync", [], [], [Rejected("k1", "invalid email 'a@'", 11), ("k2", "Braze refused the user")])
+    store.commit_upserts("sync", [], [], [Rejected("k1", "invalid email 'a@'", 11, "fp-1"),
+                                          ("k2", "Braze refused the user")])
     assert store.new_rejects("sync", first) == 2
     refusals = {row["key"]: row for row in store.refusals("sync").to_pylist()}
     assert refusals == {"k1": {"key": "k1", "origin": "mapping", "row_hash": 11, "fingerprint": "fp-1",
@@ -61,7 +61,7 @@ def test_a_reject_keeps_who_refused_it_and_since_which_run_for_its_kind_of_reaso
                                "since_run": first}}
     second = store.start_run("sync", dry_run=False)
     # the same kinds of reason (another value quoted): known; a new kind: new, since this run
-    store.commit_upserts("sync", [], [], [Rejected("k1", "invalid email 'b@'", 12), ("k2", "Braze: rate limited"),
+    store.commit_upserts("sync", [], [], [Rejected("k1", "invalid email 'b@'", 12, "fp-1"), ("k2", "Braze: rate limited"),
                                           ("k3", "Braze refused the user")])
     assert store.new_rejects("sync", second) == 2
     since = {row["key"]: row["since_run"] for row in store.rejects("sync")}

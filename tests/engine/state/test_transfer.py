@@ -17,7 +17,7 @@ def test_a_copy_between_backends_keeps_everything(tmp_path, postgres_url):
     source.commit_upserts("sync", members[:10], [], [])
     assert source.target_id("sync", {"list": "second"}, record=True) == 2
     source.commit_upserts("sync", members, [("gone", "gone@example.com")],
-                          [("bad", "refused"), Rejected("worse", "invalid email 'x'", -5)], target=2,
+                          [("bad", "refused"), Rejected("worse", "invalid email 'x'", -5, "fp")], target=2,
                           dropped=DroppedFields(fields=[("k00001", "phone", "invalid phone number 'n/a'")]))
     source.finish_run(source.start_run("sync", dry_run=False), "rejects", {"upserted": 3})
     for there, back in ((open_state_at(postgres_url), open_state_at(tmp_path / "back.db")),):

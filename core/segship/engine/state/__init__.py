@@ -64,13 +64,14 @@ class MembersDigest(NamedTuple):
 
 class Rejected(NamedTuple):
     """A row refused, as a commit records it: by the destination (``row_hash`` None: sent again next
-    run), or by segship's mapping rules, with the hash of the row they refused (deterministic: not
-    mapped again while the row and the export's mapping stay as they were). A plain (key, reason)
-    pair is a destination's refusal."""
+    run), or by segship's mapping rules, with the hash of the row they refused and the fingerprint
+    of the mapping that refused it (deterministic: not mapped again while both stay as they were).
+    A plain (key, reason) pair is a destination's refusal."""
 
     key: str
     reason: str
     row_hash: int | None = None
+    mapping: str | None = None
 
 
 @dataclass
@@ -228,7 +229,7 @@ class InFlightStore(ABC):
 
 class RejectStore(ABC):
     """Rows refused (recorded by the commits): by the destination, retried until accepted or gone; by
-    segship's mapping rules, kept with the row's hash and the export's settings fingerprint, so a
+    segship's mapping rules, kept with the row's hash and the mapping's fingerprint, so a
     plan knows in bulk which are still refused. Each keeps the run since which it is refused for
     its kind of reason (its reason without the row's values): a reject whose kind is this run's is new."""
 
@@ -242,8 +243,8 @@ class RejectStore(ABC):
     @abstractmethod
     def refusals(self, export: str) -> pa.Table:
         """(key, origin, row_hash, fingerprint, since_run) of every reject, for the bulk plan: ``origin``
-        is "mapping" (segship's mapping rules refused the row of ``row_hash`` under the settings of
-        ``fingerprint``) or "destination"."""
+        is "mapping" (segship's mapping rules refused the row of ``row_hash``, the mapping's
+        fingerprint then ``fingerprint``) or "destination"."""
 
     @abstractmethod
     def new_rejects(self, export: str, run_id: int) -> int:

@@ -1,7 +1,7 @@
 """Rejects: rows refused, by export name and key, until accepted or gone.
 
 A reject keeps who refused it (``origin``: the destination, or segship's mapping rules), for the
-mapping's the refused row's hash and the export's settings fingerprint then (a plan finds in bulk
+mapping's the refused row's hash and the mapping's fingerprint then (a plan finds in bulk
 which rows are still refused as they were), its kind of reason (``reason_kind``: the reason
 without the row's values) and the run since which it is refused for that kind of reason.
 """
@@ -53,15 +53,14 @@ class SqlRejects(SqlConnection, RejectStore):
             return
         self.reject_presence.written(export)
         stamp = now()
-        fingerprint, run = self.one("SELECT (SELECT fingerprint FROM exports WHERE name = ?), "
-                                    "(SELECT max(id) FROM runs WHERE export = ?)", (export, export))
+        run = self.one("SELECT max(id) FROM runs WHERE export = ?", (export,))[0]
         rows = []
         for item in rejected:
             reject = Rejected(*item)
-            mapping = reject.row_hash is not None
             # (a reason of None is the database's to refuse, NOT NULL, failing the commit whole)
-            rows.append((export, reject.key, reject.reason, stamp, stamp, "mapping" if mapping else "destination",
-                         reject.row_hash, fingerprint if mapping else None, reason_kind(reject.reason or ""), run))
+            rows.append((export, reject.key, reject.reason, stamp, stamp,
+                         "destination" if reject.row_hash is None else "mapping", reject.row_hash, reject.mapping,
+                         reason_kind(reject.reason or ""), run))
         self.many(UPSERT_REJECT, rows, REJECT_TYPES)
 
     @on_state_thread
