@@ -1,5 +1,6 @@
-"""What ``segship`` exits with: 0 success, 1 a run failed or was aborted, 2 invalid config or usage,
-3 the run finished but some rows were rejected.
+"""What ``segship`` exits with: 0 success (rows known to be refused, unchanged, don't change that), 1 a
+run failed or was aborted, 2 invalid config or usage, 3 the run finished and some rows were refused for
+the first time or for a new reason (``export --strict``: any refused row).
 
 Runs report an outcome (``RunReport.outcome``) and segship's errors say which outcome they end a
 run with (``SegshipError.outcome``); this module alone turns outcomes into exit codes.

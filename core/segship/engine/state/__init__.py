@@ -288,6 +288,9 @@ class RunStore(ABC):
     @abstractmethod
     def runs(self, export: str | None = None, limit: int = 20) -> list[dict[str, Any]]: ...
 
+    @abstractmethod
+    def count_runs(self, export: str | None = None) -> int: ...
+
 
 class AdministrationStore(ABC):
     """What ``segship state show`` and ``state forget`` ask."""

@@ -36,3 +36,7 @@ class SqlRuns(SqlConnection, RunStore):
                          "ORDER BY id DESC LIMIT ?", (*params, limit))
         return [{"id": r[0], "export": r[1], "started_at": r[2], "finished_at": r[3], "outcome": r[4],
                  "dry_run": bool(r[5]), "report": orjson.loads(r[6]) if r[6] else None} for r in rows]
+
+    def count_runs(self, export: str | None = None) -> int:
+        where, params = ("WHERE export = ?", (export,)) if export else ("", ())
+        return int(self.one(f"SELECT count(*) FROM runs {where}", params)[0])  # noqa: S608
