@@ -13,6 +13,7 @@ written in E.164 by ``phonenumbers`` (Google's libphonenumber).
 from __future__ import annotations
 
 import datetime
+import functools
 import math
 import re
 from collections.abc import Mapping
@@ -23,6 +24,7 @@ from typing import Any
 
 import phonenumbers
 import pyarrow as pa
+from phonenumbers import COUNTRY_CODE_TO_REGION_CODE, PhoneMetadata
 from segship.columns import batch_column, is_text, null_rows
 from segship.destination import DroppedField, RowRejected
 
@@ -40,6 +42,8 @@ INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
 #: The international call prefix of most countries (ITU-T E.164): read as "+" when no default
 #: country says which prefix its people dial.
 INTERNATIONAL_PREFIX = "00"
+#: A number written in strict E.164: "+", a country code and national number of 8 to 15 digits
+E164 = re.compile(r"\+[1-9][0-9]{7,14}")
 #: What phonenumbers' parse errors mean, for a dropped field's reason.
 PHONE_PARSE_ERRORS = {
     phonenumbers.NumberParseException.INVALID_COUNTRY_CODE: "no known country calling code",
@@ -72,6 +76,41 @@ def phone_region(country_code: str | None) -> str | None:
     return region if region in phonenumbers.SUPPORTED_REGIONS else None
 
 
+@functools.cache
+def _national_prefix(country_code: int) -> re.Pattern[str] | None:
+    """The national prefix ``phonenumbers.parse`` may strip after ``country_code`` (the pattern of the
+    code's main region, the metadata parse reads such a number with), or None when it has none."""
+    metadata = PhoneMetadata.metadata_for_region_or_calling_code(
+        country_code, phonenumbers.region_code_for_country_code(country_code))
+    pattern = metadata.national_prefix_for_parsing if metadata is not None else None
+    return re.compile(pattern) if pattern else None
+
+
+def e164_number(text: str) -> phonenumbers.PhoneNumber | None:
+    """What ``phonenumbers.parse(text)`` makes of a number written in strict E.164
+    (``+33612345678``), without parsing it; None when that takes parse.
+
+    Parsing is most of the library's cost for such a number (~9 µs of ~12) and does nothing
+    to it but split it: its country code is the first 1 to 3 digits that are one, the rest
+    its national number, unless that starts with a 0 (a leading zero parse keeps apart) or
+    with a national prefix parse may strip (a ``+44 0…``): those are left to parse. A
+    property test holds this to parse's answer (plugins/sendinblue/tests/test_phone_numbers.py).
+    """
+    if not E164.fullmatch(text):
+        return None
+    digits = text[1:]
+    for size in (1, 2, 3):
+        if int(digits[:size]) in COUNTRY_CODE_TO_REGION_CODE:
+            break
+    else:
+        return None
+    country_code, national = int(digits[:size]), digits[size:]
+    prefix = _national_prefix(country_code)
+    if national[0] == "0" or (prefix is not None and prefix.match(national)):
+        return None
+    return phonenumbers.PhoneNumber(country_code=country_code, national_number=int(national))
+
+
 def normalize_phone(value: Any, region: str | None) -> str:
     """A mobile number as Brevo's SMS attribute wants it: E.164 (``+`` country code and digits).
 
@@ -82,10 +121,20 @@ def normalize_phone(value: Any, region: str | None) -> str:
     if isinstance(value, bool) or not isinstance(value, (str, int)):
         raise RowRejected(f"phone must be text or an integer, not {type(value).__name__}")
     written = str(value).strip()
+    number = e164_number(written)
+    if number is None:
+        number = _parsed(value, written, region)
+    if not phonenumbers.is_valid_number(number):
+        raise RowRejected(f"invalid phone number {value!r}: no valid +{number.country_code} number")
+    return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+
+
+def _parsed(value: Any, written: str, region: str | None) -> phonenumbers.PhoneNumber:
+    """``written`` (``value`` stripped) as phonenumbers parses it in ``region``, or RowRejected."""
     if region is None and written.startswith(INTERNATIONAL_PREFIX):
         written = "+" + written[len(INTERNATIONAL_PREFIX):]
     try:
-        number = phonenumbers.parse(written, region)
+        return phonenumbers.parse(written, region)
     except phonenumbers.NumberParseException as exc:
         if region is None and exc.error_type == phonenumbers.NumberParseException.INVALID_COUNTRY_CODE \
                 and not written.startswith("+"):
@@ -93,9 +142,6 @@ def normalize_phone(value: Any, region: str | None) -> str:
                               "or set default_country_code in the export settings") from None
         raise RowRejected(f"invalid phone number {value!r}: "
                           f"{PHONE_PARSE_ERRORS.get(exc.error_type, 'not a phone number')}") from None
-    if not phonenumbers.is_valid_number(number):
-        raise RowRejected(f"invalid phone number {value!r}: no valid +{number.country_code} number")
-    return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
 
 
 def attribute_value(name: str, value: Any) -> Any:
@@ -192,9 +238,10 @@ class ContactMapping:
         emails = _addresses(batch_column(rows, self.email_column), slow)
         attributes = [(attribute, _attribute_values(attribute, batch_column(rows, name), slow))
                       for attribute, name in self.attribute_columns]
+        phone_dropped: dict[int, DroppedField] = {}  # rows whose phone alone is dropped: not slow
         if self.phone is not None:
             attribute, name = self.phone
-            attributes.append((attribute, self._phones(batch_column(rows, name), slow)))
+            attributes.append((attribute, self._phones(batch_column(rows, name), name, phone_dropped)))
         names = [attribute for attribute, _ in attributes]
         columns = [values for _, values in attributes]
         contacts: list[dict[str, Any] | None] = []
@@ -217,10 +264,13 @@ class ContactMapping:
             else:
                 values_set = dict(zip(names, values))
             contacts.append({"email": email, "attributes": values_set} if values_set else {"email": email})
+            if index in phone_dropped:
+                dropped[index] = (phone_dropped[index],)
         return contacts, rejects, dropped
 
-    def _phones(self, array: pa.Array, slow: set[int]) -> list[str | None]:
-        """``normalize_phone`` of a column, None where blank; a number to drop is ``contact``'s."""
+    def _phones(self, array: pa.Array, column: str, dropped: dict[int, DroppedField]) -> list[str | None]:
+        """``normalize_phone`` of a column, None where blank or dropped (its reason in ``dropped``, as
+        ``contact`` gives it: the same function made it)."""
         phones: list[str | None] = []
         region = self.phone_region
         for index, value in enumerate(array.to_pylist()):
@@ -229,8 +279,8 @@ class ContactMapping:
                 continue
             try:
                 phones.append(normalize_phone(value, region))
-            except RowRejected:
-                slow.add(index)
+            except RowRejected as exc:
+                dropped[index] = DroppedField(column, exc.reason)
                 phones.append(None)
         return phones
 
