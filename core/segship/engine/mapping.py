@@ -51,8 +51,9 @@ class MappedRows:
     def dropped_fields(self, acknowledged: pa.RecordBatch) -> DroppedFields:
         """What the acknowledged records left out, and whose earlier dropped fields they replace."""
         keys = acknowledged.column(0)
-        if not self.dropped and not self.partial:  # the usual batch: every record mapped whole, none dropped
-            return DroppedFields(whole=keys)
+        if not self.partial and len(keys) == len(self.records):  # every record mapped whole and acknowledged
+            return DroppedFields(keys, (), [(key, column, reason) for key, fields in self.dropped.items()
+                                            for column, reason in fields])
         whole: list[str] = []
         remapped: list[tuple[str, str]] = []
         fields: list[tuple[str, str, str]] = []

@@ -88,9 +88,9 @@ class RunReport:
 
     def count_dropped(self, fields: Iterable[tuple[str, str, str]]) -> None:
         """Count (key, column, reason) fields left out, by column and kind of reason."""
-        for _, column, reason in fields:
-            self.dropped += 1
-            self.dropped_fields.setdefault(column, Counter())[reason_kind(reason)] += 1
+        for (column, kind), count in Counter((column, reason_kind(reason)) for _, column, reason in fields).items():
+            self.dropped += count
+            self.dropped_fields.setdefault(column, Counter())[kind] += count
 
     def as_dict(self) -> dict[str, Any]:
         data = asdict(self)

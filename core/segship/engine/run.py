@@ -374,9 +374,8 @@ class ExportRun:
             raise failure
 
     async def _commit(self, commit: Commit, tally: DigestTally, *, moving: bool) -> None:
-        acknowledged = commit.acknowledged
+        acknowledged, dropped = commit.acknowledged, commit.dropped
         # off the event loop: it goes on sending while state writes
-        dropped = commit.dropped
         await asyncio.to_thread(self.state.commit_upserts, self.export.name, acknowledged, commit.replaced,
                                 commit.refused, target=self.target_id, moving=moving, in_flight=commit.in_flight,
                                 dropped=dropped)

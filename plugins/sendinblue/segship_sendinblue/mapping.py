@@ -122,11 +122,13 @@ def normalize_phone(value: Any, region: str | None) -> str:
         raise RowRejected(f"phone must be text or an integer, not {type(value).__name__}")
     written = str(value).strip()
     number = e164_number(written)
-    if number is None:
+    parsed = number is None
+    if parsed:
         number = _parsed(value, written, region)
     if not phonenumbers.is_valid_number(number):
         raise RowRejected(f"invalid phone number {value!r}: no valid +{number.country_code} number")
-    return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+    # a number split by e164_number is written in E.164 already (its national number has no leading zero)
+    return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164) if parsed else written
 
 
 def _parsed(value: Any, written: str, region: str | None) -> phonenumbers.PhoneNumber:

@@ -32,7 +32,7 @@ import pyarrow as pa
 from segship.engine.state import StateError, export_lock_key
 from segship.engine.state.sql import SqlState
 from segship.engine.state.sql.connection import on_state_thread
-from segship.engine.state.sql.schema import migrate, statements
+from segship.engine.state.sql.schema import REJECT_ORIGINS_AND_DROPPED_FIELDS, migrate, statements
 from segship.secrets import redactor
 
 SCHEMA = "segship"
@@ -108,28 +108,8 @@ MIGRATIONS: list[str] = [
         digest BIGINT NOT NULL
     );
     """,
-    # 4: rejects say who refused them (a mapping's with the row's hash and the settings' fingerprint: a
-    # plan knows in bulk which are still refused as they were), their kind of reason (without the row's
-    # values) and the run since which they are refused for it (an existing one: the run that saw it
-    # first, if any); fields left out of acknowledged members' records for their invalid values
-    """
-    ALTER TABLE rejects ADD COLUMN origin TEXT NOT NULL DEFAULT 'destination';
-    ALTER TABLE rejects ADD COLUMN row_hash BIGINT;
-    ALTER TABLE rejects ADD COLUMN fingerprint TEXT;
-    ALTER TABLE rejects ADD COLUMN kind TEXT;
-    ALTER TABLE rejects ADD COLUMN since_run BIGINT;
-    UPDATE rejects SET since_run = (SELECT max(id) FROM runs WHERE runs.export = rejects.export
-                                    AND runs.started_at <= rejects.first_seen);
-    CREATE TABLE dropped_fields (
-        export TEXT NOT NULL,
-        key TEXT NOT NULL,
-        field TEXT NOT NULL,            -- the segment column whose value was left out
-        reason TEXT NOT NULL,
-        kind TEXT NOT NULL,             -- the reason without the row's values
-        since_run BIGINT,
-        PRIMARY KEY (export, key, field)
-    );
-    """,
+    # 4: rejects keep who refused them and since when; dropped fields (see schema.py)
+    REJECT_ORIGINS_AND_DROPPED_FIELDS.format(integer="BIGINT", table_options=""),
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 #: Bytes of a streamed result's batches (the driver's default, 16 MB, held two at a time, raised a

@@ -53,7 +53,7 @@ from segship.engine.state.sql import SqlState
 from segship.engine.state.sql.caches import StateCache
 from segship.engine.state.sql.connection import on_state_thread
 from segship.engine.state.sql.members import MEMBER_UPDATES
-from segship.engine.state.sql.schema import TABLES, migrate, statements
+from segship.engine.state.sql.schema import REJECT_ORIGINS_AND_DROPPED_FIELDS, TABLES, migrate, statements
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -186,28 +186,8 @@ MIGRATIONS: list[str] = [
         digest BIGINT NOT NULL
     );
     """,
-    # 7: rejects say who refused them (a mapping's with the row's hash and the settings' fingerprint: a
-    # plan knows in bulk which are still refused as they were), their kind of reason (without the row's
-    # values) and the run since which they are refused for it (an existing one: the run that saw it
-    # first, if any); fields left out of acknowledged members' records for their invalid values
-    """
-    ALTER TABLE rejects ADD COLUMN origin TEXT NOT NULL DEFAULT 'destination';
-    ALTER TABLE rejects ADD COLUMN row_hash INTEGER;
-    ALTER TABLE rejects ADD COLUMN fingerprint TEXT;
-    ALTER TABLE rejects ADD COLUMN kind TEXT;
-    ALTER TABLE rejects ADD COLUMN since_run INTEGER;
-    UPDATE rejects SET since_run = (SELECT max(id) FROM runs WHERE runs.export = rejects.export
-                                    AND runs.started_at <= rejects.first_seen);
-    CREATE TABLE dropped_fields (
-        export TEXT NOT NULL,
-        key TEXT NOT NULL,
-        field TEXT NOT NULL,            -- the segment column whose value was left out
-        reason TEXT NOT NULL,
-        kind TEXT NOT NULL,             -- the reason without the row's values
-        since_run INTEGER,
-        PRIMARY KEY (export, key, field)
-    ) WITHOUT ROWID;
-    """,
+    # 7: rejects keep who refused them and since when; dropped fields (see schema.py)
+    REJECT_ORIGINS_AND_DROPPED_FIELDS.format(integer="INTEGER", table_options=" WITHOUT ROWID"),
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 

@@ -61,6 +61,31 @@ EXPORT_COLUMNS: dict[str, str] = {"members": "export_id", "member_digests": "exp
                                   "dropped_fields": "export", "runs": "export", "in_flight": "export"}
 
 
+#: A migration both backends apply (with their integer type and table options): rejects say who refused
+#: them (a mapping's with the row's hash and the mapping's fingerprint: a plan knows in bulk which are
+#: still refused as they were), their kind of reason (without the row's values) and the run since
+#: which they are refused for it (an existing one: the last run that started before it was first
+#: seen); fields left out of acknowledged members' records for their invalid values.
+REJECT_ORIGINS_AND_DROPPED_FIELDS = """
+    ALTER TABLE rejects ADD COLUMN origin TEXT NOT NULL DEFAULT 'destination';
+    ALTER TABLE rejects ADD COLUMN row_hash {integer};
+    ALTER TABLE rejects ADD COLUMN fingerprint TEXT;
+    ALTER TABLE rejects ADD COLUMN kind TEXT;
+    ALTER TABLE rejects ADD COLUMN since_run {integer};
+    UPDATE rejects SET since_run = (SELECT max(id) FROM runs WHERE runs.export = rejects.export
+                                    AND runs.started_at <= rejects.first_seen);
+    CREATE TABLE dropped_fields (
+        export TEXT NOT NULL,
+        key TEXT NOT NULL,
+        field TEXT NOT NULL,            -- the segment column whose value was left out
+        reason TEXT NOT NULL,
+        kind TEXT NOT NULL,             -- the reason without the row's values
+        since_run {integer},
+        PRIMARY KEY (export, key, field)
+    ){table_options};
+    """
+
+
 def migrate(current: int, migrations: Sequence[str], describe: str, apply: Callable[[int], None]) -> None:
     """Apply ``migrations[current:]`` via ``apply(target_version)``; refuse a newer schema."""
     latest = len(migrations)
