@@ -198,8 +198,8 @@ class ExportRun:
         self._forget_settled_rejects(snapshot)
         self.report.plan = plan.as_dict()
         self.report.phase_seconds["plan"] = round(time.monotonic() - started, 3)
-        log.info("export.planned", export=self.export.name, add=plan.add, update=plan.update, remove=plan.remove,
-                 unchanged=plan.unchanged, moves=plan.move_lines())
+        log.info("export.planned", export=self.export.name, add=plan.add, retry=plan.retry, update=plan.update,
+                 remove=plan.remove, unchanged=plan.unchanged, still_refused=plan.refused, moves=plan.move_lines())
         check_safeguards(plan, self.config, self.export.name, destination.limits.max_profiles,
                          allow_mass_removal=self.options.allow_mass_removal)
         return plan
