@@ -1,5 +1,5 @@
-"""``map_batch`` gives exactly what ``map`` gives, row by row: the same JSON bytes and the same
-rejects with the same reasons, for random batches (Unicode, over-long text, nulls, numbers with
+"""``map_batch`` gives exactly what ``map`` gives, row by row: the same JSON bytes, the same
+dropped fields and the same rejects with the same reasons, for random batches (Unicode, over-long text, nulls, numbers with
 NaN and infinities, decimals, dates, times with and without a zone, arrays), as joins and as
 changes. Braze and Brevo map column-wise; the default ``map_batch`` calls ``map``."""
 
@@ -10,11 +10,12 @@ from decimal import Decimal
 from typing import Any
 
 import orjson
+import phonenumbers
 import pyarrow as pa
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from segship.destination import ConnectionContext, Destination, ExportContext, RowRejected
+from segship.destination import ConnectionContext, Destination, DroppedField, ExportContext, Record, RowRejected
 from segship_braze.destination import BrazeDestination
 from segship_sendinblue.destination import SendinblueDestination
 
@@ -32,7 +33,15 @@ ODD_EMAILS = ["a@b", "a@b.c", "x@y.co\n", "no-at.example.com", "two@@example.com
               "a" * 242 + "@example.com", " A@EXAMPLE.com "]
 ODD_PHONES = ["+33 6 12 34 56 78", "0033612345678", "06 12 34 56 78", "(555) 123-4567", "+1", "0", "+0123456789",
               "+33 6 12 34 56 78 90 12 34", "abc", " ", "+٣٣٦١٢٣٤٥٦٧٨", "+1234567890123456", "+1234567",
-              "+12345678\n+1234", "+123456789012345", "+12345678"]
+              "+12345678\n+1234", "+123456789012345", "+12345678", "n/a", "(555) 001-0001", "+44 (0)20 7946 0018",
+              "+440791112345", "+33 6 CALL ME", "612345678"]
+#: Valid numbers of many countries, in E.164, from phonenumbers' own example numbers.
+VALID_PHONES = sorted({phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+                       for region in sorted(phonenumbers.SUPPORTED_REGIONS)[::4]
+                       for number in (phonenumbers.example_number_for_type(region, kind)
+                                      for kind in (phonenumbers.PhoneNumberType.MOBILE,
+                                                   phonenumbers.PhoneNumberType.FIXED_LINE))
+                       if number is not None})
 TEXT = st.one_of(
     st.text(UNICODE, max_size=12),
     st.sampled_from(ODD_TEXTS),
@@ -62,7 +71,8 @@ KINDS: dict[str, tuple[pa.DataType, st.SearchStrategy[Any]]] = {
     "email": (pa.string(), EMAILS),
     "phone": (pa.string(), PHONES),
     "odd_phone": (pa.string(), st.sampled_from(ODD_PHONES)),
-    "good_phone": (pa.string(), st.integers(10**7, 10**15 - 1).map(lambda number: f"+{number}") | st.just("")),
+    "good_phone": (pa.string(), st.sampled_from(VALID_PHONES) | st.just("")),
+    "e164_phone": (pa.string(), st.integers(10**7, 10**15 - 1).map(lambda number: f"+{number}")),
     "int64": (pa.int64(), INT64),
     "int8": (pa.int8(), st.integers(-128, 127)),
     "float64": (pa.float64(), st.floats(allow_nan=True, allow_infinity=True)),
@@ -81,7 +91,8 @@ KINDS: dict[str, tuple[pa.DataType, st.SearchStrategy[Any]]] = {
 
 
 #: Kinds whose values are all fine, and the kind of the odd value one of them may hold
-ODD_ONE_OUT = {"good_text": "text", "good_email": "bad_email", "good_phone": "odd_phone", "int64": "int64", "float64": "float64"}
+ODD_ONE_OUT = {"good_text": "text", "good_email": "bad_email", "good_phone": "odd_phone", "e164_phone": "good_phone",
+               "int64": "int64", "float64": "float64"}
 
 
 @st.composite
@@ -125,7 +136,7 @@ def row_by_row(destination: Destination, rows: pa.RecordBatch, changed: list | N
         except RowRejected as exc:
             answers.append(("rejected", exc.reason))
         else:
-            answers.append(("mapped", record.identity, encode(record.payload)))
+            answers.append(("mapped", record.identity, encode(record.payload), tuple(record.dropped)))
     return answers
 
 
@@ -133,8 +144,10 @@ def batch_wise(destination: Destination, rows: pa.RecordBatch, changed: list | N
     mapped = destination.map_batch(rows, changed)
     assert len(mapped.identities) == len(mapped.payloads) == rows.num_rows
     assert set(mapped.rejects) <= set(range(rows.num_rows))
+    assert not set(mapped.dropped) & set(mapped.rejects)  # a refused row has no record to drop a field from
     return [("rejected", mapped.rejects[index]) if index in mapped.rejects
-            else ("mapped", mapped.identities[index], encode(mapped.payloads[index]))
+            else ("mapped", mapped.identities[index], encode(mapped.payloads[index]),
+                  tuple(mapped.dropped.get(index, ())))
             for index in range(rows.num_rows)]
 
 
@@ -212,7 +225,8 @@ def test_braze_maps_a_first_run_batch_through_its_fast_path_as_each_row() -> Non
 @given(st.data())
 def test_brevo_maps_a_batch_as_it_maps_each_row(data: st.DataObject) -> None:
     rows, names = data.draw(batches({"email": ["good_email"] * 4 + ["email", "large_text", "int64", "nothing"],
-                                     "phone": ["good_phone"] * 3 + ["phone", "int64", "float64", "nothing"]},
+                                     "phone": ["good_phone"] * 3 + ["e164_phone", "phone", "int64", "float64",
+                                                                    "nothing"]},
                                     attributes=4))
     mapping: dict[str, Any] = {"email": "email", "phone": "phone"}
     others = names[2:]
@@ -231,19 +245,23 @@ def test_brevo_maps_a_batch_as_it_maps_each_row(data: st.DataObject) -> None:
 
 
 class RowByRow(MemoryDestination):
-    """The memory destination with a reject rule of its own; it has no ``map_batch``."""
+    """The memory destination with a reject rule and a drop rule of its own; it has no ``map_batch``."""
 
     def map(self, row, changed_columns=None):
         if row.get("id") == "refuse":
             raise RowRejected("refused by the rule")
-        return super().map(row, changed_columns)
+        record = super().map(row, changed_columns)
+        if row.get("n") == 2:
+            return Record(record.key, record.identity, record.payload, (DroppedField("n", "two is too many"),))
+        return record
 
 
 def test_the_default_map_batch_calls_map_for_each_row() -> None:
     destination = RowByRow(ConnectionContext("memory", {}),
                            ExportContext("to-memory", {}, {"id": "id", "fields": {"n": "n"}}))
-    rows = pa.RecordBatch.from_pydict({"id": ["a", "refuse", "b"], "n": [1, 2, Decimal("3")]})
-    mapped = destination.map_batch(rows, [None, None, frozenset({"n"})])
+    rows = pa.RecordBatch.from_pydict({"id": ["a", "refuse", "b", "c"], "n": [1, 2, Decimal("3"), 2]})
+    mapped = destination.map_batch(rows, [None, None, frozenset({"n"}), None])
     assert mapped.rejects == {1: "refused by the rule"}
+    assert mapped.dropped == {3: (DroppedField("n", "two is too many"),)}
     assert (mapped.identities[0], mapped.identities[2]) == ("a", "b")
     assert (mapped.payloads[0], mapped.payloads[2]) == ((True, {"n": 1}), (False, {"n": Decimal("3")}))

@@ -7,7 +7,7 @@ engine drives one instance per export run through this lifecycle::
     await destination.observe_instance()                  # only if observes_instance, settings changed
     await destination.check_connection()                  # `segship connections test`
     await destination.prepare()                           # opens the HTTP session, checks the export
-    record = destination.map(row, changed_columns)        # mapping rules; raises RowRejected
+    record = destination.map(row, changed_columns)        # mapping rules; raises RowRejected; Record.dropped
     mapped = destination.map_batch(rows, changed)         # the engine's way: a batch of rows at once
     results = await destination.upsert(records)           # joins and changes, per-record results
     results = await destination.remove(members)           # leavers, per-record results
@@ -29,6 +29,13 @@ A destination may also declare how it compares identities (``identity_rule``: th
 then stops a plan where two keys would become one profile) and how to count and list the
 members its target holds (``count_members``: an export whose state is empty stops if the
 target holds any; ``list_members``: ``segship state rebuild``).
+
+A row is refused (``RowRejected``) only when the destination can't know whom it is about (its
+identity is unusable) or can't take it at all. A value the destination can't take in a field
+that is not the identity is left out of the record instead, and the record says so
+(``Record.dropped``, ``MappedBatch.dropped``: a :class:`DroppedField` per field left out, named
+by the segment column it came from); the engine counts them, keeps them in state and, for an
+export with ``on_invalid_field: reject``, refuses the row with the field's reason instead.
 """
 
 from __future__ import annotations
@@ -37,7 +44,7 @@ import asyncio
 from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, ClassVar, Literal, overload
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, NamedTuple, overload
 
 from segship.errors import SegshipError
 from segship.http import HttpClient, HttpResponse, HttpStats, RetriesExhausted
@@ -53,6 +60,14 @@ class RowRejected(Exception):
     def __init__(self, reason: str) -> None:
         super().__init__(reason)
         self.reason = reason
+
+
+class DroppedField(NamedTuple):
+    """A field left out of a record because its value was invalid: the segment ``column`` the value
+    came from (where the user fixes it, and what the engine tracks changes by) and why."""
+
+    column: str
+    reason: str
 
 
 class DestinationError(SegshipError):
@@ -105,11 +120,13 @@ class Record:
     ``identity`` is how the destination knows the profile (Braze ``external_id``, a
     Brevo email). The engine keeps it in state so a leaver can be removed after its row
     has gone from the segment, and so a changed identity removes the old one.
+    ``dropped`` names the fields left out of ``payload`` for their invalid values.
     """
 
     key: str
     identity: str
     payload: Any
+    dropped: tuple[DroppedField, ...] = ()
 
 
 class Records(Sequence[Record]):
@@ -151,12 +168,14 @@ class Records(Sequence[Record]):
 @dataclass(frozen=True, slots=True)
 class MappedBatch:
     """What ``map_batch`` makes of a batch of rows, row by row: row ``i`` is refused (``rejects[i]``
-    is why) or becomes a record of ``identities[i]`` and ``payloads[i]``. A refused row's entries
-    in those lists are placeholders the engine ignores."""
+    is why) or becomes a record of ``identities[i]`` and ``payloads[i]``, without the fields
+    ``dropped[i]`` names (when ``i`` is there). A refused row's entries in those lists are
+    placeholders the engine ignores."""
 
     identities: list[Any]
     payloads: Sequence[Any]  # a list, or any sequence the destination's upsert takes
     rejects: Mapping[int, str] = field(default_factory=dict)
+    dropped: Mapping[int, Sequence[DroppedField]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -384,8 +403,11 @@ class Destination(ABC):
         """Apply the mapping rules to a segment row.
 
         ``changed_columns`` is None for a new member (send everything) or the source
-        columns whose values changed since the destination last acknowledged the row.
-        Raise RowRejected with a reason for a row that can't be sent.
+        columns whose values changed since the destination last acknowledged the row; the
+        record must have every field those columns feed (the engine keeps the fields dropped
+        for a column until a record maps that column again).
+        Raise RowRejected with a reason for a row that can't be sent (its identity is unusable);
+        leave out a field whose value is invalid and name it in ``Record.dropped``.
         """
 
     def map_batch(self, rows: pa.RecordBatch, changed: Sequence[frozenset[str] | None] | None = None) -> MappedBatch:
@@ -393,12 +415,13 @@ class Destination(ABC):
 
         ``changed`` is None when every row is a new member, otherwise ``changed[i]`` is what
         ``map`` gets as ``changed_columns`` for row ``i``. This default calls ``map`` row by row;
-        an override must give, for every row, exactly the payload and identity ``map`` gives,
-        or the same reject.
+        an override must give, for every row, exactly the payload, identity and dropped fields
+        ``map`` gives, or the same reject.
         """
         identities: list[Any] = []
         payloads: list[Any] = []
         rejects: dict[int, str] = {}
+        dropped: dict[int, Sequence[DroppedField]] = {}
         for index, row in enumerate(rows.to_pylist()):
             try:
                 record = self.map(row, None if changed is None else changed[index])
@@ -409,7 +432,9 @@ class Destination(ABC):
             else:
                 identities.append(record.identity)
                 payloads.append(record.payload)
-        return MappedBatch(identities, payloads, rejects)
+                if record.dropped:
+                    dropped[index] = record.dropped
+        return MappedBatch(identities, payloads, rejects, dropped)
 
     @abstractmethod
     async def upsert(self, records: Sequence[Record]) -> Sequence[RecordResult]:

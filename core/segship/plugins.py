@@ -62,6 +62,10 @@ class Plugins:
         """The destination class for a connection ``type`` (its name or an alias)."""
         return self.destination_types().get(type_name)
 
+    def destination_version(self, name: str) -> str:
+        """The version of the distribution that registered the destination ``name`` ("?" if unknown)."""
+        return next((info.version for info in self.infos if name in info.destinations), "?")
+
     def destination_types(self) -> dict[str, type[Destination]]:
         """Every accepted ``type`` value, aliases included."""
         types: dict[str, type[Destination]] = {}

@@ -72,13 +72,15 @@ def test_refusals_above_the_fraction_of_rows_sent_hold_rejects() -> None:
 
 
 def test_a_new_refusal_reason_holds_rejects_however_few_rows() -> None:
+    # state's rejects say which kinds of reason are new (a: refused before, still)
     findings = by_event(after_run(report("rejects", upserted=999, rejected=1, reasons={"a": 1, "b": 1, "c": 1, "d": 1}),
-                                  DEFAULTS, success(1000, {"a": 3})))
+                                  DEFAULTS, success(1000, {"a": 3}), ["b", "c", "d"]))
     assert findings["rejects"].holds
     assert findings["rejects"].message == "run 7 of vip-braze: new refusal reasons: b; c; d"
     assert findings["rejects"].figures["new_reasons"] == ["b", "c", "d"]
     many = {f"reason {index}": 1 for index in range(5)}
-    message = by_event(after_run(report("rejects", rejected=5, reasons=many), DEFAULTS, None))["rejects"].message
+    message = by_event(after_run(report("rejects", rejected=5, reasons=many), DEFAULTS, None,
+                                 sorted(many)))["rejects"].message
     assert message.endswith("new refusal reasons: reason 0; reason 1; reason 2 and 2 more")
 
 

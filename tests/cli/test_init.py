@@ -27,7 +27,7 @@ def test_init_scaffolds_a_repo_that_validates_and_plans_at_once(segship, tmp_pat
     assert "2 connections, 2 exports" in validated.stdout
     planned = segship("plan", "--format", "markdown", cwd=repo)
     assert planned.exit_code == 0, planned
-    assert "| `vip-to-braze` | 2 | 2 | 0 | 0 | 0 | changes |" in planned.stdout
+    assert "| `vip-to-braze` | 2 | 2 | 0 | 0 | 0 | 0 | 0 | changes |" in planned.stdout
 
 
 def test_the_workflow_validates_and_comments_the_plan_on_pull_requests_and_exports_on_merge_and_schedule(
@@ -74,7 +74,7 @@ def test_the_config_and_the_workflow_agree_on_shared_state_in_ci(segship, tmp_pa
     assert validated.exit_code == 0 and "::warning" not in validated.stdout, validated
     assert json.loads(segship("state", "show", "--json", env=ci).stdout)["backend"] == "postgresql"
     planned = segship("plan", "--format", "markdown", env=ci)
-    assert planned.exit_code == 0 and "| `vip-to-braze` | 2 | 2 | 0 | 0 | 0 | changes |" in planned.stdout, planned
+    assert planned.exit_code == 0 and "| `vip-to-braze` | 2 | 2 | 0 | 0 | 0 | 0 | 0 | changes |" in planned.stdout, planned
 
     # in CI without the secret's variable, state would be a runner's empty disk: validate says so
     local = segship("validate", "--format", "github", env={"CI": "true"})

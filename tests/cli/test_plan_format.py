@@ -22,7 +22,8 @@ def rows_of(markdown: str) -> dict[str, list[str]]:
 
 def test_markdown_is_a_table_per_export_with_what_needs_a_reviewers_eye():
     plans = [
-        ExportPlan("vip-braze", members=120, acknowledged=100, add=25, update=3, remove=5, unchanged=92),
+        ExportPlan("vip-braze", members=120, acknowledged=100, add=20, retry=5, update=3, remove=5, unchanged=85,
+                   refused=7, refused_since_run=4),
         ExportPlan("news-brevo", members=40, acknowledged=40, unchanged=40, settings_changed=True),
         ExportPlan("lapsed-braze", members=10, acknowledged=100, remove=90, unchanged=10),
         ExportPlan("quiet", members=7, acknowledged=7, unchanged=7),
@@ -30,13 +31,15 @@ def test_markdown_is_a_table_per_export_with_what_needs_a_reviewers_eye():
     stops = {"lapsed-braze": "export 'lapsed-braze' would remove 90 of the 100 members | too many"}
     markdown = as_markdown(plans, stops)
     assert markdown.startswith(MARKDOWN_MARKER + "\n")
-    assert "| export | members | add | update | remove | unchanged | |" in markdown
+    assert "| export | members | add | retry | update | remove | unchanged | still refused | |" in markdown
     assert rows_of(markdown) == {
-        "vip-braze": ["120", "25", "3", "5", "92", "changes"],
-        "news-brevo": ["40", "0", "0", "0", "40", "⚠️ re-sends every member"],
-        "lapsed-braze": ["10", "0", "0", "90", "10", "⛔ stopped by a safeguard"],
-        "quiet": ["7", "0", "0", "0", "7", "no changes"],
+        "vip-braze": ["120", "20", "5", "3", "5", "85", "7", "changes"],
+        "news-brevo": ["40", "0", "0", "0", "0", "40", "0", "⚠️ re-sends every member"],
+        "lapsed-braze": ["10", "0", "0", "0", "90", "10", "0", "⛔ stopped by a safeguard"],
+        "quiet": ["7", "0", "0", "0", "0", "7", "0", "no changes"],
     }
+    assert ("- `vip-braze`: 7 row(s) still refused by the mapping rules since run 4, unchanged: not sent "
+            "(`segship rejects vip-braze --summary` says why)") in markdown
     assert "- ⚠️ `news-brevo`: its settings or mapping changed since the last run: all 40 members" in markdown
     assert ("- ⛔ `lapsed-braze`: a run would stop before sending anything: export 'lapsed-braze' would remove "
             "90 of the 100 members \\| too many") in markdown

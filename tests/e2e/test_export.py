@@ -79,10 +79,16 @@ def test_rejected_rows_are_listed_with_reasons_and_retried_on_the_next_run(proje
     braze_rejects = project.cli("rejects", "vip-braze", "--json")
     assert braze_rejects.returncode == 0
     listed = {row["key"]: row for row in json.loads(braze_rejects.stdout)}
-    assert set(listed) == {"C00003", "C00005"}  # Braze refused one; its mapping rules refused the bad email
-    assert "refuse" in listed["C00003"]["reason"] and "email" in listed["C00005"]["reason"].lower()
+    assert set(listed) == {"C00003"} and "refuse" in listed["C00003"]["reason"]  # Braze refused one
+    # for Braze the email is no identity: the bad one is left out and the user sent without it
+    assert "C00005" in project.braze_members() and "email" not in project.braze_members()["C00005"]
+    summary = json.loads(project.cli("rejects", "vip-braze", "--summary", "--json").stdout)
+    assert [(field["field"], field["reason"], field["examples"]) for field in summary["dropped_fields"]] == [
+        ("email", "invalid email address '…'", ["C00005"])]
+    # for Brevo it is the identity: the row is refused
     brevo_rejects = {row["key"]: row for row in json.loads(project.cli("rejects", "vip-brevo", "--json").stdout)}
     assert set(brevo_rejects) == {"C00005"} and "email" in brevo_rejects["C00005"]["reason"].lower()
+    assert brevo_rejects["C00005"]["origin"] == "mapping"
     assert "C00003" not in project.braze_members()
 
     project.braze.set_faults(refuse_external_ids=[])
@@ -90,9 +96,11 @@ def test_rejected_rows_are_listed_with_reasons_and_retried_on_the_next_run(proje
     second = project.cli("export", "--all")
     assert second.returncode == 0, second.stderr
     assert "C00003" in project.braze_members()
+    assert project.braze_members()["C00005"]["email"] == "user5@example.com"
     assert "user5@example.com" in project.brevo_members()
     assert json.loads(project.cli("rejects", "vip-braze", "--json").stdout) == []
     assert json.loads(project.cli("rejects", "vip-brevo", "--json").stdout) == []
+    assert json.loads(project.cli("rejects", "vip-braze", "--summary", "--json").stdout)["dropped_fields"] == []
 
 
 def test_a_page_that_is_not_the_destinations_answer_acknowledges_nothing_and_fails_the_run(project):

@@ -60,4 +60,4 @@ def test_validate_and_plan_never_read_a_connections_secret(write_config, segship
         assert result.exit_code == 0, result
         assert ENV_KEY not in result.output and FILE_KEY not in result.output, result
         if command == ("plan", "--format", "markdown"):
-            assert "| `vip-braze` | 2 | 2 | 0 | 0 | 0 | changes |" in result.stdout
+            assert "| `vip-braze` | 2 | 2 | 0 | 0 | 0 | 0 | 0 | changes |" in result.stdout

@@ -7,10 +7,11 @@ import threading
 import orjson
 import pyarrow as pa
 from segship.columns import JsonArray
-from segship.destination import ConnectionContext, ExportContext, RecordResult, RecordResults
+from segship.destination import ConnectionContext, DroppedField, ExportContext, Record, RecordResult, RecordResults
 from segship.engine.digest import KEY_HASH, MIX
 from segship.engine.mapping import MappedRows, known_before, map_rows
 from segship.engine.snapshot import COLUMN_HASHES, IS_NEW, KEY, ROW_HASH
+from segship.engine.state import DroppedFields, Rejected
 from segship_braze.destination import BrazeDestination
 
 from .memory_destination import MemoryDestination
@@ -41,8 +42,9 @@ def memory() -> MemoryDestination:
 
 def test_refused_rows_are_left_out_and_the_rest_keep_their_hashes():
     (batch,) = map_rows(rows_to_send(["a@x.io", "bad", "c@x.io"], [True] * 3), memory(), ["id", "email", "name"],
-                     {}, full_resync=False)
-    assert batch.refused == [("k1", "invalid email 'bad'")]
+                     {}, full_resync=False, mapping="fp")
+    # refused by the mapping: with the row's hash and the mapping's fingerprint, so a plan knows it unchanged
+    assert batch.refused == [Rejected("k1", "invalid email 'bad'", 1, "fp")]
     assert (batch.records.keys, batch.records.identities) == (["k0", "k2"], ["id0", "id2"])
     assert (batch.hashes.column(ROW_HASH).to_pylist(), batch.size) == ([0, 2], 3)
 
@@ -96,8 +98,8 @@ def test_rows_mapped_whole_are_cut_into_batches_each_with_its_own_refused_rows()
     batches = map_rows(rows_to_send(emails, [True] * 6), memory(), ["id", "email", "name"], {},
                        full_resync=False, size=4)
     assert [(b.records.keys, b.refused, b.size) for b in batches] == [
-        (["k0", "k2", "k3"], [("k1", "invalid email 'bad'")], 4),
-        (["k4"], [("k5", "invalid email 'worse'")], 2)]
+        (["k0", "k2", "k3"], [Rejected("k1", "invalid email 'bad'", 1)], 4),
+        (["k4"], [Rejected("k5", "invalid email 'worse'", 5)], 2)]
     assert [b.hashes.column(ROW_HASH).to_pylist() for b in batches] == [[0, 2, 3], [4]]
     assert [b.records.identities for b in batches] == [["id0", "id2", "id3"], ["id4"]]
     assert [[payload[1]["email"] for payload in b.records.payloads] for b in batches] == [
@@ -126,3 +128,37 @@ def test_acknowledged_rows_whose_identities_are_their_keys_keep_them():
     acknowledged, _, _ = batch.answered(RecordResults(batch.records.keys, {1: "no"}))
     assert acknowledged.column("identity").to_pylist() == ["k0"]
     assert acknowledged.column("identity").type == pa.string()
+
+
+class DroppingPhones(MemoryDestination):
+    """The memory destination, leaving out a phone that is not digits."""
+
+    def map(self, row, changed_columns=None):
+        record = super().map(row, changed_columns)
+        is_join, fields = record.payload
+        if "phone" in fields and not str(fields["phone"]).isdigit():
+            del fields["phone"]
+            return Record(record.key, record.identity, (is_join, fields),
+                          (DroppedField("phone", f"invalid phone {row['phone']!r}"),))
+        return record
+
+
+def test_dropped_fields_go_with_the_records_and_replace_those_of_the_columns_mapped():
+    destination = DroppingPhones(ConnectionContext("memory", {}), ExportContext(
+        "sync", {}, {"id": "id", "email": "email", "fields": {"name": "name", "phone": "phone"}}))
+    rows = rows_to_send(["a@x.io", "b@x.io", "c@x.io"], [True, False, False])
+    rows = rows.set_column(rows.schema.get_field_index(COLUMN_HASHES), COLUMN_HASHES,
+                           pa.array([column_hashes(1, 2, 3, 4)] * 3)).append_column("phone", pa.array(["n/a", "123", "bad"]))
+    before = {"k1": (column_hashes(1, 2, 3, 4), "id1"), "k2": (column_hashes(1, 2, 3, 9), "id2")}
+    (batch,) = map_rows(rows, destination, ["id", "email", "name", "phone"], before, full_resync=False)
+    assert batch.records.payloads[0] == (True, {"name": "x", "email": "a@x.io"})
+    assert batch.dropped == {"k0": (DroppedField("phone", "invalid phone 'n/a'"),),
+                             "k2": (DroppedField("phone", "invalid phone 'bad'"),)}
+    assert batch.dropped_fields(batch.answered(RecordResults(batch.records.keys, {1: "no"}))[0]) == DroppedFields(
+        whole=["k0"], remapped=[("k2", "phone")],  # k1 refused: what state holds of it stays
+        fields=[("k0", "phone", "invalid phone 'n/a'"), ("k2", "phone", "invalid phone 'bad'")])
+    (refusing,) = map_rows(rows, destination, ["id", "email", "name", "phone"], before, full_resync=False,
+                           refuse_invalid_fields=True, mapping="fp")  # on_invalid_field: reject
+    assert refusing.records.keys == ["k1"] and refusing.dropped == {}
+    assert refusing.refused == [Rejected("k0", "invalid phone 'n/a'", 0, "fp"), Rejected("k2", "invalid phone 'bad'",
+                                                                                        2, "fp")]

@@ -47,7 +47,8 @@ def test_a_run_that_leaves_rejects_records_no_digest_and_the_next_plan_reads_sta
     assert workspace.state().members_digest("sync") is None
     MemoryDestination.refuse = set()
     retry = workspace.run()
-    assert (retry.plan["add"], retry.plan["unchanged"], retry.upserted) == (1, 9, 1)
+    # refused by the destination: sent again, planned as a retry, not as a member to add
+    assert (retry.plan["add"], retry.plan["retry"], retry.plan["unchanged"], retry.upserted) == (0, 1, 9, 1)
     assert workspace.state().members_digest("sync") is not None  # complete now
 
 
@@ -114,22 +115,53 @@ def test_rows_refused_by_mapping_or_destination_are_rejects_and_retried_next_run
     MemoryDestination.refuse = {"5"}
     report = workspace.run()
     assert report.outcome == "rejects"
-    assert report.rejected == 2
+    assert (report.rejected, report.new_rejects) == (2, 2)
     # grouped by kind of reason, without the row's values (no personal data in reports)
     assert dict(report.rejects_by_reason) == {"invalid email '…'": 1, "refused by the destination": 1}
     rejects = {row["key"]: row for row in workspace.state().rejects("sync")}
     assert set(rejects) == {"3", "5"} and rejects["5"]["attempts"] == 1
+    assert (rejects["3"]["origin"], rejects["5"]["origin"]) == ("mapping", "destination")
+    assert rejects["3"]["since_run"] == rejects["5"]["since_run"] == report.run_id
 
     MemoryDestination.refuse = set()
     retry = workspace.run()
-    assert retry.plan["add"] == 2  # both were never acknowledged, so both are sent again
-    assert (retry.outcome, retry.upserted, retry.rejected) == ("rejects", 1, 1)
+    # the destination's refusal is sent again; the row the mapping refused, unchanged, is not mapped again
+    assert (retry.plan["add"], retry.plan["retry"], retry.plan["refused"]) == (0, 1, 1)
+    assert retry.plan["refused_since_run"] == report.run_id and retry.plan["examples"]["refused"] == ["3"]
+    assert (retry.outcome, retry.upserted, retry.rejected, retry.new_rejects) == ("succeeded", 1, 0, 0)
     rejects = {row["key"]: row for row in workspace.state().rejects("sync")}
-    assert set(rejects) == {"3"} and rejects["3"]["attempts"] == 2
+    assert set(rejects) == {"3"} and rejects["3"]["attempts"] == 1
+
+    rows[2] = (3, "still-not-an-email", "Name3", 3)  # changed, refused again for the same kind of reason
+    workspace.write(rows)
+    again = workspace.run()
+    assert (again.plan["retry"], again.plan["refused"], again.rejected, again.new_rejects) == (1, 0, 1, 0)
+    assert again.outcome == "succeeded"
+    assert workspace.state().rejects("sync")[0]["attempts"] == 2
 
     workspace.write(profiles(10)[:2] + profiles(10)[3:])  # the bad row leaves the segment
     workspace.run()
     assert workspace.state().rejects("sync") == []
+
+
+def test_strict_makes_any_refused_row_a_rejects_outcome_still_refused_ones_too(workspace):
+    rows = profiles(5)
+    rows[1] = (2, "not-an-email", "Name2", 2)
+    workspace.write(rows)
+    assert workspace.run().outcome == "rejects"
+    assert workspace.run().outcome == "succeeded"  # still refused, known
+    strict = workspace.run(strict=True)
+    assert (strict.outcome, strict.plan["refused"], strict.rejected) == ("rejects", 1, 0)
+
+
+def test_an_unchanged_reject_is_mapped_again_when_the_mapping_changes(workspace):
+    rows = profiles(5)
+    rows[1] = (2, "not-an-email", "Name2", 2)
+    workspace.write(rows)
+    workspace.run()
+    workspace.configure(batch_size=20)  # other settings: every row is sent, and mapped, again
+    again = workspace.run()
+    assert again.plan["refused"] == 0 and (again.rejected, again.new_rejects) == (1, 0)
 
 
 def test_dry_run_maps_everything_and_sends_and_writes_nothing(workspace):

@@ -41,7 +41,11 @@ def alerts_after_run(config: Config, state: StateStore, report: RunReport) -> li
         return []
     try:
         export = config.exports[report.export]
-        findings = after_run(report, export.alerts, state.last_success(report.export, before=report.run_id))
+        # kinds of reason no reject had before this run (state knows still-refused rows this run didn't map)
+        new_reasons = sorted({kind["reason"] for kind in state.rejects_by_kind(report.export, examples=0)
+                              if kind["since_run"] == report.run_id}) if report.new_rejects else []
+        findings = after_run(report, export.alerts, state.last_success(report.export, before=report.run_id),
+                             new_reasons)
         return track(state, report.export, findings, run_id=report.run_id,
                      cleared_by=f"run {report.run_id} {report.outcome}")
     except Exception as exc:  # noqa: BLE001 - a run is not failed by its alerts

@@ -7,7 +7,8 @@ run interrupted, a failed run's refusals) is left out, and its alert stays as it
 - ``failed``: the run failed (``failed``, or ``invalid``: a setting or a secret it needed was wrong);
 - ``safeguard``: a safeguard stopped the run before it sent anything (``aborted``);
 - ``rejects``: refused rows above ``max_rejected_fraction`` of the rows the run sent, or a
-  refusal reason the last successful run didn't have;
+  kind of refusal reason no refused row had before the run (state's rejects say which: a row
+  still refused, not mapped again, keeps its kind known);
 - ``drop``: members fell by more than ``max_dropped_fraction`` since the last successful run;
 - ``stale``: a scheduled export has had no successful run for ``stale_after`` after one came due
   (the first scheduled time after its last success): a daily export is not stale six hours after
@@ -43,9 +44,11 @@ class Finding:
     figures: dict[str, Any] = field(default_factory=dict)
 
 
-def after_run(report: RunReport, thresholds: AlertThresholds, last_success: dict[str, Any] | None) -> list[Finding]:
+def after_run(report: RunReport, thresholds: AlertThresholds, last_success: dict[str, Any] | None,
+              new_reasons: list[str] = ()) -> list[Finding]:
     """What a finished run tells of its export's conditions. ``last_success`` is the export's latest
-    run that delivered before this one (``StateStore.last_success``), or None."""
+    run that delivered before this one (``StateStore.last_success``), or None; ``new_reasons`` the
+    kinds of refusal reason first seen in this run."""
     run = f"run {report.run_id} of {report.export}"
     why = mask_pii(redact_text(report.message)) or "no reason given"  # it may quote a row's email
     if report.outcome in FAILED:
@@ -59,13 +62,12 @@ def after_run(report: RunReport, thresholds: AlertThresholds, last_success: dict
         return []  # interrupted: it tells nothing of the conditions
     before = (last_success or {}).get("report") or {}
     return [Finding("failed", False), Finding("safeguard", False), Finding("stale", False),
-            _rejects(report, thresholds, run, before), _drop(report, thresholds, last_success, before)]
+            _rejects(report, thresholds, run, list(new_reasons)), _drop(report, thresholds, last_success, before)]
 
 
-def _rejects(report: RunReport, thresholds: AlertThresholds, run: str, before: dict[str, Any]) -> Finding:
+def _rejects(report: RunReport, thresholds: AlertThresholds, run: str, new_reasons: list[str]) -> Finding:
     sent = report.upserted + report.removed + report.rejected
     fraction = report.rejected / sent if sent else 0.0
-    new_reasons = sorted(set(report.rejects_by_reason) - set(before.get("rejects_by_reason") or {}))
     figures = {"rejected": report.rejected, "rows_sent": sent, "rejected_fraction": round(fraction, 4),
                "max_rejected_fraction": thresholds.max_rejected_fraction, "new_reasons": new_reasons}
     parts = []

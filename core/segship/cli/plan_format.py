@@ -4,6 +4,8 @@ Each export's plan comes with the safeguard that would stop its run, if any (``s
 so a reviewer sees before merging that a change would be refused, not only at run time; and the
 exports gone from the config that left members in their destination (``retired``), so deleting
 an export is not mistaken for removing its members.
+Rows refused before are counted apart from the members to add: ``retry`` (sent again) and
+``still refused`` (segship's mapping refused them as they are: not sent).
 """
 
 from __future__ import annotations
@@ -23,7 +25,9 @@ if TYPE_CHECKING:
 
 #: First line of the Markdown comment: the CI workflow finds its earlier comment by it and edits it.
 MARKDOWN_MARKER = "<!-- segship-plan -->"
-COUNTS = ("members", "add", "update", "remove", "unchanged")
+COUNTS = ("members", "add", "retry", "update", "remove", "unchanged", "refused")
+#: A count's column heading, where it isn't the count's name
+HEADINGS = {"refused": "still refused"}
 
 
 class PlanFormat(str, Enum):
@@ -39,12 +43,22 @@ def count(plan: ExportPlan, name: str) -> int:
 
 
 def has_changes(plan: ExportPlan) -> bool:
-    return bool(plan.add or plan.update or plan.remove or plan.move or plan.stale_identities
+    return bool(plan.add or plan.retry or plan.update or plan.remove or plan.move or plan.stale_identities
                 or plan.settings_changed)
+
+
+def headings() -> list[str]:
+    return [HEADINGS.get(count, count) for count in COUNTS]
 
 
 def settings_note(plan: ExportPlan) -> str:
     return f"its settings or mapping changed since the last run: all {plan.members} members will be sent again whole"
+
+
+def still_refused_note(plan: ExportPlan) -> str:
+    return (f"{plan.refused} row(s) still refused by the mapping rules"
+            + (f" since run {plan.refused_since_run}" if plan.refused_since_run else "")
+            + f", unchanged: not sent (`segship rejects {plan.export} --summary` says why)")
 
 
 def hashes_note(plan: ExportPlan) -> str:
@@ -81,7 +95,7 @@ def as_json(plans: Sequence[ExportPlan], stops: Mapping[str, str | None],
 
 def print_text(plans: Sequence[ExportPlan], stops: Mapping[str, str | None], console: Console,
                retired: Sequence[RetiredExport] = ()) -> None:
-    table = Table("export", *COUNTS, "examples")
+    table = Table("export", *headings(), "examples")
     for plan in plans:
         examples = "; ".join(f"{action}: {', '.join(keys)}" for action, keys in plan.examples.items())
         table.add_row(plan.export, *(str(count(plan, name)) for name in COUNTS), examples or "-")
@@ -99,6 +113,8 @@ def print_text(plans: Sequence[ExportPlan], stops: Mapping[str, str | None], con
             say(f"{plan.export}: {line}")
         for line in plan.left_behind_lines():
             say(f"{plan.export}: {line}")
+        if plan.refused:
+            say(f"{plan.export}: {still_refused_note(plan)}")
         if plan.hashes_converted:
             say(f"{plan.export}: {hashes_note(plan)}")
         if plan.left_out:
@@ -131,8 +147,7 @@ def as_markdown(plans: Sequence[ExportPlan], stops: Mapping[str, str | None],
     retired_notes = [f"- 🗑️ `{export.name}`: {retired_note(export)}" for export in retired]
     if not plans:
         return "\n".join([*lines, "No exports.", *([""] + retired_notes if retired_notes else [])]) + "\n"
-    lines += ["| export | members | add | update | remove | unchanged | |",
-              "|---|--:|--:|--:|--:|--:|---|"]
+    lines += [f"| export | {' | '.join(headings())} | |", f"|---|{'--:|' * len(COUNTS)}---|"]
     for plan in plans:
         counts = " | ".join(str(count(plan, name)) for name in COUNTS)
         lines.append(f"| `{plan.export}` | {counts} | {_status(plan, stops.get(plan.export))} |")
@@ -146,6 +161,8 @@ def as_markdown(plans: Sequence[ExportPlan], stops: Mapping[str, str | None],
         notes += [f"- `{plan.export}`: {_cell(line)}"
                   for line in plan.instance_lines() + plan.move_lines() + plan.removal_lines()]
         notes += [f"- ⚠️ `{plan.export}`: {_cell(line)}" for line in plan.left_behind_lines()]
+        if plan.refused:
+            notes.append(f"- `{plan.export}`: {still_refused_note(plan)}")
         if plan.hashes_converted:
             notes.append(f"- `{plan.export}`: {hashes_note(plan)}")
         if plan.left_out:

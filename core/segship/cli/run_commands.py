@@ -19,7 +19,7 @@ from rich.text import Text
 from typer.core import TyperCommand
 
 from segship import event_loop, network
-from segship.cli import plan_format
+from segship.cli import plan_format, rejects_format
 from segship.cli.app import (
     CommandFailed,
     GlobalOptions,
@@ -211,19 +211,24 @@ def _summary(report: RunReport) -> str:
     plan = report.plan or {}
     # removals: leavers, and the identities a move (or a replaced identity) leaves in earlier targets
     planned = (f"plan +{plan.get('add', 0)} ~{plan.get('update', 0)} -{plan.get('removals', 0)} "
-               f"={plan.get('unchanged', 0)}" + (f" >{plan['move']}" if plan.get("move") else "")) \
+               f"={plan.get('unchanged', 0)}" + (f" >{plan['move']}" if plan.get("move") else "")
+               + (f" retry {plan['retry']}" if plan.get("retry") else "")
+               + (f" still refused {plan['refused']}" if plan.get("refused") else "")) \
         if plan else "not planned"
     verb = "would send" if report.dry_run else "sent"
     line = (f"{report.export}: {report.outcome} ({planned}); {verb}: {report.upserted} upserted, "
             f"{report.removed} removed, {report.rejected} rejected; {report.http.get('requests', 0)} requests "
             f"in {report.seconds:.1f} s")
     if report.dry_run:
-        line = (f"{report.export}: dry run {report.outcome} ({planned}); would send "
-                f"{plan.get('add', 0) + plan.get('update', 0) + plan.get('move', 0) - report.rejected} upserts and "
+        sends = sum(plan.get(action, 0) for action in ("add", "update", "move", "retry")) - report.rejected
+        line = (f"{report.export}: dry run {report.outcome} ({planned}); would send {sends} upserts and "
                 f"{plan.get('removals', 0)} removals; {report.rejected} row(s) would be rejected")
     moves = ExportPlan(report.export, target=plan.get("target", {}), instance=plan.get("instance", {}),
                        connection=plan.get("connection", ""), moves=plan.get("moves", [])).move_lines()
-    return line + "".join(f"\n  {move}" for move in moves) + (f"\n  {report.message}" if report.message else "")
+    details = [*moves, *rejects_format.run_detail_lines(report.as_dict())]
+    if report.rejected or plan.get("refused") or report.dropped:
+        details.append(f"`segship rejects {report.export} --summary` tells them all")
+    return line + "".join(f"\n  {detail}" for detail in details) + (f"\n  {report.message}" if report.message else "")
 
 
 def stop_on_signals(stop: asyncio.Event) -> None:
@@ -302,11 +307,15 @@ def export_command(
         "--allow-empty-state", help="Let this run send every member as new though state holds none of an "
                                     "export's members and its destination already holds some (lost state; see "
                                     "`segship state rebuild`), once, deliberately.")] = False,
+    strict: Annotated[bool, typer.Option(
+        "--strict", help="Exit 3 when any row is refused, rows still refused as before too (by default only "
+                         "rows refused for the first time or for a new reason do).")] = False,
 ) -> None:
     """Run exports now: plan, safeguards, send changes, commit as acknowledged, report.
 
-    Exit 0 when all succeeded, 3 when some rows were rejected, 1 when a run failed or was stopped, 130 when
-    a second Ctrl-C aborted it.
+    Exit 0 when all succeeded (rows known to be refused, unchanged, don't change that), 3 when rows were
+    refused for the first time or for a new reason (--strict: any refused row), 1 when a run failed or was
+    stopped, 130 when a second Ctrl-C aborted it.
     """
     from segship.engine.run import RunOptions
 
@@ -321,7 +330,7 @@ def export_command(
         stop = asyncio.Event()
         stop_on_signals(stop)
         run_options = RunOptions(dry_run=dry_run, full_resync=full_resync, allow_mass_removal=allow_mass_removal,
-                                 allow_empty_state=allow_empty_state)
+                                 allow_empty_state=allow_empty_state, strict=strict)
         return await _run_exports(loaded, names, state, run_options, stop, reports)
 
     try:
@@ -356,7 +365,7 @@ def runs_command(
         "--format", help="text: one line per run, long messages cut; json: every run's whole report.")
                       ] = HistoryFormat.text,
 ) -> None:
-    """Recent runs: when, outcome, counts. An export neither in the config nor in state is an error (exit 2)."""
+    """Recent runs: when, outcome, counts (rows refused, fields left out of records). An export neither in the config nor in state is an error (exit 2)."""
     loaded = load_config_or_exit(ctx)
     state = _state(loaded)
     try:
@@ -364,12 +373,14 @@ def runs_command(
             raise fail(f"unknown export {export!r} (exports: {', '.join(sorted(loaded.exports)) or 'none'})",
                        EXIT_INVALID)
         runs = state.runs(export, limit)
+        total = state.count_runs(export)
     finally:
         state.close()
     if output is HistoryFormat.json:
         typer.echo(redact_text(orjson.dumps(runs, option=orjson.OPT_INDENT_2).decode()))
         return
-    table = Table("run", "export", "started", "seconds", "outcome", "upserted", "removed", "rejected", "message")
+    table = Table("run", "export", "started", "seconds", "outcome", "upserted", "removed", "rejected", "dropped",
+                  "message")
     for column in table.columns[:-1]:  # one line per run: the message gets the width left, and is cut to it
         column.no_wrap = True
     for run in runs:
@@ -377,9 +388,21 @@ def runs_command(
         outcome = run["outcome"] + (" (dry run)" if run["dry_run"] else "")
         table.add_row(str(run["id"]), run["export"], run["started_at"], str(report.get("seconds", "")), outcome,
                       str(report.get("upserted", "")), str(report.get("removed", "")),
-                      str(report.get("rejected", "")),
+                      str(report.get("rejected", "")), _dropped_cell(report),
                       Text(" ".join(redact_text(report.get("message", "")).split()), no_wrap=True, overflow="ellipsis"))
     console.print(table)
+    shown = rejects_format.shown_line(len(runs), total, "runs", "--limit N shows more")
+    if shown:
+        typer.echo(shown)
+
+
+def _dropped_cell(report: dict) -> str:
+    """The fields a run left out: their count, and by field (a report from before dropped fields: empty)."""
+    if "dropped" not in report:
+        return ""
+    by_field = {column: sum(kinds.values()) for column, kinds in report.get("dropped_fields", {}).items()}
+    return str(report["dropped"]) + (f" ({', '.join(f'{column} {count}' for column, count in by_field.items())})"
+                                     if by_field else "")
 
 
 @app.command("rejects")
@@ -387,20 +410,44 @@ def rejects_command(
     ctx: typer.Context,
     export: Annotated[str, typer.Argument(help="The export whose rejected rows to show.")],
     limit: Annotated[int, typer.Option("--limit", "-n", help="At most this many rows.")] = 100,
+    reason: Annotated[str | None, typer.Option("--reason", help="Only rows whose reason holds this text "
+                                                                "(any case).")] = None,
+    summary: Annotated[bool, typer.Option("--summary", help="Counts and example keys by reason, and the fields "
+                                                            "left out of members' records by field and reason.")
+                       ] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print as JSON.")] = False,
 ) -> None:
-    """Rows the destination (or its mapping rules) refused, with the reason; retried on the next run."""
+    """Rows the destination or its mapping rules refused, with the reason. The destination's are retried on
+    the next run; the mapping rules' when the row or the mapping changes."""
     loaded = load_config_or_exit(ctx)
     if export not in loaded.exports:
         raise fail(f"unknown export {export!r}", EXIT_INVALID)
-    rows = _state(loaded).rejects(export, limit)
-    if as_json:
-        typer.echo(orjson.dumps(rows, option=orjson.OPT_INDENT_2).decode())
+    state = _state(loaded)
+    total = state.count_rejects(export, reason)
+    if summary:
+        by_kind = [kind for kind in state.rejects_by_kind(export)
+                   if reason is None or reason.lower() in kind["reason"].lower()]
+        dropped = state.dropped_fields_by_kind(export)
+        if as_json:
+            document = {"export": export, "rejects": total, "by_reason": by_kind, "dropped_fields": dropped}
+            typer.echo(redact_text(orjson.dumps(document, option=orjson.OPT_INDENT_2).decode()))
+            return
+        for line in rejects_format.summary_lines(export, total, by_kind, dropped):
+            console.print(line, markup=False, highlight=False, soft_wrap=True)
         return
-    table = Table("key", "reason", "first seen", "last seen", "attempts")
+    rows = state.rejects(export, limit, reason)
+    if as_json:
+        typer.echo(redact_text(orjson.dumps(rows, option=orjson.OPT_INDENT_2).decode()))
+        return
+    table = Table("key", "reason", "by", "since run", "first seen", "last seen", "attempts")
     for row in rows:
-        table.add_row(row["key"], row["reason"], row["first_seen"], row["last_seen"], str(row["attempts"]))
+        table.add_row(row["key"], redact_text(row["reason"]), row["origin"], str(row["since_run"] or ""),
+                      row["first_seen"], row["last_seen"], str(row["attempts"]))
     console.print(table)
+    shown = rejects_format.shown_line(len(rows), total, "rejects", "--limit N shows more, --summary counts them "
+                                                                  "by reason")
+    if shown:
+        typer.echo(shown)
 
 
 # -- connections test -----------------------------------------------------------------------------

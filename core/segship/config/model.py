@@ -166,6 +166,8 @@ class ExportConfig:
     alerts: AlertThresholds = AlertThresholds()
     #: "error": keys sharing a destination identity stop the plan; "first": the lowest key is sent
     identity_conflicts: str = "error"
+    #: "drop": an invalid field that is not the identity is left out, the member sent; "reject": the row is refused
+    on_invalid_field: str = "drop"
 
     def context(self, settings: Mapping[str, Any] | None = None) -> ExportContext:
         """What a destination serving this export gets; ``settings`` in place of the export's own
@@ -274,6 +276,7 @@ def build_config(path: Path, loaded: LoadedConfig, secret_fields_by_type: dict[s
             schedule=entry.get("schedule"), safeguards=Safeguards.from_config(entry.get("safeguards", {})),
             alerts=AlertThresholds.from_config(entry.get("alerts", {})),
             identity_conflicts=entry.get("identity_conflicts", "error"),
+            on_invalid_field=entry.get("on_invalid_field", "drop"),
         )
         for name, entry in data.get("exports", {}).items()
     }

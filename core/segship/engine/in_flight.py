@@ -28,7 +28,7 @@ import pyarrow.compute as pc
 import structlog
 
 from segship.engine.mapping import MappedRows
-from segship.engine.state import StateStore
+from segship.engine.state import DroppedFields, Rejected, StateStore
 from segship.log import redact_text
 
 log = structlog.get_logger("segship.engine")
@@ -50,14 +50,16 @@ AHEAD_ROWS = 20_000
 @dataclass
 class Answer:
     """One answered batch: what it commits (the rows acknowledged, as ``MappedRows.answered``
-    gives them; the identities they replaced; the (key, reason) of the rows refused), and what
-    is reported of it once committed (its rows, and the seconds from its sending to its answer)."""
+    gives them; the identities they replaced; the rows refused, by the destination or the mapping;
+    the fields the acknowledged records left out), and what is reported of it once committed (its
+    rows, and the seconds from its sending to its answer)."""
 
     acknowledged: pa.RecordBatch
     replaced: list[tuple[str, str]]
-    refused: list[tuple[str, str]]
+    refused: list[Rejected | tuple[str, str]]
     size: int
     seconds: float
+    dropped: DroppedFields = field(default_factory=DroppedFields)  # what the acknowledged records left out
 
 
 @dataclass
@@ -86,9 +88,23 @@ class Commit:
         return [pair for answer in self.answers for pair in answer.replaced]
 
     @property
-    def refused(self) -> list[tuple[str, str]]:
-        """Each key once, with the reason it was last refused for."""
-        return list(dict(pair for answer in self.answers for pair in answer.refused).items())
+    def refused(self) -> list[Rejected | tuple[str, str]]:
+        """Each key once, as it was last refused."""
+        return list({refused[0]: refused for answer in self.answers for refused in answer.refused}.values())
+
+    @property
+    def dropped(self) -> DroppedFields:
+        """The answers' dropped fields together."""
+        if len(self.answers) == 1:
+            return self.answers[0].dropped
+        parts = [answer.dropped for answer in self.answers]
+        if all(isinstance(part.whole, pa.Array) for part in parts):
+            whole: pa.Array | list[str] = pa.concat_arrays([part.whole for part in parts])
+        else:
+            whole = [key for part in parts for key in (part.whole.to_pylist() if isinstance(part.whole, pa.Array)
+                                                       else part.whole)]
+        return DroppedFields(whole, [pair for part in parts for pair in part.remapped],
+                             [dropped for part in parts for dropped in part.fields])
 
 
 @dataclass

@@ -17,10 +17,10 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from segship.destination import Destination, Records, RecordResult, RecordResults
+from segship.destination import Destination, DroppedField, Records, RecordResult, RecordResults
 from segship.engine.digest import KEY_HASH, MIX
 from segship.engine.snapshot import COLUMN_HASHES, IS_NEW, KEY, ROW_HASH, Snapshot, changed_columns
-from segship.engine.state import ACKNOWLEDGED_COLUMNS
+from segship.engine.state import ACKNOWLEDGED_COLUMNS, DroppedFields, Rejected
 
 ENGINE_COLUMNS = (KEY, ROW_HASH, COLUMN_HASHES, IS_NEW, MIX, KEY_HASH)
 #: What state knows of members: key -> (column hashes, identity) last acknowledged.
@@ -40,11 +40,31 @@ class MappedRows:
     records: Records
     hashes: pa.RecordBatch                                   # KEY, ROW_HASH, COLUMN_HASHES, MIX, KEY_HASH
     previous_identity: dict[str, str] = field(default_factory=dict)  # key -> identity before this change
-    refused: list[tuple[str, str]] = field(default_factory=list)     # (key, reason) refused by the mapping
+    refused: list[Rejected] = field(default_factory=list)    # rows the mapping refused, with their row hash
+    dropped: dict[str, Sequence[DroppedField]] = field(default_factory=dict)  # key -> fields its record left out
+    partial: dict[str, frozenset[str]] = field(default_factory=dict)  # key -> columns a change mapped (else all)
 
     @property
     def size(self) -> int:
         return len(self.records) + len(self.refused)
+
+    def dropped_fields(self, acknowledged: pa.RecordBatch) -> DroppedFields:
+        """What the acknowledged records left out, and whose earlier dropped fields they replace."""
+        keys = acknowledged.column(0)
+        if not self.partial and len(keys) == len(self.records):  # every record mapped whole and acknowledged
+            return DroppedFields(keys, (), [(key, column, reason) for key, fields in self.dropped.items()
+                                            for column, reason in fields])
+        whole: list[str] = []
+        remapped: list[tuple[str, str]] = []
+        fields: list[tuple[str, str, str]] = []
+        for key in keys.to_pylist():
+            columns = self.partial.get(key)
+            if columns is None:
+                whole.append(key)
+            else:
+                remapped += [(key, column) for column in columns]
+            fields += [(key, column, reason) for column, reason in self.dropped.get(key, ())]
+        return DroppedFields(whole, remapped, fields)
 
     def answered(self, results: Sequence[RecordResult]) -> tuple[pa.RecordBatch, list[tuple[str, str]], int]:
         """The destination's answer as state takes it: the acknowledged rows (a batch of
@@ -88,10 +108,13 @@ class MappedRows:
 
 
 def map_rows(rows: pa.RecordBatch, destination: Destination, columns: Sequence[str], before: Known,
-             full_resync: bool, size: int | None = None) -> list[MappedRows]:
+             full_resync: bool, size: int | None = None, *, mapping: str | None = None,
+             refuse_invalid_fields: bool = False) -> list[MappedRows]:
     """Map rows to send, cut into batches of ``size`` rows (all of them: one batch); ``columns`` are the
     source columns, in the column hashes' order, and ``before`` what state knows of the rows that
-    are changes (:func:`known_before`).
+    are changes (:func:`known_before`). A row the mapping refuses is a reject of the ``mapping``
+    fingerprint (``planning.mapping_fingerprint``); so is a row with a field to drop when
+    ``refuse_invalid_fields`` (``on_invalid_field: reject``), for the first field's reason.
 
     The rows are mapped whole, then cut: a destination's ``map_batch`` costs the same per call
     whatever the rows' number (Arrow compute calls).
@@ -125,22 +148,51 @@ def map_rows(rows: pa.RecordBatch, destination: Destination, columns: Sequence[s
     if any(not 0 <= index < len(keys) for index in batch.rejects):
         raise TypeError(f"{type(destination).__name__}.map_batch refused rows it was not given "
                         f"({len(keys)} rows; refused {sorted(batch.rejects)[:5]}…)")
+    rejects, dropped = batch.rejects, batch.dropped
+    if dropped and refuse_invalid_fields:
+        rejects = {**rejects, **{index: fields[0].reason for index, fields in dropped.items() if fields}}
+        dropped = {}
+    partial = {keys[index]: columns for index, columns in enumerate(changed) if columns is not None} \
+        if changed is not None else {}
+    mapped_rows = _MappedWhole(keys, batch.identities, batch.payloads, rejects, dropped, partial, hashes,
+                               previous_identity, mapping)
     size = size or len(keys)
-    return [_cut(keys, batch.identities, batch.payloads, batch.rejects, hashes, previous_identity, start,
-                 min(start + size, len(keys))) for start in range(0, len(keys), size)]
+    return [mapped_rows.cut(start, min(start + size, len(keys))) for start in range(0, len(keys), size)]
 
 
-def _cut(keys: list[str], identities: Sequence[str | None], payloads: Sequence[Any], rejects: Mapping[int, str],
-         hashes: pa.RecordBatch, previous_identity: dict[str, str], start: int, stop: int) -> MappedRows:
-    """Rows ``start`` to ``stop`` of a mapped whole, without the rows the mapping refused."""
-    refused = [(keys[index], rejects[index]) for index in sorted(rejects) if start <= index < stop]
-    if not refused:
-        return MappedRows(Records(keys[start:stop], identities[start:stop], payloads[start:stop]),
-                          hashes.slice(start, stop - start), previous_identity)
-    kept = [index for index in range(start, stop) if index not in rejects]
-    return MappedRows(Records([keys[index] for index in kept], [identities[index] for index in kept],
-                              [payloads[index] for index in kept]),
-                      hashes.take(pa.array(kept, pa.int64())), previous_identity, refused)
+@dataclass(frozen=True)
+class _MappedWhole:
+    """The rows of an Arrow batch as ``map_batch`` mapped them, to cut into the destination's batches."""
+
+    keys: list[str]
+    identities: Sequence[str | None]
+    payloads: Sequence[Any]
+    rejects: Mapping[int, str]
+    dropped: Mapping[int, Sequence[DroppedField]]
+    partial: dict[str, frozenset[str]]   # key -> the columns a change's record mapped
+    hashes: pa.RecordBatch
+    previous_identity: dict[str, str]
+    mapping: str | None
+
+    def cut(self, start: int, stop: int) -> MappedRows:
+        """Rows ``start`` to ``stop``, without the rows the mapping refused."""
+        keys, rejects = self.keys, self.rejects
+        dropped = {keys[index]: fields for index, fields in self.dropped.items()
+                   if start <= index < stop and index not in rejects}
+        partial = self.partial if not self.partial else {
+            keys[index]: self.partial[keys[index]] for index in range(start, stop) if keys[index] in self.partial}
+        refused_at = [index for index in sorted(rejects) if start <= index < stop]
+        if not refused_at:
+            return MappedRows(Records(keys[start:stop], self.identities[start:stop], self.payloads[start:stop]),
+                              self.hashes.slice(start, stop - start), self.previous_identity, [], dropped, partial)
+        row_hashes = self.hashes.column(ROW_HASH)
+        refused = [Rejected(keys[index], rejects[index], row_hashes[index].as_py(), self.mapping)
+                   for index in refused_at]
+        kept = [index for index in range(start, stop) if index not in rejects]
+        return MappedRows(Records([keys[index] for index in kept], [self.identities[index] for index in kept],
+                                  [self.payloads[index] for index in kept]),
+                          self.hashes.take(pa.array(kept, pa.int64())), self.previous_identity, refused, dropped,
+                          partial)
 
 
 async def known_before(rows: pa.RecordBatch, previous: Previous) -> Known:

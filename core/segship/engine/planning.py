@@ -5,9 +5,12 @@ Shared by ``segship plan`` and a run (the same answer for both); only a real run
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
+
+from segship import __version__
 
 from segship.config import ExportConfig
 from segship.destination import Destination
@@ -17,6 +20,15 @@ from segship.engine.report import ExportPlan
 from segship.engine.snapshot import EXAMPLES, Snapshot, export_fingerprint
 from segship.engine.state import StateStore
 from segship.engine.targets import EarlierInstances
+from segship.plugins import Plugins
+
+
+def mapping_fingerprint(plugins: Plugins, cls: type[Destination], fingerprint: str) -> str:
+    """What a row segship's mapping refused depends on besides the row: the export's settings and
+    mapping (``fingerprint``), and the code of the rules (segship's and the destination plugin's
+    versions: an upgrade may take what an older one refused)."""
+    material = f"{fingerprint} segship {__version__} {cls.name} {plugins.destination_version(cls.name)}"
+    return hashlib.sha256(material.encode()).hexdigest()
 
 
 def plan_against_state(snapshot: Snapshot, state: StateStore, cls: type[Destination], export: ExportConfig,
@@ -39,6 +51,8 @@ def plan_against_state(snapshot: Snapshot, state: StateStore, cls: type[Destinat
     instance, recorded when the instance is known (not only assumed). Members left in an instance
     the config can't reach are ``plan.left_behind``. Keys sharing a destination identity stop the
     diff, or all but the lowest are left out (``identity_conflicts``: ``engine/snapshot.py``).
+    Rows refused before are sent again, but those segship's mapping refused as they are, under
+    the same mapping (:func:`mapping_fingerprint`).
     """
     name = export.name
     if write:
@@ -79,6 +93,9 @@ def plan_against_state(snapshot: Snapshot, state: StateStore, cls: type[Destinat
     if plan is None:
         if not overlap and not convert:
             snapshot.read_acknowledged(state.acknowledged(name))
+        # a full re-send maps every row again, those segship's mapping refused too
+        snapshot.read_rejects(state.refusals(name), None if full else mapping_fingerprint(snapshot.plugins, cls,
+                                                                                           fingerprint))
         plan = snapshot.plan(full_resync=full, target=target_id)
         if write and not plan.to_send and not plan.remove:  # state holds the members: summed up for next time
             state.record_members_digest(name, snapshot.tally.digest())

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from collections import Counter
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -19,6 +20,10 @@ class ExportPlan:
     update: int = 0
     remove: int = 0
     unchanged: int = 0
+    retry: int = 0              # rows refused before and sent again (the destination's refusals; a mapping's
+    #                             whose row or mapping changed since)
+    refused: int = 0            # rows segship's mapping refused, unchanged since: not sent, still refused
+    refused_since_run: int | None = None  # the earliest run since which one of them is
     move: int = 0               # members to move from an earlier target (a list, a segment) to the export's
     stale_identities: int = 0   # old identities (e.g. a changed email) still to remove
     examples: dict[str, list[str]] = field(default_factory=dict)
@@ -44,7 +49,7 @@ class ExportPlan:
 
     @property
     def to_send(self) -> int:
-        return self.add + self.update + self.move
+        return self.add + self.update + self.move + self.retry
 
     @property
     def removals(self) -> int:
@@ -147,18 +152,28 @@ class RunReport:
     plan: dict[str, Any] = field(default_factory=dict)
     upserted: int = 0
     removed: int = 0
-    rejected: int = 0
+    rejected: int = 0         # rows refused in this run (mapped and refused, or sent and refused)
+    new_rejects: int = 0      # of them, refused for the first time or for a new kind of reason (exit 3)
     unacknowledged: int = 0   # sent but not answered (retries exhausted, interrupted)
     # earlier targets whose instance the run couldn't reach: what it left there (see ExportPlan.left_behind)
     left_behind: list[dict[str, Any]] = field(default_factory=list)
     batches: int = 0
     rejects_by_reason: Counter[str] = field(default_factory=Counter)  # by reason_kind
+    dropped: int = 0          # fields left out of acknowledged records (of mapped ones, in a dry run)
+    dropped_fields: dict[str, Counter[str]] = field(default_factory=dict)  # column -> reason_kind -> count
     http: dict[str, int] = field(default_factory=dict)
     phase_seconds: dict[str, float] = field(default_factory=dict)
+
+    def count_dropped(self, fields: Iterable[tuple[str, str, str]]) -> None:
+        """Count (key, column, reason) fields left out, by column and kind of reason."""
+        for (column, kind), count in Counter((column, reason_kind(reason)) for _, column, reason in fields).items():
+            self.dropped += count
+            self.dropped_fields.setdefault(column, Counter())[kind] += count
 
     def as_dict(self) -> dict[str, Any]:
         data = asdict(self)
         data["rejects_by_reason"] = dict(self.rejects_by_reason.most_common())
+        data["dropped_fields"] = {column: dict(kinds.most_common()) for column, kinds in self.dropped_fields.items()}
         return data
 
 

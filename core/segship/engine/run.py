@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncGenerator, Awaitable, Callable, Sequence
+from collections.abc import AsyncGenerator, Awaitable, Callable, Iterable, Sequence
 from contextlib import aclosing
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -39,12 +39,12 @@ from segship.engine.digest import DigestTally
 from segship.engine.gc_tuning import streaming_gc
 from segship.engine.in_flight import Answer, Commit, InFlight
 from segship.engine.instances import assumed_instance, known_instance, observe
-from segship.engine.planning import plan_against_state
+from segship.engine.planning import mapping_fingerprint, plan_against_state
 from segship.engine.report import BatchReport, ExportPlan, RunReport, left_behind_line, reason_kind
 from segship.engine.mapping import MappedRows, map_rows, mapped_batches
 from segship.engine.safeguards import check_empty_state, check_safeguards
-from segship.engine.snapshot import Snapshot
-from segship.engine.state import RecordedDestination, StateError, StateStore, chunks
+from segship.engine.snapshot import Snapshot, export_fingerprint
+from segship.engine.state import RecordedDestination, Rejected, StateError, StateStore, chunks
 from segship.engine.targets import EarlierInstances, InstanceUnreachable, TargetDestinations
 from segship.errors import SegshipError
 from segship.http import RequestInterrupted
@@ -88,6 +88,7 @@ class RunOptions:
     full_resync: bool = False
     allow_mass_removal: bool = False  # one deliberate run past the removal safeguard
     allow_empty_state: bool = False   # one deliberate run from empty state to a target that holds members
+    strict: bool = False    # any refused row, known or new, is the "rejects" outcome (exit 3)
 
 
 class ExportRun:
@@ -143,7 +144,7 @@ class ExportRun:
                         if plan.to_send or plan.remove or plan.stale_identities:
                             # the plan is local: an unchanged run makes no request at all
                             await self._send(snapshot, destination, plan, instances)
-                    report.outcome = "rejects" if report.rejected else "succeeded"
+                    report.outcome = self._outcome(plan)
                 except BaseException as exc:  # noqa: BLE001 - every ending is reported, then re-raised if fatal
                     self._fail(exc)
                     if not isinstance(exc, Exception):
@@ -172,6 +173,17 @@ class ExportRun:
         # after the lock is let go: a slow channel holds up no other run
         await deliver(self.config.notifications.values(), self.plugins, alerts)
         return report
+
+    def _outcome(self, plan: ExportPlan) -> str:
+        """"rejects" when rows were refused for the first time or for a new kind of reason (with
+        ``strict``: when any row is refused, still refused ones too), else "succeeded"."""
+        report = self.report
+        # a dry run records no reject: each it maps and refuses is one a run would record
+        report.new_rejects = report.rejected if self.options.dry_run else \
+            self.state.new_rejects(self.export.name, report.run_id)
+        if self.options.strict:
+            return "rejects" if report.rejected or plan.refused else "succeeded"
+        return "rejects" if report.new_rejects else "succeeded"
 
     def _fail(self, exc: BaseException) -> None:
         report = self.report
@@ -251,11 +263,12 @@ class ExportRun:
         if not self.options.dry_run:  # what `segship retire` rebuilds the destination from once the export is gone
             self.state.record_destination(self.export.name, RecordedDestination(
                 self.connection.name, self.cls.name, self.export.settings, self.export.mapping))
-        self._forget_rejects_of_non_members(snapshot)
+        self._forget_settled_rejects(snapshot)
         self.report.plan = plan.as_dict()
         self.report.phase_seconds["plan"] = round(time.monotonic() - started, 3)
-        log.info("export.planned", export=self.export.name, add=plan.add, update=plan.update, remove=plan.remove,
-                 unchanged=plan.unchanged, moves=plan.move_lines(), left_behind=plan.left_behind_lines())
+        log.info("export.planned", export=self.export.name, add=plan.add, retry=plan.retry, update=plan.update,
+                 remove=plan.remove, unchanged=plan.unchanged, still_refused=plan.refused, moves=plan.move_lines(),
+                 left_behind=plan.left_behind_lines())
         if plan.left_out:
             log.info("export.identity_conflicts", export=self.export.name, left_out=plan.left_out,
                      reason="their destination identity is a lower key's (identity_conflicts: first)")
@@ -270,23 +283,29 @@ class ExportRun:
             self.report.plan["destination_members"] = held
             check_empty_state(plan, self.export.name, held)
 
-    def _forget_rejects_of_non_members(self, snapshot: Snapshot) -> None:
+    def _forget_settled_rejects(self, snapshot: Snapshot) -> None:
+        """Rejects of rows no longer in the export, or acknowledged as they are, have nothing to retry."""
         if self.options.dry_run:
             return
         rejected = self.state.rejected_keys(self.export.name)
         if rejected:
-            self.state.forget_rejects(self.export.name, snapshot.non_members(rejected))
+            self.state.forget_rejects(self.export.name, snapshot.settled(rejected))
 
     # -- mapping ----------------------------------------------------------------------------------------
 
     def _batches(self, snapshot: Snapshot, destination: Destination) -> AsyncGenerator[MappedRows, None]:
         full = self.options.full_resync
+        mapping = mapping_fingerprint(self.plugins, self.cls, export_fingerprint(self.cls.name, self.export,
+                                                                                  self.columns, self.cls.target_settings))
+        refuse_invalid_fields = self.export.on_invalid_field == "reject"
 
         def previous(keys: list[str]) -> dict[str, tuple[str | None, str]]:
             return self.state.details(self.export.name, keys)
 
         return mapped_batches(snapshot, destination.limits.upsert_batch_size, previous,
-                              lambda rows, before, size: map_rows(rows, destination, self.columns, before, full, size))
+                              lambda rows, before, size: map_rows(rows, destination, self.columns, before, full, size,
+                                                                  mapping=mapping,
+                                                                  refuse_invalid_fields=refuse_invalid_fields))
 
     # -- sending -----------------------------------------------------------------------------------------
 
@@ -294,11 +313,13 @@ class ExportRun:
         """Map every row that would be sent; send nothing, write nothing."""
         with streaming_gc():
             async for batch in self._batches(snapshot, destination):
-                self._count_refused(batch.refused)
+                self._count_refused(redacted(batch.refused))
+                self.report.count_dropped(redacted_fields((key, column, reason) for key, fields in batch.dropped.items()
+                                                          for column, reason in fields))
 
-    def _count_refused(self, refused: list[tuple[str, str]]) -> None:
+    def _count_refused(self, refused: list[Rejected | tuple[str, str]]) -> None:
         self.report.rejected += len(refused)
-        self.report.rejects_by_reason.update(reason_kind(reason) for _, reason in refused)
+        self.report.rejects_by_reason.update(reason_kind(rejected[1]) for rejected in refused)
 
     async def _ready(self, destination: Destination, plan: ExportPlan) -> None:
         """Check the connection, then that an empty state is not lost state, and prepare the run's
@@ -471,9 +492,12 @@ class ExportRun:
         acknowledged, refused, missing = batch.answered(await destination.upsert(batch.records)
                                                         if batch.records else ())
         self.report.unacknowledged += missing  # no answer: not committed, sent again next run
-        refused += batch.refused
-        commit = in_flight.answered(batch, Answer(acknowledged, batch.replaced_identities(acknowledged), refused,
-                                                  batch.size, time.monotonic() - started), missing)
+        dropped = batch.dropped_fields(acknowledged)
+        if dropped.fields:
+            dropped.fields = redacted_fields(dropped.fields)
+        commit = in_flight.answered(batch, Answer(acknowledged, batch.replaced_identities(acknowledged),
+                                                  redacted([*refused, *batch.refused]), batch.size,
+                                                  time.monotonic() - started, dropped), missing)
         if commit is not None:  # the group's last answer
             await self._commit(commit, tally, moving=moving)
 
@@ -490,11 +514,13 @@ class ExportRun:
             raise failure
 
     async def _commit(self, commit: Commit, tally: DigestTally, *, moving: bool) -> None:
-        acknowledged = commit.acknowledged
+        acknowledged, dropped = commit.acknowledged, commit.dropped
         # off the event loop: it goes on sending while state writes
         await asyncio.to_thread(self.state.commit_upserts, self.export.name, acknowledged, commit.replaced,
-                                commit.refused, target=self.target_id, moving=moving, in_flight=commit.in_flight)
+                                commit.refused, target=self.target_id, moving=moving, in_flight=commit.in_flight,
+                                dropped=dropped)
         self.report.upserted += len(acknowledged)
+        self.report.count_dropped(dropped.fields)
         tally.add(acknowledged)
         for answer in commit.answers:
             self._finish_batch("upsert", answer.size, len(answer.acknowledged), answer.refused, answer.seconds)
@@ -506,6 +532,7 @@ class ExportRun:
         seconds = time.monotonic() - started
         by_key = {member.key: member for member in members}
         ok_keys, refused = self._acknowledge(results, set(by_key))
+        refused = redacted(refused)
         await asyncio.to_thread(self.state.commit_removals, self.export.name, [by_key[key] for key in ok_keys],
                                 refused, stale=stale, target=target)
         self.report.removed += len(ok_keys)
@@ -519,6 +546,17 @@ class ExportRun:
         self.progress.advance(records)
         self.plugins.batch_done(self.export.name, BatchReport(kind, records, acknowledged, len(refused),
                                                               round(seconds, 4)))
+
+
+def redacted(refused: Iterable[Rejected | tuple[str, str]]) -> list[Rejected]:
+    """Refused rows, their reasons redacted: a destination may quote the API key it was given (in an
+    answer, or its mapping in a reason), and reasons are stored and printed."""
+    return [Rejected(*item)._replace(reason=redact_text(item[1])) for item in refused]
+
+
+def redacted_fields(fields: Iterable[tuple[str, str, str]]) -> list[tuple[str, str, str]]:
+    """Dropped (key, column, reason) fields, their reasons redacted as :func:`redacted` does."""
+    return [(key, column, redact_text(reason)) for key, column, reason in fields]
 
 
 async def _aiter(items):

@@ -73,6 +73,8 @@ IDENT = "CASE WHEN identity IS NOT NULL THEN hash(identity) END"
 #: How each normalisation of ``IdentityRule`` reads in messages.
 COMPARED = {"exact": "", "trim": " (surrounding whitespace ignored)",
             "lower": " (compared case-insensitively, surrounding whitespace ignored)"}
+#: The actions whose rows a run sends, as SQL.
+SENT_ACTIONS = "('add', 'update', 'move', 'retry')"
 
 
 class PlanError(SegshipError):
@@ -81,15 +83,17 @@ class PlanError(SegshipError):
 
 def export_fingerprint(type_name: str, export: ExportConfig, columns: Sequence[str],
                        target_settings: Sequence[str] = ()) -> str:
-    """What the acknowledged hashes depend on besides the rows: a change re-sends everyone.
+    """What the acknowledged hashes (and the rows segship's mapping refused) depend on besides the
+    rows: a change re-sends everyone.
 
     ``target_settings`` are left out: changing one moves the members instead. (Without
     them this is the fingerprint segship recorded before moves existed.)
     """
     settings = {name: value for name, value in export.settings.items() if name not in target_settings}
-    material = orjson.dumps([type_name, settings, export.mapping, list(columns)],
-                            option=orjson.OPT_SORT_KEYS, default=str)
-    return hashlib.sha256(material).hexdigest()
+    material = [type_name, settings, export.mapping, list(columns)]
+    if export.on_invalid_field != "drop":  # a rule of the mapping; the default leaves earlier fingerprints as they were
+        material.append({"on_invalid_field": export.on_invalid_field})
+    return hashlib.sha256(orjson.dumps(material, option=orjson.OPT_SORT_KEYS, default=str)).hexdigest()
 
 
 def identity_sql(rule: IdentityRule, value: str) -> str:
@@ -159,6 +163,7 @@ class Snapshot:
         self.target = 1  # the export's target's id, once planned
         self.tally: DigestTally | None = None  # the digest a run leaves, from what the plan leaves as it is
         self._members_sums: dict[int, int] = {}  # target -> the members' sum of mixes (see _digest_sum)
+        self._rejects = False  # the export's rejects are loaded (read_rejects)
 
     def close(self) -> None:
         for connection in self._attached.values():
@@ -469,6 +474,21 @@ class Snapshot:
         finally:
             cursor.close()
 
+    def read_rejects(self, refusals: pa.Table, mapping: str | None) -> None:
+        """Load the export's rejects (``StateStore.refusals``) for :meth:`plan`: a row segship's mapping
+        refused under the ``mapping`` fingerprint (None: under none, e.g. a full resync) is still
+        refused while its row hash is the one refused; every other reject is sent again (``retry``)."""
+        if not refusals.num_rows:
+            return
+        self.db.register("refusals", refusals)
+        try:
+            self.db.execute("CREATE OR REPLACE TABLE rejected AS SELECT key, since_run, "
+                            "CASE WHEN origin = 'mapping' AND fingerprint = ? THEN row_hash END AS refused_hash "
+                            "FROM refusals", (mapping,))
+        finally:
+            self.db.unregister("refusals")
+        self._rejects = True
+
     def plan(self, *, full_resync: bool, target: int = 1) -> ExportPlan:
         """Diff the members (:meth:`build`) against what the destination acknowledged (:meth:`read_acknowledged`).
 
@@ -506,31 +526,60 @@ class Snapshot:
                 f"SELECT count(*), {mix_sum_sql('m.key', 'm.row_hash', str(int(target)))} "
                 f"FROM members m SEMI JOIN acknowledged a ON a.key = m.key AND a.row_hash = m.row_hash "
                 f"AND a.target = {int(target)}").fetchone()
-        changed = "TRUE" if full_resync else "a.row_hash <> m.row_hash"
-        self.db.execute(f"""
-            CREATE OR REPLACE TABLE actions AS
-            SELECT coalesce(m.key, a.key) AS key, m.seg AS seg,
-                   CASE WHEN a.key IS NULL THEN 'add'
-                        WHEN m.key IS NULL THEN 'remove'
-                        WHEN a.target <> {int(target)} THEN 'move'
-                        WHEN {changed} THEN 'update'
-                        ELSE 'unchanged' END AS action,
-                   a.target AS target
-            FROM members m FULL OUTER JOIN acknowledged a ON m.key = a.key""")
+            if self._rejects:  # members whose change is still refused stay in state as acknowledged before
+                held, held_total = self.db.execute(
+                    f"SELECT count(*), {mix_sum_sql('a.key', 'a.row_hash', 'a.target')} FROM acknowledged a "
+                    f"JOIN members m ON m.key = a.key JOIN rejected r ON r.key = a.key "
+                    f"WHERE a.target = {int(target)} AND a.row_hash <> m.row_hash AND r.refused_hash = m.row_hash"
+                ).fetchone()
+                count, total = count + held, total + held_total
+        self.db.execute(f"CREATE OR REPLACE TABLE actions AS {self._actions_sql(full_resync, target)}")
         self.db.execute("DROP TABLE acknowledged")
         self.db.execute("DROP TABLE members")  # actions has every member: one copy of the keys at a time
         planned = self.db.execute(f"SELECT count(*), coalesce(sum({key_hash_sql('key')})::HUGEINT, 0) FROM actions "
-                                  "WHERE action IN ('add', 'update', 'move')").fetchone()
+                                  f"WHERE action IN {SENT_ACTIONS}").fetchone()
         self.tally = DigestTally(count, int(total), (planned[0], int(planned[1])))
         for action, count in self.db.execute("SELECT action, count(*) FROM actions GROUP BY action").fetchall():
             setattr(plan, action, count)
-        plan.members = plan.add + plan.update + plan.unchanged + plan.move
+        plan.members = plan.add + plan.update + plan.unchanged + plan.move + plan.retry + plan.refused
         plan.acknowledged = plan.update + plan.unchanged + plan.remove + plan.move
-        for action in ("add", "update", "move", "remove"):
+        if plan.refused:
+            held, plan.refused_since_run = self.db.execute(
+                "SELECT count(a.target), min(r.since_run) FROM actions a JOIN rejected r USING (key) "
+                "WHERE a.action = 'refused'").fetchone()
+            plan.acknowledged += held
+        for action in ("add", "retry", "update", "move", "remove", "refused"):
             if getattr(plan, action):  # a top-N per action: never a list of every key
                 plan.examples[action] = [row[0] for row in self.db.execute(
                     "SELECT key FROM actions WHERE action = ? ORDER BY key LIMIT ?", (action, EXAMPLES)).fetchall()]
         return plan
+
+    def _actions_sql(self, full_resync: bool, target: int) -> str:
+        """Each member's and each leaver's action. With rejects loaded, a row refused before is sent
+        again (``retry``, or ``update`` when the member was acknowledged) unless segship's mapping
+        refused it as it is now (``refused``): an acknowledged member stays as it was."""
+        changed = "TRUE" if full_resync else "a.row_hash <> m.row_hash"
+        if not self._rejects:  # (the usual plan: no join with rejects)
+            return f"""
+                SELECT coalesce(m.key, a.key) AS key, m.seg AS seg,
+                       CASE WHEN a.key IS NULL THEN 'add'
+                            WHEN m.key IS NULL THEN 'remove'
+                            WHEN a.target <> {int(target)} THEN 'move'
+                            WHEN {changed} THEN 'update'
+                            ELSE 'unchanged' END AS action,
+                       a.target AS target
+                FROM members m FULL OUTER JOIN acknowledged a ON m.key = a.key"""
+        return f"""
+            SELECT coalesce(m.key, a.key) AS key, m.seg AS seg,
+                   CASE WHEN m.key IS NULL THEN 'remove'
+                        WHEN a.key IS NOT NULL AND a.target <> {int(target)} THEN 'move'
+                        WHEN a.key IS NOT NULL AND NOT ({changed}) THEN 'unchanged'
+                        WHEN r.refused_hash = m.row_hash THEN 'refused'
+                        WHEN a.key IS NULL AND r.key IS NOT NULL THEN 'retry'
+                        WHEN a.key IS NULL THEN 'add'
+                        ELSE 'update' END AS action,
+                   a.target AS target
+            FROM members m FULL OUTER JOIN acknowledged a ON m.key = a.key LEFT JOIN rejected r ON r.key = m.key"""
 
     def _all_unchanged(self, plan: ExportPlan, total: int) -> ExportPlan:
         self.db.execute("DROP TABLE IF EXISTS acknowledged")  # if state was read, it is not needed
@@ -578,13 +627,13 @@ class Snapshot:
         return [row[0] for row in self.db.execute("SELECT key FROM actions WHERE action = 'remove' ORDER BY key")
                 .fetchall()]
 
-    def non_members(self, keys: Sequence[str]) -> list[str]:
-        """The given keys that are not members of the export now."""
+    def settled(self, keys: Sequence[str]) -> list[str]:
+        """The given keys that are not members of the export now, or are acknowledged as they are."""
         self.db.register("probe", pa.table({"key": pa.array(list(keys), pa.string())}))
         try:
             return [row[0] for row in self.db.execute(
-                "SELECT key FROM probe ANTI JOIN (SELECT key FROM actions WHERE action <> 'remove') USING (key)")
-                .fetchall()]
+                "SELECT key FROM probe ANTI JOIN (SELECT key FROM actions WHERE action NOT IN ('remove', 'unchanged')) "
+                "USING (key)").fetchall()]
         finally:
             self.db.unregister("probe")
 
@@ -600,13 +649,15 @@ class Snapshot:
             self.db.from_arrow(pa.table({"key": pa.array(list(keys), pa.string())})).create("wanted")
             filter_ = f"JOIN {ENGINE}.wanted w ON w.key = a.key"
         else:
-            filter_ = "WHERE a.action IN ('add', 'update', 'move')"
+            filter_ = f"WHERE a.action IN {SENT_ACTIONS}"
         uniform = self._uniform_action() if keys is None else None
         for part in self.segments:
             key = f"CAST(s.{quote_identifier(part.segment.key)} AS VARCHAR)"
 
-            # a member moving to a new target joins it: sent whole, as a new one is
-            def select(encodings: list[str], key: str = key, is_new: str = "a.action IN ('add', 'move')") -> str:
+            # a member moving to a new target joins it: sent whole, as a new one is (and a row sent again
+            # that was never acknowledged)
+            def select(encodings: list[str], key: str = key, is_new: str = "a.action IN ('add', 'move', 'retry')"
+                       ) -> str:
                 return (f"{mapped}, {key} AS {KEY}, {hashing.column_hashes_sql(encodings)} AS {COLUMN_HASHES}, "
                         f"{is_new} AS {IS_NEW}")
 
@@ -637,8 +688,9 @@ class Snapshot:
         return pa.RecordBatchReader.from_batches(schema, batches())
 
     def _uniform_action(self) -> str | None:
-        """'add', 'update' or 'move' when a single segment's every row is sent with that action, else None."""
+        """'add', 'update', 'move' or 'retry' when a single segment's every row is sent with that action,
+        else None."""
         if len(self.segments) != 1 or self.left_out:  # rows left out are in the segment, not in the plan
             return None
         sent = self.db.execute("SELECT DISTINCT action FROM actions WHERE action <> 'remove'").fetchall()
-        return sent[0][0] if len(sent) == 1 and sent[0][0] in ("add", "update", "move") else None
+        return sent[0][0] if len(sent) == 1 and sent[0][0] in ("add", "update", "move", "retry") else None

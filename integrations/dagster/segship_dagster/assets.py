@@ -2,7 +2,8 @@
 
 Materializing the asset runs the export in the step's process (no subprocess): plan,
 safeguards, send the changes, commit. A run that finishes with rows refused still
-materializes, and its `segship_rejects` check fails with severity WARN; a run that fails
+materializes, and its `segship_rejects` check fails with severity WARN when rows were refused
+for the first time or for a new reason (rows known to be refused pass it, as they exit 0); a run that fails
 (or is refused: safeguard, missing secret, another run holding the export's lock) fails
 the step with segship's message, redacted like every message segship prints.
 """
@@ -37,7 +38,7 @@ from segship_dagster.translator import REJECTS_CHECK, SegshipTranslator
 
 #: Run outcomes that materialize the asset (the others fail the step), as exit codes 0 and 3 do.
 MATERIALIZED = ("succeeded", "rejects")
-PLAN_FIGURES = ("add", "update", "remove", "unchanged")
+PLAN_FIGURES = ("add", "retry", "update", "remove", "unchanged")
 
 ConfigLike = str | os.PathLike[str] | Config
 #: What ``deps`` takes for an upstream asset, as ``AssetSpec(deps=...)`` does.
@@ -109,12 +110,21 @@ def run_figures(report: RunReport) -> dict[str, MetadataValue]:
 
 
 def rejects_result(report: RunReport, asset_key: AssetKey) -> AssetCheckResult:
-    """Passes without rejects; otherwise warns with their count by reason (reasons carry no row values)."""
+    """Passes unless rows were refused for the first time or for a new reason; warns with the count of
+    refused rows by reason (reasons carry no row values)."""
     by_reason = {mask_pii(redact_text(reason)): count for reason, count in report.rejects_by_reason.most_common()}
+    still_refused = int(report.plan.get("refused", 0))
+    if report.new_rejects:
+        description = (f"{report.new_rejects} row(s) refused for the first time or for a new reason "
+                       f"({report.rejected} refused in all); `segship rejects {report.export}` lists them")
+    elif report.rejected or still_refused:
+        description = (f"no new refusal; {report.rejected + still_refused} row(s) refused as before "
+                       f"(`segship rejects {report.export} --summary`)")
+    else:
+        description = "no row refused"
     return AssetCheckResult(
-        asset_key=asset_key, check_name=REJECTS_CHECK, passed=report.rejected == 0,
-        severity=AssetCheckSeverity.WARN,
-        description=(f"{report.rejected} row(s) refused; `segship rejects {report.export}` lists them"
-                     if report.rejected else "no row refused"),
-        metadata={"rejected": MetadataValue.int(report.rejected), "rejects_by_reason": MetadataValue.json(by_reason)},
+        asset_key=asset_key, check_name=REJECTS_CHECK, passed=report.new_rejects == 0,
+        severity=AssetCheckSeverity.WARN, description=description,
+        metadata={"rejected": MetadataValue.int(report.rejected), "new_rejects": MetadataValue.int(report.new_rejects),
+                  "still_refused": MetadataValue.int(still_refused), "rejects_by_reason": MetadataValue.json(by_reason)},
     )

@@ -39,5 +39,6 @@ class SegshipTranslator:
 
     def get_rejects_check_spec(self, export: ExportConfig) -> AssetCheckSpec:
         return AssetCheckSpec(REJECTS_CHECK, asset=self.get_asset_key(export),
-                              description="Rows the destination refused in the last run, by reason "
-                                          "(`segship rejects EXPORT` lists them); retried on the next run.")
+                              description="Rows refused in the last run, by reason (`segship rejects EXPORT` "
+                                          "lists them); fails, as a warning, when rows were refused for the first "
+                                          "time or for a new reason.")

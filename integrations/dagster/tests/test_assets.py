@@ -107,6 +107,12 @@ def test_rejected_rows_fail_the_rejects_check_as_a_warning_grouped_by_reason(con
         "Braze refused the user: The sandbox was told to refuse this user (refuse_external_ids)": 2}
     assert "C0000" not in str(shown) and "@" not in str(shown)  # no personal data, no keys of rows
 
+    again = run(segship_assets(config_dir), VIP)  # refused again for the same reason: retried, known
+    figures = metadata(again, VIP)
+    assert (figures["retry"], figures["add"], figures["rejected"]) == (2, 0, 2)
+    (check,) = again.get_asset_check_evaluations()
+    assert check.passed and {name: value.value for name, value in check.metadata.items()}["new_rejects"] == 0
+
 
 def test_a_failed_run_fails_the_step_with_segships_message_and_no_secret(config_dir, braze_sandbox, monkeypatch):
     wrong_key = "wrong-braze-key-" + "5f3a" * 6

@@ -239,9 +239,9 @@ class BrazeDestination(Destination):
         return description
 
     def map(self, row: Mapping[str, Any], changed_columns: frozenset[str] | None = None) -> Record:
-        user = self._mapping().user(row, changed_columns)
+        user, dropped = self._mapping().user(row, changed_columns)
         identity = user["external_id"]
-        return Record(key=identity, identity=identity, payload=user)
+        return Record(key=identity, identity=identity, payload=user, dropped=dropped)
 
     def map_batch(self, rows: pa.RecordBatch, changed: Sequence[frozenset[str] | None] | None = None) -> MappedBatch:
         # payloads are attributes objects, their JSON (orjson.Fragment), or a JsonArray of a batch of joins

@@ -1,7 +1,8 @@
 """The mapping rules: a segment row becomes a Braze attributes object, or a reject with a reason.
 
 Pure functions, no I/O, so ``plan`` and ``--dry-run`` can map every row offline. Nothing
-is truncated: a value Braze would refuse or cut is a reject that says why.
+is truncated: a value Braze would refuse or cut is left out and named as a dropped field,
+with why. The external ID identifies the user: a row without a usable one is refused.
 
 ``UserMapping.user`` maps one row; ``UserMapping.users`` a batch of rows column-wise, with
 the same result for every row (the engine's way; see ``users``).
@@ -17,6 +18,7 @@ import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
+from functools import partial
 from itertools import repeat
 from typing import Any
 
@@ -38,7 +40,7 @@ from segship.columns import (
     rows_where,
     small_text,
 )
-from segship.destination import MappedBatch, RowRejected
+from segship.destination import DroppedField, MappedBatch, RowRejected
 
 #: Braze keeps at most 255 characters of a string attribute (and of an attribute name).
 MAX_STRING_LENGTH = 255
@@ -191,32 +193,35 @@ class UserMapping:
                    membership.attribute, membership.segment_api_identifier,
                    bool(settings.get("update_existing_only", False)))
 
-    def user(self, row: Mapping[str, Any], changed_columns: frozenset[str] | None) -> dict[str, Any]:
-        """The attributes object of a joining member (``changed_columns`` None) or of a change.
+    def user(self, row: Mapping[str, Any], changed_columns: frozenset[str] | None
+             ) -> tuple[dict[str, Any], tuple[DroppedField, ...]]:
+        """The attributes object of a joining member (``changed_columns`` None) or of a change, and the
+        fields left out of it for their invalid values.
 
         A change carries the external_id and only the attributes whose columns changed
         (Braze bills every attribute written); a value that became empty is sent as null,
         which removes it in Braze. A changed customer ID is another Braze user, so it is
         sent as a join (the engine removes the old one).
         """
-        # a hot loop: one call per row of the segment
+        # a hot loop: one call per row the column-wise paths can't decide
         user: dict[str, Any] = {"external_id": external_id(row.get(self.customer_id_column))}
+        dropped: list[DroppedField] = []
         if changed_columns is None or self.customer_id_column in changed_columns:
-            user["email"] = email_address(row.get(self.email_column))
+            _put(user, dropped, "email", self.email_column, email_address, row.get(self.email_column))
             for attribute, column in self.attribute_columns:
                 value = row.get(column)
                 if value is not None:  # a new member has nothing to remove
-                    user[attribute] = attribute_value(attribute, value)
+                    _put(user, dropped, attribute, column, partial(attribute_value, attribute), value)
             user[self.membership_attribute] = {"add": [self.segment_api_identifier]}
         else:
             if self.email_column in changed_columns:
-                user["email"] = email_address(row.get(self.email_column))
+                _put(user, dropped, "email", self.email_column, email_address, row.get(self.email_column))
             for attribute, column in self.attribute_columns:
                 if column in changed_columns:
-                    user[attribute] = attribute_value(attribute, row.get(column))
+                    _put(user, dropped, attribute, column, partial(attribute_value, attribute), row.get(column))
         if self.update_existing_only:
             user["_update_existing_only"] = True
-        return user
+        return user, tuple(dropped)
 
     def users(self, rows: pa.RecordBatch, changed: Sequence[frozenset[str] | None] | None) -> MappedBatch:
         """``user`` for every row of a batch, exactly as ``user`` makes them row by row: the
@@ -241,17 +246,20 @@ class UserMapping:
         users: list[dict[str, Any] | None] = []
         identities: list[str | None] = []
         rejects: dict[int, str] = {}
+        dropped: dict[int, tuple[DroppedField, ...]] = {}
         membership, segment = self.membership_attribute, self.segment_api_identifier
         for index in range(size):
             columns = None if changed is None else changed[index]
             if index in slow:
                 try:
-                    user = self.user(rows.slice(index, 1).to_pylist()[0], columns)
+                    user, dropped_fields = self.user(rows.slice(index, 1).to_pylist()[0], columns)
                 except RowRejected as exc:
                     users.append(None)
                     identities.append(None)
                     rejects[index] = exc.reason
                     continue
+                if dropped_fields:
+                    dropped[index] = dropped_fields
                 users.append(user)
                 identities.append(user["external_id"])
                 continue
@@ -272,7 +280,7 @@ class UserMapping:
                 user["_update_existing_only"] = True
             users.append(user)
             identities.append(ids[index])
-        return MappedBatch(identities, users, rejects)
+        return MappedBatch(identities, users, rejects, dropped)
 
     def _joins(self, rows: pa.RecordBatch) -> MappedBatch | None:
         """``users`` of a batch of joins, their JSON made column-wise in Arrow: per row the bytes
@@ -333,15 +341,27 @@ class UserMapping:
         identities = id_texts.to_pylist()
         payloads: list[Any] = texts.fragments()
         rejects: dict[int, str] = {}
+        dropped: dict[int, tuple[DroppedField, ...]] = {}
         for index in sorted(slow):
             try:
-                user = self.user(rows.slice(index, 1).to_pylist()[0], None)
+                user, dropped_fields = self.user(rows.slice(index, 1).to_pylist()[0], None)
             except RowRejected as exc:
                 identities[index] = payloads[index] = None
                 rejects[index] = exc.reason
                 continue
             identities[index], payloads[index] = user["external_id"], user
-        return MappedBatch(identities, payloads, rejects)
+            if dropped_fields:
+                dropped[index] = dropped_fields
+        return MappedBatch(identities, payloads, rejects, dropped)
+
+
+def _put(user: dict[str, Any], dropped: list[DroppedField], attribute: str, column: str,
+         convert: Callable[[Any], Any], value: Any) -> None:
+    """Set ``user[attribute]`` to ``convert(value)``, or name the field dropped when Braze can't take it."""
+    try:
+        user[attribute] = convert(value)
+    except RowRejected as exc:
+        dropped.append(DroppedField(column, exc.reason))
 
 
 # -- column-wise conversions: the values ``user`` would send, and the rows it must decide itself --

@@ -76,20 +76,34 @@ def test_date_of_birth_is_a_calendar_date():
 
 
 @pytest.mark.parametrize(("columns", "reason"), [
-    ({"tier": "x" * 256}, "tier is 256 characters long; Braze allows at most 255"),
-    ({"tier": ["ok", "y" * 300]}, "an item of tier"),
-    ({"lifetime_value": float("nan")}, "no number Braze can store"),
-    ({"tier": b"bytes"}, "tier holds a bytes"),
     ({"customer_id": None}, "customer_id is empty"),
     ({"customer_id": "  "}, "customer_id is empty"),
     ({"customer_id": 1.5}, "customer_id must be text or an integer"),
-    ({"email": None}, "email is empty"),
-    ({"email": "not an email"}, "invalid email address"),
 ])
-def test_rows_braze_would_refuse_or_truncate_are_rejected_with_a_reason(columns, reason):
+def test_rows_without_a_usable_external_id_are_rejected_with_a_reason(columns, reason):
     with pytest.raises(RowRejected) as rejected:
         destination().map(person(1, **columns))
     assert reason in rejected.value.reason
+
+
+@pytest.mark.parametrize(("columns", "field", "column", "reason"), [
+    ({"tier": "x" * 256}, "tier", "tier", "tier is 256 characters long; Braze allows at most 255"),
+    ({"tier": ["ok", "y" * 300]}, "tier", "tier", "an item of tier"),
+    ({"lifetime_value": float("nan")}, "lifetime_value", "lifetime_value", "no number Braze can store"),
+    ({"tier": b"bytes"}, "tier", "tier", "tier holds a bytes"),
+    ({"email": None}, "email", "email", "email is empty"),
+    ({"email": "not an email"}, "email", "email", "invalid email address"),
+])
+def test_a_value_braze_would_refuse_or_truncate_is_dropped_with_a_reason_and_the_user_sent(columns, field, column,
+                                                                                            reason):
+    for changed in (None, frozenset(columns)):
+        record = destination().map(person(1, **columns), changed)
+        assert field not in record.payload and record.payload["external_id"] == "1"
+        [dropped] = record.dropped
+        assert dropped.column == column and reason in dropped.reason
+        valid = destination().map(person(1), changed)
+        assert record.payload == {name: value for name, value in valid.payload.items() if name != field}
+        assert valid.dropped == ()
 
 
 def test_a_255_character_string_is_sent_whole():

@@ -48,7 +48,7 @@ from segship.ratelimit import RateLimit
 from segship.secrets import redactor
 
 from segship_sendinblue import schemas
-from segship_sendinblue.mapping import EMAIL_PATTERN, MAX_EMAIL_LENGTH, ContactMapping
+from segship_sendinblue.mapping import EMAIL_PATTERN, MAX_EMAIL_LENGTH, ContactMapping, phone_region
 
 log = structlog.get_logger("segship.sendinblue")
 
@@ -152,6 +152,10 @@ class SendinblueDestination(Destination):
         targets = [(names[field], ("mapping", field)) for field in ("first_name", "last_name", "phone")
                    if field in mapping]
         targets += [(attribute, ("mapping", "attributes", attribute)) for attribute in mapping.get("attributes", {})]
+        country_code = export_settings.get("default_country_code")
+        if isinstance(country_code, str) and phone_region(country_code) is None:
+            yield ConfigProblem(("settings", "default_country_code"),
+                                f"{country_code} is no country's calling code (+33 France, +1 United States…)")
         for attribute, path in targets:
             if attribute.upper() == "EMAIL":
                 yield ConfigProblem(path, "EMAIL identifies the contact: map it with mapping.email, "
@@ -224,12 +228,12 @@ class SendinblueDestination(Destination):
 
     def map(self, row: Mapping[str, Any], changed_columns: frozenset[str] | None = None) -> Record:
         # Brevo's import replaces the attributes it is given, so every mapped one is sent even on a change.
-        contact = self._mapping().contact(row)
+        contact, dropped = self._mapping().contact(row)
         email = contact["email"]
-        return Record(key=email, identity=email, payload=self._payload(contact))
+        return Record(key=email, identity=email, payload=self._payload(contact), dropped=dropped)
 
     def map_batch(self, rows: pa.RecordBatch, changed: Sequence[frozenset[str] | None] | None = None) -> MappedBatch:
-        contacts, rejects = self._mapping().contacts(rows)
+        contacts, rejects, dropped = self._mapping().contacts(rows)
         identities: list[str | None] = []
         payloads: list[bytes | None] = []
         for index, contact in enumerate(contacts):
@@ -239,9 +243,10 @@ class SendinblueDestination(Destination):
                     payload = self._payload(contact)
                 except RowRejected as exc:
                     rejects[index] = exc.reason
+                    dropped.pop(index, None)
             identities.append(None if payload is None else contact["email"])
             payloads.append(payload)
-        return MappedBatch(identities, payloads, rejects)
+        return MappedBatch(identities, payloads, rejects, dropped)
 
     def _payload(self, contact: dict[str, Any]) -> bytes:
         """The contact's JSON, or RowRejected when it can't fit in one import body."""

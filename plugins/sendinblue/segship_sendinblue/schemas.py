@@ -90,8 +90,9 @@ export_settings_schema: dict[str, Any] = {
         },
         "default_country_code": {
             "type": "string", "pattern": "^\\+?[1-9][0-9]{0,3}$(?!\\n)",
-            "description": "Country calling code (\"+33\" or \"33\") given to phone numbers written without one; "
-                           "without it such numbers are rejected.",
+            "description": "Country calling code (\"+33\" or \"33\") of phone numbers written without one: they "
+                           "are read as that country's numbers (its trunk prefix dropped); without it such numbers "
+                           "are invalid fields, left out of the contact.",
         },
     },
     "required": ["list_id"],
@@ -106,7 +107,8 @@ mapping_schema: dict[str, Any] = {
         "first_name": {**_COLUMN, "description": "Column holding the first name."},
         "last_name": {**_COLUMN, "description": "Column holding the last name."},
         "phone": {**_COLUMN, "description": "Column holding the mobile phone number, sent to the SMS attribute "
-                                            "with its country code."},
+                                            "in E.164 (+ country code and number); a number that is not valid is "
+                                            "left out of the contact."},
         "attributes": {
             "type": "object",
             "description": "More Brevo attributes: {BREVO_ATTRIBUTE: column}. Attributes unknown to the "

@@ -12,22 +12,29 @@ import pytest
 from segship.destination import ConnectionContext, ExportContext, RowRejected
 
 from segship_sendinblue.destination import SendinblueDestination
-from segship_sendinblue.mapping import ContactMapping, normalize_email, normalize_phone
+from segship_sendinblue.mapping import ContactMapping, normalize_email, normalize_phone, phone_region
 from segship_sendinblue.schemas import DEFAULT_MAX_PROFILES
 
 
-def contact_of(row, settings=None, mapping=None):
+def contact_and_dropped(row, settings=None, mapping=None):
     mapping = mapping or {"email": "email", "first_name": "first", "last_name": "last", "phone": "phone",
                           "attributes": {"TIER": "tier"}}
     return ContactMapping.from_config({"list_id": 1, **(settings or {})}, mapping).contact(row)
 
 
+def contact_of(row, settings=None, mapping=None):
+    """The contact of a row whose every value Brevo takes."""
+    contact, dropped = contact_and_dropped(row, settings, mapping)
+    assert dropped == ()
+    return contact
+
+
 def test_email_is_trimmed_and_lower_cased_and_attributes_use_default_names():
     contact = contact_of({"email": "  Ada.Lovelace@Example.COM ", "first": "Ada", "last": "Lovelace",
-                          "phone": "+44 7700 900123", "tier": "gold"})
+                          "phone": "+44 7911 123456", "tier": "gold"})
     assert contact == {"email": "ada.lovelace@example.com",
                        "attributes": {"FIRSTNAME": "Ada", "LASTNAME": "Lovelace", "TIER": "gold",
-                                      "SMS": "+447700900123"}}
+                                      "SMS": "+447911123456"}}
 
 
 @pytest.mark.parametrize("column", ["emailBlacklisted", "smsBlacklisted", "emailBlacklist", "smsBlacklist",
@@ -39,8 +46,8 @@ def test_a_contact_carries_only_its_email_and_mapped_attributes_never_its_blockl
     rows = pa.RecordBatch.from_pylist([row, {**row, "email": "c@d.fr", column: False}])
     mapping = ContactMapping.from_config({"list_id": 1}, {"email": "email", "first_name": "first",
                                                           "attributes": {"TIER": "tier"}})
-    contacts, rejects = mapping.contacts(rows)
-    assert not rejects and [set(contact) for contact in contacts] == [{"email", "attributes"}] * 2
+    contacts, rejects, dropped = mapping.contacts(rows)
+    assert not rejects and not dropped and [set(contact) for contact in contacts] == [{"email", "attributes"}] * 2
     assert all(set(contact["attributes"]) == {"FIRSTNAME", "TIER"} for contact in contacts)
 
 
@@ -67,7 +74,18 @@ def test_invalid_emails_are_rejected_with_a_reason(email):
     ("+1 (415) 555-0100", "+33", "+14155550100"),
 ])
 def test_phones_get_their_country_code(written, code, expected):
-    assert normalize_phone(written, code) == expected
+    assert normalize_phone(written, phone_region(code)) == expected
+
+
+@pytest.mark.parametrize("written, code, expected", [
+    ("020 7946 0018", "+44", "+442079460018"),        # the UK's trunk 0
+    ("(415) 555-0100", "+1", "+14155550100"),         # no trunk prefix in the US
+    ("8 (912) 345-67-89", "+7", "+79123456789"),      # Russia's trunk 8
+    ("+44 (0)20 7946 0018", "+33", "+442079460018"),  # a trunk 0 written after the country code
+    ("011 33 6 12 34 56 78", "+1", "+33612345678"),   # the US's international prefix
+])
+def test_national_trunk_and_international_prefixes_are_the_countrys(written, code, expected):
+    assert normalize_phone(written, phone_region(code)) == expected
 
 
 def test_phone_without_country_code_is_rejected_unless_a_default_is_set():
@@ -75,10 +93,47 @@ def test_phone_without_country_code_is_rejected_unless_a_default_is_set():
         normalize_phone("06 12 34 56 78", None)
 
 
-@pytest.mark.parametrize("written", ["+33 6 CALL ME", "+12345", "+1234567890123456", "+0612345678", 3.5, True])
+@pytest.mark.parametrize("written", ["+33 6 CALL ME", "+12345", "+1234567890123456", "+0612345678", 3.5, True,
+                                     "n/a", "(555) 001-0001", "+336123456789", "+1 555 001 0001"])
 def test_invalid_phones_are_rejected(written):
     with pytest.raises(RowRejected, match="phone"):
-        normalize_phone(written, "+33")
+        normalize_phone(written, phone_region("+33"))
+
+
+def test_a_us_number_read_with_a_french_default_is_invalid_not_a_french_number():
+    # the issue's example: written without its country code, it is no valid French number
+    with pytest.raises(RowRejected, match=r"invalid phone number '\(555\) 001-0001': no valid \+33 number"):
+        normalize_phone("(555) 001-0001", phone_region("+33"))
+
+
+@pytest.mark.parametrize("code, region", [("+33", "FR"), ("33", "FR"), ("+1", "US"), ("+44", "GB"), ("+7", "RU"),
+                                          (None, None), ("+999", None), ("+800", None)])
+def test_the_default_region_is_the_main_country_of_the_calling_code(code, region):
+    assert phone_region(code) == region
+
+
+@pytest.mark.parametrize("phone", ["n/a", "(555) 001-0001", "0612", {"not": "a phone"}])
+def test_an_invalid_phone_is_dropped_and_the_contact_sent_without_it(phone):
+    row = {"email": "a@b.fr", "first": "Ada", "last": None, "phone": phone, "tier": "gold"}
+    contact, dropped = contact_and_dropped(row, settings={"default_country_code": "+33"})
+    assert contact == {"email": "a@b.fr", "attributes": {"FIRSTNAME": "Ada", "TIER": "gold"}}
+    [field] = dropped
+    assert field.column == "phone" and "phone" in field.reason
+
+
+def test_an_attribute_brevo_cant_store_is_dropped_and_the_contact_sent_without_it():
+    row = {"email": "a@b.fr", "first": "Ada", "last": None, "phone": "+33612345678", "tier": 2**70}
+    contact, dropped = contact_and_dropped(row)
+    assert contact == {"email": "a@b.fr", "attributes": {"FIRSTNAME": "Ada", "SMS": "+33612345678"}}
+    assert [tuple(field) for field in dropped] == [("tier", f"TIER is {2**70}, a number too large for a Brevo "
+                                                             "attribute")]
+
+
+def test_a_default_country_code_of_no_country_is_a_config_problem():
+    problems = list(SendinblueDestination.check_export({}, {"list_id": 1, "default_country_code": "+999"},
+                                                       {"email": "email"}))
+    assert [(problem.path, "+999 is no country's calling code" in problem.message) for problem in problems] == [
+        (("settings", "default_country_code"), True)]
 
 
 def test_values_are_sent_as_brevo_takes_them():

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from segship.destination import Member
-from segship.engine.state import MembersDigest, OpenAlert, RecordedDestination, open_state_at
+from segship.engine.state import DroppedFields, MembersDigest, OpenAlert, RecordedDestination, open_state_at
 
 from .conftest import keys
 
@@ -35,7 +35,7 @@ def test_forget_leaves_no_row_of_the_export_in_any_table(store, target):
     target_id = store.target_id("sync", {"list": "a"}, record=True)
     store.reconcile_settings("sync", "fp", ["a"])
     store.commit_upserts("sync", [("k1", 1, None, "k1")], [("k0", "old@example.com")], [("k2", "bad")],
-                         target=target_id)
+                         target=target_id, dropped=DroppedFields(fields=[("k1", "phone", "invalid phone")]))
     store.record_members_digest("sync", MembersDigest("kind", 1, 7))
     store.record_in_flight("sync", ["k3"], ["k3"], target_id)
     store.record_destination("sync", RecordedDestination("brevo", "sendinblue", {"list_id": 3}, {"email": "email"}))

@@ -46,3 +46,4 @@ def test_runs_of_every_export_newest_first_up_to_a_limit(store):
     # a run of another export leaves this one's running: only the export's own are interrupted
     assert [r["outcome"] for r in store.runs("sync")] == ["running", "interrupted"]
     assert store.runs("sync")[0]["report"] is None
+    assert (store.count_runs(), store.count_runs("sync"), store.count_runs("none")) == (3, 2, 0)  # what a cut hides

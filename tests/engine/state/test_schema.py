@@ -8,11 +8,15 @@ import pytest
 
 from segship.destination import Member
 from segship.engine.state import StateError, TargetInstance, open_state_at
+from segship.engine.state.postgres import MIGRATIONS as POSTGRES_MIGRATIONS
 from segship.engine.state.postgres import SCHEMA_VERSION as POSTGRES_SCHEMA_VERSION
+from segship.engine.state.sql.schema import TABLES, statements
 from segship.engine.state.sqlite import MIGRATIONS, SCHEMA_VERSION
 
 from .conftest import keys
 
+#: the schema versions that gave rejects their origin, kind and run (and made dropped_fields)
+SQLITE_REJECT_ORIGINS, POSTGRES_REJECT_ORIGINS = 10, 7
 #: schema 2 as segship 0.1 wrote it (engine/state.py before the state package)
 SCHEMA_2 = MIGRATIONS[0] + MIGRATIONS[1] + "PRAGMA user_version=2;"
 
@@ -101,3 +105,48 @@ def test_a_schema_6_state_file_gains_instances_and_its_targets_adopt_the_first_o
     assert store.target_instances("sync") == {1: TargetInstance(instance, "brevo"),
                                               2: TargetInstance(instance, "brevo")}
     store.close()
+
+
+def test_rejects_of_an_earlier_schema_are_the_destinations_since_the_run_that_saw_them_on_both_backends(
+        tmp_path, postgres_url):
+    """Rejects recorded before origins were kept are retried (a destination's); they are refused since
+    the last run that started before they were first seen."""
+    earlier = [("sqlite", tmp_path / "state.db", MIGRATIONS[:SQLITE_REJECT_ORIGINS - 1]),
+               ("postgresql", postgres_url, POSTGRES_MIGRATIONS[:POSTGRES_REJECT_ORIGINS - 1])]
+    for backend, target, migrations in earlier:
+        if backend == "sqlite":
+            db = sqlite3.connect(target)
+            db.executescript("".join(migrations) + f"PRAGMA user_version={len(migrations)};")
+            run = db.execute
+        else:
+            store = open_state_at(target)  # made at the latest schema: dropped, then made as before
+            for table in ("schema_version", *TABLES):
+                store.execute(f"DROP TABLE {table}")
+            store.execute("CREATE TABLE schema_version (version INTEGER NOT NULL)")
+            for script in migrations:
+                for statement in statements(script):
+                    store.execute(statement)
+            store.execute("INSERT INTO schema_version VALUES (?)", (len(migrations),))
+            run = store.execute
+        run("INSERT INTO runs (export, started_at, outcome, dry_run) VALUES ('sync', '2026-01-01T00:00:00+00:00', "
+            "'rejects', 0)")
+        run("INSERT INTO runs (export, started_at, outcome, dry_run) VALUES ('sync', '2026-01-03T00:00:00+00:00', "
+            "'rejects', 0)")
+        run("INSERT INTO rejects VALUES ('sync', 'k9', 'bad email', '2026-01-02T00:00:00+00:00', "
+            "'2026-01-03T00:00:00+00:00', 2)")
+        if backend == "sqlite":
+            db.commit()
+            db.close()
+        else:
+            store.close()
+        migrated = open_state_at(target)
+        try:
+            first_run = min(row["id"] for row in migrated.runs("sync"))
+            assert migrated.refusals("sync").to_pylist() == [
+                {"key": "k9", "origin": "destination", "row_hash": None, "fingerprint": None, "since_run": first_run}]
+            later = migrated.start_run("sync", dry_run=False)
+            migrated.commit_upserts("sync", [], [], [("k9", "bad email")])  # the same reason: not new
+            assert migrated.new_rejects("sync", later) == 0
+            assert migrated.rejects_by_kind("sync")[0]["since_run"] == first_run
+        finally:
+            migrated.close()

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from segship.destination import Member
-from segship.engine.state import OpenAlert, RecordedInstance, TargetInstance, open_state_at
+from segship.engine.state import DroppedFields, OpenAlert, RecordedInstance, Rejected, TargetInstance, open_state_at
 
 from .conftest import keys
 
@@ -16,7 +16,9 @@ def test_a_copy_between_backends_keeps_everything(tmp_path, postgres_url):
     source.target_id("sync", {"list": "first"}, record=True)
     source.commit_upserts("sync", members[:10], [], [])
     assert source.target_id("sync", {"list": "second"}, record=True) == 2
-    source.commit_upserts("sync", members, [("gone", "gone@example.com")], [("bad", "refused")], target=2)
+    source.commit_upserts("sync", members, [("gone", "gone@example.com")],
+                          [("bad", "refused"), Rejected("worse", "invalid email 'x'", -5, "fp")], target=2,
+                          dropped=DroppedFields(fields=[("k00001", "phone", "invalid phone number 'n/a'")]))
     source.finish_run(source.start_run("sync", dry_run=False), "rejects", {"upserted": 3})
     alert = OpenAlert("drop", "2026-01-05T09:00:00+00:00", None, "members dropped", {"members": 10})
     source.open_alert("sync", alert)
@@ -31,6 +33,8 @@ def test_a_copy_between_backends_keeps_everything(tmp_path, postgres_url):
             assert copy.details("sync", probe) == source.details("sync", probe)
             assert not copy.settings_changed("sync", "fp", ["a"])
             assert copy.runs() == source.runs() and copy.rejects("sync") == source.rejects("sync")
+            assert copy.refusals("sync").sort_by("key").equals(source.refusals("sync").sort_by("key"))
+            assert copy.dropped_fields_by_kind("sync") == source.dropped_fields_by_kind("sync")
             assert copy.stale_identities("sync") == {2: [Member("gone", "gone@example.com")]}
             assert copy.targets("sync") == {1: {"list": "first"}, 2: {"list": "second"}}
             assert copy.hash_version("sync") == source.hash_version("sync")

@@ -12,8 +12,8 @@ picks the backend from the config: ``state.path``, a SQLite file (the embedded d
 ``sqlite.py``), or ``state.url``, a PostgreSQL database shared by every machine that runs
 the exports (``postgres.py``). The SQL they share is in the ``sql`` package, a module per
 concern. The contract is split the same way: one abstract base per concern (members,
-targets, batches in flight, rejects, runs, alerts, the destination each export was last sent through,
-administration, transfer), which
+targets, batches in flight, rejects, dropped fields, runs, alerts, the destination each export was last
+sent through, administration, transfer), which
 :class:`StateStore` combines, so callers hold one store and call ``state.<method>``.
 
 One run per export at a time: SQLite holds an OS file lock, PostgreSQL a session-level
@@ -26,6 +26,7 @@ import hashlib
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple, Union
@@ -99,6 +100,28 @@ class OpenAlert(NamedTuple):
     run_id: int | None          # the run that opened it; None when the scheduler's check did (stale)
     message: str
     figures: dict[str, Any]
+class Rejected(NamedTuple):
+    """A row refused, as a commit records it: by the destination (``row_hash`` None: sent again next
+    run), or by segship's mapping rules, with the hash of the row they refused and the fingerprint
+    of the mapping that refused it (deterministic: not mapped again while both stay as they were).
+    A plain (key, reason) pair is a destination's refusal."""
+
+    key: str
+    reason: str
+    row_hash: int | None = None
+    mapping: str | None = None
+
+
+@dataclass
+class DroppedFields:
+    """What a commit's acknowledged records left out for their invalid values, and which of the
+    members' earlier dropped fields they replace: a record mapped whole replaces every one of its
+    member's (``whole``: their keys), a change only those of the columns it mapped (``remapped``:
+    (key, column) pairs; a column left unchanged holds the value, and so the problem, it had)."""
+
+    whole: Sequence[str] | pa.Array = ()
+    remapped: Sequence[tuple[str, str]] = ()
+    fields: Sequence[tuple[str, str, str]] = ()  # (key, column, reason)
 
 
 class StateError(SegshipError):
@@ -186,17 +209,19 @@ class MemberStore(ABC):
 
     @abstractmethod
     def commit_upserts(self, export: str, acknowledged: Acknowledged,
-                       stale: Iterable[tuple[str, str]], rejected: Iterable[tuple[str, str]], *,
-                       target: int = 1, moving: bool = False, in_flight: int | None = None) -> None:
+                       stale: Iterable[tuple[str, str]], rejected: Iterable[Rejected | tuple[str, str]], *,
+                       target: int = 1, moving: bool = False, in_flight: int | None = None,
+                       dropped: DroppedFields | None = None) -> None:
         """One transaction per group of answered batches: acknowledged rows (now in ``target``), identities
-        they replaced there, rejects; the group is no longer in flight (``record_in_flight``'s id). When
-        ``moving``, a member acknowledged before in another target leaves its identity there to
-        remove (a stale identity of that target)."""
+        they replaced there, rejects, the fields they left out; the group is no longer in flight
+        (``record_in_flight``'s id). When ``moving``, a member acknowledged before in another target
+        leaves its identity there to remove (a stale identity of that target)."""
 
     @abstractmethod
     def commit_removals(self, export: str, removed: Iterable[Member], rejected: Iterable[tuple[str, str]],
                         stale: bool, target: int = 1) -> None:
-        """Acknowledged removals: leavers leave the members; stale identities leave ``target``'s list."""
+        """Acknowledged removals: leavers leave the members (their rejects and dropped fields with them);
+        stale identities leave ``target``'s list."""
 
     @abstractmethod
     def add_unknown_members(self, export: str, members: Sequence[tuple[str, str]], target: int) -> int:
@@ -289,17 +314,47 @@ class DestinationStore(ABC):
 
 
 class RejectStore(ABC):
-    """Rows the destination refused (recorded by the commits), retried until accepted or gone."""
+    """Rows refused (recorded by the commits): by the destination, retried until accepted or gone; by
+    segship's mapping rules, kept with the row's hash and the mapping's fingerprint, so a
+    plan knows in bulk which are still refused. Each keeps the run since which it is refused for
+    its kind of reason (its reason without the row's values): a reject whose kind is this run's is new."""
 
     @abstractmethod
     def forget_rejects(self, export: str, keys: Iterable[str]) -> None:
-        """Drop rejects of rows that are no longer in the export (nothing left to retry)."""
+        """Drop rejects of rows that are no longer in the export, or were acknowledged as they are."""
 
     @abstractmethod
     def rejected_keys(self, export: str) -> list[str]: ...
 
     @abstractmethod
-    def rejects(self, export: str, limit: int | None = None) -> list[dict[str, Any]]: ...
+    def refusals(self, export: str) -> pa.Table:
+        """(key, origin, row_hash, fingerprint, since_run) of every reject, for the bulk plan: ``origin``
+        is "mapping" (segship's mapping rules refused the row of ``row_hash``, the mapping's
+        fingerprint then ``fingerprint``) or "destination"."""
+
+    @abstractmethod
+    def new_rejects(self, export: str, run_id: int) -> int:
+        """How many rejects run ``run_id`` recorded for the first time or for a new kind of reason."""
+
+    @abstractmethod
+    def rejects(self, export: str, limit: int | None = None, reason: str | None = None) -> list[dict[str, Any]]:
+        """The rejects, latest first; ``reason``: only those whose reason holds that text (any case)."""
+
+    @abstractmethod
+    def count_rejects(self, export: str, reason: str | None = None) -> int: ...
+
+    @abstractmethod
+    def rejects_by_kind(self, export: str, examples: int = 3) -> list[dict[str, Any]]:
+        """Per kind of reason, most first: its count, origin, the earliest run since which, example keys."""
+
+
+class DroppedFieldStore(ABC):
+    """Fields left out of acknowledged members' records for their invalid values (recorded by the
+    commits), kept until a record maps the column again or the member leaves."""
+
+    @abstractmethod
+    def dropped_fields_by_kind(self, export: str, examples: int = 3) -> list[dict[str, Any]]:
+        """Per column and kind of reason, most first: how many members, example keys."""
 
 
 class RunStore(ABC):
@@ -323,6 +378,9 @@ class RunStore(ABC):
     def last_success(self, export: str, before: int | None = None) -> dict[str, Any] | None:
         """The export's latest run that delivered (``succeeded``, or ``rejects``: it finished, some rows
         refused), dry runs aside; the latest before run ``before`` when given. As ``runs`` gives a run."""
+
+    @abstractmethod
+    def count_runs(self, export: str | None = None) -> int: ...
 
 
 class AlertStore(ABC):
@@ -371,7 +429,8 @@ class TransferStore(ABC):
         """Make this state hold exactly ``tables`` (a copy), in one transaction."""
 
 
-class StateStore(MemberStore, TargetStore, InFlightStore, DestinationStore, RejectStore, RunStore, AlertStore,
+class StateStore(MemberStore, TargetStore, InFlightStore, DestinationStore, RejectStore, DroppedFieldStore,
+                 RunStore, AlertStore,
                  AdministrationStore, TransferStore):
     """What the engine and the CLI need from state, whatever the backend: each concern's contract above,
     and the store itself (where it is, its schema, closing it)."""

@@ -32,7 +32,7 @@ import pyarrow as pa
 from segship.engine.state import StateError, export_lock_key
 from segship.engine.state.sql import SqlState
 from segship.engine.state.sql.connection import on_state_thread
-from segship.engine.state.sql.schema import INSTANCES_MIGRATION, migrate, statements
+from segship.engine.state.sql.schema import INSTANCES_MIGRATION, REJECT_ORIGINS_AND_DROPPED_FIELDS, migrate, statements
 from segship.secrets import redactor
 
 SCHEMA = "segship"
@@ -129,6 +129,8 @@ MIGRATIONS: list[str] = [
         PRIMARY KEY (export, event)
     );
     """,
+    # 7: rejects keep who refused them and since when; dropped fields (see schema.py)
+    REJECT_ORIGINS_AND_DROPPED_FIELDS.format(integer="BIGINT", table_options=""),
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 #: Bytes of a streamed result's batches (the driver holds two at a time, so its default, 16 MB,

@@ -53,7 +53,7 @@ from segship.engine.state.sql import SqlState
 from segship.engine.state.sql.caches import StateCache
 from segship.engine.state.sql.connection import on_state_thread
 from segship.engine.state.sql.members import MEMBER_UPDATES
-from segship.engine.state.sql.schema import INSTANCES_MIGRATION, TABLES, migrate, statements
+from segship.engine.state.sql.schema import INSTANCES_MIGRATION, REJECT_ORIGINS_AND_DROPPED_FIELDS, TABLES, migrate, statements
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -207,6 +207,8 @@ MIGRATIONS: list[str] = [
         PRIMARY KEY (export, event)
     ) WITHOUT ROWID;
     """,
+    # 10: rejects keep who refused them and since when; dropped fields (see schema.py)
+    REJECT_ORIGINS_AND_DROPPED_FIELDS.format(integer="INTEGER", table_options=" WITHOUT ROWID"),
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 

@@ -2,7 +2,7 @@
 
 Laid out as Dagster's storage is (``dagster/_core/storage/``: a base class per concern, a SQL
 layer that owns the connection, one module per concern), with one difference: a commit writes
-members, stale identities, rejects and the in-flight journal in one transaction, so the
+members, stale identities, rejects, dropped fields and the in-flight journal in one transaction, so the
 concerns are not separate stores with connections of their own but mixins of one
 :class:`SqlState` over one connection.
 
@@ -17,7 +17,8 @@ concerns are not separate stores with connections of their own but mixins of one
 - a module per concern, each implementing its contract (``segship.engine.state``) with its own
   SQL and caches: ``members.py`` (members, digests, settings, hash conversion, commits),
   ``targets.py`` (targets, members by target, stale identities), ``in_flight.py``,
-  ``destinations.py`` (the destination each export was last sent through), ``rejects.py``, ``runs.py``, ``alerts.py`` (open alerts), ``administration.py`` (``state show``, ``forget``),
+  ``destinations.py`` (the destination each export was last sent through), ``rejects.py``,
+  ``dropped_fields.py``, ``runs.py``, ``alerts.py`` (open alerts), ``administration.py`` (``state show``, ``forget``),
   ``transfer.py`` (``state copy``).
 
 A concern writes another's tables through that concern's helpers (named in the docstrings) and
@@ -34,8 +35,9 @@ from __future__ import annotations
 
 from segship.engine.state import StateStore
 from segship.engine.state.sql.administration import SqlAdministration
-from segship.engine.state.sql.destinations import SqlDestinations
 from segship.engine.state.sql.alerts import SqlAlerts
+from segship.engine.state.sql.destinations import SqlDestinations
+from segship.engine.state.sql.dropped_fields import SqlDroppedFields
 from segship.engine.state.sql.in_flight import SqlInFlight
 from segship.engine.state.sql.members import SqlMembers
 from segship.engine.state.sql.rejects import SqlRejects
@@ -44,6 +46,6 @@ from segship.engine.state.sql.targets import SqlTargets
 from segship.engine.state.sql.transfer import SqlTransfer
 
 
-class SqlState(SqlMembers, SqlTargets, SqlInFlight, SqlDestinations, SqlRejects, SqlRuns, SqlAlerts,
-               SqlAdministration, SqlTransfer, StateStore):
+class SqlState(SqlMembers, SqlTargets, SqlInFlight, SqlDestinations, SqlRejects, SqlDroppedFields, SqlRuns,
+               SqlAlerts, SqlAdministration, SqlTransfer, StateStore):
     """The contract in SQL: every concern over one connection (a backend provides it)."""

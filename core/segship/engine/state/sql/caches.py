@@ -14,6 +14,9 @@ in its own module, what it forgets on which; no concern clears another's cache.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
+from typing import Any
+
 
 class StateCache:
     """A concern's cache; each event does nothing unless the cache says otherwise."""
@@ -32,3 +35,32 @@ class StateCache:
 
     def replaced(self) -> None:
         """Every table was replaced by a copy."""
+
+
+class ExportPresence(StateCache):
+    """Which exports have rows in ``table`` and which have none, as last asked or written: saves a
+    query a batch where a commit would delete an export's rows of keys it acknowledged.
+
+    Asked once a run: the run holds the export's lock, so no one else adds any; forgotten when
+    the export's next run starts (another machine may have run it since).
+    """
+
+    def __init__(self, table: str) -> None:
+        self.table = table
+        self.with_rows: set[str] = set()
+        self.without_rows: set[str] = set()
+
+    def has_rows(self, one: Callable[[str, Sequence[Any]], tuple | None], export: str) -> bool:
+        """Whether the export may have rows there (``one`` runs a query on the open connection)."""
+        if export not in self.without_rows and export not in self.with_rows:
+            found = one(f"SELECT 1 FROM {self.table} WHERE export = ? LIMIT 1", (export,))  # noqa: S608
+            (self.with_rows if found else self.without_rows).add(export)
+        return export in self.with_rows
+
+    def written(self, export: str) -> None:
+        self.with_rows.add(export)
+        self.without_rows.discard(export)
+
+    def run_started(self, export: str) -> None:
+        self.with_rows.discard(export)
+        self.without_rows.discard(export)

@@ -2,7 +2,8 @@
 version their hashes were made with (and converting hashes of an older version), and the commits
 that write them.
 
-A commit is one transaction that also settles rejects (``_settle_rejects``, rejects.py), leaves
+A commit is one transaction that also settles rejects (``_settle_rejects``, rejects.py) and dropped
+fields (``_settle_dropped_fields`` / ``_forget_dropped_fields``, dropped_fields.py), leaves
 stale identities (``_leave_identities`` / ``_leave_other_targets`` / ``_remove_stale_identities``,
 targets.py) and clears the group's in-flight record (``_landed``, in_flight.py).
 
@@ -23,7 +24,16 @@ import pyarrow.compute as pc
 
 from segship.destination import Member
 from segship.engine.hashing import HASH_VERSION
-from segship.engine.state import ACKNOWLEDGED_COLUMNS, Acknowledged, ColumnHashes, MembersDigest, MemberStore, chunks
+from segship.engine.state import (
+    ACKNOWLEDGED_COLUMNS,
+    Acknowledged,
+    ColumnHashes,
+    DroppedFields,
+    MembersDigest,
+    MemberStore,
+    Rejected,
+    chunks,
+)
 from segship.engine.state.sql.caches import StateCache
 from segship.engine.state.sql.connection import on_state_thread
 from segship.engine.state.sql.exports import SqlExports
@@ -263,8 +273,9 @@ class SqlMembers(SqlExports, MemberStore):
 
     @on_state_thread
     def commit_upserts(self, export: str, acknowledged: Acknowledged,
-                       stale: Iterable[tuple[str, str]], rejected: Iterable[tuple[str, str]], *,
-                       target: int = 1, moving: bool = False, in_flight: int | None = None) -> None:
+                       stale: Iterable[tuple[str, str]], rejected: Iterable[Rejected | tuple[str, str]], *,
+                       target: int = 1, moving: bool = False, in_flight: int | None = None,
+                       dropped: DroppedFields | None = None) -> None:
         acknowledged = acknowledged_batch(acknowledged)
         stale, rejected = list(stale), list(rejected)
         keys = acknowledged.column(0)
@@ -279,6 +290,8 @@ class SqlMembers(SqlExports, MemberStore):
                 self._members_written(export_id)
             self._leave_identities([(export, key, identity, target) for key, identity in stale])
             self._settle_rejects(export, keys, rejected)
+            if dropped is not None:
+                self._settle_dropped_fields(export, dropped)
             if in_flight is not None:
                 self._landed(export, in_flight)
 
@@ -296,6 +309,7 @@ class SqlMembers(SqlExports, MemberStore):
                     self.many("DELETE FROM members WHERE export_id = ? AND key = ?",
                               [(export_id, member.key) for member in removed])
                     self._members_written(export_id)
+                self._forget_dropped_fields(export, [member.key for member in removed])
             self._settle_rejects(export, pa.array([m.key for m in removed] if not stale else [], pa.string()),
                                  rejected)
 

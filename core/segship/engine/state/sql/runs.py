@@ -43,6 +43,10 @@ class SqlRuns(SqlConnection, RunStore):
                        (export, before if before is not None else 2**63 - 1, *DELIVERED_OUTCOMES))
         return _run(row) if row is not None else None
 
+    def count_runs(self, export: str | None = None) -> int:
+        where, params = ("WHERE export = ?", (export,)) if export else ("", ())
+        return int(self.one(f"SELECT count(*) FROM runs {where}", params)[0])  # noqa: S608
+
 
 RUN_COLUMNS = "id, export, started_at, finished_at, outcome, dry_run, report"
 

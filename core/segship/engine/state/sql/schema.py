@@ -12,8 +12,8 @@
   by the first write to them in a run (``members.py``);
 - ``export_destinations``: per export id, the connection, destination type, settings and
   mapping its last run built its destination from (``RecordedDestination``, ``destinations.py``);
-- ``stale_identities`` (with the target to remove each from), ``rejects``, ``runs``,
-  ``in_flight``, ``alerts`` (each export's open conditions): by export name (few rows).
+- ``stale_identities`` (with the target to remove each from), ``rejects``, ``dropped_fields``,
+  ``runs``, ``in_flight``, ``alerts`` (each export's open conditions): by export name (few rows).
 
 A table is declared here once for every concern that goes through all of them: ``state copy``
 copies ``TABLES`` (``transfer.py``), ``forget`` deletes an export's rows by ``EXPORT_COLUMNS``
@@ -48,7 +48,11 @@ TABLES: dict[str, pa.Schema] = {
                        ("finished_at", pa.string()), ("outcome", pa.string()), ("dry_run", pa.int32()),
                        ("report", pa.string())]),
     "rejects": pa.schema([("export", pa.string()), ("key", pa.string()), ("reason", pa.string()),
-                          ("first_seen", pa.string()), ("last_seen", pa.string()), ("attempts", pa.int32())]),
+                          ("first_seen", pa.string()), ("last_seen", pa.string()), ("attempts", pa.int32()),
+                          ("origin", pa.string()), ("row_hash", pa.int64()), ("fingerprint", pa.string()),
+                          ("kind", pa.string()), ("since_run", pa.int64())]),
+    "dropped_fields": pa.schema([("export", pa.string()), ("key", pa.string()), ("field", pa.string()),
+                                 ("reason", pa.string()), ("kind", pa.string()), ("since_run", pa.int64())]),
     "in_flight": pa.schema([("export", pa.string()), ("id", pa.int64()), ("target", pa.int32()),
                             ("members", pa.string())]),
     "alerts": pa.schema([("export", pa.string()), ("event", pa.string()), ("opened_at", pa.string()),
@@ -59,14 +63,15 @@ TABLE_KEYS: dict[str, tuple[str, ...]] = {"exports": ("id",), "targets": ("expor
                                           "members": ("export_id", "key"), "member_digests": ("export_id",),
                                           "export_destinations": ("export_id",),
                                           "stale_identities": ("export", "target", "identity"), "runs": ("id",),
-                                          "rejects": ("export", "key"), "in_flight": ("export", "id"),
-                                          "alerts": ("export", "event")}
+                                          "rejects": ("export", "key"), "dropped_fields": ("export", "key", "field"),
+                                          "in_flight": ("export", "id"), "alerts": ("export", "event")}
 #: The column that ties a table's rows to an export: ``export`` (its name), or else the export's id;
 #: in the order ``forget`` deletes them.
 EXPORT_COLUMNS: dict[str, str] = {"members": "export_id", "member_digests": "export_id", "targets": "export_id",
                                   "export_destinations": "export_id",
                                   "exports": "id", "stale_identities": "export", "rejects": "export",
-                                  "runs": "export", "in_flight": "export", "alerts": "export"}
+                                  "dropped_fields": "export", "runs": "export", "in_flight": "export",
+                                  "alerts": "export"}
 
 #: The migration that records destination instances (see engine/instances.py), the same in both
 #: backends (SQLite schema 7, PostgreSQL 4): targets recorded before it have none, and adopt the
@@ -80,6 +85,31 @@ INSTANCES_MIGRATION = """
     ALTER TABLE exports ADD COLUMN instance TEXT;
     -- salted HMAC-SHA256 of the connection settings that observed it
     ALTER TABLE exports ADD COLUMN credentials TEXT;
+    """
+
+
+#: A migration both backends apply (with their integer type and table options): rejects say who refused
+#: them (a mapping's with the row's hash and the mapping's fingerprint: a plan knows in bulk which are
+#: still refused as they were), their kind of reason (without the row's values) and the run since
+#: which they are refused for it (an existing one: the last run that started before it was first
+#: seen); fields left out of acknowledged members' records for their invalid values.
+REJECT_ORIGINS_AND_DROPPED_FIELDS = """
+    ALTER TABLE rejects ADD COLUMN origin TEXT NOT NULL DEFAULT 'destination';
+    ALTER TABLE rejects ADD COLUMN row_hash {integer};
+    ALTER TABLE rejects ADD COLUMN fingerprint TEXT;
+    ALTER TABLE rejects ADD COLUMN kind TEXT;
+    ALTER TABLE rejects ADD COLUMN since_run {integer};
+    UPDATE rejects SET since_run = (SELECT max(id) FROM runs WHERE runs.export = rejects.export
+                                    AND runs.started_at <= rejects.first_seen);
+    CREATE TABLE dropped_fields (
+        export TEXT NOT NULL,
+        key TEXT NOT NULL,
+        field TEXT NOT NULL,            -- the segment column whose value was left out
+        reason TEXT NOT NULL,
+        kind TEXT NOT NULL,             -- the reason without the row's values
+        since_run {integer},
+        PRIMARY KEY (export, key, field)
+    ){table_options};
     """
 
 
