@@ -47,14 +47,18 @@ class Redactor:
 
     def __init__(self) -> None:
         self._values: set[str] = set()
+        # longest first: a secret that contains another is masked whole; kept sorted as added, since
+        # every log line and reason is redacted
+        self._longest_first: list[str] = []
 
     def add(self, value: str) -> None:
         for form in (value, value.strip()):  # a client may send the key trimmed
-            if len(form) >= 4:  # shorter values would mask ordinary words
+            if len(form) >= 4 and form not in self._values:  # shorter values would mask ordinary words
                 self._values.add(form)
+                self._longest_first = sorted(self._values, key=len, reverse=True)
 
     def redact(self, text: str) -> str:
-        for value in sorted(self._values, key=len, reverse=True):
+        for value in self._longest_first:
             if value in text:
                 text = text.replace(value, MASK)
         return text
