@@ -316,6 +316,18 @@ async def test_a_redirect_is_an_error_naming_where_it_points_and_the_key_never_f
     assert http.stats.requests == 6 and http.stats.retries == 0
 
 
+async def test_an_exhausted_request_is_named_without_its_query() -> None:
+    """A signed link (Brevo's report) carries its signature in the query: errors never repeat it."""
+    async def failing(request: web.Request) -> web.Response:
+        return web.Response(status=503)
+
+    async with serve([web.get("/report.csv", failing)]) as (url, _):
+        async with opened(client(url, retry=FAST)) as http:
+            with pytest.raises(RetriesExhausted, match=r"GET /report.csv failed after 3 attempts \(HTTP 503\)") as raised:
+                await http.request("GET", "/report.csv?X-Signature=s3cr3t")
+    assert "s3cr3t" not in str(raised.value)
+
+
 async def test_a_head_request_is_answered_without_a_body() -> None:
     async def head(request: web.Request) -> web.Response:
         return web.Response(headers={"Content-Length": "1000", "Content-Type": "text/csv"})

@@ -167,6 +167,8 @@ class HttpClient:
         if params:
             url = url.extend_query(params)
         retry = self.retry
+        # what errors name: the path without its query (a signed link's signature is in the query)
+        shown = path.split("?", 1)[0]
         started = time.monotonic()
         last_problem = ""
         last_status: int | None = None
@@ -179,13 +181,13 @@ class HttpClient:
             except TransportError as exc:
                 self.stats.connection_errors += 1
                 if not exc.retryable:
-                    raise RetriesExhausted(f"{method} {path} failed: {exc}") from None
+                    raise RetriesExhausted(f"{method} {shown} failed: {exc}") from None
                 last_problem, last_status = str(exc), None
                 delay = retry.backoff(attempt)
             else:
                 status = response.status
                 if 300 <= status < 400:
-                    raise RetriesExhausted(f"{method} {path} failed: {_redirect(response, url)}", status)
+                    raise RetriesExhausted(f"{method} {shown} failed: {_redirect(response, url)}", status)
                 stated_wait = self._observe_rate_limit(response)
                 if status not in retry.retry_statuses:
                     return response
@@ -200,7 +202,7 @@ class HttpClient:
                     left = retry.max_seconds - (time.monotonic() - started)
                     if stated_wait > left:
                         raise RetriesExhausted(
-                            f"{method} {path} failed: HTTP {status}, and the destination asks to wait "
+                            f"{method} {shown} failed: HTTP {status}, and the destination asks to wait "
                             f"{stated_wait:,.0f} s, more than the {max(left, 0):,.0f} s the retry budget has left "
                             "(network.retries.max_seconds)", status)
                     delay = max(delay, min(stated_wait, retry.max_stated_wait))
@@ -217,7 +219,7 @@ class HttpClient:
             log.info("http.retry", method=method, path=url.path, attempt=attempt, max_attempts=retry.attempts,
                      cause=last_problem, wait=round(delay, 3))
             await self._sleep(delay)
-        raise RetriesExhausted(f"{method} {path} failed after {attempt} attempt{'s' if attempt > 1 else ''} "
+        raise RetriesExhausted(f"{method} {shown} failed after {attempt} attempt{'s' if attempt > 1 else ''} "
                                f"({last_problem})", last_status)
 
     async def _sleep(self, seconds: float) -> None:
