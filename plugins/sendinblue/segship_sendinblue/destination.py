@@ -363,8 +363,12 @@ class SendinblueDestination(Destination):
         if response.status != 200:
             raise DestinationError(f"Brevo's invalid-email report of process {process.get('id')} could not be "
                                    f"read (HTTP {response.status})")
-        lines = response.body.decode("utf-8", "replace").splitlines()[1:]  # the first line is the header
-        return {line.split(",")[0].split(";")[0].strip().strip('"').lower() for line in lines if line.strip()}
+        header, *lines = response.body.decode("utf-8", "replace").splitlines() or [""]
+        if "email" not in _first_field(header):
+            # a proxy's or gateway's page read as a report would name no email: every contact acknowledged
+            raise DestinationError(f"Brevo's invalid-email report of process {process.get('id')} is not a CSV "
+                                   f"of emails (it begins {header[:40]!r}); nothing of the import is acknowledged")
+        return {_first_field(line) for line in lines if line.strip()}
 
     # -- leavers ------------------------------------------------------------------------------
 
@@ -461,3 +465,8 @@ class SendinblueDestination(Destination):
     @staticmethod
     def _fail(members: Iterable[Member], reason: str) -> list[RecordResult]:
         return [RecordResult(member.key, reason) for member in members]
+
+
+def _first_field(line: str) -> str:
+    """The first field of a line of Brevo's CSV report (comma- or semicolon-separated), lower-cased."""
+    return line.split(",")[0].split(";")[0].strip().strip('"').lower()

@@ -6,6 +6,7 @@ import time
 
 import orjson
 import pytest
+from aiohttp import web
 from segship.destination import ConnectionContext, DestinationError, Member, Record
 from segship.http import RetriesExhausted, RetryPolicy
 from segship.ratelimit import RateLimit
@@ -114,6 +115,30 @@ async def test_emails_brevo_refuses_fail_their_rows_only(sendinblue_sandbox, mak
     results = {r.key: r.error for r in await destination.upsert([good, bad])}
     assert results == {"person1@example.com": None, "k-bad": "Brevo refused the email address as invalid"}
     assert list(sendinblue_sandbox.list_contacts(2)) == ["person1@example.com"]
+
+
+async def test_an_invalid_email_report_that_is_no_csv_of_emails_acknowledges_nothing(sendinblue_sandbox,
+                                                                                     make_destination):
+    # the report link (S3, for Brevo) answered by a gateway's page instead of the CSV
+    async def page(request: web.Request) -> web.Response:
+        return web.Response(text=GATEWAY_PAGE, content_type="text/html")
+
+    gateway = web.Application()
+    gateway.router.add_get("/report.csv", page)
+    runner = web.AppRunner(gateway)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    try:
+        port = runner.addresses[0][1]
+        process = {"id": 1, "name": "IMPORTUSER", "status": "completed",
+                   "info": {"import": {"invalid_emails": f"http://127.0.0.1:{port}/report.csv"}}}
+        sendinblue_sandbox.answer_instead("/processes/1", orjson.dumps(process).decode())
+        destination = make_destination(sendinblue_sandbox.url)
+        with pytest.raises(DestinationError, match="report of process 1 is not a CSV of emails"):
+            await destination.upsert(records(destination, [person(1), person(2)]))
+    finally:
+        await runner.cleanup()
 
 
 async def test_a_failed_import_process_fails_its_rows_with_the_reason(sendinblue_sandbox, make_destination):
