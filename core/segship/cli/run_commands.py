@@ -379,16 +379,19 @@ def runs_command(
     if output is HistoryFormat.json:
         typer.echo(redact_text(orjson.dumps(runs, option=orjson.OPT_INDENT_2).decode()))
         return
-    table = Table("run", "export", "started", "seconds", "outcome", "upserted", "removed", "rejected", "dropped",
-                  "message")
+    # the dropped column only when a run shown left fields out: the message keeps the width otherwise
+    dropped = [_dropped_cell(run["report"] or {}) for run in runs]
+    show_dropped = any(cell not in ("", "0") for cell in dropped)
+    table = Table("run", "export", "started", "seconds", "outcome", "upserted", "removed", "rejected",
+                  *(["dropped"] if show_dropped else []), "message")
     for column in table.columns[:-1]:  # one line per run: the message gets the width left, and is cut to it
         column.no_wrap = True
-    for run in runs:
+    for run, dropped_cell in zip(runs, dropped, strict=True):
         report = run["report"] or {}
         outcome = run["outcome"] + (" (dry run)" if run["dry_run"] else "")
         table.add_row(str(run["id"]), run["export"], run["started_at"], str(report.get("seconds", "")), outcome,
                       str(report.get("upserted", "")), str(report.get("removed", "")),
-                      str(report.get("rejected", "")), _dropped_cell(report),
+                      str(report.get("rejected", "")), *([dropped_cell] if show_dropped else []),
                       Text(" ".join(redact_text(report.get("message", "")).split()), no_wrap=True, overflow="ellipsis"))
     console.print(table)
     shown = rejects_format.shown_line(len(runs), total, "runs", "--limit N shows more")
