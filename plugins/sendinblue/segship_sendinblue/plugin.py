@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 from segship import hookimpl
-from segship.cli.sandbox_options import (
+from segship.sandbox_options import (
     ApiKeyOption,
     DropFractionOption,
     ErrorFractionOption,
