@@ -24,9 +24,9 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import orjson
 import pyarrow as pa
 import pyarrow.parquet as pq
-import yaml
 
 from segship import event_loop
 from segship.config import Config, load_config
@@ -119,8 +119,8 @@ class ExportHarness:
 
     def config(self) -> Config:
         """The config as written now (and written again from the harness's settings)."""
-        (self.directory / "segship.yaml").write_text(yaml.safe_dump(self._document(), sort_keys=False),
-                                                     encoding="utf-8")
+        # JSON is YAML too, and it never writes an anchor for a value met twice
+        (self.directory / "segship.yaml").write_bytes(orjson.dumps(self._document(), option=orjson.OPT_INDENT_2))
         return load_config(self.directory / "segship.yaml", self.plugins)
 
     def secret_values(self) -> dict[str, str]:
