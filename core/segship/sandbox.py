@@ -222,6 +222,18 @@ class Sandbox:
         return json_response({"reset": True})
 
 
+async def request_json(method: str, url: str, body: Any = None, *,
+                       headers: dict[str, str] | None = None) -> tuple[int, dict[str, str], Any]:
+    """One request to a sandbox as an API client makes it, for tests: (status, headers, decoded JSON
+    body, or None when it is empty). ``body`` is sent as it is when bytes, else encoded as JSON."""
+    import aiohttp  # the client: a sandbox process serves, it never needs one
+
+    data = body if isinstance(body, bytes) else orjson.dumps(body) if body is not None else None
+    async with aiohttp.ClientSession() as session, session.request(method, url, data=data,
+                                                                    headers=headers or {}) as answer:
+        return answer.status, dict(answer.headers), orjson.loads(await answer.read() or b"null")
+
+
 def base_url(host: str, port: int, prefix: str = "", *, tls: bool = False) -> str:
     shown = f"[{host}]" if ":" in host else host
     return f"{'https' if tls else 'http'}://{shown}:{port}{prefix}"
