@@ -1,9 +1,10 @@
 """A broken plugin fails the conformance suite with a message that says what is wrong.
 
 Each case breaks the plugin `segship plugin new` writes (which passes the suite: see
-test_scaffold.py) in one way, runs its conformance tests with pytest's own runner (pytester),
-in a process of its own, and reads the failure: an impure ``map``, a ``map_batch`` that differs from ``map``, an answer
-missing for a record, a key shown in an error, a destination that doesn't retry.
+test_scaffold.py) in one way, runs its conformance tests with pytest's own runner (pytester) in
+a process of its own, and reads the failure: an impure ``map``, a ``map_batch`` that differs from
+``map``, an answer missing for a record, a key shown in an error, requests not paced, a
+destination that doesn't retry.
 """
 
 from __future__ import annotations
@@ -66,6 +67,19 @@ BROKEN = {
         """,
         "test_a_refused_key_stops_the_run_without_showing_it",
         "*check_connection's error holds the key: 'the key <the key> was refused'*",
+    ),
+    "unpaced": (
+        """
+        from segship.http import RateLimit
+
+        class Broken(AcmeDestination):
+            def __init__(self, connection, export=None):
+                super().__init__(connection, export)
+                self.rate_limit = RateLimit(1000, 1.0)   # requests_per_second ignored
+        """,
+        "test_requests_are_paced",
+        "*7 requests reached the server within 0.* s; with {'requests_per_second': 5} the destination must send at "
+        "most 5 per 1 s, so they take 1 s at least*",
     ),
     "no_retries": (
         """

@@ -43,3 +43,17 @@ def test_the_scaffolded_plugin_installs_and_its_tests_pass_at_once(segship, tmp_
     assert "acme_mail" in listed.stdout
     tests = _run([python, "-m", "pytest", "-q", "-p", "no:cacheprovider"], plugin, env)
     assert "11 passed" in tests.stdout, tests.stdout[-2000:]
+
+
+def test_plugin_new_refuses_a_name_that_cant_be_a_package_and_overwrites_nothing(segship, tmp_path: Path) -> None:
+    refused = segship("plugin", "new", "Acme-Mail", str(tmp_path / "bad"))
+    assert refused.exit_code == 2
+    assert "'Acme-Mail' can't name a plugin: lower-case letters, digits and _" in refused.stderr
+    assert not (tmp_path / "bad").exists()
+    assert segship("plugin", "new", "acme", str(tmp_path / "acme")).exit_code == 0
+    readme = tmp_path / "acme" / "README.md"
+    readme.write_text("mine", encoding="utf-8")
+    again = segship("plugin", "new", "acme", str(tmp_path / "acme"))
+    assert again.exit_code == 2
+    assert "already exist(s); plugin new overwrites nothing" in again.stderr
+    assert readme.read_text(encoding="utf-8") == "mine"
