@@ -55,8 +55,9 @@ def secret_paths(schema: Mapping[str, Any], path: tuple[str, ...] = ()) -> list[
 
 
 class ExportHarness:
-    """One export of ``destination`` (see the module's docstring). ``connection``, ``settings`` and
-    ``mapping`` may be changed between runs: the config is written again before each."""
+    """One export of ``destination`` (see the module's docstring). Its attributes (``destination``,
+    ``connection``, ``settings``, ``mapping``, ``network``, ``safeguards``) may be changed between
+    runs: the config is written again before each."""
 
     def __init__(self, directory: Path, destination: type[Destination], *, connection: Mapping[str, Any],
                  settings: Mapping[str, Any], mapping: Mapping[str, Any], key: str,
@@ -76,10 +77,10 @@ class ExportHarness:
 
     @property
     def plugins(self) -> Plugins:
-        """The installed plugins, with ``destination`` registered under its name."""
+        """The installed plugins, with ``destination`` (as it is now) registered under its name."""
         if self._plugins is None:
             self._plugins = build_plugins()
-            self._plugins.destinations[self.destination.name] = self.destination
+        self._plugins.destinations[self.destination.name] = self.destination
         return self._plugins
 
     def write_rows(self, rows: list[dict[str, Any]], schema: pa.Schema | None = None) -> None:
