@@ -43,6 +43,9 @@ def test_the_scaffolded_plugin_installs_and_its_tests_pass_at_once(segship, tmp_
     assert "acme_mail" in listed.stdout
     tests = _run([python, "-m", "pytest", "-q", "-p", "no:cacheprovider"], plugin, env)
     assert "11 passed" in tests.stdout, tests.stdout[-2000:]
+    # the kit's fixtures come with the core, through its pytest11 entry point: no conftest, no import
+    fixtures = _run([python, "-m", "pytest", "--fixtures", "-p", "no:cacheprovider"], plugin, env).stdout
+    assert "fake_server" in fixtures and "export_harness" in fixtures
 
 
 def test_plugin_new_refuses_a_name_that_cant_be_a_package_and_overwrites_nothing(segship, tmp_path: Path) -> None:
