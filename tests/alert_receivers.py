@@ -20,7 +20,7 @@ from aiohttp import web
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult, LoginPassword
 
-from segship.sandbox import BackgroundSandbox
+from segship.sandbox import BackgroundServer
 
 
 @dataclass(frozen=True)
@@ -36,10 +36,7 @@ class Delivery:
 
 
 class WebhookApp:
-    """The receiver's aiohttp app (served by :class:`segship.sandbox.BackgroundSandbox`)."""
-
-    api_prefix = ""
-    api_key = None
+    """The receiver's aiohttp app (served by :class:`segship.sandbox.BackgroundServer`)."""
 
     def __init__(self) -> None:
         self.deliveries: list[Delivery] = []
@@ -56,24 +53,23 @@ class WebhookApp:
         return web.Response(status=status, text=text)
 
 
-class WebhookReceiver(BackgroundSandbox):
+class WebhookReceiver(BackgroundServer):
     """A running receiver: ``url`` is its base URL (any path is accepted)."""
 
-    sandbox: WebhookApp
-
     def __init__(self) -> None:
-        super().__init__(WebhookApp())  # type: ignore[arg-type] - served like a sandbox, it is none
+        self.app = WebhookApp()
+        super().__init__(self.app.build_app)
 
     def deliveries(self, path: str | None = None) -> list[Delivery]:
-        return self.call(lambda: [d for d in self.sandbox.deliveries if path is None or d.path == path])
+        return self.call(lambda: [d for d in self.app.deliveries if path is None or d.path == path])
 
     def refuse(self, status: int, text: str, path: str | None = None) -> None:
         """Answer every POST (to ``path``) from now on so (Slack: 404 ``no_service``); ``refuse(200, "ok")``
         undoes it."""
-        self.call(lambda: self.sandbox.answers.__setitem__(path, (status, text)))
+        self.call(lambda: self.app.answers.__setitem__(path, (status, text)))
 
     def clear(self) -> None:
-        self.call(self.sandbox.deliveries.clear)
+        self.call(self.app.deliveries.clear)
 
 
 class _Inbox:

@@ -22,6 +22,10 @@ from pathlib import Path
 
 import pytest
 import trustme
+from segship_braze.sandbox import SANDBOX_API_KEY as BRAZE_KEY
+from segship_braze.sandbox import BrazeSandbox, RunningBrazeSandbox
+from segship_sendinblue.sandbox import SANDBOX_API_KEY as BREVO_KEY
+from segship_sendinblue.sandbox import BrevoSandbox, RunningBrevoSandbox
 
 from .alert_receivers import SmtpServer, WebhookReceiver
 from .postgres_server import PostgresServer
@@ -105,6 +109,20 @@ def write_files(root: Path, files: Mapping[str, str]) -> None:
         path = root / name
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(textwrap.dedent(text).lstrip("\n"), encoding="utf-8")
+
+
+@pytest.fixture
+def braze_sandbox() -> Iterator[RunningBrazeSandbox]:
+    """A fresh Braze sandbox on 127.0.0.1 accepting only its ``SANDBOX_API_KEY``, without a rate limit."""
+    with RunningBrazeSandbox(BrazeSandbox(api_key=BRAZE_KEY)) as running:
+        yield running
+
+
+@pytest.fixture
+def sendinblue_sandbox() -> Iterator[RunningBrevoSandbox]:
+    """A fresh Brevo sandbox on 127.0.0.1 accepting only its ``SANDBOX_API_KEY``, processing imports at once."""
+    with RunningBrevoSandbox(BrevoSandbox(api_key=BREVO_KEY, process_delay=0.01)) as running:
+        yield running
 
 
 @pytest.fixture

@@ -5,7 +5,7 @@ engine drives one instance per export run through this lifecycle::
 
     destination = DestinationClass(connection, export)   # no I/O
     await destination.observe_instance()                  # only if observes_instance, settings changed
-    await destination.check_connection()                  # `segship connections test`
+    await destination.check_connection()                  # every run with work; `segship connections test`
     await destination.prepare()                           # opens the HTTP session, checks the export
     record = destination.map(row, changed_columns)        # mapping rules; raises RowRejected; Record.dropped
     mapped = destination.map_batch(rows, changed)         # the engine's way: a batch of rows at once
@@ -49,9 +49,18 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal, NamedTuple, overload
 from segship.errors import SegshipError
 from segship.http import HttpClient, HttpResponse, HttpStats, RetriesExhausted
 from segship.network import NetworkSettings
+from segship.secrets import redactor
 
 if TYPE_CHECKING:
     import pyarrow as pa
+
+#: What a destination plugin imports from here (with ``redactor``, the process's secret redactor,
+#: re-exported from ``segship.secrets``); docs/plugins.md lists every public name and its module.
+__all__ = [
+    "ConfigProblem", "ConnectionContext", "Destination", "DestinationError", "ExportContext", "IdentityRule", "Limits",
+    "MappedBatch", "Member", "Record", "RecordResult", "RecordResults", "Records", "RowRejected", "answer_summary",
+    "redactor", "unavailable_error",
+]
 
 
 class RowRejected(Exception):

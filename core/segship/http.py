@@ -35,6 +35,10 @@ from segship.network import DEFAULT_MAX_ATTEMPTS, DEFAULT_MAX_SECONDS, NetworkSe
 from segship.ratelimit import Pacer, RateLimit
 from segship.transport import Transport, TransportError
 
+#: What a destination plugin imports from here (``RateLimit`` is re-exported from ``segship.ratelimit``).
+__all__ = ["HttpClient", "HttpResponse", "HttpStats", "RateLimit", "RateLimitHeaders", "RequestInterrupted",
+           "RetriesExhausted", "RetryPolicy"]
+
 log = structlog.get_logger("segship.http")
 
 

@@ -21,7 +21,7 @@ import urllib.request
 from collections import Counter
 from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass, field, fields
-from typing import Any
+from typing import Any, Self
 
 import orjson
 from aiohttp import web
@@ -222,6 +222,18 @@ class Sandbox:
         return json_response({"reset": True})
 
 
+async def request_json(method: str, url: str, body: Any = None, *,
+                       headers: dict[str, str] | None = None) -> tuple[int, dict[str, str], Any]:
+    """One request to a sandbox as an API client makes it, for tests: (status, headers, decoded JSON
+    body, or None when it is empty). ``body`` is sent as it is when bytes, else encoded as JSON."""
+    import aiohttp  # the client: a sandbox process serves, it never needs one
+
+    data = body if isinstance(body, bytes) else orjson.dumps(body) if body is not None else None
+    async with aiohttp.ClientSession() as session, session.request(method, url, data=data,
+                                                                    headers=headers or {}) as answer:
+        return answer.status, dict(answer.headers), orjson.loads(await answer.read() or b"null")
+
+
 def base_url(host: str, port: int, prefix: str = "", *, tls: bool = False) -> str:
     shown = f"[{host}]" if ":" in host else host
     return f"{'https' if tls else 'http'}://{shown}:{port}{prefix}"
@@ -265,49 +277,70 @@ def serve(sandbox: Sandbox, host: str = "127.0.0.1", port: int = 0,
     asyncio.run(main())
 
 
-class BackgroundSandbox:
-    """Runs a sandbox on its own event loop in a thread: ``with BackgroundSandbox(s) as running: ...``.
+class BackgroundServer:
+    """Serves an aiohttp application on its own event loop in a thread: ``with BackgroundServer(make_app) as s: ...``.
 
-    Tests use it so that the real CLI, started as a subprocess, can talk to it while the
-    test inspects the sandbox through thread-safe readers. Plugins subclass it to add
-    readers of their own data. With ``ssl_context`` it serves HTTPS.
+    Tests use it so that code running in the test's thread (the real CLI as a subprocess, or an
+    export run in-process on an event loop of its own) can talk to it while the test inspects it
+    through ``call``. ``url`` is its base URL once entered (with ``prefix``); with ``ssl_context``
+    it serves HTTPS.
     """
 
-    def __init__(self, sandbox: Sandbox, host: str = "127.0.0.1", port: int = 0,
-                 ssl_context: ssl.SSLContext | None = None) -> None:
-        self.sandbox = sandbox
+    def __init__(self, build_app: Callable[[], web.Application], host: str = "127.0.0.1", port: int = 0,
+                 ssl_context: ssl.SSLContext | None = None, prefix: str = "") -> None:
+        self.build_app = build_app
         self.host = host
         self.port = port
         self.ssl_context = ssl_context
+        self.prefix = prefix
         self.url = ""
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, name="sandbox", daemon=True)
         self._runner: web.AppRunner | None = None
 
     @property
-    def api_key(self) -> str | None:
-        return self.sandbox.api_key
-
-    @property
     def origin(self) -> str:
-        """The URL without the API prefix: where ``/_sandbox/…`` lives."""
-        return self.url.removesuffix(self.sandbox.api_prefix)
+        """The URL without the prefix: where ``/_sandbox/…`` lives."""
+        return self.url.removesuffix(self.prefix)
 
-    def __enter__(self) -> BackgroundSandbox:
+    def __enter__(self) -> Self:
         self._thread.start()
-        future = asyncio.run_coroutine_threadsafe(
-            _start(self.sandbox.build_app(), self.host, self.port, self.ssl_context), self._loop)
+        future = asyncio.run_coroutine_threadsafe(_start(self.build_app(), self.host, self.port, self.ssl_context),
+                                                  self._loop)
         self._runner, bound_port = future.result(timeout=30)
-        self.url = base_url(self.host, bound_port, self.sandbox.api_prefix, tls=self.ssl_context is not None)
+        self.url = base_url(self.host, bound_port, self.prefix, tls=self.ssl_context is not None)
         return self
 
     def call(self, function: Callable[[], Any]) -> Any:
-        """Run ``function`` on the sandbox's loop (safe access to its state from the test)."""
+        """Run ``function`` on the server's loop (safe access to its state from the test)."""
 
         async def run() -> Any:
             return function()
 
         return asyncio.run_coroutine_threadsafe(run(), self._loop).result(timeout=30)
+
+    def __exit__(self, *exc_info: object) -> None:
+        if self._runner is not None:
+            asyncio.run_coroutine_threadsafe(self._runner.cleanup(), self._loop).result(timeout=30)
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(timeout=30)
+        self._loop.close()
+
+
+class BackgroundSandbox(BackgroundServer):
+    """Runs a sandbox in a thread: ``with BackgroundSandbox(s) as running: ...``.
+
+    Plugins subclass it to add readers of their own data (run through ``call``, so they are safe).
+    """
+
+    def __init__(self, sandbox: Sandbox, host: str = "127.0.0.1", port: int = 0,
+                 ssl_context: ssl.SSLContext | None = None) -> None:
+        super().__init__(sandbox.build_app, host, port, ssl_context, sandbox.api_prefix)
+        self.sandbox = sandbox
+
+    @property
+    def api_key(self) -> str | None:
+        return self.sandbox.api_key
 
     def stats(self) -> dict[str, Any]:
         return self.call(lambda: {**self.sandbox.stats, **self.sandbox.extra_stats()})
@@ -327,10 +360,3 @@ class BackgroundSandbox:
 
     def reset(self) -> None:
         self.call(self.sandbox.reset)
-
-    def __exit__(self, *exc_info: object) -> None:
-        if self._runner is not None:
-            asyncio.run_coroutine_threadsafe(self._runner.cleanup(), self._loop).result(timeout=30)
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join(timeout=30)
-        self._loop.close()

@@ -9,8 +9,6 @@ import sys
 from pathlib import Path
 
 import pytest
-from segship_braze.testing import braze_sandbox  # noqa: F401 - fixture
-from segship_sendinblue.testing import sendinblue_sandbox  # noqa: F401 - fixture
 
 from segship.engine.state import StateStore, open_state_at
 
@@ -123,7 +121,7 @@ class Project:
 
 
 @pytest.fixture
-def project(tmp_path: Path, braze_sandbox, sendinblue_sandbox, state_target) -> Project:  # noqa: F811 - fixtures
+def project(tmp_path: Path, braze_sandbox, sendinblue_sandbox, state_target) -> Project:
     """A project on each state backend in turn."""
     return Project(tmp_path, braze_sandbox, sendinblue_sandbox, state_target)
 

@@ -12,12 +12,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from segship_braze.sandbox import BrazeSandbox
-from segship_braze.testing import SANDBOX_API_KEY as BRAZE_KEY
-from segship_braze.testing import running_sandbox as running_braze
-from segship_sendinblue.sandbox import DEFAULT_ORGANIZATION_ID, BrevoSandbox
-from segship_sendinblue.testing import SANDBOX_API_KEY as BREVO_KEY
-from segship_sendinblue.testing import running_sandbox as running_brevo
+from segship_braze.sandbox import BrazeSandbox, RunningBrazeSandbox
+from segship_braze.sandbox import SANDBOX_API_KEY as BRAZE_KEY
+from segship_sendinblue.sandbox import DEFAULT_ORGANIZATION_ID, BrevoSandbox, RunningBrevoSandbox
+from segship_sendinblue.sandbox import SANDBOX_API_KEY as BREVO_KEY
 
 from ..conftest import StateTarget
 from .conftest import CONFIG as PROJECT_CONFIG
@@ -109,9 +107,9 @@ class Instances(Project):
 def instances(tmp_path: Path, state_target: StateTarget) -> Iterator[Instances]:
     """Braze production (a second workspace, "staging", behind STAGING_KEY), Braze staging on an endpoint
     of its own, and Brevo (another account behind OTHER_ACCOUNT_KEY, ROTATED_KEY on the first one)."""
-    with running_braze(BrazeSandbox(api_key=BRAZE_KEY, workspaces={STAGING_KEY: "staging"})) as braze, \
-            running_braze(BrazeSandbox(api_key=STAGING_KEY)) as staging, \
-            running_brevo(BrevoSandbox(api_key=BREVO_KEY, process_delay=0.01, accounts={
+    with RunningBrazeSandbox(BrazeSandbox(api_key=BRAZE_KEY, workspaces={STAGING_KEY: "staging"})) as braze, \
+            RunningBrazeSandbox(BrazeSandbox(api_key=STAGING_KEY)) as staging, \
+            RunningBrevoSandbox(BrevoSandbox(api_key=BREVO_KEY, process_delay=0.01, accounts={
                 OTHER_ACCOUNT_KEY: OTHER_ORGANIZATION, ROTATED_KEY: DEFAULT_ORGANIZATION_ID})) as brevo:
         yield Instances(tmp_path, braze, staging, brevo, state_target)
 

@@ -28,9 +28,9 @@ from pathlib import Path
 import pytest
 import trustme
 from segship_braze.sandbox import BrazeSandbox
-from segship_braze.testing import SandboxHandle as BrazeHandle
+from segship_braze.sandbox import RunningBrazeSandbox as BrazeHandle
 from segship_sendinblue.sandbox import BrevoSandbox
-from segship_sendinblue.testing import SandboxHandle as BrevoHandle
+from segship_sendinblue.sandbox import RunningBrevoSandbox as BrevoHandle
 
 from ..conftest import CliResult, clean_env, segship_script
 

@@ -17,9 +17,9 @@ from contextlib import contextmanager
 
 import pytest
 from segship_braze.sandbox import BrazeSandbox
-from segship_braze.testing import SandboxHandle as BrazeHandle
+from segship_braze.sandbox import RunningBrazeSandbox as BrazeHandle
 from segship_sendinblue.sandbox import BrevoSandbox
-from segship_sendinblue.testing import SandboxHandle as BrevoHandle
+from segship_sendinblue.sandbox import RunningBrevoSandbox as BrevoHandle
 
 from .conftest import BRAZE_KEY, BREVO_KEY, Pki, https_sandboxes
 

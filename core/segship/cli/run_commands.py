@@ -101,33 +101,9 @@ def _safeguard_stop(config: Config, plan: ExportPlan) -> str | None:
 
 
 def _plan_one(config: Config, name: str, state: StateStore, verbose: bool) -> ExportPlan:
-    from segship.engine.instances import assumed_instance
-    from segship.engine.planning import plan_against_state
-    from segship.engine.snapshot import Snapshot, changed_columns
-    from segship.engine.targets import EarlierInstances
+    from segship.engine.planning import plan_export
 
-    plugins = get_plugins()
-    export = config.exports[name]
-    connection = config.connections[export.connection]
-    cls = plugins.destination(connection.type)
-    columns = cls.source_columns(export.mapping)
-    # resolves no secret: the account is taken to be the one the last run found
-    instances = EarlierInstances(config, plugins, connection.name,
-                                 assumed_instance(cls, connection, state.recorded_instance(name)), known=False)
-    snapshot = Snapshot(config, export, plugins, columns)
-    try:
-        plan = plan_against_state(snapshot, state, cls, export, columns, instances, full_resync=False, write=False)
-        if verbose and plan.examples.get("update"):
-            keys = plan.examples["update"]
-            before = state.details(name, keys)
-            for reader in snapshot.rows_to_send(keys=keys):
-                for row in reader.read_all().to_pylist():
-                    key = row["__segship_key"]
-                    changed = changed_columns(columns, before[key][0], row["__segship_column_hashes"])
-                    plan.changed_fields[key] = sorted(changed) if changed is not None else ["(all: settings changed)"]
-        return plan
-    finally:
-        snapshot.close()
+    return plan_export(config, name, get_plugins(), state, changed_fields=verbose)
 
 
 class PlanCommand(TyperCommand):

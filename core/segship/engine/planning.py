@@ -11,13 +11,13 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from segship import __version__
-
-from segship.config import ExportConfig
+from segship.config import Config, ExportConfig
 from segship.destination import Destination
 from segship.engine.hash_conversion import convert_hashes
 from segship.engine.hashing import HASH_VERSION
 from segship.engine.report import ExportPlan
-from segship.engine.snapshot import EXAMPLES, Snapshot, export_fingerprint
+from segship.engine.instances import assumed_instance
+from segship.engine.snapshot import EXAMPLES, Snapshot, changed_columns, export_fingerprint
 from segship.engine.state import StateStore
 from segship.engine.targets import EarlierInstances
 from segship.plugins import Plugins
@@ -29,6 +29,33 @@ def mapping_fingerprint(plugins: Plugins, cls: type[Destination], fingerprint: s
     versions: an upgrade may take what an older one refused)."""
     material = f"{fingerprint} segship {__version__} {cls.name} {plugins.destination_version(cls.name)}"
     return hashlib.sha256(material.encode()).hexdigest()
+
+
+def plan_export(config: Config, name: str, plugins: Plugins, state: StateStore, *,
+                changed_fields: bool = False) -> ExportPlan:
+    """What a run of export ``name`` would do now (``segship plan``): resolves no secret, writes nothing.
+    With ``changed_fields``, the plan names the changed columns of its example updates."""
+    export = config.exports[name]
+    connection = config.connections[export.connection]
+    cls = plugins.destination(connection.type)
+    columns = cls.source_columns(export.mapping)
+    # resolves no secret: the account is taken to be the one the last run found
+    instances = EarlierInstances(config, plugins, connection.name,
+                                 assumed_instance(cls, connection, state.recorded_instance(name)), known=False)
+    snapshot = Snapshot(config, export, plugins, columns)
+    try:
+        plan = plan_against_state(snapshot, state, cls, export, columns, instances, full_resync=False, write=False)
+        if changed_fields and plan.examples.get("update"):
+            keys = plan.examples["update"]
+            before = state.details(name, keys)
+            for reader in snapshot.rows_to_send(keys=keys):
+                for row in reader.read_all().to_pylist():
+                    key = row["__segship_key"]
+                    changed = changed_columns(columns, before[key][0], row["__segship_column_hashes"])
+                    plan.changed_fields[key] = sorted(changed) if changed is not None else ["(all: settings changed)"]
+        return plan
+    finally:
+        snapshot.close()
 
 
 def plan_against_state(snapshot: Snapshot, state: StateStore, cls: type[Destination], export: ExportConfig,

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import csv
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from segship_braze.testing import braze_sandbox  # noqa: F401 - fixture
+from segship_braze.sandbox import SANDBOX_API_KEY, BrazeSandbox, RunningBrazeSandbox
 
 SEGMENT_ID = "3c4a9e52-0000-4000-8000-000000000001"
 
@@ -51,7 +52,14 @@ def write_profiles(folder: Path, count: int, lifetime_value: int = 500) -> None:
 
 
 @pytest.fixture
-def config_dir(tmp_path: Path, braze_sandbox, monkeypatch) -> Path:  # noqa: F811 - fixture
+def braze_sandbox() -> Iterator[RunningBrazeSandbox]:
+    """A fresh Braze sandbox accepting only its ``SANDBOX_API_KEY``."""
+    with RunningBrazeSandbox(BrazeSandbox(api_key=SANDBOX_API_KEY)) as running:
+        yield running
+
+
+@pytest.fixture
+def config_dir(tmp_path: Path, braze_sandbox, monkeypatch) -> Path:
     """A config folder with 5 VIP profiles; the sandbox's key and URL in the environment, as a runner has them."""
     (tmp_path / "segship.yaml").write_text(CONFIG)
     write_profiles(tmp_path, 5)

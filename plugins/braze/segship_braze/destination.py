@@ -33,11 +33,10 @@ from segship.destination import (
     RecordResults,
     Records,
     answer_summary,
+    redactor,
     unavailable_error,
 )
-from segship.http import HttpResponse, HttpStats, RateLimitHeaders, RetriesExhausted, RetryPolicy
-from segship.ratelimit import RateLimit
-from segship.secrets import redactor
+from segship.http import HttpResponse, HttpStats, RateLimit, RateLimitHeaders, RetriesExhausted, RetryPolicy
 
 from segship_braze import schemas
 from segship_braze.mapping import CONSENT_FIELDS, MAX_STRING_LENGTH, Membership, UserMapping, attribute_name_problem

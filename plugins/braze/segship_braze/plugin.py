@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 from segship import hookimpl
-from segship.cli.sandbox_options import (
+from segship.sandbox_options import (
     ApiKeyOption,
     DropFractionOption,
     ErrorFractionOption,
@@ -24,7 +24,7 @@ from segship.cli.sandbox_options import (
     parse_key_assignments,
 )
 from segship.destination import Destination
-from segship.ratelimit import RateLimit
+from segship.http import RateLimit
 
 from segship_braze.destination import BrazeDestination
 from segship_braze.schemas import DEFAULT_REQUESTS_PER_3S

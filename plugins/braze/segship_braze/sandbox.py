@@ -24,6 +24,7 @@ Values are told apart with ``type()``: they are what orjson parsed, never a subc
 
 from __future__ import annotations
 
+import copy
 import itertools
 import math
 import time
@@ -34,8 +35,8 @@ from typing import Any
 
 import orjson
 from aiohttp import web
-from segship.ratelimit import RateLimit
-from segship.sandbox import Faults, Sandbox, json_response
+from segship.http import RateLimit
+from segship.sandbox import BackgroundSandbox, Faults, Sandbox, json_response, request_json
 
 from segship_braze.mapping import CONTROL_KEYS, MAX_STRING_LENGTH
 from segship_braze.schemas import MAX_BATCH_SIZE
@@ -308,3 +309,30 @@ class BrazeSandbox(Sandbox):
             answer["array_counts"] = dict(Counter(item for user in users.values()
                                                   for item in user.get(array) or () if isinstance(item, str)))
         return json_response(answer)
+
+
+# -- in tests -----------------------------------------------------------------------------------
+
+#: The key the tests' sandboxes accept.
+SANDBOX_API_KEY = "braze-sandbox-key-0123456789abcdef"
+
+
+class RunningBrazeSandbox(BackgroundSandbox):
+    """A Braze sandbox served in a test's thread (``with RunningBrazeSandbox(BrazeSandbox(…)) as running``):
+    ``url`` is the rest_endpoint to use; the readers return copies."""
+
+    sandbox: BrazeSandbox
+
+    def user(self, external_id: str, workspace: str = DEFAULT_WORKSPACE) -> dict[str, Any] | None:
+        """The user's attributes (in the default workspace, or ``workspace``), or None if Braze has no such user."""
+        return self.call(lambda: copy.deepcopy(self.sandbox.workspaces[workspace].get(external_id)))
+
+    def users(self, workspace: str = DEFAULT_WORKSPACE) -> dict[str, dict[str, Any]]:
+        """Every user by identifier (of the default workspace, or ``workspace``)."""
+        return self.call(lambda: copy.deepcopy(self.sandbox.workspaces[workspace]))
+
+
+async def call(url: str, body: Any = None, *, method: str = "POST", path: str = "/users/track",
+               key: str | None = SANDBOX_API_KEY) -> tuple[int, dict[str, str], Any]:
+    """One request to a sandbox as a Braze client makes it: (status, headers, decoded JSON body)."""
+    return await request_json(method, url + path, body, headers={"Authorization": f"Bearer {key}"} if key else None)

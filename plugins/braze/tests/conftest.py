@@ -1,8 +1,8 @@
-"""Fixtures: the Braze sandbox (from segship_braze.testing) and destinations bound to it."""
+"""Fixtures: a Braze sandbox and destinations bound to it."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
 import pytest
@@ -10,7 +10,7 @@ from segship.destination import ConnectionContext, ExportContext, Record
 from segship.http import RetryPolicy
 
 from segship_braze.destination import BrazeDestination
-from segship_braze.testing import SANDBOX_API_KEY, braze_sandbox  # noqa: F401 - a fixture
+from segship_braze.sandbox import SANDBOX_API_KEY, BrazeSandbox, RunningBrazeSandbox
 
 #: Retries as in production, only fast.
 FAST_RETRY = RetryPolicy(attempts=6, base_delay=0.01, max_delay=0.05)
@@ -19,6 +19,13 @@ MAPPING = {"customer_id": "customer_id", "email": "email",
            "attributes": {"first_name": "first_name", "tier": "tier", "lifetime_value": "lifetime_value"}}
 
 DestinationFactory = Callable[..., BrazeDestination]
+
+
+@pytest.fixture
+def braze_sandbox() -> Iterator[RunningBrazeSandbox]:
+    """A fresh sandbox accepting only ``SANDBOX_API_KEY``, without a rate limit."""
+    with RunningBrazeSandbox(BrazeSandbox(api_key=SANDBOX_API_KEY)) as running:
+        yield running
 
 
 @pytest.fixture

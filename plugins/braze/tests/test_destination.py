@@ -10,8 +10,7 @@ from segship.http import RetriesExhausted, RetryPolicy
 from segship.ratelimit import RateLimit
 
 from segship_braze.destination import BrazeDestination
-from segship_braze.sandbox import BrazeSandbox
-from segship_braze.testing import SANDBOX_API_KEY, running_sandbox
+from segship_braze.sandbox import SANDBOX_API_KEY, BrazeSandbox, RunningBrazeSandbox
 
 from .conftest import FAST_RETRY, SEGMENT, person, records
 
@@ -130,7 +129,7 @@ async def test_retries_exhausted_propagate_to_the_engine(braze_sandbox, make_des
 async def test_the_rate_limit_resets_braze_states_are_honoured(make_destination):
     # the sandbox allows 4 requests per 3 s, the destination believes in 3000: Braze's 429s,
     # with X-RateLimit-Reset, pause the run until the window frees instead of failing it
-    with running_sandbox(BrazeSandbox(api_key=SANDBOX_API_KEY, rate_limit=RateLimit(4, 3.0))) as braze:
+    with RunningBrazeSandbox(BrazeSandbox(api_key=SANDBOX_API_KEY, rate_limit=RateLimit(4, 3.0))) as braze:
         destination = make_destination(braze.url, connection={"batch_size": 1})
         results = await destination.upsert(records(destination, [person(n) for n in range(6)]))
         assert all(r.ok for r in results) and braze.stats()["users"] == 6
@@ -138,7 +137,7 @@ async def test_the_rate_limit_resets_braze_states_are_honoured(make_destination)
 
 
 async def test_requests_are_paced_under_the_limit_so_no_429_is_served(make_destination):
-    with running_sandbox(BrazeSandbox(api_key=SANDBOX_API_KEY, rate_limit=RateLimit(20, 3.0))) as braze:
+    with RunningBrazeSandbox(BrazeSandbox(api_key=SANDBOX_API_KEY, rate_limit=RateLimit(20, 3.0))) as braze:
         destination = make_destination(braze.url, connection={"batch_size": 1, "requests_per_3s": 20})
         started = time.monotonic()
         results = await destination.upsert(records(destination, [person(n) for n in range(22)]))
@@ -165,7 +164,7 @@ async def test_a_wrong_key_stops_the_run_with_a_clear_message(braze_sandbox, mak
 
 
 async def test_a_key_without_users_track_permission_is_named(make_destination):
-    with running_sandbox(BrazeSandbox(forbidden_keys=["read-only-key-0001"])) as braze:
+    with RunningBrazeSandbox(BrazeSandbox(forbidden_keys=["read-only-key-0001"])) as braze:
         destination = make_destination(braze.url, connection={"api_key": "read-only-key-0001"})
         with pytest.raises(DestinationError, match="lacks the users.track permission"):
             await destination.check_connection()

@@ -7,7 +7,7 @@ import structlog
 from segship.destination import DestinationError
 from segship.log import configure_logging
 
-from segship_braze.testing import SANDBOX_API_KEY
+from segship_braze.sandbox import SANDBOX_API_KEY
 
 from .conftest import person, records
 

@@ -10,7 +10,7 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 from segship.destination import ConnectionContext, ExportContext, Record, RowRejected
 from segship.engine.snapshot import normalised_identity
-from segship.strategies import mostly, rows
+from segship.testing.strategies import mostly, rows
 
 from segship_braze.destination import BrazeDestination
 from segship_braze.mapping import MAX_STRING_LENGTH, external_id

@@ -14,8 +14,7 @@ import orjson
 import pytest
 from segship.ratelimit import RateLimit
 
-from segship_braze.sandbox import NO_DATA_MESSAGE, BrazeSandbox
-from segship_braze.testing import call, running_sandbox
+from segship_braze.sandbox import NO_DATA_MESSAGE, BrazeSandbox, RunningBrazeSandbox, call
 
 
 async def test_a_missing_or_wrong_key_is_401_quoting_the_key(braze_sandbox):
@@ -78,7 +77,7 @@ async def test_update_existing_only_and_aliases_never_create_users(braze_sandbox
 
 
 async def test_rate_limit_headers_follow_the_sliding_window():
-    with running_sandbox(BrazeSandbox(rate_limit=RateLimit(2, 3.0))) as braze:
+    with RunningBrazeSandbox(BrazeSandbox(rate_limit=RateLimit(2, 3.0))) as braze:
         body = {"attributes": [{"external_id": "1"}]}
         first = await call(braze.url, body, key="any")
         second = await call(braze.url, body, key="any")
@@ -151,7 +150,7 @@ def test_the_sandbox_command_prints_its_url_answers_and_stops_on_sigterm():
 
 
 async def test_each_workspace_has_its_own_users():
-    with running_sandbox(BrazeSandbox(api_key="prod-key", workspaces={"staging-key": "staging",
+    with RunningBrazeSandbox(BrazeSandbox(api_key="prod-key", workspaces={"staging-key": "staging",
                                                                       "staging-key-2": "staging"})) as sb:
         for key, tier in (("prod-key", "gold"), ("staging-key", "silver"), ("staging-key-2", "bronze")):
             status, _, _ = await call(sb.url, {"attributes": [{"external_id": "1", "tier": tier}]}, key=key)

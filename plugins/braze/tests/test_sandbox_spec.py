@@ -14,8 +14,7 @@ import pytest
 import yaml
 from segship.ratelimit import RateLimit
 
-from segship_braze.sandbox import BrazeFaults, BrazeSandbox
-from segship_braze.testing import call, running_sandbox
+from segship_braze.sandbox import BrazeFaults, BrazeSandbox, RunningBrazeSandbox, call
 
 DOCUMENTED = yaml.safe_load((Path(__file__).parent / "braze_users_track_responses.yaml").read_text(encoding="utf-8"))
 
@@ -60,19 +59,19 @@ async def test_malformed_requests_are_documented_fatal_errors(braze_sandbox, bod
 
 
 async def test_keys_and_urls_answer_documented_fatal_errors():
-    with running_sandbox(BrazeSandbox(api_key="good-key")) as sb:
+    with RunningBrazeSandbox(BrazeSandbox(api_key="good-key")) as sb:
         assert (await answer(sb.url, {"attributes": [user("1")]}, key=None))[0] == 401
         assert (await answer(sb.url, {"attributes": [user("1")]}, key="wrong-key"))[0] == 401
         assert (await answer(sb.url, {"attributes": [user("1")]}, key="good-key", path="/user/track"))[0] == 404
-    with running_sandbox(BrazeSandbox(forbidden_keys=["read-only-key"])) as sb:
+    with RunningBrazeSandbox(BrazeSandbox(forbidden_keys=["read-only-key"])) as sb:
         assert (await answer(sb.url, {"attributes": [user("1")]}, key="read-only-key"))[0] == 403
 
 
 async def test_limits_and_faults_answer_documented_fatal_errors():
-    with running_sandbox(BrazeSandbox(rate_limit=RateLimit(1, 60), faults=BrazeFaults(seed=1))) as sb:
+    with RunningBrazeSandbox(BrazeSandbox(rate_limit=RateLimit(1, 60), faults=BrazeFaults(seed=1))) as sb:
         assert (await answer(sb.url, {"attributes": [user("1")]}, key="k"))[0] == 201
         assert (await answer(sb.url, {"attributes": [user("1")]}, key="k"))[0] == 429
-    with running_sandbox(BrazeSandbox()) as sb:
+    with RunningBrazeSandbox(BrazeSandbox()) as sb:
         sb.set_faults(error_fraction=1.0, error_statuses=[500, 502, 503, 504])
         for _ in range(4):
             assert (await answer(sb.url, {"attributes": [user("1")]}, key="k"))[0] >= 500

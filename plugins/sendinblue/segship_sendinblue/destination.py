@@ -41,11 +41,10 @@ from segship.destination import (
     Records,
     RowRejected,
     answer_summary,
+    redactor,
     unavailable_error,
 )
-from segship.http import HttpResponse, HttpStats, RateLimitHeaders, RetriesExhausted, RetryPolicy
-from segship.ratelimit import RateLimit
-from segship.secrets import redactor
+from segship.http import HttpResponse, HttpStats, RateLimit, RateLimitHeaders, RetriesExhausted, RetryPolicy
 
 from segship_sendinblue import schemas
 from segship_sendinblue.mapping import EMAIL_PATTERN, MAX_EMAIL_LENGTH, ContactMapping, phone_region

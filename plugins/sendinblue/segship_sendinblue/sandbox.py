@@ -48,8 +48,8 @@ from typing import Any
 
 import orjson
 from aiohttp import web
-from segship.ratelimit import RateLimit
-from segship.sandbox import Faults, Sandbox, json_response
+from segship.http import RateLimit
+from segship.sandbox import BackgroundSandbox, Faults, Sandbox, json_response, request_json
 
 from segship_sendinblue.mapping import EMAIL_PATTERN
 
@@ -540,3 +540,31 @@ def _options_problem(body: dict[str, Any]) -> str | None:
     if type(new_list.get("folderId")) is not int:
         return "newList.folderId should be an integer (mandatory with a listName)"
     return None
+
+
+# -- in tests -----------------------------------------------------------------------------------
+
+#: The key the tests' sandboxes accept.
+SANDBOX_API_KEY = "xkeysib-sandbox-0123456789abcdef"
+
+
+class RunningBrevoSandbox(BackgroundSandbox):
+    """A Brevo sandbox served in a test's thread (``with RunningBrevoSandbox(BrevoSandbox(…)) as running``):
+    ``url`` is the base_url to use (…/v3); the readers return copies."""
+
+    sandbox: BrevoSandbox
+
+    def list_contacts(self, list_id: int, account: str = DEFAULT_ORGANIZATION_ID) -> dict[str, dict[str, Any]]:
+        """email -> attributes of the contacts in a list (of the default account, or ``account``)."""
+        return self.call(lambda: {email: dict(attributes) for email, attributes
+                                  in self.sandbox.list_contacts(list_id, account).items()})
+
+    def blacklisting(self, email: str, account: str = DEFAULT_ORGANIZATION_ID) -> dict[str, bool]:
+        """The contact's ``emailBlacklisted`` and ``smsBlacklisted``."""
+        return self.call(lambda: self.sandbox.blacklisting(email, account))
+
+
+async def call(url: str, method: str = "GET", body: object = None, *, key: str | None = SANDBOX_API_KEY,
+               raw: bytes | None = None) -> tuple[int, dict[str, str], Any]:
+    """One request to a sandbox as a Brevo client makes it: (status, headers, decoded JSON body)."""
+    return await request_json(method, url, raw if raw is not None else body, headers={"api-key": key} if key else None)

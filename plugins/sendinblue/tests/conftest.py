@@ -1,8 +1,8 @@
-"""Fixtures: the Brevo sandbox (from segship_sendinblue.testing) and destinations bound to it."""
+"""Fixtures: a Brevo sandbox and destinations bound to it."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
 import pytest
@@ -10,7 +10,7 @@ from segship.destination import ConnectionContext, ExportContext, Record
 from segship.http import RetryPolicy
 
 from segship_sendinblue.destination import SendinblueDestination
-from segship_sendinblue.testing import SANDBOX_API_KEY, sendinblue_sandbox  # noqa: F401 - a fixture
+from segship_sendinblue.sandbox import SANDBOX_API_KEY, BrevoSandbox, RunningBrevoSandbox
 
 #: Retries as in production, only fast.
 FAST_RETRY = RetryPolicy(attempts=5, base_delay=0.01, max_delay=0.05)
@@ -23,6 +23,13 @@ DestinationFactory = Callable[..., SendinblueDestination]
 def connection_settings(url: str, **overrides: Any) -> dict[str, Any]:
     return {"api_key": SANDBOX_API_KEY, "base_url": url, "requests_per_second": 1000,
             "process_poll_interval": 0.005, "process_poll_max_interval": 0.02, **overrides}
+
+
+@pytest.fixture
+def sendinblue_sandbox() -> Iterator[RunningBrevoSandbox]:
+    """A fresh sandbox accepting only ``SANDBOX_API_KEY``, without a rate limit."""
+    with RunningBrevoSandbox(BrevoSandbox(api_key=SANDBOX_API_KEY, process_delay=0.01)) as running:
+        yield running
 
 
 @pytest.fixture

@@ -12,8 +12,14 @@ from segship.http import RetriesExhausted, RetryPolicy
 from segship.ratelimit import RateLimit
 
 from segship_sendinblue.destination import UPSERT_BATCH_SIZE, SendinblueDestination
-from segship_sendinblue.sandbox import DEFAULT_ORGANIZATION_ID, BrevoSandbox, brevo_error
-from segship_sendinblue.testing import SANDBOX_API_KEY, call, running_sandbox
+from segship_sendinblue.sandbox import (
+    DEFAULT_ORGANIZATION_ID,
+    SANDBOX_API_KEY,
+    BrevoSandbox,
+    RunningBrevoSandbox,
+    brevo_error,
+    call,
+)
 
 from .conftest import person, records
 
@@ -151,7 +157,7 @@ async def test_a_failed_import_process_fails_its_rows_with_the_reason(sendinblue
 
 
 async def test_an_import_that_never_finishes_fails_its_rows_after_the_timeout(make_destination):
-    with running_sandbox(BrevoSandbox(process_delay=30)) as sandbox:
+    with RunningBrevoSandbox(BrevoSandbox(process_delay=30)) as sandbox:
         destination = make_destination(sandbox.url, connection={"process_timeout": 0.1})
         [result] = await destination.upsert(records(destination, [person(1)]))
     assert "did not finish within 0.1 s" in result.error
@@ -171,7 +177,7 @@ async def test_import_bodies_are_split_to_stay_under_the_size_limit(sendinblue_s
 
 async def test_a_full_batch_of_wide_contacts_is_split_under_brevos_10mb(make_destination):
     # the sandbox refuses bodies over 10 MB as Brevo does; a full batch of wide rows is ~12 MB
-    with running_sandbox(BrevoSandbox(process_delay=0.01)) as sandbox:
+    with RunningBrevoSandbox(BrevoSandbox(process_delay=0.01)) as sandbox:
         mapping = {"email": "email", "attributes": {"NOTES": "notes"}}
         destination = make_destination(sandbox.url, mapping=mapping)
         notes = "n" * 450
@@ -198,7 +204,7 @@ async def test_the_rate_limit_headers_pause_requests_before_brevo_refuses_them(m
     # the client paces at 1000/s but the sandbox allows 2/s: x-sib-ratelimit-remaining reaching 0 holds it.
     # The import is done long before its one poll (0.01 s, polled after 0.2 s), however loaded the
     # machine: import, poll (the budget spent), then the removal, held until the budget refills.
-    with running_sandbox(BrevoSandbox(process_delay=0.01, rate_limit=RateLimit(2, 1.0))) as sandbox:
+    with RunningBrevoSandbox(BrevoSandbox(process_delay=0.01, rate_limit=RateLimit(2, 1.0))) as sandbox:
         destination = make_destination(sandbox.url, connection={"process_poll_interval": 0.2})
         started = time.monotonic()
         assert all(r.ok for r in await destination.upsert(records(destination, [person(1)])))
@@ -248,7 +254,7 @@ class KeyQuotingBrevo(BrevoSandbox):
 
 async def test_a_refused_key_quoted_back_is_masked(make_destination):
     wrong_key = "xkeysib-quoted-back-4567"
-    with running_sandbox(KeyQuotingBrevo(api_key=SANDBOX_API_KEY)) as sandbox:
+    with RunningBrevoSandbox(KeyQuotingBrevo(api_key=SANDBOX_API_KEY)) as sandbox:
         destination = make_destination(sandbox.url, connection={"api_key": wrong_key})
         with pytest.raises(DestinationError) as stopped:
             await destination.check_connection()
@@ -266,7 +272,7 @@ async def test_an_unknown_list_stops_with_a_clear_message(sendinblue_sandbox, ma
 
 
 async def test_lists_can_be_chosen(make_destination):
-    with running_sandbox(BrevoSandbox(list_ids=[3, 7])) as sandbox:
+    with RunningBrevoSandbox(BrevoSandbox(list_ids=[3, 7])) as sandbox:
         await make_destination(sandbox.url, settings={"list_id": 7}).check_connection()
         with pytest.raises(DestinationError, match="list 2 does not exist"):
             await make_destination(sandbox.url).prepare()
@@ -396,7 +402,7 @@ async def test_a_count_or_a_list_that_is_not_brevos_is_refused(sendinblue_sandbo
     with pytest.raises(DestinationError, match="contacts of type str.*connections.brevo-test.settings.base_url"):
         [page async for page in destination.list_members()]
 async def test_the_instance_is_the_account_the_key_belongs_to():
-    with running_sandbox(BrevoSandbox(api_key=SANDBOX_API_KEY, accounts={"xkeysib-other": "5a5dbe1100000000000000ff",
+    with RunningBrevoSandbox(BrevoSandbox(api_key=SANDBOX_API_KEY, accounts={"xkeysib-other": "5a5dbe1100000000000000ff",
                                                                          "xkeysib-rotated": DEFAULT_ORGANIZATION_ID})) \
             as sandbox:
         observed = {}

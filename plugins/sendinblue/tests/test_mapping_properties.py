@@ -12,7 +12,7 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 from segship.destination import ConnectionContext, ExportContext, Record, RowRejected
 from segship.engine.snapshot import normalised_identity
-from segship.strategies import INT64, mostly, rows
+from segship.testing.strategies import INT64, mostly, rows
 
 from segship_sendinblue.destination import IMPORT_ENVELOPE_BYTES, SendinblueDestination
 from segship_sendinblue.mapping import EMAIL_PATTERN, MAX_EMAIL_LENGTH, normalize_email

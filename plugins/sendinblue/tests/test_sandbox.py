@@ -14,14 +14,19 @@ import orjson
 import pytest
 from segship.ratelimit import RateLimit
 
-from segship_sendinblue.sandbox import DEFAULT_ORGANIZATION_ID, MAX_IMPORT_BODY_BYTES, BrevoSandbox
-from segship_sendinblue.testing import SANDBOX_API_KEY as BREVO_KEY
-from segship_sendinblue.testing import call, running_sandbox
+from segship_sendinblue.sandbox import (
+    DEFAULT_ORGANIZATION_ID,
+    MAX_IMPORT_BODY_BYTES,
+    BrevoSandbox,
+    RunningBrevoSandbox,
+    call,
+)
+from segship_sendinblue.sandbox import SANDBOX_API_KEY as BREVO_KEY
 
 
 def running_brevo_accounts():
     """A sandbox whose key reaches the default account, with another account's key and a rotated key of the first."""
-    return running_sandbox(BrevoSandbox(api_key=BREVO_KEY, process_delay=0.01, accounts={
+    return RunningBrevoSandbox(BrevoSandbox(api_key=BREVO_KEY, process_delay=0.01, accounts={
         "xkeysib-other": "5a5dbe1100000000000000ff", "xkeysib-rotated": DEFAULT_ORGANIZATION_ID}))
 
 
@@ -33,7 +38,7 @@ async def test_the_key_is_checked_with_brevos_answer(sendinblue_sandbox):
 
 
 async def test_rate_limit_headers_and_429():
-    with running_sandbox(BrevoSandbox(rate_limit=RateLimit(2, 60))) as sb:
+    with RunningBrevoSandbox(BrevoSandbox(rate_limit=RateLimit(2, 60))) as sb:
         first = await call(sb.url + "/account")
         await call(sb.url + "/account")
         status, headers, body = await call(sb.url + "/account")
@@ -132,7 +137,7 @@ async def test_an_import_over_10mb_is_refused(sendinblue_sandbox):
 
 
 async def test_an_import_is_queued_then_completed_with_an_invalid_email_report():
-    with running_sandbox(BrevoSandbox(process_delay=0.2)) as sb:
+    with RunningBrevoSandbox(BrevoSandbox(process_delay=0.2)) as sb:
         body = {"jsonBody": [{"email": "A@Example.com", "attributes": {"FIRSTNAME": "A"}}, {"email": "nope"}],
                 "listIds": [2, 3]}
         status, _, answer = await call(sb.url + "/contacts/import", "POST", body)

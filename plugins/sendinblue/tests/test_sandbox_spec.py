@@ -19,8 +19,7 @@ import pytest
 import yaml
 from segship.ratelimit import RateLimit
 
-from segship_sendinblue.sandbox import BrevoFaults, BrevoSandbox
-from segship_sendinblue.testing import call, running_sandbox
+from segship_sendinblue.sandbox import BrevoFaults, BrevoSandbox, RunningBrevoSandbox, call
 
 SPEC = yaml.safe_load((Path(__file__).parent / "brevo_api_v3.yaml").read_text(encoding="utf-8"))
 GLOBAL_ERROR_BODY = {"type": "object", "required": ["code", "message"],
@@ -96,7 +95,7 @@ async def test_refused_imports_answer_a_documented_400(sendinblue_sandbox, body)
 
 
 async def test_import_process_and_remove_answers_follow_the_spec():
-    with running_sandbox(BrevoSandbox(process_delay=0.1)) as sb:
+    with RunningBrevoSandbox(BrevoSandbox(process_delay=0.1)) as sb:
         body = {"jsonBody": contacts("a@b.co", "c@d.co", "nope"), "listIds": [2], "emailBlacklist": False,
                 "smsBlacklist": False, "notifyUrl": "https://example.com/done"}
         status, created = await answer(sb.url, IMPORT, "post", "/contacts/import", body)
@@ -148,11 +147,11 @@ async def test_contact_update_answers_follow_the_spec(sendinblue_sandbox):
 
 
 async def test_answers_under_faults_and_limits_carry_error_bodies():
-    with running_sandbox(BrevoSandbox(rate_limit=RateLimit(1, 60), faults=BrevoFaults(fail_next_imports=1))) as sb:
+    with RunningBrevoSandbox(BrevoSandbox(rate_limit=RateLimit(1, 60), faults=BrevoFaults(fail_next_imports=1))) as sb:
         status, created = await answer(sb.url, IMPORT, "post", "/contacts/import",
                                        {"jsonBody": contacts("a@b.co"), "listIds": [2]})
         assert (status, (await answer(sb.url, ACCOUNT, "get", "/account"))[0]) == (202, 429)
-    with running_sandbox(BrevoSandbox(faults=BrevoFaults(fail_next_imports=1))) as sb:
+    with RunningBrevoSandbox(BrevoSandbox(faults=BrevoFaults(fail_next_imports=1))) as sb:
         created = (await answer(sb.url, IMPORT, "post", "/contacts/import",
                                 {"jsonBody": contacts("a@b.co"), "listIds": [2]}))[1]
         while (process := (await call(f"{sb.url}/processes/{created['processId']}"))[2])["status"] == "queued":
