@@ -21,7 +21,6 @@ from segship.sources.postgres import PostgresSource
 
 from .test_hashing import VECTORS, hash_rows, md5_column_hashes, md5_row_hash
 
-SCHEMA = "segship"
 #: The pinned vectors' values as PostgreSQL literals of the types that reach segship as the vectors'
 #: types (HUGEINT, STRUCT and MAP have no PostgreSQL counterpart that ADBC streams as them).
 POSTGRES_LITERALS = {
@@ -46,16 +45,16 @@ DIALECT = PostgresDialect()
 @pytest.fixture
 def warehouse(postgres_url):
     with postgresql.connect(postgres_url, autocommit=True) as connection, connection.cursor() as cursor:
-        DIALECT.prepare(cursor, SCHEMA)
+        DIALECT.prepare_session(cursor)
         yield cursor
 
 
 def hash_in_postgres(cursor, sql: str) -> list[tuple[list[str], int, bytes]]:
     """(encodings, row hash, column hashes) of each row of ``sql``, hashed by the dialect in PostgreSQL."""
     types = DIALECT.column_types(cursor, sql)
-    encodings = [DIALECT.encoding(f"s.{quote(t.column)}", t, SCHEMA) for t in types]
+    encodings = [DIALECT.encoding(f"s.{quote(t.column)}", t) for t in types]
     hashes = DIALECT.column_hashes(encodings)
-    cursor.execute(f"SELECT ARRAY[{', '.join(encodings)}], {DIALECT.row_hash(hashes, SCHEMA)}, {hashes} "
+    cursor.execute(f"SELECT ARRAY[{', '.join(encodings)}], {DIALECT.row_hash(hashes)}, {hashes} "
                    f"FROM ({sql}) AS s")
     return [(list(encodings), row_hash, bytes(column_hashes)) for encodings, row_hash, column_hashes
             in cursor.fetchall()]

@@ -103,8 +103,9 @@ def _safeguard_stop(config: Config, plan: ExportPlan) -> str | None:
 def _plan_one(config: Config, name: str, state: StateStore, verbose: bool) -> ExportPlan:
     from segship.engine.instances import assumed_instance
     from segship.engine.planning import plan_against_state
-    from segship.engine.snapshot import Snapshot, changed_columns
+    from segship.engine.snapshot import changed_columns
     from segship.engine.targets import EarlierInstances
+    from segship.engine.warehouse_state import WarehouseState, planned_state, snapshot_for
 
     plugins = get_plugins()
     export = config.exports[name]
@@ -114,7 +115,8 @@ def _plan_one(config: Config, name: str, state: StateStore, verbose: bool) -> Ex
     # resolves no secret: the account is taken to be the one the last run found
     instances = EarlierInstances(config, plugins, connection.name,
                                  assumed_instance(cls, connection, state.recorded_instance(name)), known=False)
-    snapshot = Snapshot(config, export, plugins, columns)
+    state = planned_state(config, plugins, name, state, write=False)
+    snapshot = snapshot_for(config, export, plugins, columns, state)
     try:
         plan = plan_against_state(snapshot, state, cls, export, columns, instances, full_resync=False, write=False)
         if verbose and plan.examples.get("update"):
@@ -128,6 +130,8 @@ def _plan_one(config: Config, name: str, state: StateStore, verbose: bool) -> Ex
         return plan
     finally:
         snapshot.close()
+        if isinstance(state, WarehouseState):
+            state.close()
 
 
 class PlanCommand(TyperCommand):

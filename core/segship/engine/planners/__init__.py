@@ -19,9 +19,10 @@ the same contract):
   table by primary key (PostgreSQL: ``INSERT … ON CONFLICT DO UPDATE``; Snowflake, BigQuery and
   Databricks: ``MERGE``), so a batch acknowledged twice (a run killed before it could record the
   first) lands the same.
-- **setup and grants**: :meth:`~WarehouseDialect.prepare` makes the schema's tables and
-  functions when missing, after :meth:`~WarehouseDialect.check_grants` says which grant is
-  missing, by name.
+- **setup and grants**: :meth:`~WarehouseDialect.prepare` makes the schema and its members
+  table when missing, after :meth:`~WarehouseDialect.check_grants` says which grant is missing, by
+  name; :meth:`~WarehouseDialect.prepare_session` makes what the hashing SQL calls in the session
+  (PostgreSQL: temporary functions), so a plan that writes nothing hashes too.
 """
 
 from __future__ import annotations
@@ -70,11 +71,22 @@ class WarehouseDialect(ABC):
         """Make ``schema``, its members table and the dialect's functions, where missing (idempotent)."""
 
     @abstractmethod
+    def prepare_session(self, cursor: Cursor) -> None:
+        """Make what the dialect's hashing SQL calls in the session (temporary functions), where missing."""
+
+    @abstractmethod
+    def table_exists(self, cursor: Cursor, schema: str, table: str) -> bool: ...
+
+    @abstractmethod
+    def temporary(self, name: str) -> str:
+        """SQL naming the session's temporary table ``name``."""
+
+    @abstractmethod
     def column_types(self, cursor: Cursor, sql: str) -> list[ColumnType]:
         """The columns ``sql`` returns, with their warehouse types, without running it."""
 
     @abstractmethod
-    def encoding(self, value: str, type_: ColumnType, schema: str, depth: int = 0) -> str:
+    def encoding(self, value: str, type_: ColumnType, depth: int = 0) -> str:
         """SQL of the canonical encoding of ``value``, of type ``type_``; never NULL."""
 
     @abstractmethod
@@ -82,7 +94,7 @@ class WarehouseDialect(ABC):
         """SQL of the column hashes (binary: 8 bytes a column, in order) of the given encodings."""
 
     @abstractmethod
-    def row_hash(self, column_hashes: str, schema: str) -> str:
+    def row_hash(self, column_hashes: str) -> str:
         """SQL of the row hash (a signed 64-bit integer) of the binary ``column_hashes``."""
 
     @abstractmethod

@@ -11,7 +11,7 @@ Any other type is refused with the cast that makes it plannable.
 
 Floats are the one rule that is not a plain cast: the canonical text is DuckDB's shortest
 round-trip text of the double, and PostgreSQL's ``float8`` output differs from it in three ways,
-which ``segship_float_text_v2`` undoes: an integral value has no ``.0``, a value of exponent 15
+which ``segship_float_text_v2`` (a function of the session) undoes: an integral value has no ``.0``, a value of exponent 15
 is written in exponent form, and an integral value past 2^53 may come with more digits than the
 shortest (so a 15- or 16-digit form that reads back as the same double is taken instead). The
 pinned vectors and a sweep of random doubles (tests/engine/test_warehouse_hashing.py) check it.
@@ -29,8 +29,9 @@ if TYPE_CHECKING:
     import pyarrow as pa
     from adbc_driver_manager.dbapi import Connection, Cursor
 
-#: Functions the planner makes in its schema; the suffix is ``hashing.HASH_VERSION`` (a new version, new names).
-FLOAT_TEXT, ROW_HASH = "segship_float_text_v2", "segship_row_hash_v2"
+#: Functions the planner makes in each session (``pg_temp``: a plan that writes nothing needs them too, and
+#: they need no grant); the suffix is ``hashing.HASH_VERSION``.
+FLOAT_TEXT, ROW_HASH = "pg_temp.segship_float_text_v2", "pg_temp.segship_row_hash_v2"
 _INTEGERS = frozenset({"int2", "int4", "int8", "oid"})
 _TEXT = frozenset({"text", "varchar", "name", "uuid", "json", "jsonb", "citext"})
 _FLOATS = frozenset({"float4", "float8"})
@@ -39,7 +40,7 @@ MAX_DECIMAL_PRECISION = 38
 
 FUNCTIONS = {
     FLOAT_TEXT: """
-CREATE FUNCTION {schema}.{name}(v double precision) RETURNS text LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE AS $$
+CREATE FUNCTION {name}(v double precision) RETURNS text LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE AS $$
 SELECT CASE WHEN s = 'NaN' THEN 'nan' WHEN s = 'Infinity' THEN 'inf' WHEN s = '-Infinity' THEN '-inf'
             WHEN s ~ 'e\\+15$' THEN (CASE WHEN s LIKE '-%' THEN '-' ELSE '' END)
                  || (CASE WHEN length(d) <= 16 THEN rpad(d, 16, '0') || '.0' ELSE left(d, 16) || '.' || substr(d, 17) END)
@@ -59,7 +60,7 @@ $$""",
     # xor-ed, top bit cleared (segship.engine.hashing); PostgreSQL's operators share one precedence:
     # every shift and or is parenthesized
     ROW_HASH: """
-CREATE FUNCTION {schema}.{name}(h bytea) RETURNS bigint LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE AS $$
+CREATE FUNCTION {name}(h bytea) RETURNS bigint LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE AS $$
 SELECT bit_xor(CASE WHEN r = 0 THEN c ELSE ((c << r) | ((c >> (64 - r)) & ((1::int8 << r) - 1))) END)
        & 9223372036854775807
 FROM (SELECT i % 64 AS r, """ + " | ".join(f"(get_byte(h, 8 * i + {byte})::int8 << {8 * byte})"
@@ -106,6 +107,13 @@ class PostgresDialect(WarehouseDialect):
             raise PlanError(f"role {role!r} lacks {' and '.join(missing)} on the planner schema {schema!r}: "
                             f"GRANT USAGE, CREATE ON SCHEMA {quote(schema)} TO {quote(role)}")
 
+    def prepare_session(self, cursor: Cursor) -> None:
+        cursor.execute("SELECT p.proname FROM pg_proc p WHERE p.pronamespace = pg_my_temp_schema()")
+        present = {f"pg_temp.{row[0]}" for row in cursor.fetchall()}
+        for function, ddl in FUNCTIONS.items():
+            if function not in present:
+                cursor.execute(ddl.format(name=function))
+
     def prepare(self, cursor: Cursor, schema: str) -> None:
         name = quote(schema)
         cursor.execute(f"CREATE SCHEMA IF NOT EXISTS {name}")
@@ -117,12 +125,13 @@ class PostgresDialect(WarehouseDialect):
             identity text,                  -- NULL: the same as the key
             target integer NOT NULL,        -- the target (in segship's state) the member is in
             PRIMARY KEY (export, key))""")
-        cursor.execute(f"SELECT p.proname FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace "
-                       f"WHERE n.nspname = {literal(schema)}")
-        present = {row[0] for row in cursor.fetchall()}
-        for function, ddl in FUNCTIONS.items():
-            if function not in present:
-                cursor.execute(ddl.format(schema=name, name=function))
+
+    def table_exists(self, cursor: Cursor, schema: str, table: str) -> bool:
+        cursor.execute(f"SELECT to_regclass({literal(quote(schema) + '.' + quote(table))}) IS NOT NULL")
+        return bool(cursor.fetchone()[0])
+
+    def temporary(self, name: str) -> str:
+        return f"pg_temp.{quote(name)}"
 
     def column_types(self, cursor: Cursor, sql: str) -> list[ColumnType]:
         # a temporary view describes the query without running it
@@ -141,18 +150,18 @@ class PostgresDialect(WarehouseDialect):
         cursor.execute("DROP VIEW pg_temp.segship_described")
         return columns
 
-    def encoding(self, value: str, type_: ColumnType, schema: str, depth: int = 0) -> str:
+    def encoding(self, value: str, type_: ColumnType, depth: int = 0) -> str:
         kind = type_.name
         if kind in _INTEGERS:
             return _tagged("i", f"{value}::text")
         if kind == "numeric":
             precision, scale = (type_.modifier - 4) >> 16, (type_.modifier - 4) & 0xFFFF
             if type_.modifier < 0 or not 0 < precision <= MAX_DECIMAL_PRECISION:
-                return _tagged("f", f"{quote(schema)}.{FLOAT_TEXT}({value}::float8)")
+                return _tagged("f", f"{FLOAT_TEXT}({value}::float8)")
             text = f"{value}::text" if scale == 0 else f"rtrim(rtrim({value}::text, '0'), '.')"
             return _tagged("i", text)
         if kind in _FLOATS:
-            return _tagged("f", f"{quote(schema)}.{FLOAT_TEXT}({value}::float8)")
+            return _tagged("f", f"{FLOAT_TEXT}({value}::float8)")
         if kind in _TEXT:
             return _tagged("s", f"{value}::text")
         if kind in ("bpchar", "char"):
@@ -171,7 +180,7 @@ class PostgresDialect(WarehouseDialect):
             return _tagged("x", f"upper(encode({value}, 'hex'))")
         if type_.element is not None:
             item, position = f"x{depth}", f"o{depth}"
-            items = (f"(SELECT string_agg({_framed(self.encoding(item, type_.element, schema, depth + 1))}, '' "
+            items = (f"(SELECT string_agg({_framed(self.encoding(item, type_.element, depth + 1))}, '' "
                      f"ORDER BY {position}) FROM unnest({value}) WITH ORDINALITY AS u{depth}({item}, {position}))")
             return f"CASE WHEN {value} IS NULL THEN 'n' ELSE 'l' || coalesce({items}, '') END"
         raise PlanError(f"column {type_.column!r} is of PostgreSQL type {kind}, which the warehouse planner can't "
@@ -181,11 +190,11 @@ class PostgresDialect(WarehouseDialect):
     def column_hashes(self, encodings: Sequence[str]) -> str:
         return " || ".join(f"decode(left(md5({encoding}), 16), 'hex')" for encoding in encodings)
 
-    def row_hash(self, column_hashes: str, schema: str) -> str:
-        return f"{quote(schema)}.{ROW_HASH}({column_hashes})"
+    def row_hash(self, column_hashes: str) -> str:
+        return f"{ROW_HASH}({column_hashes})"
 
     def load(self, cursor: Cursor, table: str, rows: pa.Table | pa.RecordBatchReader) -> None:
-        cursor.execute(f"DROP TABLE IF EXISTS pg_temp.{quote(table)}")
+        cursor.execute(f"DROP TABLE IF EXISTS {self.temporary(table)}")
         cursor.adbc_ingest(table, rows, mode="create", temporary=True)
 
     def upsert(self, table: str, staged: str, columns: Sequence[str], key: Sequence[str], select: str) -> str:
@@ -194,4 +203,4 @@ class PostgresDialect(WarehouseDialect):
                 f"ON CONFLICT ({', '.join(key)}) DO UPDATE SET {updates}")
 
     def temporary_table(self, name: str, select: str) -> str:
-        return f"CREATE TEMPORARY TABLE {name} AS {select}"
+        return f"CREATE TEMPORARY TABLE {quote(name)} AS {select}"

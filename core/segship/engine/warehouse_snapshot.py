@@ -1,0 +1,115 @@
+"""The plan of an export whose source has a warehouse planner: the local :class:`~segship.engine.snapshot.Snapshot`'s
+part in a run and in ``segship plan``, done in the warehouse (``engine/warehouse_members.py``).
+
+``plan`` classifies in the warehouse and reads back counts and a few example keys; ``rows_to_send``
+streams the plan's rows (only those) through an in-memory DuckDB, as the local planner streams a
+warehouse segment, so the destination maps the same Arrow types either way; the leavers' identities
+come out of the plan too. What each row to send had acknowledged before comes out with it and is
+kept by :class:`~segship.engine.warehouse_state.WarehouseState` for the mapping (changed columns,
+replaced identities) and the commit (a moved member's old target). Identity conflicts are not
+checked here (see docs/sources.md).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+
+import duckdb
+import pyarrow as pa
+
+from segship.config import Config, ExportConfig, SegmentConfig
+from segship.embedded_duckdb import quote_identifier
+from segship.engine.digest import KEY_HASH, MIX, DigestTally, key_hash_sql, mix_sql
+from segship.engine.report import ExportPlan
+from segship.engine.snapshot import COLUMN_HASHES, EXAMPLES, IS_NEW, KEY, ROW_HASH, PlanError, _SegmentSource
+from segship.engine.state import MembersDigest
+from segship.engine.warehouse_members import PREVIOUS_HASHES, PREVIOUS_IDENTITY, PREVIOUS_TARGET
+from segship.engine.warehouse_state import WarehouseState
+
+
+class WarehouseSnapshot:
+    """One export's plan in its warehouse (the members are ``state``'s)."""
+
+    def __init__(self, config: Config, export: ExportConfig, columns: Sequence[str], state: WarehouseState) -> None:
+        self.config, self.export, self.columns, self.state = config, export, list(columns), state
+        self.members = state.members
+        self.segments = [_SegmentSource(config.segments[name], index) for index, name in enumerate(export.segments)]
+        self.left_out: list[str] = []  # identity conflicts are not checked in the warehouse
+        self.tally = DigestTally(0, 0)
+        self.target = 1
+        self.db = duckdb.connect()
+
+    def close(self) -> None:
+        self.db.close()
+        self.state.close()
+
+    def error(self, segment: SegmentConfig, problem: str) -> PlanError:
+        return PlanError(f"{self.config.where('segments', segment.name)}: segment {segment.name!r} {problem}")
+
+    # -- the parts of the local planner's protocol that have nothing to do here -------------------------
+
+    def reads_in_place(self) -> bool:
+        return True  # the warehouse reads the segment where it is
+
+    def build(self, *, row_hashes: bool = True, identities: bool = True) -> None:
+        """Nothing to build: the warehouse hashes the segment as it classifies it (:meth:`plan`)."""
+
+    def read_acknowledged(self, acknowledged: pa.RecordBatchReader) -> None:
+        """Nothing to read: the warehouse diffs against the members it keeps."""
+
+    def unchanged_plan(self, recorded: MembersDigest, target: int = 1) -> ExportPlan | None:
+        return None
+
+    # -- planning --------------------------------------------------------------------------------------
+
+    def plan(self, *, full_resync: bool, target: int = 1) -> ExportPlan:
+        self.target = target
+        where = [f"{self.config.where('segments', part.segment.name)}: segment {part.segment.name!r}"
+                 for part in self.segments]
+        counts = self.members.classify([(part.segment.sql, part.segment.key) for part in self.segments],
+                                       self.columns, target, full_resync=full_resync, where=where)
+        plan = ExportPlan(self.export.name, full_resync=full_resync)
+        plan.add, plan.update, plan.move, plan.remove = (counts.get(action, 0)
+                                                         for action in ("add", "update", "move", "remove"))
+        plan.acknowledged = counts["acknowledged"]
+        plan.unchanged = plan.acknowledged - plan.update - plan.move - plan.remove
+        plan.members = plan.add + plan.update + plan.unchanged + plan.move
+        for action in ("add", "update", "move", "remove"):
+            if getattr(plan, action):
+                plan.examples[action] = self.members.examples(action, EXAMPLES)
+        self.tally = DigestTally(plan.unchanged, 0, (plan.to_send, 0))  # no digest is kept of these members
+        return plan
+
+    def counts_by_target(self, action: str) -> dict[int, int]:
+        return self.members.counts_by_target(action)
+
+    def keys_to_remove(self) -> list[str]:
+        return [member.key for members in self.members.leavers().values() for member in members]
+
+    def non_members(self, keys: Sequence[str]) -> list[str]:
+        return self.members.non_members(keys)
+
+    # -- sending ---------------------------------------------------------------------------------------
+
+    def rows_to_send(self, batch_rows: int = 8192, keys: Sequence[str] | None = None) -> Iterator[pa.RecordBatchReader]:
+        """Readers over the rows to add, update or move (or just ``keys``), with the engine's columns: one per
+        segment, as the local planner's, but the plan reads every segment at once, so every row comes in
+        the first and the others are empty."""
+        reader = self.members.read(self.members.send_query(self.columns, keys))
+        mapped = ", ".join(quote_identifier(column) for column in self.columns)
+        relation = self.db.from_arrow(reader).project(
+            f"{mapped}, segship_key AS {KEY}, segship_column_hashes AS {COLUMN_HASHES}, segship_new AS {IS_NEW}, "
+            f"segship_row_hash AS {ROW_HASH}, {mix_sql(KEY, ROW_HASH, str(int(self.target)))} AS {MIX}, "
+            f"{key_hash_sql(KEY)} AS {KEY_HASH}, {PREVIOUS_HASHES}, {PREVIOUS_IDENTITY}, {PREVIOUS_TARGET}")
+        rows = relation.to_arrow_reader(batch_rows)
+        previous = (PREVIOUS_HASHES, PREVIOUS_IDENTITY, PREVIOUS_TARGET)
+        schema = pa.schema([field for field in rows.schema if field.name not in previous])
+
+        def batches() -> Iterator[pa.RecordBatch]:
+            for batch in rows:
+                self.state.remember_previous(batch, KEY, *previous)
+                yield batch.select(schema.names)
+
+        yield pa.RecordBatchReader.from_batches(schema, batches())
+        for _ in self.segments[1:]:
+            yield pa.RecordBatchReader.from_batches(schema, [])
