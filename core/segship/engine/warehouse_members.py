@@ -158,8 +158,8 @@ class WarehouseMembers:
             selects = [self._segment_select(cursor, sql, key, columns, place)
                        for (sql, key), place in zip(segments, where, strict=True)]
             # an export's segments are one member per key: the same row in two is one (a key with two
-            # different rows is found below, as a key planned twice)
-            rows = selects[0] if len(selects) == 1 else " UNION ".join(selects)
+            # different rows is found below, as a key with two rows)
+            rows = " UNION ".join(hashed for hashed, _ in selects)
             mapped = ", ".join(f"s.{quote(column)}" for column in columns)
             changed = "TRUE" if full_resync else f"m.row_hash = 0 OR m.column_hashes IS DISTINCT FROM s.{HASHES}"
             cursor.execute(f"DROP TABLE IF EXISTS {self._temp(PLAN)}")
@@ -174,13 +174,15 @@ class WarehouseMembers:
                 WHERE s.present IS NULL OR m.key IS NULL OR m.target <> {int(target)} OR {changed}"""))
             cursor.execute(f"SELECT {ACTION}, count(*) FROM {self._temp(PLAN)} GROUP BY {ACTION}")
             counts = {action: int(count) for action, count in cursor.fetchall()}
-            self._check_keys(cursor, where[0])
             cursor.execute(f"SELECT count(*) FROM {self._members()} AS m")
             counts["acknowledged"] = int(cursor.fetchone()[0])
+            self._check_keys(cursor, segments[0][1], where[0], counts, " UNION ".join(plain for _, plain in selects))
         return counts
 
-    def _segment_select(self, cursor: Cursor, sql: str, key: str, columns: Sequence[str], where: str) -> str:
-        """SELECT of a segment's key, mapped columns and column hashes, computed in the warehouse."""
+    def _segment_select(self, cursor: Cursor, sql: str, key: str, columns: Sequence[str],
+                        where: str) -> tuple[str, str]:
+        """SELECTs of a segment's key and mapped columns: with their column hashes, computed in the
+        warehouse, and without (to count the rows)."""
         types = {column.column: column for column in self.dialect.column_types(cursor, sql)}
         missing = [name for name in (key, *columns) if name not in types]
         if missing:
@@ -189,17 +191,39 @@ class WarehouseMembers:
         encodings = [self.dialect.encoding(f"s.{quote(column)}", types[column]) for column in columns]
         mapped = ", ".join(f"s.{quote(column)}" for column in columns)
         return (f"SELECT CAST(s.{quote(key)} AS text) AS {KEY}, TRUE AS present, "
-                f"{self.dialect.column_hashes(encodings)} AS {HASHES}, {mapped} FROM ({sql}) AS s")
+                f"{self.dialect.column_hashes(encodings)} AS {HASHES}, {mapped} FROM ({sql}) AS s",
+                f"SELECT CAST(s.{quote(key)} AS text) AS {KEY}, {mapped} FROM ({sql}) AS s")
 
-    def _check_keys(self, cursor: Cursor, where: str) -> None:
+    def _check_keys(self, cursor: Cursor, key: str, where: str, counts: dict[str, int], keys_only: str) -> None:
+        """Stop the plan when a segment row has no key, or a key has two rows (``keys_only``: the segments'
+        rows, their keys and mapped columns, no hashes).
+
+        A key twice is found without grouping every row: the plan's rows (the changes) are grouped, and
+        the segments' rows counted (no hash computed) and compared with what the plan accounts for: a
+        key with two rows makes one row more than its one member. Only then are they grouped, for the
+        message.
+        """
         cursor.execute(f"SELECT count(*) FROM {self._temp(PLAN)} WHERE {KEY} IS NULL")
-        if cursor.fetchone()[0]:
-            raise PlanError(f"{where}: the segment has rows whose key is NULL; every row needs a key; nothing was sent")
-        cursor.execute(f"SELECT {KEY} FROM {self._temp(PLAN)} GROUP BY {KEY} HAVING count(*) > 1 ORDER BY {KEY} LIMIT 1")
-        twice = cursor.fetchone()
-        if twice:
-            raise PlanError(f"{where}: key {twice[0]!r} has more than one row (in a segment, or different rows in "
-                            "two of the export's segments); a key must be unique; nothing was sent")
+        nulls = int(cursor.fetchone()[0])
+        if nulls:
+            raise PlanError(f"{where} has null keys: {nulls} row(s) have no {key!r} (the key must not be null); "
+                            "nothing was sent")
+        # a key planned twice (its rows both new or changed), found among the plan's rows only; then one
+        # whose other row is unchanged, by counting
+        cursor.execute(f"SELECT 1 FROM {self._temp(PLAN)} GROUP BY {KEY} HAVING count(*) > 1 LIMIT 1")
+        if not cursor.fetchall():
+            cursor.execute(f"SELECT count(*) FROM ({keys_only}) AS s")
+            rows = int(cursor.fetchone()[0])
+            planned = counts.get("add", 0) + counts.get("update", 0) + counts.get("move", 0)
+            unchanged = counts["acknowledged"] - planned + counts.get("add", 0) - counts.get("remove", 0)
+            if rows == planned + unchanged:
+                return
+        cursor.execute(f"SELECT {KEY}, count(*) FROM ({keys_only}) AS s GROUP BY {KEY} HAVING count(*) > 1 "
+                       f"ORDER BY {KEY}")
+        duplicates = cursor.fetchall()
+        examples = ", ".join(f"{twice} ({count} rows)" for twice, count in duplicates[:5])
+        raise PlanError(f"{where} key {key!r} is not unique: {len(duplicates)} key(s) appear more than once, "
+                        f"e.g. {examples}; nothing was sent")
 
     def examples(self, action: str, limit: int) -> list[str]:
         return [row[0] for row in self._rows(f"SELECT {KEY} FROM {self._temp(PLAN)} WHERE {ACTION} = "

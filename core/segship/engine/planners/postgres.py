@@ -116,7 +116,9 @@ class PostgresDialect(WarehouseDialect):
 
     def prepare(self, cursor: Cursor, schema: str) -> None:
         name = quote(schema)
-        cursor.execute(f"CREATE SCHEMA IF NOT EXISTS {name}")
+        cursor.execute(f"SELECT 1 FROM pg_namespace WHERE nspname = {literal(schema)}")
+        if not cursor.fetchall():  # (IF NOT EXISTS asks for CREATE on the database even when it exists)
+            cursor.execute(f"CREATE SCHEMA IF NOT EXISTS {name}")
         cursor.execute(f"""CREATE TABLE IF NOT EXISTS {name}.{MEMBERS} (
             export text NOT NULL,
             key text NOT NULL,
