@@ -108,6 +108,10 @@ class PostgresDialect(WarehouseDialect):
                             f"GRANT USAGE, CREATE ON SCHEMA {quote(schema)} TO {quote(role)}")
 
     def prepare_session(self, cursor: Cursor) -> None:
+        # PostgreSQL estimates the classification's output at every member (it can't know that most
+        # are unchanged and filtered out), so the cost of gathering them from parallel workers makes
+        # it hash and join on one core; the rows really gathered are the changes
+        cursor.execute("SET parallel_tuple_cost = 0.001")
         cursor.execute("SELECT p.proname FROM pg_proc p WHERE p.pronamespace = pg_my_temp_schema()")
         present = {f"pg_temp.{row[0]}" for row in cursor.fetchall()}
         for function, ddl in FUNCTIONS.items():
