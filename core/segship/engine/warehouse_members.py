@@ -38,8 +38,12 @@ if TYPE_CHECKING:
 #: The planning session's temporary tables: the plan, and members staged from segship's state (a plan
 #: made before they moved to the warehouse: ``segship plan`` writes nothing).
 PLAN, STAGED_MEMBERS, PROBE = "segship_plan", "segship_staged_members", "segship_probe"
-#: Temporary tables of keys and identities asked about (planning session) or deleted (writing one).
-IDENTITIES, LEAVING = "segship_identities", "segship_leaving"
+#: Temporary tables of keys and identities asked about (planning session) or deleted (writing one), and of
+#: keys left out for sharing an identity with a lower key.
+IDENTITIES, LEAVING, LEFT_OUT = "segship_identities", "segship_leaving", "segship_left_out"
+#: Identities that two or more keys share (of ``rows``: key, identity), with the lowest key of each.
+SHARED = ("SELECT identity, min(key) AS first_key FROM ({rows}) AS i WHERE identity IS NOT NULL GROUP BY identity "
+          "HAVING min(key) <> max(key)")
 #: The columns the plan table adds to the mapped ones (prefixed: a segment's column may be named ``key``).
 KEY, ACTION, HASHES = "segship_key", "segship_action", "segship_column_hashes"
 PREVIOUS_HASHES, PREVIOUS_IDENTITY, PREVIOUS_TARGET = ("segship_previous_hashes", "segship_previous_identity",
@@ -61,6 +65,7 @@ class WarehouseMembers:
         self._staged = False  # members are read from the session's copy of segship's state, not the schema
         self._exists: bool | None = None
         self._session_ready = False
+        self._left_out = False  # the session holds keys left out of the plan
 
     # -- connections ------------------------------------------------------------------------------------
 
@@ -112,7 +117,7 @@ class WarehouseMembers:
                 pass
             self._writing = None
         self.source.close()
-        self._session_ready = False
+        self._session_ready = self._left_out = False
 
     # -- the schema -------------------------------------------------------------------------------------
 
@@ -149,11 +154,44 @@ class WarehouseMembers:
 
     # -- planning --------------------------------------------------------------------------------------
 
+    def leave_out_shared_identities(self, segments: Sequence[tuple[str, str]], identity: str) -> list[str]:
+        """``identity_conflicts: first``: the keys whose identity (``identity``: SQL over a segment row
+        ``s``) a lower key shares, left out of the plan (:meth:`classify`); returns them."""
+        with self.errors("planning"), closing(self._cursor()) as cursor:
+            rows = self._identities(segments, identity)
+            cursor.execute(f"DROP TABLE IF EXISTS {self._temp(LEFT_OUT)}")
+            cursor.execute(self.dialect.temporary_table(LEFT_OUT, f"""
+                SELECT DISTINCT r.key FROM ({rows}) AS r JOIN ({SHARED.format(rows=rows)}) AS g
+                ON g.identity = r.identity WHERE r.key <> g.first_key"""))
+            cursor.execute(f"SELECT key FROM {self._temp(LEFT_OUT)} ORDER BY key")
+            self._left_out = True
+            return [row[0] for row in cursor.fetchall()]
+
+    def shared_identities(self, segments: Sequence[tuple[str, str]], identity: str,
+                          limit: int) -> tuple[int, list[tuple[str, list[str]]]]:
+        """How many identities keys share, and the first few with their keys."""
+        with self.errors("planning"), closing(self._cursor()) as cursor:
+            rows = self._identities(segments, identity)
+            cursor.execute(f"SELECT count(*) FROM ({SHARED.format(rows=rows)}) AS g")
+            count = int(cursor.fetchone()[0])
+            if not count:
+                return 0, []
+            cursor.execute(f"SELECT g.identity, array_agg(DISTINCT r.key ORDER BY r.key) FROM ({rows}) AS r "
+                           f"JOIN ({SHARED.format(rows=rows)}) AS g ON g.identity = r.identity "
+                           f"GROUP BY g.identity ORDER BY min(r.key) LIMIT {int(limit)}")
+            return count, [(shared, list(keys)) for shared, keys in cursor.fetchall()]
+
+    @staticmethod
+    def _identities(segments: Sequence[tuple[str, str]], identity: str) -> str:
+        return " UNION ".join(f"SELECT CAST(s.{quote(key)} AS text) AS key, {identity} AS identity FROM ({sql}) AS s"
+                              for sql, key in segments)
+
     def classify(self, segments: Sequence[tuple[str, str]], columns: Sequence[str], target: int, *,
                  full_resync: bool, where: Sequence[str]) -> dict[str, int]:
         """Classify the segments' rows ((sql, key column) each; ``where`` places each in the config for
         errors) against the members into the plan's temporary table; returns its counts by action
-        and ``acknowledged`` (the members before)."""
+        and ``acknowledged`` (the members before). Keys left out (:meth:`leave_out_shared_identities`)
+        are not members."""
         with self.errors("planning"), closing(self._cursor()) as cursor:
             selects = [self._segment_select(cursor, sql, key, columns, place)
                        for (sql, key), place in zip(segments, where, strict=True)]
@@ -190,9 +228,11 @@ class WarehouseMembers:
                             f"(columns: {', '.join(sorted(types)) or 'none'})")
         encodings = [self.dialect.encoding(f"s.{quote(column)}", types[column]) for column in columns]
         mapped = ", ".join(f"s.{quote(column)}" for column in columns)
+        kept = (f" WHERE CAST(s.{quote(key)} AS text) NOT IN (SELECT key FROM {self._temp(LEFT_OUT)})"
+                if self._left_out else "")
         return (f"SELECT CAST(s.{quote(key)} AS text) AS {KEY}, TRUE AS present, "
-                f"{self.dialect.column_hashes(encodings)} AS {HASHES}, {mapped} FROM ({sql}) AS s",
-                f"SELECT CAST(s.{quote(key)} AS text) AS {KEY}, {mapped} FROM ({sql}) AS s")
+                f"{self.dialect.column_hashes(encodings)} AS {HASHES}, {mapped} FROM ({sql}) AS s{kept}",
+                f"SELECT CAST(s.{quote(key)} AS text) AS {KEY}, {mapped} FROM ({sql}) AS s{kept}")
 
     def _check_keys(self, cursor: Cursor, key: str, where: str, counts: dict[str, int], keys_only: str) -> None:
         """Stop the plan when a segment row has no key, or a key has two rows (``keys_only``: the segments'

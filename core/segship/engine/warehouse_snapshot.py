@@ -6,8 +6,10 @@ streams the plan's rows (only those) through an in-memory DuckDB, as the local p
 warehouse segment, so the destination maps the same Arrow types either way; the leavers' identities
 come out of the plan too. What each row to send had acknowledged before comes out with it and is
 kept by :class:`~segship.engine.warehouse_state.WarehouseState` for the mapping (changed columns,
-replaced identities) and the commit (a moved member's old target). Identity conflicts are not
-checked here (see docs/sources.md).
+replaced identities) and the commit (a moved member's old target). Keys sharing an identity are
+found in the warehouse too, with the destination's rule written in its SQL (``identity_conflicts``:
+``first`` leaves them out before classifying; ``error`` checks once something is to be sent, as the
+local planner does).
 """
 
 from __future__ import annotations
@@ -21,20 +23,34 @@ from segship.config import Config, ExportConfig, SegmentConfig
 from segship.embedded_duckdb import quote_identifier
 from segship.engine.digest import KEY_HASH, MIX, DigestTally, key_hash_sql, mix_sql
 from segship.engine.report import ExportPlan
-from segship.engine.snapshot import COLUMN_HASHES, EXAMPLES, IS_NEW, KEY, ROW_HASH, PlanError, _SegmentSource
+from segship.engine.planners import quote
+from segship.engine.snapshot import (
+    COLUMN_HASHES,
+    EXAMPLES,
+    IS_NEW,
+    KEY,
+    ROW_HASH,
+    PlanError,
+    _SegmentSource,
+    identity_conflict_error,
+    identity_rule,
+)
 from segship.engine.state import MembersDigest
 from segship.engine.warehouse_members import PREVIOUS_HASHES, PREVIOUS_IDENTITY, PREVIOUS_TARGET
 from segship.engine.warehouse_state import WarehouseState
+from segship.plugins import Plugins
 
 
 class WarehouseSnapshot:
     """One export's plan in its warehouse (the members are ``state``'s)."""
 
-    def __init__(self, config: Config, export: ExportConfig, columns: Sequence[str], state: WarehouseState) -> None:
+    def __init__(self, config: Config, export: ExportConfig, plugins: Plugins, columns: Sequence[str],
+                 state: WarehouseState) -> None:
         self.config, self.export, self.columns, self.state = config, export, list(columns), state
         self.members = state.members
         self.segments = [_SegmentSource(config.segments[name], index) for index, name in enumerate(export.segments)]
-        self.left_out: list[str] = []  # identity conflicts are not checked in the warehouse
+        self.identity = identity_rule(config, export, plugins, self.columns)
+        self.left_out: list[str] = []  # keys left out for sharing an identity with a lower key (first)
         self.tally = DigestTally(0, 0)
         self.target = 1
         self.db = duckdb.connect()
@@ -66,8 +82,15 @@ class WarehouseSnapshot:
         self.target = target
         where = [f"{self.config.where('segments', part.segment.name)}: segment {part.segment.name!r}"
                  for part in self.segments]
-        counts = self.members.classify([(part.segment.sql, part.segment.key) for part in self.segments],
-                                       self.columns, target, full_resync=full_resync, where=where)
+        segments = [(part.segment.sql, part.segment.key) for part in self.segments]
+        identity = self._identity()
+        if identity is not None and self.export.identity_conflicts == "first":
+            self.left_out = self.members.leave_out_shared_identities(segments, identity)
+        counts = self.members.classify(segments, self.columns, target, full_resync=full_resync, where=where)
+        changes = counts.get("add", 0) + counts.get("update", 0) + counts.get("move", 0)
+        # as the local planner: members all unchanged were acknowledged so, with no two keys on one identity
+        if identity is not None and self.export.identity_conflicts == "error" and changes:
+            self._check_identity_conflicts(segments, identity)
         plan = ExportPlan(self.export.name, full_resync=full_resync)
         plan.add, plan.update, plan.move, plan.remove = (counts.get(action, 0)
                                                          for action in ("add", "update", "move", "remove"))
@@ -79,6 +102,16 @@ class WarehouseSnapshot:
                 plan.examples[action] = self.members.examples(action, EXAMPLES)
         self.tally = DigestTally(plan.unchanged, 0, (plan.to_send, 0))  # no digest is kept of these members
         return plan
+
+    def _identity(self) -> str | None:
+        """SQL of a segment row's (``s``) normalised identity, when the destination says how it compares them."""
+        rule = self.identity
+        return None if rule is None else self.members.dialect.identity(f"s.{quote(rule.column)}", rule)
+
+    def _check_identity_conflicts(self, segments: list[tuple[str, str]], identity: str) -> None:
+        shared, groups = self.members.shared_identities(segments, identity, EXAMPLES)
+        if shared:
+            raise identity_conflict_error(self.config, self.export.name, self.identity, shared, groups)
 
     def counts_by_target(self, action: str) -> dict[int, int]:
         return self.members.counts_by_target(action)

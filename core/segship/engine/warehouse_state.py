@@ -269,5 +269,5 @@ def snapshot_for(config: Config, export: ExportConfig, plugins: Plugins, columns
     if isinstance(state, WarehouseState) and state.plans:
         from segship.engine.warehouse_snapshot import WarehouseSnapshot
 
-        return WarehouseSnapshot(config, export, columns, state)  # type: ignore[return-value]
+        return WarehouseSnapshot(config, export, plugins, columns, state)  # type: ignore[return-value]
     return Snapshot(config, export, plugins, columns)

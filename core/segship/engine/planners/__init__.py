@@ -12,6 +12,8 @@ the same contract):
   in column order; :meth:`~WarehouseDialect.row_hash` combines them as ``hashing.row_hash_sql``
   does. A type it can't encode exactly is refused (``PlanError``), never hashed differently: a
   differing hash would re-send the member on every switch between planners.
+- **compare identities**: :meth:`~WarehouseDialect.identity` normalises a member's identity as the
+  destination compares them, so keys sharing one are found in the warehouse (``identity_conflicts``).
 - **stage keys / bulk-load**: :meth:`~WarehouseDialect.load` puts an Arrow table into a session's
   temporary table in bulk (PostgreSQL: COPY, through ADBC ingest); acknowledgements, probes of a
   few keys and members moving in from segship's state all go through it.
@@ -35,6 +37,8 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     import pyarrow as pa
     from adbc_driver_manager.dbapi import Connection, Cursor
+
+    from segship.destination import IdentityRule
 
 #: The table of acknowledged members in a planner schema, and its columns (as segship's state keeps them).
 MEMBERS = "segship_members"
@@ -88,6 +92,11 @@ class WarehouseDialect(ABC):
     @abstractmethod
     def encoding(self, value: str, type_: ColumnType, depth: int = 0) -> str:
         """SQL of the canonical encoding of ``value``, of type ``type_``; never NULL."""
+
+    @abstractmethod
+    def identity(self, value: str, rule: IdentityRule) -> str:
+        """SQL of the normalised identity of ``value`` under ``rule`` (``snapshot.identity_sql``'s meaning):
+        NULL where the mapping would refuse it."""
 
     @abstractmethod
     def column_hashes(self, encodings: Sequence[str]) -> str:

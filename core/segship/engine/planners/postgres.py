@@ -23,11 +23,13 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from segship.engine.planners import MEMBERS, ColumnType, WarehouseDialect, literal, quote
-from segship.engine.snapshot import PlanError
+from segship.engine.snapshot import WHITESPACE, PlanError
 
 if TYPE_CHECKING:
     import pyarrow as pa
     from adbc_driver_manager.dbapi import Connection, Cursor
+
+    from segship.destination import IdentityRule
 
 #: Functions the planner makes in each session (``pg_temp``: a plan that writes nothing needs them too, and
 #: they need no grant); the suffix is ``hashing.HASH_VERSION``.
@@ -192,6 +194,19 @@ class PostgresDialect(WarehouseDialect):
         raise PlanError(f"column {type_.column!r} is of PostgreSQL type {kind}, which the warehouse planner can't "
                         "hash as segship does; cast it in the segment's SQL (to text, numeric(p, s), "
                         "double precision, timestamptz…)")
+
+    def identity(self, value: str, rule: IdentityRule) -> str:
+        text = f"CAST({value} AS text)"
+        if rule.normalisation in ("trim", "lower"):
+            text = f"btrim({text}, {literal(WHITESPACE)})"
+        if rule.normalisation == "lower":
+            text = f"lower({text})"
+        accepted = f"{text} <> ''"
+        if rule.max_length is not None:
+            accepted += f" AND length({text}) <= {int(rule.max_length)}"
+        if rule.pattern is not None:  # RE2's syntax, as far as the destinations' patterns go, is POSIX's
+            accepted += f" AND {text} ~ {literal('^(?:' + rule.pattern + ')$')}"
+        return f"CASE WHEN {accepted} THEN {text} END"
 
     def column_hashes(self, encodings: Sequence[str]) -> str:
         return " || ".join(f"decode(left(md5({encoding}), 16), 'hex')" for encoding in encodings)
