@@ -14,6 +14,7 @@ import pytest
 
 from .conftest import WAREHOUSE_SOURCE
 from .test_export import assert_resumes_to_the_whole_segment, rows, start_slow_export
+from .test_retire import delete_from_config
 
 pytestmark = pytest.mark.parametrize("state_target", ["warehouse"], indirect=True)
 UPSERT = "INSERT INTO \"segship\".segship_members%"
@@ -157,3 +158,14 @@ def test_a_role_without_the_grants_is_told_which_grant_it_lacks(project, postgre
     granted = project.cli("export", "vip-braze")
     assert granted.returncode == 0, granted.stdout
     assert set(project.braze_members()) == {f"C{i:05d}" for i in range(1, 6)}
+
+
+def test_retiring_a_planned_export_removes_its_members_and_empties_the_schema(project):
+    project.write(rows(6))
+    assert project.cli("export", "vip-braze").returncode == 0
+    delete_from_config(project, "vip-braze")
+    assert "6 member" in project.cli("retire", "vip-braze", "--dry-run").stdout  # read in the schema
+    retired = project.cli("retire", "vip-braze")
+    assert retired.returncode == 0, retired.stdout
+    assert project.braze_members() == {}
+    assert project.acknowledged("vip-braze") == set()
