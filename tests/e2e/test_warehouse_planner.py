@@ -155,6 +155,13 @@ def test_a_role_without_the_grants_is_told_which_grant_it_lacks(project, postgre
     assert project.braze.stats().get("requests", 0) == 0  # refused before anything was sent
 
     sql(url, f"GRANT CREATE ON SCHEMA segship TO {role}")
+    sql(url, f"REVOKE SELECT ON crm FROM {role}")
+    refused = project.cli("export", "vip-braze")
+    assert refused.returncode == 1
+    assert "permission denied for table crm" in refused.stdout
+    assert "(GRANT SELECT ON TABLE crm TO the source's role)" in refused.stdout
+
+    sql(url, f"GRANT SELECT ON crm TO {role}")
     granted = project.cli("export", "vip-braze")
     assert granted.returncode == 0, granted.stdout
     assert set(project.braze_members()) == {f"C{i:05d}" for i in range(1, 6)}

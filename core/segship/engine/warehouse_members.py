@@ -81,6 +81,8 @@ class WarehouseMembers:
             raise
         except Exception as exc:  # noqa: BLE001 - every driver error is the warehouse's own message
             message = " ".join(line.strip() for line in str(exc).splitlines() if line.strip()) or type(exc).__name__
+            grant = self.dialect.missing_grant(message)
+            message = f"{message} ({grant})" if grant else message
             raise PlanError(redact_text(f"{self.where()}: {doing} failed: {message}")) from None
 
     def _cursor(self) -> Cursor:

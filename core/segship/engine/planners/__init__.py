@@ -71,6 +71,10 @@ class WarehouseDialect(ABC):
         """Raise ``PlanError`` naming the grant the connection's role lacks to keep member state in ``schema``."""
 
     @abstractmethod
+    def missing_grant(self, message: str) -> str | None:
+        """The grant a warehouse error says is missing (a table the segment reads), to name it; else None."""
+
+    @abstractmethod
     def prepare(self, cursor: Cursor, schema: str) -> None:
         """Make ``schema``, its members table and the dialect's functions, where missing (idempotent)."""
 

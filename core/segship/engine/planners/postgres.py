@@ -19,6 +19,7 @@ pinned vectors and a sweep of random doubles (tests/engine/test_warehouse_hashin
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -34,6 +35,8 @@ if TYPE_CHECKING:
 #: Functions the planner makes in each session (``pg_temp``: a plan that writes nothing needs them too, and
 #: they need no grant); the suffix is ``hashing.HASH_VERSION``.
 FLOAT_TEXT, ROW_HASH = "pg_temp.segship_float_text_v2", "pg_temp.segship_row_hash_v2"
+#: PostgreSQL's message for a relation or schema the role may not read.
+DENIED = re.compile(r"permission denied for (table|view|materialized view|sequence|schema) (\S+)")
 _INTEGERS = frozenset({"int2", "int4", "int8", "oid"})
 _TEXT = frozenset({"text", "varchar", "name", "uuid", "json", "jsonb", "citext"})
 _FLOATS = frozenset({"float4", "float8"})
@@ -119,6 +122,14 @@ class PostgresDialect(WarehouseDialect):
         for function, ddl in FUNCTIONS.items():
             if function not in present:
                 cursor.execute(ddl.format(name=function))
+
+    def missing_grant(self, message: str) -> str | None:
+        denied = DENIED.search(message)
+        if denied is None:
+            return None
+        kind, name = denied.groups()
+        kind = "TABLE" if kind in ("table", "view", "materialized view") else kind.upper()
+        return f"GRANT {'USAGE' if kind == 'SCHEMA' else 'SELECT'} ON {kind} {name} TO the source's role"
 
     def prepare(self, cursor: Cursor, schema: str) -> None:
         name = quote(schema)
