@@ -165,18 +165,52 @@ def postgres_url(postgres_server: PostgresServer) -> str:
 
 @dataclass
 class StateTarget:
-    """Where a test's state lives: ``yaml`` is the value of the config's ``state:``, ``env`` what it reads."""
+    """Where a test's state lives: ``yaml`` is the value of the config's ``state:``, ``env`` what it reads.
+
+    ``warehouse`` (the ``warehouse`` variant): the URL of a PostgreSQL database that holds the test's
+    source table, planned there (``planner: {schema: segship}``), with state in a SQLite file.
+    """
 
     backend: str
     yaml: str
     env: dict[str, str]
+    warehouse: str | None = None
+
+    def state_location(self, root: Path) -> str | Path:
+        """What ``open_state_at`` opens: the PostgreSQL URL, or the SQLite file in ``root``."""
+        return self.env["SEGSHIP_STATE_URL"] if "SEGSHIP_STATE_URL" in self.env else root / ".segship" / "state.db"
+
+    def load(self, table: str, rows: list[dict[str, object]], types: dict[str, str]) -> None:
+        """Make ``table`` in the warehouse hold exactly ``rows`` (columns and their PostgreSQL ``types``)."""
+        import adbc_driver_postgresql.dbapi as postgresql
+
+        columns = ", ".join(f"{name} {type_}" for name, type_ in types.items())
+        with postgresql.connect(self.warehouse) as connection, connection.cursor() as cursor:
+            cursor.execute(f"DROP TABLE IF EXISTS {table}")
+            cursor.execute(f"CREATE TABLE {table} ({columns})")
+            if rows:
+                marks = ", ".join(f"${index + 1}" for index in range(len(types)))
+                cursor.executemany(f"INSERT INTO {table} VALUES ({marks})",
+                                   [tuple(_loaded(row.get(name), types[name]) for name in types) for row in rows])
+            connection.commit()
+
+
+def _loaded(value: object, type_: str) -> object:
+    """A CSV value as the warehouse column takes it ('' is NULL, as DuckDB reads an empty CSV field)."""
+    if value is None or value == "":
+        return None
+    return int(value) if type_ == "bigint" else str(value)
 
 
 @pytest.fixture(params=["sqlite", "postgres"])
 def state_target(request: pytest.FixtureRequest) -> StateTarget:
-    """Each state backend in turn: a SQLite file in the config's folder, or a new PostgreSQL database."""
+    """Each state backend in turn: a SQLite file in the config's folder, or a new PostgreSQL database
+    (and, for tests that parametrize it so, ``warehouse``: see :class:`StateTarget`)."""
     if request.param == "sqlite":
         return StateTarget("sqlite", "{path: .segship/state.db}", {})
+    if request.param == "warehouse":
+        url = request.getfixturevalue("postgres_url")
+        return StateTarget("warehouse", "{path: .segship/state.db}", {"WAREHOUSE_URL": url}, warehouse=url)
     url = request.getfixturevalue("postgres_url")
     return StateTarget("postgres", '{url: "${env:SEGSHIP_STATE_URL}"}', {"SEGSHIP_STATE_URL": url})
 

@@ -17,12 +17,17 @@ from ..conftest import StateTarget
 SEGMENT_ID = "3c4a9e52-0000-4000-8000-000000000001"
 LIST_ID = 3
 COLUMNS = ["customer_id", "email", "first_name", "last_name", "phone", "lifetime_value"]
+#: The profiles as a warehouse table (the ``warehouse`` variant): the types DuckDB reads the CSV as.
+WAREHOUSE_TYPES = {"customer_id": "text", "email": "text", "first_name": "text", "last_name": "text", "phone": "text",
+                   "lifetime_value": "bigint"}
+CSV_SOURCE = "{type: duckdb, path: profiles.csv}"
+WAREHOUSE_SOURCE = '{type: postgres, url: "${env:WAREHOUSE_URL}", planner: {schema: segship}}'
 
 CONFIG = """
 version: 1
 state: {state}
 sources:
-  crm: {{type: duckdb, path: profiles.csv}}
+  crm: {source}
 segments:
   vip: {{source: crm, key: customer_id, sql: "SELECT * FROM crm WHERE lifetime_value > 100"}}
 connections:
@@ -81,8 +86,9 @@ class Project:
 
     def configure(self, *, braze_batch: int = 75, max_removed: float = 1.0, segment_id: str = SEGMENT_ID,
                   membership_attribute: str = "segship_segments", list_id: int = LIST_ID) -> None:
+        source = WAREHOUSE_SOURCE if self.state_target.warehouse else CSV_SOURCE
         (self.root / "segship.yaml").write_text(CONFIG.format(
-            state=self.state_target.yaml, braze_batch=braze_batch, segment_id=segment_id, list_id=list_id,
+            state=self.state_target.yaml, source=source, braze_batch=braze_batch, segment_id=segment_id, list_id=list_id,
             max_removed=max_removed, membership_attribute=membership_attribute))
 
     def write(self, rows: list[dict[str, object]]) -> None:
@@ -90,6 +96,8 @@ class Project:
             writer = csv.DictWriter(out, fieldnames=COLUMNS)
             writer.writeheader()
             writer.writerows(rows)
+        if self.state_target.warehouse:
+            self.state_target.load("crm", rows, WAREHOUSE_TYPES)
 
     def command(self, *args: str) -> list[str]:
         return [sys.executable, "-m", "segship", "--log-format", "json", *args]
@@ -100,11 +108,19 @@ class Project:
 
     def state(self) -> StateStore:
         """The project's state, SQLite file or PostgreSQL database, through the state contract."""
-        env = self.state_target.env
-        return open_state_at(env["SEGSHIP_STATE_URL"] if env else self.root / ".segship" / "state.db")
+        return open_state_at(self.state_target.state_location(self.root))
 
     def acknowledged(self, export: str) -> set[str]:
-        """Keys the state says the destination acknowledged."""
+        """Keys the state says the destination acknowledged (the ``warehouse`` variant: its planner schema's)."""
+        if self.state_target.warehouse:
+            import adbc_driver_postgresql.dbapi as postgresql
+
+            with postgresql.connect(self.state_target.warehouse) as connection, connection.cursor() as cursor:
+                cursor.execute("SELECT to_regclass('segship.segship_members') IS NOT NULL")
+                if not cursor.fetchone()[0]:  # no run made it yet
+                    return set()
+                cursor.execute("SELECT key FROM segship.segship_members WHERE export = $1", (export,))
+                return {row[0] for row in cursor.fetchall()}
         state = self.state()
         try:
             return set(state.acknowledged(export).read_all().column("key").to_pylist())

@@ -10,9 +10,13 @@ import subprocess
 import time
 import urllib.request
 
-from .conftest import COLUMNS, LIST_ID, accept_identity_conflicts, profile
+import pytest
+
+from .conftest import COLUMNS, LIST_ID, WAREHOUSE_TYPES, accept_identity_conflicts, profile
 
 EXPORTS = ("vip-braze", "vip-brevo")
+#: Every promise on each state backend, and with the export's source planned in its warehouse.
+pytestmark = pytest.mark.parametrize("state_target", ["sqlite", "postgres", "warehouse"], indirect=True)
 
 
 def rows(count: int, **overrides: dict) -> list[dict]:
@@ -152,6 +156,9 @@ def test_consent_is_never_sent_unless_mapped_nor_overwritten(project):
             writer = csv.DictWriter(out, fieldnames=[*COLUMNS, *consent])
             writer.writeheader()
             writer.writerows({**member, **consent} for member in members)
+        if project.state_target.warehouse:
+            project.state_target.load("crm", [{**member, **consent} for member in members],
+                                      {**WAREHOUSE_TYPES, **dict.fromkeys(consent, "text")})
 
     received: list[dict] = []  # every attributes object Braze got
     update_user = project.braze.sandbox._update_user

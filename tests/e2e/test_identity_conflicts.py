@@ -9,7 +9,12 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from .conftest import accept_identity_conflicts, profile
+
+#: Each state backend, and the export's source planned in its warehouse (the same checks, in its SQL).
+pytestmark = pytest.mark.parametrize("state_target", ["sqlite", "postgres", "warehouse"], indirect=True)
 
 
 def rows(count: int) -> list[dict]:

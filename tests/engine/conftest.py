@@ -25,6 +25,10 @@ sources:
 segments:
   everyone: {source: crm, key: id, sql: "SELECT * FROM crm"}
   rich: {source: crm, key: id, sql: "SELECT * FROM crm WHERE value > 50"}"""
+#: The same profiles as a table of a warehouse whose planner plans them (the ``warehouse`` variant).
+WAREHOUSE_PROFILES = PROFILES.replace("{type: duckdb, path: profiles.csv}",
+                                      '{type: postgres, url: "${env:WAREHOUSE_URL}", planner: {schema: segship}}')
+WAREHOUSE_TYPES = {"id": "bigint", "email": "text", "name": "text", "value": "bigint"}
 CONFIG = """
 version: 1
 state: {state}{sources}
@@ -68,13 +72,17 @@ class Workspace:
         self.configure()
 
     def configure(self, segments: str = "everyone", batch_size: int = 10, extra: str = "", settings: str = "",
-                  sources: str = PROFILES) -> None:
+                  sources: str | None = None) -> None:
+        if sources is None:
+            sources = WAREHOUSE_PROFILES if self.state_target.warehouse else PROFILES
         (self.root / "segship.yaml").write_text(CONFIG.format(
             state=self.state_target.yaml, segments=segments, batch_size=batch_size, extra=extra, settings=settings,
             sources=sources))
 
     def write(self, rows: list[tuple]) -> None:
         write_profiles(self.root / "profiles.csv", rows)
+        if self.state_target.warehouse:
+            self.state_target.load("crm", [dict(zip(WAREHOUSE_TYPES, row)) for row in rows], WAREHOUSE_TYPES)
 
     def config(self) -> Config:
         return load_config(self.root / "segship.yaml", self.plugins)

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import duckdb
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from segship.engine.digest import DIGEST_KIND, mix_sql, signed_64
@@ -23,6 +23,7 @@ from segship.engine.state import MembersDigest
 from segship.plugins import Plugins
 
 from ..conftest import StateTarget
+from ..postgres_server import PostgresServer
 from .conftest import Workspace
 from .memory_destination import MemoryDestination
 
@@ -74,12 +75,14 @@ def assert_any_digest_is_of_the_members(workspace: Workspace) -> None:
         assert recorded == MembersDigest(DIGEST_KIND, count, signed_64(int(total)))
 
 
-def replay(history: list, plugins: Plugins) -> None:
+def replay(history: list, plugins: Plugins, target: StateTarget = SQLITE_STATE) -> None:
     """Run the export through ``history``, then check one clean run and a further one."""
     MemoryDestination.reset()
     with tempfile.TemporaryDirectory() as folder, pytest.MonkeyPatch.context() as monkeypatch:
         monkeypatch.setenv("MEMORY_KEY", "memory-secret-key-123")
-        workspace = Workspace(Path(folder), plugins, SQLITE_STATE)
+        for name, value in target.env.items():
+            monkeypatch.setenv(name, value)
+        workspace = Workspace(Path(folder), plugins, target)
         workspace.configure(batch_size=4, extra="safeguards: {max_removed_fraction: null}")
         segment: dict[int, tuple[str, bool, int]] = {}
         for segment, cut, refused in history:
@@ -109,11 +112,26 @@ def replay(history: list, plugins: Plugins) -> None:
         assert (again.rejected, again.plan["refused"]) == (0, len(segment) - len(expected))
 
 
+def planned_in_a_warehouse(server: PostgresServer) -> StateTarget:
+    """The variant whose source is a table of a new PostgreSQL database, planned there."""
+    url = server.create_database("planned")
+    return StateTarget("warehouse", "{path: .segship/state.db}", {"WAREHOUSE_URL": url}, warehouse=url)
+
+
 @settings(max_examples=6, deadline=None,  # each example is 3 or 4 runs of the export
           suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 @given(history=steps)
+@example(history=[({1: ("Ann", False, 0)}, None, set())])  # one row the mapping refuses: still refused after
 def test_a_clean_run_after_any_history_makes_the_destination_equal_the_segment(history, memory_plugins: Plugins):
     replay(history, memory_plugins)
+
+
+@settings(max_examples=6, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@given(history=steps)
+def test_the_same_holds_when_a_warehouse_plans_the_export(history, memory_plugins: Plugins,
+                                                          postgres_server: PostgresServer):
+    replay(history, memory_plugins, planned_in_a_warehouse(postgres_server))
 
 
 @pytest.mark.parametrize("history", [
@@ -121,12 +139,17 @@ def test_a_clean_run_after_any_history_makes_the_destination_equal_the_segment(h
     [({1: ("Ann", True, 0), 2: ("Bob", True, 5)}, None, set()), ({2: ("Bob", True, 5)}, ("answer_lost", 1), set()),
      ({2: ("Bob", True, 6)}, None, set())],  # a lost removal answer: removed again
 ])
-def test_a_lost_answer_is_sent_again(history, memory_plugins: Plugins):
-    replay(history, memory_plugins)
+@pytest.mark.parametrize("planned", [False, True], ids=["local", "warehouse"])
+def test_a_lost_answer_is_sent_again(history, planned, memory_plugins: Plugins, request):
+    replay(history, memory_plugins, planned_in_a_warehouse(request.getfixturevalue("postgres_server"))
+           if planned else SQLITE_STATE)
 
 
-def test_a_member_whose_join_answer_was_lost_and_who_then_leaves_is_removed(memory_plugins: Plugins):
-    replay([({1: ("Ann", True, 0)}, ("answer_lost", 0), set()), ({}, None, set())], memory_plugins)
+@pytest.mark.parametrize("planned", [False, True], ids=["local", "warehouse"])
+def test_a_member_whose_join_answer_was_lost_and_who_then_leaves_is_removed(planned, memory_plugins: Plugins,
+                                                                            request):
+    replay([({1: ("Ann", True, 0)}, ("answer_lost", 0), set()), ({}, None, set())], memory_plugins,
+           planned_in_a_warehouse(request.getfixturevalue("postgres_server")) if planned else SQLITE_STATE)
 
 
 def test_a_removal_the_destination_refuses_keeps_the_member_and_its_digest_out(memory_plugins: Plugins):

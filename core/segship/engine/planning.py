@@ -20,6 +20,7 @@ from segship.engine.instances import assumed_instance
 from segship.engine.snapshot import EXAMPLES, Snapshot, changed_columns, export_fingerprint
 from segship.engine.state import StateStore
 from segship.engine.targets import EarlierInstances
+from segship.engine.warehouse_state import WarehouseState, planned_state, snapshot_for
 from segship.plugins import Plugins
 
 
@@ -42,7 +43,9 @@ def plan_export(config: Config, name: str, plugins: Plugins, state: StateStore, 
     # resolves no secret: the account is taken to be the one the last run found
     instances = EarlierInstances(config, plugins, connection.name,
                                  assumed_instance(cls, connection, state.recorded_instance(name)), known=False)
-    snapshot = Snapshot(config, export, plugins, columns)
+    # an export whose source plans in the warehouse: its members are there (engine/warehouse_state.py)
+    state = planned_state(config, plugins, name, state, write=False)
+    snapshot = snapshot_for(config, export, plugins, columns, state)
     try:
         plan = plan_against_state(snapshot, state, cls, export, columns, instances, full_resync=False, write=False)
         if changed_fields and plan.examples.get("update"):
@@ -56,6 +59,8 @@ def plan_export(config: Config, name: str, plugins: Plugins, state: StateStore, 
         return plan
     finally:
         snapshot.close()
+        if isinstance(state, WarehouseState):
+            state.close()
 
 
 def plan_against_state(snapshot: Snapshot, state: StateStore, cls: type[Destination], export: ExportConfig,
@@ -99,7 +104,9 @@ def plan_against_state(snapshot: Snapshot, state: StateStore, cls: type[Destinat
     convert = not settings_changed and state.hash_version(name) < HASH_VERSION
     full = full_resync or settings_changed
     has_members = state.has_members(name)
-    row_hashes = not full and has_members
+    refusals = state.refusals(name)
+    # rows hashed to compare with what was acknowledged, and with the rows segship's mapping refused
+    row_hashes = not full and (has_members or refusals.num_rows > 0)
     # a digest of state can spare reading it: when the members sum to it, every one is unchanged
     recorded = state.members_digest(name) if row_hashes and not convert else None
     # state is read while the segments are hashed, on another core, unless the digest may spare it and
@@ -121,8 +128,7 @@ def plan_against_state(snapshot: Snapshot, state: StateStore, cls: type[Destinat
         if not overlap and not convert:
             snapshot.read_acknowledged(state.acknowledged(name))
         # a full re-send maps every row again, those segship's mapping refused too
-        snapshot.read_rejects(state.refusals(name), None if full else mapping_fingerprint(snapshot.plugins, cls,
-                                                                                           fingerprint))
+        snapshot.read_rejects(refusals, None if full else mapping_fingerprint(snapshot.plugins, cls, fingerprint))
         plan = snapshot.plan(full_resync=full, target=target_id)
         if write and not plan.to_send and not plan.remove:  # state holds the members: summed up for next time
             state.record_members_digest(name, snapshot.tally.digest())

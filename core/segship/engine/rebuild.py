@@ -31,6 +31,7 @@ from segship.destination import ConnectionContext, Destination
 from segship.engine.instances import known_instance, observe
 from segship.engine.snapshot import Snapshot
 from segship.engine.state import StateStore
+from segship.engine.warehouse_state import WarehouseState, planned_state
 from segship.errors import SegshipError
 from segship.plugins import Plugins
 
@@ -69,21 +70,27 @@ async def rebuild_membership(config: Config, export_name: str, plugins: Plugins,
                            f"{cls.name}, which can't list the members of its target: its state can't be rebuilt "
                            "from the destination")
     with state.export_lock(export_name):
-        destination = cls(ConnectionContext(connection.name, resolve_connection_settings(config, connection.name,
-                                                                                         plugins)),
-                          export.context())
-        snapshot = Snapshot(config, export, plugins, cls.source_columns(export.mapping))
+        # members a warehouse planner keeps are rebuilt there (the segments are read as they are locally)
+        state = planned_state(config, plugins, export_name, state, write=True)
         try:
-            await destination.check_connection()
-            instance = await _instance(state, export_name, destination)
-            matched = snapshot.keys_of_identities(
-                [identity async for page in destination.list_members() for identity in page])
+            destination = cls(ConnectionContext(connection.name, resolve_connection_settings(config, connection.name,
+                                                                                             plugins)),
+                              export.context())
+            snapshot = Snapshot(config, export, plugins, cls.source_columns(export.mapping))
+            try:
+                await destination.check_connection()
+                instance = await _instance(state, export_name, destination)
+                matched = snapshot.keys_of_identities(
+                    [identity async for page in destination.list_members() for identity in page])
+            finally:
+                await destination.finish()
+                snapshot.close()
+            target = state.target_id(export_name, cls.target(export.settings), record=True, instance=instance,
+                                     connection=connection.name)
+            return _record(state, export_name, target, matched)
         finally:
-            await destination.finish()
-            snapshot.close()
-        target = state.target_id(export_name, cls.target(export.settings), record=True, instance=instance,
-                                 connection=connection.name)
-        return _record(state, export_name, target, matched)
+            if isinstance(state, WarehouseState):
+                state.close()
 
 
 async def _instance(state: StateStore, export: str, destination: Destination) -> dict[str, Any]:

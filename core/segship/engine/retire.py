@@ -32,6 +32,7 @@ from segship.engine.report import RunReport
 from segship.engine.run import ExportRun, Progress, RunOptions
 from segship.engine.state import StateStore
 from segship.engine.targets import TargetDestinations
+from segship.engine.warehouse_state import WarehouseState, planned_state
 from segship.errors import SegshipError
 from segship.log import redact_text
 from segship.plugins import Plugins
@@ -107,6 +108,8 @@ class ExportRetirement(ExportRun):
         targets: TargetDestinations | None = None
         try:
             with self.state.export_lock(name):
+                # members a warehouse planner keeps come back into state (a dry run reads them there)
+                self.state = planned_state(self.config, self.plugins, name, self.state, write=not self.options.dry_run)
                 if not self.options.dry_run:  # batches a killed run sent are members too
                     self.state.settle_in_flight(name)
                 keys = self.state.acknowledged(name).read_all().column("key").to_pylist()
@@ -134,6 +137,8 @@ class ExportRetirement(ExportRun):
                 except Exception as exc:  # noqa: BLE001 - the retirement's own outcome matters more
                     log.warning("destination.finish_failed", error=str(exc))
             self.progress.finish()
+            if isinstance(self.state, WarehouseState):
+                self.state.close()
             report.message = redact_text(report.message)
             report.seconds = round(time.monotonic() - started, 3)
             report.finished_at = datetime.now(UTC).isoformat(timespec="seconds")

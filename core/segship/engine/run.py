@@ -46,6 +46,7 @@ from segship.engine.safeguards import check_empty_state, check_safeguards
 from segship.engine.snapshot import Snapshot, export_fingerprint
 from segship.engine.state import RecordedDestination, Rejected, StateError, StateStore, chunks
 from segship.engine.targets import EarlierInstances, InstanceUnreachable, TargetDestinations
+from segship.engine.warehouse_state import WarehouseState, planned_state, snapshot_for
 from segship.errors import SegshipError
 from segship.http import RequestInterrupted
 from segship.log import redact_text
@@ -126,16 +127,20 @@ class ExportRun:
             with self.state.export_lock(self.export.name):
                 report.run_id = self.state.start_run(self.export.name, self.options.dry_run)
                 try:
+                    # the export's members where its config plans them (a warehouse planner's schema)
+                    self.state = planned_state(self.config, self.plugins, self.export.name, self.state,
+                                               write=not self.options.dry_run)
                     destination = self._destination()
                     instances = self._instance(destination)
-                    snapshot = Snapshot(self.config, self.export, self.plugins, self.columns)
+                    snapshot = snapshot_for(self.config, self.export, self.plugins, self.columns, self.state)
                     plan = self._plan(snapshot, destination, instances)
                     if not instances.known and not self.options.dry_run:
                         instances = await self._observe(destination)
                         if not self._confirm_target(plan, instances):
                             # the members are in another instance than assumed: planned again, as a move
                             snapshot.close()
-                            snapshot = Snapshot(self.config, self.export, self.plugins, self.columns)
+                            snapshot = snapshot_for(self.config, self.export, self.plugins, self.columns,
+                                                    self.state)
                             plan = self._plan(snapshot, destination, instances)
                     if self.options.dry_run:
                         await self._dry_run(snapshot, destination)
@@ -159,6 +164,8 @@ class ExportRun:
                         report.http = report.http or destination.http_stats.as_dict()
                     if snapshot is not None:
                         snapshot.close()
+                    if isinstance(self.state, WarehouseState):
+                        self.state.close()
                     report.message = redact_text(report.message)  # it is stored and printed
                     report.seconds = round(time.monotonic() - started, 3)
                     report.finished_at = datetime.now(UTC).isoformat(timespec="seconds")

@@ -116,6 +116,26 @@ def identity_sql(rule: IdentityRule, value: str) -> str:
     return f"CASE WHEN {accepted} THEN {text} END"
 
 
+def identity_rule(config: Config, export: ExportConfig, plugins: Plugins, columns: Sequence[str]) -> IdentityRule | None:
+    """How the export's destination compares identities, when it says and the mapping reads the column."""
+    destination = plugins.destination(config.connections[export.connection].type)
+    rule = destination.identity_rule(export.mapping) if destination is not None else None
+    return rule if rule is not None and rule.column in columns else None
+
+
+def identity_conflict_error(config: Config, name: str, rule: IdentityRule, shared: int,
+                            groups: Sequence[tuple[str, Sequence[str]]]) -> PlanError:
+    """``identity_conflicts: error``: ``shared`` identities held by more than one key; ``groups``, a few
+    of them (identity, its keys)."""
+    examples = ", ".join(f"{identity!r} (keys {', '.join(map(repr, keys))})" for identity, keys in groups)
+    return PlanError(
+        f"{config.where('exports', name)}: export {name!r}: {shared} {rule.name}(s) are shared by more "
+        f"than one key, e.g. {examples}; keys with one {rule.name}{COMPARED[rule.normalisation]} would become "
+        f"one profile at the destination; nothing was sent. Give each {rule.name} one key in the segment's "
+        f"source, or set exports.{name}.identity_conflicts: first (the lowest key of each is sent, the "
+        "others left out)")
+
+
 def normalised_identity(rule: IdentityRule, value: object) -> str | None:
     """The identity the plan makes of one value under ``rule`` (None: one the mapping refuses), for a
     destination's tests: it must be the identity ``map`` makes of the value, or ``map`` refuses it."""
@@ -147,10 +167,8 @@ class Snapshot:
         self.plugins = plugins
         self.columns = list(columns)
         self.segments = [_SegmentSource(config.segments[name], index) for index, name in enumerate(export.segments)]
-        destination = plugins.destination(config.connections[export.connection].type)
-        rule = destination.identity_rule(export.mapping) if destination is not None else None
         #: how the destination compares identities, when it says (and the mapping reads the column)
-        self.identity = rule if rule is not None and rule.column in self.columns else None
+        self.identity = identity_rule(config, export, plugins, self.columns)
         self.left_out: list[str] = []  # keys left out for sharing an identity with a lower key (first)
         # the table of the members' identity hashes (``ident``): the members' own, unless build skipped them
         self._identity_table: str | None = "members"
@@ -398,15 +416,8 @@ class Snapshot:
             f"SELECT list(DISTINCT m.key ORDER BY m.key) FROM {table} m JOIN ({shared_identities}) g "
             "ON g.ident = m.ident GROUP BY m.ident ORDER BY min(m.key) LIMIT ?", (EXAMPLES,)).fetchall()
         identities = self._identities_of([keys[0] for (keys,) in groups])
-        rule, name = self.identity, self.export.name
-        examples = ", ".join(f"{identities.get(keys[0], '?')!r} (keys {', '.join(map(repr, keys))})"
-                             for (keys,) in groups)
-        raise PlanError(
-            f"{self.config.where('exports', name)}: export {name!r}: {shared} {rule.name}(s) are shared by more "
-            f"than one key, e.g. {examples}; keys with one {rule.name}{COMPARED[rule.normalisation]} would become "
-            f"one profile at the destination; nothing was sent. Give each {rule.name} one key in the segment's "
-            f"source, or set exports.{name}.identity_conflicts: first (the lowest key of each is sent, the "
-            "others left out)")
+        raise identity_conflict_error(self.config, self.export.name, self.identity, shared,
+                                      [(identities.get(keys[0], "?"), keys) for (keys,) in groups])
 
     def _load_identities(self) -> str:
         """Read (key, identity hash) of every segment row into a table of its own, which it names (for a

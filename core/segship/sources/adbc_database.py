@@ -100,6 +100,11 @@ class AdbcDatabaseSource(Source):
             raise self._error(exc) from None
         return self._faithful(reader)
 
+    def session(self) -> Connection:
+        """The connection the source's reads run in, opened if need be: what a warehouse planner
+        makes in it (temporary tables) its reads see."""
+        return self._connection_or_open()
+
     def check_connection(self) -> str:
         """Connect, run a trivial query, and say which server and driver answered."""
         connection = self._connection_or_open()

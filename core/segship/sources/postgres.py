@@ -41,6 +41,19 @@ class PostgresSource(AdbcDatabaseSource):
             "url": {"type": "string", "minLength": 1, "x-secret": True,
                     "description": "postgresql://user:password@host:5432/database (libpq URL, sslmode and other "
                                    "parameters allowed); a secret: ${env:VAR} or ${file:PATH} only."},
+            "planner": {
+                "type": "object",
+                "description": "Opt-in warehouse planner: the member state of exports of this source's segments "
+                               "and their diff live in this schema of the database; only rows to send and "
+                               "leavers' identities leave it (docs/sources.md).",
+                "properties": {
+                    "schema": {"type": "string", "minLength": 1, "maxLength": 63,
+                               "description": "The schema that keeps the member state (made if missing: needs "
+                                              "CREATE on the database, or USAGE and CREATE on the schema)."},
+                },
+                "required": ["schema"],
+                "additionalProperties": False,
+            },
         },
         "required": ["url"],
         "additionalProperties": False,

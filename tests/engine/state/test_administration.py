@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from segship.destination import Member
-from segship.engine.state import DroppedFields, MembersDigest, OpenAlert, RecordedDestination, open_state_at
+from segship.engine.state import DroppedFields, MembersDigest, MembersLocation, OpenAlert, RecordedDestination, open_state_at
 
 from .conftest import keys
 
@@ -34,6 +34,7 @@ def test_the_summary_counts_stale_identities_and_an_export_known_by_them_alone(s
 def test_forget_leaves_no_row_of_the_export_in_any_table(store, target):
     target_id = store.target_id("sync", {"list": "a"}, record=True)
     store.reconcile_settings("sync", "fp", ["a"])
+    store.move_members_out("sync", MembersLocation("warehouse", "segship"))  # (then members again, here)
     store.commit_upserts("sync", [("k1", 1, None, "k1")], [("k0", "old@example.com")], [("k2", "bad")],
                          target=target_id, dropped=DroppedFields(fields=[("k1", "phone", "invalid phone")]))
     store.record_members_digest("sync", MembersDigest("kind", 1, 7))

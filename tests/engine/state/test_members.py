@@ -8,7 +8,7 @@ import pytest
 
 from segship.destination import Member
 from segship.engine.hashing import HASH_VERSION
-from segship.engine.state import MembersDigest, StateError, open_state_at
+from segship.engine.state import MembersDigest, MembersLocation, StateError, open_state_at
 
 from .conftest import keys
 
@@ -162,3 +162,34 @@ def test_members_the_destination_holds_are_added_of_unknown_hash_and_known_ones_
                                                          "k2": (None, "two@example.com"), "k3": (None, "k3")}
     assert store.members_digest("sync") is None  # the members changed
     assert store.add_unknown_members("new", [("k9", "nine@example.com")], target=1) == 1
+
+
+def test_members_move_out_to_a_warehouse_planner_and_back_each_in_one_transaction(store):
+    store.commit_upserts("sync", [("a", 11, b"\x01" * 16, "a"), ("b", 12, b"\x02" * 16, "b@example.com")], [], [])
+    store.commit_upserts("sync", [("c", 13, None, "c")], [], [], target=2)
+    assert store.members_location("sync") is None
+
+    store.move_members_out("sync", MembersLocation("warehouse", "segship"))
+    assert store.members_location("sync") == MembersLocation("warehouse", "segship")
+    assert keys(store) == [] and not store.has_members("sync")
+
+    back = pa.RecordBatch.from_pydict(
+        {"key": ["a", "b", "c"], "row_hash": [11, 12, 13], "column_hashes": [b"\x01" * 16, b"\x02" * 16, None],
+         "identity": ["a", "b@example.com", "c"], "target": [1, 1, 2]},
+        schema=pa.schema([("key", pa.string()), ("row_hash", pa.int64()), ("column_hashes", pa.binary()),
+                          ("identity", pa.string()), ("target", pa.int32())]))
+    store.take_members_back("sync", [back])
+    assert store.members_location("sync") is None
+    assert sorted(store.acknowledged("sync").read_all().to_pylist(), key=lambda row: row["key"]) == [
+        {"key": "a", "row_hash": 11, "target": 1}, {"key": "b", "row_hash": 12, "target": 1},
+        {"key": "c", "row_hash": 13, "target": 2}]
+    assert store.details("sync", ["a", "b"]) == {"a": (b"\x01" * 16, "a"), "b": (b"\x02" * 16, "b@example.com")}
+
+
+def test_acknowledged_rows_written_elsewhere_only_settle_their_rejects_and_clear_their_group(store):
+    store.commit_upserts("sync", [], [], [("a", "bad email")])
+    flight = store.record_in_flight("sync", ["a"], ["a"], 1)
+    assert store.in_flight_records("sync") == [(flight, 1, ["a"], ["a"])]
+    store.commit_upserts("sync", [("a", 11, b"\x01" * 8, "a")], [], [], in_flight=flight, write_members=False)
+    assert store.rejected_keys("sync") == [] and store.in_flight_records("sync") == []
+    assert keys(store) == []

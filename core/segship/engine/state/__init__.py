@@ -72,6 +72,14 @@ class TargetInstance(NamedTuple):
     connection: str | None
 
 
+class MembersLocation(NamedTuple):
+    """Where an export's members are when not in state: the planner schema of a warehouse source
+    (``planner: {schema: …}``; see ``engine/warehouse_state.py``)."""
+
+    source: str
+    schema: str
+
+
 class RecordedInstance(NamedTuple):
     """The instance an export's last run was against, and the salted fingerprint of the connection
     settings its account was observed with (None: the destination observes none)."""
@@ -211,17 +219,34 @@ class MemberStore(ABC):
     def commit_upserts(self, export: str, acknowledged: Acknowledged,
                        stale: Iterable[tuple[str, str]], rejected: Iterable[Rejected | tuple[str, str]], *,
                        target: int = 1, moving: bool = False, in_flight: int | None = None,
-                       dropped: DroppedFields | None = None) -> None:
+                       dropped: DroppedFields | None = None, write_members: bool = True) -> None:
         """One transaction per group of answered batches: acknowledged rows (now in ``target``), identities
         they replaced there, rejects, the fields they left out; the group is no longer in flight
         (``record_in_flight``'s id). When ``moving``, a member acknowledged before in another target
-        leaves its identity there to remove (a stale identity of that target)."""
+        leaves its identity there to remove (a stale identity of that target). Without ``write_members`` (a
+        warehouse planner wrote them where it keeps them), the acknowledged rows only settle their keys'
+        rejects and dropped fields."""
 
     @abstractmethod
     def commit_removals(self, export: str, removed: Iterable[Member], rejected: Iterable[tuple[str, str]],
                         stale: bool, target: int = 1) -> None:
         """Acknowledged removals: leavers leave the members (their rejects and dropped fields with them);
         stale identities leave ``target``'s list."""
+
+    @abstractmethod
+    def members_location(self, export: str) -> MembersLocation | None:
+        """Where the export's members are, when a warehouse planner keeps them (None: here)."""
+
+    @abstractmethod
+    def move_members_out(self, export: str, location: MembersLocation) -> None:
+        """The export's members now live at ``location`` (copied there already): record it and drop them
+        here, in one transaction."""
+
+    @abstractmethod
+    def take_members_back(self, export: str, members: Iterable[pa.RecordBatch]) -> None:
+        """The export's members come back from where ``members_location`` says: replace them here with
+        ``members`` (batches of ``ACKNOWLEDGED_COLUMNS`` and ``target``) and forget the location, in one
+        transaction."""
 
     @abstractmethod
     def add_unknown_members(self, export: str, members: Sequence[tuple[str, str]], target: int) -> int:
@@ -293,6 +318,10 @@ class InFlightStore(ABC):
         """Before a group of batches is sent: its (key, identity) pairs, sent to ``target``; returns the
         group's id for ``commit_upserts``. A batch the destination applied but whose commit never
         came (a run killed in flight) is known this way: ``settle_in_flight`` folds it in next time."""
+
+    @abstractmethod
+    def in_flight_records(self, export: str) -> list[tuple[int, int, list[str], list[str]]]:
+        """(id, target, keys, identities) of each group of the export still in flight, in the order sent."""
 
     @abstractmethod
     def settle_in_flight(self, export: str) -> int:

@@ -32,7 +32,7 @@ import pyarrow as pa
 from segship.engine.state import StateError, export_lock_key
 from segship.engine.state.sql import SqlState
 from segship.engine.state.sql.connection import on_state_thread
-from segship.engine.state.sql.schema import INSTANCES_MIGRATION, REJECT_ORIGINS_AND_DROPPED_FIELDS, migrate, statements
+from segship.engine.state.sql.schema import INSTANCES_MIGRATION, MEMBER_LOCATIONS_MIGRATION, REJECT_ORIGINS_AND_DROPPED_FIELDS, migrate, statements
 from segship.secrets import redactor
 
 SCHEMA = "segship"
@@ -131,6 +131,7 @@ MIGRATIONS: list[str] = [
     """,
     # 7: rejects keep who refused them and since when; dropped fields (see schema.py)
     REJECT_ORIGINS_AND_DROPPED_FIELDS.format(integer="BIGINT", table_options=""),
+    MEMBER_LOCATIONS_MIGRATION,  # where a warehouse planner keeps an export's members (sql/schema.py)
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 #: Bytes of a streamed result's batches (the driver holds two at a time, so its default, 16 MB,

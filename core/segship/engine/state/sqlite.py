@@ -53,7 +53,7 @@ from segship.engine.state.sql import SqlState
 from segship.engine.state.sql.caches import StateCache
 from segship.engine.state.sql.connection import on_state_thread
 from segship.engine.state.sql.members import MEMBER_UPDATES
-from segship.engine.state.sql.schema import INSTANCES_MIGRATION, REJECT_ORIGINS_AND_DROPPED_FIELDS, TABLES, migrate, statements
+from segship.engine.state.sql.schema import INSTANCES_MIGRATION, MEMBER_LOCATIONS_MIGRATION, REJECT_ORIGINS_AND_DROPPED_FIELDS, TABLES, migrate, statements
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -209,6 +209,7 @@ MIGRATIONS: list[str] = [
     """,
     # 10: rejects keep who refused them and since when; dropped fields (see schema.py)
     REJECT_ORIGINS_AND_DROPPED_FIELDS.format(integer="INTEGER", table_options=" WITHOUT ROWID"),
+    MEMBER_LOCATIONS_MIGRATION,  # where a warehouse planner keeps an export's members (sql/schema.py)
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 

@@ -29,6 +29,14 @@ class SqlInFlight(SqlExports, InFlightStore):
             self.execute("INSERT INTO in_flight VALUES (?, ?, ?, ?)", (export, flight, target, members))
         return flight
 
+    def in_flight_records(self, export: str) -> list[tuple[int, int, list[str], list[str]]]:
+        records = []
+        for flight, target, members in self.rows("SELECT id, target, members FROM in_flight WHERE export = ? "
+                                                 "ORDER BY id", (export,)):
+            keys, identities = orjson.loads(members)
+            records.append((int(flight), int(target), keys, identities))
+        return records
+
     def _landed(self, export: str, flight: int) -> None:
         """The group ``flight`` was answered: its commit (the transaction open) no longer needs its record."""
         self.execute("DELETE FROM in_flight WHERE export = ? AND id = ?", (export, flight))

@@ -30,6 +30,7 @@ from segship.engine.state import (
     ColumnHashes,
     DroppedFields,
     MembersDigest,
+    MembersLocation,
     MemberStore,
     Rejected,
     chunks,
@@ -275,7 +276,7 @@ class SqlMembers(SqlExports, MemberStore):
     def commit_upserts(self, export: str, acknowledged: Acknowledged,
                        stale: Iterable[tuple[str, str]], rejected: Iterable[Rejected | tuple[str, str]], *,
                        target: int = 1, moving: bool = False, in_flight: int | None = None,
-                       dropped: DroppedFields | None = None) -> None:
+                       dropped: DroppedFields | None = None, write_members: bool = True) -> None:
         acknowledged = acknowledged_batch(acknowledged)
         stale, rejected = list(stale), list(rejected)
         keys = acknowledged.column(0)
@@ -285,7 +286,7 @@ class SqlMembers(SqlExports, MemberStore):
             export_id = self.export_id(export, create=True)
             if moving:
                 self._leave_other_targets(export, export_id, target, keys)
-            if len(acknowledged):
+            if len(acknowledged) and write_members:
                 self._write_members(export_id, target, member_columns(acknowledged))
                 self._members_written(export_id)
             self._leave_identities([(export, key, identity, target) for key, identity in stale])
@@ -321,6 +322,37 @@ class SqlMembers(SqlExports, MemberStore):
             before = self._member_count(export_id)
             self._add_unknown_members(export_id, [(key, identity, target) for key, identity in members])
             return self._member_count(export_id) - before
+
+    # -- members a warehouse planner keeps ---------------------------------------------------------------
+
+    def members_location(self, export: str) -> MembersLocation | None:
+        row = self.one("SELECT source, schema_name FROM member_locations WHERE export = ?", (export,))
+        return MembersLocation(row[0], row[1]) if row else None
+
+    @on_state_thread
+    def move_members_out(self, export: str, location: MembersLocation) -> None:
+        export_id = self._settled_export_id(export)
+        with self.transaction():
+            export_id = self.export_id(export, create=True)
+            self.execute("DELETE FROM member_locations WHERE export = ?", (export,))
+            self.execute("INSERT INTO member_locations VALUES (?, ?, ?)", (export, location.source, location.schema))
+            self.execute("DELETE FROM members WHERE export_id = ?", (export_id,))
+            self._members_written(export_id)
+
+    @on_state_thread
+    def take_members_back(self, export: str, members: Iterable[pa.RecordBatch]) -> None:
+        self._settled_export_id(export)
+        with self.transaction():
+            export_id = self.export_id(export, create=True)
+            self.execute("DELETE FROM members WHERE export_id = ?", (export_id,))
+            for batch in members:
+                targets = batch.column("target")
+                for target in pc.unique(targets).to_pylist():
+                    rows = batch.filter(pc.equal(targets, target)).select(list(ACKNOWLEDGED_COLUMNS))
+                    if len(rows):
+                        self._write_members(export_id, int(target), member_columns(rows))
+            self.execute("DELETE FROM member_locations WHERE export = ?", (export,))
+            self._members_written(export_id)
 
     def _member_count(self, export_id: int) -> int:
         return int(self.one("SELECT count(*) FROM members WHERE export_id = ?", (export_id,))[0])

@@ -13,7 +13,8 @@
 - ``export_destinations``: per export id, the connection, destination type, settings and
   mapping its last run built its destination from (``RecordedDestination``, ``destinations.py``);
 - ``stale_identities`` (with the target to remove each from), ``rejects``, ``dropped_fields``,
-  ``runs``, ``in_flight``, ``alerts`` (each export's open conditions): by export name (few rows).
+  ``runs``, ``in_flight``, ``alerts`` (each export's open conditions), ``member_locations`` (the warehouse
+  planner schema keeping an export's members instead of ``members``): by export name (few rows).
 
 A table is declared here once for every concern that goes through all of them: ``state copy``
 copies ``TABLES`` (``transfer.py``), ``forget`` deletes an export's rows by ``EXPORT_COLUMNS``
@@ -57,6 +58,7 @@ TABLES: dict[str, pa.Schema] = {
                             ("members", pa.string())]),
     "alerts": pa.schema([("export", pa.string()), ("event", pa.string()), ("opened_at", pa.string()),
                          ("run_id", pa.int64()), ("message", pa.string()), ("figures", pa.string())]),
+    "member_locations": pa.schema([("export", pa.string()), ("source", pa.string()), ("schema_name", pa.string())]),
 }
 #: Primary keys, by which ``state copy`` reads a table in pages.
 TABLE_KEYS: dict[str, tuple[str, ...]] = {"exports": ("id",), "targets": ("export_id", "id"),
@@ -64,14 +66,15 @@ TABLE_KEYS: dict[str, tuple[str, ...]] = {"exports": ("id",), "targets": ("expor
                                           "export_destinations": ("export_id",),
                                           "stale_identities": ("export", "target", "identity"), "runs": ("id",),
                                           "rejects": ("export", "key"), "dropped_fields": ("export", "key", "field"),
-                                          "in_flight": ("export", "id"), "alerts": ("export", "event")}
+                                          "in_flight": ("export", "id"), "alerts": ("export", "event"),
+                                          "member_locations": ("export",)}
 #: The column that ties a table's rows to an export: ``export`` (its name), or else the export's id;
 #: in the order ``forget`` deletes them.
 EXPORT_COLUMNS: dict[str, str] = {"members": "export_id", "member_digests": "export_id", "targets": "export_id",
                                   "export_destinations": "export_id",
                                   "exports": "id", "stale_identities": "export", "rejects": "export",
                                   "dropped_fields": "export", "runs": "export", "in_flight": "export",
-                                  "alerts": "export"}
+                                  "alerts": "export", "member_locations": "export"}
 
 #: The migration that records destination instances (see engine/instances.py), the same in both
 #: backends (SQLite schema 7, PostgreSQL 4): targets recorded before it have none, and adopt the
@@ -85,6 +88,16 @@ INSTANCES_MIGRATION = """
     ALTER TABLE exports ADD COLUMN instance TEXT;
     -- salted HMAC-SHA256 of the connection settings that observed it
     ALTER TABLE exports ADD COLUMN credentials TEXT;
+    """
+
+#: The migration that records where a warehouse planner keeps an export's members (engine/warehouse_state.py),
+#: the same in both backends (SQLite schema 11, PostgreSQL 8).
+MEMBER_LOCATIONS_MIGRATION = """
+    CREATE TABLE member_locations (     -- exports whose members a warehouse planner keeps, not members
+        export TEXT PRIMARY KEY,
+        source TEXT NOT NULL,           -- the warehouse source's name
+        schema_name TEXT NOT NULL       -- its planner schema
+    )
     """
 
 

@@ -1,0 +1,490 @@
+"""An export's members kept in a warehouse's planner schema, and its diff computed there.
+
+With ``planner: {schema: …}`` on a warehouse source, the table ``<schema>.segship_members`` holds
+what the local planner's state would (key, row hash, column hashes, identity, target), and one
+statement in the warehouse classifies the segment's rows against it (:meth:`WarehouseMembers.classify`):
+the rows to add, update or move and the members that left go into a temporary table of the
+planning session, with the rows' mapped columns, hashes and what was acknowledged before; the
+unchanged stay where they are. Only that table's rows leave the warehouse: the rows to send
+(:meth:`rows_to_send`) and the leavers' identities (:meth:`leavers`). The segment is read once,
+by that statement: what is sent is what was planned.
+
+Acknowledgements go back in bulk (:meth:`acknowledge`: a bulk load and an upsert, one transaction
+per group of answered batches) on a connection of their own, so sending streams on while they
+commit. The SQL here is what every warehouse shares; what differs is the dialect's
+(:mod:`segship.engine.planners`).
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import closing, contextmanager
+from typing import TYPE_CHECKING, Any
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from segship.destination import Member
+from segship.engine.planners import MEMBER_COLUMNS, MEMBERS, WarehouseDialect, literal, quote
+from segship.engine.snapshot import PlanError
+from segship.log import redact_text
+
+if TYPE_CHECKING:
+    from adbc_driver_manager.dbapi import Connection, Cursor
+
+    from segship.sources.adbc_database import AdbcDatabaseSource
+
+#: The planning session's temporary tables: the plan, and members staged from segship's state (a plan
+#: made before they moved to the warehouse: ``segship plan`` writes nothing).
+PLAN, STAGED_MEMBERS, PROBE = "segship_plan", "segship_staged_members", "segship_probe"
+#: Rows segship's mapping refused (key, the refused row's hash), to plan those unchanged as still refused.
+REFUSED = "segship_refused"
+#: Temporary tables of keys and identities asked about (planning session) or deleted (writing one), and of
+#: keys left out for sharing an identity with a lower key.
+IDENTITIES, LEAVING, LEFT_OUT = "segship_identities", "segship_leaving", "segship_left_out"
+#: Identities that two or more keys share (of ``rows``: key, identity), with the lowest key of each.
+SHARED = ("SELECT identity, min(key) AS first_key FROM ({rows}) AS i WHERE identity IS NOT NULL GROUP BY identity "
+          "HAVING min(key) <> max(key)")
+#: The columns the plan table adds to the mapped ones (prefixed: a segment's column may be named ``key``).
+KEY, ACTION, HASHES = "segship_key", "segship_action", "segship_column_hashes"
+PREVIOUS_HASHES, PREVIOUS_IDENTITY, PREVIOUS_TARGET = ("segship_previous_hashes", "segship_previous_identity",
+                                                       "segship_previous_target")
+ACKNOWLEDGED = pa.schema([("key", pa.string()), ("row_hash", pa.int64()), ("target", pa.int32())])
+MEMBER_SCHEMA = pa.schema([("key", pa.string()), ("row_hash", pa.int64()), ("column_hashes", pa.binary()),
+                           ("identity", pa.string()), ("target", pa.int32())])
+
+
+class WarehouseMembers:
+    """One export's members in one planner schema, over two connections: the planning session
+    (classification, the plan's temporary table, streams out of it) and the writing one (commits)."""
+
+    def __init__(self, dialect: WarehouseDialect, source: AdbcDatabaseSource, schema: str, export: str) -> None:
+        self.dialect, self.source, self.schema, self.export = dialect, source, schema, export
+        self.table = f"{quote(schema)}.{MEMBERS}"
+        self._writing: Connection | None = None
+        self._writes = threading.Lock()  # commits come from several threads; one transaction at a time
+        self._staged = False  # members are read from the session's copy of segship's state, not the schema
+        self._exists: bool | None = None
+        self._session_ready = False
+        self._left_out = False  # the session holds keys left out of the plan
+
+    # -- connections ------------------------------------------------------------------------------------
+
+    def where(self) -> str:
+        return f"planner schema {self.schema!r} of source {self.source.context.name!r}"
+
+    @contextmanager
+    def errors(self, doing: str) -> Iterator[None]:
+        """The warehouse's errors as PlanError, naming the planner schema (the driver's message redacted)."""
+        try:
+            yield
+        except PlanError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - every driver error is the warehouse's own message
+            message = " ".join(line.strip() for line in str(exc).splitlines() if line.strip()) or type(exc).__name__
+            grant = self.dialect.missing_grant(message)
+            message = f"{message} ({grant})" if grant else message
+            raise PlanError(redact_text(f"{self.where()}: {doing} failed: {message}")) from None
+
+    def _cursor(self) -> Cursor:
+        """A cursor of the planning session: the source's own connection, whose reads (``read``) see
+        the session's temporary tables. One statement at a time: nothing is asked of it while a
+        stream of the plan's rows is open."""
+        session = self.source.session()
+        if not self._session_ready:
+            with self.errors("preparing the session"), closing(session.cursor()) as cursor:
+                self.dialect.prepare_session(cursor)
+            self._session_ready = True
+        return session.cursor()
+
+    def read(self, sql: str) -> pa.RecordBatchReader:
+        """Stream ``sql``'s rows out of the planning session, as the source streams a segment's."""
+        self._cursor().close()  # the session's functions are there
+        return self.source.read(sql)
+
+    def _temp(self, name: str) -> str:
+        return self.dialect.temporary(name)
+
+    def _writer(self) -> Connection:
+        if self._writing is None:
+            with self.errors("connecting"):
+                self._writing = self.dialect.connect(dict(self.source.context.options), autocommit=False)
+        return self._writing
+
+    def close(self) -> None:
+        """Close both sessions (the planning one's temporary tables go with it)."""
+        if self._writing is not None:
+            try:
+                self._writing.close()
+            except Exception:  # noqa: BLE001, S110 - a connection the server dropped is closed enough
+                pass
+            self._writing = None
+        self.source.close()
+        self._session_ready = self._left_out = False
+
+    # -- the schema -------------------------------------------------------------------------------------
+
+    def prepare(self) -> None:
+        """Check the grants and make the schema's table where missing (a run; a plan makes nothing)."""
+        with self.errors("preparing"), closing(self._cursor()) as cursor:
+            self.dialect.check_grants(cursor, self.schema)
+            self.dialect.prepare(cursor, self.schema)
+        self._exists = True
+
+    def exists(self) -> bool:
+        """Whether the schema holds the members table (a plan before any run: not yet)."""
+        if self._exists is None:
+            with self.errors("reading"), closing(self._cursor()) as cursor:
+                self._exists = self.dialect.table_exists(cursor, self.schema, MEMBERS)
+        return self._exists
+
+    def _members(self) -> str:
+        """SQL of the export's members (key, row_hash, column_hashes, identity, target)."""
+        if self._staged:
+            return f"{self._temp(STAGED_MEMBERS)}"
+        if not self.exists():
+            return ("(SELECT CAST(NULL AS text) AS key, CAST(0 AS bigint) AS row_hash, CAST(NULL AS bytea) AS "
+                    "column_hashes, CAST(NULL AS text) AS identity, 0 AS target WHERE false)")
+        return (f"(SELECT key, row_hash, column_hashes, identity, target FROM {self.table} "
+                f"WHERE export = {literal(self.export)})")
+
+    def stage(self, members: Iterable[pa.RecordBatch]) -> None:
+        """Plan against ``members`` (segship's state's, ``MEMBER_SCHEMA``) copied into the session, not the schema's."""
+        with self.errors("staging members"), closing(self._cursor()) as cursor:
+            self.dialect.load(cursor, STAGED_MEMBERS, pa.RecordBatchReader.from_batches(
+                MEMBER_SCHEMA, (_identity_or_null(batch) for batch in members)))
+        self._staged = True
+
+    # -- planning --------------------------------------------------------------------------------------
+
+    def leave_out_shared_identities(self, segments: Sequence[tuple[str, str]], identity: str) -> list[str]:
+        """``identity_conflicts: first``: the keys whose identity (``identity``: SQL over a segment row
+        ``s``) a lower key shares, left out of the plan (:meth:`classify`); returns them."""
+        with self.errors("planning"), closing(self._cursor()) as cursor:
+            rows = self._identities(segments, identity)
+            cursor.execute(f"DROP TABLE IF EXISTS {self._temp(LEFT_OUT)}")
+            cursor.execute(self.dialect.temporary_table(LEFT_OUT, f"""
+                SELECT DISTINCT r.key FROM ({rows}) AS r JOIN ({SHARED.format(rows=rows)}) AS g
+                ON g.identity = r.identity WHERE r.key <> g.first_key"""))
+            cursor.execute(f"SELECT key FROM {self._temp(LEFT_OUT)} ORDER BY key")
+            self._left_out = True
+            return [row[0] for row in cursor.fetchall()]
+
+    def shared_identities(self, segments: Sequence[tuple[str, str]], identity: str,
+                          limit: int) -> tuple[int, list[tuple[str, list[str]]]]:
+        """How many identities keys share, and the first few with their keys."""
+        with self.errors("planning"), closing(self._cursor()) as cursor:
+            rows = self._identities(segments, identity)
+            cursor.execute(f"SELECT count(*) FROM ({SHARED.format(rows=rows)}) AS g")
+            count = int(cursor.fetchone()[0])
+            if not count:
+                return 0, []
+            cursor.execute(f"SELECT g.identity, array_agg(DISTINCT r.key ORDER BY r.key) FROM ({rows}) AS r "
+                           f"JOIN ({SHARED.format(rows=rows)}) AS g ON g.identity = r.identity "
+                           f"GROUP BY g.identity ORDER BY min(r.key) LIMIT {int(limit)}")
+            return count, [(shared, list(keys)) for shared, keys in cursor.fetchall()]
+
+    @staticmethod
+    def _identities(segments: Sequence[tuple[str, str]], identity: str) -> str:
+        return " UNION ".join(f"SELECT CAST(s.{quote(key)} AS text) AS key, {identity} AS identity FROM ({sql}) AS s"
+                              for sql, key in segments)
+
+    def classify(self, segments: Sequence[tuple[str, str]], columns: Sequence[str], target: int, *,
+                 full_resync: bool, where: Sequence[str]) -> dict[str, int]:
+        """Classify the segments' rows ((sql, key column) each; ``where`` places each in the config for
+        errors) against the members into the plan's temporary table; returns its counts by action
+        and ``acknowledged`` (the members before). Keys left out (:meth:`leave_out_shared_identities`)
+        are not members."""
+        with self.errors("planning"), closing(self._cursor()) as cursor:
+            selects = [self._segment_select(cursor, sql, key, columns, place)
+                       for (sql, key), place in zip(segments, where, strict=True)]
+            # an export's segments are one member per key: the same row in two is one (a key with two
+            # different rows is found below, as a key with two rows)
+            rows = " UNION ".join(hashed for hashed, _ in selects)
+            mapped = ", ".join(f"s.{quote(column)}" for column in columns)
+            changed = "TRUE" if full_resync else f"m.row_hash = 0 OR m.column_hashes IS DISTINCT FROM s.{HASHES}"
+            cursor.execute(f"DROP TABLE IF EXISTS {self._temp(PLAN)}")
+            cursor.execute(self.dialect.temporary_table(PLAN, f"""
+                SELECT coalesce(s.{KEY}, m.key) AS {KEY},
+                       CASE WHEN m.key IS NULL THEN 'add' WHEN s.{KEY} IS NULL AND s.present IS NULL THEN 'remove'
+                            WHEN m.target <> {int(target)} THEN 'move' ELSE 'update' END AS {ACTION},
+                       s.{HASHES}, m.column_hashes AS {PREVIOUS_HASHES},
+                       coalesce(m.identity, m.key) AS {PREVIOUS_IDENTITY}, m.target AS {PREVIOUS_TARGET},
+                       {mapped}
+                FROM ({rows}) AS s FULL OUTER JOIN {self._members()} AS m ON m.key = s.{KEY}
+                WHERE s.present IS NULL OR m.key IS NULL OR m.target <> {int(target)} OR {changed}"""))
+            cursor.execute(f"SELECT {ACTION}, count(*) FROM {self._temp(PLAN)} GROUP BY {ACTION}")
+            counts = {action: int(count) for action, count in cursor.fetchall()}
+            cursor.execute(f"SELECT count(*) FROM {self._members()} AS m")
+            counts["acknowledged"] = int(cursor.fetchone()[0])
+            self._check_keys(cursor, segments[0][1], where[0], counts, " UNION ".join(plain for _, plain in selects))
+        return counts
+
+    def _segment_select(self, cursor: Cursor, sql: str, key: str, columns: Sequence[str],
+                        where: str) -> tuple[str, str]:
+        """SELECTs of a segment's key and mapped columns: with their column hashes, computed in the
+        warehouse, and without (to count the rows)."""
+        types = {column.column: column for column in self.dialect.column_types(cursor, sql)}
+        missing = [name for name in (key, *columns) if name not in types]
+        if missing:
+            raise PlanError(f"{where}: the segment's rows have no column {missing[0]!r} "
+                            f"(columns: {', '.join(sorted(types)) or 'none'})")
+        encodings = [self.dialect.encoding(f"s.{quote(column)}", types[column]) for column in columns]
+        mapped = ", ".join(f"s.{quote(column)}" for column in columns)
+        kept = (f" WHERE CAST(s.{quote(key)} AS text) NOT IN (SELECT key FROM {self._temp(LEFT_OUT)})"
+                if self._left_out else "")
+        return (f"SELECT CAST(s.{quote(key)} AS text) AS {KEY}, TRUE AS present, "
+                f"{self.dialect.column_hashes(encodings)} AS {HASHES}, {mapped} FROM ({sql}) AS s{kept}",
+                f"SELECT CAST(s.{quote(key)} AS text) AS {KEY}, {mapped} FROM ({sql}) AS s{kept}")
+
+    def _check_keys(self, cursor: Cursor, key: str, where: str, counts: dict[str, int], keys_only: str) -> None:
+        """Stop the plan when a segment row has no key, or a key has two rows (``keys_only``: the segments'
+        rows, their keys and mapped columns, no hashes).
+
+        A key twice is found without grouping every row: the plan's rows (the changes) are grouped, and
+        the segments' rows counted (no hash computed) and compared with what the plan accounts for: a
+        key with two rows makes one row more than its one member. Only then are they grouped, for the
+        message.
+        """
+        cursor.execute(f"SELECT count(*) FROM {self._temp(PLAN)} WHERE {KEY} IS NULL")
+        nulls = int(cursor.fetchone()[0])
+        if nulls:
+            raise PlanError(f"{where} has null keys: {nulls} row(s) have no {key!r} (the key must not be null); "
+                            "nothing was sent")
+        # a key planned twice (its rows both new or changed), found among the plan's rows only; then one
+        # whose other row is unchanged, by counting
+        cursor.execute(f"SELECT 1 FROM {self._temp(PLAN)} GROUP BY {KEY} HAVING count(*) > 1 LIMIT 1")
+        if not cursor.fetchall():
+            cursor.execute(f"SELECT count(*) FROM ({keys_only}) AS s")
+            rows = int(cursor.fetchone()[0])
+            planned = counts.get("add", 0) + counts.get("update", 0) + counts.get("move", 0)
+            unchanged = counts["acknowledged"] - planned + counts.get("add", 0) - counts.get("remove", 0)
+            if rows == planned + unchanged:
+                return
+        cursor.execute(f"SELECT {KEY}, count(*) FROM ({keys_only}) AS s GROUP BY {KEY} HAVING count(*) > 1 "
+                       f"ORDER BY {KEY}")
+        duplicates = cursor.fetchall()
+        examples = ", ".join(f"{twice} ({count} rows)" for twice, count in duplicates[:5])
+        raise PlanError(f"{where} key {key!r} is not unique: {len(duplicates)} key(s) appear more than once, "
+                        f"e.g. {examples}; nothing was sent")
+
+    def keys_of(self, action: str) -> set[str]:
+        """Every key the plan gives ``action`` (for the few still refused rows)."""
+        return {row[0] for row in self._rows(f"SELECT {KEY} FROM {self._temp(PLAN)} WHERE {ACTION} = {literal(action)}")}
+
+    def examples(self, action: str, limit: int) -> list[str]:
+        return [row[0] for row in self._rows(f"SELECT {KEY} FROM {self._temp(PLAN)} WHERE {ACTION} = "
+                                             f"{literal(action)} ORDER BY {KEY} LIMIT {int(limit)}")]
+
+    def counts_by_target(self, action: str) -> dict[int, int]:
+        return {int(target): int(count) for target, count in self._rows(
+            f"SELECT {PREVIOUS_TARGET}, count(*) FROM {self._temp(PLAN)} WHERE {ACTION} = {literal(action)} "
+            f"GROUP BY {PREVIOUS_TARGET} ORDER BY {PREVIOUS_TARGET}")}
+
+    def send_query(self, columns: Sequence[str], keys: Sequence[str] | None = None) -> str:
+        """SQL of the rows to send (or of ``keys`` only), with their column hashes, row hash and what was
+        acknowledged of them before; a member moving to a new target joins it, sent whole."""
+        mapped = ", ".join(quote(column) for column in columns)
+        if keys is not None:
+            self._probe(keys)
+            where = f"{KEY} IN (SELECT key FROM {self._temp(PROBE)})"
+        else:
+            where = f"{ACTION} IN ('add', 'update', 'move', 'retry')"  # not 'remove', nor 'refused' (still)
+        return (f"SELECT {mapped}, {KEY}, {HASHES}, {ACTION} IN ('add', 'move', 'retry') AS segship_new, "
+                f"{self.dialect.row_hash(HASHES)} AS segship_row_hash, {PREVIOUS_HASHES}, "
+                f"{PREVIOUS_IDENTITY}, {PREVIOUS_TARGET} FROM {self._temp(PLAN)} WHERE {where}")
+
+    def leavers(self) -> dict[int, list[Member]]:
+        """The members who left, by the target they are in (identities only leave the warehouse)."""
+        found: dict[int, list[Member]] = {}
+        for key, identity, target in self._rows(
+                f"SELECT {KEY}, {PREVIOUS_IDENTITY}, {PREVIOUS_TARGET} FROM {self._temp(PLAN)} WHERE {ACTION} = 'remove' "
+                f"ORDER BY {KEY}"):
+            found.setdefault(int(target), []).append(Member(key, identity))
+        return found
+
+    def counts(self) -> dict[str, int]:
+        """The plan's rows by action, and ``refused_members``: the still refused rows of members (their
+        acknowledged record stays as it was)."""
+        counts = {"refused_members": 0}
+        for action, count, members in self._rows(f"SELECT {ACTION}, count(*), count({PREVIOUS_TARGET}) FROM "
+                                                 f"{self._temp(PLAN)} GROUP BY {ACTION}"):
+            counts[action] = int(count)
+            if action == "refused":
+                counts["refused_members"] = int(members)
+        return counts
+
+    def mark_rejects(self, refusals: pa.Table) -> tuple[int, int]:
+        """Plan the rows refused before (``refusals``: key, and the row hash segship's mapping refused, or
+        null): those whose row is the one the mapping refused as ``refused`` (not sent: still refused, as
+        the local planner plans them), then the other rows to add as ``retry``. Returns both counts."""
+        with self.errors("planning"), closing(self._cursor()) as cursor:
+            self.dialect.load(cursor, REFUSED, refusals)
+            cursor.execute(f"UPDATE {self._temp(PLAN)} SET {ACTION} = 'refused' WHERE {ACTION} IN ('add', 'update') "
+                           f"AND EXISTS (SELECT 1 FROM {self._temp(REFUSED)} r WHERE r.key = {KEY} AND "
+                           f"r.refused_hash = {self.dialect.row_hash(HASHES)})")
+            refused = max(cursor.rowcount, 0)
+            cursor.execute(f"UPDATE {self._temp(PLAN)} SET {ACTION} = 'retry' WHERE {ACTION} = 'add' AND "
+                           f"{KEY} IN (SELECT key FROM {self._temp(REFUSED)})")
+            return refused, max(cursor.rowcount, 0)
+
+    def settled(self, keys: Sequence[str]) -> list[str]:
+        """The given keys that are not members now, or are acknowledged as they are (nothing to send)."""
+        self._probe(keys)
+        return [row[0] for row in self._rows(
+            f"SELECT p.key FROM {self._temp(PROBE)} p WHERE p.key NOT IN (SELECT {KEY} FROM {self._temp(PLAN)} "
+            f"WHERE {ACTION} <> 'remove') ORDER BY p.key")]
+
+    def non_members(self, keys: Sequence[str]) -> list[str]:
+        """The given keys that are not members now (neither unchanged nor planned, or leaving)."""
+        self._probe(keys)
+        return [row[0] for row in self._rows(
+            f"SELECT p.key FROM {self._temp(PROBE)} p WHERE p.key IN (SELECT {KEY} FROM {self._temp(PLAN)} WHERE "
+            f"{ACTION} = 'remove') OR (p.key NOT IN (SELECT {KEY} FROM {self._temp(PLAN)}) AND "
+            f"p.key NOT IN (SELECT m.key FROM {self._members()} AS m)) ORDER BY p.key")]
+
+    def _probe(self, keys: Sequence[str]) -> None:
+        with self.errors("staging keys"), closing(self._cursor()) as cursor:
+            self.dialect.load(cursor, PROBE, pa.table({"key": pa.array(list(keys), pa.string())}))
+
+    def _rows(self, sql: str) -> list[tuple]:
+        with self.errors("reading"), closing(self._cursor()) as cursor:
+            cursor.execute(sql)
+            return cursor.fetchall()
+
+    # -- what segship's state asks of members ----------------------------------------------------------
+
+    def acknowledged(self) -> pa.RecordBatchReader:
+        """(key, row_hash, target) of every member, streamed (the local planner, after switching back)."""
+        def batches() -> Iterator[pa.RecordBatch]:
+            with self.errors("reading"), closing(self._cursor()) as cursor:
+                cursor.execute(f"SELECT m.key, m.row_hash, m.target FROM {self._members()} AS m ORDER BY m.key")
+                for batch in cursor.fetch_record_batch():
+                    yield pa.RecordBatch.from_arrays([batch.column(i).cast(ACKNOWLEDGED.field(i).type)
+                                                      for i in range(3)], schema=ACKNOWLEDGED)
+
+        return pa.RecordBatchReader.from_batches(ACKNOWLEDGED, batches())
+
+    def every_member(self) -> Iterator[pa.RecordBatch]:
+        """Every member as ``MEMBER_SCHEMA`` batches (identity filled in), to take back into segship's state."""
+        with self.errors("reading"), closing(self._cursor()) as cursor:
+            cursor.execute(f"SELECT m.key, m.row_hash, m.column_hashes, coalesce(m.identity, m.key) AS identity, "
+                           f"m.target FROM {self._members()} AS m")
+            for batch in cursor.fetch_record_batch():
+                yield pa.RecordBatch.from_arrays([batch.column(i).cast(MEMBER_SCHEMA.field(i).type)
+                                                  for i in range(5)], schema=MEMBER_SCHEMA)
+
+    def has_members(self) -> bool:
+        return bool(self._rows(f"SELECT 1 FROM {self._members()} AS m LIMIT 1"))
+
+    def by_keys(self, keys: Sequence[str]) -> dict[str, tuple[bytes | None, str, int]]:
+        """key -> (column hashes, identity, target) of the given keys that are members."""
+        if not keys:
+            return {}
+        self._probe(keys)
+        return {key: (bytes(hashes) if hashes is not None else None, identity, int(target))
+                for key, hashes, identity, target in self._rows(
+                    f"SELECT m.key, m.column_hashes, coalesce(m.identity, m.key), m.target FROM {self._members()} "
+                    f"AS m WHERE m.key IN (SELECT key FROM {self._temp(PROBE)})")}
+
+    def identities_held(self, identities: Sequence[str], target: int, excluding: Sequence[str]) -> set[str]:
+        if not identities:
+            return set()
+        with self.errors("staging keys"), closing(self._cursor()) as cursor:
+            self.dialect.load(cursor, IDENTITIES, pa.table({"identity": pa.array(list(identities),
+                                                                                           pa.string())}))
+        self._probe(excluding)
+        return {row[0] for row in self._rows(
+            f"SELECT DISTINCT coalesce(m.identity, m.key) FROM {self._members()} AS m "
+            f"WHERE m.target = {int(target)} AND coalesce(m.identity, m.key) IN "
+            f"(SELECT identity FROM {self._temp(IDENTITIES)}) AND m.key NOT IN (SELECT key FROM {self._temp(PROBE)})")}
+
+    # -- writing ---------------------------------------------------------------------------------------
+
+    def acknowledge(self, rows: pa.RecordBatch | pa.Table, target: int | None = None) -> None:
+        """Write acknowledged members (``key``, ``row_hash``, ``column_hashes``, ``identity``, and ``target``
+        unless given) over those there, in one transaction: a bulk load, then one upsert. Idempotent:
+        the same rows acknowledged again (a run killed before segship's state recorded them) land the same."""
+        if not len(rows):
+            return
+        staged = "segship_acknowledged"
+        targets = pa.array([target] * len(rows), pa.int32()) if target is not None else rows.column("target")
+        table = pa.table([rows.column("key").cast(pa.string()), rows.column("row_hash").cast(pa.int64()),
+                          rows.column("column_hashes").cast(pa.binary()),
+                          _identity_or_null(rows).column("identity"), targets],
+                         names=["key", "row_hash", "column_hashes", "identity", "target"])
+        select = (f"SELECT {literal(self.export)}, key, row_hash, column_hashes, identity, target "
+                  f"FROM {self._temp(staged)}")
+        self._write("acknowledging", lambda cursor: (
+            self.dialect.load(cursor, staged, table),
+            cursor.execute(self.dialect.upsert(self.table, staged, MEMBER_COLUMNS, ("export", "key"), select))))
+
+    def add_unknown(self, members: Sequence[tuple[str, str, int]]) -> None:
+        """(key, identity, target) members of unknown row hash (0: sent again), unless members already."""
+        if not members:
+            return
+        keys, identities, targets = zip(*members, strict=True)
+        staged = "segship_unknown"
+        table = pa.table({"key": pa.array(keys, pa.string()), "identity": pa.array(identities, pa.string()),
+                          "target": pa.array(targets, pa.int32())})
+        self._write("recording batches in flight", lambda cursor: (
+            self.dialect.load(cursor, staged, table),
+            cursor.execute(f"INSERT INTO {self.table} ({', '.join(MEMBER_COLUMNS)}) SELECT {literal(self.export)}, "
+                           f"s.key, 0, NULL, nullif(s.identity, s.key), s.target FROM {self._temp(staged)} s "
+                           f"WHERE s.key NOT IN (SELECT key FROM {self.table} WHERE export = {literal(self.export)})")))
+
+    def delete(self, keys: Sequence[str] | None = None, target: int | None = None) -> None:
+        """Delete members: the given keys, or those in ``target``, or (neither) every one of the export's."""
+        condition = f"export = {literal(self.export)}"
+        if target is not None:
+            condition += f" AND target = {int(target)}"
+
+        def delete(cursor: Cursor) -> None:
+            if keys is None:
+                cursor.execute(f"DELETE FROM {self.table} WHERE {condition}")
+            elif keys:
+                self.dialect.load(cursor, LEAVING, pa.table({"key": pa.array(list(keys), pa.string())}))
+                cursor.execute(f"DELETE FROM {self.table} WHERE {condition} AND key IN "
+                               f"(SELECT key FROM {self._temp(LEAVING)})")
+
+        self._write("removing members", delete)
+
+    def forget_hashes(self) -> None:
+        """Mark every member unknown (changed settings: each is sent again whole)."""
+        self._write("marking members for a re-send", lambda cursor: cursor.execute(
+            f"UPDATE {self.table} SET row_hash = 0, column_hashes = NULL WHERE export = {literal(self.export)}"))
+
+    def replace(self, members: Iterable[pa.RecordBatch]) -> None:
+        """Make the export's members exactly ``members`` (``MEMBER_SCHEMA`` batches), in one transaction."""
+        staged = "segship_moving_in"
+        select = (f"SELECT {literal(self.export)}, key, row_hash, column_hashes, identity, target "
+                  f"FROM {self._temp(staged)}")
+        reader = pa.RecordBatchReader.from_batches(MEMBER_SCHEMA, (_identity_or_null(b) for b in members))
+        self._write("moving members in", lambda cursor: (
+            cursor.execute(f"DELETE FROM {self.table} WHERE export = {literal(self.export)}"),
+            self.dialect.load(cursor, staged, reader),
+            cursor.execute(f"INSERT INTO {self.table} ({', '.join(MEMBER_COLUMNS)}) {select}")))
+
+    def _write(self, doing: str, work: Any) -> None:
+        with self._writes, self.errors(doing):
+            connection = self._writer()
+            try:
+                with closing(connection.cursor()) as cursor:
+                    work(cursor)
+                connection.commit()
+            except BaseException:
+                try:
+                    connection.rollback()
+                except Exception:  # noqa: BLE001 - a connection lost: the transaction is gone with it
+                    self._writing = None
+                raise
+
+
+def _identity_or_null(rows: pa.RecordBatch | pa.Table) -> pa.RecordBatch | pa.Table:
+    """``rows`` with no identity where it equals the key (as segship's state keeps them: the key is
+    most destinations' identity, and the table stays small)."""
+    key, identity = rows.column("key").cast(pa.string()), rows.column("identity").cast(pa.string())
+    index = rows.schema.get_field_index("identity")
+    return rows.set_column(index, pa.field("identity", pa.string()),
+                           pc.if_else(pc.equal(identity, key), pa.scalar(None, pa.string()), identity))

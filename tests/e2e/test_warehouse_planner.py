@@ -1,0 +1,178 @@
+"""The warehouse planner's own promises, end to end (the real CLI, a real PostgreSQL, the Braze sandbox):
+switching planners re-sends nobody, a kill -9 or a lost warehouse connection while acknowledgements
+are written loses nothing, and a role without the grants is told which grant it lacks."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import time
+
+import adbc_driver_postgresql.dbapi as postgresql
+import pytest
+
+from .conftest import WAREHOUSE_SOURCE
+from .test_export import assert_resumes_to_the_whole_segment, rows, start_slow_export
+from .test_retire import delete_from_config
+
+pytestmark = pytest.mark.parametrize("state_target", ["warehouse"], indirect=True)
+UPSERT = "INSERT INTO \"segship\".segship_members%"
+#: The same source with the local planner: its rows stream out of PostgreSQL and are diffed by segship.
+LOCAL_SOURCE = '{type: postgres, url: "${env:WAREHOUSE_URL}"}'
+
+
+def sql(url: str, statement: str, *, autocommit: bool = True) -> list[tuple]:
+    with postgresql.connect(url, autocommit=autocommit) as connection, connection.cursor() as cursor:
+        cursor.execute(statement)
+        return cursor.fetchall() if cursor.description else []
+
+
+def plan_changes(project) -> dict:
+    result = project.cli("plan", "vip-braze", "--format", "json")
+    assert result.returncode == 0, result.stderr
+    [plan] = json.loads(result.stdout)
+    return {action: plan[action] for action in ("add", "update", "remove", "unchanged")}
+
+
+def planner(project, on: bool) -> None:
+    config = project.root / "segship.yaml"
+    text = config.read_text()
+    config.write_text(text.replace(LOCAL_SOURCE, WAREHOUSE_SOURCE) if on else text.replace(WAREHOUSE_SOURCE, LOCAL_SOURCE))
+
+
+def test_switching_planners_either_way_re_sends_nobody_and_moves_the_member_state(project):
+    project.write(rows(40))
+    assert project.cli("export", "vip-braze").returncode == 0
+    requests = project.braze.stats()["requests"]
+    local_members = lambda: set(project.state().acknowledged("vip-braze").read_all().column("key").to_pylist())  # noqa: E731
+
+    planner(project, on=False)  # the local planner reads the same table: the member state comes home
+    assert plan_changes(project) == {"add": 0, "update": 0, "remove": 0, "unchanged": 40}
+    assert project.cli("export", "vip-braze").returncode == 0
+    assert project.braze.stats()["requests"] == requests
+    assert len(local_members()) == 40
+    assert sql(project.state_target.warehouse, "SELECT count(*) FROM segship.segship_members") == [(0,)]
+
+    planner(project, on=True)
+    assert plan_changes(project) == {"add": 0, "update": 0, "remove": 0, "unchanged": 40}
+    assert project.cli("export", "vip-braze").returncode == 0
+    assert project.braze.stats()["requests"] == requests
+    assert local_members() == set()
+    assert project.acknowledged("vip-braze") == {f"C{i:05d}" for i in range(1, 41)}
+
+    project.write(rows(40, C00003={"first_name": "Changed"}))
+    assert plan_changes(project) == {"add": 0, "update": 1, "remove": 0, "unchanged": 39}
+
+
+def blocked_upserts(url: str) -> list[int]:
+    """Backends waiting to write acknowledged members."""
+    return [row[0] for row in sql(url, "SELECT pid FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
+                                       f"AND query LIKE '{UPSERT}'")]
+
+
+def hold_members_table(url: str):
+    """A transaction of the test's that locks the members table, so that acknowledgements wait."""
+    connection = postgresql.connect(url, autocommit=False)
+    cursor = connection.cursor()
+    cursor.execute("LOCK TABLE segship.segship_members IN EXCLUSIVE MODE")
+    return connection, cursor
+
+
+def until_an_upsert_waits(url: str, process: subprocess.Popen) -> list[int]:
+    deadline = time.monotonic() + 60
+    while not (waiting := blocked_upserts(url)) and time.monotonic() < deadline and process.poll() is None:
+        time.sleep(0.05)
+    assert waiting, "no acknowledgement reached the warehouse"
+    return waiting
+
+
+@pytest.mark.parametrize("cut", ["kill -9", "connection terminated"])
+def test_a_run_cut_while_it_acknowledges_in_the_warehouse_resumes_losing_no_one(project, cut):
+    url = project.state_target.warehouse
+    project.write(rows(10))
+    assert project.cli("export", "vip-braze").returncode == 0  # the schema and table exist
+    connection, cursor = hold_members_table(url)
+    try:
+        process = start_slow_export(project)
+        waiting = until_an_upsert_waits(url, process)
+        if cut == "kill -9":
+            process.send_signal(signal.SIGKILL)
+        else:
+            sql(url, f"SELECT pg_terminate_backend({waiting[0]})")
+    finally:
+        connection.rollback()
+        cursor.close()
+        connection.close()
+    stdout, _ = process.communicate(timeout=60)
+    acknowledged = project.acknowledged("vip-braze")
+    assert acknowledged <= set(project.braze_members())  # the warehouse never claims what Braze did not get
+    if cut != "kill -9":
+        assert process.returncode == 1
+        assert "planner schema 'segship' of source 'crm': acknowledging failed" in stdout
+    # Braze got more than was acknowledged (the group waiting to be written, and those in flight):
+    # they were in flight, so they are sent again; nobody is lost
+    resumed = project.cli("export", "vip-braze", "--report", "resumed.json")
+    assert resumed.returncode == 0, resumed.stderr
+    assert set(project.braze_members()) == {f"C{i:05d}" for i in range(1, 3001)}
+    assert project.acknowledged("vip-braze") == {f"C{i:05d}" for i in range(1, 3001)}
+    assert plan_changes(project) == {"add": 0, "update": 0, "remove": 0, "unchanged": 3000}
+
+
+def test_a_run_killed_mid_acknowledgement_resumes_as_a_local_run_does(project):
+    process = start_slow_export(project)
+    deadline = time.monotonic() + 30
+    while not project.acknowledged("vip-braze") and time.monotonic() < deadline:
+        time.sleep(0.05)
+    process.send_signal(signal.SIGKILL)
+    process.communicate(timeout=10)
+    acknowledged = project.acknowledged("vip-braze")
+    assert 0 < len(acknowledged) < 3000, "the run should have been killed part-way"
+    assert_resumes_to_the_whole_segment(project, acknowledged)
+
+
+def test_a_role_without_the_grants_is_told_which_grant_it_lacks(project, postgres_server):
+    url = project.state_target.warehouse
+    database = url.rsplit("/", 1)[1]
+    role = f"planner_{database}"  # roles are the server's: one of this test's own
+    project.write(rows(5))
+    for statement in (f"CREATE ROLE {role} LOGIN PASSWORD 'planner-pass-1'", f"GRANT SELECT ON crm TO {role}",
+                      f'REVOKE CREATE ON DATABASE "{database}" FROM PUBLIC'):
+        sql(url, statement)
+    project.env["WAREHOUSE_URL"] = f"postgresql://{role}:planner-pass-1@127.0.0.1:{postgres_server.port}/{database}"
+
+    refused = project.cli("export", "vip-braze")
+    assert refused.returncode == 1
+    assert f'GRANT CREATE ON DATABASE "{database}" TO "{role}"' in refused.stdout
+    assert "planner-pass-1" not in refused.stderr + refused.stdout
+
+    sql(url, "CREATE SCHEMA segship")
+    sql(url, f"GRANT USAGE ON SCHEMA segship TO {role}")
+    refused = project.cli("export", "vip-braze")
+    assert refused.returncode == 1
+    assert "lacks CREATE on the planner schema 'segship'" in refused.stdout
+    assert f'GRANT USAGE, CREATE ON SCHEMA "segship" TO "{role}"' in refused.stdout
+    assert project.braze.stats().get("requests", 0) == 0  # refused before anything was sent
+
+    sql(url, f"GRANT CREATE ON SCHEMA segship TO {role}")
+    sql(url, f"REVOKE SELECT ON crm FROM {role}")
+    refused = project.cli("export", "vip-braze")
+    assert refused.returncode == 1
+    assert "permission denied for table crm" in refused.stdout
+    assert "(GRANT SELECT ON TABLE crm TO the source's role)" in refused.stdout
+
+    sql(url, f"GRANT SELECT ON crm TO {role}")
+    granted = project.cli("export", "vip-braze")
+    assert granted.returncode == 0, granted.stdout
+    assert set(project.braze_members()) == {f"C{i:05d}" for i in range(1, 6)}
+
+
+def test_retiring_a_planned_export_removes_its_members_and_empties_the_schema(project):
+    project.write(rows(6))
+    assert project.cli("export", "vip-braze").returncode == 0
+    delete_from_config(project, "vip-braze")
+    assert "6 member" in project.cli("retire", "vip-braze", "--dry-run").stdout  # read in the schema
+    retired = project.cli("retire", "vip-braze")
+    assert retired.returncode == 0, retired.stdout
+    assert project.braze_members() == {}
+    assert project.acknowledged("vip-braze") == set()
