@@ -36,12 +36,13 @@ from __future__ import annotations
 import asyncio
 from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator, Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, ClassVar, Literal, overload
 
 from segship.errors import SegshipError
 from segship.http import HttpClient, HttpResponse, HttpStats, RetriesExhausted
 from segship.network import NetworkSettings
+from segship.settings import with_defaults
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -202,7 +203,13 @@ class RecordResults(Sequence[RecordResult]):
 
 @dataclass(frozen=True)
 class ConnectionContext:
-    """A configured connection with its settings resolved (secrets included: never log it)."""
+    """A configured connection with its settings resolved (secrets included: never log it).
+
+    In a run and a connection test every ``${env:…}``/``${file:…}`` is resolved, at any depth. ``plan``
+    and ``export --dry-run`` resolve nothing and send nothing: there each setting given by reference
+    is a :class:`segship.secrets.UnresolvedSecret`, which can't pass for a value. A destination gets
+    its schema's defaults filled in (``Destination.connection``), whoever built the context.
+    """
 
     name: str
     settings: Mapping[str, Any] = field(repr=False)  # holds the API key: never in a repr
@@ -220,7 +227,8 @@ class ConnectionContext:
 
 @dataclass(frozen=True)
 class ExportContext:
-    """The export a destination instance serves: its settings and mapping as configured."""
+    """The export a destination instance serves: its settings and mapping as configured (a
+    destination reads them from ``Destination.export``, its schemas' defaults filled in)."""
 
     name: str
     settings: Mapping[str, Any]
@@ -286,8 +294,12 @@ class Destination(ABC):
     observes_instance: ClassVar[bool] = False
 
     def __init__(self, connection: ConnectionContext, export: ExportContext | None = None) -> None:
-        self.connection = connection
-        self.export = export
+        # the schemas' defaults, filled in before the destination reads a setting: a plugin never
+        # restates them in Python (a subclass reads self.connection and self.export after this)
+        self.connection = replace(connection, settings=with_defaults(self.connection_schema, connection.settings))
+        self.export = export if export is None else replace(
+            export, settings=with_defaults(self.export_settings_schema, export.settings),
+            mapping=with_defaults(self.mapping_schema, export.mapping))
 
     # -- declared facts -------------------------------------------------------------------
 

@@ -33,6 +33,7 @@ from yarl import URL
 from segship.errors import SegshipError
 from segship.network import DEFAULT_MAX_ATTEMPTS, DEFAULT_MAX_SECONDS, NetworkSettings
 from segship.ratelimit import Pacer, RateLimit
+from segship.secrets import UnresolvedSecret, holds_unresolved
 from segship.transport import Transport, TransportError
 
 log = structlog.get_logger("segship.http")
@@ -112,6 +113,11 @@ class RetriesExhausted(SegshipError):
         return self.last_status is not None and self.last_status >= 500
 
 
+class SecretNotResolved(SegshipError):
+    """A request was to carry a setting this command did not resolve (an
+    :class:`~segship.secrets.UnresolvedSecret`: ``plan`` and ``--dry-run`` send nothing); not sent."""
+
+
 class RequestInterrupted(Exception):
     """The run was told to stop (Ctrl-C, SIGTERM) while a request waited to be sent or retried;
     the records it carried are not acknowledged and are sent again by the next run."""
@@ -133,7 +139,11 @@ class HttpClient:
                  retry: RetryPolicy | None = None, timeout: float | None = None,
                  network: NetworkSettings | None = None, stop: asyncio.Event | None = None) -> None:
         network = network or NetworkSettings()
-        self.base_url = base_url.rstrip("/")
+        headers = {name: str(value) if isinstance(value, UnresolvedSecret) else value
+                   for name, value in headers.items()}
+        # built all the same, as a dry run builds its destination: only a request is refused
+        self._unresolved = holds_unresolved(str(base_url)) or any(map(holds_unresolved, headers.values()))
+        self.base_url = str(base_url).rstrip("/")
         self.pacer = Pacer(rate_limit, sleep=self._sleep)
         self.concurrency = concurrency
         self.rate_limit_headers = rate_limit_headers
@@ -160,6 +170,10 @@ class HttpClient:
         """
         if json is not None and body is not None:
             raise TypeError("give json or body, not both")
+        if self._unresolved:
+            raise SecretNotResolved(f"{method} {path} was not sent: its URL or headers hold a setting given by "
+                                    "reference that this command did not resolve (plan and --dry-run resolve "
+                                    "no secret and send nothing)")
         if json is not None:
             body = orjson.dumps(json)
         body_bytes = memoryview(body).nbytes if body is not None else 0

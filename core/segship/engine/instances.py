@@ -87,11 +87,11 @@ def _readable_settings(cls: type[Destination], connection: ConnectionConfig) -> 
     for name in cls.instance_settings:
         value = connection.settings.get(name)
         if has_reference(value):
-            if name in connection.secret_fields:
+            if connection.is_secret((name,)):
                 unknown.append(name)
                 continue
             try:
-                value = resolve(value, connection.base_dir, where=connection.setting_locations.get(name, name))
+                value = resolve(value, connection.base_dir, where=connection.setting_locations.get((name,), name))
             except SecretResolutionError:
                 unknown.append(name)
                 continue
