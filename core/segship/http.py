@@ -161,16 +161,20 @@ class HttpClient:
 
     async def request(self, method: str, path: str, *, json: Any = None,
                       body: bytes | bytearray | memoryview | None = None,
-                      params: Mapping[str, str] | None = None) -> HttpResponse:
+                      params: Mapping[str, str] | None = None,
+                      headers: Mapping[str, str] | None = None) -> HttpResponse:
         """Send a request, retrying as the policy says; return the first answer not to retry.
 
         The body is ``json`` encoded, or ``body`` as given (JSON bytes a destination built itself).
+        ``headers`` go with this request besides the client's (a signature of its body).
         Raises :class:`RetriesExhausted` (no usable answer: retries spent, or none could help,
         or a redirect) or :class:`RequestInterrupted`.
         """
         if json is not None and body is not None:
             raise TypeError("give json or body, not both")
-        if self._unresolved:
+        if headers is not None:
+            _check(headers)
+        if self._unresolved or (headers is not None and any(map(holds_unresolved, headers.values()))):
             raise SecretNotResolved(f"{method} {path} was not sent: its URL or headers hold a setting given by "
                                     "reference that this command did not resolve (plan and --dry-run resolve "
                                     "no secret and send nothing)")
@@ -189,7 +193,7 @@ class HttpClient:
             self.stats.requests += 1
             self.stats.bytes_sent += body_bytes
             try:
-                response = HttpResponse(*await self._transport.send(method, url, body))
+                response = HttpResponse(*await self._transport.send(method, url, body, headers))
             except TransportError as exc:
                 self.stats.connection_errors += 1
                 if not exc.retryable:
@@ -279,14 +283,17 @@ def _target(url: str) -> URL:
 
 
 def _checked(headers: Mapping[str, str]) -> dict[str, str]:
-    """Request headers, with JSON's content type and accept unless given.
+    """Request headers, with JSON's content type and accept unless given."""
+    _check(headers)
+    return {"Content-Type": "application/json", "Accept": "application/json", **headers}
 
-    A name or value holding a line break would split the request (header injection): refused,
+
+def _check(headers: Mapping[str, str]) -> None:
+    """A name or value holding a line break would split the request (header injection): refused,
     without repeating the value (it may be a key)."""
     for name, value in headers.items():
         if not name or ":" in name or any(c in name + value for c in "\r\n\0"):
             raise ValueError("a request header's name or value holds a line break, or its name is malformed")
-    return {"Content-Type": "application/json", "Accept": "application/json", **headers}
 
 
 def _redirect(response: HttpResponse, url: URL) -> str:

@@ -77,8 +77,7 @@ NOT_ANSWERED_REASON = ("Brevo's answer to the removal named this email neither r
 
 def pacing(requests_per_second: float) -> RateLimit:
     """A sliding window for a per-second rate, 10% under it so arrival jitter does not cause 429s."""
-    requests = max(1, round(requests_per_second))
-    return RateLimit(requests, requests / requests_per_second).scaled(0.9)
+    return RateLimit.per_second(requests_per_second).scaled(0.9)
 
 
 def split_by_size(payloads: Sequence[bytes], max_bytes: int) -> Iterator[slice]:
