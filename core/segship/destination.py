@@ -312,9 +312,8 @@ class Destination(ABC):
     @classmethod
     def target(cls, export_settings: Mapping[str, Any]) -> dict[str, Any]:
         """The export's target: its ``target_settings``, with the schema's defaults for those not set."""
-        properties = cls.export_settings_schema.get("properties", {})
-        return {name: export_settings.get(name, properties.get(name, {}).get("default"))
-                for name in cls.target_settings}
+        settings = with_defaults(cls.export_settings_schema, export_settings)
+        return {name: settings.get(name) for name in cls.target_settings}
 
     @classmethod
     def instance_setting(cls, name: str, value: Any) -> Any:
