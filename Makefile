@@ -8,11 +8,12 @@ STAMP := $(VENV)/.installed
 
 .PHONY: install demo test benchmark clean
 
-$(STAMP): pyproject.toml plugins/braze/pyproject.toml plugins/sendinblue/pyproject.toml integrations/dagster/pyproject.toml
+$(STAMP): pyproject.toml plugins/braze/pyproject.toml plugins/sendinblue/pyproject.toml plugins/webhook/pyproject.toml \
+		integrations/dagster/pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[test]' -e 'plugins/braze[test]' -e 'plugins/sendinblue[test]' \
-		-e 'integrations/dagster[test]'
+		-e 'plugins/webhook[test]' -e 'integrations/dagster[test]'
 	touch $(STAMP)
 
 install: $(STAMP)

@@ -1,7 +1,8 @@
-"""`make demo`: the example exports of configs/ against local sandboxes of Braze and Brevo.
+"""`make demo`: the example exports of configs/ against local sandboxes of Braze, Brevo and a webhook.
 
-Starts both sandboxes on free ports of 127.0.0.1, points the example connections at
-them through the environment (the keys are demo keys the sandboxes are told to accept),
+Starts the three sandboxes on free ports of 127.0.0.1, points the example connections at
+them through the environment (the keys and the webhook's secret are demo ones the sandboxes
+are told to accept),
 then shows: validate, plugins, connection tests, the plan, a run of every export, a
 second run that sends nothing, and ends with what each run sent and what the sandboxes
 now hold, each count explained (the Braze sandbox counts segship's connection checks as
@@ -25,6 +26,7 @@ HERE = Path(__file__).resolve().parent
 SEGSHIP = [sys.executable, "-m", "segship"]
 BRAZE_KEY = "demo-braze-key-not-a-secret"
 BREVO_KEY = "demo-brevo-key-not-a-secret"
+WEBHOOK_SECRET = "demo-webhook-secret-not-a-secret"
 
 
 def start_sandbox(stack: ExitStack, name: str, *options: str) -> str:
@@ -55,24 +57,27 @@ def main() -> None:
     with ExitStack() as stack:
         braze = start_sandbox(stack, "braze", "--api-key", BRAZE_KEY)
         brevo = start_sandbox(stack, "sendinblue", "--api-key", BREVO_KEY, "--process-delay", "0.2")
-        print(f"Braze sandbox: {braze}\nBrevo sandbox: {brevo}")
+        webhook = start_sandbox(stack, "webhook", "--secret", WEBHOOK_SECRET)
+        print(f"Braze sandbox: {braze}\nBrevo sandbox: {brevo}\nWebhook sandbox: {webhook}")
         env = {**os.environ, "BRAZE_API_KEY": BRAZE_KEY, "BRAZE_REST_ENDPOINT": braze,
-               "BREVO_API_KEY": BREVO_KEY, "BREVO_BASE_URL": brevo, "NO_COLOR": "1"}
+               "BREVO_API_KEY": BREVO_KEY, "BREVO_BASE_URL": brevo, "MEMBERS_SERVICE_URL": webhook,
+               "MEMBERS_SERVICE_SECRET": WEBHOOK_SECRET, "NO_COLOR": "1"}
         config = ["-c", "configs"]
         step("schema, references, consent, secrets", "validate", *config, env=env)
         step("installed plugins", "plugins", env=env)
         step("the Connect button", "connections", "test", "braze-prod", *config, env=env)
         step("the Connect button", "connections", "test", "brevo-marketing", *config, env=env)
+        step("the Connect button", "connections", "test", "members-service", *config, env=env)
         step("what a run would do; sends nothing", "plan", *config, env=env)
         step("first run: every member is sent", "export", "--all", *config, env=env, allowed=(0, 3))
         step("second run: nothing changed, nothing is sent", "export", "--all", *config, env=env, allowed=(0, 3))
         step("run history", "runs", *config, env=env)
         history = json.loads(subprocess.run([*SEGSHIP, "runs", "--format", "json", *config], env=env,
                                             capture_output=True, text=True, check=True).stdout)
-        print_summary(history, braze.rstrip("/"), brevo.removesuffix("/v3"))
+        print_summary(history, braze.rstrip("/"), brevo.removesuffix("/v3"), webhook)
 
 
-def print_summary(history: list[dict], braze_root: str, brevo_root: str) -> None:
+def print_summary(history: list[dict], braze_root: str, brevo_root: str, webhook_root: str) -> None:
     """What a newcomer should see: what each run sent, and what the sandboxes now hold, every count explained."""
     print("\nWhat each run sent")
     runs = sorted(history, key=lambda run: run["id"])
@@ -101,6 +106,9 @@ def print_summary(history: list[dict], braze_root: str, brevo_root: str) -> None
     print(f"  Brevo: list 3 holds {len(contacts.get('contacts', contacts))} contacts, from {brevo['imports']} "
           f"import(s), {brevo['processes']['failed']} failed; {brevo['requests']} requests (account and list checks, "
           "the import, polling its process).")
+    webhook = get_json(f"{webhook_root}/_sandbox/stats")
+    print(f"  Webhook: {webhook['members']} members; {webhook['requests']} signed requests (its connection checks are "
+          "empty batches, which change nothing).")
 
 if __name__ == "__main__":
     main()

@@ -19,8 +19,10 @@ def test_the_demo_ends_with_what_was_sent_and_explains_the_braze_checks(tmp_path
     ending = done.stdout[done.stdout.index("\nWhat each run sent\n"):]
     assert ("first run:  vip-to-braze succeeded: 68 sent, 0 removed (2 requests); newsletter-to-brevo succeeded: "
             "174 sent, 0 removed") in ending, ending
+    assert "vip-to-service succeeded: 68 sent, 0 removed (2 requests)" in ending
     assert "second run: nothing, and no request: every member was unchanged in state" in ending
     assert "Braze: 68 users, by segment: {'3c4a9e52-0000-4000-8000-000000000001': 68}" in ending
     assert "Its 3 'bad requests' are segship's connection checks" in ending and "nothing failed" in ending
     assert "Brevo: list 3 holds 174 contacts, from 1 import(s), 0 failed" in ending
+    assert "Webhook: 68 members; 4 signed requests (its connection checks are empty batches" in ending
     assert "{'requests'" not in ending  # no raw counters left to puzzle over

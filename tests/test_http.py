@@ -372,6 +372,23 @@ async def test_absolute_urls_reach_another_server_without_the_base_one() -> None
                 assert response.body.decode() == f"{url.split('//')[1]} None"
 
 
+async def test_a_requests_own_headers_go_with_it_beside_the_clients() -> None:
+    seen: list[tuple[str | None, str | None]] = []
+
+    async def echo(request: web.Request) -> web.Response:
+        seen.append((request.headers.get("Authorization"), request.headers.get("X-Signature")))
+        return web.json_response({})
+
+    async with serve([web.post("/members", echo)]) as (url, _):
+        async with opened(client(url)) as http:
+            await http.request("POST", "/members", body=b"{}", headers={"X-Signature": "sha256=ab"})
+            await http.request("POST", "/members", body=b"{}")
+            with pytest.raises(ValueError) as raised:
+                await http.request("POST", "/members", body=b"{}", headers={"X-Signature": f"{SECRET}\r\nX: 1"})
+    assert SECRET not in str(raised.value)
+    assert seen == [(f"Bearer {SECRET}", "sha256=ab"), (f"Bearer {SECRET}", None)]
+
+
 def test_a_header_with_a_line_break_is_refused_without_repeating_it() -> None:
     with pytest.raises(ValueError) as raised:
         client("http://127.0.0.1:1", headers={"api-key": f"{SECRET}\r\nX-Injected: 1"})

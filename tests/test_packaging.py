@@ -1,11 +1,11 @@
 """The distributions as users get them: wheels built and installed into a fresh venv.
 
-One venv (no system site-packages, nothing editable) gets four wheels built by
-``python -m build``: the core ``segship``, ``segship-braze``, ``segship-sendinblue``
-and the third-party test plugin ``tests/plugins/segship-testdest``, whose second entry
+One venv (no system site-packages, nothing editable) gets five wheels built by
+``python -m build``: the core ``segship``, ``segship-braze``, ``segship-sendinblue``,
+``segship-webhook`` and the third-party test plugin ``tests/plugins/segship-testdest``, whose second entry
 point raises on import. The checks then run the installed ``segship`` script there:
 
-- packaging: the core schema file is inside the wheel and found from it, both plugins
+- packaging: the core schema file is inside the wheel and found from it, the built-in plugins
   load, the example ``configs/`` validate;
 - plugin discovery: a third-party destination appears in ``segship plugins`` and in
   ``segship schema``, its schemas validate configs, its command is registered, the
@@ -34,6 +34,7 @@ DISTRIBUTIONS = {
     "segship": REPO,
     "segship-braze": REPO / "plugins" / "braze",
     "segship-sendinblue": REPO / "plugins" / "sendinblue",
+    "segship-webhook": REPO / "plugins" / "webhook",
     "segship-testdest": REPO / "tests" / "plugins" / "segship-testdest",
 }
 BROKEN_WARNING = ("plugin 'testdest-broken' (segship-testdest) failed to load and was skipped: "
@@ -60,7 +61,7 @@ def venv(tmp_path_factory: pytest.TempPathFactory) -> FreshVenv:
     started = time.monotonic()
     root = tmp_path_factory.mktemp("packaging")
     wheel_dir = root / "wheels"
-    # the four builds are independent: run them side by side
+    # the builds are independent: run them side by side
     builds = {name: subprocess.Popen([sys.executable, "-m", "build", "--wheel", "--outdir", str(wheel_dir / name),
                                       str(source)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
               for name, source in DISTRIBUTIONS.items()}
@@ -100,18 +101,18 @@ def test_the_core_wheel_ships_the_schema(venv: FreshVenv) -> None:
 
 def test_the_venv_runs_the_wheels_not_the_checkout(venv: FreshVenv) -> None:
     """Nothing is editable: every package is imported from the venv's site-packages."""
-    code = ("import segship, segship_braze, segship_sendinblue, segship_testdest\n"
+    code = ("import segship, segship_braze, segship_sendinblue, segship_webhook, segship_testdest\n"
             "from segship.config.schema import _schema_dir, core_schema\n"
-            "print(segship.__file__, segship_braze.__file__, segship_sendinblue.__file__,"
+            "print(segship.__file__, segship_braze.__file__, segship_sendinblue.__file__, segship_webhook.__file__,"
             " segship_testdest.__file__, _schema_dir(), core_schema()['title'], sep='\\n')")
     lines = _check([str(venv.python), "-c", code], cwd=venv.root).stdout.splitlines()
-    for path in lines[:5]:
+    for path in lines[:6]:
         assert Path(path).is_relative_to(venv.site_packages), lines
-    assert lines[4] == str(venv.site_packages / "segship" / "schemas")
-    assert lines[5] == "segship config"
+    assert lines[5] == str(venv.site_packages / "segship" / "schemas")
+    assert lines[6] == "segship config"
 
 
-def test_both_plugins_and_the_third_party_one_are_listed(cli, venv: FreshVenv) -> None:
+def test_the_built_in_plugins_and_the_third_party_one_are_listed(cli, venv: FreshVenv) -> None:
     result = cli("plugins")
     assert result.exit_code == 0, result
     rows = {line.split("│")[1].strip(): [cell.strip() for cell in line.split("│")[1:-1]]
@@ -123,6 +124,7 @@ def test_both_plugins_and_the_third_party_one_are_listed(cli, venv: FreshVenv) -
                                      "notifier:slack, notifier:webhook, notifier:email"]
     assert rows["braze"][:4] == ["braze", "segship-braze", "0.1.0", "destination:braze"]
     assert rows["sendinblue"][:4] == ["sendinblue", "segship-sendinblue", "0.1.0", "destination:sendinblue"]
+    assert rows["webhook"][:4] == ["webhook", "segship-webhook", "0.1.0", "destination:webhook"]
     assert rows["testdest"][:4] == ["testdest", "segship-testdest", "0.3.1", "destination:testdest"]
     assert rows["testdest"][4].startswith(str(venv.site_packages)), result
     assert "testdest-broken" not in rows
@@ -132,7 +134,7 @@ def test_the_example_configs_validate(cli, tmp_path: Path) -> None:
     shutil.copytree(REPO / "configs", tmp_path / "configs", ignore=shutil.ignore_patterns(".segship"))
     result = cli("validate", "-c", "configs")
     assert result.exit_code == 0, result
-    assert "configs: valid (1 sources, 2 segments, 2 connections, 2 exports)" in result.stdout
+    assert "configs: valid (1 sources, 2 segments, 3 connections, 3 exports)" in result.stdout
 
 
 def test_init_works_from_the_wheel_whose_templates_it_writes(cli, venv: FreshVenv) -> None:
@@ -157,7 +159,8 @@ def test_version_lists_every_installed_plugin(cli) -> None:
     assert lines[0].startswith("segship 0.1.0 (Python "), result
     assert lines[1:] == ["plugins:", "  segship-braze 0.1.0 (plugin braze: destination braze)",
                          "  segship-sendinblue 0.1.0 (plugin sendinblue: destination sendinblue)",
-                         "  segship-testdest 0.3.1 (plugin testdest: destination testdest)"], result
+                         "  segship-testdest 0.3.1 (plugin testdest: destination testdest)",
+                         "  segship-webhook 0.1.0 (plugin webhook: destination webhook)"], result
 
 
 def test_a_plugin_that_raises_on_import_is_skipped_with_a_warning(cli) -> None:
@@ -179,7 +182,7 @@ def test_the_third_party_schema_is_composed(cli) -> None:
         in workspace["anyOf"]  # or a ${env:…} reference, as validate accepts
     assert defs["testdest.export_settings"]["required"] == ["audience_id"]
     assert defs["testdest.mapping"]["required"] == ["id"]
-    assert defs["connection"]["properties"]["type"]["enum"] == ["braze", "brevo", "sendinblue", "testdest"]
+    assert defs["connection"]["properties"]["type"]["enum"] == ["braze", "brevo", "sendinblue", "testdest", "webhook"]
     assert {"$ref": "#/$defs/testdest.export_settings"} in defs["export"]["properties"]["settings"]["anyOf"]
     branches = [branch for branch in defs["connection"]["allOf"]
                 if branch["if"]["properties"]["type"] == {"const": "testdest"}]

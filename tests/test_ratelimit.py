@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import time
 
+import pytest
+
 from segship.ratelimit import Pacer, RateLimit, SlidingWindow
 
 
@@ -60,3 +62,9 @@ def test_a_pacer_waits_with_the_sleep_it_is_given():
 
     asyncio.run(main())
     assert len(waits) >= 2 and all(0 < seconds <= 0.05 for seconds in waits)
+
+
+@pytest.mark.parametrize(("rate", "requests", "seconds"), [(10, 10, 1.0), (2.5, 2, 0.8), (0.5, 1, 2.0)])
+def test_a_rate_per_second_is_whole_requests_per_window(rate, requests, seconds) -> None:
+    limit = RateLimit.per_second(rate)
+    assert (limit.requests, limit.per_seconds) == (requests, pytest.approx(seconds))

@@ -43,13 +43,14 @@ from __future__ import annotations
 import asyncio
 from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator, Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, ClassVar, Literal, NamedTuple, overload
 
 from segship.errors import SegshipError
 from segship.http import HttpClient, HttpResponse, HttpStats, RetriesExhausted
 from segship.network import NetworkSettings
 from segship.secrets import redactor
+from segship.settings import with_defaults
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -230,7 +231,13 @@ class RecordResults(Sequence[RecordResult]):
 
 @dataclass(frozen=True)
 class ConnectionContext:
-    """A configured connection with its settings resolved (secrets included: never log it)."""
+    """A configured connection with its settings resolved (secrets included: never log it).
+
+    In a run and a connection test every ``${env:…}``/``${file:…}`` is resolved, at any depth. ``plan``
+    and ``export --dry-run`` resolve nothing and send nothing: there each setting given by reference
+    is a :class:`segship.secrets.UnresolvedSecret`, which can't pass for a value. A destination gets
+    its schema's defaults filled in (``Destination.connection``), whoever built the context.
+    """
 
     name: str
     settings: Mapping[str, Any] = field(repr=False)  # holds the API key: never in a repr
@@ -248,7 +255,8 @@ class ConnectionContext:
 
 @dataclass(frozen=True)
 class ExportContext:
-    """The export a destination instance serves: its settings and mapping as configured."""
+    """The export a destination instance serves: its settings and mapping as configured (a
+    destination reads them from ``Destination.export``, its schemas' defaults filled in)."""
 
     name: str
     settings: Mapping[str, Any]
@@ -314,8 +322,12 @@ class Destination(ABC):
     observes_instance: ClassVar[bool] = False
 
     def __init__(self, connection: ConnectionContext, export: ExportContext | None = None) -> None:
-        self.connection = connection
-        self.export = export
+        # the schemas' defaults, filled in before the destination reads a setting: a plugin never
+        # restates them in Python (a subclass reads self.connection and self.export after this)
+        self.connection = replace(connection, settings=with_defaults(self.connection_schema, connection.settings))
+        self.export = export if export is None else replace(
+            export, settings=with_defaults(self.export_settings_schema, export.settings),
+            mapping=with_defaults(self.mapping_schema, export.mapping))
 
     # -- declared facts -------------------------------------------------------------------
 
@@ -328,9 +340,8 @@ class Destination(ABC):
     @classmethod
     def target(cls, export_settings: Mapping[str, Any]) -> dict[str, Any]:
         """The export's target: its ``target_settings``, with the schema's defaults for those not set."""
-        properties = cls.export_settings_schema.get("properties", {})
-        return {name: export_settings.get(name, properties.get(name, {}).get("default"))
-                for name in cls.target_settings}
+        settings = with_defaults(cls.export_settings_schema, export_settings)
+        return {name: settings.get(name) for name in cls.target_settings}
 
     @classmethod
     def instance_setting(cls, name: str, value: Any) -> Any:

@@ -33,6 +33,7 @@ from yarl import URL
 from segship.errors import SegshipError
 from segship.network import DEFAULT_MAX_ATTEMPTS, DEFAULT_MAX_SECONDS, NetworkSettings
 from segship.ratelimit import Pacer, RateLimit
+from segship.secrets import UnresolvedSecret, holds_unresolved
 from segship.transport import Transport, TransportError
 
 #: What a destination plugin imports from here (``RateLimit`` is re-exported from ``segship.ratelimit``).
@@ -116,6 +117,11 @@ class RetriesExhausted(SegshipError):
         return self.last_status is not None and self.last_status >= 500
 
 
+class SecretNotResolved(SegshipError):
+    """A request was to carry a setting this command did not resolve (an
+    :class:`~segship.secrets.UnresolvedSecret`: ``plan`` and ``--dry-run`` send nothing); not sent."""
+
+
 class RequestInterrupted(Exception):
     """The run was told to stop (Ctrl-C, SIGTERM) while a request waited to be sent or retried;
     the records it carried are not acknowledged and are sent again by the next run."""
@@ -137,7 +143,11 @@ class HttpClient:
                  retry: RetryPolicy | None = None, timeout: float | None = None,
                  network: NetworkSettings | None = None, stop: asyncio.Event | None = None) -> None:
         network = network or NetworkSettings()
-        self.base_url = base_url.rstrip("/")
+        headers = {name: str(value) if isinstance(value, UnresolvedSecret) else value
+                   for name, value in headers.items()}
+        # built all the same, as a dry run builds its destination: only a request is refused
+        self._unresolved = holds_unresolved(str(base_url)) or any(map(holds_unresolved, headers.values()))
+        self.base_url = str(base_url).rstrip("/")
         self.pacer = Pacer(rate_limit, sleep=self._sleep)
         self.concurrency = concurrency
         self.rate_limit_headers = rate_limit_headers
@@ -155,15 +165,23 @@ class HttpClient:
 
     async def request(self, method: str, path: str, *, json: Any = None,
                       body: bytes | bytearray | memoryview | None = None,
-                      params: Mapping[str, str] | None = None) -> HttpResponse:
+                      params: Mapping[str, str] | None = None,
+                      headers: Mapping[str, str] | None = None) -> HttpResponse:
         """Send a request, retrying as the policy says; return the first answer not to retry.
 
         The body is ``json`` encoded, or ``body`` as given (JSON bytes a destination built itself).
+        ``headers`` go with this request besides the client's (a signature of its body).
         Raises :class:`RetriesExhausted` (no usable answer: retries spent, or none could help,
         or a redirect) or :class:`RequestInterrupted`.
         """
         if json is not None and body is not None:
             raise TypeError("give json or body, not both")
+        if headers is not None:
+            _check(headers)
+        if self._unresolved or (headers is not None and any(map(holds_unresolved, headers.values()))):
+            raise SecretNotResolved(f"{method} {path} was not sent: its URL or headers hold a setting given by "
+                                    "reference that this command did not resolve (plan and --dry-run resolve "
+                                    "no secret and send nothing)")
         if json is not None:
             body = orjson.dumps(json)
         body_bytes = memoryview(body).nbytes if body is not None else 0
@@ -181,7 +199,7 @@ class HttpClient:
             self.stats.requests += 1
             self.stats.bytes_sent += body_bytes
             try:
-                response = HttpResponse(*await self._transport.send(method, url, body))
+                response = HttpResponse(*await self._transport.send(method, url, body, headers))
             except TransportError as exc:
                 self.stats.connection_errors += 1
                 if not exc.retryable:
@@ -271,14 +289,17 @@ def _target(url: str) -> URL:
 
 
 def _checked(headers: Mapping[str, str]) -> dict[str, str]:
-    """Request headers, with JSON's content type and accept unless given.
+    """Request headers, with JSON's content type and accept unless given."""
+    _check(headers)
+    return {"Content-Type": "application/json", "Accept": "application/json", **headers}
 
-    A name or value holding a line break would split the request (header injection): refused,
+
+def _check(headers: Mapping[str, str]) -> None:
+    """A name or value holding a line break would split the request (header injection): refused,
     without repeating the value (it may be a key)."""
     for name, value in headers.items():
         if not name or ":" in name or any(c in name + value for c in "\r\n\0"):
             raise ValueError("a request header's name or value holds a line break, or its name is malformed")
-    return {"Content-Type": "application/json", "Accept": "application/json", **headers}
 
 
 def _redirect(response: HttpResponse, url: URL) -> str:

@@ -16,6 +16,12 @@ class RateLimit:
     requests: int
     per_seconds: float
 
+    @classmethod
+    def per_second(cls, rate: float) -> RateLimit:
+        """A rate in requests per second (``0.5``, ``2.5``) as a whole number of requests per window."""
+        requests = max(1, round(rate))
+        return cls(requests, requests / rate)
+
     def scaled(self, fraction: float) -> RateLimit:
         """The same window with a fraction of the requests (a safety margin for clock skew)."""
         return RateLimit(max(1, int(self.requests * fraction)), self.per_seconds)

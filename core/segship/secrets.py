@@ -2,7 +2,9 @@
 
 Secrets never appear in the config text: a secret setting holds a reference that is
 resolved only when a run needs it. Every resolved secret is remembered by the
-process-wide :data:`redactor`, which logs, errors and reports pass through.
+process-wide :data:`redactor`, which logs, errors and reports pass through. Where a command
+resolves nothing (``plan``, ``export --dry-run``), a destination gets an
+:class:`UnresolvedSecret` in place of each reference: never a value it could mistake for one.
 """
 
 from __future__ import annotations
@@ -25,6 +27,48 @@ SECRET_FILE_FLAGS = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_
 #: what a ``${file:…}`` path may name instead of a regular file, for its error
 NOT_FILES = ((stat.S_ISDIR, "a directory"), (stat.S_ISFIFO, "a FIFO (named pipe)"), (stat.S_ISCHR, "a device"),
              (stat.S_ISBLK, "a device"), (stat.S_ISSOCK, "a socket"))
+
+
+#: How an :class:`UnresolvedSecret` reads as text; a request header holding it is refused.
+UNRESOLVED = "<not resolved: "
+
+
+class UnresolvedSecret:
+    """A setting given by reference (``${env:…}``/``${file:…}``) that this command did not resolve:
+    what a destination gets for it from ``plan`` and ``export --dry-run``, which resolve no secret
+    and send nothing.
+
+    It is not a string: ``"Bearer " + secret`` and ``secret.strip()`` raise ``TypeError`` or
+    ``AttributeError``, orjson refuses to encode it, ``int()`` and ``float()`` refuse it. As text
+    (``str()``, an f-string) it reads ``<not resolved: api_key>`` (the setting's name, never the
+    reference), and an :class:`segship.http.HttpClient` whose headers hold that text refuses to
+    send a request; the redactor ignores it.
+    """
+
+    __slots__ = ("setting",)
+
+    def __init__(self, setting: str) -> None:
+        self.setting = setting  # the setting's dotted path in its settings (``api_key``, ``smtp.password``)
+
+    def __str__(self) -> str:
+        return f"{UNRESOLVED}{self.setting}>"
+
+    def __format__(self, spec: str) -> str:
+        return format(str(self), spec)
+
+    def __repr__(self) -> str:
+        return f"UnresolvedSecret({self.setting!r})"
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, UnresolvedSecret) and other.setting == self.setting
+
+    def __hash__(self) -> int:
+        return hash((UnresolvedSecret, self.setting))
+
+
+def holds_unresolved(text: str) -> bool:
+    """Whether ``text`` was made with an :class:`UnresolvedSecret` (``f"Bearer {secret}"``)."""
+    return UNRESOLVED in text
 
 
 class SecretResolutionError(SegshipError):
@@ -52,6 +96,8 @@ class Redactor:
         self._longest_first: list[str] = []
 
     def add(self, value: str) -> None:
+        if isinstance(value, UnresolvedSecret) or holds_unresolved(value):
+            return  # no secret in it; masking it would hide the very words that say so
         for form in (value, value.strip()):  # a client may send the key trimmed
             if len(form) >= 4 and form not in self._values:  # shorter values would mask ordinary words
                 self._values.add(form)

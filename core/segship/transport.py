@@ -77,12 +77,14 @@ class Transport:
             session, self._session = self._session, None
             await session.close()
 
-    async def send(self, method: str, url: URL, body: bytes | bytearray | memoryview | None) -> Answer:
-        """The whole answer to one request; raises :class:`TransportError`."""
+    async def send(self, method: str, url: URL, body: bytes | bytearray | memoryview | None,
+                   headers: Mapping[str, str] | None = None) -> Answer:
+        """The whole answer to one request (with ``headers`` besides the client's); raises :class:`TransportError`."""
         session = self._session or self._open()
         proxy, proxy_headers = self._proxy(url)
+        sent = self._headers if headers is None else {**self._headers, **headers}
         try:
-            return await self._exchange(session, method, url, body, proxy, proxy_headers)
+            return await self._exchange(session, method, url, body, sent, proxy, proxy_headers)
         except TransportError:
             raise
         except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
@@ -100,10 +102,10 @@ class Transport:
         return self._session
 
     async def _exchange(self, session: aiohttp.ClientSession, method: str, url: URL,
-                        body: bytes | bytearray | memoryview | None, proxy: Proxy | None,
-                        proxy_headers: dict[str, str] | None) -> Answer:
+                        body: bytes | bytearray | memoryview | None, headers: Mapping[str, str],
+                        proxy: Proxy | None, proxy_headers: dict[str, str] | None) -> Answer:
         # no redirect is followed: HttpClient refuses them (a key must not follow one elsewhere)
-        response = await session.request(method, url, data=body, headers=self._headers, allow_redirects=False,
+        response = await session.request(method, url, data=body, headers=headers, allow_redirects=False,
                                          proxy=proxy.url if proxy is not None else None, proxy_headers=proxy_headers)
         try:
             if response.status < 200:

@@ -27,8 +27,8 @@ def test_each_installed_destination_is_composed_under_its_type() -> None:
     schema = composed_schema(plugins)
     jsonschema.Draft202012Validator.check_schema(schema)
     defs = schema["$defs"]
-    assert defs["connection"]["properties"]["type"]["enum"] == ["braze", "brevo", "sendinblue"]
-    for cls in (plugins.destination("braze"), plugins.destination("sendinblue")):
+    assert defs["connection"]["properties"]["type"]["enum"] == ["braze", "brevo", "sendinblue", "webhook"]
+    for cls in (plugins.destination("braze"), plugins.destination("sendinblue"), plugins.destination("webhook")):
         assert composed_schema(plugins, for_editors=False)["$defs"][f"{cls.name}.connection"] == cls.connection_schema
         assert set(defs[f"{cls.name}.connection"]["properties"]) == set(cls.connection_schema["properties"])
         assert defs[f"{cls.name}.export_settings"] == cls.export_settings_schema
@@ -47,6 +47,7 @@ def test_secret_fields_are_the_ones_marked_x_secret() -> None:
     plugins = build_plugins()
     assert secret_fields(plugins.destination("braze").connection_schema) == ["api_key"]
     assert secret_fields(plugins.destination("sendinblue").connection_schema) == ["api_key"]
+    assert secret_fields(plugins.destination("webhook").connection_schema) == ["secret"]
 
 
 def test_segship_schema_prints_the_composed_schema(segship) -> None:

@@ -106,7 +106,7 @@ def test_example_configs_validate_without_any_secret(segship) -> None:
     """CI has no secrets: configs/ uses ${env:…} for keys and endpoints and still validates."""
     result = segship("validate", "-c", str(REPO / "configs"))
     assert result.exit_code == 0, result
-    assert "valid (1 sources, 2 segments, 2 connections, 2 exports)" in result.stdout
+    assert "valid (1 sources, 2 segments, 3 connections, 3 exports)" in result.stdout
 
 
 def test_example_configs_are_the_default_config(segship) -> None:

@@ -96,6 +96,6 @@ def test_the_fixtures_need_no_import(pytester: pytest.Pytester) -> None:
             assert isinstance(export_harness(Destination, connection={}, settings={}, mapping={}, key="id"),
                               ExportHarness)
     """)
-    # the kit's plugin by name, as its pytest11 entry point loads it where segship is installed
-    result = pytester.runpytest_subprocess("-p", "segship.testing.pytest_plugin", "-p", "no:cacheprovider")
+    # no -p: the kit's pytest11 entry point loads it wherever segship is installed
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider")
     result.assert_outcomes(passed=1)

@@ -96,7 +96,7 @@ def _safeguard_stop(config: Config, plan: ExportPlan) -> str | None:
     export = config.exports[plan.export]
     connection = config.connections[export.connection]
     destination = get_plugins().destination(connection.type)(
-        ConnectionContext(connection.name, dict(connection.settings)), export.context())
+        ConnectionContext(connection.name, connection.unresolved_settings()), export.context())
     return safeguard_problem(plan, config, plan.export, destination.limits.max_profiles)
 
 

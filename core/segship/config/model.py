@@ -14,7 +14,8 @@ from segship.config.loader import LoadedConfig
 from segship.destination import ExportContext
 from segship.network import NetworkSettings, resolve_network
 from segship.notifiers.contract import EVENTS
-from segship.secrets import has_reference, resolve
+from segship.secrets import UnresolvedSecret, has_reference, resolve
+from segship.settings import is_secret
 from segship.source import SourceContext
 
 DEFAULT_STATE_PATH = ".segship/state.db"
@@ -30,19 +31,33 @@ DURATION = re.compile(r"([1-9][0-9]*)([smhd])")
 DURATION_UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}
 
 
-def resolved_references(value: Any, path: tuple[str, ...], base_dir: Path, locations: Mapping[tuple, str],
+def resolved_references(value: Any, path: tuple[str | int, ...], base_dir: Path, locations: Mapping[tuple, str],
                         default_where: str, is_secret: Callable[[tuple], bool]) -> Any:
-    """``value`` with every ``${env:…}``/``${file:…}`` in it (and in the mappings it holds) resolved;
-    raises SecretResolutionError naming ``locations[path]`` (or ``default_where``).
+    """``value`` with every ``${env:…}``/``${file:…}`` in it (and in the mappings and lists it holds)
+    resolved; raises SecretResolutionError naming ``locations[path]`` (or ``default_where``).
 
     Resolved secrets (``is_secret(path)``) are registered for redaction.
     """
     if isinstance(value, dict):
         return {key: resolved_references(item, (*path, key), base_dir, locations, default_where, is_secret)
                 for key, item in value.items()}
+    if isinstance(value, list):
+        return [resolved_references(item, (*path, index), base_dir, locations, default_where, is_secret)
+                for index, item in enumerate(value)]
     if not has_reference(value):
         return value
     return resolve(value, base_dir, where=locations.get(path, default_where), secret=is_secret(path))
+
+
+def unresolved_references(value: Any, path: tuple[str | int, ...] = ()) -> Any:
+    """``value`` with every string holding a ``${env:…}``/``${file:…}`` reference (in the mappings and
+    lists it holds too) replaced by an :class:`UnresolvedSecret` naming its place: what a command
+    that resolves nothing (``plan``, ``--dry-run``) hands a destination."""
+    if isinstance(value, dict):
+        return {key: unresolved_references(item, (*path, key)) for key, item in value.items()}
+    if isinstance(value, list):
+        return [unresolved_references(item, (*path, index)) for index, item in enumerate(value)]
+    return UnresolvedSecret(".".join(map(str, path))) if has_reference(value) else value
 
 
 @dataclass(frozen=True)
@@ -84,10 +99,11 @@ class ConnectionConfig:
     usable_by: tuple[str, ...]
     data_privacy_consent: bool
     settings: dict[str, Any]
-    secret_fields: tuple[str, ...]
+    #: settings the plugin marks ``"x-secret": true``, at any depth (``segship.settings.secret_paths``)
+    secret_paths: tuple[tuple[str, ...], ...]
     base_dir: Path
-    #: file:line:col of each setting's value, for resolution errors
-    setting_locations: dict[str, str] = field(default_factory=dict)
+    #: file:line:col of each setting's value (and of each value inside one), for resolution errors
+    setting_locations: dict[tuple[str | int, ...], str] = field(default_factory=dict)
     #: the ``network:`` block as written (proxy, tls, timeouts, retries), and where each value is
     network: dict[str, Any] = field(default_factory=dict)
     network_locations: dict[tuple[str, ...], str] = field(default_factory=dict)
@@ -98,19 +114,23 @@ class ConnectionConfig:
         return resolve_network(self.network, self.base_dir, self.network_locations,
                                f"connections.{self.name}.network")
 
+    def is_secret(self, path: tuple[str | int, ...]) -> bool:
+        """Whether the setting at ``path`` is (or lies in) one the plugin marks ``x-secret``."""
+        return is_secret(path, self.secret_paths)
+
     def resolved_settings(self) -> dict[str, Any]:
-        """Settings with ``${env:…}``/``${file:…}`` resolved; raises SecretResolutionError.
+        """Settings with ``${env:…}``/``${file:…}`` resolved, at any depth; raises SecretResolutionError.
 
         Called only when a run or a connection test needs the values, so validation
         works in CI without secrets. Resolved secrets are registered for redaction.
         """
-        resolved: dict[str, Any] = {}
-        for name, value in self.settings.items():
-            if has_reference(value):
-                value = resolve(value, self.base_dir, where=self.setting_locations.get(name, self.name),
-                                secret=name in self.secret_fields)
-            resolved[name] = value
-        return resolved
+        return resolved_references(self.settings, (), self.base_dir, self.setting_locations, self.name,
+                                   self.is_secret)
+
+    def unresolved_settings(self) -> dict[str, Any]:
+        """Settings as ``plan`` and ``--dry-run`` hand them to a destination: each reference an
+        :class:`~segship.secrets.UnresolvedSecret` (they resolve nothing and send nothing)."""
+        return unresolved_references(self.settings)
 
     def usable_by_role(self, role: str) -> bool:
         """Admins may use every connection; contributors only those that list them."""
@@ -201,7 +221,7 @@ class NotificationConfig:
         are registered for redaction.
         """
         return resolved_references(self.settings, (), self.base_dir, self.setting_locations, self.name,
-                                   lambda path: any(path[:len(secret)] == secret for secret in self.secret_paths))
+                                   lambda path: is_secret(path, self.secret_paths))
 
 
 @dataclass
@@ -231,7 +251,7 @@ class Config:
         return f"${{env:{STATE_URL_VARIABLE}}}"
 
 
-def build_config(path: Path, loaded: LoadedConfig, secret_fields_by_type: dict[str, list[str]],
+def build_config(path: Path, loaded: LoadedConfig, secret_paths_by_type: dict[str, list[tuple[str, ...]]],
                  source_secret_fields_by_type: dict[str, list[str]] | None = None,
                  notifier_secret_paths_by_type: dict[str, list[tuple[str, ...]]] | None = None) -> Config:
     data = loaded.data
@@ -260,10 +280,9 @@ def build_config(path: Path, loaded: LoadedConfig, secret_fields_by_type: dict[s
             usable_by=tuple(entry.get("usable_by", ["admins"])),
             data_privacy_consent=entry.get("data_privacy_consent") is True,
             settings=dict(entry["settings"]),
-            secret_fields=tuple(secret_fields_by_type.get(entry["type"], ())),
+            secret_paths=tuple(secret_paths_by_type.get(entry["type"], ())),
             base_dir=folder("connections", name),
-            setting_locations={key: str(loaded.location(("connections", name, "settings", key)))
-                               for key in entry["settings"]},
+            setting_locations=_value_locations(loaded, ("connections", name, "settings"), entry["settings"]),
             network=dict(entry.get("network") or {}),
             network_locations=_value_locations(loaded, ("connections", name, "network"), entry.get("network") or {}),
         )
@@ -295,14 +314,14 @@ def build_config(path: Path, loaded: LoadedConfig, secret_fields_by_type: dict[s
     return Config(path, state_path, sources, segments, connections, exports, loaded, state_url, notifications)
 
 
-def _value_locations(loaded: LoadedConfig, base: tuple[str, ...], entry: dict[str, Any]) -> dict[tuple[str, ...], str]:
-    """file:line:col of each value below ``base`` (one level of mappings deep), keyed by its path."""
-    locations = {}
-    for key, value in entry.items():
+def _value_locations(loaded: LoadedConfig, base: tuple[str, ...], entry: Any) -> dict[tuple[str | int, ...], str]:
+    """file:line:col of each value below ``base`` (in mappings and lists, at any depth), keyed by its path."""
+    items = entry.items() if isinstance(entry, dict) else enumerate(entry) if isinstance(entry, list) else ()
+    locations: dict[tuple[str | int, ...], str] = {}
+    for key, value in items:
         locations[(key,)] = str(loaded.location((*base, key)))
-        if isinstance(value, dict):
-            for inner in value:
-                locations[(key, inner)] = str(loaded.location((*base, key, inner)))
+        for below, where in _value_locations(loaded, (*base, key), value).items():
+            locations[(key, *below)] = where
     return locations
 
 

@@ -125,12 +125,3 @@ def secret_fields(schema: dict[str, Any]) -> list[str]:
     """Top-level settings a plugin marks ``"x-secret": true``."""
     return [name for name, prop in schema.get("properties", {}).items()
             if isinstance(prop, dict) and prop.get("x-secret")]
-
-
-def secret_paths(schema: dict[str, Any]) -> list[tuple[str, ...]]:
-    """Settings a plugin marks ``"x-secret": true`` at any depth of nested objects (``("smtp", "password")``)."""
-    paths: list[tuple[str, ...]] = [(name,) for name in secret_fields(schema)]
-    for name, prop in schema.get("properties", {}).items():
-        if isinstance(prop, dict) and not prop.get("x-secret"):
-            paths += [(name, *below) for below in secret_paths(prop)]
-    return paths

@@ -22,9 +22,10 @@ from croniter import croniter
 from segship.config.issues import ConfigError, ConfigIssue, display_path
 from segship.config.loader import LoadedConfig, Path_, load_documents
 from segship.config.model import NOTIFICATION_KEYS, Config, build_config
-from segship.config.schema import composed_schema, secret_fields, secret_paths
+from segship.config.schema import composed_schema, secret_fields
 from segship.plugins import Plugins
 from segship.secrets import SecretResolutionError, has_reference, is_reference
+from segship.settings import ANY, secret_paths, values_at, with_defaults
 
 # checks a ${env:…}/${file:…} reference can't pass before it is resolved (at run time)
 VALUE_CHECKS = {"pattern", "format", "enum", "const", "minLength", "maxLength"}
@@ -250,7 +251,10 @@ def _check_references(loaded: LoadedConfig, plugins: Plugins) -> list[ConfigIssu
         # a plugin's own rules get what its schemas accept (the connection's problems are reported above)
         if not section_issues and isinstance(settings, dict) and isinstance(mapping, dict) and \
                 isinstance(conn_settings, dict) and settings_valid(connection_name):
-            for problem in cls.check_export(conn_settings, settings, mapping):
+            # the plugin's rules see its defaults filled in, as its destination does
+            for problem in cls.check_export(with_defaults(cls.connection_schema, conn_settings),
+                                            with_defaults(cls.export_settings_schema, settings),
+                                            with_defaults(cls.mapping_schema, mapping)):
                 issue(base + tuple(problem.path), problem.message)
     return issues
 
@@ -294,26 +298,27 @@ def _literal_secrets(loaded: LoadedConfig, base: Path_, values: dict[str, Any], 
     """Secret fields (``x-secret``; of a mapping, each value) written literally instead of by reference.
 
     The one check for connection settings, source options and notification channels; the value is
-    never quoted. A secret inside a nested object (``smtp.password``) is found too.
+    never quoted. A secret at any depth (``smtp.password``, a field of each item of a list) is found too.
     """
     for secret in secret_paths(schema):
-        *outer, field_name = secret
-        container: Any = values
-        for key in outer:
-            container = container.get(key) if isinstance(container, dict) else None
-        value = container.get(field_name) if isinstance(container, dict) else None
-        if isinstance(value, dict):
-            found = [((*secret, key), item) for key, item in value.items()]
-        else:
-            found = [(secret, value)] if value is not None else []
-        for below, item in found:
-            if is_reference(item):
+        for place, item in _secret_values(values, secret):
+            if item is None or is_reference(item):
                 continue
-            path = base + below
-            variable = re.sub(r"[^A-Za-z0-9]+", "_", "_".join(map(str, (env_prefix, *below)))).upper()
+            path = base + place
+            variable = re.sub(r"[^A-Za-z0-9]+", "_", "_".join(map(str, (env_prefix, *place)))).upper()
             yield ConfigIssue(loaded.location(path), f"{dotted(path)} is a secret: write a reference such as "
                                                      f"${{env:{variable}}} or ${{file:path/to/secret}}, never the "
                                                      "secret itself")
+
+
+def _secret_values(values: dict[str, Any], secret: tuple[str, ...]) -> Iterator[tuple[Path_, Any]]:
+    """The values a secret path names, with their paths; a secret mapping or list (``options``) holds
+    a secret in each of its values."""
+    for place, value in values_at(values, secret):
+        if isinstance(value, (dict, list)):
+            yield from ((place + below, item) for below, item in values_at(value, (ANY,)))
+        else:
+            yield place, value
 
 
 def _network_issues(loaded: LoadedConfig, base: Path_, network: dict[str, Any]) -> Iterator[ConfigIssue]:
@@ -408,7 +413,7 @@ def load_config(path: Path, plugins: Plugins) -> Config:
     issues += _check_references(loaded, plugins)
     if issues:
         raise ConfigError(issues)
-    secrets_by_type = {type_name: secret_fields(cls.connection_schema)
+    secrets_by_type = {type_name: secret_paths(cls.connection_schema)
                        for type_name, cls in plugins.destination_types().items()}
     source_secrets_by_type = {type_name: secret_fields(cls.options_schema) for type_name, cls in plugins.sources.items()}
     notifier_secrets_by_type = {type_name: secret_paths(cls.settings_schema)
@@ -426,11 +431,12 @@ def resolve_connection_settings(config: Config, connection_name: str, plugins: P
     settings = connection.resolved_settings()
     validator = jsonschema.Draft202012Validator(cls.connection_schema, format_checker=jsonschema.FormatChecker())
     for error in validator.iter_errors(settings):
-        name = error.absolute_path[0] if error.absolute_path else None
-        if name is None or not has_reference(connection.settings.get(name)):
+        path = tuple(error.absolute_path)
+        written = next((value for _, value in values_at(connection.settings, path)), None) if path else None
+        if not has_reference(written):
             continue  # literal values were checked by validate
-        detail = "has an invalid value" if name in connection.secret_fields else f"is invalid: {error.message}"
-        raise SecretResolutionError(f"{connection.setting_locations.get(name, connection_name)}: "
-                                    f"connections.{connection_name}.settings.{name} (from "
-                                    f"{connection.settings[name]}) {detail}")
+        detail = "has an invalid value" if connection.is_secret(path) else f"is invalid: {error.message}"
+        raise SecretResolutionError(f"{connection.setting_locations.get(path, connection_name)}: "
+                                    f"connections.{connection_name}.settings.{dotted(path)} (from "
+                                    f"{written}) {detail}")
     return settings

@@ -37,6 +37,7 @@ from segship.config import ConnectionConfig
 from segship.destination import Destination
 from segship.engine.state import RecordedInstance
 from segship.secrets import SecretResolutionError, has_reference, resolve
+from segship.settings import with_defaults
 
 #: The key of what the destination answered (``observe_instance``) in an instance.
 OBSERVED = "observed"
@@ -48,9 +49,9 @@ def configured_instance(cls: type[Destination], connection: str, settings: Mappi
     instance: dict[str, Any] = {"destination": cls.name}
     if not cls.observes_instance:
         instance["connection"] = connection
-    properties = cls.connection_schema.get("properties", {})
+    settings = with_defaults(cls.connection_schema, settings)
     for name in cls.instance_settings:
-        instance[name] = cls.instance_setting(name, settings.get(name, properties.get(name, {}).get("default")))
+        instance[name] = cls.instance_setting(name, settings.get(name))
     return instance
 
 
@@ -87,11 +88,11 @@ def _readable_settings(cls: type[Destination], connection: ConnectionConfig) -> 
     for name in cls.instance_settings:
         value = connection.settings.get(name)
         if has_reference(value):
-            if name in connection.secret_fields:
+            if connection.is_secret((name,)):
                 unknown.append(name)
                 continue
             try:
-                value = resolve(value, connection.base_dir, where=connection.setting_locations.get(name, name))
+                value = resolve(value, connection.base_dir, where=connection.setting_locations.get((name,), name))
             except SecretResolutionError:
                 unknown.append(name)
                 continue

@@ -221,7 +221,7 @@ class ExportRun:
 
     def _destination(self) -> Destination:
         if self.options.dry_run:  # opens no connection, so needs no secret (a dry run works in CI)
-            connection = ConnectionContext(self.connection.name, dict(self.connection.settings))
+            connection = ConnectionContext(self.connection.name, self.connection.unresolved_settings())
         else:
             connection = ConnectionContext(
                 self.connection.name, resolve_connection_settings(self.config, self.connection.name, self.plugins),

@@ -155,22 +155,21 @@ class BrazeDestination(Destination):
     def __init__(self, connection: ConnectionContext, export: ExportContext | None = None, *,
                  retry: RetryPolicy | None = None) -> None:
         super().__init__(connection, export)
-        settings = connection.settings
+        settings, export = self.connection.settings, self.export  # the schemas' defaults filled in
         self.rest_endpoint = str(settings["rest_endpoint"]).rstrip("/")
-        self.batch_size = int(settings.get("batch_size", schemas.DEFAULT_BATCH_SIZE))
+        self.batch_size = int(settings["batch_size"])
         api_key = str(settings["api_key"])
         # masked in every log line and error, even when the settings were not resolved by the core
         redactor.add(api_key)
-        requests = int(settings.get("requests_per_3s", schemas.DEFAULT_REQUESTS_PER_3S))
-        self._http = connection.http_client(self.rest_endpoint, {"Authorization": f"Bearer {api_key}"},
+        requests = int(settings["requests_per_3s"])
+        self._http = self.connection.http_client(self.rest_endpoint, {"Authorization": f"Bearer {api_key}"},
                                             rate_limit=RateLimit(requests, PACING_WINDOW_SECONDS),
                                             concurrency=CONCURRENCY * REQUESTS_PER_BATCH,
                                             rate_limit_headers=RATE_LIMIT_HEADERS, retry=retry)
         # an instance that only removes members from an earlier target may have no mapping (the
         # export moved to another destination type since): removals need only the membership
-        self._users = UserMapping.from_config(export.settings, export.mapping, schemas.DEFAULT_MEMBERSHIP_ATTRIBUTE) \
-            if export and export.mapping else None
-        self._membership = Membership.of(export.settings, schemas.DEFAULT_MEMBERSHIP_ATTRIBUTE) if export else None
+        self._users = UserMapping.from_config(export.settings, export.mapping) if export and export.mapping else None
+        self._membership = Membership.of(export.settings) if export else None
 
     @classmethod
     def instance_setting(cls, name: str, value: Any) -> Any:
@@ -180,7 +179,7 @@ class BrazeDestination(Destination):
     @classmethod
     def check_export(cls, connection_settings: Mapping[str, Any], export_settings: Mapping[str, Any],
                      mapping: Mapping[str, Any]) -> Iterable[ConfigProblem]:
-        membership = export_settings.get("membership_attribute", schemas.DEFAULT_MEMBERSHIP_ATTRIBUTE)
+        membership = export_settings["membership_attribute"]
         problem = attribute_name_problem(membership) or (
             f"{membership!r} is a Braze subscription field, which would record consent: choose another attribute "
             "name" if membership in CONSENT_FIELDS else None)

@@ -162,8 +162,9 @@ class Membership:
     segment_api_identifier: str
 
     @classmethod
-    def of(cls, settings: Mapping[str, Any], default_attribute: str) -> Membership:
-        return cls(settings.get("membership_attribute", default_attribute), settings["segment_api_identifier"])
+    def of(cls, settings: Mapping[str, Any]) -> Membership:
+        """From the export's settings, their defaults filled in."""
+        return cls(settings["membership_attribute"], settings["segment_api_identifier"])
 
     def leaver(self, identity: str) -> dict[str, Any]:
         """The attributes object that takes a user out of the segment (the user stays in Braze).
@@ -186,12 +187,12 @@ class UserMapping:
     update_existing_only: bool
 
     @classmethod
-    def from_config(cls, settings: Mapping[str, Any], mapping: Mapping[str, Any],
-                    default_membership_attribute: str) -> UserMapping:
-        membership = Membership.of(settings, default_membership_attribute)
+    def from_config(cls, settings: Mapping[str, Any], mapping: Mapping[str, Any]) -> UserMapping:
+        """From the export's settings (their defaults filled in) and mapping."""
+        membership = Membership.of(settings)
         return cls(mapping["customer_id"], mapping["email"], tuple(mapping.get("attributes", {}).items()),
                    membership.attribute, membership.segment_api_identifier,
-                   bool(settings.get("update_existing_only", False)))
+                   bool(settings["update_existing_only"]))
 
     def user(self, row: Mapping[str, Any], changed_columns: frozenset[str] | None
              ) -> tuple[dict[str, Any], tuple[DroppedField, ...]]:

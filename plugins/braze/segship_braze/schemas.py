@@ -1,7 +1,7 @@
 """JSON Schemas of the Braze connection settings, export settings and mapping, with their defaults.
 
-The core hands settings over as configured, so the destination reads
-``settings.get(name, DEFAULT)`` with the constants defined here.
+The core fills the schemas' defaults in before the destination reads a setting
+(``segship.settings.with_defaults``): the constants here are the schemas' own.
 """
 
 from __future__ import annotations

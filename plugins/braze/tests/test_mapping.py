@@ -10,11 +10,17 @@ import orjson
 import pyarrow as pa
 import pytest
 from segship.destination import ConnectionContext, ExportContext, RowRejected
+from segship.settings import with_defaults
 
 from segship_braze import schemas
 from segship_braze.destination import BrazeDestination
 
 from .conftest import MAPPING, SEGMENT, person
+
+
+def export_settings(settings: dict) -> dict:
+    """Export settings as a destination gets them: the schema's defaults filled in."""
+    return with_defaults(schemas.export_settings_schema, settings)
 
 
 def destination(settings: dict | None = None, mapping: dict | None = None) -> BrazeDestination:
@@ -119,15 +125,16 @@ def test_check_export_refuses_reserved_and_invalid_attribute_names():
     attributes = {"external_id": "a", "email": "b", "segship_segments": "c", "$rank": "d", " padded": "e",
                   "n" * 256: "f", "first_name": "g", "favourite colour": "h"}
     problems = {problem.path[-1]: problem.message for problem in BrazeDestination.check_export(
-        {}, {"segment_api_identifier": SEGMENT}, {**MAPPING, "attributes": attributes})}
+        {}, export_settings({"segment_api_identifier": SEGMENT}), {**MAPPING, "attributes": attributes})}
     assert set(problems) == {"external_id", "email", "segship_segments", "$rank", " padded", "n" * 256}
     assert "mapping.email" in problems["email"]
     assert "membership attribute" in problems["segship_segments"]
 
 
 def test_check_export_refuses_a_reserved_membership_attribute():
-    problems = list(BrazeDestination.check_export({}, {"segment_api_identifier": SEGMENT,
-                                                       "membership_attribute": "external_id"}, MAPPING))
+    problems = list(BrazeDestination.check_export({}, export_settings({"segment_api_identifier": SEGMENT,
+                                                                       "membership_attribute": "external_id"}),
+                                                  MAPPING))
     assert [problem.path for problem in problems] == [("settings", "membership_attribute")]
 
 
@@ -154,8 +161,8 @@ def test_consent_fields_are_never_sent_unless_a_mapping_entry_names_them():
 
 @pytest.mark.parametrize("field", sorted(CONSENT))
 def test_check_export_refuses_a_consent_field_as_the_membership_attribute(field):
-    problems = list(BrazeDestination.check_export({}, {"segment_api_identifier": SEGMENT,
-                                                       "membership_attribute": field}, MAPPING))
+    problems = list(BrazeDestination.check_export({}, export_settings({"segment_api_identifier": SEGMENT,
+                                                                       "membership_attribute": field}), MAPPING))
     assert [problem.path for problem in problems] == [("settings", "membership_attribute")]
     assert "subscription field" in problems[0].message
 

@@ -76,8 +76,7 @@ NOT_ANSWERED_REASON = ("Brevo's answer to the removal named this email neither r
 
 def pacing(requests_per_second: float) -> RateLimit:
     """A sliding window for a per-second rate, 10% under it so arrival jitter does not cause 429s."""
-    requests = max(1, round(requests_per_second))
-    return RateLimit(requests, requests / requests_per_second).scaled(0.9)
+    return RateLimit.per_second(requests_per_second).scaled(0.9)
 
 
 def split_by_size(payloads: Sequence[bytes], max_bytes: int) -> Iterator[slice]:
@@ -121,22 +120,22 @@ class SendinblueDestination(Destination):
     def __init__(self, connection: ConnectionContext, export: ExportContext | None = None, *,
                  max_import_bytes: int = MAX_IMPORT_BYTES, retry: RetryPolicy | None = None) -> None:
         super().__init__(connection, export)
-        settings = connection.settings
-        self.base_url = str(settings.get("base_url", schemas.DEFAULT_BASE_URL)).rstrip("/")
+        settings, export = self.connection.settings, self.export  # the schemas' defaults filled in
+        self.base_url = str(settings["base_url"]).rstrip("/")
         self.max_import_bytes = max_import_bytes
         api_key = str(settings["api_key"])
         # masked in every log line and error, even when the settings were not resolved by the core
         redactor.add(api_key)
-        self._http = connection.http_client(
+        self._http = self.connection.http_client(
             self.base_url, {"api-key": api_key}, concurrency=CONCURRENCY, retry=retry,
-            rate_limit=pacing(settings.get("requests_per_second", schemas.DEFAULT_REQUESTS_PER_SECOND)),
+            rate_limit=pacing(settings["requests_per_second"]),
             rate_limit_headers=RATE_LIMIT_HEADERS)
         # Brevo links import reports on another host (S3): they are fetched without the key
-        self._report_http = connection.http_client("", {}, rate_limit=RateLimit(10, 1.0), concurrency=1, retry=retry)
-        self._poll_interval = float(settings.get("process_poll_interval", schemas.DEFAULT_PROCESS_POLL_INTERVAL))
-        self._poll_max_interval = max(self._poll_interval, float(settings.get(
-            "process_poll_max_interval", schemas.DEFAULT_PROCESS_POLL_MAX_INTERVAL)))
-        self._process_timeout = float(settings.get("process_timeout", schemas.DEFAULT_PROCESS_TIMEOUT))
+        self._report_http = self.connection.http_client("", {}, rate_limit=RateLimit(10, 1.0), concurrency=1,
+                                                        retry=retry)
+        self._poll_interval = float(settings["process_poll_interval"])
+        self._poll_max_interval = max(self._poll_interval, float(settings["process_poll_max_interval"]))
+        self._process_timeout = float(settings["process_timeout"])
         # an instance that only removes members from an earlier list may have no mapping (the
         # export moved to another destination type since): removals need only the list
         self._contacts = ContactMapping.from_config(export.settings, export.mapping) \
@@ -145,7 +144,7 @@ class SendinblueDestination(Destination):
     @classmethod
     def check_export(cls, connection_settings: Mapping[str, Any], export_settings: Mapping[str, Any],
                      mapping: Mapping[str, Any]) -> Iterable[ConfigProblem]:
-        names = {**schemas.DEFAULT_ATTRIBUTE_NAMES, **export_settings.get("attribute_names", {})}
+        names = export_settings["attribute_names"]
         # attribute -> where it is set, to find two mapping entries writing the same attribute
         written: dict[str, tuple[str | int, ...]] = {}
         targets = [(names[field], ("mapping", field)) for field in ("first_name", "last_name", "phone")
@@ -179,10 +178,9 @@ class SendinblueDestination(Destination):
 
     @property
     def limits(self) -> Limits:
-        settings = self.export.settings if self.export else {}
         return Limits(upsert_batch_size=UPSERT_BATCH_SIZE, remove_batch_size=REMOVE_BATCH_SIZE,
                       concurrency=CONCURRENCY,
-                      max_profiles=settings.get("max_profiles", schemas.DEFAULT_MAX_PROFILES))
+                      max_profiles=self.export.settings["max_profiles"] if self.export else None)
 
     @property
     def http_stats(self) -> HttpStats:

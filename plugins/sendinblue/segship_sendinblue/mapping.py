@@ -28,7 +28,6 @@ from phonenumbers import COUNTRY_CODE_TO_REGION_CODE, PhoneMetadata
 from segship.columns import batch_column, is_text, null_rows
 from segship.destination import DroppedField, RowRejected
 
-from segship_sendinblue.schemas import DEFAULT_ATTRIBUTE_NAMES
 
 # Pragmatic address check (what Brevo's import also refuses): one @, no spaces, a dotted
 # domain with a letter TLD. RFC 5322 allows more, but no mailbox provider does.
@@ -195,7 +194,7 @@ class ContactMapping:
 
     @classmethod
     def from_config(cls, settings: Mapping[str, Any], mapping: Mapping[str, Any]) -> ContactMapping:
-        names = {**DEFAULT_ATTRIBUTE_NAMES, **settings.get("attribute_names", {})}
+        names = settings["attribute_names"]  # the schema's defaults filled in
         columns = [(names[field], mapping[field]) for field in ("first_name", "last_name") if field in mapping]
         columns += list(mapping.get("attributes", {}).items())
         phone = (names["phone"], mapping["phone"]) if "phone" in mapping else None

@@ -1,7 +1,7 @@
 """JSON Schemas of the Brevo connection settings, export settings and mapping, with their defaults.
 
-The defaults are constants here because the core hands settings over as configured:
-the destination reads ``settings.get(name, DEFAULT)``.
+The core fills the schemas' defaults in before the destination reads a setting
+(``segship.settings.with_defaults``): the constants here are the schemas' own.
 """
 
 from __future__ import annotations
@@ -75,7 +75,7 @@ export_settings_schema: dict[str, Any] = {
                            "before anything is sent.",
         },
         "attribute_names": {
-            "type": "object",
+            "type": "object", "default": {},
             "description": "Brevo attribute names of the mapped first name, last name and phone, for accounts "
                            "whose attributes are named differently (e.g. NOME, PRENOM).",
             "properties": {

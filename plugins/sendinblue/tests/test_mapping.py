@@ -10,16 +10,22 @@ import orjson
 import pyarrow as pa
 import pytest
 from segship.destination import ConnectionContext, ExportContext, RowRejected
+from segship.settings import with_defaults
 
 from segship_sendinblue.destination import SendinblueDestination
 from segship_sendinblue.mapping import ContactMapping, normalize_email, normalize_phone, phone_region
-from segship_sendinblue.schemas import DEFAULT_MAX_PROFILES
+from segship_sendinblue.schemas import DEFAULT_MAX_PROFILES, export_settings_schema
+
+
+def export_settings(settings):
+    """Export settings as a destination gets them: the schema's defaults filled in."""
+    return with_defaults(export_settings_schema, settings)
 
 
 def contact_and_dropped(row, settings=None, mapping=None):
     mapping = mapping or {"email": "email", "first_name": "first", "last_name": "last", "phone": "phone",
                           "attributes": {"TIER": "tier"}}
-    return ContactMapping.from_config({"list_id": 1, **(settings or {})}, mapping).contact(row)
+    return ContactMapping.from_config(export_settings({"list_id": 1, **(settings or {})}), mapping).contact(row)
 
 
 def contact_of(row, settings=None, mapping=None):
@@ -44,7 +50,7 @@ def test_a_contact_carries_only_its_email_and_mapped_attributes_never_its_blockl
     row = {"email": "a@b.fr", "first": "Ada", "last": None, "phone": None, "tier": "gold", column: True}
     assert contact_of(row) == {"email": "a@b.fr", "attributes": {"FIRSTNAME": "Ada", "TIER": "gold"}}
     rows = pa.RecordBatch.from_pylist([row, {**row, "email": "c@d.fr", column: False}])
-    mapping = ContactMapping.from_config({"list_id": 1}, {"email": "email", "first_name": "first",
+    mapping = ContactMapping.from_config(export_settings({"list_id": 1}), {"email": "email", "first_name": "first",
                                                           "attributes": {"TIER": "tier"}})
     contacts, rejects, dropped = mapping.contacts(rows)
     assert not rejects and not dropped and [set(contact) for contact in contacts] == [{"email", "attributes"}] * 2
@@ -130,7 +136,7 @@ def test_an_attribute_brevo_cant_store_is_dropped_and_the_contact_sent_without_i
 
 
 def test_a_default_country_code_of_no_country_is_a_config_problem():
-    problems = list(SendinblueDestination.check_export({}, {"list_id": 1, "default_country_code": "+999"},
+    problems = list(SendinblueDestination.check_export({}, export_settings({"list_id": 1, "default_country_code": "+999"}),
                                                        {"email": "email"}))
     assert [(problem.path, "+999 is no country's calling code" in problem.message) for problem in problems] == [
         (("settings", "default_country_code"), True)]
@@ -206,7 +212,7 @@ def test_schemas_accept_and_refuse(schema_name, document, valid):
 
 def test_check_export_finds_attributes_written_twice_and_email_as_attribute():
     problems = list(SendinblueDestination.check_export(
-        {}, {"list_id": 1, "attribute_names": {"last_name": "NOM"}},
+        {}, export_settings({"list_id": 1, "attribute_names": {"last_name": "NOM"}}),
         {"email": "email", "first_name": "first", "last_name": "last",
          "attributes": {"FIRSTNAME": "other", "nom": "x", "Email": "mail", "CITY": "city"}}))
     assert [(p.path, p.message.split(":")[0]) for p in problems] == [
@@ -216,4 +222,5 @@ def test_check_export_finds_attributes_written_twice_and_email_as_attribute():
                                            "map each attribute once"),
         (("mapping", "attributes", "Email"), "EMAIL identifies the contact"),
     ]
-    assert list(SendinblueDestination.check_export({}, {"list_id": 1}, {"email": "e", "phone": "p"})) == []
+    assert list(SendinblueDestination.check_export({}, export_settings({"list_id": 1}),
+                                                   {"email": "e", "phone": "p"})) == []

@@ -1,0 +1,1 @@
+"""segship destination plugin that POSTs segment members to your own service as signed JSON."""
