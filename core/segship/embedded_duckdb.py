@@ -30,8 +30,8 @@ if TYPE_CHECKING:
 #: user's own (0700): spilled rows are personal data.
 SPILL_DIRECTORY = Path(tempfile.gettempdir()) / "segship-duckdb"
 #: Settings a locked connection still lets segship change: the engine gives DuckDB every core while
-#: it plans and one while rows are sent. They reach no data.
-CHANGEABLE_SETTINGS = ["threads"]
+#: it plans and one while rows are sent, and less memory to send rows it staged. They reach no data.
+CHANGEABLE_SETTINGS = ["threads", "memory_limit"]
 
 
 def connect(memory_limit_mb: int, spill_directory: Path | None = None) -> duckdb.DuckDBPyConnection:

@@ -63,6 +63,10 @@ from segship.source import Source, SourceError
 
 #: DuckDB's own memory for the snapshot, the diff and the send join (beyond it, it spills).
 SNAPSHOT_MEMORY_MB = 128
+#: DuckDB's memory while staged rows are sent: it would keep the blocks it reads back cached up to
+#: its cap, beside the batches being mapped and sent, and the send only scans them and joins the
+#: rows to send.
+SEND_MEMORY_MB = 48
 EXAMPLES = 5
 #: The catalog of the in-memory DuckDB, with the engine's own tables. A segment's query over an
 #: attached source runs with the source's catalog as the default, so it names the engine's tables.
@@ -635,6 +639,8 @@ class Snapshot:
     def rows_to_send(self, batch_rows: int = 8192, keys: Sequence[str] | None = None) -> Iterator[pa.RecordBatchReader]:
         """Readers over the rows to add or update (or just ``keys``: ``plan --verbose``), each row once,
         with its hashes, ``MIX`` and ``KEY_HASH`` (after :meth:`plan`)."""
+        if self._staged:
+            self.db.execute(f"SET memory_limit = '{SEND_MEMORY_MB}MB'")
         mapped = ", ".join(f"s.{quote_identifier(c)}" for c in self.columns)
         if keys is not None:
             # a table of the engine's: a view registered here would not be seen from an attached source's cursor
