@@ -25,23 +25,27 @@ if TYPE_CHECKING:
     import duckdb
 
 #: Where DuckDB spills: each connection in a folder of its own below, which DuckDB creates when it
-#: first spills and removes when closed. A locked DuckDB may read its spill folder: its own only,
-#: not another run's spilled rows.
+#: first spills and removes when closed (a snapshot's, in its scratch folder: ``engine/scratch.py``).
+#: A locked DuckDB may read its spill folder: its own only, not another run's spilled rows. The
+#: user's own (0700): spilled rows are personal data.
 SPILL_DIRECTORY = Path(tempfile.gettempdir()) / "segship-duckdb"
 #: Settings a locked connection still lets segship change: the engine gives DuckDB every core while
-#: it plans and one while rows are sent. They reach no data.
-CHANGEABLE_SETTINGS = ["threads"]
+#: it plans and one while rows are sent, and less memory to send rows it staged. They reach no data.
+CHANGEABLE_SETTINGS = ["threads", "memory_limit"]
 
 
-def connect(memory_limit_mb: int) -> duckdb.DuckDBPyConnection:
+def connect(memory_limit_mb: int, spill_directory: Path | None = None) -> duckdb.DuckDBPyConnection:
     """An in-memory DuckDB with one thread and at most ``memory_limit_mb`` of its own memory, which
     installs and loads no extension on demand (what a source needs is built in or loaded before
-    :func:`lock`) and knows none of the machine's DuckDB secrets. Not locked yet: see :func:`lock`."""
+    :func:`lock`) and knows none of the machine's DuckDB secrets. It spills to ``spill_directory``
+    (whose parent must exist), or a new folder below ``SPILL_DIRECTORY``. Not locked yet: see :func:`lock`."""
     import duckdb  # imported by the commands that use it, so the CLI starts fast
 
-    SPILL_DIRECTORY.mkdir(exist_ok=True)  # DuckDB creates the spill folder, not its parent
+    if spill_directory is None:
+        SPILL_DIRECTORY.mkdir(mode=0o700, exist_ok=True)  # DuckDB creates the spill folder, not its parent
+        spill_directory = SPILL_DIRECTORY / uuid.uuid4().hex
     return duckdb.connect(":memory:", config={
-        "threads": 1, "memory_limit": f"{memory_limit_mb}MB", "temp_directory": str(SPILL_DIRECTORY / uuid.uuid4().hex),
+        "threads": 1, "memory_limit": f"{memory_limit_mb}MB", "temp_directory": str(spill_directory),
         "autoinstall_known_extensions": False, "autoload_known_extensions": False,
         "allow_persistent_secrets": False})
 

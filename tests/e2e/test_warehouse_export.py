@@ -19,6 +19,7 @@ import pytest
 
 from segship.engine.state import open_state_at
 
+from ..conftest import file_mode
 from .conftest import LIST_ID, SEGMENT_ID
 
 CONFIG = """
@@ -68,8 +69,10 @@ class Warehouse:
     def __init__(self, root: Path, url: str, server, braze, brevo) -> None:
         self.root, self.url, self.server, self.braze, self.brevo = root, url, server, braze, brevo
         self.database = url.rsplit("/", 1)[1]
+        (root / "tmp").mkdir()  # the runs' temporary folder, where their scratch folders are (TMPDIR)
         self.env = {**os.environ, "WAREHOUSE_URL": url, "BRAZE_API_KEY": braze.api_key, "BRAZE_URL": braze.url,
-                    "BREVO_API_KEY": brevo.api_key, "BREVO_URL": brevo.url, "NO_COLOR": "1"}
+                    "BREVO_API_KEY": brevo.api_key, "BREVO_URL": brevo.url, "NO_COLOR": "1",
+                    "TMPDIR": str(root / "tmp")}
         self.env.pop("SEGSHIP_ROLE", None)
 
     def configure(self, sql: str, attributes: list[str] | None = None,
@@ -249,31 +252,130 @@ def test_a_key_in_two_segments_with_different_rows_is_refused(warehouse):
     assert warehouse.braze.stats().get("requests", 0) == 0
 
 
-def test_a_server_stopped_mid_stream_commits_only_what_was_acknowledged(tmp_path, own_postgres_server,
-                                                                        braze_sandbox, sendinblue_sandbox):
+def test_a_server_stopped_while_the_segment_streams_fails_the_plan_and_sends_nothing(
+        tmp_path, own_postgres_server, braze_sandbox, sendinblue_sandbox):
     server = own_postgres_server
-    url = server.create_database()
-    warehouse = Warehouse(tmp_path, url, server, braze_sandbox, sendinblue_sandbox)
-    # 250k rows, ~50 MB: the driver streams ~16 MB per batch and DuckDB reads some 120k rows ahead, so
-    # half the result is still on the server when it stops
-    warehouse.sql("CREATE TABLE customers AS SELECT g AS customer_id, 'user' || g || '@example.com' AS email, "
-                  "'First' || g AS first_name, repeat(md5(g::text), 5) AS filler FROM generate_series(1, 250000) g")
-    warehouse.configure("SELECT * FROM customers")
+    warehouse = Warehouse(tmp_path, server.create_database(), server, braze_sandbox, sendinblue_sandbox)
+    _customers(warehouse, 250_000)
+    # the server stalls half-way through the result: half the rows have streamed out when it stops
+    warehouse.configure("SELECT * FROM customers WHERE CASE WHEN customer_id = 125000 "
+                        "THEN pg_sleep(60)::text = '' ELSE true END")
     process = subprocess.Popen([sys.executable, "-m", "segship", "export", "to-braze"], cwd=tmp_path,
                                env=warehouse.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 60
-    while braze_sandbox.stats().get("requests", 0) < 5 and time.monotonic() < deadline:
+    while not warehouse.sql("SELECT 1 FROM pg_stat_activity WHERE wait_event = 'PgSleep'"):
+        assert time.monotonic() < deadline and process.poll() is None, "the segment's query never reached the stall"
         time.sleep(0.05)
     server.stop()
     out, err = process.communicate(timeout=120)
     assert process.returncode == 1, err
-    assert "server closed the connection unexpectedly" in out and "Traceback" not in out + err
-    assert "stopped while its rows were read" in out  # placed at the segment in the config
+    assert "stopped while its rows were read" in out and "Traceback" not in out + err  # placed at the segment
+    assert "segship.yaml:7:" in out and "segment 'customers'" in out
     assert server.password not in out + err
-    acknowledged = warehouse.acknowledged("to-braze")
-    members = {uid for uid, user in braze_sandbox.users().items() if SEGMENT_ID in user["segship_segments"]}
-    assert 0 < len(acknowledged) < 250_000
-    assert acknowledged <= members  # state holds only what Braze acknowledged
+    assert braze_sandbox.stats().get("requests", 0) == 0  # the plan failed: nothing was sent
+    assert warehouse.acknowledged("to-braze") == set()
+    assert _scratch_folders(warehouse) == []  # the staged rows are gone with the failed run
+
+
+def _scratch_folders(warehouse: Warehouse) -> list[Path]:
+    """The snapshot scratch folders (staged segments, DuckDB's spill) below the runs' temporary folder."""
+    return sorted((warehouse.root / "tmp" / "segship-duckdb").glob("snapshot-*"))
+
+
+def _start_export(warehouse: Warehouse) -> subprocess.Popen:
+    """``segship export to-braze`` in the background, returned once it has planned (sending starts next)."""
+    process = subprocess.Popen([sys.executable, "-m", "segship", "export", "to-braze"], cwd=warehouse.root,
+                               env=warehouse.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    for line in process.stderr:
+        if "export.planned" in line:
+            return process
+    raise AssertionError(f"the export ended without planning: {process.communicate(timeout=60)}")
+
+
+def _seq_reads(warehouse: Warehouse, table: str) -> tuple[int, int]:
+    """(sequential scans, rows they read) of ``table`` so far, once the server has counted every session's."""
+    query = f"SELECT seq_scan, seq_tup_read FROM pg_stat_user_tables WHERE relname = '{table}'"
+    counts, deadline = warehouse.sql(query)[0], time.monotonic() + 10
+    while time.monotonic() < deadline:  # a session's counts arrive when it ends, a moment after its client
+        time.sleep(0.5)
+        again = warehouse.sql(query)[0]
+        if again == counts:
+            break
+        counts = again
+    return counts
+
+
+def test_a_run_reads_its_segment_once_even_with_changes_to_send(warehouse):
+    _customers(warehouse, 1000)
+    warehouse.configure("SELECT * FROM customers")
+    before = _seq_reads(warehouse, "customers")
+    first = warehouse.cli("export", "to-braze")
+    assert first.returncode == 0, first.stderr
+    after_first = _seq_reads(warehouse, "customers")
+    assert (after_first[0] - before[0], after_first[1] - before[1]) == (1, 1000)  # one scan: plan and send
+    warehouse.sql("UPDATE customers SET first_name = 'Changed' WHERE customer_id = 7")
+    updated = _seq_reads(warehouse, "customers")  # the UPDATE scanned the table too
+    second = warehouse.cli("export", "to-braze", "--report", "second.json")
+    assert second.returncode == 0, second.stderr
+    after_second = _seq_reads(warehouse, "customers")
+    assert (after_second[0] - updated[0], after_second[1] - updated[1]) == (1, 1000)
+    export = json.loads((warehouse.root / "second.json").read_text())["exports"][0]
+    assert (export["plan"]["update"], export["upserted"]) == (1, 1)
+    assert warehouse.braze.user("7")["first_name"] == "Changed"
+    assert _scratch_folders(warehouse) == []  # each run removed what it staged
+
+
+def test_rows_changed_after_the_plan_are_sent_as_planned(warehouse):
+    _customers(warehouse, 20)
+    warehouse.configure("SELECT * FROM customers")
+    warehouse.braze.set_faults(latency=2.0)  # the connection check holds the run between plan and send
+    process = _start_export(warehouse)
+    warehouse.sql("UPDATE customers SET first_name = 'Changed'")
+    [folder] = _scratch_folders(warehouse)  # the staged segment, private to the run's user
+    assert file_mode(folder) == 0o700
+    out, err = process.communicate(timeout=120)
+    assert process.returncode == 0, err
+    # what was sent is what was planned, and state holds its hashes: the change is the next run's
+    assert {user["first_name"] for user in warehouse.braze.users().values()} == {f"First{i}" for i in range(1, 21)}
+    warehouse.braze.set_faults(latency=0.0)
+    following = warehouse.cli("export", "to-braze", "--report", "following.json")
+    assert following.returncode == 0, following.stderr
+    assert json.loads((warehouse.root / "following.json").read_text())["exports"][0]["plan"]["update"] == 20
+    assert {user["first_name"] for user in warehouse.braze.users().values()} == {"Changed"}
+    assert _scratch_folders(warehouse) == []
+
+
+def test_a_server_stopped_once_sending_began_changes_nothing(tmp_path, own_postgres_server, braze_sandbox,
+                                                             sendinblue_sandbox):
+    server = own_postgres_server
+    warehouse = Warehouse(tmp_path, server.create_database(), server, braze_sandbox, sendinblue_sandbox)
+    _customers(warehouse, 3000)
+    warehouse.configure("SELECT * FROM customers")
+    braze_sandbox.set_faults(latency=0.5)
+    process = _start_export(warehouse)
+    server.stop()  # the segment was read once, by the plan: the send needs the server no more
+    out, err = process.communicate(timeout=120)
+    assert process.returncode == 0, err
+    assert warehouse.acknowledged("to-braze") == {str(i) for i in range(1, 3001)}
+    assert len(braze_sandbox.users()) == 3000
+
+
+def test_a_run_killed_mid_send_leaves_its_staged_rows_for_the_next_run_to_remove(warehouse):
+    _customers(warehouse, 3000)
+    warehouse.configure("SELECT * FROM customers")
+    warehouse.braze.set_faults(latency=0.5)
+    process = _start_export(warehouse)
+    [left] = _scratch_folders(warehouse)
+    process.kill()
+    process.communicate(timeout=60)
+    assert left.exists()  # kill -9: nothing could remove it
+    old = time.time() - 3600
+    os.utime(left, (old, old))  # left long ago (a folder just made may not be locked yet: it is spared)
+    warehouse.braze.set_faults(latency=0.0)
+    again = warehouse.cli("export", "to-braze")
+    assert again.returncode == 0, again.stderr
+    assert not left.exists() and _scratch_folders(warehouse) == []
+    assert warehouse.acknowledged("to-braze") == {str(i) for i in range(1, 3001)}
 
 
 def test_an_adbc_source_exports_through_the_sqlite_driver(warehouse):

@@ -6,7 +6,14 @@ with the width of their rows. A source that can attach itself to that DuckDB (th
 built-in ``duckdb`` one: :meth:`segship.source.Source.attach`) is queried in it instead,
 with no stream in between. Key checks, the union of segments and the diff against
 what the destination acknowledged are set operations there, never Python loops. The
-rows to send are read again from the sources, joined to the diff, and streamed.
+rows to send are read again from the segments, joined to the diff, and streamed.
+
+A segment streamed from a source that doesn't attach (a warehouse) is read once: the
+first time its rows are needed, the columns the export uses are staged in a table of the
+engine's DuckDB (which spills, within its memory cap, to the snapshot's private scratch
+folder: ``engine/scratch.py``), and everything after (hashing, the send, a lookup) reads
+that copy. So the send sees exactly the rows the plan saw, the warehouse runs the query
+once, and its connection is closed once its segments are staged.
 
 Where the destination declares how it compares identities (``Destination.identity_rule``),
 a hash of each member's normalised identity is kept too, and keys sharing one (two customer
@@ -48,6 +55,7 @@ from segship.engine.digest import (
     signed_64,
 )
 from segship.engine.report import ExportPlan
+from segship.engine.scratch import ScratchFolder
 from segship.engine.state import MembersDigest
 from segship.errors import SegshipError
 from segship.plugins import Plugins
@@ -55,6 +63,10 @@ from segship.source import Source, SourceError
 
 #: DuckDB's own memory for the snapshot, the diff and the send join (beyond it, it spills).
 SNAPSHOT_MEMORY_MB = 128
+#: DuckDB's memory while staged rows are sent: it would keep the blocks it reads back cached up to
+#: its cap, beside the batches being mapped and sent, and the send only scans them and joins the
+#: rows to send.
+SEND_MEMORY_MB = 48
 EXAMPLES = 5
 #: The catalog of the in-memory DuckDB, with the engine's own tables. A segment's query over an
 #: attached source runs with the source's catalog as the default, so it names the engine's tables.
@@ -173,7 +185,14 @@ class Snapshot:
         # the table of the members' identity hashes (``ident``): the members' own, unless build skipped them
         self._identity_table: str | None = "members"
         self._on_every_core = False
-        self.db = embedded_duckdb.connect(SNAPSHOT_MEMORY_MB)
+        # where the DuckDB spills, a staged segment included: private, and removed when closed
+        self.scratch = ScratchFolder()
+        try:
+            self.db = embedded_duckdb.connect(SNAPSHOT_MEMORY_MB, self.scratch.path / "spill")
+        except BaseException:
+            self.scratch.remove()
+            raise
+        self._staged: set[int] = set()  # the segments (by index) whose rows are staged (_staged_rows)
         self._sources: dict[str, Source] = {}
         # per source, a connection whose default catalog is the source's attached one (None: read())
         self._attached: dict[str, duckdb.DuckDBPyConnection | None] = {}
@@ -184,12 +203,15 @@ class Snapshot:
         self._rejects = False  # the export's rejects are loaded (read_rejects)
 
     def close(self) -> None:
-        for connection in self._attached.values():
-            if connection is not None:
-                connection.close()
-        for source in self._sources.values():
-            source.close()
-        self.db.close()
+        try:
+            for connection in self._attached.values():
+                if connection is not None:
+                    connection.close()
+            for source in self._sources.values():
+                source.close()
+            self.db.close()
+        finally:
+            self.scratch.remove()
 
     def error(self, segment: SegmentConfig, problem: str) -> PlanError:
         """A problem with a segment's rows, placed at the segment in the config."""
@@ -224,7 +246,7 @@ class Snapshot:
         try:
             connection = self._connection(segment.source)
             if connection is None:  # a warehouse fails here: placed too
-                rows = self.db.from_arrow(self._source(segment.source).read(segment.sql))
+                rows = self._staged_rows(part)
             else:
                 try:
                     # one query, nothing else: it runs in the engine's DuckDB, whose settings and tables
@@ -237,12 +259,36 @@ class Snapshot:
                     raise SourceError(f"source {segment.source!r}: {exc}") from None
         except SourceError as exc:
             raise self.error(segment, f"failed: {exc}") from None
-        types = dict(zip(rows.columns, rows.types, strict=True))
-        missing = [c for c in [segment.key, *self.columns] if c not in types]
+        self._check_columns(segment, rows.columns)
+        return rows, dict(zip(rows.columns, rows.types, strict=True))
+
+    def _check_columns(self, segment: SegmentConfig, columns: Sequence[str]) -> None:
+        missing = [c for c in [segment.key, *self.columns] if c not in columns]
         if missing:
             raise self.error(segment, f"has no column {missing[0]!r}, which export {self.export.name!r} needs "
-                                       f"(columns: {', '.join(rows.columns)})")
-        return rows, types
+                                       f"(columns: {', '.join(columns)})")
+
+    def _staged_rows(self, part: _SegmentSource) -> duckdb.DuckDBPyRelation:
+        """A streamed segment's rows, staged in the engine's DuckDB the first time they are asked for:
+        its source runs the segment's query once per snapshot, whatever reads the rows after (the
+        plan, the send, a lookup), and each of them reads the same rows. Only the key and the
+        columns the export maps are kept. Raises SourceError (the query fails to start)."""
+        table = f"staged_{part.index}"
+        if part.index not in self._staged:
+            segment = part.segment
+            streamed = self.db.from_arrow(self._source(segment.source).read(segment.sql))
+            self._check_columns(segment, streamed.columns)
+            kept = ", ".join(map(quote_identifier, dict.fromkeys([segment.key, *self.columns])))
+            try:
+                with self._every_core():
+                    streamed.project(kept).create(f"{ENGINE}.{table}")
+            except (duckdb.Error, pa.ArrowException) as exc:  # e.g. a warehouse that went away mid-stream
+                raise self.error(segment, f"stopped while its rows were read: {exc}") from None
+            self._staged.add(part.index)
+            if all(other.index in self._staged for other in self.segments
+                   if other.segment.source == segment.source):
+                self._sources.pop(segment.source).close()  # read for good: no connection idles through the send
+        return self.db.table(table)
 
     def _query(self, part: _SegmentSource, select: Callable[[list[str]], str], tail: str = "") \
             -> duckdb.DuckDBPyRelation:
@@ -653,6 +699,8 @@ class Snapshot:
     def rows_to_send(self, batch_rows: int = 8192, keys: Sequence[str] | None = None) -> Iterator[pa.RecordBatchReader]:
         """Readers over the rows to add or update (or just ``keys``: ``plan --verbose``), each row once,
         with its hashes, ``MIX`` and ``KEY_HASH`` (after :meth:`plan`)."""
+        if self._staged:
+            self.db.execute(f"SET memory_limit = '{SEND_MEMORY_MB}MB'")
         mapped = ", ".join(f"s.{quote_identifier(c)}" for c in self.columns)
         if keys is not None:
             # a table of the engine's: a view registered here would not be seen from an attached source's cursor

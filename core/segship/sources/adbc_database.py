@@ -4,9 +4,8 @@ The ``postgres`` and ``adbc`` sources differ only in how they connect. Here: the
 segment's query runs in the database (its dialect), and ``cursor.fetch_record_batch()``
 streams the result as Arrow record batches straight into the engine, so memory does not
 grow with the segment. The connection stays open while the reader is consumed and is
-closed by ``close()``. Each query runs in its own transaction (autocommit): the engine
-reads a segment twice (to plan, then to send), so a row changed in between is sent as it
-is at send time (see docs/sources.md).
+closed by ``close()``. Each query runs in its own transaction (autocommit); the engine
+runs a segment's query once a run and stages its rows (see docs/sources.md).
 
 Every error opening the source or starting a query becomes a one-line ``SourceError``
 naming the source, with the database's own message passed through redaction (a driver's
