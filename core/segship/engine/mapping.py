@@ -21,6 +21,7 @@ from segship.destination import Destination, Records, RecordResult, RecordResult
 from segship.engine.digest import KEY_HASH, MIX
 from segship.engine.snapshot import COLUMN_HASHES, IS_NEW, KEY, ROW_HASH, Snapshot, changed_columns
 from segship.engine.state import ACKNOWLEDGED_COLUMNS
+from segship.engine.sync_log import BatchChanges
 
 ENGINE_COLUMNS = (KEY, ROW_HASH, COLUMN_HASHES, IS_NEW, MIX, KEY_HASH)
 #: What state knows of members: key -> (column hashes, identity) last acknowledged.
@@ -41,6 +42,11 @@ class MappedRows:
     hashes: pa.RecordBatch                                   # KEY, ROW_HASH, COLUMN_HASHES, MIX, KEY_HASH
     previous_identity: dict[str, str] = field(default_factory=dict)  # key -> identity before this change
     refused: list[tuple[str, str]] = field(default_factory=list)     # (key, reason) refused by the mapping
+    #: key -> the columns whose value changed, of the rows that are changes (None: not known); for the sync log
+    updates: dict[str, frozenset[str] | None] = field(default_factory=dict)
+    #: (key, field, reason) of invalid fields the mapping dropped from rows it sent: ``dropped_field``
+    #: in the sync log, for the rows acknowledged
+    dropped_fields: list[tuple[str, str, str]] = field(default_factory=list)
 
     @property
     def size(self) -> int:
@@ -86,6 +92,15 @@ class MappedRows:
         return [(key, previous[key]) for key, identity in zip(keys, identities)
                 if key in previous and previous[key] != identity]
 
+    def changes(self, refused: Sequence[tuple[str, str]]) -> BatchChanges:
+        """What the batch logs once answered (``refused``: the rows refused, whose identity it keeps)."""
+        records = self.records
+        identities = {}
+        if refused or self.dropped_fields:
+            wanted = {key for key, _ in refused} | {key for key, _, _ in self.dropped_fields}
+            identities = {key: identity for key, identity in zip(records.keys, records.identities) if key in wanted}
+        return BatchChanges(self.updates, identities, self.dropped_fields)
+
 
 def map_rows(rows: pa.RecordBatch, destination: Destination, columns: Sequence[str], before: Known,
              full_resync: bool, size: int | None = None) -> list[MappedRows]:
@@ -106,6 +121,7 @@ def map_rows(rows: pa.RecordBatch, destination: Destination, columns: Sequence[s
     is_new = column(IS_NEW)
     mapped = rows.select([index for index, name in enumerate(names) if name not in ENGINE_COLUMNS])
     previous_identity: dict[str, str] = {}
+    updates: dict[str, frozenset[str] | None] = {}
     changed: list[frozenset[str] | None] | None = None
     if is_new.false_count:  # some rows are changes: what changed, and the identity they had
         news = is_new.to_pylist()
@@ -114,8 +130,11 @@ def map_rows(rows: pa.RecordBatch, destination: Destination, columns: Sequence[s
             known = None if new else before.get(key)
             if known is not None:
                 previous_identity[key] = known[1]
-            changed.append(None if known is None or full_resync else
-                           changed_columns(columns, known[0], row_column_hashes))
+            # known even in a full resync (which sends every field): the sync log says what changed
+            columns_changed = None if known is None else changed_columns(columns, known[0], row_column_hashes)
+            if not new:
+                updates[key] = columns_changed
+            changed.append(None if full_resync else columns_changed)
         if changed.count(None) == len(changed):
             changed = None  # every row sends everything (a full resync): the destination's fastest path
     batch = destination.map_batch(mapped, changed)
@@ -126,21 +145,22 @@ def map_rows(rows: pa.RecordBatch, destination: Destination, columns: Sequence[s
         raise TypeError(f"{type(destination).__name__}.map_batch refused rows it was not given "
                         f"({len(keys)} rows; refused {sorted(batch.rejects)[:5]}…)")
     size = size or len(keys)
-    return [_cut(keys, batch.identities, batch.payloads, batch.rejects, hashes, previous_identity, start,
+    return [_cut(keys, batch.identities, batch.payloads, batch.rejects, hashes, previous_identity, updates, start,
                  min(start + size, len(keys))) for start in range(0, len(keys), size)]
 
 
 def _cut(keys: list[str], identities: Sequence[str | None], payloads: Sequence[Any], rejects: Mapping[int, str],
-         hashes: pa.RecordBatch, previous_identity: dict[str, str], start: int, stop: int) -> MappedRows:
+         hashes: pa.RecordBatch, previous_identity: dict[str, str], updates: dict[str, frozenset[str] | None],
+         start: int, stop: int) -> MappedRows:
     """Rows ``start`` to ``stop`` of a mapped whole, without the rows the mapping refused."""
     refused = [(keys[index], rejects[index]) for index in sorted(rejects) if start <= index < stop]
     if not refused:
         return MappedRows(Records(keys[start:stop], identities[start:stop], payloads[start:stop]),
-                          hashes.slice(start, stop - start), previous_identity)
+                          hashes.slice(start, stop - start), previous_identity, updates=updates)
     kept = [index for index in range(start, stop) if index not in rejects]
     return MappedRows(Records([keys[index] for index in kept], [identities[index] for index in kept],
                               [payloads[index] for index in kept]),
-                      hashes.take(pa.array(kept, pa.int64())), previous_identity, refused)
+                      hashes.take(pa.array(kept, pa.int64())), previous_identity, refused, updates)
 
 
 async def known_before(rows: pa.RecordBatch, previous: Previous) -> Known:

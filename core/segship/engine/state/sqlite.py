@@ -53,7 +53,7 @@ from segship.engine.state.sql import SqlState
 from segship.engine.state.sql.caches import StateCache
 from segship.engine.state.sql.connection import on_state_thread
 from segship.engine.state.sql.members import MEMBER_UPDATES
-from segship.engine.state.sql.schema import INSTANCES_MIGRATION, TABLES, migrate, statements
+from segship.engine.state.sql.schema import INSTANCES_MIGRATION, SYNC_LOG_VIEW, TABLES, migrate, statements
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -207,6 +207,24 @@ MIGRATIONS: list[str] = [
         PRIMARY KEY (export, event)
     ) WITHOUT ROWID;
     """,
+    # 10: the member-level sync log (sql/sync_log.py), appended as commits go: a rowid table, so a
+    # row lands at the end whatever its key (an index by key would take a page write per member of
+    # a first run in no key order); read by run, and pruned by run, through its one index
+    """
+    CREATE TABLE sync_log (
+        id INTEGER PRIMARY KEY,         -- the rowid: the order of writing
+        export_id INTEGER NOT NULL,
+        run_id INTEGER NOT NULL,        -- runs.id
+        at INTEGER NOT NULL,            -- Unix seconds of the commit
+        key TEXT NOT NULL,
+        identity TEXT,                  -- NULL: the key, '': not known
+        action INTEGER NOT NULL,        -- the place in SYNC_LOG_ACTIONS (0 add, 1 update...)
+        target INTEGER,                 -- targets.id (1 takes no byte)
+        fields TEXT,                    -- comma-joined: an update's changed columns, a dropped field
+        reason TEXT                     -- refused, dropped field
+    );
+    CREATE INDEX sync_log_by_run ON sync_log (export_id, run_id);
+    """ + SYNC_LOG_VIEW.format(at="strftime('%Y-%m-%dT%H:%M:%SZ', l.at, 'unixepoch')"),
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 

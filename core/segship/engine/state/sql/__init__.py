@@ -17,7 +17,8 @@ concerns are not separate stores with connections of their own but mixins of one
 - a module per concern, each implementing its contract (``segship.engine.state``) with its own
   SQL and caches: ``members.py`` (members, digests, settings, hash conversion, commits),
   ``targets.py`` (targets, members by target, stale identities), ``in_flight.py``,
-  ``destinations.py`` (the destination each export was last sent through), ``rejects.py``, ``runs.py``, ``alerts.py`` (open alerts), ``administration.py`` (``state show``, ``forget``),
+  ``destinations.py`` (the destination each export was last sent through), ``rejects.py``, ``runs.py``, ``alerts.py`` (open alerts), ``sync_log.py`` (the member-level
+  sync log, written by the commits), ``administration.py`` (``state show``, ``forget``),
   ``transfer.py`` (``state copy``).
 
 A concern writes another's tables through that concern's helpers (named in the docstrings) and
@@ -40,10 +41,11 @@ from segship.engine.state.sql.in_flight import SqlInFlight
 from segship.engine.state.sql.members import SqlMembers
 from segship.engine.state.sql.rejects import SqlRejects
 from segship.engine.state.sql.runs import SqlRuns
+from segship.engine.state.sql.sync_log import SqlSyncLog
 from segship.engine.state.sql.targets import SqlTargets
 from segship.engine.state.sql.transfer import SqlTransfer
 
 
 class SqlState(SqlMembers, SqlTargets, SqlInFlight, SqlDestinations, SqlRejects, SqlRuns, SqlAlerts,
-               SqlAdministration, SqlTransfer, StateStore):
+               SqlSyncLog, SqlAdministration, SqlTransfer, StateStore):
     """The contract in SQL: every concern over one connection (a backend provides it)."""

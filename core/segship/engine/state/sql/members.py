@@ -4,7 +4,8 @@ that write them.
 
 A commit is one transaction that also settles rejects (``_settle_rejects``, rejects.py), leaves
 stale identities (``_leave_identities`` / ``_leave_other_targets`` / ``_remove_stale_identities``,
-targets.py) and clears the group's in-flight record (``_landed``, in_flight.py).
+targets.py), clears the group's in-flight record (``_landed``, in_flight.py) and writes its changes
+to the sync log (``_log``, sync_log.py).
 
 A backend may leave acknowledged members elsewhere first (SQLite journals them: ``_write_members``)
 and fold them in before anything reads ``members`` (``_settle``); every read of members here, and
@@ -23,7 +24,15 @@ import pyarrow.compute as pc
 
 from segship.destination import Member
 from segship.engine.hashing import HASH_VERSION
-from segship.engine.state import ACKNOWLEDGED_COLUMNS, Acknowledged, ColumnHashes, MembersDigest, MemberStore, chunks
+from segship.engine.state import (
+    ACKNOWLEDGED_COLUMNS,
+    Acknowledged,
+    ColumnHashes,
+    LoggedChanges,
+    MembersDigest,
+    MemberStore,
+    chunks,
+)
 from segship.engine.state.sql.caches import StateCache
 from segship.engine.state.sql.connection import on_state_thread
 from segship.engine.state.sql.exports import SqlExports
@@ -264,7 +273,8 @@ class SqlMembers(SqlExports, MemberStore):
     @on_state_thread
     def commit_upserts(self, export: str, acknowledged: Acknowledged,
                        stale: Iterable[tuple[str, str]], rejected: Iterable[tuple[str, str]], *,
-                       target: int = 1, moving: bool = False, in_flight: int | None = None) -> None:
+                       target: int = 1, moving: bool = False, in_flight: int | None = None,
+                       log: LoggedChanges | None = None) -> None:
         acknowledged = acknowledged_batch(acknowledged)
         stale, rejected = list(stale), list(rejected)
         keys = acknowledged.column(0)
@@ -272,6 +282,8 @@ class SqlMembers(SqlExports, MemberStore):
             self._settled_export_id(export)  # the members moving, as they are in their old target
         with self.transaction():
             export_id = self.export_id(export, create=True)
+            if log is not None:
+                self._log(export_id, log, target, moving)
             if moving:
                 self._leave_other_targets(export, export_id, target, keys)
             if len(acknowledged):
@@ -284,10 +296,12 @@ class SqlMembers(SqlExports, MemberStore):
 
     @on_state_thread
     def commit_removals(self, export: str, removed: Iterable[Member], rejected: Iterable[tuple[str, str]],
-                        stale: bool, target: int = 1) -> None:
+                        stale: bool, target: int = 1, log: LoggedChanges | None = None) -> None:
         removed, rejected = list(removed), list(rejected)
         self._settled_export_id(export)
         with self.transaction():
+            if log is not None:
+                self._log(self.export_id(export, create=True), log, target)
             if stale:
                 self._remove_stale_identities(export, target, removed)
             else:

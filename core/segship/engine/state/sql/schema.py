@@ -13,7 +13,9 @@
 - ``export_destinations``: per export id, the connection, destination type, settings and
   mapping its last run built its destination from (``RecordedDestination``, ``destinations.py``);
 - ``stale_identities`` (with the target to remove each from), ``rejects``, ``runs``,
-  ``in_flight``, ``alerts`` (each export's open conditions): by export name (few rows).
+  ``in_flight``, ``alerts`` (each export's open conditions): by export name (few rows);
+- ``sync_log``: per export id and run id, each logged change to a member (``sync_log.py``), read
+  through the view ``segship_sync_log`` (``SYNC_LOG_VIEW``).
 
 A table is declared here once for every concern that goes through all of them: ``state copy``
 copies ``TABLES`` (``transfer.py``), ``forget`` deletes an export's rows by ``EXPORT_COLUMNS``
@@ -53,6 +55,10 @@ TABLES: dict[str, pa.Schema] = {
                             ("members", pa.string())]),
     "alerts": pa.schema([("export", pa.string()), ("event", pa.string()), ("opened_at", pa.string()),
                          ("run_id", pa.int64()), ("message", pa.string()), ("figures", pa.string())]),
+    "sync_log": pa.schema([("id", pa.int64()), ("export_id", pa.int64()), ("run_id", pa.int64()),
+                           ("at", pa.int64()), ("key", pa.string()), ("identity", pa.string()),
+                           ("action", pa.int32()), ("target", pa.int32()), ("fields", pa.string()),
+                           ("reason", pa.string())]),
 }
 #: Primary keys, by which ``state copy`` reads a table in pages.
 TABLE_KEYS: dict[str, tuple[str, ...]] = {"exports": ("id",), "targets": ("export_id", "id"),
@@ -60,11 +66,11 @@ TABLE_KEYS: dict[str, tuple[str, ...]] = {"exports": ("id",), "targets": ("expor
                                           "export_destinations": ("export_id",),
                                           "stale_identities": ("export", "target", "identity"), "runs": ("id",),
                                           "rejects": ("export", "key"), "in_flight": ("export", "id"),
-                                          "alerts": ("export", "event")}
+                                          "alerts": ("export", "event"), "sync_log": ("id",)}
 #: The column that ties a table's rows to an export: ``export`` (its name), or else the export's id;
 #: in the order ``forget`` deletes them.
 EXPORT_COLUMNS: dict[str, str] = {"members": "export_id", "member_digests": "export_id", "targets": "export_id",
-                                  "export_destinations": "export_id",
+                                  "export_destinations": "export_id", "sync_log": "export_id",
                                   "exports": "id", "stale_identities": "export", "rejects": "export",
                                   "runs": "export", "in_flight": "export", "alerts": "export"}
 
@@ -80,6 +86,21 @@ INSTANCES_MIGRATION = """
     ALTER TABLE exports ADD COLUMN instance TEXT;
     -- salted HMAC-SHA256 of the connection settings that observed it
     ALTER TABLE exports ADD COLUMN credentials TEXT;
+    """
+
+#: The view of the sync log by names (docs/sync-log.md), the same in both backends but for how a
+#: time reads (``{at}``: the backend's expression of ``l.at``, Unix seconds): the export's name, the
+#: action's (``SYNC_LOG_ACTIONS``), the identity (NULL when not known), the target's settings.
+SYNC_LOG_VIEW = """
+    CREATE VIEW segship_sync_log AS
+    SELECT l.id, e.name AS export, l.run_id, {at} AS at, l.key,
+           CASE WHEN l.identity IS NULL THEN l.key WHEN l.identity = '' THEN NULL ELSE l.identity END AS identity,
+           CASE l.action WHEN 0 THEN 'add' WHEN 1 THEN 'update' WHEN 2 THEN 'remove' WHEN 3 THEN 'move'
+                         WHEN 4 THEN 'refused' WHEN 5 THEN 'dropped_field' END AS action,
+           l.target, t.settings AS target_settings, l.fields, l.reason
+    FROM sync_log l
+    JOIN exports e ON e.id = l.export_id
+    LEFT JOIN targets t ON t.export_id = l.export_id AND t.id = l.target
     """
 
 
