@@ -44,9 +44,6 @@ class MappedRows:
     refused: list[tuple[str, str]] = field(default_factory=list)     # (key, reason) refused by the mapping
     #: key -> the columns whose value changed, of the rows that are changes (None: not known); for the sync log
     updates: dict[str, frozenset[str] | None] = field(default_factory=dict)
-    #: (key, field, reason) of invalid fields the mapping dropped from rows it sent: ``dropped_field``
-    #: in the sync log, for the rows acknowledged
-    dropped_fields: list[tuple[str, str, str]] = field(default_factory=list)
 
     @property
     def size(self) -> int:
@@ -93,13 +90,14 @@ class MappedRows:
                 if key in previous and previous[key] != identity]
 
     def changes(self, refused: Sequence[tuple[str, str]]) -> BatchChanges:
-        """What the batch logs once answered (``refused``: the rows refused, whose identity it keeps)."""
-        records = self.records
+        """What the batch logs once answered (``refused``: the rows refused, (key, reason, ...), whose
+        identity it keeps)."""
         identities = {}
-        if refused or self.dropped_fields:
-            wanted = {key for key, _ in refused} | {key for key, _, _ in self.dropped_fields}
-            identities = {key: identity for key, identity in zip(records.keys, records.identities) if key in wanted}
-        return BatchChanges(self.updates, identities, self.dropped_fields)
+        if refused:
+            wanted = {each[0] for each in refused}
+            identities = {key: identity for key, identity in zip(self.records.keys, self.records.identities)
+                          if key in wanted}
+        return BatchChanges(self.updates, identities)
 
 
 def map_rows(rows: pa.RecordBatch, destination: Destination, columns: Sequence[str], before: Known,

@@ -7,7 +7,7 @@ A join is an ``add`` (state makes it a ``move`` when the member was in another t
 again writes nothing), a leaver a ``remove`` (an identity a member no longer has, a ``remove``
 with the reason ``EARLIER_IDENTITY``), a row the mapping or the destination refused ``refused`` with
 the reason, a field dropped from a row that was sent anyway ``dropped_field`` with the field and
-the reason (``MappedRows.dropped_fields``). A first run's batches are all joins: their changes are
+the reason (``BatchChanges.changes``' ``dropped_fields``). A first run's batches are all joins: their changes are
 the acknowledged key and identity columns as they are, with no Python object per row.
 """
 
@@ -35,24 +35,25 @@ EARLIER_IDENTITY = "an earlier identity of the member (replaced, or left in an e
 class BatchChanges:
     """What a batch sent to be upserted logs once it is answered, kept with its answer until its
     group commits: the rows that were changes (key -> the columns that changed; None: not known,
-    every field was sent), the identities of its records, and the fields dropped from its rows
-    ((key, field, reason))."""
+    every field was sent) and the identities of its refused records."""
 
     updates: Mapping[str, frozenset[str] | None] = field(default_factory=dict)
     identities: Mapping[str, str] = field(default_factory=dict)
-    dropped_fields: Sequence[tuple[str, str, str]] = ()
 
-    def changes(self, acknowledged: pa.RecordBatch, refused: Sequence[tuple[str, str]]) -> pa.RecordBatch:
+    def changes(self, acknowledged: pa.RecordBatch, refused: Sequence[tuple[str, str]],
+                dropped_fields: Sequence[tuple[str, str, str]] = ()) -> pa.RecordBatch:
         """The batch's changes: its acknowledged rows (key, identity as ``MappedRows.answered`` gives
-        them), the fields dropped from them, its refused (key, reason)."""
+        them), the fields their records left out ((key, field, reason): the entry point of dropped
+        fields), its refused ((key, reason, ...))."""
         parts = [self._joins_and_updates(acknowledged)]
-        if self.dropped_fields:
-            sent = set(acknowledged.column("key").to_pylist())
-            parts.append(rows([(key, self.identities.get(key, UNKNOWN_IDENTITY), "dropped_field", name, reason)
-                               for key, name, reason in self.dropped_fields if key in sent]))
+        if dropped_fields:
+            sent = dict(zip(acknowledged.column("key").to_pylist(), acknowledged.column("identity").to_pylist(),
+                            strict=True))
+            parts.append(rows([(key, sent[key], "dropped_field", name, reason)
+                               for key, name, reason in dropped_fields if key in sent]))
         if refused:
-            parts.append(rows([(key, self.identities.get(key, UNKNOWN_IDENTITY), "refused", None, reason)
-                               for key, reason in refused]))
+            parts.append(rows([(each[0], self.identities.get(each[0], UNKNOWN_IDENTITY), "refused", None, each[1])
+                               for each in refused]))
         return parts[0] if len(parts) == 1 else pa.concat_batches(parts)
 
     def _joins_and_updates(self, acknowledged: pa.RecordBatch) -> pa.RecordBatch:

@@ -21,9 +21,10 @@ def joined(*members: tuple[str, str]) -> pa.RecordBatch:
         "identity": pa.array([identity for _, identity in members], pa.string())})
 
 
-def commit(store, run_id: int, acknowledged: pa.RecordBatch, changes: BatchChanges, refused=(), **kwargs) -> None:
+def commit(store, run_id: int, acknowledged: pa.RecordBatch, changes: BatchChanges, refused=(), dropped=(),
+           **kwargs) -> None:
     store.commit_upserts("sync", acknowledged, [], list(refused), **kwargs,
-                         log=LoggedChanges(run_id, changes.changes(acknowledged, list(refused))))
+                         log=LoggedChanges(run_id, changes.changes(acknowledged, list(refused), dropped)))
 
 
 def summary(changes: list[dict]) -> list[tuple]:
@@ -36,10 +37,10 @@ def test_a_run_logs_adds_updates_refusals_dropped_fields_and_removals(store):
     commit(store, first, joined(("k1", "k1"), ("k2", "two@example.com")), BatchChanges())
     second = store.start_run("sync", dry_run=False)
     changes = BatchChanges(updates={"k1": frozenset({"last_name", "first_name"}), "k2": None},
-                           identities={"k3": "three@example.com", "k1": "k1"},
-                           dropped_fields=[("k1", "phone", "not a phone number"), ("k9", "phone", "never sent")])
+                           identities={"k3": "three@example.com"})
     commit(store, second, joined(("k1", "k1"), ("k2", "two@example.com")), changes,
-           refused=[("k3", "invalid email"), ("k4", "key too long")])
+           refused=[("k3", "invalid email"), ("k4", "key too long")],
+           dropped=[("k1", "phone", "not a phone number"), ("k9", "phone", "never sent")])
     store.commit_removals("sync", [Member("k2", "two@example.com")], [("k1", "not found")], stale=False,
                           log=LoggedChanges(second, removal_changes([Member("k2", "two@example.com")],
                                                                     [("k1", "not found")], {"k1": "k1"},
