@@ -124,3 +124,26 @@ def test_the_log_is_forgotten_and_copied_with_the_state(store, tmp_path):
         copy.close()
     store.forget("sync")
     assert store.counts()["sync_log"] == 0
+
+
+def test_runs_of_two_exports_at_once_keep_their_own_rows(store):
+    """Commits of two exports interleave in the log: a run's rows, and a prune, are each export's own."""
+    first = store.start_run("sync", dry_run=False)
+    other = store.start_run("other", dry_run=False)
+    store.log_changes("sync", LoggedChanges(first, rows([("k1", "k1", "add", None, None)])))
+    store.log_changes("other", LoggedChanges(other, rows([("o1", "o1", "add", None, None)])))
+    store.log_changes("sync", LoggedChanges(first, rows([("k2", "k2", "add", None, None)])))
+    second = store.start_run("sync", dry_run=False)
+    store.log_changes("other", LoggedChanges(other, rows([("o2", "o2", "add", None, None)])))
+    store.log_changes("sync", LoggedChanges(second, rows([("k1", "k1", "update", "a", None)])))
+    assert [c["key"] for c in store.sync_log("sync", run_id=first)[0]] == ["k2", "k1"]
+    assert [c["key"] for c in store.sync_log("sync", run_id=second)[0]] == ["k1"]
+    assert [c["key"] for c in store.sync_log("other", run_id=other)[0]] == ["o2", "o1"]
+    assert store.sync_log("sync", run_id=other) == ([], 0)  # another export's run
+    month_ago = (datetime.now(UTC) - timedelta(days=31)).isoformat(timespec="seconds")
+    store.execute("UPDATE runs SET started_at = ? WHERE id IN (?, ?)", (month_ago, first, other))
+    assert store.prune_sync_log("sync", 30) == 2
+    assert [c["run_id"] for c in store.sync_log("sync")[0]] == [second]
+    assert store.sync_log("other")[1] == 2
+    assert store.prune_sync_log("other", 30) == 2 and store.sync_log("other") == ([], 0)
+    assert [c["key"] for c in store.sync_log("sync", run_id=second)[0]] == ["k1"]

@@ -207,9 +207,9 @@ MIGRATIONS: list[str] = [
         PRIMARY KEY (export, event)
     ) WITHOUT ROWID;
     """,
-    # 10: the member-level sync log (sql/sync_log.py), appended as commits go: a rowid table, so a
-    # row lands at the end whatever its key (an index by key would take a page write per member of
-    # a first run in no key order); read by run, and pruned by run, through its one index
+    # 10: the member-level sync log (sql/sync_log.py), appended as commits go: a rowid table with no
+    # index, so a row lands at the end whatever its key (an index by key would take a page write per
+    # member of a first run in no key order); a run's rows are a range of ids (sync_log_runs)
     """
     CREATE TABLE sync_log (
         id INTEGER PRIMARY KEY,         -- the rowid: the order of writing
@@ -223,7 +223,11 @@ MIGRATIONS: list[str] = [
         fields TEXT,                    -- comma-joined: an update's changed columns, a dropped field
         reason TEXT                     -- refused, dropped field
     );
-    CREATE INDEX sync_log_by_run ON sync_log (export_id, run_id);
+    CREATE TABLE sync_log_runs (        -- where each logged run's rows start: every one has an id above first_id
+        run_id INTEGER PRIMARY KEY,
+        export_id INTEGER NOT NULL,
+        first_id INTEGER NOT NULL       -- the log's largest id before the run's first row
+    );
     """ + SYNC_LOG_VIEW.format(at="strftime('%Y-%m-%dT%H:%M:%SZ', l.at, 'unixepoch')"),
 ]
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -15,7 +15,8 @@
 - ``stale_identities`` (with the target to remove each from), ``rejects``, ``runs``,
   ``in_flight``, ``alerts`` (each export's open conditions): by export name (few rows);
 - ``sync_log``: per export id and run id, each logged change to a member (``sync_log.py``), read
-  through the view ``segship_sync_log`` (``SYNC_LOG_VIEW``).
+  through the view ``segship_sync_log`` (``SYNC_LOG_VIEW``); ``sync_log_runs``: where each logged
+  run's rows start.
 
 A table is declared here once for every concern that goes through all of them: ``state copy``
 copies ``TABLES`` (``transfer.py``), ``forget`` deletes an export's rows by ``EXPORT_COLUMNS``
@@ -59,6 +60,7 @@ TABLES: dict[str, pa.Schema] = {
                            ("at", pa.int64()), ("key", pa.string()), ("identity", pa.string()),
                            ("action", pa.int32()), ("target", pa.int32()), ("fields", pa.string()),
                            ("reason", pa.string())]),
+    "sync_log_runs": pa.schema([("run_id", pa.int64()), ("export_id", pa.int64()), ("first_id", pa.int64())]),
 }
 #: Primary keys, by which ``state copy`` reads a table in pages.
 TABLE_KEYS: dict[str, tuple[str, ...]] = {"exports": ("id",), "targets": ("export_id", "id"),
@@ -66,11 +68,13 @@ TABLE_KEYS: dict[str, tuple[str, ...]] = {"exports": ("id",), "targets": ("expor
                                           "export_destinations": ("export_id",),
                                           "stale_identities": ("export", "target", "identity"), "runs": ("id",),
                                           "rejects": ("export", "key"), "in_flight": ("export", "id"),
-                                          "alerts": ("export", "event"), "sync_log": ("id",)}
+                                          "alerts": ("export", "event"), "sync_log": ("id",),
+                                          "sync_log_runs": ("run_id",)}
 #: The column that ties a table's rows to an export: ``export`` (its name), or else the export's id;
 #: in the order ``forget`` deletes them.
 EXPORT_COLUMNS: dict[str, str] = {"members": "export_id", "member_digests": "export_id", "targets": "export_id",
                                   "export_destinations": "export_id", "sync_log": "export_id",
+                                  "sync_log_runs": "export_id",
                                   "exports": "id", "stale_identities": "export", "rejects": "export",
                                   "runs": "export", "in_flight": "export", "alerts": "export"}
 
