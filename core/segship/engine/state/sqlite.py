@@ -53,7 +53,7 @@ from segship.engine.state.sql import SqlState
 from segship.engine.state.sql.caches import StateCache
 from segship.engine.state.sql.connection import on_state_thread
 from segship.engine.state.sql.members import MEMBER_UPDATES
-from segship.engine.state.sql.schema import INSTANCES_MIGRATION, SYNC_LOG_VIEW, TABLES, migrate, statements
+from segship.engine.state.sql.schema import INSTANCES_MIGRATION, SYNC_LOG_MIGRATION, TABLES, migrate, statements
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -207,28 +207,9 @@ MIGRATIONS: list[str] = [
         PRIMARY KEY (export, event)
     ) WITHOUT ROWID;
     """,
-    # 10: the member-level sync log (sql/sync_log.py), appended as commits go: a rowid table with no
-    # index, so a row lands at the end whatever its key (an index by key would take a page write per
-    # member of a first run in no key order); a run's rows are a range of ids (sync_log_runs)
-    """
-    CREATE TABLE sync_log (
-        id INTEGER PRIMARY KEY,         -- the rowid: the order of writing
-        export_id INTEGER NOT NULL,
-        run_id INTEGER NOT NULL,        -- runs.id
-        at INTEGER NOT NULL,            -- Unix seconds of the commit
-        key TEXT NOT NULL,
-        identity TEXT,                  -- NULL: the key, '': not known
-        action INTEGER NOT NULL,        -- the place in SYNC_LOG_ACTIONS (0 add, 1 update...)
-        target INTEGER,                 -- targets.id (1 takes no byte)
-        fields TEXT,                    -- comma-joined: an update's changed columns, a dropped field
-        reason TEXT                     -- refused, dropped field
-    );
-    CREATE TABLE sync_log_runs (        -- where each logged run's rows start: every one has an id above first_id
-        run_id INTEGER PRIMARY KEY,
-        export_id INTEGER NOT NULL,
-        first_id INTEGER NOT NULL       -- the log's largest id before the run's first row
-    );
-    """ + SYNC_LOG_VIEW.format(at="strftime('%Y-%m-%dT%H:%M:%SZ', l.at, 'unixepoch')"),
+    # 10: the member-level sync log (sql/schema.py); its id is the rowid: the order of writing
+    SYNC_LOG_MIGRATION.format(id="INTEGER PRIMARY KEY", integer="INTEGER",
+                              at="strftime('%Y-%m-%dT%H:%M:%SZ', l.at, 'unixepoch')"),
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 

@@ -33,7 +33,7 @@ from segship.engine.state import (
     MemberStore,
     chunks,
 )
-from segship.engine.state.sql.caches import StateCache
+from segship.engine.state.sql.caches import CommittedIds
 from segship.engine.state.sql.connection import on_state_thread
 from segship.engine.state.sql.exports import SqlExports
 from segship.engine.state.sql.schema import TABLES
@@ -84,7 +84,7 @@ def column_hashes_out(value: bytes | str | None) -> ColumnHashes | None:
     return value
 
 
-class DeletedDigests(StateCache):
+class DeletedDigests(CommittedIds):
     """Exports (by id) whose members' digest this run's writes deleted: the run holds the export's
     lock, so no one records another until it does (``record_members_digest``), and later writes in
     the run need not delete it again.
@@ -92,23 +92,6 @@ class DeletedDigests(StateCache):
     Those the open transaction deletes count once it commits; forgotten when a run starts, and
     when state is replaced by a copy.
     """
-
-    def __init__(self) -> None:
-        self.deleted: set[int] = set()
-        self.deleting: set[int] = set()
-
-    def committed(self) -> None:
-        self.deleted |= self.deleting
-        self.deleting.clear()
-
-    def rolled_back(self) -> None:
-        self.deleting.clear()
-
-    def run_started(self, export: str) -> None:
-        self.deleted.clear()
-
-    def replaced(self) -> None:
-        self.deleted.clear()
 
 
 class SqlMembers(SqlExports, MemberStore):
@@ -130,16 +113,16 @@ class SqlMembers(SqlExports, MemberStore):
             self.execute("DELETE FROM member_digests WHERE export_id = ?", (export_id,))
             self.execute("INSERT INTO member_digests VALUES (?, ?, ?, ?)",
                          (export_id, digest.kind, digest.members, digest.digest))
-        self.deleted_digests.deleted.discard(export_id)
+        self.deleted_digests.done.discard(export_id)
 
     def _members_written(self, export_id: int) -> None:
         """Inside a transaction that writes an export's members: its digest no longer holds.
 
         Deleted by the run's first such write only (:class:`DeletedDigests`).
         """
-        if export_id not in self.deleted_digests.deleted:
+        if export_id not in self.deleted_digests.done:
             self.execute("DELETE FROM member_digests WHERE export_id = ?", (export_id,))
-            self.deleted_digests.deleting.add(export_id)
+            self.deleted_digests.pending.add(export_id)
 
     # -- settings and hash versions ------------------------------------------------------------------
 

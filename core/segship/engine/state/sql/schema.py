@@ -15,7 +15,7 @@
 - ``stale_identities`` (with the target to remove each from), ``rejects``, ``runs``,
   ``in_flight``, ``alerts`` (each export's open conditions): by export name (few rows);
 - ``sync_log``: per export id and run id, each logged change to a member (``sync_log.py``), read
-  through the view ``segship_sync_log`` (``SYNC_LOG_VIEW``); ``sync_log_runs``: where each logged
+  through the view ``segship_sync_log`` (``SYNC_LOG_MIGRATION``); ``sync_log_runs``: where each logged
   run's rows start.
 
 A table is declared here once for every concern that goes through all of them: ``state copy``
@@ -92,10 +92,32 @@ INSTANCES_MIGRATION = """
     ALTER TABLE exports ADD COLUMN credentials TEXT;
     """
 
-#: The view of the sync log by names (docs/sync-log.md), the same in both backends but for how a
-#: time reads (``{at}``: the backend's expression of ``l.at``, Unix seconds): the export's name, the
-#: action's (``SYNC_LOG_ACTIONS``), the identity (NULL when not known), the target's settings.
-SYNC_LOG_VIEW = """
+#: The migration that makes the member-level sync log (``sync_log.py``), the same in both backends
+#: (SQLite schema 10, PostgreSQL 7) but for the id column (``{id}``: SQLite's rowid, the order of
+#: writing), the integer type of ids (``{integer}``) and how the view reads a time (``{at}``: the
+#: backend's expression of ``l.at``, Unix seconds). No index but the ids': a row is appended at the
+#: end whatever its key (an index by key would take a page write per member of a first run in no
+#: key order); a run's rows are a range of ids, from where ``sync_log_runs`` notes it starts. The
+#: view ``segship_sync_log`` reads it by names (docs/sync-log.md): the export's, the action's
+#: (``SYNC_LOG_ACTIONS``), the identity (NULL when not known), the target's settings.
+SYNC_LOG_MIGRATION = """
+    CREATE TABLE sync_log (
+        id {id},
+        export_id {integer} NOT NULL,
+        run_id {integer} NOT NULL,      -- runs.id
+        at {integer} NOT NULL,          -- Unix seconds of the commit
+        key TEXT NOT NULL,
+        identity TEXT,                  -- NULL: the key, '': not known
+        action INTEGER NOT NULL,        -- the place in SYNC_LOG_ACTIONS (0 add, 1 update...)
+        target INTEGER,                 -- targets.id (1 takes no byte in SQLite)
+        fields TEXT,                    -- comma-joined: an update's changed columns, a dropped field
+        reason TEXT                     -- refused, dropped field
+    );
+    CREATE TABLE sync_log_runs (        -- where each logged run's rows start: every one has an id above first_id
+        run_id {integer} PRIMARY KEY,
+        export_id {integer} NOT NULL,
+        first_id {integer} NOT NULL     -- the log's largest id before the run's first row
+    );
     CREATE VIEW segship_sync_log AS
     SELECT l.id, e.name AS export, l.run_id, {at} AS at, l.key,
            CASE WHEN l.identity IS NULL THEN l.key WHEN l.identity = '' THEN NULL ELSE l.identity END AS identity,
@@ -106,7 +128,6 @@ SYNC_LOG_VIEW = """
     JOIN exports e ON e.id = l.export_id
     LEFT JOIN targets t ON t.export_id = l.export_id AND t.id = l.target
     """
-
 
 def migrate(current: int, migrations: Sequence[str], describe: str, apply: Callable[[int], None]) -> None:
     """Apply ``migrations[current:]`` via ``apply(target_version)``; refuse a newer schema."""

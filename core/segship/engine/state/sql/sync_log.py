@@ -23,7 +23,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from segship.engine.state import SYNC_LOG_ACTIONS, LoggedChanges, SyncLogStore, chunks
-from segship.engine.state.sql.caches import StateCache
+from segship.engine.state.sql.caches import CommittedIds
 from segship.engine.state.sql.connection import on_state_thread
 from segship.engine.state.sql.exports import SqlExports
 
@@ -34,26 +34,9 @@ INSERT_LOG = ("INSERT INTO sync_log (export_id, run_id, at, key, identity, actio
 SYNC_LOG_SELECT = "SELECT id, run_id, at, key, identity, action, target, fields, reason FROM sync_log"
 
 
-class LoggedRuns(StateCache):
-    """Runs whose start in the log ``sync_log_runs`` holds, as this store noted them (the open
-    transaction's count once it commits); forgotten with their export, or when state is replaced."""
-
-    def __init__(self) -> None:
-        self.noted: set[int] = set()
-        self.noting: set[int] = set()
-
-    def committed(self) -> None:
-        self.noted |= self.noting
-        self.noting.clear()
-
-    def rolled_back(self) -> None:
-        self.noting.clear()
-
-    def export_forgotten(self, export: str) -> None:
-        self.noted.clear()
-
-    def replaced(self) -> None:
-        self.noted.clear()
+class LoggedRuns(CommittedIds):
+    """Runs whose start ``sync_log_runs`` notes, as this store noted them (noted again, nothing is
+    written: its note stays)."""
 
 
 class SqlSyncLog(SqlExports, SyncLogStore):
@@ -68,11 +51,11 @@ class SqlSyncLog(SqlExports, SyncLogStore):
         if not len(changes):
             return
         run_id = int(log.run_id)
-        if run_id not in self.logged_runs.noted and run_id not in self.logged_runs.noting:
+        if run_id not in self.logged_runs.done and run_id not in self.logged_runs.pending:
             # (WHERE true: SQLite reads an upsert's ON after a SELECT's FROM as a join's without it)
             self.execute("INSERT INTO sync_log_runs SELECT ?, ?, coalesce(max(id), 0) FROM sync_log WHERE true "
                          "ON CONFLICT (run_id) DO NOTHING", (run_id, export_id))
-            self.logged_runs.noting.add(run_id)
+            self.logged_runs.pending.add(run_id)
         key, identity, action, fields, reason = changes.columns
         if moving:
             action = self._moves(export_id, target, key, action)
