@@ -28,7 +28,7 @@ def log_command(
     key: Annotated[str | None, typer.Option("--key", help="Only this member's changes (its segment key).")] = None,
     identity: Annotated[str | None, typer.Option(
         "--identity", help="Only the changes naming this destination identity (a Brevo email, a Braze external "
-                           "id), as the destination knows it.")] = None,
+                           "id), exactly as segship sent it.")] = None,
     run_id: Annotated[int | None, typer.Option("--run", metavar="RUN_ID",
                                                help="Only this run's changes (`segship runs` lists them).")] = None,
     limit: Annotated[int, typer.Option("--limit", "-n", min=1, help="At most this many changes, newest first.")] = 50,
@@ -36,10 +36,13 @@ def log_command(
         "--format", help="text: a table; json: the changes as the view segship_sync_log reads them.")
                       ] = HistoryFormat.text,
 ) -> None:
-    """What happened to whom, when and why: each member a run added, updated (with the changed columns),
-    removed, moved, refused (with the reason) or sent with a field dropped, kept for
-    sync_log.retention_days (default 30). Identities and reasons are masked unless --log-pii.
-    An export neither in the config nor in state is an error (exit 2)."""
+    """The member-level sync log: what happened to whom, when and why.
+
+    Each member a run added, updated (with the changed columns), removed, moved, refused (with the
+    reason) or sent with a field dropped, newest first, kept for sync_log.retention_days (default
+    30). Identities and reasons are masked unless --log-pii. An export neither in the config nor
+    in state is an error (exit 2).
+    """
     from segship.engine.state import open_state
 
     if sum(option is not None for option in (key, identity, run_id)) > 1:
