@@ -163,6 +163,23 @@ class State:
                                    "bench")
         return int(rows[0][0])
 
+    def sync_log_bytes(self, ws: Workspace) -> tuple[int, int]:
+        """Bytes the sync log's tables take (in the SQLite file: their pages, ``dbstat``), and its rows."""
+        tables = "('sync_log', 'sync_log_runs')"
+        if self.server is None:
+            import sqlite3
+
+            with sqlite3.connect(f"file:{ws.root / 'state' / 'state.db'}?mode=ro", uri=True) as db:
+                size = db.execute(f"SELECT sum(pgsize) FROM dbstat WHERE name IN {tables}").fetchone()[0]
+                logged = db.execute("SELECT count(*) FROM sync_log").fetchone()[0]
+            db.close()
+            return int(size), int(logged)
+        size = self.server.execute(f"SELECT sum(pg_total_relation_size(c.oid)) FROM pg_class c JOIN pg_namespace n "
+                                   f"ON n.oid = c.relnamespace WHERE n.nspname = 'segship' AND c.relname IN {tables}",
+                                   "bench")[0][0]
+        logged = self.server.execute("SELECT count(*) FROM segship.sync_log", "bench")[0][0]
+        return int(size), int(logged)
+
 
 @contextmanager
 def state_backend(backend: str) -> Iterator[State]:

@@ -197,7 +197,7 @@ CASES = [
     Case("unknown-top-level-key",
          VALID + "source:\n  crm2: {type: duckdb, path: x.csv}\n",
          "segship.yaml:25:1", "unknown key 'source' in the config (did you mean 'sources'?); expected one of: connections, exports, "
-                              "notifications, segments, sources, state, version"),
+                              "notifications, segments, sources, state, sync_log, version"),
     # -- wrong types ------------------------------------------------------------------------------
     Case("section-a-list",
          _replace(VALID, "sources:\n  crm:\n    type: duckdb\n    path: profiles.csv\n",

@@ -162,3 +162,24 @@ def test_dropped_fields_go_with_the_records_and_replace_those_of_the_columns_map
     assert refusing.records.keys == ["k1"] and refusing.dropped == {}
     assert refusing.refused == [Rejected("k0", "invalid phone 'n/a'", 0, "fp"), Rejected("k2", "invalid phone 'bad'",
                                                                                         2, "fp")]
+
+
+def test_the_sync_log_learns_what_changed_even_in_a_full_resync():
+    """A full resync sends every field; the log still says which columns changed, and nothing of a row
+    sent again unchanged."""
+    known = {"k1": (column_hashes(1, 9, 3), "id1"), "k2": (column_hashes(1, 2, 3), "id2")}
+    (batch,) = map_rows(rows_to_send(["a@x.io", "b@x.io", "c@x.io"], [True, False, False]), memory(),
+                        ["id", "email", "name"], known, full_resync=True)
+    assert batch.updates == {"k1": frozenset({"email"}), "k2": frozenset()}
+    acknowledged, refused, _ = batch.answered([RecordResult("k0"), RecordResult("k1"), RecordResult("k2")])
+    logged = batch.changes(refused).changes(acknowledged, refused).to_pylist()
+    assert [(row["key"], row["identity"], row["action"], row["fields"]) for row in logged] == [
+        ("k0", "id0", 0, None), ("k1", "id1", 1, "email")]  # an add, an update; k2 is unchanged
+
+
+def test_a_first_runs_changes_are_its_acknowledged_columns():
+    batch = three_records()
+    acknowledged, refused, _ = batch.answered(RecordResults(["k0", "k1", "k2"], {1: "no"}))
+    logged = batch.changes(refused).changes(acknowledged, refused).to_pylist()
+    assert [(row["key"], row["identity"], row["action"], row["reason"]) for row in logged] == [
+        ("k0", "id0", 0, None), ("k2", "id2", 0, None), ("k1", "id1", 4, "no")]  # two adds, one refused

@@ -236,7 +236,7 @@ def global_options(
                                             help="Log lines as 'console' or 'json'.")] = "console",
     log_level: Annotated[str, typer.Option("--log-level", help="debug, info, warning or error.")] = "info",
     log_pii: Annotated[bool, typer.Option("--log-pii", help="Show emails and phone numbers in logs "
-                                                            "(masked by default).")] = False,
+                                                            "and in `segship log` (masked by default).")] = False,
     debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks on errors.")] = False,
     version: Annotated[bool, typer.Option("--version", is_eager=True, callback=_print_version,
                                           help="Show the versions of segship and of every installed plugin, "

@@ -12,6 +12,7 @@ from __future__ import annotations
 from segship.cli import (  # noqa: F401 - importing a command module registers its commands on app
     config_commands,
     init_command,
+    log_command,
     plugin_command,
     retire_command,
     run_commands,

@@ -18,7 +18,7 @@ from segship.config.loader import NAMED_SECTIONS, config_files
 
 ENV_VAR = "SEGSHIP_CONFIG"
 DEFAULT_FILE, DEFAULT_DIRECTORY = Path("segship.yaml"), Path("configs")
-TOP_LEVEL_KEYS = ("version", "state", *NAMED_SECTIONS)
+TOP_LEVEL_KEYS = ("version", "state", *NAMED_SECTIONS, "sync_log")
 
 
 def find_config(given: Path | None, environ: dict[str, str] | None = None) -> Path:

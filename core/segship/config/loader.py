@@ -3,8 +3,8 @@
 A config is one file or a directory of ``*.yaml``/``*.yml`` files (recursively, in
 name order, hidden folders skipped) merged into one document: ``sources``,
 ``segments``, ``connections``, ``exports`` and ``notifications`` are merged by name, and a
-name defined twice is an error naming both places; ``version`` may repeat if equal; ``state`` may
-appear once. Aliases (``*name``) and merge keys (``<<``) may repeat at most
+name defined twice is an error naming both places; ``version`` may repeat if equal; ``state`` and
+``sync_log`` may appear once. Aliases (``*name``) and merge keys (``<<``) may repeat at most
 :data:`REPEATS_PER_WRITTEN_NODE` times the nodes a file writes, or :data:`REPEATED_NODES_FLOOR`
 nodes if that is more.
 """
@@ -307,12 +307,12 @@ def _merge_files(path: Path, files: list[Path]) -> LoadedConfig:
                 # a directory may hold an empty file (a placeholder); a config file may not
                 issues.append(ConfigIssue(Location(display_path(file), 1, 1), "the file is empty: expected a "
                                           "mapping of sections (version, state, sources, segments, connections, "
-                                          "exports, notifications), starting with version: 1"))
+                                          "exports, notifications, sync_log), starting with version: 1"))
             continue
         if not isinstance(data, dict):
             issues.append(ConfigIssue(values[()], "a config file must be a mapping of sections "
                                                   "(version, state, sources, segments, connections, exports, "
-                                                  "notifications)"))
+                                                  "notifications, sync_log)"))
             continue
         merged.values.setdefault((), values[()])
         adopted: set[Path_] = set()

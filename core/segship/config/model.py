@@ -197,6 +197,13 @@ class ExportConfig:
 
 
 @dataclass(frozen=True)
+class SyncLogConfig:
+    """``sync_log:``: how long state keeps the member-level sync log (0: no log is kept)."""
+
+    retention_days: int = 30
+
+
+@dataclass(frozen=True)
 class NotificationConfig:
     """A ``notifications:`` entry: a channel, which exports and events it hears of, and its settings."""
 
@@ -236,6 +243,7 @@ class Config:
     #: ``state.url``: a ${env:…}/${file:…} reference to a PostgreSQL URL, resolved when state is opened
     state_url: str | None = None
     notifications: dict[str, NotificationConfig] = field(default_factory=dict)
+    sync_log: SyncLogConfig = SyncLogConfig()
 
     def where(self, *path: str | int) -> str:
         """file:line:col of a config node, for messages."""
@@ -311,7 +319,8 @@ def build_config(path: Path, loaded: LoadedConfig, secret_paths_by_type: dict[st
         )
         for name, entry in data.get("notifications", {}).items()
     }
-    return Config(path, state_path, sources, segments, connections, exports, loaded, state_url, notifications)
+    return Config(path, state_path, sources, segments, connections, exports, loaded, state_url, notifications,
+                  SyncLogConfig(**data.get("sync_log", {})))
 
 
 def _value_locations(loaded: LoadedConfig, base: tuple[str, ...], entry: Any) -> dict[tuple[str | int, ...], str]:

@@ -29,6 +29,7 @@ import structlog
 
 from segship.engine.mapping import MappedRows
 from segship.engine.state import DroppedFields, Rejected, StateStore
+from segship.engine.sync_log import BatchChanges
 from segship.log import redact_text
 
 log = structlog.get_logger("segship.engine")
@@ -51,7 +52,7 @@ AHEAD_ROWS = 20_000
 class Answer:
     """One answered batch: what it commits (the rows acknowledged, as ``MappedRows.answered``
     gives them; the identities they replaced; the rows refused, by the destination or the mapping;
-    the fields the acknowledged records left out), and what is reported of it once committed (its
+    the fields the acknowledged records left out; what it logs, None when the run keeps no sync log), and what is reported of it once committed (its
     rows, and the seconds from its sending to its answer)."""
 
     acknowledged: pa.RecordBatch
@@ -60,6 +61,7 @@ class Answer:
     size: int
     seconds: float
     dropped: DroppedFields = field(default_factory=DroppedFields)  # what the acknowledged records left out
+    logged: BatchChanges | None = None
 
 
 @dataclass
@@ -86,6 +88,14 @@ class Commit:
     @property
     def replaced(self) -> list[tuple[str, str]]:
         return [pair for answer in self.answers for pair in answer.replaced]
+
+    def changes(self) -> pa.RecordBatch | None:
+        """The sync log's changes of the group's batches (None: the run keeps no log); built where the
+        commit runs, off the event loop."""
+        if any(answer.logged is None for answer in self.answers):
+            return None
+        batches = [answer.logged.changes(answer.acknowledged, answer.refused, answer.dropped.fields) for answer in self.answers]
+        return batches[0] if len(batches) == 1 else pa.concat_batches(batches)
 
     @property
     def refused(self) -> list[Rejected | tuple[str, str]]:

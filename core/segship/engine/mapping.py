@@ -21,6 +21,7 @@ from segship.destination import Destination, DroppedField, Records, RecordResult
 from segship.engine.digest import KEY_HASH, MIX
 from segship.engine.snapshot import COLUMN_HASHES, IS_NEW, KEY, ROW_HASH, Snapshot, changed_columns
 from segship.engine.state import ACKNOWLEDGED_COLUMNS, DroppedFields, Rejected
+from segship.engine.sync_log import BatchChanges
 
 ENGINE_COLUMNS = (KEY, ROW_HASH, COLUMN_HASHES, IS_NEW, MIX, KEY_HASH)
 #: What state knows of members: key -> (column hashes, identity) last acknowledged.
@@ -43,6 +44,8 @@ class MappedRows:
     refused: list[Rejected] = field(default_factory=list)    # rows the mapping refused, with their row hash
     dropped: dict[str, Sequence[DroppedField]] = field(default_factory=dict)  # key -> fields its record left out
     partial: dict[str, frozenset[str]] = field(default_factory=dict)  # key -> columns a change mapped (else all)
+    #: key -> the columns whose value changed, of the rows that are changes (None: not known); for the sync log
+    updates: dict[str, frozenset[str] | None] = field(default_factory=dict)
 
     @property
     def size(self) -> int:
@@ -106,6 +109,16 @@ class MappedRows:
         return [(key, previous[key]) for key, identity in zip(keys, identities)
                 if key in previous and previous[key] != identity]
 
+    def changes(self, refused: Sequence[tuple[str, str]]) -> BatchChanges:
+        """What the batch logs once answered (``refused``: the rows refused, (key, reason, ...), whose
+        identity it keeps)."""
+        identities = {}
+        if refused:
+            wanted = {each[0] for each in refused}
+            identities = {key: identity for key, identity in zip(self.records.keys, self.records.identities)
+                          if key in wanted}
+        return BatchChanges(self.updates, identities)
+
 
 def map_rows(rows: pa.RecordBatch, destination: Destination, columns: Sequence[str], before: Known,
              full_resync: bool, size: int | None = None, *, mapping: str | None = None,
@@ -129,6 +142,7 @@ def map_rows(rows: pa.RecordBatch, destination: Destination, columns: Sequence[s
     is_new = column(IS_NEW)
     mapped = rows.select([index for index, name in enumerate(names) if name not in ENGINE_COLUMNS])
     previous_identity: dict[str, str] = {}
+    updates: dict[str, frozenset[str] | None] = {}
     changed: list[frozenset[str] | None] | None = None
     if is_new.false_count:  # some rows are changes: what changed, and the identity they had
         news = is_new.to_pylist()
@@ -137,8 +151,11 @@ def map_rows(rows: pa.RecordBatch, destination: Destination, columns: Sequence[s
             known = None if new else before.get(key)
             if known is not None:
                 previous_identity[key] = known[1]
-            changed.append(None if known is None or full_resync else
-                           changed_columns(columns, known[0], row_column_hashes))
+            # known even in a full resync (which sends every field): the sync log says what changed
+            columns_changed = None if known is None else changed_columns(columns, known[0], row_column_hashes)
+            if not new:
+                updates[key] = columns_changed
+            changed.append(None if full_resync else columns_changed)
         if changed.count(None) == len(changed):
             changed = None  # every row sends everything (a full resync): the destination's fastest path
     batch = destination.map_batch(mapped, changed)
@@ -155,7 +172,7 @@ def map_rows(rows: pa.RecordBatch, destination: Destination, columns: Sequence[s
     partial = {keys[index]: columns for index, columns in enumerate(changed) if columns is not None} \
         if changed is not None else {}
     mapped_rows = _MappedWhole(keys, batch.identities, batch.payloads, rejects, dropped, partial, hashes,
-                               previous_identity, mapping)
+                               previous_identity, mapping, updates)
     size = size or len(keys)
     return [mapped_rows.cut(start, min(start + size, len(keys))) for start in range(0, len(keys), size)]
 
@@ -173,6 +190,7 @@ class _MappedWhole:
     hashes: pa.RecordBatch
     previous_identity: dict[str, str]
     mapping: str | None
+    updates: dict[str, frozenset[str] | None]  # key -> a change's changed columns, for the sync log
 
     def cut(self, start: int, stop: int) -> MappedRows:
         """Rows ``start`` to ``stop``, without the rows the mapping refused."""
@@ -184,7 +202,8 @@ class _MappedWhole:
         refused_at = [index for index in sorted(rejects) if start <= index < stop]
         if not refused_at:
             return MappedRows(Records(keys[start:stop], self.identities[start:stop], self.payloads[start:stop]),
-                              self.hashes.slice(start, stop - start), self.previous_identity, [], dropped, partial)
+                              self.hashes.slice(start, stop - start), self.previous_identity, [], dropped, partial,
+                              self.updates)
         row_hashes = self.hashes.column(ROW_HASH)
         refused = [Rejected(keys[index], rejects[index], row_hashes[index].as_py(), self.mapping)
                    for index in refused_at]
@@ -192,7 +211,7 @@ class _MappedWhole:
         return MappedRows(Records([keys[index] for index in kept], [self.identities[index] for index in kept],
                                   [self.payloads[index] for index in kept]),
                           self.hashes.take(pa.array(kept, pa.int64())), self.previous_identity, refused, dropped,
-                          partial)
+                          partial, self.updates)
 
 
 async def known_before(rows: pa.RecordBatch, previous: Previous) -> Known:

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Protocol
 
+import pyarrow as pa
 import structlog
 
 from segship.alerts import alerts_after_run, deliver
@@ -44,7 +45,8 @@ from segship.engine.report import BatchReport, ExportPlan, RunReport, left_behin
 from segship.engine.mapping import MappedRows, map_rows, mapped_batches
 from segship.engine.safeguards import check_empty_state, check_safeguards
 from segship.engine.snapshot import Snapshot, export_fingerprint
-from segship.engine.state import RecordedDestination, Rejected, StateError, StateStore, chunks
+from segship.engine.state import DroppedFields, LoggedChanges, RecordedDestination, Rejected, StateError, StateStore, chunks
+from segship.engine.sync_log import removal_changes
 from segship.engine.targets import EarlierInstances, InstanceUnreachable, TargetDestinations
 from segship.engine.warehouse_state import WarehouseState, planned_state, snapshot_for
 from segship.errors import SegshipError
@@ -111,6 +113,7 @@ class ExportRun:
         self._failure: BaseException | None = None
         self.target_id = 1  # the export's target in state, known once planned
         self._ready_to_send = False  # the connection checked and the destination prepared
+        self._log_run: int | None = None  # the run whose changes the commits log (None: no sync log)
 
     # -- the whole run ------------------------------------------------------------------------------
 
@@ -126,6 +129,8 @@ class ExportRun:
         try:
             with self.state.export_lock(self.export.name):
                 report.run_id = self.state.start_run(self.export.name, self.options.dry_run)
+                if self.config.sync_log.retention_days and not self.options.dry_run:
+                    self._log_run = report.run_id
                 try:
                     # the export's members where its config plans them (a warehouse planner's schema)
                     self.state = planned_state(self.config, self.plugins, self.export.name, self.state,
@@ -149,6 +154,7 @@ class ExportRun:
                         if plan.to_send or plan.remove or plan.stale_identities:
                             # the plan is local: an unchanged run makes no request at all
                             await self._send(snapshot, destination, plan, instances)
+                        self.state.prune_sync_log(self.export.name, self.config.sync_log.retention_days)
                     report.outcome = self._outcome(plan)
                 except BaseException as exc:  # noqa: BLE001 - every ending is reported, then re-raised if fatal
                     self._fail(exc)
@@ -502,9 +508,10 @@ class ExportRun:
         dropped = batch.dropped_fields(acknowledged)
         if dropped.fields:
             dropped.fields = redacted_fields(dropped.fields)
-        commit = in_flight.answered(batch, Answer(acknowledged, batch.replaced_identities(acknowledged),
-                                                  redacted([*refused, *batch.refused]), batch.size,
-                                                  time.monotonic() - started, dropped), missing)
+        refused = redacted([*refused, *batch.refused])
+        logged = batch.changes(refused) if self._log_run is not None else None
+        commit = in_flight.answered(batch, Answer(acknowledged, batch.replaced_identities(acknowledged), refused,
+                                                  batch.size, time.monotonic() - started, dropped, logged), missing)
         if commit is not None:  # the group's last answer
             await self._commit(commit, tally, moving=moving)
 
@@ -523,14 +530,23 @@ class ExportRun:
     async def _commit(self, commit: Commit, tally: DigestTally, *, moving: bool) -> None:
         acknowledged, dropped = commit.acknowledged, commit.dropped
         # off the event loop: it goes on sending while state writes
-        await asyncio.to_thread(self.state.commit_upserts, self.export.name, acknowledged, commit.replaced,
-                                commit.refused, target=self.target_id, moving=moving, in_flight=commit.in_flight,
-                                dropped=dropped)
+        await asyncio.to_thread(self._commit_upserts, commit, acknowledged, dropped, moving)
         self.report.upserted += len(acknowledged)
         self.report.count_dropped(dropped.fields)
         tally.add(acknowledged)
         for answer in commit.answers:
             self._finish_batch("upsert", answer.size, len(answer.acknowledged), answer.refused, answer.seconds)
+
+    def _commit_upserts(self, commit: Commit, acknowledged: pa.RecordBatch, dropped: DroppedFields,
+                        moving: bool) -> None:
+        """Commit a group, with its changes for the sync log (built here, on the commit's thread)."""
+        changes = commit.changes() if self._log_run is not None else None
+        self.state.commit_upserts(self.export.name, acknowledged, commit.replaced, commit.refused,
+                                  target=self.target_id, moving=moving, in_flight=commit.in_flight,
+                                  dropped=dropped, log=self._logged(changes))
+
+    def _logged(self, changes: pa.RecordBatch | None) -> LoggedChanges | None:
+        return LoggedChanges(self._log_run, changes) if self._log_run is not None and changes is not None else None
 
     async def _remove(self, destination: Destination, members: Sequence[Member], target: int, *,
                       stale: bool) -> None:
@@ -540,8 +556,11 @@ class ExportRun:
         by_key = {member.key: member for member in members}
         ok_keys, refused = self._acknowledge(results, set(by_key))
         refused = redacted(refused)
-        await asyncio.to_thread(self.state.commit_removals, self.export.name, [by_key[key] for key in ok_keys],
-                                refused, stale=stale, target=target)
+        removed = [by_key[key] for key in ok_keys]
+        changes = removal_changes(removed, refused, {key: by_key[key].identity for key, _ in refused}, stale=stale) \
+            if self._log_run is not None else None
+        await asyncio.to_thread(self.state.commit_removals, self.export.name, removed, refused, stale=stale,
+                                target=target, log=self._logged(changes))
         self.report.removed += len(ok_keys)
         self._finish_batch("remove", len(members), len(ok_keys), refused, seconds)
 

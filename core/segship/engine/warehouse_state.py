@@ -43,7 +43,7 @@ from segship.destination import Member
 from segship.engine.hashing import HASH_VERSION
 from segship.engine.planners import dialect_for
 from segship.engine.snapshot import PlanError, Snapshot
-from segship.engine.state import DroppedFields, MembersDigest, MembersLocation, Rejected, StateStore
+from segship.engine.state import DroppedFields, LoggedChanges, MembersDigest, MembersLocation, Rejected, StateStore
 from segship.engine.state.sql.members import acknowledged_batch
 from segship.engine.warehouse_members import MEMBER_SCHEMA, WarehouseMembers
 
@@ -118,7 +118,7 @@ class WarehouseState:
     def commit_upserts(self, export: str, acknowledged: Any, stale: Iterable[tuple[str, str]],
                        rejected: Iterable[Rejected | tuple[str, str]], *, target: int = 1, moving: bool = False,
                        in_flight: int | None = None, dropped: DroppedFields | None = None,
-                       write_members: bool = True) -> None:
+                       write_members: bool = True, log: LoggedChanges | None = None) -> None:
         acknowledged = acknowledged_batch(acknowledged)
         stale, rejected = list(stale), list(rejected)
         left: dict[int, list[tuple[str, str]]] = {}  # a moved member's identity, in its old target
@@ -133,14 +133,14 @@ class WarehouseState:
         self.members.acknowledge(acknowledged, target)
         # the fields the records left out are state's, as their rejects are: settled with the group
         self.state.commit_upserts(export, acknowledged, [], [], target=target, in_flight=in_flight, dropped=dropped,
-                                  write_members=False)
+                                  write_members=False, log=log)
 
     def commit_removals(self, export: str, removed: Iterable[Member], rejected: Iterable[tuple[str, str]],
-                        stale: bool, target: int = 1) -> None:
+                        stale: bool, target: int = 1, log: LoggedChanges | None = None) -> None:
         removed = list(removed)
         if not stale and removed:
             self.members.delete([member.key for member in removed])
-        self.state.commit_removals(export, removed, rejected, stale, target)
+        self.state.commit_removals(export, removed, rejected, stale, target, log)
 
     def add_unknown_members(self, export: str, members: Sequence[tuple[str, str]], target: int) -> int:
         known = self.members.by_keys([key for key, _ in members])

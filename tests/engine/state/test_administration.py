@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 from segship.destination import Member
-from segship.engine.state import DroppedFields, MembersDigest, MembersLocation, OpenAlert, RecordedDestination, open_state_at
+from segship.engine.state import (DroppedFields, LoggedChanges, MembersDigest, MembersLocation, OpenAlert,
+                                   RecordedDestination, open_state_at)
+from segship.engine.sync_log import rows
 
 from .conftest import keys
 
@@ -35,12 +37,13 @@ def test_forget_leaves_no_row_of_the_export_in_any_table(store, target):
     target_id = store.target_id("sync", {"list": "a"}, record=True)
     store.reconcile_settings("sync", "fp", ["a"])
     store.move_members_out("sync", MembersLocation("warehouse", "segship"))  # (then members again, here)
+    run_id = store.start_run("sync", dry_run=False)
     store.commit_upserts("sync", [("k1", 1, None, "k1")], [("k0", "old@example.com")], [("k2", "bad")],
-                         target=target_id, dropped=DroppedFields(fields=[("k1", "phone", "invalid phone")]))
+                         target=target_id, dropped=DroppedFields(fields=[("k1", "phone", "invalid phone")]),
+                         log=LoggedChanges(run_id, rows([("k1", "k1", "add", None, None)])))
     store.record_members_digest("sync", MembersDigest("kind", 1, 7))
     store.record_in_flight("sync", ["k3"], ["k3"], target_id)
     store.record_destination("sync", RecordedDestination("brevo", "sendinblue", {"list_id": 3}, {"email": "email"}))
-    store.start_run("sync", dry_run=False)
     store.open_alert("sync", OpenAlert("failed", "2026-01-05T09:00:00+00:00", 1, "run 1 failed", {}))
     assert all(store.counts().values())  # a row in every table
     assert store.forget("sync") is True

@@ -12,7 +12,7 @@ picks the backend from the config: ``state.path``, a SQLite file (the embedded d
 ``sqlite.py``), or ``state.url``, a PostgreSQL database shared by every machine that runs
 the exports (``postgres.py``). The SQL they share is in the ``sql`` package, a module per
 concern. The contract is split the same way: one abstract base per concern (members,
-targets, batches in flight, rejects, dropped fields, runs, alerts, the destination each export was last
+targets, batches in flight, rejects, dropped fields, runs, alerts, the sync log, the destination each export was last
 sent through, administration, transfer), which
 :class:`StateStore` combines, so callers hold one store and call ``state.<method>``.
 
@@ -46,6 +46,11 @@ ColumnHashes = bytes | str
 #: record batch (``ACKNOWLEDGED_COLUMNS``: what the engine commits, with no Python object per row).
 Acknowledged = Union[Iterable[tuple[str, int, ColumnHashes | None, str]], "pa.RecordBatch"]  # pa is imported lazily
 ACKNOWLEDGED_COLUMNS = ("key", "row_hash", "column_hashes", "identity")
+#: The sync log's actions; state keeps each as its place here (``add`` and ``update``, the most
+#: frequent, as 0 and 1, which take no byte in a SQLite record). Never reordered: stored codes.
+SYNC_LOG_ACTIONS = ("add", "update", "remove", "move", "refused", "dropped_field")
+#: A commit's sync log changes: an Arrow record batch of these columns (``LoggedChanges``).
+SYNC_LOG_COLUMNS = ("key", "identity", "action", "fields", "reason")
 POSTGRES_SCHEMES = ("postgresql://", "postgres://")
 
 
@@ -108,6 +113,8 @@ class OpenAlert(NamedTuple):
     run_id: int | None          # the run that opened it; None when the scheduler's check did (stale)
     message: str
     figures: dict[str, Any]
+
+
 class Rejected(NamedTuple):
     """A row refused, as a commit records it: by the destination (``row_hash`` None: sent again next
     run), or by segship's mapping rules, with the hash of the row they refused and the fingerprint
@@ -130,6 +137,16 @@ class DroppedFields:
     whole: Sequence[str] | pa.Array = ()
     remapped: Sequence[tuple[str, str]] = ()
     fields: Sequence[tuple[str, str, str]] = ()  # (key, column, reason)
+
+
+class LoggedChanges(NamedTuple):
+    """What a commit writes to the sync log, in its transaction: the run's id and a record batch of
+    ``SYNC_LOG_COLUMNS``: key, identity (None: the same as the key; ``""``: not known), action (its
+    code, the place in ``SYNC_LOG_ACTIONS``, int32), fields (comma-joined: an update's changed
+    columns, a dropped field) and reason (refused, dropped field). Built by ``engine/sync_log.py``."""
+
+    run_id: int
+    changes: pa.RecordBatch
 
 
 class StateError(SegshipError):
@@ -219,19 +236,21 @@ class MemberStore(ABC):
     def commit_upserts(self, export: str, acknowledged: Acknowledged,
                        stale: Iterable[tuple[str, str]], rejected: Iterable[Rejected | tuple[str, str]], *,
                        target: int = 1, moving: bool = False, in_flight: int | None = None,
-                       dropped: DroppedFields | None = None, write_members: bool = True) -> None:
+                       dropped: DroppedFields | None = None, write_members: bool = True,
+                       log: LoggedChanges | None = None) -> None:
         """One transaction per group of answered batches: acknowledged rows (now in ``target``), identities
         they replaced there, rejects, the fields they left out; the group is no longer in flight
         (``record_in_flight``'s id). When ``moving``, a member acknowledged before in another target
         leaves its identity there to remove (a stale identity of that target). Without ``write_members`` (a
         warehouse planner wrote them where it keeps them), the acknowledged rows only settle their keys'
-        rejects and dropped fields."""
+        rejects and dropped fields. When ``moving``, its ``add`` in ``log`` is written as a ``move``;
+        ``log``: the group's changes for the sync log (``SyncLogStore``), in ``target``."""
 
     @abstractmethod
     def commit_removals(self, export: str, removed: Iterable[Member], rejected: Iterable[tuple[str, str]],
-                        stale: bool, target: int = 1) -> None:
+                        stale: bool, target: int = 1, log: LoggedChanges | None = None) -> None:
         """Acknowledged removals: leavers leave the members (their rejects and dropped fields with them);
-        stale identities leave ``target``'s list."""
+        stale identities leave ``target``'s list; ``log``: their changes for the sync log, in ``target``."""
 
     @abstractmethod
     def members_location(self, export: str) -> MembersLocation | None:
@@ -430,6 +449,30 @@ class AlertStore(ABC):
         """Forget the export's open alert of ``event`` and return it; None when none was open."""
 
 
+class SyncLogStore(ABC):
+    """The member-level sync log: what each run did to each member it changed (``SYNC_LOG_ACTIONS``),
+    written by the commits (``LoggedChanges``, in their transaction), kept for the config's
+    ``sync_log.retention_days`` and pruned by runs. An unchanged member writes nothing. Read by
+    ``segship log`` and, with SQL, through the view ``segship_sync_log`` (docs/sync-log.md)."""
+
+    @abstractmethod
+    def log_changes(self, export: str, log: LoggedChanges, target: int = 1) -> None:
+        """Write changes to the sync log in a transaction of their own (those a commit doesn't carry)."""
+
+    @abstractmethod
+    def prune_sync_log(self, export: str, retention_days: int, now: datetime | None = None) -> int:
+        """Delete the export's log of the runs that started more than ``retention_days`` before ``now``
+        (default: the present; 0 days, a log turned off: all of it); returns how many rows went."""
+
+    @abstractmethod
+    def sync_log(self, export: str, *, key: str | None = None, identity: str | None = None,
+                 run_id: int | None = None, limit: int = 100) -> tuple[list[dict[str, Any]], int]:
+        """The export's logged changes, newest first, at most ``limit``, and how many there are in all: a
+        member's (``key``), an identity's (``identity``: rows that name it, or whose key it is when the
+        identity is the key), a run's (``run_id``), or all. Each as a dict of the view's columns
+        (``id, run_id, at, key, identity, action, target, fields, reason``; action by name)."""
+
+
 class AdministrationStore(ABC):
     """What ``segship state show`` and ``state forget`` ask."""
 
@@ -459,8 +502,7 @@ class TransferStore(ABC):
 
 
 class StateStore(MemberStore, TargetStore, InFlightStore, DestinationStore, RejectStore, DroppedFieldStore,
-                 RunStore, AlertStore,
-                 AdministrationStore, TransferStore):
+                 RunStore, AlertStore, SyncLogStore, AdministrationStore, TransferStore):
     """What the engine and the CLI need from state, whatever the backend: each concern's contract above,
     and the store itself (where it is, its schema, closing it)."""
 

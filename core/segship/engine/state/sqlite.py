@@ -53,7 +53,7 @@ from segship.engine.state.sql import SqlState
 from segship.engine.state.sql.caches import StateCache
 from segship.engine.state.sql.connection import on_state_thread
 from segship.engine.state.sql.members import MEMBER_UPDATES
-from segship.engine.state.sql.schema import INSTANCES_MIGRATION, MEMBER_LOCATIONS_MIGRATION, REJECT_ORIGINS_AND_DROPPED_FIELDS, TABLES, migrate, statements
+from segship.engine.state.sql.schema import INSTANCES_MIGRATION, MEMBER_LOCATIONS_MIGRATION, REJECT_ORIGINS_AND_DROPPED_FIELDS, SYNC_LOG_MIGRATION, TABLES, migrate, statements
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -210,6 +210,9 @@ MIGRATIONS: list[str] = [
     # 10: rejects keep who refused them and since when; dropped fields (see schema.py)
     REJECT_ORIGINS_AND_DROPPED_FIELDS.format(integer="INTEGER", table_options=" WITHOUT ROWID"),
     MEMBER_LOCATIONS_MIGRATION,  # where a warehouse planner keeps an export's members (sql/schema.py)
+    # 12: the member-level sync log (sql/schema.py); its id is the rowid: the order of writing
+    SYNC_LOG_MIGRATION.format(id="INTEGER PRIMARY KEY", integer="INTEGER",
+                              at="strftime('%Y-%m-%dT%H:%M:%SZ', l.at, 'unixepoch')"),
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 

@@ -18,7 +18,8 @@ concerns are not separate stores with connections of their own but mixins of one
   SQL and caches: ``members.py`` (members, digests, settings, hash conversion, commits),
   ``targets.py`` (targets, members by target, stale identities), ``in_flight.py``,
   ``destinations.py`` (the destination each export was last sent through), ``rejects.py``,
-  ``dropped_fields.py``, ``runs.py``, ``alerts.py`` (open alerts), ``administration.py`` (``state show``, ``forget``),
+  ``dropped_fields.py``, ``runs.py``, ``alerts.py`` (open alerts), ``sync_log.py`` (the member-level
+  sync log, written by the commits), ``administration.py`` (``state show``, ``forget``),
   ``transfer.py`` (``state copy``).
 
 A concern writes another's tables through that concern's helpers (named in the docstrings) and
@@ -42,10 +43,11 @@ from segship.engine.state.sql.in_flight import SqlInFlight
 from segship.engine.state.sql.members import SqlMembers
 from segship.engine.state.sql.rejects import SqlRejects
 from segship.engine.state.sql.runs import SqlRuns
+from segship.engine.state.sql.sync_log import SqlSyncLog
 from segship.engine.state.sql.targets import SqlTargets
 from segship.engine.state.sql.transfer import SqlTransfer
 
 
 class SqlState(SqlMembers, SqlTargets, SqlInFlight, SqlDestinations, SqlRejects, SqlDroppedFields, SqlRuns,
-               SqlAlerts, SqlAdministration, SqlTransfer, StateStore):
+               SqlAlerts, SqlSyncLog, SqlAdministration, SqlTransfer, StateStore):
     """The contract in SQL: every concern over one connection (a backend provides it)."""

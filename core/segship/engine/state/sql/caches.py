@@ -64,3 +64,27 @@ class ExportPresence(StateCache):
     def run_started(self, export: str) -> None:
         self.with_rows.discard(export)
         self.without_rows.discard(export)
+
+
+class CommittedIds(StateCache):
+    """Ids (of exports, of runs) a concern did something for that state keeps, so as not to do it
+    again: ``pending`` in the open transaction, ``done`` once it committed (forgotten if it rolled
+    back); forgotten when a run starts (another process may have changed state since) and when
+    state is replaced by a copy."""
+
+    def __init__(self) -> None:
+        self.done: set[int] = set()
+        self.pending: set[int] = set()
+
+    def committed(self) -> None:
+        self.done |= self.pending
+        self.pending.clear()
+
+    def rolled_back(self) -> None:
+        self.pending.clear()
+
+    def run_started(self, export: str) -> None:
+        self.done.clear()
+
+    def replaced(self) -> None:
+        self.done.clear()

@@ -5,7 +5,8 @@ that write them.
 A commit is one transaction that also settles rejects (``_settle_rejects``, rejects.py) and dropped
 fields (``_settle_dropped_fields`` / ``_forget_dropped_fields``, dropped_fields.py), leaves
 stale identities (``_leave_identities`` / ``_leave_other_targets`` / ``_remove_stale_identities``,
-targets.py) and clears the group's in-flight record (``_landed``, in_flight.py).
+targets.py), clears the group's in-flight record (``_landed``, in_flight.py) and writes its changes
+to the sync log (``_log``, sync_log.py).
 
 A backend may leave acknowledged members elsewhere first (SQLite journals them: ``_write_members``)
 and fold them in before anything reads ``members`` (``_settle``); every read of members here, and
@@ -29,13 +30,14 @@ from segship.engine.state import (
     Acknowledged,
     ColumnHashes,
     DroppedFields,
+    LoggedChanges,
     MembersDigest,
     MembersLocation,
     MemberStore,
     Rejected,
     chunks,
 )
-from segship.engine.state.sql.caches import StateCache
+from segship.engine.state.sql.caches import CommittedIds
 from segship.engine.state.sql.connection import on_state_thread
 from segship.engine.state.sql.exports import SqlExports
 from segship.engine.state.sql.schema import TABLES
@@ -86,7 +88,7 @@ def column_hashes_out(value: bytes | str | None) -> ColumnHashes | None:
     return value
 
 
-class DeletedDigests(StateCache):
+class DeletedDigests(CommittedIds):
     """Exports (by id) whose members' digest this run's writes deleted: the run holds the export's
     lock, so no one records another until it does (``record_members_digest``), and later writes in
     the run need not delete it again.
@@ -94,23 +96,6 @@ class DeletedDigests(StateCache):
     Those the open transaction deletes count once it commits; forgotten when a run starts, and
     when state is replaced by a copy.
     """
-
-    def __init__(self) -> None:
-        self.deleted: set[int] = set()
-        self.deleting: set[int] = set()
-
-    def committed(self) -> None:
-        self.deleted |= self.deleting
-        self.deleting.clear()
-
-    def rolled_back(self) -> None:
-        self.deleting.clear()
-
-    def run_started(self, export: str) -> None:
-        self.deleted.clear()
-
-    def replaced(self) -> None:
-        self.deleted.clear()
 
 
 class SqlMembers(SqlExports, MemberStore):
@@ -132,16 +117,16 @@ class SqlMembers(SqlExports, MemberStore):
             self.execute("DELETE FROM member_digests WHERE export_id = ?", (export_id,))
             self.execute("INSERT INTO member_digests VALUES (?, ?, ?, ?)",
                          (export_id, digest.kind, digest.members, digest.digest))
-        self.deleted_digests.deleted.discard(export_id)
+        self.deleted_digests.done.discard(export_id)
 
     def _members_written(self, export_id: int) -> None:
         """Inside a transaction that writes an export's members: its digest no longer holds.
 
         Deleted by the run's first such write only (:class:`DeletedDigests`).
         """
-        if export_id not in self.deleted_digests.deleted:
+        if export_id not in self.deleted_digests.done:
             self.execute("DELETE FROM member_digests WHERE export_id = ?", (export_id,))
-            self.deleted_digests.deleting.add(export_id)
+            self.deleted_digests.pending.add(export_id)
 
     # -- settings and hash versions ------------------------------------------------------------------
 
@@ -276,7 +261,8 @@ class SqlMembers(SqlExports, MemberStore):
     def commit_upserts(self, export: str, acknowledged: Acknowledged,
                        stale: Iterable[tuple[str, str]], rejected: Iterable[Rejected | tuple[str, str]], *,
                        target: int = 1, moving: bool = False, in_flight: int | None = None,
-                       dropped: DroppedFields | None = None, write_members: bool = True) -> None:
+                       dropped: DroppedFields | None = None, write_members: bool = True,
+                       log: LoggedChanges | None = None) -> None:
         acknowledged = acknowledged_batch(acknowledged)
         stale, rejected = list(stale), list(rejected)
         keys = acknowledged.column(0)
@@ -284,6 +270,8 @@ class SqlMembers(SqlExports, MemberStore):
             self._settled_export_id(export)  # the members moving, as they are in their old target
         with self.transaction():
             export_id = self.export_id(export, create=True)
+            if log is not None:
+                self._log(export_id, log, target, moving)
             if moving:
                 self._leave_other_targets(export, export_id, target, keys)
             if len(acknowledged) and write_members:
@@ -298,10 +286,12 @@ class SqlMembers(SqlExports, MemberStore):
 
     @on_state_thread
     def commit_removals(self, export: str, removed: Iterable[Member], rejected: Iterable[tuple[str, str]],
-                        stale: bool, target: int = 1) -> None:
+                        stale: bool, target: int = 1, log: LoggedChanges | None = None) -> None:
         removed, rejected = list(removed), list(rejected)
         self._settled_export_id(export)
         with self.transaction():
+            if log is not None:
+                self._log(self.export_id(export, create=True), log, target)
             if stale:
                 self._remove_stale_identities(export, target, removed)
             else:

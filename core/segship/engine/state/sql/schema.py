@@ -14,7 +14,10 @@
   mapping its last run built its destination from (``RecordedDestination``, ``destinations.py``);
 - ``stale_identities`` (with the target to remove each from), ``rejects``, ``dropped_fields``,
   ``runs``, ``in_flight``, ``alerts`` (each export's open conditions), ``member_locations`` (the warehouse
-  planner schema keeping an export's members instead of ``members``): by export name (few rows).
+  planner schema keeping an export's members instead of ``members``): by export name (few rows);
+- ``sync_log``: per export id and run id, each logged change to a member (``sync_log.py``), read
+  through the view ``segship_sync_log`` (``SYNC_LOG_MIGRATION``); ``sync_log_runs``: where each logged
+  run's rows start.
 
 A table is declared here once for every concern that goes through all of them: ``state copy``
 copies ``TABLES`` (``transfer.py``), ``forget`` deletes an export's rows by ``EXPORT_COLUMNS``
@@ -59,6 +62,11 @@ TABLES: dict[str, pa.Schema] = {
     "alerts": pa.schema([("export", pa.string()), ("event", pa.string()), ("opened_at", pa.string()),
                          ("run_id", pa.int64()), ("message", pa.string()), ("figures", pa.string())]),
     "member_locations": pa.schema([("export", pa.string()), ("source", pa.string()), ("schema_name", pa.string())]),
+    "sync_log": pa.schema([("id", pa.int64()), ("export_id", pa.int64()), ("run_id", pa.int64()),
+                           ("at", pa.int64()), ("key", pa.string()), ("identity", pa.string()),
+                           ("action", pa.int32()), ("target", pa.int32()), ("fields", pa.string()),
+                           ("reason", pa.string())]),
+    "sync_log_runs": pa.schema([("run_id", pa.int64()), ("export_id", pa.int64()), ("first_id", pa.int64())]),
 }
 #: Primary keys, by which ``state copy`` reads a table in pages.
 TABLE_KEYS: dict[str, tuple[str, ...]] = {"exports": ("id",), "targets": ("export_id", "id"),
@@ -67,11 +75,13 @@ TABLE_KEYS: dict[str, tuple[str, ...]] = {"exports": ("id",), "targets": ("expor
                                           "stale_identities": ("export", "target", "identity"), "runs": ("id",),
                                           "rejects": ("export", "key"), "dropped_fields": ("export", "key", "field"),
                                           "in_flight": ("export", "id"), "alerts": ("export", "event"),
-                                          "member_locations": ("export",)}
+                                          "member_locations": ("export",), "sync_log": ("id",),
+                                          "sync_log_runs": ("run_id",)}
 #: The column that ties a table's rows to an export: ``export`` (its name), or else the export's id;
 #: in the order ``forget`` deletes them.
 EXPORT_COLUMNS: dict[str, str] = {"members": "export_id", "member_digests": "export_id", "targets": "export_id",
-                                  "export_destinations": "export_id",
+                                  "export_destinations": "export_id", "sync_log": "export_id",
+                                  "sync_log_runs": "export_id",
                                   "exports": "id", "stale_identities": "export", "rejects": "export",
                                   "dropped_fields": "export", "runs": "export", "in_flight": "export",
                                   "alerts": "export", "member_locations": "export"}
@@ -125,6 +135,43 @@ REJECT_ORIGINS_AND_DROPPED_FIELDS = """
     ){table_options};
     """
 
+
+#: The migration that makes the member-level sync log (``sync_log.py``), the same in both backends
+#: (SQLite schema 12, PostgreSQL 9) but for the id column (``{id}``: SQLite's rowid, the order of
+#: writing), the integer type of ids (``{integer}``) and how the view reads a time (``{at}``: the
+#: backend's expression of ``l.at``, Unix seconds). No index but the ids': a row is appended at the
+#: end whatever its key (an index by key would take a page write per member of a first run in no
+#: key order); a run's rows are a range of ids, from where ``sync_log_runs`` notes it starts. The
+#: view ``segship_sync_log`` reads it by names (docs/sync-log.md): the export's, the action's
+#: (``SYNC_LOG_ACTIONS``), the identity (NULL when not known), the target's settings.
+SYNC_LOG_MIGRATION = """
+    CREATE TABLE sync_log (
+        id {id},
+        export_id {integer} NOT NULL,
+        run_id {integer} NOT NULL,      -- runs.id
+        at {integer} NOT NULL,          -- Unix seconds of the commit
+        key TEXT NOT NULL,
+        identity TEXT,                  -- NULL: the key, '': not known
+        action INTEGER NOT NULL,        -- the place in SYNC_LOG_ACTIONS (0 add, 1 update...)
+        target INTEGER,                 -- targets.id (1 takes no byte in SQLite)
+        fields TEXT,                    -- comma-joined: an update's changed columns, a dropped field
+        reason TEXT                     -- refused, dropped field
+    );
+    CREATE TABLE sync_log_runs (        -- where each logged run's rows start: every one has an id above first_id
+        run_id {integer} PRIMARY KEY,
+        export_id {integer} NOT NULL,
+        first_id {integer} NOT NULL     -- the log's largest id before the run's first row
+    );
+    CREATE VIEW segship_sync_log AS
+    SELECT l.id, e.name AS export, l.run_id, {at} AS at, l.key,
+           CASE WHEN l.identity IS NULL THEN l.key WHEN l.identity = '' THEN NULL ELSE l.identity END AS identity,
+           CASE l.action WHEN 0 THEN 'add' WHEN 1 THEN 'update' WHEN 2 THEN 'remove' WHEN 3 THEN 'move'
+                         WHEN 4 THEN 'refused' WHEN 5 THEN 'dropped_field' END AS action,
+           l.target, t.settings AS target_settings, l.fields, l.reason
+    FROM sync_log l
+    JOIN exports e ON e.id = l.export_id
+    LEFT JOIN targets t ON t.export_id = l.export_id AND t.id = l.target
+    """
 
 def migrate(current: int, migrations: Sequence[str], describe: str, apply: Callable[[int], None]) -> None:
     """Apply ``migrations[current:]`` via ``apply(target_version)``; refuse a newer schema."""
