@@ -43,7 +43,7 @@ class BatchChanges:
     def changes(self, acknowledged: pa.RecordBatch, refused: Sequence[tuple[str, str]],
                 dropped_fields: Sequence[tuple[str, str, str]] = ()) -> pa.RecordBatch:
         """The batch's changes: its acknowledged rows (key, identity as ``MappedRows.answered`` gives
-        them), the fields their records left out ((key, field, reason): the entry point of dropped
+        them), the fields their records left out ((key, field, reason): the answer's dropped
         fields), its refused ((key, reason, ...))."""
         parts = [self._joins_and_updates(acknowledged)]
         if dropped_fields:
