@@ -19,6 +19,7 @@ from segship_sendinblue.sandbox import SANDBOX_API_KEY as BREVO_KEY
 
 from ..conftest import StateTarget
 from .conftest import CONFIG as PROJECT_CONFIG
+from .conftest import CSV_SOURCE
 from .conftest import LIST_ID, SEGMENT_ID, Project, profile
 
 STAGING_KEY = "braze-staging-key-0123456789abcdef"
@@ -85,7 +86,7 @@ class Instances(Project):
         connections = "".join(text.replace("BATCH", str(braze_batch)) for name, text in CONNECTIONS.items()
                               if name not in without)
         (self.root / "segship.yaml").write_text(CONFIG.format(
-            state=self.state_target.yaml, connections=connections, braze=braze, brevo=brevo, segment=SEGMENT_ID,
+            state=self.state_target.yaml, source=CSV_SOURCE, connections=connections, braze=braze, brevo=brevo, segment=SEGMENT_ID,
             list_id=LIST_ID))
 
     def run(self, *args: str, report: str = "report.json", timeout: float = 120) -> tuple[subprocess.CompletedProcess,
@@ -316,10 +317,14 @@ def make_state_from_before_instances(project: Instances) -> None:
     state = project.state()
     try:
         state.summary()  # folds SQLite's member journal
+        state.execute("DROP VIEW segship_sync_log")  # a later migration's (the sync log), over exports
         for table, column in (("targets", "instance"), ("targets", "connection"), ("exports", "instance"),
-                              ("exports", "credentials")):
+                              ("exports", "credentials"), *(("rejects", column) for column in (
+                                  "origin", "row_hash", "fingerprint", "kind", "since_run"))):
             state.execute(f"ALTER TABLE {table} DROP COLUMN {column}")
-        for table in ("export_destinations", "alerts"):  # later migrations' (segship retire, alerts)
+        # later migrations' (segship retire, alerts, dropped fields, the warehouse planner, the sync log)
+        for table in ("export_destinations", "alerts", "dropped_fields", "member_locations", "sync_log",
+                      "sync_log_runs"):
             state.execute(f"DROP TABLE {table}")
         if state.backend == "sqlite":
             state.execute("PRAGMA user_version=6")
