@@ -177,7 +177,7 @@ def test_two_hundred_thousand_rows_stream_with_bounded_memory(warehouse):
     warehouse.sql("CREATE TABLE customers AS SELECT g AS customer_id, 'user' || g || '@example.com' AS email, "
                   "'First' || g AS first_name, repeat('x', 1000) AS filler FROM generate_series(1, 200000) g")
     warehouse.configure("SELECT * FROM customers")
-    # a dry run reads the segment twice (plan, then every row to map) but spends no time on HTTP;
+    # a dry run stages the segment once, then maps every row, but spends no time on HTTP;
     # the child reports its own peak RSS as the kernel counts it
     probe = ("import atexit, resource, runpy, sys; sys.argv = ['segship', 'export', 'to-braze', '--dry-run'];"
              "atexit.register(lambda: print('peak_kb', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, "
