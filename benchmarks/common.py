@@ -3,8 +3,9 @@
 Everything runs on 127.0.0.1 and stops by itself: a sandbox is a subprocess that is
 terminated (then killed) on exit, and an export that overruns its time limit is killed.
 The export runs as ``segship export … --report`` in a child process, so its wall time
-and peak RSS are those of the real CLI, measured with ``os.wait4`` (the kernel's
-``ru_maxrss`` of exactly that process).
+and peak RSS are those of the real CLI: its CPU from ``os.wait4``, its peak RSS from its
+``VmHWM`` (the high-water mark of its memory since its exec), read as it runs. The kernel's
+``ru_maxrss`` would not do (see ``tests/process_memory.py``).
 """
 
 from __future__ import annotations
@@ -31,6 +32,9 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))  # the tests' helpers: their PostgreSQL server, a child's peak memory
+from tests.process_memory import high_water_kb  # noqa: E402 - after the path tweak
+
 DATA_DIR = Path(__file__).resolve().parent / ".data"
 GENERATOR = ROOT / "configs" / "data" / "make_profiles.py"
 BIN = Path(sys.executable).parent
@@ -187,7 +191,6 @@ def state_backend(backend: str) -> Iterator[State]:
     if backend == "sqlite":
         yield State("sqlite", "{path: state/state.db}")
         return
-    sys.path.insert(0, str(ROOT))
     from tests.postgres_server import PostgresServer
 
     root = Path(tempfile.mkdtemp(prefix="segship-bench-postgres-"))
@@ -300,7 +303,8 @@ class Run:
 
 def run_export(ws: Workspace, export: str, env: Mapping[str, str], *, timeout: float,
                extra: tuple[str, ...] = (), wrapper: tuple[str, ...] = ()) -> Run:
-    """Run ``segship export EXPORT --report`` in a child; wall time and the child's own peak RSS.
+    """Run ``segship export EXPORT --report`` in a child; wall time and the child's own peak RSS
+    (polled every 5 ms, so growth in its last 5 ms is missed: exports free memory as they end).
 
     ``wrapper`` runs the CLI under another command (``python -m cProfile -o FILE``)."""
     compile_bytecode()
@@ -313,7 +317,9 @@ def run_export(ws: Workspace, export: str, env: Mapping[str, str], *, timeout: f
         process = subprocess.Popen(command, stdout=output, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                    env=child_env, cwd=ws.root, start_new_session=True)
         deadline = started + timeout
+        peak_kb = 0
         while True:
+            peak_kb = max(peak_kb, high_water_kb(process.pid))
             pid, status, usage = os.wait4(process.pid, os.WNOHANG)
             if pid:
                 seconds = time.perf_counter() - started
@@ -328,10 +334,8 @@ def run_export(ws: Workspace, export: str, env: Mapping[str, str], *, timeout: f
     process.returncode = os.waitstatus_to_exitcode(status)
     text = output_path.read_text()
     report = json.loads(report_path.read_text()) if report_path.exists() else {"exports": [{}]}
-    # ru_maxrss is in KiB on Linux (bytes on macOS)
-    scale = 1024 if sys.platform != "darwin" else 1
-    return Run(process.returncode, seconds, usage.ru_utime + usage.ru_stime, usage.ru_maxrss * scale / 2**20,
-               report, text)
+    return Run(process.returncode, seconds, usage.ru_utime + usage.ru_stime, peak_kb / 1024, report, text)
+
 
 
 def check_ok(run: Run, what: str, *, sent: int | None = None) -> None:

@@ -154,7 +154,7 @@ def bench_memory(s: Session) -> None:
         bench_pipeline(s)
     for name, run in s.full_exports:
         s.add(Figure(f"peak RSS, {s.rows:,}-profile export ({name})", run.peak_rss_mb, 400.0, "MB",
-                     note="ru_maxrss of the segship process"))
+                     note="VmHWM of the segship process"))
 
 
 BENCHMARKS: dict[str, Callable[[Session], None]] = {

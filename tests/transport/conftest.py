@@ -33,6 +33,7 @@ from segship_sendinblue.sandbox import BrevoSandbox
 from segship_sendinblue.sandbox import RunningBrevoSandbox as BrevoHandle
 
 from ..conftest import CliResult, clean_env, segship_script
+from ..process_memory import high_water_kb
 
 BRAZE_KEY = "braze-transport-key-0123456789abcdef"
 BREVO_KEY = "xkeysib-transport-0123456789abcdef"
@@ -308,7 +309,7 @@ class Project:
             process = subprocess.Popen([str(segship_script()), *args], cwd=self.root, env=self.environment(env),
                                        stdout=out, stderr=err, stdin=subprocess.DEVNULL)
             while process.poll() is None:
-                peak_kb = max(peak_kb, _high_water_kb(process.pid))
+                peak_kb = max(peak_kb, high_water_kb(process.pid))
                 if time.monotonic() - started > timeout:
                     process.kill()
                     process.wait()
@@ -317,14 +318,6 @@ class Project:
         return Run(list(args), process.returncode, stdout.read_text(), stderr.read_text(),
                    time.monotonic() - started, peak_kb / 1024)
 
-
-def _high_water_kb(pid: int) -> int:
-    """The peak RSS (kB) of a running process's memory since its ``exec``; 0 once it is gone."""
-    try:
-        status = Path(f"/proc/{pid}/status").read_text()
-    except OSError:
-        return 0
-    return next((int(line.split()[1]) for line in status.splitlines() if line.startswith("VmHWM:")), 0)
 
 
 @pytest.fixture
