@@ -57,6 +57,17 @@ def test_two_customer_ids_braze_trims_to_one_external_id_stop_the_braze_export(p
     assert "surrounding whitespace ignored" in output
 
 
+def test_a_new_key_with_the_email_of_an_unchanged_member_stops_the_export(project):
+    project.write(rows(5))
+    assert project.cli("export", "vip-brevo").returncode == 0
+    requests = project.brevo.stats()["requests"]
+    project.write([*rows(5), profile(6, email="USER3@example.com")])
+    exported = project.cli("export", "vip-brevo")
+    assert exported.returncode == 1, exported.stdout + exported.stderr
+    assert "'user3@example.com' (keys 'C00003', 'C00006')" in exported.stdout
+    assert project.brevo.stats()["requests"] == requests
+
+
 def test_identity_conflicts_first_sends_the_lowest_key_and_the_contact_follows_it_when_it_leaves(project):
     accept_identity_conflicts(project, "vip-brevo")
     shared = profile(7, email="user3@example.com", first_name="Seventh")

@@ -1,6 +1,7 @@
 """The warehouse planner's own promises, end to end (the real CLI, a real PostgreSQL, the Braze sandbox):
 switching planners re-sends nobody, a kill -9 or a lost warehouse connection while acknowledgements
-are written loses nothing, and a role without the grants is told which grant it lacks."""
+are written loses nothing, a role without the grants is told which grant it lacks, and a member's row
+digest tells an unchanged row without ever hiding a change."""
 
 from __future__ import annotations
 
@@ -176,3 +177,54 @@ def test_retiring_a_planned_export_removes_its_members_and_empties_the_schema(pr
     assert retired.returncode == 0, retired.stdout
     assert project.braze_members() == {}
     assert project.acknowledged("vip-braze") == set()
+
+
+def digests(project) -> dict[str, int | None]:
+    return dict(sql(project.state_target.warehouse, "SELECT key, row_digest FROM segship.segship_members"))
+
+
+def test_a_member_keeps_its_rows_digest_and_a_changed_row_is_told_by_its_hashes(project):
+    project.write(rows(20))
+    assert project.cli("export", "vip-braze").returncode == 0
+    first = digests(project)
+    assert len(first) == 20 and None not in first.values()  # recorded at the run's end
+
+    project.write(rows(20, C00004={"first_name": "Changed"}))
+    assert plan_changes(project) == {"add": 0, "update": 1, "remove": 0, "unchanged": 19}
+    assert project.cli("export", "vip-braze").returncode == 0
+    assert project.braze.user("C00004")["first_name"] == "Changed"
+    second = digests(project)
+    assert second["C00004"] not in (None, first["C00004"])
+    assert {key: digest for key, digest in second.items() if key != "C00004"} == {
+        key: digest for key, digest in first.items() if key != "C00004"}
+
+
+def test_digests_not_of_their_rows_cost_hashing_and_send_no_one(project):
+    """Digests unknown (a run killed before it recorded them) or of no row of the member's (another
+    PostgreSQL's hashing): the rows are hashed, found unchanged, and their digests recorded."""
+    url = project.state_target.warehouse
+    project.write(rows(12))
+    assert project.cli("export", "vip-braze").returncode == 0
+    recorded, requests = digests(project), project.braze.stats()["requests"]
+    sql(url, "UPDATE segship.segship_members SET row_digest = CASE WHEN key < 'C00006' THEN NULL ELSE 7 END")
+
+    assert plan_changes(project) == {"add": 0, "update": 0, "remove": 0, "unchanged": 12}
+    assert digests(project)["C00009"] == 7  # a plan writes nothing
+    assert project.cli("export", "vip-braze").returncode == 0
+    assert project.braze.stats()["requests"] == requests
+    assert digests(project) == recorded
+
+
+def test_a_members_table_from_before_digests_gets_them_without_a_re_send(project):
+    url = project.state_target.warehouse
+    project.write(rows(8))
+    assert project.cli("export", "vip-braze").returncode == 0
+    recorded, requests = digests(project), project.braze.stats()["requests"]
+    sql(url, "ALTER TABLE segship.segship_members DROP COLUMN row_digest")
+
+    assert plan_changes(project) == {"add": 0, "update": 0, "remove": 0, "unchanged": 8}  # the table as it is
+    assert project.cli("export", "vip-braze").returncode == 0  # the run adds the column
+    assert project.braze.stats()["requests"] == requests
+    assert digests(project) == recorded
+    project.write(rows(8, C00002={"first_name": "Changed"}))
+    assert plan_changes(project) == {"add": 0, "update": 1, "remove": 0, "unchanged": 7}

@@ -112,3 +112,40 @@ def test_doubles_whose_postgresql_text_is_not_the_canonical_one_hash_the_same(wa
 def test_a_type_it_cant_hash_as_segship_does_is_refused_with_the_cast_to_make(warehouse):
     with pytest.raises(PlanError, match="'span' is of PostgreSQL type interval.*cast it"):
         hash_in_postgres(warehouse, "SELECT interval '1 day' AS span")
+
+
+def digest_and_hashes(cursor, sql: str) -> list[tuple[int, bytes]]:
+    """(row digest, column hashes) of each row of ``sql``, by the dialect in PostgreSQL."""
+    types = DIALECT.column_types(cursor, sql)
+    values = [(f"s.{quote(t.column)}", t) for t in types]
+    digest = DIALECT.row_digest(values)
+    hashes = DIALECT.column_hashes([DIALECT.encoding(value, type_) for value, type_ in values])
+    cursor.execute(f"SELECT {digest}, {hashes} FROM ({sql}) AS s")
+    return [(digest, bytes(hashes)) for digest, hashes in cursor.fetchall()]
+
+
+@pytest.mark.parametrize(("first", "second"), [
+    ("0.5::float8", "'0.5000000000000001'::float8"), ("'{\"a\": 1.0}'::jsonb", "'{\"a\": 1.00}'::jsonb"),
+    ("'{\"a\": 1}'::json", "'{\"a\":1}'::json"), ("'a'::text COLLATE \"C\"", "'b'::text COLLATE \"C\""),
+    ("ARRAY[1.5::float4]", "ARRAY[1.25::float4]"), ("1.5::numeric(10,2)", "1.25::numeric(10,2)"),
+    ("NULL::int4", "0::int4"), ("''::text", "NULL::text"), ("DATE '2024-01-01'", "DATE '2024-01-02'"),
+])
+def test_values_segship_encodes_differently_have_different_digests(warehouse, first, second):
+    """The digest is the warehouse's own hashing, so a value it takes as equal to another of another
+    encoding (PostgreSQL's hash of a jsonb) is digested as its text: a row whose hashes change always
+    changes digest."""
+    [(digest_1, hashes_1)] = digest_and_hashes(warehouse, f"SELECT {first} AS v, 1 AS n")
+    [(digest_2, hashes_2)] = digest_and_hashes(warehouse, f"SELECT {second} AS v, 1 AS n")
+    assert hashes_1 != hashes_2
+    assert digest_1 != digest_2
+
+
+def test_equal_values_have_equal_digests_whatever_their_type_modifier(warehouse):
+    [(of_zero, zero_hashes)] = digest_and_hashes(warehouse, "SELECT '0'::float8 AS v")
+    [(of_minus_zero, minus_zero_hashes)] = digest_and_hashes(warehouse, "SELECT '-0'::float8 AS v")
+    assert (of_zero, zero_hashes) == (of_minus_zero, minus_zero_hashes)  # one value to segship too
+    rows = digest_and_hashes(warehouse, "SELECT 1.50::numeric(10,2) AS v UNION ALL SELECT 1.50::numeric(10,2)")
+    assert rows[0] == rows[1]
+    [(of_numeric, _)] = digest_and_hashes(warehouse, "SELECT 1.5::numeric(12,2) AS v")
+    [(of_wider, _)] = digest_and_hashes(warehouse, "SELECT 1.5::numeric(14,3) AS v")
+    assert of_numeric == of_wider  # a changed modifier alone costs no hashing

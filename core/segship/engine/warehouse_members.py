@@ -26,7 +26,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from segship.destination import Member
-from segship.engine.planners import MEMBER_COLUMNS, MEMBERS, WarehouseDialect, literal, quote
+from segship.engine.planners import MEMBER_COLUMNS, MEMBERS, ROW_DIGEST, WarehouseDialect, literal, quote
 from segship.engine.snapshot import PlanError
 from segship.log import redact_text
 
@@ -47,7 +47,10 @@ IDENTITIES, LEAVING, LEFT_OUT = "segship_identities", "segship_leaving", "segshi
 SHARED = ("SELECT identity, min(key) AS first_key FROM ({rows}) AS i WHERE identity IS NOT NULL GROUP BY identity "
           "HAVING min(key) <> max(key)")
 #: The columns the plan table adds to the mapped ones (prefixed: a segment's column may be named ``key``).
-KEY, ACTION, HASHES = "segship_key", "segship_action", "segship_column_hashes"
+KEY, ACTION, HASHES, DIGEST = "segship_key", "segship_action", "segship_column_hashes", "segship_row_digest"
+#: The plan's action for an unchanged member whose digest is not its row's (not known yet, or of another
+#: row with the same hashes): not sent, nor counted; the run records the row's digest (record_digests).
+REDIGEST = "redigest"
 PREVIOUS_HASHES, PREVIOUS_IDENTITY, PREVIOUS_TARGET = ("segship_previous_hashes", "segship_previous_identity",
                                                        "segship_previous_target")
 ACKNOWLEDGED = pa.schema([("key", pa.string()), ("row_hash", pa.int64()), ("target", pa.int32())])
@@ -68,6 +71,8 @@ class WarehouseMembers:
         self._exists: bool | None = None
         self._session_ready = False
         self._left_out = False  # the session holds keys left out of the plan
+        self._digests: bool | None = None  # the members table has the row_digest column
+        self._planned = False  # the session holds the plan's table
 
     # -- connections ------------------------------------------------------------------------------------
 
@@ -121,7 +126,7 @@ class WarehouseMembers:
                 pass
             self._writing = None
         self.source.close()
-        self._session_ready = self._left_out = False
+        self._session_ready = self._left_out = self._planned = False
 
     # -- the schema -------------------------------------------------------------------------------------
 
@@ -130,7 +135,7 @@ class WarehouseMembers:
         with self.errors("preparing"), closing(self._cursor()) as cursor:
             self.dialect.check_grants(cursor, self.schema)
             self.dialect.prepare(cursor, self.schema)
-        self._exists = True
+        self._exists = self._digests = True
 
     def exists(self) -> bool:
         """Whether the schema holds the members table (a plan before any run: not yet)."""
@@ -142,12 +147,23 @@ class WarehouseMembers:
     def _members(self) -> str:
         """SQL of the export's members (key, row_hash, column_hashes, identity, target)."""
         if self._staged:
-            return f"{self._temp(STAGED_MEMBERS)}"
+            return (f"(SELECT key, row_hash, column_hashes, identity, target, CAST(NULL AS bigint) AS {ROW_DIGEST} "
+                    f"FROM {self._temp(STAGED_MEMBERS)})")
         if not self.exists():
             return ("(SELECT CAST(NULL AS text) AS key, CAST(0 AS bigint) AS row_hash, CAST(NULL AS bytea) AS "
-                    "column_hashes, CAST(NULL AS text) AS identity, 0 AS target WHERE false)")
-        return (f"(SELECT key, row_hash, column_hashes, identity, target FROM {self.table} "
+                    f"column_hashes, CAST(NULL AS text) AS identity, 0 AS target, CAST(NULL AS bigint) AS {ROW_DIGEST} "
+                    "WHERE false)")
+        digest = ROW_DIGEST if self._has_digests() else f"CAST(NULL AS bigint) AS {ROW_DIGEST}"
+        return (f"(SELECT key, row_hash, column_hashes, identity, target, {digest} FROM {self.table} "
                 f"WHERE export = {literal(self.export)})")
+
+    def _has_digests(self) -> bool:
+        """Whether the members table keeps digests (one made by an older segship gets the column in a
+        run's :meth:`prepare`; a plan before it reads none)."""
+        if self._digests is None:
+            with self.errors("reading"), closing(self._cursor()) as cursor:
+                self._digests = self.dialect.column_exists(cursor, self.schema, MEMBERS, ROW_DIGEST)
+        return self._digests
 
     def stage(self, members: Iterable[pa.RecordBatch]) -> None:
         """Plan against ``members`` (segship's state's, ``MEMBER_SCHEMA``) copied into the session, not the schema's."""
@@ -173,9 +189,16 @@ class WarehouseMembers:
 
     def shared_identities(self, segments: Sequence[tuple[str, str]], identity: str,
                           limit: int) -> tuple[int, list[tuple[str, list[str]]]]:
-        """How many identities keys share, and the first few with their keys."""
+        """How many identities keys share, and the first few with their keys (after :meth:`classify`).
+
+        Only the identities of the rows planned to be sent are looked for among the segments' rows:
+        members unchanged since acknowledged share none, as every run that sent one of them found (an
+        unchanged plan is not checked at all, as the local planner's)."""
         with self.errors("planning"), closing(self._cursor()) as cursor:
-            rows = self._identities(segments, identity)
+            planned = (f"SELECT {identity} FROM {self._temp(PLAN)} AS s "
+                       f"WHERE s.{ACTION} IN ('add', 'update', 'move')")
+            rows = (f"SELECT r.key, r.identity FROM ({self._identities(segments, identity)}) AS r "
+                    f"WHERE r.identity IN ({planned})")
             cursor.execute(f"SELECT count(*) FROM ({SHARED.format(rows=rows)}) AS g")
             count = int(cursor.fetchone()[0])
             if not count:
@@ -195,25 +218,48 @@ class WarehouseMembers:
         """Classify the segments' rows ((sql, key column) each; ``where`` places each in the config for
         errors) against the members into the plan's temporary table; returns its counts by action
         and ``acknowledged`` (the members before). Keys left out (:meth:`leave_out_shared_identities`)
-        are not members."""
+        are not members.
+
+        A member whose row's digest is the one it was acknowledged with is unchanged, without its
+        column hashes being computed; the others (new, moving, of another digest, or to be sent
+        again) are hashed, and those whose hashes are the acknowledged ones are planned ``redigest``."""
         with self.errors("planning"), closing(self._cursor()) as cursor:
-            selects = [self._segment_select(cursor, sql, key, columns, place)
-                       for (sql, key), place in zip(segments, where, strict=True)]
+            encodings = [self._encodings(cursor, sql, key, columns, place)
+                         for (sql, key), place in zip(segments, where, strict=True)]
+            # each row's hashes are computed after the join, for the rows whose digest is not their
+            # member's, when every segment digests and encodes its columns alike; else in each segment,
+            # for every row (a digest is kept of no row then)
+            digested = all(other == encodings[0] for other in encodings[1:])
+            selects = [self._segment_select(sql, key, columns, digest if digested else None,
+                                            None if digested else encoded)
+                       for (sql, key), (digest, encoded) in zip(segments, encodings, strict=True)]
+            hashes = self.dialect.column_hashes(encodings[0][1]) if digested else f"s.{HASHES}"
+            unchanged = f"m.{ROW_DIGEST} = s.{DIGEST}" if digested else f"m.column_hashes = s.{HASHES}"
             # an export's segments are one member per key: the same row in two is one (a key with two
             # different rows is found below, as a key with two rows)
-            rows = " UNION ".join(hashed for hashed, _ in selects)
-            mapped = ", ".join(f"s.{quote(column)}" for column in columns)
-            changed = "TRUE" if full_resync else f"m.row_hash = 0 OR m.column_hashes IS DISTINCT FROM s.{HASHES}"
+            rows = " UNION ".join(select for select, _ in selects)
+            mapped = ", ".join(quote(column) for column in columns)
+            target = int(target)
+            hashed = "s.present" if full_resync else (
+                f"s.present AND (m.key IS NULL OR m.target <> {target} OR m.row_hash = 0 OR ({unchanged}) IS NOT TRUE)")
+            changed = "TRUE" if full_resync else f"c.member_row_hash = 0 OR c.{PREVIOUS_HASHES} IS DISTINCT FROM c.{HASHES}"
             cursor.execute(f"DROP TABLE IF EXISTS {self._temp(PLAN)}")
+            # OFFSET 0 keeps the join a subquery: each row's hashes are computed once, and only the rows
+            # to hash or remove leave the join (its parallel workers)
             cursor.execute(self.dialect.temporary_table(PLAN, f"""
-                SELECT coalesce(s.{KEY}, m.key) AS {KEY},
-                       CASE WHEN m.key IS NULL THEN 'add' WHEN s.{KEY} IS NULL AND s.present IS NULL THEN 'remove'
-                            WHEN m.target <> {int(target)} THEN 'move' ELSE 'update' END AS {ACTION},
-                       s.{HASHES}, m.column_hashes AS {PREVIOUS_HASHES},
-                       coalesce(m.identity, m.key) AS {PREVIOUS_IDENTITY}, m.target AS {PREVIOUS_TARGET},
-                       {mapped}
-                FROM ({rows}) AS s FULL OUTER JOIN {self._members()} AS m ON m.key = s.{KEY}
-                WHERE s.present IS NULL OR m.key IS NULL OR m.target <> {int(target)} OR {changed}"""))
+                SELECT c.{KEY},
+                       CASE WHEN c.member IS NULL THEN 'add' WHEN c.present IS NULL THEN 'remove'
+                            WHEN c.{PREVIOUS_TARGET} <> {target} THEN 'move' WHEN {changed} THEN 'update'
+                            ELSE '{REDIGEST}' END AS {ACTION},
+                       c.{HASHES}, c.{PREVIOUS_HASHES}, c.{PREVIOUS_IDENTITY}, c.{PREVIOUS_TARGET}, c.{DIGEST}, {mapped}
+                FROM (SELECT coalesce(s.{KEY}, m.key) AS {KEY}, s.present, m.key AS member,
+                             m.row_hash AS member_row_hash, m.column_hashes AS {PREVIOUS_HASHES},
+                             coalesce(m.identity, m.key) AS {PREVIOUS_IDENTITY}, m.target AS {PREVIOUS_TARGET},
+                             s.{DIGEST}, CASE WHEN {hashed} THEN {hashes} END AS {HASHES},
+                             {", ".join(f"s.{quote(column)}" for column in columns)}
+                      FROM ({rows}) AS s FULL OUTER JOIN {self._members()} AS m ON m.key = s.{KEY}
+                      WHERE s.present IS NULL OR ({hashed}) OFFSET 0) AS c"""))
+            self._planned = True
             cursor.execute(f"SELECT {ACTION}, count(*) FROM {self._temp(PLAN)} GROUP BY {ACTION}")
             counts = {action: int(count) for action, count in cursor.fetchall()}
             cursor.execute(f"SELECT count(*) FROM {self._members()} AS m")
@@ -221,21 +267,28 @@ class WarehouseMembers:
             self._check_keys(cursor, segments[0][1], where[0], counts, " UNION ".join(plain for _, plain in selects))
         return counts
 
-    def _segment_select(self, cursor: Cursor, sql: str, key: str, columns: Sequence[str],
-                        where: str) -> tuple[str, str]:
-        """SELECTs of a segment's key and mapped columns: with their column hashes, computed in the
-        warehouse, and without (to count the rows)."""
+    def _encodings(self, cursor: Cursor, sql: str, key: str, columns: Sequence[str],
+                   where: str) -> tuple[str, list[str]]:
+        """SQL of a segment row's (``s``) digest, and of its mapped columns' canonical encodings."""
         types = {column.column: column for column in self.dialect.column_types(cursor, sql)}
         missing = [name for name in (key, *columns) if name not in types]
         if missing:
             raise PlanError(f"{where}: the segment's rows have no column {missing[0]!r} "
                             f"(columns: {', '.join(sorted(types)) or 'none'})")
-        encodings = [self.dialect.encoding(f"s.{quote(column)}", types[column]) for column in columns]
+        values = [(f"s.{quote(column)}", types[column]) for column in columns]
+        return (self.dialect.row_digest(values), [self.dialect.encoding(value, type_) for value, type_ in values])
+
+    def _segment_select(self, sql: str, key: str, columns: Sequence[str], digest: str | None,
+                        encodings: list[str] | None) -> tuple[str, str]:
+        """SELECTs of a segment's key and mapped columns: with the rows' ``digest`` (or none) and column
+        hashes (given their ``encodings``), computed in the warehouse; and without (to count the rows)."""
         mapped = ", ".join(f"s.{quote(column)}" for column in columns)
+        digest = digest or "CAST(NULL AS bigint)"
+        hashes = "" if encodings is None else f"{self.dialect.column_hashes(encodings)} AS {HASHES}, "
         kept = (f" WHERE CAST(s.{quote(key)} AS text) NOT IN (SELECT key FROM {self._temp(LEFT_OUT)})"
                 if self._left_out else "")
-        return (f"SELECT CAST(s.{quote(key)} AS text) AS {KEY}, TRUE AS present, "
-                f"{self.dialect.column_hashes(encodings)} AS {HASHES}, {mapped} FROM ({sql}) AS s{kept}",
+        return (f"SELECT CAST(s.{quote(key)} AS text) AS {KEY}, TRUE AS present, {digest} AS {DIGEST}, {hashes}"
+                f"{mapped} FROM ({sql}) AS s{kept}",
                 f"SELECT CAST(s.{quote(key)} AS text) AS {KEY}, {mapped} FROM ({sql}) AS s{kept}")
 
     def _check_keys(self, cursor: Cursor, key: str, where: str, counts: dict[str, int], keys_only: str) -> None:
@@ -288,7 +341,7 @@ class WarehouseMembers:
         mapped = ", ".join(quote(column) for column in columns)
         if keys is not None:
             self._probe(keys)
-            where = f"{KEY} IN (SELECT key FROM {self._temp(PROBE)})"
+            where = f"{KEY} IN (SELECT key FROM {self._temp(PROBE)}) AND {ACTION} <> '{REDIGEST}'"
         else:
             where = f"{ACTION} IN ('add', 'update', 'move', 'retry')"  # not 'remove', nor 'refused' (still)
         return (f"SELECT {mapped}, {KEY}, {HASHES}, {ACTION} IN ('add', 'move', 'retry') AS segship_new, "
@@ -334,7 +387,7 @@ class WarehouseMembers:
         self._probe(keys)
         return [row[0] for row in self._rows(
             f"SELECT p.key FROM {self._temp(PROBE)} p WHERE p.key NOT IN (SELECT {KEY} FROM {self._temp(PLAN)} "
-            f"WHERE {ACTION} <> 'remove') ORDER BY p.key")]
+            f"WHERE {ACTION} NOT IN ('remove', '{REDIGEST}')) ORDER BY p.key")]
 
     def non_members(self, keys: Sequence[str]) -> list[str]:
         """The given keys that are not members now (neither unchanged nor planned, or leaving)."""
@@ -405,7 +458,8 @@ class WarehouseMembers:
     def acknowledge(self, rows: pa.RecordBatch | pa.Table, target: int | None = None) -> None:
         """Write acknowledged members (``key``, ``row_hash``, ``column_hashes``, ``identity``, and ``target``
         unless given) over those there, in one transaction: a bulk load, then one upsert. Idempotent:
-        the same rows acknowledged again (a run killed before segship's state recorded them) land the same."""
+        the same rows acknowledged again (a run killed before segship's state recorded them) land the same.
+        Their digests are not known here (``NULL``): the run records them at its end (:meth:`record_digests`)."""
         if not len(rows):
             return
         staged = "segship_acknowledged"
@@ -414,11 +468,25 @@ class WarehouseMembers:
                           rows.column("column_hashes").cast(pa.binary()),
                           _identity_or_null(rows).column("identity"), targets],
                          names=["key", "row_hash", "column_hashes", "identity", "target"])
-        select = (f"SELECT {literal(self.export)}, key, row_hash, column_hashes, identity, target "
-                  f"FROM {self._temp(staged)}")
+        select = (f"SELECT {literal(self.export)}, key, row_hash, column_hashes, identity, target, "
+                  f"CAST(NULL AS bigint) FROM {self._temp(staged)}")
         self._write("acknowledging", lambda cursor: (
             self.dialect.load(cursor, staged, table),
-            cursor.execute(self.dialect.upsert(self.table, staged, MEMBER_COLUMNS, ("export", "key"), select))))
+            cursor.execute(self.dialect.upsert(self.table, staged, (*MEMBER_COLUMNS, ROW_DIGEST), ("export", "key"),
+                                               select))))
+
+    def record_digests(self) -> None:
+        """Give the members the digest of their row, where the plan computed both and the member holds
+        that row's column hashes (acknowledged in this run, or unchanged: ``redigest``). A run's last
+        step, when nothing else writes them; a run killed before it leaves those digests unknown, and
+        the next run computes the members' hashes and records them."""
+        if not self._planned or not self._has_digests():
+            return
+        with self.errors("recording row digests"), closing(self._cursor()) as cursor:
+            cursor.execute(f"UPDATE {self.table} AS m SET {ROW_DIGEST} = p.{DIGEST} FROM {self._temp(PLAN)} AS p "
+                           f"WHERE m.export = {literal(self.export)} AND m.key = p.{KEY} AND p.{DIGEST} IS NOT NULL "
+                           f"AND m.row_hash <> 0 AND m.column_hashes = p.{HASHES} "
+                           f"AND m.{ROW_DIGEST} IS DISTINCT FROM p.{DIGEST}")
 
     def add_unknown(self, members: Sequence[tuple[str, str, int]]) -> None:
         """(key, identity, target) members of unknown row hash (0: sent again), unless members already."""
@@ -453,7 +521,8 @@ class WarehouseMembers:
     def forget_hashes(self) -> None:
         """Mark every member unknown (changed settings: each is sent again whole)."""
         self._write("marking members for a re-send", lambda cursor: cursor.execute(
-            f"UPDATE {self.table} SET row_hash = 0, column_hashes = NULL WHERE export = {literal(self.export)}"))
+            f"UPDATE {self.table} SET row_hash = 0, column_hashes = NULL, {ROW_DIGEST} = NULL "
+            f"WHERE export = {literal(self.export)}"))
 
     def replace(self, members: Iterable[pa.RecordBatch]) -> None:
         """Make the export's members exactly ``members`` (``MEMBER_SCHEMA`` batches), in one transaction."""

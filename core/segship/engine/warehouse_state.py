@@ -38,6 +38,7 @@ from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
+import structlog
 
 from segship.destination import Member
 from segship.engine.hashing import HASH_VERSION
@@ -51,6 +52,8 @@ if TYPE_CHECKING:
     from segship.config import Config, ExportConfig
     from segship.plugins import Plugins
 
+log = structlog.get_logger("segship.engine")
+
 NOTHING = acknowledged_batch([])
 
 
@@ -59,8 +62,8 @@ class WarehouseState:
     anything else is the store's own. ``plans``: the warehouse plans the export (else the local
     planner reads the members from there: the planner was just switched off, and this is a plan)."""
 
-    def __init__(self, state: StateStore, members: WarehouseMembers, *, plans: bool) -> None:
-        self.state, self.members, self.plans = state, members, plans
+    def __init__(self, state: StateStore, members: WarehouseMembers, *, plans: bool, writes: bool = False) -> None:
+        self.state, self.members, self.plans, self.writes = state, members, plans, writes
         # what the rows being sent had acknowledged before: (column hashes, identity, target) by key,
         # streamed out with them (the planning session streams: it can't be asked meanwhile)
         self._previous: dict[str, tuple[bytes | None, str, int]] = {}
@@ -170,7 +173,14 @@ class WarehouseState:
         return len(sent)
 
     def close(self) -> None:
-        self.members.close()
+        """Close the warehouse's sessions; a run first records the digests of the rows its plan hashed."""
+        try:
+            if self.writes:
+                self.members.record_digests()
+        except PlanError as exc:  # the run's own outcome matters more: the next run hashes those rows again
+            log.warning("warehouse.digests_not_recorded", error=str(exc))
+        finally:
+            self.members.close()
 
 
 # -- which planner, and moving members ------------------------------------------------------------------
@@ -238,7 +248,7 @@ def planned_state(config: Config, plugins: Plugins, export: str, state: StateSto
     except BaseException:
         members.close()
         raise
-    return WarehouseState(state, members, plans=True)
+    return WarehouseState(state, members, plans=True, writes=write)
 
 
 def _move(members: WarehouseMembers, batches: Iterable[pa.RecordBatch], state: StateStore, export: str,

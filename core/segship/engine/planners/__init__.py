@@ -14,6 +14,13 @@ the same contract):
   differing hash would re-send the member on every switch between planners.
 - **compare identities**: :meth:`~WarehouseDialect.identity` normalises a member's identity as the
   destination compares them, so keys sharing one are found in the warehouse (``identity_conflicts``).
+- **tell changed rows apart cheaply**: :meth:`~WarehouseDialect.row_digest` is a 64-bit digest of a
+  row's mapped values in the warehouse's own hashing (PostgreSQL: ``hash_record_extended``), far
+  cheaper than the canonical hashes. A member keeps the digest of the row it was acknowledged with,
+  so an unchanged row is known by its digest and only rows whose digest differs are given their
+  column hashes (and compared by them). It is never compared across warehouses or planners: equal
+  values must give equal digests, and a row whose digest differs while its hashes don't is just
+  hashed, not sent.
 - **stage keys / bulk-load**: :meth:`~WarehouseDialect.load` puts an Arrow table into a session's
   temporary table in bulk (PostgreSQL: COPY, through ADBC ingest); acknowledgements, probes of a
   few keys and members moving in from segship's state all go through it.
@@ -43,6 +50,9 @@ if TYPE_CHECKING:
 #: The table of acknowledged members in a planner schema, and its columns (as segship's state keeps them).
 MEMBERS = "segship_members"
 MEMBER_COLUMNS = ("export", "key", "row_hash", "column_hashes", "identity", "target")
+#: The members table's digest of the row each member was acknowledged with (NULL: not known; see
+#: :meth:`WarehouseDialect.row_digest`), kept only while its column hashes are those of that row.
+ROW_DIGEST = "row_digest"
 
 
 @dataclass(frozen=True)
@@ -86,6 +96,10 @@ class WarehouseDialect(ABC):
     def table_exists(self, cursor: Cursor, schema: str, table: str) -> bool: ...
 
     @abstractmethod
+    def column_exists(self, cursor: Cursor, schema: str, table: str, column: str) -> bool:
+        """Whether the table has the column (a members table made by an older segship may lack one)."""
+
+    @abstractmethod
     def temporary(self, name: str) -> str:
         """SQL naming the session's temporary table ``name``."""
 
@@ -105,6 +119,11 @@ class WarehouseDialect(ABC):
     @abstractmethod
     def column_hashes(self, encodings: Sequence[str]) -> str:
         """SQL of the column hashes (binary: 8 bytes a column, in order) of the given encodings."""
+
+    @abstractmethod
+    def row_digest(self, values: Sequence[tuple[str, ColumnType]]) -> str:
+        """SQL of a 64-bit digest of the row's ``values`` (SQL, of the given types), in the warehouse's
+        own hashing: equal values give equal digests, whatever their text; never NULL."""
 
     @abstractmethod
     def row_hash(self, column_hashes: str) -> str:

@@ -23,7 +23,7 @@ import re
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from segship.engine.planners import MEMBERS, ColumnType, WarehouseDialect, literal, quote
+from segship.engine.planners import MEMBERS, ROW_DIGEST, ColumnType, WarehouseDialect, literal, quote
 from segship.engine.snapshot import WHITESPACE, PlanError
 
 if TYPE_CHECKING:
@@ -40,6 +40,12 @@ DENIED = re.compile(r"permission denied for (table|view|materialized view|sequen
 _INTEGERS = frozenset({"int2", "int4", "int8", "oid"})
 _TEXT = frozenset({"text", "varchar", "name", "uuid", "json", "jsonb", "citext"})
 _FLOATS = frozenset({"float4", "float8"})
+#: Types whose own hash tells apart every two values segship encodes differently, so
+#: ``hash_record_extended`` digests them as they are. Any other is digested as its text in the C
+#: collation: a jsonb's hash takes 1.0 for 1.00, a citext's 'A' for 'a', json has none, and a
+#: nondeterministic collation's text hashes some different texts alike.
+_HASHED_AS_THEY_ARE = _INTEGERS | _FLOATS | frozenset({"numeric", "bool", "date", "timestamp", "timestamptz",
+                                                       "time", "uuid", "bytea"})
 #: ADBC streams ``numeric(p, s)`` with p up to this as a decimal, a wider or unconstrained one as a float.
 MAX_DECIMAL_PRECISION = 38
 
@@ -143,10 +149,21 @@ class PostgresDialect(WarehouseDialect):
             column_hashes bytea,            -- 8 bytes a mapped column, in the export's column order
             identity text,                  -- NULL: the same as the key
             target integer NOT NULL,        -- the target (in segship's state) the member is in
+            {ROW_DIGEST} bigint,            -- the digest of the row acknowledged; NULL: not known
             PRIMARY KEY (export, key))""")
+        # a table made by a segship before digests has no digest column; asked first, as ALTER TABLE
+        # locks the table (which other exports' runs read) even with IF NOT EXISTS
+        if not self.column_exists(cursor, schema, MEMBERS, ROW_DIGEST):
+            cursor.execute(f"ALTER TABLE {name}.{MEMBERS} ADD COLUMN IF NOT EXISTS {ROW_DIGEST} bigint")
 
     def table_exists(self, cursor: Cursor, schema: str, table: str) -> bool:
         cursor.execute(f"SELECT to_regclass({literal(quote(schema) + '.' + quote(table))}) IS NOT NULL")
+        return bool(cursor.fetchone()[0])
+
+    def column_exists(self, cursor: Cursor, schema: str, table: str, column: str) -> bool:
+        cursor.execute(f"SELECT count(*) FROM pg_attribute WHERE attrelid = "
+                       f"to_regclass({literal(quote(schema) + '.' + quote(table))}) AND attname = {literal(column)} "
+                       "AND NOT attisdropped")
         return bool(cursor.fetchone()[0])
 
     def temporary(self, name: str) -> str:
@@ -221,6 +238,16 @@ class PostgresDialect(WarehouseDialect):
 
     def column_hashes(self, encodings: Sequence[str]) -> str:
         return " || ".join(f"decode(left(md5({encoding}), 16), 'hex')" for encoding in encodings)
+
+    def row_digest(self, values: Sequence[tuple[str, ColumnType]]) -> str:
+        fields = [value if self._hashed_as_it_is(type_) else f'CAST({value} AS text) COLLATE "C"'
+                  for value, type_ in values]
+        return f"hash_record_extended(ROW({', '.join(fields)}), 0)"
+
+    @staticmethod
+    def _hashed_as_it_is(type_: ColumnType) -> bool:
+        return type_.name in _HASHED_AS_THEY_ARE or (type_.element is not None
+                                                     and type_.element.name in _HASHED_AS_THEY_ARE)
 
     def row_hash(self, column_hashes: str) -> str:
         return f"{ROW_HASH}({column_hashes})"
