@@ -55,9 +55,12 @@ def make_rows(server: PostgresServer, rows: int) -> str:
     return url
 
 
-def member_state_by_sql(url: str, rows: int) -> None:
-    """What a first run leaves in the planner schema, made in the warehouse (``--skip-first``)."""
+def member_state_by_sql(url: str, rows: int, ws: common.Workspace) -> None:
+    """What a first run leaves in the planner schema (hashes and digests), made in the warehouse, and
+    segship's state saying the export's members are there (``--skip-first``)."""
     import adbc_driver_postgresql.dbapi
+
+    from segship.engine.state import MembersLocation, open_state_at
 
     from segship.engine.planners import ColumnType, quote
     from segship.engine.planners.postgres import PostgresDialect
@@ -68,10 +71,17 @@ def member_state_by_sql(url: str, rows: int) -> None:
         dialect.prepare_session(cursor)
         dialect.prepare(cursor, "segship")
         columns = ["customer_id", "email", *common.BRAZE_ATTRIBUTES]
-        encodings = [dialect.encoding(f"s.{quote(column)}", ColumnType(column, "text")) for column in columns]
-        hashes = dialect.column_hashes(encodings)
-        cursor.execute(f"INSERT INTO segship.segship_members SELECT 'to-braze', customer_id, "
-                       f"{dialect.row_hash('h')}, h, NULL, 1 FROM (SELECT s.customer_id, {hashes} AS h FROM crm s) t")
+        values = [(f"s.{quote(column)}", ColumnType(column, "text")) for column in columns]
+        hashes = dialect.column_hashes([dialect.encoding(value, type_) for value, type_ in values])
+        cursor.execute(f"INSERT INTO segship.segship_members (export, key, row_hash, column_hashes, identity, target, "
+                       f"row_digest) SELECT 'to-braze', customer_id, {dialect.row_hash('h')}, h, NULL, 1, d "
+                       f"FROM (SELECT s.customer_id, {hashes} AS h, {dialect.row_digest(values)} AS d FROM crm s) t")
+    (ws.root / "state").mkdir(exist_ok=True)
+    state = open_state_at(ws.root / "state" / "state.db")
+    try:
+        state.move_members_out("to-braze", MembersLocation("crm", "segship"))
+    finally:
+        state.close()
     common.log(f"made the member state of {rows:,} rows by SQL in {time.perf_counter() - started:.1f} s")
 
 
@@ -120,7 +130,7 @@ def main() -> None:
                 with common.workspace(Path("unused"), body, source=PLANNED_SOURCE) as ws:
                     env[common.BRAZE_KEY_VAR] = box.api_key
                     if args.skip_first:
-                        member_state_by_sql(url, args.rows)
+                        member_state_by_sql(url, args.rows, ws)
                     else:
                         first = common.run_export(ws, name, env, timeout=args.timeout, wrapper=PINNED)
                         common.check_ok(first, "first run", sent=args.rows)
