@@ -260,6 +260,7 @@ class WarehouseMembers:
                       FROM ({rows}) AS s FULL OUTER JOIN {self._members()} AS m ON m.key = s.{KEY}
                       WHERE s.present IS NULL OR ({hashed}) OFFSET 0) AS c"""))
             self._planned = True
+            self.dialect.gather_statistics(cursor, PLAN)  # the statements joining it to the members know its size
             cursor.execute(f"SELECT {ACTION}, count(*) FROM {self._temp(PLAN)} GROUP BY {ACTION}")
             counts = {action: int(count) for action, count in cursor.fetchall()}
             cursor.execute(f"SELECT count(*) FROM {self._members()} AS m")

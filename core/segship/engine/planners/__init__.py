@@ -141,6 +141,11 @@ class WarehouseDialect(ABC):
     def temporary_table(self, name: str, select: str) -> str:
         """SQL creating the session's temporary table ``name`` as ``select`` (dropped with the session)."""
 
+    @abstractmethod
+    def gather_statistics(self, cursor: Cursor, name: str) -> None:
+        """Let the warehouse's planner know the rows of the session's temporary table ``name`` (PostgreSQL:
+        ``ANALYZE``, which autovacuum never does for a temporary table); nothing where it knows them anyway."""
+
 
 def quote(identifier: str) -> str:
     """A quoted SQL identifier (standard double quotes: every dialect here takes them)."""

@@ -263,3 +263,6 @@ class PostgresDialect(WarehouseDialect):
 
     def temporary_table(self, name: str, select: str) -> str:
         return f"CREATE TEMPORARY TABLE {quote(name)} AS {select}"
+
+    def gather_statistics(self, cursor: Cursor, name: str) -> None:
+        cursor.execute(f"ANALYZE {self.temporary(name)}")
