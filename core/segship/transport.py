@@ -44,6 +44,9 @@ USER_AGENT = f"segship/{__version__}"
 #: the answers segship reads are small JSON: compressing them costs both sides CPU and saves
 #: nothing, so none is asked for; one compressed anyway is decoded, within MAX_ANSWER_BYTES
 ACCEPT_ENCODING = "identity"
+#: How long a connection asking whether a server refuses this client's TLS waits for its alert, which
+#: follows the handshake within a round trip; a server that says nothing is waiting for a request
+TLS_REFUSAL_SECONDS = 2.0
 
 Answer = tuple[int, "CIMultiDictProxy[str]", bytes]  # status, headers (case-insensitive), body
 
@@ -70,6 +73,9 @@ class Transport:
         self.timeout = aiohttp.ClientTimeout(total=total, sock_connect=min(network.connect_timeout, total),
                                              sock_read=min(network.read_timeout, total))
         self._session: aiohttp.ClientSession | None = None
+        # a context of our own: aiohttp's default one is made at import, before SSL_CERT_FILE may be set
+        self._context = network.tls or ssl.create_default_context()
+        self._probed: set[URL] = set()  # origins asked whether they refuse this client's TLS (_tls_refusal)
         self._proxies: dict[tuple[str, str | None, int | None], tuple[Proxy | None, dict[str, str] | None]] = {}
 
     async def close(self) -> None:
@@ -88,12 +94,22 @@ class Transport:
         except TransportError:
             raise
         except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
-            raise _problem(exc, url, proxy, self.timeout) from None
+            problem = _problem(exc, url, proxy, self.timeout)
+            if problem.retryable and _broken_after_connecting(exc) and url.scheme == "https" and proxy is None:
+                refusal = await self._tls_refusal(url)
+                if refusal is not None:
+                    raise _tls_problem(url, refusal) from None
+            raise problem from None
+
+    async def _tls_refusal(self, url: URL) -> str | None:
+        """:func:`tls_refusal` of ``url``'s origin, asked once per origin."""
+        if url.origin() in self._probed:
+            return None
+        self._probed.add(url.origin())
+        return await tls_refusal(url, self._context, self.timeout.sock_connect or TLS_REFUSAL_SECONDS)
 
     def _open(self) -> aiohttp.ClientSession:
-        # a context of our own: aiohttp's default one is made at import, before SSL_CERT_FILE may be set
-        context = self._network.tls or ssl.create_default_context()
-        connector = aiohttp.TCPConnector(limit=self._limit, limit_per_host=0, ssl=context)
+        connector = aiohttp.TCPConnector(limit=self._limit, limit_per_host=0, ssl=self._context)
         # no session headers: aiohttp adds those to a proxy's CONNECT too (an Authorization header
         # as Proxy-Authorization), which would hand the key to the proxy; they go with each request
         self._session = aiohttp.ClientSession(
@@ -188,7 +204,7 @@ def _problem(exc: BaseException, url: URL, proxy: Proxy | None, timeout: aiohttp
                               retryable=True)
     tls_error = _tls_error(exc)
     if tls_error is not None:
-        return TransportError(f"{reach}: the TLS connection failed ({tls_error})", retryable=False)
+        return _tls_problem(url, tls_error)
     if isinstance(exc, aiohttp.ConnectionTimeoutError):
         return TransportError(f"{reach}: timed out after {timeout.sock_connect:g} s", retryable=True)
     if isinstance(exc, aiohttp.SocketTimeoutError):  # sock_read's: nothing came for that long
@@ -209,6 +225,38 @@ def _problem(exc: BaseException, url: URL, proxy: Proxy | None, timeout: aiohttp
     if isinstance(exc, OSError):  # ClientOSError too: reset, broken pipe
         return TransportError(f"the connection to {origin} failed: {_words(exc)}", retryable=True)
     return TransportError(f"the request to {origin} failed ({type(exc).__name__})", retryable=True)
+
+
+async def tls_refusal(url: URL, context: ssl.SSLContext, connect_timeout: float) -> str | None:
+    """OpenSSL's reason when ``url``'s server refuses a client of this TLS ``context`` once the
+    handshake is over, asked by a connection that sends nothing; None when it says nothing.
+
+    TLS 1.3 servers check a client certificate only after the handshake. Their "certificate
+    required" alert races the request being written: a server that closes with the request unread
+    resets the connection, and the client may lose the alert and see a broken connection, which
+    no retry mends. With nothing sent, the alert comes alone."""
+    try:
+        reader, writer = await asyncio.wait_for(asyncio.open_connection(
+            url.host, url.port, ssl=context, server_hostname=url.host), connect_timeout)
+    except (OSError, asyncio.TimeoutError) as exc:
+        return _tls_error(exc)
+    try:
+        await asyncio.wait_for(reader.read(1), TLS_REFUSAL_SECONDS)
+    except (OSError, asyncio.TimeoutError) as exc:  # ssl.SSLError is an OSError
+        return _tls_error(exc)
+    finally:
+        writer.close()
+    return None
+
+
+def _tls_problem(url: URL, reason: str) -> TransportError:
+    return TransportError(f"could not connect to {url.origin()}: the TLS connection failed ({reason})", retryable=False)
+
+
+def _broken_after_connecting(exc: BaseException) -> bool:
+    """Whether the connection broke (reset, broken pipe) once open: a TLS server may have refused the
+    client after the handshake. Not a connection that could not open, nor one closed cleanly."""
+    return isinstance(exc, aiohttp.ClientOSError) and not isinstance(exc, aiohttp.ClientConnectorError)
 
 
 def _words(exc: BaseException) -> str:

@@ -6,9 +6,14 @@ certificate nobody vouches for fails the run at once (no retry can help), naming
 
 from __future__ import annotations
 
+import ssl
 import subprocess
+from collections.abc import Iterator
 
 import pytest
+from yarl import URL
+
+from segship.transport import tls_refusal
 
 from .conftest import BRAZE_KEY, LIST_ID, https_sandboxes
 
@@ -66,23 +71,42 @@ def test_mutual_tls_is_required_by_the_sandboxes_and_honoured(project, pki):
         assert "PRIVATE KEY" not in run.output
 
 
-def test_a_server_asking_for_a_client_certificate_fails_the_run_at_once_saying_so(project, pki):
-    # OpenSSL's own server: it sends TLS 1.3's "certificate required" alert, as nginx or envoy do
-    # (asyncio's server, the sandboxes', closes the connection without it)
+@pytest.fixture
+def certificate_asking_server(pki) -> Iterator[str]:
+    """OpenSSL's own server, which requires a client certificate and sends TLS 1.3's "certificate
+    required" alert when it gets none, as nginx or envoy do (asyncio's server, the sandboxes', closes
+    the connection without it); its URL."""
     server = subprocess.Popen(["openssl", "s_server", "-accept", "127.0.0.1:0", "-www", "-Verify", "1",
                                "-verify_return_error", "-cert", str(pki.server), "-key", str(pki.server_key),
                                "-CAfile", str(pki.ca)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
         accepting = next(line for line in server.stdout if line.startswith("ACCEPT"))  # ACCEPT 127.0.0.1:PORT
-        url = "https://" + accepting.split()[-1]
-        project.configure(url, url, network=f"tls: {{ca_file: {pki.ca}}}")
-        run = project.cli("connections", "test", "braze")
+        yield "https://" + accepting.split()[-1]
     finally:
         server.terminate()
         server.communicate(timeout=10)
+
+
+def test_a_server_asking_for_a_client_certificate_fails_the_run_at_once_saying_so(project, pki,
+                                                                                   certificate_asking_server):
+    url = certificate_asking_server
+    project.configure(url, url, network=f"tls: {{ca_file: {pki.ca}}}")
+    run = project.cli("connections", "test", "braze")
     assert run.exit_code == 1, run
     assert "the server asks for a client certificate, see network.tls.client_cert" in run.output
     assert run.seconds < 20 and "Traceback" not in run.output  # not retried
+
+
+async def test_a_connection_that_sends_nothing_finds_what_the_server_refuses(pki, certificate_asking_server,
+                                                                             sandboxes):
+    """The transport asks so when a request over TLS breaks as a dropped connection: a TLS 1.3 server's
+    "certificate required" alert races the request, and a server that closes with the request unread
+    resets the connection, losing the alert."""
+    context = ssl.create_default_context(cafile=str(pki.ca))
+    refusal = await tls_refusal(URL(certificate_asking_server), context, 5)
+    assert refusal is not None and "CERTIFICATE_REQUIRED" in refusal
+    assert "the server asks for a client certificate, see network.tls.client_cert" in refusal
+    assert await tls_refusal(URL(sandboxes.braze.url), context, 5) is None  # waiting for a request: no refusal
 
 
 def test_a_client_key_that_does_not_fit_its_certificate_is_an_error_naming_the_setting(project, sandboxes, pki,
