@@ -197,7 +197,9 @@ class WarehouseMembers:
         with self.errors("planning"), closing(self._cursor()) as cursor:
             planned = (f"SELECT {identity} FROM {self._temp(PLAN)} AS s "
                        f"WHERE s.{ACTION} IN ('add', 'update', 'move')")
-            rows = (f"SELECT r.key, r.identity FROM ({self._identities(segments, identity)}) AS r "
+            # OFFSET 0: each row's identity is computed once, by the parallel workers (the lookup in the
+            # plan's temporary table, which workers can't read, is the leader's)
+            rows = (f"SELECT r.key, r.identity FROM ({self._identities(segments, identity)} OFFSET 0) AS r "
                     f"WHERE r.identity IN ({planned})")
             cursor.execute(f"SELECT count(*) FROM ({SHARED.format(rows=rows)}) AS g")
             count = int(cursor.fetchone()[0])
