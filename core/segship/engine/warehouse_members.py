@@ -145,7 +145,7 @@ class WarehouseMembers:
         return self._exists
 
     def _members(self) -> str:
-        """SQL of the export's members (key, row_hash, column_hashes, identity, target)."""
+        """SQL of the export's members (key, row_hash, column_hashes, identity, target, row_digest)."""
         if self._staged:
             return (f"(SELECT key, row_hash, column_hashes, identity, target, CAST(NULL AS bigint) AS {ROW_DIGEST} "
                     f"FROM {self._temp(STAGED_MEMBERS)})")
