@@ -26,8 +26,18 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from segship.destination import Member
-from segship.engine.planners import MEMBER_COLUMNS, MEMBERS, ROW_DIGEST, WarehouseDialect, literal, quote
+from segship.engine.digest import signed_64
+from segship.engine.planners import (
+    MEMBER_COLUMNS,
+    MEMBER_DIGESTS,
+    MEMBERS,
+    ROW_DIGEST,
+    WarehouseDialect,
+    literal,
+    quote,
+)
 from segship.engine.snapshot import PlanError
+from segship.engine.state import MembersDigest
 from segship.log import redact_text
 
 if TYPE_CHECKING:
@@ -40,9 +50,10 @@ if TYPE_CHECKING:
 PLAN, STAGED_MEMBERS, PROBE = "segship_plan", "segship_staged_members", "segship_probe"
 #: Rows segship's mapping refused (key, the refused row's hash), to plan those unchanged as still refused.
 REFUSED = "segship_refused"
-#: Temporary tables of keys and identities asked about (planning session) or deleted (writing one), and of
-#: keys left out for sharing an identity with a lower key.
+#: Temporary tables of keys and identities asked about (planning session) or deleted (writing one), of
+#: keys left out for sharing an identity with a lower key, and of the keys holding a planned row's identity.
 IDENTITIES, LEAVING, LEFT_OUT = "segship_identities", "segship_leaving", "segship_left_out"
+HOLDERS = "segship_identity_holders"
 #: Identities that two or more keys share (of ``rows``: key, identity), with the lowest key of each.
 SHARED = ("SELECT identity, min(key) AS first_key FROM ({rows}) AS i WHERE identity IS NOT NULL GROUP BY identity "
           "HAVING min(key) <> max(key)")
@@ -53,6 +64,7 @@ KEY, ACTION, HASHES, DIGEST = "segship_key", "segship_action", "segship_column_h
 REDIGEST = "redigest"
 PREVIOUS_HASHES, PREVIOUS_IDENTITY, PREVIOUS_TARGET = ("segship_previous_hashes", "segship_previous_identity",
                                                        "segship_previous_target")
+PREVIOUS_DIGEST = "segship_previous_digest"
 ACKNOWLEDGED = pa.schema([("key", pa.string()), ("row_hash", pa.int64()), ("target", pa.int32())])
 MEMBER_SCHEMA = pa.schema([("key", pa.string()), ("row_hash", pa.int64()), ("column_hashes", pa.binary()),
                            ("identity", pa.string()), ("target", pa.int32())])
@@ -65,6 +77,7 @@ class WarehouseMembers:
     def __init__(self, dialect: WarehouseDialect, source: AdbcDatabaseSource, schema: str, export: str) -> None:
         self.dialect, self.source, self.schema, self.export = dialect, source, schema, export
         self.table = f"{quote(schema)}.{MEMBERS}"
+        self.digests_table = f"{quote(schema)}.{MEMBER_DIGESTS}"
         self._writing: Connection | None = None
         self._writes = threading.Lock()  # commits come from several threads; one transaction at a time
         self._staged = False  # members are read from the session's copy of segship's state, not the schema
@@ -73,6 +86,12 @@ class WarehouseMembers:
         self._left_out = False  # the session holds keys left out of the plan
         self._digests: bool | None = None  # the members table has the row_digest column
         self._planned = False  # the session holds the plan's table
+        self._member_digests: bool | None = None  # the schema has the members' digests table
+        self._digest_holds = False  # a members' digest is recorded, and this session wrote nothing since
+        self._digest_dropped = False  # this session deleted the members' digest and recorded none since
+        self._recorded: MembersDigest | None = None  # the members' digest read (members_digest)
+        self._base: MembersDigest | None = None  # the members' digest as the plan found them, when it held
+        self._written_beside_plan = False  # members not among the plan's keys were written since it was made
 
     # -- connections ------------------------------------------------------------------------------------
 
@@ -127,6 +146,7 @@ class WarehouseMembers:
             self._writing = None
         self.source.close()
         self._session_ready = self._left_out = self._planned = False
+        self._base = None
 
     # -- the schema -------------------------------------------------------------------------------------
 
@@ -135,7 +155,7 @@ class WarehouseMembers:
         with self.errors("preparing"), closing(self._cursor()) as cursor:
             self.dialect.check_grants(cursor, self.schema)
             self.dialect.prepare(cursor, self.schema)
-        self._exists = self._digests = True
+        self._exists = self._digests = self._member_digests = True
 
     def exists(self) -> bool:
         """Whether the schema holds the members table (a plan before any run: not yet)."""
@@ -187,20 +207,33 @@ class WarehouseMembers:
             self._left_out = True
             return [row[0] for row in cursor.fetchall()]
 
-    def shared_identities(self, segments: Sequence[tuple[str, str]], identity: str,
-                          limit: int) -> tuple[int, list[tuple[str, list[str]]]]:
-        """How many identities keys share, and the first few with their keys (after :meth:`classify`).
+    def shared_identities(self, identity: str, limit: int) -> tuple[int, list[tuple[str, list[str]]]]:
+        """How many identities keys share, and the first few with their keys (after :meth:`classify`;
+        ``identity``: SQL of a segment row's, ``s``, normalised identity).
 
-        Only the identities of the rows planned to be sent are looked for among the segments' rows:
-        members unchanged since acknowledged share none, as every run that sent one of them found (an
-        unchanged plan is not checked at all, as the local planner's)."""
+        Only the identities of the rows planned to be sent are looked for: among themselves, and
+        among the identities the members unchanged since acknowledged were acknowledged with (a
+        destination's mapping acknowledges a row under the identity the rule makes of it:
+        ``snapshot.normalised_identity``), found in the members table by one pass over it. Those
+        members share none with each other, as every run that sent one of them found (an unchanged
+        plan is not checked at all, as the local planner's)."""
+        sent = f"{ACTION} IN ('add', 'update', 'move')"
         with self.errors("planning"), closing(self._cursor()) as cursor:
-            planned = (f"SELECT {identity} FROM {self._temp(PLAN)} AS s "
-                       f"WHERE s.{ACTION} IN ('add', 'update', 'move')")
-            # OFFSET 0: each row's identity is computed once, by the parallel workers (the lookup in the
-            # plan's temporary table, which workers can't read, is the leader's)
-            rows = (f"SELECT r.key, r.identity FROM ({self._identities(segments, identity)} OFFSET 0) AS r "
-                    f"WHERE r.identity IN ({planned})")
+            cursor.execute(f"SELECT DISTINCT {identity} FROM {self._temp(PLAN)} AS s WHERE s.{sent} "
+                           f"AND {identity} IS NOT NULL")
+            planned = [row[0] for row in cursor.fetchall()]
+            if not planned:
+                return 0, []
+            # the identities as a constant: the members are scanned by the parallel workers, which
+            # can't read the session's temporary tables
+            wanted = f"ARRAY[{', '.join(literal(value) for value in planned)}]::text[]"
+            rows = (f"SELECT s.{KEY} AS key, {identity} AS identity FROM {self._temp(PLAN)} AS s WHERE s.{sent} "
+                    f"UNION ALL SELECT h.key, h.identity FROM (SELECT m.key, coalesce(m.identity, m.key) AS identity "
+                    f"FROM {self._members()} AS m WHERE coalesce(m.identity, m.key) = ANY({wanted}) OFFSET 0) AS h "
+                    f"WHERE h.key NOT IN (SELECT {KEY} FROM {self._temp(PLAN)} WHERE {sent} OR {ACTION} = 'remove')")
+            cursor.execute(f"DROP TABLE IF EXISTS {self._temp(HOLDERS)}")
+            cursor.execute(self.dialect.temporary_table(HOLDERS, rows))
+            rows = f"SELECT key, identity FROM {self._temp(HOLDERS)}"
             cursor.execute(f"SELECT count(*) FROM ({SHARED.format(rows=rows)}) AS g")
             count = int(cursor.fetchone()[0])
             if not count:
@@ -216,59 +249,163 @@ class WarehouseMembers:
                               for sql, key in segments)
 
     def classify(self, segments: Sequence[tuple[str, str]], columns: Sequence[str], target: int, *,
-                 full_resync: bool, where: Sequence[str]) -> dict[str, int]:
+                 full_resync: bool, where: Sequence[str], acknowledged: int | None = None) -> dict[str, int]:
         """Classify the segments' rows ((sql, key column) each; ``where`` places each in the config for
         errors) against the members into the plan's temporary table; returns its counts by action
-        and ``acknowledged`` (the members before). Keys left out (:meth:`leave_out_shared_identities`)
-        are not members.
+        and ``acknowledged`` (the members before: counted unless given). Keys left out
+        (:meth:`leave_out_shared_identities`) are not members.
 
         A member whose row's digest is the one it was acknowledged with is unchanged, without its
         column hashes being computed; the others (new, moving, of another digest, or to be sent
         again) are hashed, and those whose hashes are the acknowledged ones are planned ``redigest``."""
         with self.errors("planning"), closing(self._cursor()) as cursor:
-            encodings = [self._encodings(cursor, sql, key, columns, place)
-                         for (sql, key), place in zip(segments, where, strict=True)]
-            # each row's hashes are computed after the join, for the rows whose digest is not their
-            # member's, when every segment digests and encodes its columns alike; else in each segment,
-            # for every row (a digest is kept of no row then)
-            digested = all(other == encodings[0] for other in encodings[1:])
-            selects = [self._segment_select(sql, key, columns, digest if digested else None,
-                                            None if digested else encoded)
-                       for (sql, key), (digest, encoded) in zip(segments, encodings, strict=True)]
-            hashes = self.dialect.column_hashes(encodings[0][1]) if digested else f"s.{HASHES}"
-            unchanged = f"m.{ROW_DIGEST} = s.{DIGEST}" if digested else f"m.column_hashes = s.{HASHES}"
-            # an export's segments are one member per key: the same row in two is one (a key with two
-            # different rows is found below, as a key with two rows)
-            rows = " UNION ".join(select for select, _ in selects)
-            mapped = ", ".join(quote(column) for column in columns)
-            target = int(target)
-            hashed = "s.present" if full_resync else (
-                f"s.present AND (m.key IS NULL OR m.target <> {target} OR m.row_hash = 0 OR ({unchanged}) IS NOT TRUE)")
-            changed = "TRUE" if full_resync else f"c.member_row_hash = 0 OR c.{PREVIOUS_HASHES} IS DISTINCT FROM c.{HASHES}"
-            cursor.execute(f"DROP TABLE IF EXISTS {self._temp(PLAN)}")
-            # OFFSET 0 keeps the join a subquery: each row's hashes are computed once, and only the rows
-            # to hash or remove leave the join (its parallel workers)
-            cursor.execute(self.dialect.temporary_table(PLAN, f"""
-                SELECT c.{KEY},
-                       CASE WHEN c.member IS NULL THEN 'add' WHEN c.present IS NULL THEN 'remove'
-                            WHEN c.{PREVIOUS_TARGET} <> {target} THEN 'move' WHEN {changed} THEN 'update'
-                            ELSE '{REDIGEST}' END AS {ACTION},
-                       c.{HASHES}, c.{PREVIOUS_HASHES}, c.{PREVIOUS_IDENTITY}, c.{PREVIOUS_TARGET}, c.{DIGEST}, {mapped}
-                FROM (SELECT coalesce(s.{KEY}, m.key) AS {KEY}, s.present, m.key AS member,
-                             m.row_hash AS member_row_hash, m.column_hashes AS {PREVIOUS_HASHES},
-                             coalesce(m.identity, m.key) AS {PREVIOUS_IDENTITY}, m.target AS {PREVIOUS_TARGET},
-                             s.{DIGEST}, CASE WHEN {hashed} THEN {hashes} END AS {HASHES},
-                             {", ".join(f"s.{quote(column)}" for column in columns)}
-                      FROM ({rows}) AS s FULL OUTER JOIN {self._members()} AS m ON m.key = s.{KEY}
-                      WHERE s.present IS NULL OR ({hashed}) OFFSET 0) AS c"""))
-            self._planned = True
+            plain = self._create_plan(cursor, segments, columns, target, full_resync=full_resync, where=where)
             self.dialect.gather_statistics(cursor, PLAN)  # the statements joining it to the members know its size
             cursor.execute(f"SELECT {ACTION}, count(*) FROM {self._temp(PLAN)} GROUP BY {ACTION}")
             counts = {action: int(count) for action, count in cursor.fetchall()}
-            cursor.execute(f"SELECT count(*) FROM {self._members()} AS m")
-            counts["acknowledged"] = int(cursor.fetchone()[0])
-            self._check_keys(cursor, segments[0][1], where[0], counts, " UNION ".join(plain for _, plain in selects))
+            if acknowledged is None:
+                cursor.execute(f"SELECT count(*) FROM {self._members()} AS m")
+                acknowledged = int(cursor.fetchone()[0])
+            counts["acknowledged"] = acknowledged
+            self._check_keys(cursor, segments[0][1], where[0], counts, plain)
         return counts
+
+    def plan_unchanged(self, segments: Sequence[tuple[str, str]], columns: Sequence[str], target: int, *,
+                       where: Sequence[str]) -> None:
+        """Make the plan's temporary table empty, every member unchanged (the segments' rows sum to the
+        members' digest: :meth:`segments_digest`), so that what reads a plan reads one."""
+        with self.errors("planning"), closing(self._cursor()) as cursor:
+            self._create_plan(cursor, segments, columns, target, full_resync=False, where=where, empty=True)
+
+    def _create_plan(self, cursor: Cursor, segments: Sequence[tuple[str, str]], columns: Sequence[str], target: int,
+                     *, full_resync: bool, where: Sequence[str], empty: bool = False) -> str:
+        """Create the plan's temporary table (``empty``: with no row, nothing read); returns SQL of the
+        segments' rows, keys and mapped columns only (to count them)."""
+        digested, selects, encodings = self._segment_rows(cursor, segments, columns, where)
+        hashes = self.dialect.column_hashes(encodings) if digested else f"s.{HASHES}"
+        unchanged = f"m.{ROW_DIGEST} = s.{DIGEST}" if digested else f"m.column_hashes = s.{HASHES}"
+        # an export's segments are one member per key: the same row in two is one (a key with two
+        # different rows is found below, as a key with two rows)
+        rows = " UNION ".join(select for select, _ in selects)
+        mapped = ", ".join(quote(column) for column in columns)
+        target = int(target)
+        hashed = "s.present" if full_resync else (
+            f"s.present AND (m.key IS NULL OR m.target <> {target} OR m.row_hash = 0 OR ({unchanged}) IS NOT TRUE)")
+        changed = "TRUE" if full_resync else f"c.member_row_hash = 0 OR c.{PREVIOUS_HASHES} IS DISTINCT FROM c.{HASHES}"
+        cursor.execute(f"DROP TABLE IF EXISTS {self._temp(PLAN)}")
+        # the members' digest as the plan finds them, to record the run's by what the plan holds
+        self._base = self._recorded if self._digest_holds and not self._staged else None
+        self._written_beside_plan = False
+        # OFFSET 0 keeps the join a subquery: each row's hashes are computed once, and only the rows
+        # to hash or remove leave the join (its parallel workers); LIMIT 0 reads no row
+        cursor.execute(self.dialect.temporary_table(PLAN, f"""
+            SELECT c.{KEY},
+                   CASE WHEN c.member IS NULL THEN 'add' WHEN c.present IS NULL THEN 'remove'
+                        WHEN c.{PREVIOUS_TARGET} <> {target} THEN 'move' WHEN {changed} THEN 'update'
+                        ELSE '{REDIGEST}' END AS {ACTION},
+                   c.{HASHES}, c.{PREVIOUS_HASHES}, c.{PREVIOUS_IDENTITY}, c.{PREVIOUS_TARGET}, c.{PREVIOUS_DIGEST},
+                   c.{DIGEST}, {mapped}
+            FROM (SELECT coalesce(s.{KEY}, m.key) AS {KEY}, s.present, m.key AS member,
+                         m.row_hash AS member_row_hash, m.column_hashes AS {PREVIOUS_HASHES},
+                         coalesce(m.identity, m.key) AS {PREVIOUS_IDENTITY}, m.target AS {PREVIOUS_TARGET},
+                         m.{ROW_DIGEST} AS {PREVIOUS_DIGEST},
+                         s.{DIGEST}, CASE WHEN {hashed} THEN {hashes} END AS {HASHES},
+                         {", ".join(f"s.{quote(column)}" for column in columns)}
+                  FROM ({rows}) AS s FULL OUTER JOIN {self._members()} AS m ON m.key = s.{KEY}
+                  WHERE s.present IS NULL OR ({hashed}) OFFSET 0) AS c{" LIMIT 0" if empty else ""}"""))
+        self._planned = True
+        return " UNION ".join(plain for _, plain in selects)
+
+    def _segment_rows(self, cursor: Cursor, segments: Sequence[tuple[str, str]], columns: Sequence[str],
+                      where: Sequence[str]) -> tuple[bool, list[tuple[str, str]], list[str]]:
+        """Whether the segments' rows are digested (every segment digests and encodes its columns
+        alike), each segment's SELECTs (:meth:`_segment_select`), and the first one's encodings.
+
+        Digested, each row's hashes are computed after the join, for the rows whose digest is not
+        their member's; else in each segment, for every row (a digest is kept of no row then)."""
+        encodings = [self._encodings(cursor, sql, key, columns, place)
+                     for (sql, key), place in zip(segments, where, strict=True)]
+        digested = all(other == encodings[0] for other in encodings[1:])
+        selects = [self._segment_select(sql, key, columns, digest if digested else None, None if digested else encoded)
+                   for (sql, key), (digest, encoded) in zip(segments, encodings, strict=True)]
+        return digested, selects, encodings[0][1]
+
+    # -- the members' digest ---------------------------------------------------------------------------
+
+    def members_digest(self) -> MembersDigest | None:
+        """The digest recorded of the export's members (their count, and the sum of each one's
+        ``member_mix`` modulo 2**64), if one is: every write to them deletes it, in its transaction."""
+        if self._staged or not self.exists() or not self._keeps_digests():
+            return None
+        rows = self._rows(f"SELECT kind, members, digest FROM {self.digests_table} WHERE export = {literal(self.export)}")
+        self._digest_holds = bool(rows)
+        self._recorded = MembersDigest(rows[0][0], int(rows[0][1]), int(rows[0][2])) if rows else None
+        return self._recorded
+
+    def segments_digest(self, segments: Sequence[tuple[str, str]], columns: Sequence[str], target: int, *,
+                        where: Sequence[str]) -> MembersDigest | None:
+        """The digest the members would have if the segments' rows were acknowledged in ``target`` as they
+        are (one pass over the rows, no join); None when the segments digest their rows differently."""
+        with self.errors("planning"), closing(self._cursor()) as cursor:
+            digested, selects, _ = self._segment_rows(cursor, segments, columns, where)
+            if not digested:
+                return None
+            mix = self.dialect.member_mix(f"s.{KEY}", f"s.{DIGEST}", str(int(target)))
+            cursor.execute(f"SELECT count(*), CAST(coalesce(sum({mix}), 0) AS text) "
+                           f"FROM ({' UNION '.join(select for select, _ in selects)}) AS s")
+            count, total = cursor.fetchone()
+        return MembersDigest(self.dialect.digest_kind, int(count), signed_64(int(total)))
+
+    def record_members_digest(self) -> None:
+        """Record the members' digest, when every member's row digest is known and none is recorded
+        that still holds (a run's end, after :meth:`record_digests`).
+
+        When the plan found a digest that held and this session wrote no member but the plan's, it
+        is that digest less the planned keys' members as the plan found them, plus theirs now (a
+        lookup of the plan's keys); else a pass over every member."""
+        if self._digest_holds or self._staged or not self.exists() or not self._keeps_digests() \
+                or not self._has_digests():
+            return
+        mix = self.dialect.member_mix("m.key", f"m.{ROW_DIGEST}", "m.target")
+        counted = (f"count(*), count(*) FILTER (WHERE m.{ROW_DIGEST} IS NULL OR m.row_hash = 0), "
+                   f"CAST(coalesce(sum({mix}), 0) AS text)")
+        with self.errors("recording the members' digest"), closing(self._cursor()) as cursor:
+            if self._planned and self._base is not None and not self._written_beside_plan:
+                count, total = self._base.members, self._base.digest
+                before = self.dialect.member_mix(KEY, PREVIOUS_DIGEST, PREVIOUS_TARGET)
+                cursor.execute(f"SELECT count(*), CAST(coalesce(sum({before}), 0) AS text) FROM {self._temp(PLAN)} "
+                               f"WHERE {PREVIOUS_TARGET} IS NOT NULL")
+                left, taken = cursor.fetchone()
+                cursor.execute(f"SELECT {counted} FROM {self._members()} AS m "
+                               f"WHERE m.key IN (SELECT {KEY} FROM {self._temp(PLAN)})")
+                now, unknown, added = cursor.fetchone()
+                count, total = count - int(left) + int(now), total - int(taken) + int(added)
+            else:
+                cursor.execute(f"SELECT {counted} FROM {self._members()} AS m")
+                count, unknown, total = cursor.fetchone()
+            if unknown or not count:  # (an export with no members plans without reading them anyway)
+                return
+            digest = MembersDigest(self.dialect.digest_kind, int(count), signed_64(int(total)))
+        self._write("recording the members' digest", planned=True, work=lambda cursor: cursor.execute(
+            f"INSERT INTO {self.digests_table} (export, kind, members, digest) VALUES ({literal(self.export)}, "
+            f"{literal(digest.kind)}, {digest.members}, {digest.digest})"))
+        self._digest_dropped, self._digest_holds = False, True
+
+    def _drop_members_digest(self, cursor: Cursor) -> None:
+        """Delete the export's members' digest, unless this session did and recorded none since."""
+        if not self._digest_dropped and self._keeps_digests(cursor):
+            cursor.execute(f"DELETE FROM {self.digests_table} WHERE export = {literal(self.export)}")
+
+    def _keeps_digests(self, cursor: Cursor | None = None) -> bool:
+        """Whether the schema has the members' digests table (one made by an older segship gets it in
+        a run's :meth:`prepare`)."""
+        if self._member_digests is None:
+            if cursor is not None:
+                self._member_digests = self.dialect.table_exists(cursor, self.schema, MEMBER_DIGESTS)
+            else:
+                with self.errors("reading"), closing(self._cursor()) as asking:
+                    self._member_digests = self.dialect.table_exists(asking, self.schema, MEMBER_DIGESTS)
+        return self._member_digests
 
     def _encodings(self, cursor: Cursor, sql: str, key: str, columns: Sequence[str],
                    where: str) -> tuple[str, list[str]]:
@@ -473,7 +610,7 @@ class WarehouseMembers:
                          names=["key", "row_hash", "column_hashes", "identity", "target"])
         select = (f"SELECT {literal(self.export)}, key, row_hash, column_hashes, identity, target, "
                   f"CAST(NULL AS bigint) FROM {self._temp(staged)}")
-        self._write("acknowledging", lambda cursor: (
+        self._write("acknowledging", planned=True, work=lambda cursor: (
             self.dialect.load(cursor, staged, table),
             cursor.execute(self.dialect.upsert(self.table, staged, (*MEMBER_COLUMNS, ROW_DIGEST), ("export", "key"),
                                                select))))
@@ -486,6 +623,11 @@ class WarehouseMembers:
         if not self._planned or not self._has_digests():
             return
         with self.errors("recording row digests"), closing(self._cursor()) as cursor:
+            cursor.execute(f"SELECT 1 FROM {self._temp(PLAN)} WHERE {DIGEST} IS NOT NULL LIMIT 1")
+            if not cursor.fetchall():
+                return
+            self._drop_members_digest(cursor)  # (autocommitted before the digests change: never stale)
+            self._digest_dropped, self._digest_holds = True, False
             cursor.execute(f"UPDATE {self.table} AS m SET {ROW_DIGEST} = p.{DIGEST} FROM {self._temp(PLAN)} AS p "
                            f"WHERE m.export = {literal(self.export)} AND m.key = p.{KEY} AND p.{DIGEST} IS NOT NULL "
                            f"AND m.row_hash <> 0 AND m.column_hashes = p.{HASHES} "
@@ -499,7 +641,7 @@ class WarehouseMembers:
         staged = "segship_unknown"
         table = pa.table({"key": pa.array(keys, pa.string()), "identity": pa.array(identities, pa.string()),
                           "target": pa.array(targets, pa.int32())})
-        self._write("recording batches in flight", lambda cursor: (
+        self._write("recording batches in flight", planned=True, work=lambda cursor: (
             self.dialect.load(cursor, staged, table),
             cursor.execute(f"INSERT INTO {self.table} ({', '.join(MEMBER_COLUMNS)}) SELECT {literal(self.export)}, "
                            f"s.key, 0, NULL, nullif(s.identity, s.key), s.target FROM {self._temp(staged)} s "
@@ -519,7 +661,7 @@ class WarehouseMembers:
                 cursor.execute(f"DELETE FROM {self.table} WHERE {condition} AND key IN "
                                f"(SELECT key FROM {self._temp(LEAVING)})")
 
-        self._write("removing members", delete)
+        self._write("removing members", delete, planned=keys is not None and target is None)
 
     def forget_hashes(self) -> None:
         """Mark every member unknown (changed settings: each is sent again whole)."""
@@ -538,13 +680,21 @@ class WarehouseMembers:
             self.dialect.load(cursor, staged, reader),
             cursor.execute(f"INSERT INTO {self.table} ({', '.join(MEMBER_COLUMNS)}) {select}")))
 
-    def _write(self, doing: str, work: Any) -> None:
+    def _write(self, doing: str, work: Any, *, planned: bool = False) -> None:
+        """Run ``work`` in one transaction of the writing connection, which first drops the members'
+        digest (the first write of the session: the digest no longer holds once it commits).
+        ``planned``: it writes only keys of the plan (what a run sends, records and removes is
+        what was planned), which :meth:`record_members_digest` looks up; any other write makes it
+        sum every member."""
         with self._writes, self.errors(doing):
+            self._written_beside_plan = self._written_beside_plan or not planned
             connection = self._writer()
             try:
                 with closing(connection.cursor()) as cursor:
+                    self._drop_members_digest(cursor)
                     work(cursor)
                 connection.commit()
+                self._digest_dropped, self._digest_holds = True, False
             except BaseException:
                 try:
                     connection.rollback()

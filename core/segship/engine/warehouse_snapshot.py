@@ -56,6 +56,8 @@ class WarehouseSnapshot:
         self.tally = DigestTally(0, 0)
         self.target = 1
         self._refusals: pa.Table | None = None  # the export's rejects (read_rejects)
+        self._left_out_found = False  # the keys to leave out are (identity_conflicts: first)
+        self._acknowledged: int | None = None  # the members' count, when their digest gave it
         self.db = duckdb.connect()
 
     def close(self) -> None:
@@ -77,7 +79,21 @@ class WarehouseSnapshot:
         """Nothing to read: the warehouse diffs against the members it keeps."""
 
     def unchanged_plan(self, recorded: MembersDigest, target: int = 1) -> ExportPlan | None:
-        return None
+        """The plan, every member unchanged, when the segments' rows sum to ``recorded`` (the warehouse's
+        digest of its members: one pass over the rows, no join, nothing read out); else None."""
+        if recorded.kind != self.members.dialect.digest_kind:
+            return None
+        self.target = target
+        segments, where = self._segments()
+        self._leave_out(segments)
+        if self.members.segments_digest(segments, self.columns, target, where=where) != recorded:
+            self._acknowledged = recorded.members  # the plan needn't count them
+            return None
+        self.members.plan_unchanged(segments, self.columns, target, where=where)
+        plan = ExportPlan(self.export.name)
+        plan.members = plan.acknowledged = plan.unchanged = recorded.members
+        self.tally = DigestTally(plan.unchanged, 0)
+        return plan
 
     def read_rejects(self, refusals: pa.Table, mapping: str | None) -> None:
         """Keep the export's rejects for :meth:`plan`, as the local planner does: a row segship's mapping
@@ -96,17 +112,15 @@ class WarehouseSnapshot:
 
     def plan(self, *, full_resync: bool, target: int = 1) -> ExportPlan:
         self.target = target
-        where = [f"{self.config.where('segments', part.segment.name)}: segment {part.segment.name!r}"
-                 for part in self.segments]
-        segments = [(part.segment.sql, part.segment.key) for part in self.segments]
+        segments, where = self._segments()
+        self._leave_out(segments)
+        counts = self.members.classify(segments, self.columns, target, full_resync=full_resync, where=where,
+                                       acknowledged=self._acknowledged)
         identity = self._identity()
-        if identity is not None and self.export.identity_conflicts == "first":
-            self.left_out = self.members.leave_out_shared_identities(segments, identity)
-        counts = self.members.classify(segments, self.columns, target, full_resync=full_resync, where=where)
         changes = counts.get("add", 0) + counts.get("update", 0) + counts.get("move", 0)
         # as the local planner: members all unchanged were acknowledged so, with no two keys on one identity
         if identity is not None and self.export.identity_conflicts == "error" and changes:
-            self._check_identity_conflicts(segments, identity)
+            self._check_identity_conflicts(identity)
         plan = ExportPlan(self.export.name, full_resync=full_resync)
         if self._refusals is not None and (counts.get("add") or counts.get("update")):
             plan.refused, plan.retry = self.members.mark_rejects(self._refusals.select(["key", "refused_hash"]))
@@ -123,6 +137,19 @@ class WarehouseSnapshot:
         self.tally = DigestTally(plan.unchanged, 0, (plan.to_send, 0))  # no digest is kept of these members
         return plan
 
+    def _segments(self) -> tuple[list[tuple[str, str]], list[str]]:
+        """The segments' (sql, key column), and where each is in the config (for errors)."""
+        return ([(part.segment.sql, part.segment.key) for part in self.segments],
+                [f"{self.config.where('segments', part.segment.name)}: segment {part.segment.name!r}"
+                 for part in self.segments])
+
+    def _leave_out(self, segments: list[tuple[str, str]]) -> None:
+        """``identity_conflicts: first``: leave out the keys whose identity a lower key shares (once a plan)."""
+        identity = self._identity()
+        if identity is not None and self.export.identity_conflicts == "first" and not self._left_out_found:
+            self.left_out = self.members.leave_out_shared_identities(segments, identity)
+            self._left_out_found = True
+
     def _refused_since_run(self) -> int | None:
         """The earliest run since which a row planned as still refused is refused."""
         held = self.members.keys_of("refused")
@@ -136,8 +163,8 @@ class WarehouseSnapshot:
         rule = self.identity
         return None if rule is None else self.members.dialect.identity(f"s.{quote(rule.column)}", rule)
 
-    def _check_identity_conflicts(self, segments: list[tuple[str, str]], identity: str) -> None:
-        shared, groups = self.members.shared_identities(segments, identity, EXAMPLES)
+    def _check_identity_conflicts(self, identity: str) -> None:
+        shared, groups = self.members.shared_identities(identity, EXAMPLES)
         if shared:
             raise identity_conflict_error(self.config, self.export.name, self.identity, shared, groups)
 

@@ -84,10 +84,11 @@ class WarehouseState:
         return HASH_VERSION  # the warehouse's hashes are made by this version's SQL
 
     def members_digest(self, export: str) -> MembersDigest | None:
-        return None  # the warehouse classifies: an unchanged plan reads nothing out of it anyway
+        """The warehouse's digest of the members (of its own kind: :meth:`WarehouseMembers.members_digest`)."""
+        return self.members.members_digest() if self.plans else None
 
     def record_members_digest(self, export: str, digest: MembersDigest) -> None:
-        pass
+        """Nothing: the engine's digest sums the local planner's mixes; the warehouse sums its own (:meth:`close`)."""
 
     def has_members(self, export: str) -> bool:
         return self.members.has_members()
@@ -173,10 +174,12 @@ class WarehouseState:
         return len(sent)
 
     def close(self) -> None:
-        """Close the warehouse's sessions; a run first records the digests of the rows its plan hashed."""
+        """Close the warehouse's sessions; a run first records the digests of the rows its plan hashed,
+        then the members' digest (a pass over them, when this run wrote to them)."""
         try:
             if self.writes:
                 self.members.record_digests()
+                self.members.record_members_digest()
         except PlanError as exc:  # the run's own outcome matters more: the next run hashes those rows again
             log.warning("warehouse.digests_not_recorded", error=str(exc))
         finally:

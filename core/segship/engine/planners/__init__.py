@@ -21,6 +21,10 @@ the same contract):
   column hashes (and compared by them). It is never compared across warehouses or planners: equal
   values must give equal digests, and a row whose digest differs while its hashes don't is just
   hashed, not sent.
+- **sum members up**: :meth:`~WarehouseDialect.member_mix` is a 64-bit mix of a member's key, row
+  digest and target. Summed over the members (the members' digest, kept in ``segship_member_digests``
+  and dropped by any write to them) and over the segment's rows, it tells an unchanged segment in
+  one pass over its rows, with no join (:attr:`~WarehouseDialect.digest_kind` names the function).
 - **stage keys / bulk-load**: :meth:`~WarehouseDialect.load` puts an Arrow table into a session's
   temporary table in bulk (PostgreSQL: COPY, through ADBC ingest); acknowledgements, probes of a
   few keys and members moving in from segship's state all go through it.
@@ -53,6 +57,9 @@ MEMBER_COLUMNS = ("export", "key", "row_hash", "column_hashes", "identity", "tar
 #: The members table's digest of the row each member was acknowledged with (NULL: not known; see
 #: :meth:`WarehouseDialect.row_digest`), kept only while its column hashes are those of that row.
 ROW_DIGEST = "row_digest"
+#: The table of each export's members' digest (its members' count and the sum of their
+#: :meth:`WarehouseDialect.member_mix`), deleted by every write to its members, in its transaction.
+MEMBER_DIGESTS = "segship_member_digests"
 
 
 @dataclass(frozen=True)
@@ -71,6 +78,8 @@ class WarehouseDialect(ABC):
 
     #: The source ``type`` whose warehouse speaks this dialect.
     source_type: str
+    #: The hash function of :meth:`member_mix`, kept with each members' digest.
+    digest_kind: str
 
     @abstractmethod
     def connect(self, options: dict[str, Any], *, autocommit: bool) -> Connection:
@@ -124,6 +133,11 @@ class WarehouseDialect(ABC):
     def row_digest(self, values: Sequence[tuple[str, ColumnType]]) -> str:
         """SQL of a 64-bit digest of the row's ``values`` (SQL, of the given types), in the warehouse's
         own hashing: equal values give equal digests, whatever their text; never NULL."""
+
+    @abstractmethod
+    def member_mix(self, key: str, digest: str, target: str) -> str:
+        """SQL of a signed 64-bit mix of a member's ``key`` (text), row ``digest`` (64-bit) and ``target``
+        (an integer) as one value: two members swapping digests or targets change a sum of mixes."""
 
     @abstractmethod
     def row_hash(self, column_hashes: str) -> str:

@@ -23,7 +23,7 @@ import re
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from segship.engine.planners import MEMBERS, ROW_DIGEST, ColumnType, WarehouseDialect, literal, quote
+from segship.engine.planners import MEMBER_DIGESTS, MEMBERS, ROW_DIGEST, ColumnType, WarehouseDialect, literal, quote
 from segship.engine.snapshot import WHITESPACE, PlanError
 
 if TYPE_CHECKING:
@@ -91,6 +91,7 @@ def _framed(encoding: str) -> str:
 
 class PostgresDialect(WarehouseDialect):
     source_type = "postgres"
+    digest_kind = "postgres hash_record_extended"
 
     def connect(self, options: dict[str, Any], *, autocommit: bool) -> Connection:
         import adbc_driver_postgresql.dbapi
@@ -151,10 +152,16 @@ class PostgresDialect(WarehouseDialect):
             target integer NOT NULL,        -- the target (in segship's state) the member is in
             {ROW_DIGEST} bigint,            -- the digest of the row acknowledged; NULL: not known
             PRIMARY KEY (export, key))""")
+        cursor.execute(f"""CREATE TABLE IF NOT EXISTS {name}.{MEMBER_DIGESTS} (
+            export text PRIMARY KEY,
+            kind text NOT NULL,             -- the hash function of the mixes summed
+            members bigint NOT NULL,
+            digest bigint NOT NULL)         -- the sum of the members' mixes, modulo 2^64""")
         # a table made by a segship before digests has no digest column; asked first, as ALTER TABLE
         # locks the table (which other exports' runs read) even with IF NOT EXISTS
         if not self.column_exists(cursor, schema, MEMBERS, ROW_DIGEST):
             cursor.execute(f"ALTER TABLE {name}.{MEMBERS} ADD COLUMN IF NOT EXISTS {ROW_DIGEST} bigint")
+            cursor.execute(f"DELETE FROM {name}.{MEMBER_DIGESTS}")  # (sums of the digests just made unknown)
 
     def table_exists(self, cursor: Cursor, schema: str, table: str) -> bool:
         cursor.execute(f"SELECT to_regclass({literal(quote(schema) + '.' + quote(table))}) IS NOT NULL")
@@ -248,6 +255,9 @@ class PostgresDialect(WarehouseDialect):
     def _hashed_as_it_is(type_: ColumnType) -> bool:
         return type_.name in _HASHED_AS_THEY_ARE or (type_.element is not None
                                                      and type_.element.name in _HASHED_AS_THEY_ARE)
+
+    def member_mix(self, key: str, digest: str, target: str) -> str:
+        return f"hash_record_extended(ROW(CAST({key} AS text), CAST({digest} AS bigint), CAST({target} AS integer)), 0)"
 
     def row_hash(self, column_hashes: str) -> str:
         return f"{ROW_HASH}({column_hashes})"
