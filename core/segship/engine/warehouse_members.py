@@ -6,8 +6,10 @@ statement in the warehouse classifies the segment's rows against it (:meth:`Ware
 the rows to add, update or move and the members that left go into a temporary table of the
 planning session, with the rows' mapped columns, hashes and what was acknowledged before; the
 unchanged stay where they are. Only that table's rows leave the warehouse: the rows to send
-(:meth:`rows_to_send`) and the leavers' identities (:meth:`leavers`). The segment is read once,
-by that statement: what is sent is what was planned.
+(:meth:`rows_to_send`) and the leavers' identities (:meth:`leavers`), once: what is sent is what
+was planned. Before that statement, the segment's rows are summed up in one pass with no join
+(:meth:`segments_digest`); when they sum to the members' digest (``segship_member_digests``, which
+every write to the members deletes), every member is unchanged and nothing is joined.
 
 Acknowledgements go back in bulk (:meth:`acknowledge`: a bulk load and an upsert, one transaction
 per group of answered batches) on a connection of their own, so sending streams on while they
