@@ -301,20 +301,20 @@ class WarehouseMembers:
         # OFFSET 0 keeps the join a subquery: each row's hashes are computed once, and only the rows
         # to hash or remove leave the join (its parallel workers); LIMIT 0 reads no row
         cursor.execute(self.dialect.temporary_table(PLAN, f"""
-            SELECT c.{KEY},
-                   CASE WHEN c.member IS NULL THEN 'add' WHEN c.present IS NULL THEN 'remove'
-                        WHEN c.{PREVIOUS_TARGET} <> {target} THEN 'move' WHEN {changed} THEN 'update'
-                        ELSE '{REDIGEST}' END AS {ACTION},
-                   c.{HASHES}, c.{PREVIOUS_HASHES}, c.{PREVIOUS_IDENTITY}, c.{PREVIOUS_TARGET}, c.{PREVIOUS_DIGEST},
-                   c.{DIGEST}, {mapped}
-            FROM (SELECT coalesce(s.{KEY}, m.key) AS {KEY}, s.present, m.key AS member,
-                         m.row_hash AS member_row_hash, m.column_hashes AS {PREVIOUS_HASHES},
-                         coalesce(m.identity, m.key) AS {PREVIOUS_IDENTITY}, m.target AS {PREVIOUS_TARGET},
-                         m.{ROW_DIGEST} AS {PREVIOUS_DIGEST},
-                         s.{DIGEST}, CASE WHEN {hashed} THEN {hashes} END AS {HASHES},
-                         {", ".join(f"s.{quote(column)}" for column in columns)}
-                  FROM ({rows}) AS s FULL OUTER JOIN {self._members()} AS m ON m.key = s.{KEY}
-                  WHERE s.present IS NULL OR ({hashed}) OFFSET 0) AS c{" LIMIT 0" if empty else ""}"""))
+                SELECT c.{KEY},
+                       CASE WHEN c.member IS NULL THEN 'add' WHEN c.present IS NULL THEN 'remove'
+                            WHEN c.{PREVIOUS_TARGET} <> {target} THEN 'move' WHEN {changed} THEN 'update'
+                            ELSE '{REDIGEST}' END AS {ACTION},
+                       c.{HASHES}, c.{PREVIOUS_HASHES}, c.{PREVIOUS_IDENTITY}, c.{PREVIOUS_TARGET}, c.{PREVIOUS_DIGEST},
+                       c.{DIGEST}, {mapped}
+                FROM (SELECT coalesce(s.{KEY}, m.key) AS {KEY}, s.present, m.key AS member,
+                             m.row_hash AS member_row_hash, m.column_hashes AS {PREVIOUS_HASHES},
+                             coalesce(m.identity, m.key) AS {PREVIOUS_IDENTITY}, m.target AS {PREVIOUS_TARGET},
+                             m.{ROW_DIGEST} AS {PREVIOUS_DIGEST},
+                             s.{DIGEST}, CASE WHEN {hashed} THEN {hashes} END AS {HASHES},
+                             {", ".join(f"s.{quote(column)}" for column in columns)}
+                      FROM ({rows}) AS s FULL OUTER JOIN {self._members()} AS m ON m.key = s.{KEY}
+                      WHERE s.present IS NULL OR ({hashed}) OFFSET 0) AS c{" LIMIT 0" if empty else ""}"""))
         self._planned = True
         return " UNION ".join(plain for _, plain in selects)
 

@@ -42,6 +42,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -96,6 +97,11 @@ class WarehouseDialect(ABC):
     @abstractmethod
     def prepare(self, cursor: Cursor, schema: str) -> None:
         """Make ``schema``, its members table and the dialect's functions, where missing (idempotent)."""
+
+    @abstractmethod
+    def classifying(self, cursor: Cursor) -> AbstractContextManager[None]:
+        """Settings of the session for the classifying statement only (its estimates are the
+        warehouse's to correct: most rows it joins are filtered out as unchanged)."""
 
     @abstractmethod
     def prepare_session(self, cursor: Cursor) -> None:

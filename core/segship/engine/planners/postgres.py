@@ -20,7 +20,8 @@ pinned vectors and a sweep of random doubles (tests/engine/test_warehouse_hashin
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
 from segship.engine.planners import MEMBER_DIGESTS, MEMBERS, ROW_DIGEST, ColumnType, WarehouseDialect, literal, quote
@@ -119,11 +120,19 @@ class PostgresDialect(WarehouseDialect):
             raise PlanError(f"role {role!r} lacks {' and '.join(missing)} on the planner schema {schema!r}: "
                             f"GRANT USAGE, CREATE ON SCHEMA {quote(schema)} TO {quote(role)}")
 
-    def prepare_session(self, cursor: Cursor) -> None:
+    @contextmanager
+    def classifying(self, cursor: Cursor) -> Iterator[None]:
         # PostgreSQL estimates the classification's output at every member (it can't know that most
         # are unchanged and filtered out), so the cost of gathering them from parallel workers makes
-        # it hash and join on one core; the rows really gathered are the changes
+        # it hash and join on one core; the rows really gathered are the changes. Only for it: the
+        # same cost makes a lookup of a few keys gather every member to the session instead
         cursor.execute("SET parallel_tuple_cost = 0.001")
+        try:
+            yield
+        finally:
+            cursor.execute("RESET parallel_tuple_cost")
+
+    def prepare_session(self, cursor: Cursor) -> None:
         cursor.execute("SELECT p.proname FROM pg_proc p WHERE p.pronamespace = pg_my_temp_schema()")
         present = {f"pg_temp.{row[0]}" for row in cursor.fetchall()}
         for function, ddl in FUNCTIONS.items():
