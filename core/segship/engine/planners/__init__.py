@@ -32,10 +32,13 @@ the same contract):
   table by primary key (PostgreSQL: ``INSERT … ON CONFLICT DO UPDATE``; Snowflake, BigQuery and
   Databricks: ``MERGE``), so a batch acknowledged twice (a run killed before it could record the
   first) lands the same.
-- **setup and grants**: :meth:`~WarehouseDialect.prepare` makes the schema and its members
-  table when missing, after :meth:`~WarehouseDialect.check_grants` says which grant is missing, by
-  name; :meth:`~WarehouseDialect.prepare_session` makes what the hashing SQL calls in the session
-  (PostgreSQL: temporary functions), so a plan that writes nothing hashes too.
+- **setup and grants**: :meth:`~WarehouseDialect.prepare` makes the schema, its members table
+  and the members' digests table when missing, after :meth:`~WarehouseDialect.check_grants` says
+  which grant is missing, by name; :meth:`~WarehouseDialect.prepare_session` makes what the
+  hashing SQL calls in the session (PostgreSQL: temporary functions), so a plan that writes
+  nothing hashes too;
+  :meth:`~WarehouseDialect.classifying` sets what the classifying statement alone needs
+  (PostgreSQL: a parallel tuple cost that lets its workers filter out the unchanged rows).
 """
 
 from __future__ import annotations
