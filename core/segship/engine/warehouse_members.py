@@ -478,8 +478,8 @@ class WarehouseMembers:
             f"GROUP BY {PREVIOUS_TARGET} ORDER BY {PREVIOUS_TARGET}")}
 
     def send_query(self, columns: Sequence[str], keys: Sequence[str] | None = None) -> str:
-        """SQL of the rows to send (or of ``keys`` only), with their column hashes, row hash and what was
-        acknowledged of them before; a member moving to a new target joins it, sent whole."""
+        """SQL of the rows to send (or of ``keys`` only), with their column hashes, row hash, digest and
+        what was acknowledged of them before; a member moving to a new target joins it, sent whole."""
         mapped = ", ".join(quote(column) for column in columns)
         if keys is not None:
             self._probe(keys)
@@ -488,7 +488,7 @@ class WarehouseMembers:
             where = f"{ACTION} IN ('add', 'update', 'move', 'retry')"  # not 'remove', nor 'refused' (still)
         return (f"SELECT {mapped}, {KEY}, {HASHES}, {ACTION} IN ('add', 'move', 'retry') AS segship_new, "
                 f"{self.dialect.row_hash(HASHES)} AS segship_row_hash, {PREVIOUS_HASHES}, "
-                f"{PREVIOUS_IDENTITY}, {PREVIOUS_TARGET} FROM {self._temp(PLAN)} WHERE {where}")
+                f"{PREVIOUS_IDENTITY}, {PREVIOUS_TARGET}, {DIGEST} FROM {self._temp(PLAN)} WHERE {where}")
 
     def leavers(self) -> dict[int, list[Member]]:
         """The members who left, by the target they are in (identities only leave the warehouse)."""
@@ -597,41 +597,47 @@ class WarehouseMembers:
 
     # -- writing ---------------------------------------------------------------------------------------
 
-    def acknowledge(self, rows: pa.RecordBatch | pa.Table, target: int | None = None) -> None:
+    def acknowledge(self, rows: pa.RecordBatch | pa.Table, target: int | None = None,
+                    digests: pa.Array | None = None) -> None:
         """Write acknowledged members (``key``, ``row_hash``, ``column_hashes``, ``identity``, and ``target``
         unless given) over those there, in one transaction: a bulk load, then one upsert. Idempotent:
         the same rows acknowledged again (a run killed before segship's state recorded them) land the same.
-        Their digests are not known here (``NULL``): the run records them at its end (:meth:`record_digests`)."""
+        ``digests``: each row's digest where the member now holds the planned row's column hashes
+        (null elsewhere, and all null unless given: unknown, so the next run hashes those rows)."""
         if not len(rows):
             return
         staged = "segship_acknowledged"
         targets = pa.array([target] * len(rows), pa.int32()) if target is not None else rows.column("target")
+        digests = digests if digests is not None else pa.nulls(len(rows), pa.int64())
         table = pa.table([rows.column("key").cast(pa.string()), rows.column("row_hash").cast(pa.int64()),
                           rows.column("column_hashes").cast(pa.binary()),
-                          _identity_or_null(rows).column("identity"), targets],
-                         names=["key", "row_hash", "column_hashes", "identity", "target"])
-        select = (f"SELECT {literal(self.export)}, key, row_hash, column_hashes, identity, target, "
-                  f"CAST(NULL AS bigint) FROM {self._temp(staged)}")
+                          _identity_or_null(rows).column("identity"), targets, digests.cast(pa.int64())],
+                         names=["key", "row_hash", "column_hashes", "identity", "target", "row_digest"])
+        select = (f"SELECT {literal(self.export)}, key, row_hash, column_hashes, identity, target, row_digest "
+                  f"FROM {self._temp(staged)}")
         self._write("acknowledging", planned=True, work=lambda cursor: (
             self.dialect.load(cursor, staged, table),
             cursor.execute(self.dialect.upsert(self.table, staged, (*MEMBER_COLUMNS, ROW_DIGEST), ("export", "key"),
                                                select))))
 
     def record_digests(self) -> None:
-        """Give the members the digest of their row, where the plan computed both and the member holds
-        that row's column hashes (acknowledged in this run, or unchanged: ``redigest``). A run's last
-        step, when nothing else writes them; a run killed before it leaves those digests unknown, and
-        the next run computes the members' hashes and records them."""
+        """Give unchanged members whose digest is not their row's (``redigest``) the digest of their row,
+        where the member still holds that row's column hashes. A run's last step, when nothing else
+        writes them; a run killed before it leaves those digests as they were, and the next run
+        hashes those rows again. (A member acknowledged in the run got its row's digest with the
+        acknowledgement, when it was acknowledged with the row's column hashes; otherwise the next
+        run hashes it again, finds it unchanged and records it here.)"""
         if not self._planned or not self._has_digests():
             return
+        redigest = f"p.{ACTION} = '{REDIGEST}' AND p.{DIGEST} IS NOT NULL"
         with self.errors("recording row digests"), closing(self._cursor()) as cursor:
-            cursor.execute(f"SELECT 1 FROM {self._temp(PLAN)} WHERE {DIGEST} IS NOT NULL LIMIT 1")
+            cursor.execute(f"SELECT 1 FROM {self._temp(PLAN)} AS p WHERE {redigest} LIMIT 1")
             if not cursor.fetchall():
                 return
             self._drop_members_digest(cursor)  # (autocommitted before the digests change: never stale)
             self._digest_dropped, self._digest_holds = True, False
             cursor.execute(f"UPDATE {self.table} AS m SET {ROW_DIGEST} = p.{DIGEST} FROM {self._temp(PLAN)} AS p "
-                           f"WHERE m.export = {literal(self.export)} AND m.key = p.{KEY} AND p.{DIGEST} IS NOT NULL "
+                           f"WHERE m.export = {literal(self.export)} AND m.key = p.{KEY} AND {redigest} "
                            f"AND m.row_hash <> 0 AND m.column_hashes = p.{HASHES} "
                            f"AND m.{ROW_DIGEST} IS DISTINCT FROM p.{DIGEST}")
 

@@ -37,7 +37,7 @@ from segship.engine.snapshot import (
     identity_rule,
 )
 from segship.engine.state import MembersDigest
-from segship.engine.warehouse_members import PREVIOUS_HASHES, PREVIOUS_IDENTITY, PREVIOUS_TARGET
+from segship.engine.warehouse_members import DIGEST, PREVIOUS_HASHES, PREVIOUS_IDENTITY, PREVIOUS_TARGET
 from segship.engine.warehouse_state import WarehouseState
 from segship.plugins import Plugins
 
@@ -191,14 +191,15 @@ class WarehouseSnapshot:
         relation = self.db.from_arrow(reader).project(
             f"{mapped}, segship_key AS {KEY}, segship_column_hashes AS {COLUMN_HASHES}, segship_new AS {IS_NEW}, "
             f"segship_row_hash AS {ROW_HASH}, {mix_sql(KEY, ROW_HASH, str(int(self.target)))} AS {MIX}, "
-            f"{key_hash_sql(KEY)} AS {KEY_HASH}, {PREVIOUS_HASHES}, {PREVIOUS_IDENTITY}, {PREVIOUS_TARGET}")
+            f"{key_hash_sql(KEY)} AS {KEY_HASH}, {PREVIOUS_HASHES}, {PREVIOUS_IDENTITY}, {PREVIOUS_TARGET}, {DIGEST}")
         rows = relation.to_arrow_reader(batch_rows)
         previous = (PREVIOUS_HASHES, PREVIOUS_IDENTITY, PREVIOUS_TARGET)
-        schema = pa.schema([field for field in rows.schema if field.name not in previous])
+        schema = pa.schema([field for field in rows.schema if field.name not in (*previous, DIGEST)])
 
         def batches() -> Iterator[pa.RecordBatch]:
             for batch in rows:
                 self.state.remember_previous(batch, KEY, *previous)
+                self.state.remember_digests(batch, KEY, COLUMN_HASHES, DIGEST)
                 yield batch.select(schema.names)
 
         yield pa.RecordBatchReader.from_batches(schema, batches())

@@ -67,6 +67,9 @@ class WarehouseState:
         # what the rows being sent had acknowledged before: (column hashes, identity, target) by key,
         # streamed out with them (the planning session streams: it can't be asked meanwhile)
         self._previous: dict[str, tuple[bytes | None, str, int]] = {}
+        # the column hashes and digest of the rows being sent, by key, until answered: a member
+        # acknowledged with those hashes gets that digest in the same upsert
+        self._planned: dict[str, tuple[bytes, int]] = {}
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.state, name)
@@ -77,6 +80,21 @@ class WarehouseState:
         self._previous.update(zip(known.column(key).to_pylist(), zip(
             known.column(hashes).to_pylist(), known.column(identity).to_pylist(), known.column(target).to_pylist(),
             strict=True), strict=True))
+
+    def remember_digests(self, rows: pa.RecordBatch, key: str, hashes: str, digest: str) -> None:
+        """Keep the rows' planned column hashes and digest (those digested), until answered."""
+        known = rows.filter(pc.is_valid(rows.column(digest)))
+        self._planned.update(zip(known.column(key).to_pylist(), zip(
+            known.column(hashes).to_pylist(), known.column(digest).to_pylist(), strict=True), strict=True))
+
+    def _digests(self, acknowledged: pa.RecordBatch) -> pa.Array:
+        """The planned digest of each acknowledged row whose column hashes are the planned ones; else null."""
+        digests = []
+        for key, hashes in zip(acknowledged.column("key").to_pylist(), acknowledged.column("column_hashes").to_pylist(),
+                               strict=True):
+            planned = self._planned.pop(key, None)
+            digests.append(planned[1] if planned is not None and planned[0] == hashes else None)
+        return pa.array(digests, pa.int64())
 
     # -- members ---------------------------------------------------------------------------------------
 
@@ -134,7 +152,9 @@ class WarehouseState:
             self.state.commit_upserts(export, NOTHING, stale, rejected, target=target)
         for old, pairs in left.items():
             self.state.commit_upserts(export, NOTHING, pairs, [], target=old)
-        self.members.acknowledge(acknowledged, target)
+        self.members.acknowledge(acknowledged, target, self._digests(acknowledged))
+        for refusal in rejected:  # (answered: no digest to keep)
+            self._planned.pop(refusal[0], None)
         # the fields the records left out are state's, as their rejects are: settled with the group
         self.state.commit_upserts(export, acknowledged, [], [], target=target, in_flight=in_flight, dropped=dropped,
                                   write_members=False, log=log)
