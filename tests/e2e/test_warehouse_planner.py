@@ -53,6 +53,8 @@ def test_switching_planners_either_way_re_sends_nobody_and_moves_the_member_stat
     assert project.cli("export", "vip-braze").returncode == 0
     assert project.braze.stats()["requests"] == requests
     assert len(local_members()) == 40
+    [shown] = json.loads(project.cli("state", "show", "vip-braze", "--json").stdout)["exports"]
+    assert shown["members"] == 40 and "members_location" not in shown
     assert sql(project.state_target.warehouse, "SELECT count(*) FROM segship.segship_members") == [(0,)]
 
     planner(project, on=True)
@@ -61,6 +63,8 @@ def test_switching_planners_either_way_re_sends_nobody_and_moves_the_member_stat
     assert project.braze.stats()["requests"] == requests
     assert local_members() == set()
     assert project.acknowledged("vip-braze") == {f"C{i:05d}" for i in range(1, 41)}
+    [shown] = json.loads(project.cli("state", "show", "vip-braze", "--json").stdout)["exports"]
+    assert (shown["members"], shown["members_location"]) == (None, {"source": "crm", "schema": "segship"})
 
     project.write(rows(40, C00003={"first_name": "Changed"}))
     assert plan_changes(project) == {"add": 0, "update": 1, "remove": 0, "unchanged": 39}

@@ -48,6 +48,10 @@ def show_command(
     state = open_state(loaded)
     try:
         exports = state.summary(export)
+        for row in exports:  # a warehouse planner keeps them: said where, not counted (state can't)
+            location = state.members_location(row["export"])
+            if location is not None:
+                row["members"], row["members_location"] = None, location._asdict()
         header = {"backend": state.backend, "where": state.describe(), "schema_version": state.schema_version()}
     finally:
         state.close()
@@ -59,7 +63,9 @@ def show_command(
     for row in exports:
         last = row["last_run"] or {}
         name = row["export"] + ("" if row["export"] in loaded.exports else " (not in the config)")
-        table.add_row(name, str(row["members"]), str(row["rejects"]), str(row["stale_identities"]),
+        location = row.get("members_location")
+        members = str(row["members"]) if location is None else f"in {location['source']}/{location['schema']}"
+        table.add_row(name, members, str(row["rejects"]), str(row["stale_identities"]),
                       str(last.get("id", "-")), last.get("outcome", "-") + (" (dry run)" if last.get("dry_run") else ""),
                       last.get("started_at", "-"), last.get("finished_at") or "-")
     console.print(table)
