@@ -16,22 +16,43 @@ demand, no setting changed. A segment's SQL runs only once its connection is loc
 from __future__ import annotations
 
 import os
+import stat
 import tempfile
 import uuid
 from pathlib import Path
 from typing import TYPE_CHECKING
+
+from segship.errors import SegshipError
 
 if TYPE_CHECKING:
     import duckdb
 
 #: Where DuckDB spills: each connection in a folder of its own below, which DuckDB creates when it
 #: first spills and removes when closed (a snapshot's, in its scratch folder: ``engine/scratch.py``).
-#: A locked DuckDB may read its spill folder: its own only, not another run's spilled rows. The
-#: user's own (0700): spilled rows are personal data.
-SPILL_DIRECTORY = Path(tempfile.gettempdir()) / "segship-duckdb"
+#: A locked DuckDB may read its spill folder: its own only, not another run's spilled rows. One per
+#: user, the user's own (0700: spilled rows are personal data; see :func:`spill_root`).
+SPILL_DIRECTORY = Path(tempfile.gettempdir()) / f"segship-duckdb-{os.getuid()}"
 #: Settings a locked connection still lets segship change: the engine gives DuckDB every core while
 #: it plans and one while rows are sent, and less memory to send rows it staged. They reach no data.
 CHANGEABLE_SETTINGS = ["threads", "memory_limit"]
+
+
+class SpillFolderError(SegshipError):
+    """The spill folder is not the user's own."""
+
+
+def spill_root() -> Path:
+    """``SPILL_DIRECTORY``, made if missing; refused unless it is the user's own and no one else's to
+    enter (someone else's folder in a shared temporary folder could take the personal data spilled
+    there, or replace what is in it)."""
+    SPILL_DIRECTORY.mkdir(mode=0o700, exist_ok=True)
+    found = os.lstat(SPILL_DIRECTORY)
+    if not stat.S_ISDIR(found.st_mode) or found.st_uid != os.getuid() or found.st_mode & 0o077:
+        raise SpillFolderError(
+            f"the scratch folder {SPILL_DIRECTORY} is not this user's own folder, closed to others (owner uid "
+            f"{found.st_uid}, mode {stat.S_IMODE(found.st_mode):o}): segship spills personal data there; remove it, "
+            "or set TMPDIR to a folder of your own")
+    return SPILL_DIRECTORY
 
 
 def connect(memory_limit_mb: int, spill_directory: Path | None = None) -> duckdb.DuckDBPyConnection:
@@ -41,9 +62,8 @@ def connect(memory_limit_mb: int, spill_directory: Path | None = None) -> duckdb
     (whose parent must exist), or a new folder below ``SPILL_DIRECTORY``. Not locked yet: see :func:`lock`."""
     import duckdb  # imported by the commands that use it, so the CLI starts fast
 
-    if spill_directory is None:
-        SPILL_DIRECTORY.mkdir(mode=0o700, exist_ok=True)  # DuckDB creates the spill folder, not its parent
-        spill_directory = SPILL_DIRECTORY / uuid.uuid4().hex
+    if spill_directory is None:  # DuckDB creates the spill folder, not its parent
+        spill_directory = spill_root() / uuid.uuid4().hex
     return duckdb.connect(":memory:", config={
         "threads": 1, "memory_limit": f"{memory_limit_mb}MB", "temp_directory": str(spill_directory),
         "autoinstall_known_extensions": False, "autoload_known_extensions": False,

@@ -1,4 +1,5 @@
-"""A snapshot's scratch folder: private, removed when done, and a killed process's swept by the next one."""
+"""A snapshot's scratch folder: private, removed when done, and a killed process's swept by the next one;
+the folder they are made in is the user's own, or nothing is spilled there."""
 
 from __future__ import annotations
 
@@ -8,6 +9,10 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
+from segship import embedded_duckdb
+from segship.embedded_duckdb import SpillFolderError
 from segship.engine.scratch import GRACE_SECONDS, ScratchFolder
 
 from ..conftest import file_mode
@@ -61,3 +66,19 @@ def test_a_new_folder_is_spared_while_its_process_may_not_have_locked_it_yet(tmp
     _age(root / "snapshot-old", GRACE_SECONDS + 60)
     ScratchFolder(root).remove()
     assert [folder.name for folder in root.iterdir()] == ["snapshot-new"]
+
+
+def test_the_spill_root_is_the_users_own_closed_to_others(tmp_path, monkeypatch):
+    root = tmp_path / "segship-duckdb"
+    monkeypatch.setattr(embedded_duckdb, "SPILL_DIRECTORY", root)
+    assert ScratchFolder().path.parent == root
+    assert file_mode(root) == 0o700
+
+    root.chmod(0o777)  # (as a folder another user made for everyone would be)
+    with pytest.raises(SpillFolderError, match=f"^the scratch folder {root} is not this user's own .*mode 777.*TMPDIR"):
+        ScratchFolder()
+    root.chmod(0o700)
+    root.rename(tmp_path / "elsewhere")
+    root.symlink_to(tmp_path / "elsewhere")  # a link planted where the folder would be: not followed
+    with pytest.raises(SpillFolderError):
+        embedded_duckdb.connect(64)

@@ -64,7 +64,8 @@ def test_sql_reaching_beyond_the_source_fails_naming_it(folder, path, sql):
 
 def test_the_spill_folder_readable_is_the_connections_own_not_another_runs(folder, monkeypatch):
     monkeypatch.setattr(embedded_duckdb, "SPILL_DIRECTORY", folder / "spill")
-    (folder / "spill" / "another-run").mkdir(parents=True)
+    (folder / "spill").mkdir(mode=0o700)  # (the user's own: segship spills nowhere else)
+    (folder / "spill" / "another-run").mkdir()
     (folder / "spill" / "another-run" / "rows.tmp").write_text("another export's spilled rows")
     for planted in ("spill/another-run/rows.tmp", "spill/*/*"):
         with pytest.raises(SourceError, match="disabled by configuration"):

@@ -16,9 +16,10 @@ import tempfile
 import time
 from pathlib import Path
 
-from segship.embedded_duckdb import SPILL_DIRECTORY
+from segship.embedded_duckdb import spill_root
 
-#: How a scratch folder's name starts, below ``SPILL_DIRECTORY`` (where other DuckDB spill folders are).
+#: How a scratch folder's name starts, below ``SPILL_DIRECTORY`` (``spill_root``, where other DuckDB spill
+#: folders are).
 PREFIX = "snapshot-"
 #: A folder younger than this is never swept: its process may be between making it and locking it.
 GRACE_SECONDS = 60
@@ -27,7 +28,8 @@ GRACE_SECONDS = 60
 class ScratchFolder:
     """A new 0700 folder below ``root``, locked until :meth:`remove`; unlocked leftovers swept first."""
 
-    def __init__(self, root: Path = SPILL_DIRECTORY) -> None:
+    def __init__(self, root: Path | None = None) -> None:
+        root = root if root is not None else spill_root()
         root.mkdir(mode=0o700, exist_ok=True)
         sweep(root)
         self.path = Path(tempfile.mkdtemp(prefix=PREFIX, dir=root))
