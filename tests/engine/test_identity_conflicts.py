@@ -6,9 +6,12 @@ compares emails), so the engine's check runs exactly as for a plugin that declar
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 
 from segship.destination import IdentityRule
+from segship.engine import warehouse_members
 from segship.engine.snapshot import WHITESPACE, normalised_identity
 
 from .conftest import profiles
@@ -110,3 +113,34 @@ def test_going_back_from_first_to_error_stops_on_the_conflict_left_out(workspace
     workspace.configure()
     report = workspace.run()
     assert report.outcome == "failed" and "(keys '1', '3')" in report.message
+
+
+@pytest.mark.parametrize("state_target", ["warehouse"], indirect=True)
+def test_many_planned_identities_are_looked_up_in_the_warehouse_alike(workspace, sent, emails_compared_case_insensitively,
+                                                                       monkeypatch):
+    """Past ``IDENTITIES_WRITTEN_OUT`` planned identities (a first run), the warehouse planner looks them up
+    in the plan's table instead of writing them into its statement: the same conflicts are found."""
+    monkeypatch.setattr(warehouse_members, "IDENTITIES_WRITTEN_OUT", 1)
+    mapped = MemoryDestination.map
+
+    def acknowledged_by_email(self, row, changed_columns=None):  # as a destination declaring the rule does
+        record = mapped(self, row, changed_columns)
+        rule = self.identity_rule(self.export.mapping)
+        return dataclasses.replace(record, identity=normalised_identity(rule, row[rule.column]))
+
+    monkeypatch.setattr(MemoryDestination, "map", acknowledged_by_email)
+    rows = profiles(6)
+    rows[3] = (4, " USER2@example.COM", "Name4", 4)
+    workspace.write(rows)
+    report = workspace.run()
+    assert report.outcome == "failed" and "'user2@example.com' (keys '2', '4')" in report.message
+    assert sent() == []
+    workspace.write(profiles(5))
+    assert workspace.run().outcome == "succeeded"
+    rows = profiles(7)
+    rows[4] = (5, "user1@example.com", "Name5", 5)  # a changed row, and a new one, on unchanged members' emails
+    rows[6] = (7, "USER3@example.com", "Name7", 7)
+    workspace.write(rows)
+    report = workspace.run()
+    assert report.outcome == "failed"
+    assert "'user1@example.com' (keys '1', '5')" in report.message and "'user3@example.com'" in report.message

@@ -56,6 +56,9 @@ REFUSED = "segship_refused"
 #: keys left out for sharing an identity with a lower key, and of the keys holding a planned row's identity.
 IDENTITIES, LEAVING, LEFT_OUT = "segship_identities", "segship_leaving", "segship_left_out"
 HOLDERS = "segship_identity_holders"
+#: Up to how many planned identities the identity check writes into its statement (more: a first run,
+#: whose identities stay in the warehouse; see ``shared_identities``).
+IDENTITIES_WRITTEN_OUT = 100_000
 #: Identities that two or more keys share (of ``rows``: key, identity), with the lowest key of each.
 SHARED = ("SELECT identity, min(key) AS first_key FROM ({rows}) AS i WHERE identity IS NOT NULL GROUP BY identity "
           "HAVING min(key) <> max(key)")
@@ -220,18 +223,20 @@ class WarehouseMembers:
         members share none with each other, as every run that sent one of them found (an unchanged
         plan is not checked at all, as the local planner's)."""
         sent = f"{ACTION} IN ('add', 'update', 'move')"
+        planned = f"SELECT DISTINCT {identity} FROM {self._temp(PLAN)} AS s WHERE s.{sent} AND {identity} IS NOT NULL"
         with self.errors("planning"), closing(self._cursor()) as cursor:
-            cursor.execute(f"SELECT DISTINCT {identity} FROM {self._temp(PLAN)} AS s WHERE s.{sent} "
-                           f"AND {identity} IS NOT NULL")
-            planned = [row[0] for row in cursor.fetchall()]
-            if not planned:
+            cursor.execute(f"{planned} LIMIT {IDENTITIES_WRITTEN_OUT + 1}")
+            few = [row[0] for row in cursor.fetchall()]
+            if not few:
                 return 0, []
-            # the identities as a constant: the members are scanned by the parallel workers, which
-            # can't read the session's temporary tables
-            wanted = f"ARRAY[{', '.join(literal(value) for value in planned)}]::text[]"
+            # a few identities are written into the statement, so that the members are scanned by the
+            # parallel workers (which can't read the session's temporary tables); many (a first run)
+            # are looked up in the plan's table, on the session's own process
+            wanted = (f"= ANY(ARRAY[{', '.join(literal(value) for value in few)}]::text[])"
+                      if len(few) <= IDENTITIES_WRITTEN_OUT else f"IN ({planned})")
             rows = (f"SELECT s.{KEY} AS key, {identity} AS identity FROM {self._temp(PLAN)} AS s WHERE s.{sent} "
                     f"UNION ALL SELECT h.key, h.identity FROM (SELECT m.key, coalesce(m.identity, m.key) AS identity "
-                    f"FROM {self._members()} AS m WHERE coalesce(m.identity, m.key) = ANY({wanted}) OFFSET 0) AS h "
+                    f"FROM {self._members()} AS m WHERE coalesce(m.identity, m.key) {wanted} OFFSET 0) AS h "
                     f"WHERE h.key NOT IN (SELECT {KEY} FROM {self._temp(PLAN)} WHERE {sent} OR {ACTION} = 'remove')")
             cursor.execute(f"DROP TABLE IF EXISTS {self._temp(HOLDERS)}")
             cursor.execute(self.dialect.temporary_table(HOLDERS, rows))
