@@ -289,3 +289,16 @@ def test_an_unchanged_segment_is_told_by_the_members_digest_without_reading_the_
     assert project.braze.user("C00003")["first_name"] == "Changed"
     assert members_digest(url)[1] != first[1]  # recorded again, of the members as the run left them
     assert plan_changes(project) == {"add": 0, "update": 0, "remove": 0, "unchanged": 50}
+
+
+def test_a_failing_statement_is_told_without_the_statement_the_driver_quotes(project):
+    """The warehouse's message, not the planner's statement (which may hold rows' values, and runs long)."""
+    config = project.root / "segship.yaml"
+    config.write_text(config.read_text().replace("WHERE lifetime_value > 100",
+                                                 "WHERE 1 / (lifetime_value - lifetime_value) = 0"))
+    project.write(rows(3))
+    result = project.cli("export", "vip-braze")
+    assert result.returncode == 1
+    assert "planner schema 'segship' of source 'crm': planning failed" in result.stdout
+    assert "division by zero" in result.stdout and "SQLSTATE: 22012" in result.stdout
+    assert "Query was" not in result.stdout and "hash_record_extended" not in result.stdout

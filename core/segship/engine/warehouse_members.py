@@ -19,6 +19,7 @@ commit. The SQL here is what every warehouse shares; what differs is the dialect
 
 from __future__ import annotations
 
+import re
 import threading
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import closing, contextmanager
@@ -56,6 +57,11 @@ REFUSED = "segship_refused"
 #: keys left out for sharing an identity with a lower key, and of the keys holding a planned row's identity.
 IDENTITIES, LEAVING, LEFT_OUT = "segship_identities", "segship_leaving", "segship_left_out"
 HOLDERS = "segship_identity_holders"
+#: The statement an ADBC driver quotes in its errors (``Failed to execute query '…': ERROR: …``, or
+#: ``… Query was: …``), left out of the planner's: it may hold rows' values (the identity check's)
+#: and runs to megabytes. The warehouse's own message stays.
+STATEMENT_QUOTED = (re.compile(r"(?<=query) '.*?'(?=: (?:ERROR|FATAL|PANIC|WARNING):)", re.DOTALL),
+                    re.compile(r"\s*Query was: .*?(?=\. SQLSTATE: |\Z)", re.DOTALL))
 #: Up to how many planned identities the identity check writes into its statement (more: a first run,
 #: whose identities stay in the warehouse; see ``shared_identities``).
 IDENTITIES_WRITTEN_OUT = 100_000
@@ -111,7 +117,10 @@ class WarehouseMembers:
         except PlanError:
             raise
         except Exception as exc:  # noqa: BLE001 - every driver error is the warehouse's own message
-            message = " ".join(line.strip() for line in str(exc).splitlines() if line.strip()) or type(exc).__name__
+            text = str(exc)
+            for quoted in STATEMENT_QUOTED:
+                text = quoted.sub("", text)
+            message = " ".join(line.strip() for line in text.splitlines() if line.strip()) or type(exc).__name__
             grant = self.dialect.missing_grant(message)
             message = f"{message} ({grant})" if grant else message
             raise PlanError(redact_text(f"{self.where()}: {doing} failed: {message}")) from None
