@@ -634,16 +634,17 @@ class WarehouseMembers:
             cursor.execute(self.dialect.upsert(self.table, staged, (*MEMBER_COLUMNS, ROW_DIGEST), ("export", "key"),
                                                select))))
 
-    def record_digests(self) -> None:
-        """Give unchanged members whose digest is not their row's (``redigest``) the digest of their row,
-        where the member still holds that row's column hashes. A run's last step, when nothing else
-        writes them; a run killed before it leaves those digests as they were, and the next run
-        hashes those rows again. (A member acknowledged in the run got its row's digest with the
-        acknowledgement, when it was acknowledged with the row's column hashes; otherwise the next
-        run hashes it again, finds it unchanged and records it here.)"""
+    def record_digests(self, *, acknowledged: bool) -> None:
+        """Give the members the digest of their row, where the plan computed both and the member holds
+        that row's column hashes: unchanged members whose digest is not their row's (``redigest``),
+        and (``acknowledged``) the members acknowledged in this run, when their digests did not go
+        with the acknowledgements. A run's last step, when nothing else writes them; a run killed
+        before it leaves those digests unknown or as they were, and the next run hashes those rows
+        again (a member acknowledged without its digest is found unchanged by its hashes then, and
+        its digest recorded here)."""
         if not self._planned or not self._has_digests():
             return
-        redigest = f"p.{ACTION} = '{REDIGEST}' AND p.{DIGEST} IS NOT NULL"
+        redigest = f"p.{DIGEST} IS NOT NULL" + ("" if acknowledged else f" AND p.{ACTION} = '{REDIGEST}'")
         with self.errors("recording row digests"), closing(self._cursor()) as cursor:
             cursor.execute(f"SELECT 1 FROM {self._temp(PLAN)} AS p WHERE {redigest} LIMIT 1")
             if not cursor.fetchall():

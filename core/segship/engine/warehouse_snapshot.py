@@ -38,7 +38,7 @@ from segship.engine.snapshot import (
 )
 from segship.engine.state import MembersDigest
 from segship.engine.warehouse_members import DIGEST, PREVIOUS_HASHES, PREVIOUS_IDENTITY, PREVIOUS_TARGET
-from segship.engine.warehouse_state import WarehouseState
+from segship.engine.warehouse_state import DIGESTS_CARRIED, WarehouseState
 from segship.plugins import Plugins
 
 
@@ -135,6 +135,7 @@ class WarehouseSnapshot:
             if getattr(plan, action):
                 plan.examples[action] = self.members.examples(action, EXAMPLES)
         self.tally = DigestTally(plan.unchanged, 0, (plan.to_send, 0))  # no digest is kept of these members
+        self.state.carry_digests = plan.to_send <= DIGESTS_CARRIED
         return plan
 
     def _segments(self) -> tuple[list[tuple[str, str]], list[str]]:

@@ -55,6 +55,8 @@ if TYPE_CHECKING:
 log = structlog.get_logger("segship.engine")
 
 NOTHING = acknowledged_batch([])
+#: Up to how many rows to send a plan's digests go with the acknowledgements (``WarehouseState.carry_digests``).
+DIGESTS_CARRIED = 100_000
 
 
 class WarehouseState:
@@ -68,8 +70,11 @@ class WarehouseState:
         # streamed out with them (the planning session streams: it can't be asked meanwhile)
         self._previous: dict[str, tuple[bytes | None, str, int]] = {}
         # the column hashes and digest of the rows being sent, by key, until answered: a member
-        # acknowledged with those hashes gets that digest in the same upsert
+        # acknowledged with those hashes gets that digest in the same upsert (``carry_digests``: a plan
+        # of at most DIGESTS_CARRIED rows to send; for more, the rows sent but not yet answered would
+        # cost too much memory, and the run's end records their digests)
         self._planned: dict[str, tuple[bytes, int]] = {}
+        self.carry_digests = False
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.state, name)
@@ -83,6 +88,8 @@ class WarehouseState:
 
     def remember_digests(self, rows: pa.RecordBatch, key: str, hashes: str, digest: str) -> None:
         """Keep the rows' planned column hashes and digest (those digested), until answered."""
+        if not self.carry_digests:
+            return
         known = rows.filter(pc.is_valid(rows.column(digest)))
         self._planned.update(zip(known.column(key).to_pylist(), zip(
             known.column(hashes).to_pylist(), known.column(digest).to_pylist(), strict=True), strict=True))
@@ -198,7 +205,7 @@ class WarehouseState:
         then the members' digest (a pass over them, when this run wrote to them)."""
         try:
             if self.writes:
-                self.members.record_digests()
+                self.members.record_digests(acknowledged=not self.carry_digests)
                 self.members.record_members_digest()
         except PlanError as exc:  # the run's own outcome matters more: the next run hashes those rows again
             log.warning("warehouse.digests_not_recorded", error=str(exc))
