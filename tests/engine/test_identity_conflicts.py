@@ -118,7 +118,7 @@ def test_going_back_from_first_to_error_stops_on_the_conflict_left_out(workspace
 @pytest.mark.parametrize("state_target", ["warehouse"], indirect=True)
 def test_many_planned_identities_are_looked_up_in_the_warehouse_alike(workspace, sent, emails_compared_case_insensitively,
                                                                        monkeypatch):
-    """Past ``IDENTITIES_WRITTEN_OUT`` planned identities (a first run), the warehouse planner looks them up
+    """Past ``IDENTITIES_WRITTEN_OUT`` planned rows (a first run), the warehouse planner looks their identities up
     in the plan's table instead of writing them into its statement: the same conflicts are found."""
     monkeypatch.setattr(warehouse_members, "IDENTITIES_WRITTEN_OUT", 1)
     mapped = MemoryDestination.map

@@ -62,8 +62,8 @@ HOLDERS = "segship_identity_holders"
 #: and runs to megabytes. The warehouse's own message stays.
 STATEMENT_QUOTED = (re.compile(r"(?<=query) '.*?'(?=: (?:ERROR|FATAL|PANIC|WARNING):)", re.DOTALL),
                     re.compile(r"\s*Query was: .*?(?=\. SQLSTATE: |\Z)", re.DOTALL))
-#: Up to how many planned identities the identity check writes into its statement (more: a first run,
-#: whose identities stay in the warehouse; see ``shared_identities``).
+#: Up to how many planned rows the identity check writes their identities into its statement (more: a
+#: first run, whose identities stay in the warehouse; see ``shared_identities``).
 IDENTITIES_WRITTEN_OUT = 100_000
 #: Identities that two or more keys share (of ``rows``: key, identity), with the lowest key of each.
 SHARED = ("SELECT identity, min(key) AS first_key FROM ({rows}) AS i WHERE identity IS NOT NULL GROUP BY identity "
@@ -221,9 +221,10 @@ class WarehouseMembers:
             self._left_out = True
             return [row[0] for row in cursor.fetchall()]
 
-    def shared_identities(self, identity: str, limit: int) -> tuple[int, list[tuple[str, list[str]]]]:
+    def shared_identities(self, identity: str, limit: int, planned: int) -> tuple[int, list[tuple[str, list[str]]]]:
         """How many identities keys share, and the first few with their keys (after :meth:`classify`;
-        ``identity``: SQL of a segment row's, ``s``, normalised identity).
+        ``identity``: SQL of a segment row's, ``s``, normalised identity; ``planned``: how many rows
+        are to be sent).
 
         Only the identities of the rows planned to be sent are looked for: among themselves, and
         among the identities the members unchanged since acknowledged were acknowledged with (a
@@ -232,17 +233,19 @@ class WarehouseMembers:
         members share none with each other, as every run that sent one of them found (an unchanged
         plan is not checked at all, as the local planner's)."""
         sent = f"{ACTION} IN ('add', 'update', 'move')"
-        planned = f"SELECT DISTINCT {identity} FROM {self._temp(PLAN)} AS s WHERE s.{sent} AND {identity} IS NOT NULL"
+        identities = f"SELECT DISTINCT {identity} FROM {self._temp(PLAN)} AS s WHERE s.{sent} AND {identity} IS NOT NULL"
         with self.errors("planning"), closing(self._cursor()) as cursor:
-            cursor.execute(f"{planned} LIMIT {IDENTITIES_WRITTEN_OUT + 1}")
-            few = [row[0] for row in cursor.fetchall()]
-            if not few:
-                return 0, []
             # a few identities are written into the statement, so that the members are scanned by the
             # parallel workers (which can't read the session's temporary tables); many (a first run)
             # are looked up in the plan's table, on the session's own process
-            wanted = (f"= ANY(ARRAY[{', '.join(literal(value) for value in few)}]::text[])"
-                      if len(few) <= IDENTITIES_WRITTEN_OUT else f"IN ({planned})")
+            if planned <= IDENTITIES_WRITTEN_OUT:
+                cursor.execute(identities)
+                few = [row[0] for row in cursor.fetchall()]
+                if not few:
+                    return 0, []
+                wanted = f"= ANY(ARRAY[{', '.join(literal(value) for value in few)}]::text[])"
+            else:
+                wanted = f"IN ({identities})"
             rows = (f"SELECT s.{KEY} AS key, {identity} AS identity FROM {self._temp(PLAN)} AS s WHERE s.{sent} "
                     f"UNION ALL SELECT h.key, h.identity FROM (SELECT m.key, coalesce(m.identity, m.key) AS identity "
                     f"FROM {self._members()} AS m WHERE coalesce(m.identity, m.key) {wanted} OFFSET 0) AS h "

@@ -120,7 +120,7 @@ class WarehouseSnapshot:
         changes = counts.get("add", 0) + counts.get("update", 0) + counts.get("move", 0)
         # as the local planner: members all unchanged were acknowledged so, with no two keys on one identity
         if identity is not None and self.export.identity_conflicts == "error" and changes:
-            self._check_identity_conflicts(identity)
+            self._check_identity_conflicts(identity, changes)
         plan = ExportPlan(self.export.name, full_resync=full_resync)
         if self._refusals is not None and (counts.get("add") or counts.get("update")):
             plan.refused, plan.retry = self.members.mark_rejects(self._refusals.select(["key", "refused_hash"]))
@@ -164,8 +164,8 @@ class WarehouseSnapshot:
         rule = self.identity
         return None if rule is None else self.members.dialect.identity(f"s.{quote(rule.column)}", rule)
 
-    def _check_identity_conflicts(self, identity: str) -> None:
-        shared, groups = self.members.shared_identities(identity, EXAMPLES)
+    def _check_identity_conflicts(self, identity: str, planned: int) -> None:
+        shared, groups = self.members.shared_identities(identity, EXAMPLES, planned)
         if shared:
             raise identity_conflict_error(self.config, self.export.name, self.identity, shared, groups)
 
