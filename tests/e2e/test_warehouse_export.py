@@ -280,7 +280,7 @@ def test_a_server_stopped_while_the_segment_streams_fails_the_plan_and_sends_not
 
 def _scratch_folders(warehouse: Warehouse) -> list[Path]:
     """The snapshot scratch folders (staged segments, DuckDB's spill) below the runs' temporary folder."""
-    return sorted((warehouse.root / "tmp" / "segship-duckdb").glob("snapshot-*"))
+    return sorted((warehouse.root / "tmp" / f"segship-duckdb-{os.getuid()}").glob("snapshot-*"))
 
 
 def _start_export(warehouse: Warehouse) -> subprocess.Popen:
