@@ -98,9 +98,9 @@ class WarehouseMembers:
         self._digests: bool | None = None  # the members table has the row_digest column
         self._planned = False  # the session holds the plan's table
         self._member_digests: bool | None = None  # the schema has the members' digests table
-        self._digest_holds = False  # a members' digest is recorded, and this session wrote nothing since
+        # the members' digest stored, as this session knows it (read, or recorded, and nothing written since)
+        self._recorded: MembersDigest | None = None
         self._digest_dropped = False  # this session deleted the members' digest and recorded none since
-        self._recorded: MembersDigest | None = None  # the members' digest read (members_digest)
         self._base: MembersDigest | None = None  # the members' digest as the plan found them, when it held
         self._written_beside_plan = False  # members not among the plan's keys were written since it was made
 
@@ -313,7 +313,7 @@ class WarehouseMembers:
         changed = "TRUE" if full_resync else f"c.member_row_hash = 0 OR c.{PREVIOUS_HASHES} IS DISTINCT FROM c.{HASHES}"
         cursor.execute(f"DROP TABLE IF EXISTS {self._temp(PLAN)}")
         # the members' digest as the plan finds them, to record the run's by what the plan holds
-        self._base = self._recorded if self._digest_holds and not self._staged else None
+        self._base = self._recorded if not self._staged else None
         self._written_beside_plan = False
         # OFFSET 0 keeps the join a subquery: each row's hashes are computed once, and only the rows
         # to hash or remove leave the join (its parallel workers); LIMIT 0 reads no row
@@ -357,7 +357,6 @@ class WarehouseMembers:
         if self._staged or not self.exists() or not self._keeps_digests():
             return None
         rows = self._rows(f"SELECT kind, members, digest FROM {self.digests_table} WHERE export = {literal(self.export)}")
-        self._digest_holds = bool(rows)
         self._recorded = MembersDigest(rows[0][0], int(rows[0][1]), int(rows[0][2])) if rows else None
         return self._recorded
 
@@ -382,7 +381,7 @@ class WarehouseMembers:
         When the plan found a digest that held and this session wrote no member but the plan's, it
         is that digest less the planned keys' members as the plan found them, plus theirs now (a
         lookup of the plan's keys); else a pass over every member."""
-        if self._digest_holds or self._staged or not self.exists() or not self._keeps_digests() \
+        if self._recorded is not None or self._staged or not self.exists() or not self._keeps_digests() \
                 or not self._has_digests():
             return
         mix = self.dialect.member_mix("m.key", f"m.{ROW_DIGEST}", "m.target")
@@ -408,7 +407,7 @@ class WarehouseMembers:
         self._write("recording the members' digest", planned=True, work=lambda cursor: cursor.execute(
             f"INSERT INTO {self.digests_table} (export, kind, members, digest) VALUES ({literal(self.export)}, "
             f"{literal(digest.kind)}, {digest.members}, {digest.digest})"))
-        self._digest_dropped, self._digest_holds = False, True
+        self._digest_dropped, self._recorded = False, digest
 
     def _drop_members_digest(self, cursor: Cursor) -> None:
         """Delete the export's members' digest, unless this session did and recorded none since."""
@@ -653,7 +652,7 @@ class WarehouseMembers:
             if not cursor.fetchall():
                 return
             self._drop_members_digest(cursor)  # (autocommitted before the digests change: never stale)
-            self._digest_dropped, self._digest_holds = True, False
+            self._digest_dropped, self._recorded = True, None
             cursor.execute(f"UPDATE {self.table} AS m SET {ROW_DIGEST} = p.{DIGEST} FROM {self._temp(PLAN)} AS p "
                            f"WHERE m.export = {literal(self.export)} AND m.key = p.{KEY} AND {redigest} "
                            f"AND m.row_hash <> 0 AND m.column_hashes = p.{HASHES} "
@@ -720,7 +719,7 @@ class WarehouseMembers:
                     self._drop_members_digest(cursor)
                     work(cursor)
                 connection.commit()
-                self._digest_dropped, self._digest_holds = True, False
+                self._digest_dropped, self._recorded = True, None
             except BaseException:
                 try:
                     connection.rollback()
