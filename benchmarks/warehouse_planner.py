@@ -62,6 +62,7 @@ def member_state_by_sql(url: str, rows: int, ws: common.Workspace) -> None:
 
     from segship.engine.state import MembersLocation, open_state_at
 
+    from segship.engine.digest import signed_64
     from segship.engine.planners import ColumnType, literal, quote
     from segship.engine.planners.postgres import PostgresDialect
 
@@ -76,11 +77,12 @@ def member_state_by_sql(url: str, rows: int, ws: common.Workspace) -> None:
         cursor.execute(f"INSERT INTO segship.segship_members (export, key, row_hash, column_hashes, identity, target, "
                        f"row_digest) SELECT 'to-braze', customer_id, {dialect.row_hash('h')}, h, NULL, 1, d "
                        f"FROM (SELECT s.customer_id, {hashes} AS h, {dialect.row_digest(values)} AS d FROM crm s) t")
-        # the members' digest, as a run records it at its end (the sum modulo 2^64, signed)
-        mix = dialect.member_mix("key", "row_digest", "target")
-        cursor.execute(f"INSERT INTO segship.segship_member_digests SELECT 'to-braze', {literal(dialect.digest_kind)}, "
-                       f"count(*), (((sum({mix}) % 18446744073709551616) + 18446744073709551616 + 9223372036854775808) "
-                       f"% 18446744073709551616 - 9223372036854775808)::bigint FROM segship.segship_members")
+        # the members' digest, as a run records it at its end
+        cursor.execute(f"SELECT count(*), CAST(sum({dialect.member_mix('key', 'row_digest', 'target')}) AS text) "
+                       "FROM segship.segship_members")
+        count, total = cursor.fetchone()
+        cursor.execute(f"INSERT INTO segship.segship_member_digests VALUES ('to-braze', "
+                       f"{literal(dialect.digest_kind)}, {int(count)}, {signed_64(int(total))})")
     (ws.root / "state").mkdir(exist_ok=True)
     state = open_state_at(ws.root / "state" / "state.db")
     try:
