@@ -9,8 +9,9 @@ segments' SQL then runs.
 
 from __future__ import annotations
 
+import re
 from abc import ABC, abstractmethod
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -20,6 +21,16 @@ from segship.errors import SegshipError
 if TYPE_CHECKING:
     import duckdb
     import pyarrow as pa
+
+
+#: What may end a query and can't end a subquery: trailing semicolons, with the whitespace around them.
+_QUERY_END = re.compile(r"[\s;]+\Z")
+
+
+def segment_subquery(sql: str) -> str:
+    """A segment's query as a parenthesised subquery: on lines of its own, so that a trailing ``--``
+    comment ends before the parenthesis, and without the semicolons a query may end with."""
+    return f"(\n{_QUERY_END.sub('', sql)}\n)"
 
 
 class SourceError(SegshipError):
@@ -47,6 +58,16 @@ class Source(ABC):
     @abstractmethod
     def read(self, sql: str, batch_rows: int = 65_536) -> pa.RecordBatchReader:
         """Run a segment's query and stream its rows."""
+
+    def read_columns(self, sql: str, columns: Sequence[str]) -> pa.RecordBatchReader:
+        """Run a segment's query and stream its rows, with at least ``columns`` (by name) of each.
+
+        The engine names the columns it uses (the key and the mapped ones); a source whose
+        database can select them from the query's result leaves the others in the database.
+        When the query has no such column, the stream has the query's own columns, for the
+        engine to name what is missing. The default streams every column (:meth:`read`).
+        """
+        return self.read(sql)
 
     def attach(self, connection: duckdb.DuckDBPyConnection, catalog: str) -> bool:
         """Make this source's tables those of a new catalog ``catalog`` of the engine's DuckDB, if it can.

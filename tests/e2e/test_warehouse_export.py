@@ -172,6 +172,15 @@ def test_a_segment_in_postgres_dialect_runs_in_postgres(warehouse):
     assert {uid: user["total"] for uid, user in users.items()} == {"1": 1100.5, "3": 1500}
 
 
+def test_only_the_key_and_the_mapped_columns_leave_the_warehouse(warehouse):
+    _customers(warehouse, 50)
+    # no export maps ltv, and computing it fails on every row; the query ends in a comment and a semicolon
+    warehouse.configure("SELECT customer_id, email, first_name, 1 / (ltv - ltv) AS ltv FROM customers -- all;")
+    result = warehouse.cli("export", "--all")
+    assert result.returncode == 0, result.stderr
+    assert len(warehouse.braze.users()) == 50 and len(warehouse.brevo.list_contacts(LIST_ID)) == 50
+
+
 def test_two_hundred_thousand_rows_stream_with_bounded_memory(warehouse):
     # 200 MB of rows (1 kB each): held whole, they would take the process past the bound
     warehouse.sql("CREATE TABLE customers AS SELECT g AS customer_id, 'user' || g || '@example.com' AS email, "

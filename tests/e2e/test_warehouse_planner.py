@@ -300,3 +300,13 @@ def test_a_failing_statement_is_told_without_the_statement_the_driver_quotes(pro
     assert "planner schema 'segship' of source 'crm': planning failed" in result.stdout
     assert "division by zero" in result.stdout and "SQLSTATE: 22012" in result.stdout
     assert "Query was" not in result.stdout and "hash_record_extended" not in result.stdout
+
+
+def test_a_segment_ending_in_a_comment_and_a_semicolon_is_planned_in_the_warehouse(project):
+    config = project.root / "segship.yaml"
+    config.write_text(config.read_text().replace("WHERE lifetime_value > 100",
+                                                 "WHERE lifetime_value > 100 -- big spenders;"))
+    project.write(rows(5))
+    result = project.cli("export", "vip-braze")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert plan_changes(project)["unchanged"] == len(project.braze.users()) > 0

@@ -79,3 +79,14 @@ def test_a_failing_query_is_the_databases_message(sqlite_file):
             source.read("SELECT * FROM missing")
     finally:
         source.close()
+
+
+def test_a_driver_of_unknown_dialect_streams_every_column_it_is_asked_for(sqlite_file):
+    """Double quotes name a column in SQLite but make a string in other databases: the generic
+    source doesn't select columns it can't quote for sure, and the engine keeps those it uses."""
+    source = _source(driver="adbc_driver_sqlite", uri=str(sqlite_file))
+    try:
+        table = source.read_columns("SELECT * FROM customers WHERE customer_id = 1", ["email"]).read_all()
+    finally:
+        source.close()
+    assert table.schema.names == ["customer_id", "email", "ltv"]

@@ -120,3 +120,30 @@ def test_a_server_that_never_answers_times_out():
 ])
 def test_a_connect_timeout_is_added_unless_given(url, expected):
     assert with_connect_timeout(url) == expected
+
+
+def test_only_the_columns_asked_for_leave_the_database_and_the_others_are_not_computed(database, postgres_url):
+    server, name = database
+    server.execute("CREATE TABLE people AS SELECT g AS id, 'p' || g AS email FROM generate_series(1, 3) g", name)
+    # the unread column divides by zero on every row: computing it would fail the query
+    sql = "SELECT id, email, 1 / (length(email) - length(email)) AS never_read FROM people ORDER BY id -- all;\n ;"
+    source = _source(postgres_url)
+    try:
+        table = source.read_columns(sql, ["email", "id"]).read_all()
+    finally:
+        source.close()
+    assert table.schema.names == ["email", "id"]
+    assert table.column("id").to_pylist() == [1, 2, 3]
+
+
+def test_columns_the_query_lacks_come_back_as_the_query_s_own_for_the_engine_to_name(database, postgres_url):
+    server, name = database
+    server.execute("CREATE TABLE few AS SELECT 1 AS id, 'a' AS email", name)
+    source = _source(postgres_url)
+    try:
+        table = source.read_columns("SELECT * FROM few", ["id", "phone"]).read_all()
+        with pytest.raises(SourceError, match=r'relation "missing" does not exist'):  # its own error, once
+            source.read_columns("SELECT * FROM missing", ["id"])
+    finally:
+        source.close()
+    assert table.schema.names == ["id", "email"]

@@ -272,13 +272,15 @@ class Snapshot:
         """A streamed segment's rows, staged in the engine's DuckDB the first time they are asked for:
         its source runs the segment's query once per snapshot, whatever reads the rows after (the
         plan, the send, a lookup), and each of them reads the same rows. Only the key and the
-        columns the export maps are kept. Raises SourceError (the query fails to start)."""
+        columns the export maps are kept, and read out of the source where it can select them
+        (``Source.read_columns``). Raises SourceError (the query fails to start)."""
         table = f"staged_{part.index}"
         if part.index not in self._staged:
             segment = part.segment
-            streamed = self.db.from_arrow(self._source(segment.source).read(segment.sql))
+            used = list(dict.fromkeys([segment.key, *self.columns]))
+            streamed = self.db.from_arrow(self._source(segment.source).read_columns(segment.sql, used))
             self._check_columns(segment, streamed.columns)
-            kept = ", ".join(map(quote_identifier, dict.fromkeys([segment.key, *self.columns])))
+            kept = ", ".join(map(quote_identifier, used))
             try:
                 with self._every_core():
                     streamed.project(kept).create(f"{ENGINE}.{table}")

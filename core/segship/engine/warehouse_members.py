@@ -42,6 +42,7 @@ from segship.engine.planners import (
 from segship.engine.snapshot import PlanError
 from segship.engine.state import MembersDigest
 from segship.log import redact_text
+from segship.source import segment_subquery
 
 if TYPE_CHECKING:
     from adbc_driver_manager.dbapi import Connection, Cursor
@@ -264,7 +265,8 @@ class WarehouseMembers:
 
     @staticmethod
     def _identities(segments: Sequence[tuple[str, str]], identity: str) -> str:
-        return " UNION ".join(f"SELECT CAST(s.{quote(key)} AS text) AS key, {identity} AS identity FROM ({sql}) AS s"
+        return " UNION ".join(f"SELECT CAST(s.{quote(key)} AS text) AS key, {identity} AS identity "
+                              f"FROM {segment_subquery(sql)} AS s"
                               for sql, key in segments)
 
     def classify(self, segments: Sequence[tuple[str, str]], columns: Sequence[str], target: int, *,
@@ -446,8 +448,8 @@ class WarehouseMembers:
         kept = (f" WHERE CAST(s.{quote(key)} AS text) NOT IN (SELECT key FROM {self._temp(LEFT_OUT)})"
                 if self._left_out else "")
         return (f"SELECT CAST(s.{quote(key)} AS text) AS {KEY}, TRUE AS present, {digest} AS {DIGEST}, {hashes}"
-                f"{mapped} FROM ({sql}) AS s{kept}",
-                f"SELECT CAST(s.{quote(key)} AS text) AS {KEY}, {mapped} FROM ({sql}) AS s{kept}")
+                f"{mapped} FROM {segment_subquery(sql)} AS s{kept}",
+                f"SELECT CAST(s.{quote(key)} AS text) AS {KEY}, {mapped} FROM {segment_subquery(sql)} AS s{kept}")
 
     def _check_keys(self, cursor: Cursor, key: str, where: str, counts: dict[str, int], keys_only: str) -> None:
         """Stop the plan when a segment row has no key, or a key has two rows (``keys_only``: the segments'

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import importlib.metadata
 from abc import abstractmethod
+from collections.abc import Sequence
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
@@ -98,6 +99,24 @@ class AdbcDatabaseSource(Source):
         except Exception as exc:  # noqa: BLE001 - every driver error is the database's own message
             raise self._error(exc) from None
         return self._faithful(reader)
+
+    def read_columns(self, sql: str, columns: Sequence[str]) -> pa.RecordBatchReader:
+        """Stream only ``columns`` of the query's rows where the database's dialect is known
+        (:meth:`_selecting`); the query as written when it isn't, or when selecting fails (a column
+        it lacks, a query that is no subquery): its own error then, or its columns for the engine."""
+        selecting = self._selecting(sql, columns)
+        if selecting is not None:
+            try:
+                return self.read(selecting)
+            except SourceError:
+                pass
+        return self.read(sql)
+
+    def _selecting(self, sql: str, columns: Sequence[str]) -> str | None:
+        """SQL of ``columns`` of the query's result, in the database's dialect; None where it is not
+        known (identifiers are quoted differently across databases: in some, double quotes make a
+        string, which would read as a value)."""
+        return None
 
     def session(self) -> Connection:
         """The connection the source's reads run in, opened if need be: what a warehouse planner

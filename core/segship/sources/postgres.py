@@ -7,10 +7,13 @@ bundled) with one setting, ``url``, a secret given by reference. A URL without
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from segship import hookimpl
+from segship.engine.planners import quote
+from segship.source import segment_subquery
 from segship.sources.adbc_database import AdbcDatabaseSource, register_url_password
 
 if TYPE_CHECKING:
@@ -65,6 +68,10 @@ class PostgresSource(AdbcDatabaseSource):
         url = str(self.context.options["url"])
         register_url_password(url)
         return adbc_driver_postgresql.dbapi.connect(with_connect_timeout(url), autocommit=True)
+
+    def _selecting(self, sql: str, columns: Sequence[str]) -> str | None:
+        # PostgreSQL drops a subquery's unselected columns from its plan: they are not computed either
+        return f"SELECT {', '.join(map(quote, columns))} FROM {segment_subquery(sql)} AS segship_segment"
 
     def _driver_package(self) -> str | None:
         return "adbc_driver_postgresql"
