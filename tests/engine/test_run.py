@@ -9,6 +9,7 @@ from segship.engine.state.sql import SqlState
 
 from .conftest import profiles
 from .memory_destination import MemoryDestination
+from .test_run_properties import assert_any_digest_is_of_the_members
 
 
 def test_first_run_sends_every_member_then_an_unchanged_rerun_sends_nothing(workspace, sent):
@@ -142,6 +143,20 @@ def test_rows_refused_by_mapping_or_destination_are_rejects_and_retried_next_run
     workspace.write(profiles(10)[:2] + profiles(10)[3:])  # the bad row leaves the segment
     workspace.run()
     assert workspace.state().rejects("sync") == []
+
+
+def test_a_member_whose_change_the_mapping_still_refuses_is_summed_as_acknowledged(workspace):
+    rows = profiles(5)
+    workspace.write(rows)
+    workspace.run()
+    rows[1] = (2, "not-an-email", "Name2", 2)  # the member's new row is refused: state keeps the one acknowledged
+    workspace.write(rows)
+    assert workspace.run().outcome == "rejects"
+    held = workspace.run()
+    assert (held.outcome, held.plan["refused"], held.plan["unchanged"]) == ("succeeded", 1, 4)
+    recorded = workspace.state().members_digest("sync")
+    assert recorded is not None and recorded.members == 5
+    assert_any_digest_is_of_the_members(workspace)
 
 
 def test_strict_makes_any_refused_row_a_rejects_outcome_still_refused_ones_too(workspace):

@@ -80,6 +80,9 @@ WHITESPACE = "".join(character for character in map(chr, range(0x110000)) if cha
 #: aggregate (count(DISTINCT) is not).
 SHARED_IDENTITIES = ("SELECT ident, min(key) AS first_key FROM {table} WHERE ident IS NOT NULL GROUP BY ident "
                      "HAVING min(key) <> max(key)")
+#: The same identities in a table whose keys are unique (the members): counting rows tells them, at half
+#: the cost of comparing each identity's least and greatest key.
+SHARED_AMONG_MEMBERS = "SELECT ident FROM {table} WHERE ident IS NOT NULL GROUP BY ident HAVING count(*) > 1"
 #: The hash of a normalised identity (``identity``, from :func:`identity_sql`): DuckDB's, the plan's own, never kept.
 IDENT = "CASE WHEN identity IS NOT NULL THEN hash(identity) END"
 #: How each normalisation of ``IdentityRule`` reads in messages.
@@ -456,10 +459,12 @@ class Snapshot:
         if self.identity is None or self.export.identity_conflicts != "error":
             return
         table = self._identity_table or self._load_identities()
-        shared_identities = SHARED_IDENTITIES.format(table=table)
-        shared = self.db.execute(f"SELECT count(*) FROM ({shared_identities})").fetchone()[0]
+        # the members' keys are checked unique by now; the segments' rows may repeat a key
+        counted = SHARED_AMONG_MEMBERS if table == "members" else SHARED_IDENTITIES
+        shared = self.db.execute(f"SELECT count(*) FROM ({counted.format(table=table)})").fetchone()[0]
         if not shared:
             return
+        shared_identities = SHARED_IDENTITIES.format(table=table)
         groups = self.db.execute(
             f"SELECT list(DISTINCT m.key ORDER BY m.key) FROM {table} m JOIN ({shared_identities}) g "
             "ON g.ident = m.ident GROUP BY m.ident ORDER BY min(m.key) LIMIT ?", (EXAMPLES,)).fetchall()
@@ -578,23 +583,16 @@ class Snapshot:
         if self._duplicates_unchecked:
             self._check_duplicate_keys()
         self._check_identity_conflicts()
-        if full_resync:
-            count, total = 0, 0
-        else:  # the members that stay as they are, summed up for the digest a completed run leaves
-            count, total = self.db.execute(
-                f"SELECT count(*), {mix_sum_sql('m.key', 'm.row_hash', str(int(target)))} "
-                f"FROM members m SEMI JOIN acknowledged a ON a.key = m.key AND a.row_hash = m.row_hash "
-                f"AND a.target = {int(target)}").fetchone()
-            if self._rejects:  # members whose change is still refused stay in state as acknowledged before
-                held, held_total = self.db.execute(
-                    f"SELECT count(*), {mix_sum_sql('a.key', 'a.row_hash', 'a.target')} FROM acknowledged a "
-                    f"JOIN members m ON m.key = a.key JOIN rejected r ON r.key = a.key "
-                    f"WHERE a.target = {int(target)} AND a.row_hash <> m.row_hash AND r.refused_hash = m.row_hash"
-                ).fetchone()
-                count, total = count + held, total + held_total
-        self.db.execute(f"CREATE OR REPLACE TABLE actions AS {self._actions_sql(full_resync, target)}")
+        # the members state keeps as the destination acknowledged them (unchanged, or their change still
+        # refused) are summed up for the digest a completed run leaves: their acknowledged rows' mixes
+        kept = (f"CASE WHEN action IN ('unchanged', 'refused') AND target IS NOT NULL "
+                f"THEN {mix_sql('key', 'acknowledged_hash', 'target')} END")
+        self.db.execute(f"CREATE OR REPLACE TABLE actions AS SELECT key, seg, action, target, {kept} AS kept_mix "
+                        f"FROM ({self._actions_sql(full_resync, target)})")
         self.db.execute("DROP TABLE acknowledged")
         self.db.execute("DROP TABLE members")  # actions has every member: one copy of the keys at a time
+        count, total = self.db.execute("SELECT count(kept_mix), coalesce(sum(kept_mix::HUGEINT), 0) FROM actions"
+                                       ).fetchone()
         planned = self.db.execute(f"SELECT count(*), coalesce(sum({key_hash_sql('key')})::HUGEINT, 0) FROM actions "
                                   f"WHERE action IN {SENT_ACTIONS}").fetchone()
         self.tally = DigestTally(count, int(total), (planned[0], int(planned[1])))
@@ -626,7 +624,7 @@ class Snapshot:
                             WHEN a.target <> {int(target)} THEN 'move'
                             WHEN {changed} THEN 'update'
                             ELSE 'unchanged' END AS action,
-                       a.target AS target
+                       a.target AS target, a.row_hash AS acknowledged_hash
                 FROM members m FULL OUTER JOIN acknowledged a ON m.key = a.key"""
         return f"""
             SELECT coalesce(m.key, a.key) AS key, m.seg AS seg,
@@ -637,7 +635,7 @@ class Snapshot:
                         WHEN a.key IS NULL AND r.key IS NOT NULL THEN 'retry'
                         WHEN a.key IS NULL THEN 'add'
                         ELSE 'update' END AS action,
-                   a.target AS target
+                   a.target AS target, a.row_hash AS acknowledged_hash
             FROM members m FULL OUTER JOIN acknowledged a ON m.key = a.key LEFT JOIN rejected r ON r.key = m.key"""
 
     def _all_unchanged(self, plan: ExportPlan, total: int) -> ExportPlan:
