@@ -19,11 +19,13 @@ import pyarrow.compute as pc
 
 from segship.destination import Destination, DroppedField, Records, RecordResult, RecordResults
 from segship.engine.digest import KEY_HASH, MIX
-from segship.engine.snapshot import COLUMN_HASHES, IS_NEW, KEY, ROW_HASH, Snapshot, changed_columns
+from segship.engine.snapshot import COLUMN_HASHES, IS_NEW, KEY, ROW_DIGEST, ROW_HASH, Snapshot, changed_columns
 from segship.engine.state import ACKNOWLEDGED_COLUMNS, DroppedFields, Rejected
 from segship.engine.sync_log import BatchChanges
 
-ENGINE_COLUMNS = (KEY, ROW_HASH, COLUMN_HASHES, IS_NEW, MIX, KEY_HASH)
+ENGINE_COLUMNS = (KEY, ROW_HASH, COLUMN_HASHES, IS_NEW, MIX, KEY_HASH, ROW_DIGEST)
+#: The engine's columns state takes with an acknowledged row (``ROW_DIGEST``: where the send query has it).
+KEPT_COLUMNS = (KEY, ROW_HASH, COLUMN_HASHES, MIX, KEY_HASH, ROW_DIGEST)
 #: What state knows of members: key -> (column hashes, identity) last acknowledged.
 Known = Mapping[str, tuple[str | None, str]]
 #: State's lookup of the keys given (blocking: it waits for the state thread).
@@ -34,12 +36,13 @@ Previous = Callable[[list[str]], Known]
 class MappedRows:
     """Mapped records and what state needs when the destination acknowledges them.
 
-    ``hashes`` holds the key, row hash, column hashes, mix and key hash of each record of ``records``, in
-    order (Arrow, as the send query made them: state takes them without a Python object per row).
+    ``hashes`` holds the key, row hash, column hashes, mix and key hash (and a warehouse planner's row
+    digest) of each record of ``records``, in order (Arrow, as the send query made them: state takes them
+    without a Python object per row).
     """
 
     records: Records
-    hashes: pa.RecordBatch                                   # KEY, ROW_HASH, COLUMN_HASHES, MIX, KEY_HASH
+    hashes: pa.RecordBatch                                   # KEPT_COLUMNS the send query has
     previous_identity: dict[str, str] = field(default_factory=dict)  # key -> identity before this change
     refused: list[Rejected] = field(default_factory=list)    # rows the mapping refused, with their row hash
     dropped: dict[str, Sequence[DroppedField]] = field(default_factory=dict)  # key -> fields its record left out
@@ -71,8 +74,8 @@ class MappedRows:
 
     def answered(self, results: Sequence[RecordResult]) -> tuple[pa.RecordBatch, list[tuple[str, str]], int]:
         """The destination's answer as state takes it: the acknowledged rows (a batch of
-        :data:`~segship.engine.state.ACKNOWLEDGED_COLUMNS`, and ``MIX``, ``KEY_HASH``), refused
-        (key, reason), and how many records got no answer."""
+        :data:`~segship.engine.state.ACKNOWLEDGED_COLUMNS`, and ``MIX``, ``KEY_HASH``, and ``ROW_DIGEST``
+        where the rows have it), refused (key, reason), and how many records got no answer."""
         records = self.records
         if isinstance(results, RecordResults) and results.keys == records.keys:
             at = results.refused
@@ -91,13 +94,13 @@ class MappedRows:
                 else:
                     refused.append((result.key, result.error))
             missing = len(position)  # no answer: not committed, sent again next run
-        key, row_hash, column_hashes, mix, key_hash = self.hashes.columns
+        key, row_hash, column_hashes, mix, key_hash, *digest = self.hashes.columns
         # usually each identity is its key (Braze's external id): the key column, not a million strings again
         identity = key.cast(pa.string()) if records.identities == records.keys else \
             pa.array(records.identities, pa.string())
         acknowledged = pa.RecordBatch.from_arrays(
-            [key, row_hash, column_hashes, identity, mix, key_hash],
-            names=[*ACKNOWLEDGED_COLUMNS, MIX, KEY_HASH])
+            [key, row_hash, column_hashes, identity, mix, key_hash, *digest],
+            names=[*ACKNOWLEDGED_COLUMNS, MIX, KEY_HASH, *self.hashes.schema.names[5:]])
         return (acknowledged if ok is None else acknowledged.take(pa.array(ok, pa.int64()))), refused, missing
 
     def replaced_identities(self, acknowledged: pa.RecordBatch) -> list[tuple[str, str]]:
@@ -138,7 +141,7 @@ def map_rows(rows: pa.RecordBatch, destination: Destination, columns: Sequence[s
         return rows.column(names.index(name))
 
     keys = column(KEY).to_pylist()
-    hashes = rows.select([KEY, ROW_HASH, COLUMN_HASHES, MIX, KEY_HASH])
+    hashes = rows.select([name for name in KEPT_COLUMNS if name in names])
     is_new = column(IS_NEW)
     mapped = rows.select([index for index, name in enumerate(names) if name not in ENGINE_COLUMNS])
     previous_identity: dict[str, str] = {}

@@ -73,6 +73,9 @@ EXAMPLES = 5
 ENGINE = "memory.main"
 # columns the send query adds to each row, beside the mapped ones and the digest's (``MIX``, ``KEY_HASH``)
 KEY, ROW_HASH, COLUMN_HASHES, IS_NEW = "__segship_key", "__segship_row_hash", "__segship_column_hashes", "__segship_new"
+#: The column a warehouse planner's send query adds too: the row's digest in the warehouse's own hashing,
+#: which its member keeps once acknowledged with the row's column hashes (``WarehouseDialect.row_digest``).
+ROW_DIGEST = "__segship_row_digest"
 #: What Python's ``str.strip()`` strips (destinations trim identities so): ignored around an identity.
 WHITESPACE = "".join(character for character in map(chr, range(0x110000)) if character.isspace())
 #: Identities (the hashes of the normalised ones) two or more members share, with the lowest key of each.

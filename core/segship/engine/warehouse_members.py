@@ -638,17 +638,16 @@ class WarehouseMembers:
             cursor.execute(self.dialect.upsert(self.table, staged, (*MEMBER_COLUMNS, ROW_DIGEST), ("export", "key"),
                                                select))))
 
-    def record_digests(self, *, acknowledged: bool) -> None:
-        """Give the members the digest of their row, where the plan computed both and the member holds
-        that row's column hashes: unchanged members whose digest is not their row's (``redigest``),
-        and (``acknowledged``) the members acknowledged in this run, when their digests did not go
-        with the acknowledgements. A run's last step, when nothing else writes them; a run killed
-        before it leaves those digests unknown or as they were, and the next run hashes those rows
-        again (a member acknowledged without its digest is found unchanged by its hashes then, and
-        its digest recorded here)."""
+    def record_digests(self) -> None:
+        """Give unchanged members whose digest is not their row's (``redigest``) that row's digest, where
+        the member holds the row's column hashes (members acknowledged in the run got theirs with the
+        acknowledgement). A run's last step, when nothing else writes them; a run killed before it
+        leaves those digests as they were, and the next run hashes those rows again (a member
+        acknowledged without its digest is found unchanged by its hashes then, and its digest
+        recorded here)."""
         if not self._planned or not self._has_digests():
             return
-        redigest = f"p.{DIGEST} IS NOT NULL" + ("" if acknowledged else f" AND p.{ACTION} = '{REDIGEST}'")
+        redigest = f"p.{DIGEST} IS NOT NULL AND p.{ACTION} = '{REDIGEST}'"
         with self.errors("recording row digests"), closing(self._cursor()) as cursor:
             cursor.execute(f"SELECT 1 FROM {self._temp(PLAN)} AS p WHERE {redigest} LIMIT 1")
             if not cursor.fetchall():

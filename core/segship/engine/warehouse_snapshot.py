@@ -30,6 +30,7 @@ from segship.engine.snapshot import (
     EXAMPLES,
     IS_NEW,
     KEY,
+    ROW_DIGEST,
     ROW_HASH,
     PlanError,
     _SegmentSource,
@@ -38,7 +39,7 @@ from segship.engine.snapshot import (
 )
 from segship.engine.state import MembersDigest
 from segship.engine.warehouse_members import DIGEST, PREVIOUS_HASHES, PREVIOUS_IDENTITY, PREVIOUS_TARGET
-from segship.engine.warehouse_state import DIGESTS_CARRIED, WarehouseState
+from segship.engine.warehouse_state import WarehouseState
 from segship.plugins import Plugins
 
 
@@ -135,7 +136,6 @@ class WarehouseSnapshot:
             if getattr(plan, action):
                 plan.examples[action] = self.members.examples(action, EXAMPLES)
         self.tally = DigestTally(plan.unchanged, 0, (plan.to_send, 0))  # no digest is kept of these members
-        self.state.carry_digests = plan.to_send <= DIGESTS_CARRIED
         return plan
 
     def _segments(self) -> tuple[list[tuple[str, str]], list[str]]:
@@ -192,15 +192,15 @@ class WarehouseSnapshot:
         relation = self.db.from_arrow(reader).project(
             f"{mapped}, segship_key AS {KEY}, segship_column_hashes AS {COLUMN_HASHES}, segship_new AS {IS_NEW}, "
             f"segship_row_hash AS {ROW_HASH}, {mix_sql(KEY, ROW_HASH, str(int(self.target)))} AS {MIX}, "
-            f"{key_hash_sql(KEY)} AS {KEY_HASH}, {PREVIOUS_HASHES}, {PREVIOUS_IDENTITY}, {PREVIOUS_TARGET}, {DIGEST}")
+            f"{key_hash_sql(KEY)} AS {KEY_HASH}, {DIGEST} AS {ROW_DIGEST}, {PREVIOUS_HASHES}, {PREVIOUS_IDENTITY}, "
+            f"{PREVIOUS_TARGET}")
         rows = relation.to_arrow_reader(batch_rows)
         previous = (PREVIOUS_HASHES, PREVIOUS_IDENTITY, PREVIOUS_TARGET)
-        schema = pa.schema([field for field in rows.schema if field.name not in (*previous, DIGEST)])
+        schema = pa.schema([field for field in rows.schema if field.name not in previous])
 
         def batches() -> Iterator[pa.RecordBatch]:
             for batch in rows:
                 self.state.remember_previous(batch, KEY, *previous)
-                self.state.remember_digests(batch, KEY, COLUMN_HASHES, DIGEST)
                 yield batch.select(schema.names)
 
         yield pa.RecordBatchReader.from_batches(schema, batches())

@@ -43,7 +43,7 @@ import structlog
 from segship.destination import Member
 from segship.engine.hashing import HASH_VERSION
 from segship.engine.planners import dialect_for
-from segship.engine.snapshot import PlanError, Snapshot
+from segship.engine.snapshot import ROW_DIGEST, PlanError, Snapshot
 from segship.engine.state import DroppedFields, LoggedChanges, MembersDigest, MembersLocation, Rejected, StateStore
 from segship.engine.state.sql.members import acknowledged_batch
 from segship.engine.warehouse_members import MEMBER_SCHEMA, WarehouseMembers
@@ -55,8 +55,6 @@ if TYPE_CHECKING:
 log = structlog.get_logger("segship.engine")
 
 NOTHING = acknowledged_batch([])
-#: Up to how many rows to send a plan's digests go with the acknowledgements (``WarehouseState.carry_digests``).
-DIGESTS_CARRIED = 100_000
 
 
 class WarehouseState:
@@ -69,12 +67,6 @@ class WarehouseState:
         # what the rows being sent had acknowledged before: (column hashes, identity, target) by key,
         # streamed out with them (the planning session streams: it can't be asked meanwhile)
         self._previous: dict[str, tuple[bytes | None, str, int]] = {}
-        # the column hashes and digest of the rows being sent, by key, until answered: a member
-        # acknowledged with those hashes gets that digest in the same upsert (``carry_digests``: a plan
-        # of at most DIGESTS_CARRIED rows to send; for more, the rows sent but not yet answered would
-        # cost too much memory, and the run's end records their digests)
-        self._planned: dict[str, tuple[bytes, int]] = {}
-        self.carry_digests = False
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.state, name)
@@ -85,23 +77,6 @@ class WarehouseState:
         self._previous.update(zip(known.column(key).to_pylist(), zip(
             known.column(hashes).to_pylist(), known.column(identity).to_pylist(), known.column(target).to_pylist(),
             strict=True), strict=True))
-
-    def remember_digests(self, rows: pa.RecordBatch, key: str, hashes: str, digest: str) -> None:
-        """Keep the rows' planned column hashes and digest (those digested), until answered."""
-        if not self.carry_digests:
-            return
-        known = rows.filter(pc.is_valid(rows.column(digest)))
-        self._planned.update(zip(known.column(key).to_pylist(), zip(
-            known.column(hashes).to_pylist(), known.column(digest).to_pylist(), strict=True), strict=True))
-
-    def _digests(self, acknowledged: pa.RecordBatch) -> pa.Array:
-        """The planned digest of each acknowledged row whose column hashes are the planned ones; else null."""
-        digests = []
-        for key, hashes in zip(acknowledged.column("key").to_pylist(), acknowledged.column("column_hashes").to_pylist(),
-                               strict=True):
-            planned = self._planned.pop(key, None)
-            digests.append(planned[1] if planned is not None and planned[0] == hashes else None)
-        return pa.array(digests, pa.int64())
 
     # -- members ---------------------------------------------------------------------------------------
 
@@ -159,9 +134,11 @@ class WarehouseState:
             self.state.commit_upserts(export, NOTHING, stale, rejected, target=target)
         for old, pairs in left.items():
             self.state.commit_upserts(export, NOTHING, pairs, [], target=old)
-        self.members.acknowledge(acknowledged, target, self._digests(acknowledged))
-        for refusal in rejected:  # (answered: no digest to keep)
-            self._planned.pop(refusal[0], None)
+        # a row sent carries its digest (ROW_DIGEST) and is acknowledged with the column hashes it was sent
+        # with: its member keeps that digest (rows acknowledged otherwise, e.g. folded in from the in-flight
+        # journal, have none: the next run hashes them)
+        digests = acknowledged.column(ROW_DIGEST) if ROW_DIGEST in acknowledged.schema.names else None
+        self.members.acknowledge(acknowledged, target, digests)
         # the fields the records left out are state's, as their rejects are: settled with the group
         self.state.commit_upserts(export, acknowledged, [], [], target=target, in_flight=in_flight, dropped=dropped,
                                   write_members=False, log=log)
@@ -201,11 +178,11 @@ class WarehouseState:
         return len(sent)
 
     def close(self) -> None:
-        """Close the warehouse's sessions; a run first records the digests of the rows its plan hashed,
-        then the members' digest (a pass over them, when this run wrote to them)."""
+        """Close the warehouse's sessions; a run first records the digests of unchanged members whose
+        digest was not their row's, then the members' digest (a pass over them, when this run wrote to them)."""
         try:
             if self.writes:
-                self.members.record_digests(acknowledged=not self.carry_digests)
+                self.members.record_digests()
                 self.members.record_members_digest()
         except PlanError as exc:  # the run's own outcome matters more: the next run hashes those rows again
             log.warning("warehouse.digests_not_recorded", error=str(exc))
