@@ -43,6 +43,12 @@ def planner(project, on: bool) -> None:
     config.write_text(text.replace(LOCAL_SOURCE, WAREHOUSE_SOURCE) if on else text.replace(WAREHOUSE_SOURCE, LOCAL_SOURCE))
 
 
+def filter_segment(project, where: str) -> None:
+    """Give the segment's query another WHERE clause (and whatever follows it)."""
+    config = project.root / "segship.yaml"
+    config.write_text(config.read_text().replace("WHERE lifetime_value > 100", where))
+
+
 def test_switching_planners_either_way_re_sends_nobody_and_moves_the_member_state(project):
     project.write(rows(40))
     assert project.cli("export", "vip-braze").returncode == 0
@@ -291,9 +297,7 @@ def test_an_unchanged_segment_is_told_by_the_members_digest_without_reading_the_
 
 def test_a_failing_statement_is_told_without_the_statement_the_driver_quotes(project):
     """The warehouse's message, not the planner's statement (which may hold rows' values, and runs long)."""
-    config = project.root / "segship.yaml"
-    config.write_text(config.read_text().replace("WHERE lifetime_value > 100",
-                                                 "WHERE 1 / (lifetime_value - lifetime_value) = 0"))
+    filter_segment(project, "WHERE 1 / (lifetime_value - lifetime_value) = 0")
     project.write(rows(3))
     result = project.cli("export", "vip-braze")
     assert result.returncode == 1
@@ -303,9 +307,7 @@ def test_a_failing_statement_is_told_without_the_statement_the_driver_quotes(pro
 
 
 def test_a_segment_ending_in_a_comment_and_a_semicolon_is_planned_in_the_warehouse(project):
-    config = project.root / "segship.yaml"
-    config.write_text(config.read_text().replace("WHERE lifetime_value > 100",
-                                                 "WHERE lifetime_value > 100 -- big spenders;"))
+    filter_segment(project, "WHERE lifetime_value > 100 -- big spenders;")
     project.write(rows(5))
     result = project.cli("export", "vip-braze")
     assert result.returncode == 0, result.stdout + result.stderr
