@@ -19,13 +19,13 @@ import pyarrow.compute as pc
 
 from segship.destination import Destination, DroppedField, Records, RecordResult, RecordResults
 from segship.engine.digest import KEY_HASH, MIX
-from segship.engine.snapshot import COLUMN_HASHES, IS_NEW, KEY, ROW_DIGEST, ROW_HASH, Snapshot, changed_columns
+from segship.engine.snapshot import COLUMN_HASHES, IS_NEW, KEY, ROW_HASH, WAREHOUSE_DIGEST, Snapshot, changed_columns
 from segship.engine.state import ACKNOWLEDGED_COLUMNS, DroppedFields, Rejected
 from segship.engine.sync_log import BatchChanges
 
-ENGINE_COLUMNS = (KEY, ROW_HASH, COLUMN_HASHES, IS_NEW, MIX, KEY_HASH, ROW_DIGEST)
-#: The engine's columns state takes with an acknowledged row (``ROW_DIGEST``: where the send query has it).
-KEPT_COLUMNS = (KEY, ROW_HASH, COLUMN_HASHES, MIX, KEY_HASH, ROW_DIGEST)
+ENGINE_COLUMNS = (KEY, ROW_HASH, COLUMN_HASHES, IS_NEW, MIX, KEY_HASH, WAREHOUSE_DIGEST)
+#: The engine's columns state takes with an acknowledged row (``WAREHOUSE_DIGEST``: where the send query has it).
+KEPT_COLUMNS = (KEY, ROW_HASH, COLUMN_HASHES, MIX, KEY_HASH, WAREHOUSE_DIGEST)
 #: What state knows of members: key -> (column hashes, identity) last acknowledged.
 Known = Mapping[str, tuple[str | None, str]]
 #: State's lookup of the keys given (blocking: it waits for the state thread).
@@ -74,7 +74,7 @@ class MappedRows:
 
     def answered(self, results: Sequence[RecordResult]) -> tuple[pa.RecordBatch, list[tuple[str, str]], int]:
         """The destination's answer as state takes it: the acknowledged rows (a batch of
-        :data:`~segship.engine.state.ACKNOWLEDGED_COLUMNS`, and ``MIX``, ``KEY_HASH``, and ``ROW_DIGEST``
+        :data:`~segship.engine.state.ACKNOWLEDGED_COLUMNS`, and ``MIX``, ``KEY_HASH``, and ``WAREHOUSE_DIGEST``
         where the rows have it), refused (key, reason), and how many records got no answer."""
         records = self.records
         if isinstance(results, RecordResults) and results.keys == records.keys:

@@ -75,7 +75,7 @@ ENGINE = "memory.main"
 KEY, ROW_HASH, COLUMN_HASHES, IS_NEW = "__segship_key", "__segship_row_hash", "__segship_column_hashes", "__segship_new"
 #: The column a warehouse planner's send query adds too: the row's digest in the warehouse's own hashing,
 #: which its member keeps once acknowledged with the row's column hashes (``WarehouseDialect.row_digest``).
-ROW_DIGEST = "__segship_row_digest"
+WAREHOUSE_DIGEST = "__segship_warehouse_digest"
 #: What Python's ``str.strip()`` strips (destinations trim identities so): ignored around an identity.
 WHITESPACE = "".join(character for character in map(chr, range(0x110000)) if character.isspace())
 #: Identities (the hashes of the normalised ones) two or more members share, with the lowest key of each.

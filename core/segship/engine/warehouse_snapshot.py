@@ -30,8 +30,8 @@ from segship.engine.snapshot import (
     EXAMPLES,
     IS_NEW,
     KEY,
-    ROW_DIGEST,
     ROW_HASH,
+    WAREHOUSE_DIGEST,
     PlanError,
     _SegmentSource,
     identity_conflict_error,
@@ -192,8 +192,8 @@ class WarehouseSnapshot:
         relation = self.db.from_arrow(reader).project(
             f"{mapped}, segship_key AS {KEY}, segship_column_hashes AS {COLUMN_HASHES}, segship_new AS {IS_NEW}, "
             f"segship_row_hash AS {ROW_HASH}, {mix_sql(KEY, ROW_HASH, str(int(self.target)))} AS {MIX}, "
-            f"{key_hash_sql(KEY)} AS {KEY_HASH}, {DIGEST} AS {ROW_DIGEST}, {PREVIOUS_HASHES}, {PREVIOUS_IDENTITY}, "
-            f"{PREVIOUS_TARGET}")
+            f"{key_hash_sql(KEY)} AS {KEY_HASH}, {DIGEST} AS {WAREHOUSE_DIGEST}, "
+            f"{PREVIOUS_HASHES}, {PREVIOUS_IDENTITY}, {PREVIOUS_TARGET}")
         rows = relation.to_arrow_reader(batch_rows)
         previous = (PREVIOUS_HASHES, PREVIOUS_IDENTITY, PREVIOUS_TARGET)
         schema = pa.schema([field for field in rows.schema if field.name not in previous])

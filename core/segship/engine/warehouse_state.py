@@ -43,7 +43,7 @@ import structlog
 from segship.destination import Member
 from segship.engine.hashing import HASH_VERSION
 from segship.engine.planners import dialect_for
-from segship.engine.snapshot import ROW_DIGEST, PlanError, Snapshot
+from segship.engine.snapshot import WAREHOUSE_DIGEST, PlanError, Snapshot
 from segship.engine.state import DroppedFields, LoggedChanges, MembersDigest, MembersLocation, Rejected, StateStore
 from segship.engine.state.sql.members import acknowledged_batch
 from segship.engine.warehouse_members import MEMBER_SCHEMA, WarehouseMembers
@@ -134,10 +134,10 @@ class WarehouseState:
             self.state.commit_upserts(export, NOTHING, stale, rejected, target=target)
         for old, pairs in left.items():
             self.state.commit_upserts(export, NOTHING, pairs, [], target=old)
-        # a row sent carries its digest (ROW_DIGEST) and is acknowledged with the column hashes it was sent
+        # a row sent carries its digest (WAREHOUSE_DIGEST) and is acknowledged with the column hashes it was sent
         # with: its member keeps that digest (rows acknowledged otherwise, e.g. folded in from the in-flight
         # journal, have none: the next run hashes them)
-        digests = acknowledged.column(ROW_DIGEST) if ROW_DIGEST in acknowledged.schema.names else None
+        digests = acknowledged.column(WAREHOUSE_DIGEST) if WAREHOUSE_DIGEST in acknowledged.schema.names else None
         self.members.acknowledge(acknowledged, target, digests)
         # the fields the records left out are state's, as their rejects are: settled with the group
         self.state.commit_upserts(export, acknowledged, [], [], target=target, in_flight=in_flight, dropped=dropped,
