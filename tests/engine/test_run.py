@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 
+import pytest
+
 from segship.engine.snapshot import Snapshot
 from segship.engine.state.sql import SqlState
 
@@ -326,6 +328,21 @@ def test_a_duplicate_key_is_found_when_the_segment_has_as_many_rows_as_state_has
     report = workspace.run()
     assert report.outcome == "failed"
     assert "key 'id' is not unique: 1 key(s) appear more than once, e.g. 4 (2 rows)" in report.message
+    assert len(MemoryDestination.calls) == calls
+
+
+@pytest.mark.parametrize(("extra", "key"), [
+    ([(2, "again@example.com", "Again", 2)], "2"),                               # a member's key, once more
+    ([(9, "new@example.com", "New", 9), (9, "new2@example.com", "New", 9)], "9"),  # a new key, twice
+], ids=["a key state knows", "a new key"])
+def test_a_duplicate_key_stops_a_changed_plan_whether_state_knows_it_or_not(workspace, extra, key):
+    workspace.write(profiles(5))
+    assert workspace.run().outcome == "succeeded"
+    calls = len(MemoryDestination.calls)
+    workspace.write(profiles(5, changed={1: "Renamed"}) + extra)
+    report = workspace.run()
+    assert report.outcome == "failed"
+    assert f"key 'id' is not unique: 1 key(s) appear more than once, e.g. {key} (2 rows)" in report.message
     assert len(MemoryDestination.calls) == calls
 
 

@@ -583,15 +583,16 @@ class Snapshot:
         plan = ExportPlan(self.export.name, full_resync=full_resync)
         if not full_resync and self._same_as_members(target):
             return self._all_unchanged(plan, self._members_sum(target))
-        if self._duplicates_unchecked:
-            self._check_duplicate_keys()
-        self._check_identity_conflicts()
         # the members state keeps as the destination acknowledged them (unchanged, or their change still
         # refused) are summed up for the digest a completed run leaves: their acknowledged rows' mixes
         kept = (f"CASE WHEN action IN ('unchanged', 'refused') AND target IS NOT NULL "
                 f"THEN {mix_sql('key', 'acknowledged_hash', 'target')} END")
         self.db.execute(f"CREATE OR REPLACE TABLE actions AS SELECT key, seg, action, target, {kept} AS kept_mix "
                         f"FROM ({self._actions_sql(full_resync, target)})")
+        if self._duplicates_unchecked and self._diffed_a_key_twice():
+            self._check_duplicate_keys()  # stops the plan, naming them
+        self._duplicates_unchecked = False
+        self._check_identity_conflicts()  # (its count relies on the keys being unique)
         self.db.execute("DROP TABLE acknowledged")
         self.db.execute("DROP TABLE members")  # actions has every member: one copy of the keys at a time
         count, total = self.db.execute("SELECT count(kept_mix), coalesce(sum(kept_mix::HUGEINT), 0) FROM actions"
@@ -613,6 +614,17 @@ class Snapshot:
                 plan.examples[action] = [row[0] for row in self.db.execute(
                     "SELECT key FROM actions WHERE action = ? ORDER BY key LIMIT ?", (action, EXAMPLES)).fetchall()]
         return plan
+
+    def _diffed_a_key_twice(self) -> bool:
+        """Whether a key is twice in the diff (``actions``), i.e. in the segment (state's keys are unique).
+
+        A key state knows brings its acknowledged target along each time it is joined: twice in the
+        segment, it is there once more than state has rows. The others (new ones, a few, unless it is
+        a first run) are grouped. Cheaper than grouping every member's key."""
+        if self.db.execute("SELECT count(target) FROM actions").fetchone()[0] != self._count("acknowledged"):
+            return True
+        return bool(self.db.execute("SELECT 1 FROM actions WHERE target IS NULL GROUP BY key HAVING count(*) > 1 "
+                                    "LIMIT 1").fetchall())
 
     def _actions_sql(self, full_resync: bool, target: int) -> str:
         """Each member's and each leaver's action. With rejects loaded, a row refused before is sent
