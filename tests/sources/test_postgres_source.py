@@ -147,3 +147,36 @@ def test_columns_the_query_lacks_come_back_as_the_query_s_own_for_the_engine_to_
     finally:
         source.close()
     assert table.schema.names == ["id", "email"]
+
+
+def test_a_query_failing_while_it_runs_runs_once(database, postgres_url):
+    """Only a statement PostgreSQL refuses as written (SQLSTATE class 42) is run again as written; an
+    error while rows are computed reaches the engine from the stream (the driver's message), once."""
+    server, name = database
+    server.execute("CREATE TABLE once AS SELECT 1 AS id", name)
+    server.execute("CREATE SEQUENCE calls", name)
+    source = _source(postgres_url)
+    try:
+        with pytest.raises(OSError, match="division by zero"):
+            source.read_columns("SELECT id, 1 / (nextval('calls') * 0) AS email FROM once", ["id", "email"]).read_all()
+    finally:
+        source.close()
+    assert server.execute("SELECT last_value FROM calls", name) == [(1,)]  # its one row, evaluated once
+
+
+def test_a_server_that_never_answers_is_tried_once_when_columns_are_selected():
+    with closing(socket.socket()) as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(8)
+        silent.settimeout(0)
+        port = silent.getsockname()[1]
+        with pytest.raises(SourceError, match="timeout"):
+            _source(f"postgresql://u:p@127.0.0.1:{port}/db?connect_timeout=1").read_columns("SELECT 1 AS id", ["id"])
+        accepted = 0
+        while True:
+            try:
+                silent.accept()[0].close()
+            except BlockingIOError:
+                break
+            accepted += 1
+    assert accepted == 1

@@ -21,6 +21,8 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
+import structlog
+
 from segship.log import redact_text
 from segship.secrets import redactor
 from segship.source import Source, SourceContext, SourceError
@@ -29,6 +31,10 @@ if TYPE_CHECKING:
     import pyarrow as pa
     from adbc_driver_manager.dbapi import Connection, Cursor
 
+log = structlog.get_logger("segship.sources")
+
+#: The SQLSTATE class of a statement the database refuses as written (syntax, an unknown or ambiguous column).
+SQL_STATEMENT_REFUSED = "42"
 #: The largest precision Arrow's decimal128 holds; a wider or unconstrained NUMERIC becomes a float.
 MAX_DECIMAL_PRECISION = 38
 #: PostgreSQL's typmod of NUMERIC(p, s) is ((p << 16) | s) + 4 (VARHDRSZ); -1 when unconstrained.
@@ -90,33 +96,45 @@ class AdbcDatabaseSource(Source):
 
     def read(self, sql: str, batch_rows: int = 65_536) -> pa.RecordBatchReader:
         """Run ``sql`` in the database and stream its rows (the driver chooses the batch size)."""
-        connection = self._connection_or_open()
-        self._close_cursor()  # the previous segment's stream is consumed: one query at a time per connection
         try:
-            self._cursor = connection.cursor()
-            self._cursor.execute(sql)
-            reader = self._cursor.fetch_record_batch()
+            return self._started(sql)
+        except SourceError:
+            raise
         except Exception as exc:  # noqa: BLE001 - every driver error is the database's own message
             raise self._error(exc) from None
-        return self._faithful(reader)
 
     def read_columns(self, sql: str, columns: Sequence[str]) -> pa.RecordBatchReader:
         """Stream only ``columns`` of the query's rows where the database's dialect is known
-        (:meth:`_selecting`); the query as written when it isn't, or when selecting fails (a column
-        it lacks, a query that is no subquery): its own error then, or its columns for the engine."""
-        selecting = self._selecting(sql, columns)
-        if selecting is not None:
-            try:
-                return self.read(selecting)
-            except SourceError:
-                pass
+        (:meth:`_projection_sql`). When the database refuses that statement as written (SQLSTATE
+        class 42: a column the query lacks, a query that can't be a subquery), the query runs as
+        written: its own error then, or its columns for the engine to name the one missing. Any
+        other failure (a connection refused, a timeout) is the query's, raised once."""
+        projection = self._projection_sql(sql, columns)
+        if projection is None:
+            return self.read(sql)
+        try:
+            return self._started(projection)
+        except SourceError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - the database's own message
+            if not str(getattr(exc, "sqlstate", None) or "").startswith(SQL_STATEMENT_REFUSED):
+                raise self._error(exc) from None
+            log.info("source.columns_not_selected", source=self.context.name, error=str(self._error(exc)))
         return self.read(sql)
 
-    def _selecting(self, sql: str, columns: Sequence[str]) -> str | None:
+    def _projection_sql(self, sql: str, columns: Sequence[str]) -> str | None:
         """SQL of ``columns`` of the query's result, in the database's dialect; None where it is not
         known (identifiers are quoted differently across databases: in some, double quotes make a
         string, which would read as a value)."""
         return None
+
+    def _started(self, sql: str) -> pa.RecordBatchReader:
+        """Run ``sql`` on the source's connection and start streaming its rows; raises the driver's error."""
+        connection = self._connection_or_open()
+        self._close_cursor()  # the previous segment's stream is consumed: one query at a time per connection
+        self._cursor = connection.cursor()
+        self._cursor.execute(sql)
+        return self._faithful(self._cursor.fetch_record_batch())
 
     def session(self) -> Connection:
         """The connection the source's reads run in, opened if need be: what a warehouse planner

@@ -69,9 +69,11 @@ class PostgresSource(AdbcDatabaseSource):
         register_url_password(url)
         return adbc_driver_postgresql.dbapi.connect(with_connect_timeout(url), autocommit=True)
 
-    def _selecting(self, sql: str, columns: Sequence[str]) -> str | None:
-        # PostgreSQL drops a subquery's unselected columns from its plan: they are not computed either
-        return f"SELECT {', '.join(map(quote, columns))} FROM {segment_subquery(sql)} AS segship_segment"
+    def _projection_sql(self, sql: str, columns: Sequence[str]) -> str | None:
+        # PostgreSQL drops a subquery's unselected columns from its plan: they are not computed either.
+        # Qualified: a bare name the query lacks could be read as the alias's whole row.
+        selected = ", ".join(f"segship_segment.{quote(column)}" for column in columns)
+        return f"SELECT {selected} FROM {segment_subquery(sql)} AS segship_segment"
 
     def _driver_package(self) -> str | None:
         return "adbc_driver_postgresql"
