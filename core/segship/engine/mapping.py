@@ -24,8 +24,8 @@ from segship.engine.state import ACKNOWLEDGED_COLUMNS, DroppedFields, Rejected
 from segship.engine.sync_log import BatchChanges
 
 ENGINE_COLUMNS = (KEY, ROW_HASH, COLUMN_HASHES, IS_NEW, MIX, KEY_HASH, WAREHOUSE_DIGEST)
-#: The engine's columns state takes with an acknowledged row (``WAREHOUSE_DIGEST``: where the send query has it).
-KEPT_COLUMNS = (KEY, ROW_HASH, COLUMN_HASHES, MIX, KEY_HASH, WAREHOUSE_DIGEST)
+#: The engine's columns state takes with an acknowledged row (and ``WAREHOUSE_DIGEST``, where the send query has it).
+KEPT_COLUMNS = (KEY, ROW_HASH, COLUMN_HASHES, MIX, KEY_HASH)
 #: What state knows of members: key -> (column hashes, identity) last acknowledged.
 Known = Mapping[str, tuple[str | None, str]]
 #: State's lookup of the keys given (blocking: it waits for the state thread).
@@ -42,7 +42,7 @@ class MappedRows:
     """
 
     records: Records
-    hashes: pa.RecordBatch                                   # KEPT_COLUMNS the send query has
+    hashes: pa.RecordBatch                                   # KEPT_COLUMNS (and WAREHOUSE_DIGEST)
     previous_identity: dict[str, str] = field(default_factory=dict)  # key -> identity before this change
     refused: list[Rejected] = field(default_factory=list)    # rows the mapping refused, with their row hash
     dropped: dict[str, Sequence[DroppedField]] = field(default_factory=dict)  # key -> fields its record left out
@@ -100,7 +100,7 @@ class MappedRows:
             pa.array(records.identities, pa.string())
         acknowledged = pa.RecordBatch.from_arrays(
             [key, row_hash, column_hashes, identity, mix, key_hash, *digest],
-            names=[*ACKNOWLEDGED_COLUMNS, MIX, KEY_HASH, *self.hashes.schema.names[5:]])
+            names=[*ACKNOWLEDGED_COLUMNS, MIX, KEY_HASH, *self.hashes.schema.names[len(KEPT_COLUMNS):]])
         return (acknowledged if ok is None else acknowledged.take(pa.array(ok, pa.int64()))), refused, missing
 
     def replaced_identities(self, acknowledged: pa.RecordBatch) -> list[tuple[str, str]]:
@@ -141,7 +141,7 @@ def map_rows(rows: pa.RecordBatch, destination: Destination, columns: Sequence[s
         return rows.column(names.index(name))
 
     keys = column(KEY).to_pylist()
-    hashes = rows.select([name for name in KEPT_COLUMNS if name in names])
+    hashes = rows.select([*KEPT_COLUMNS, *([WAREHOUSE_DIGEST] if WAREHOUSE_DIGEST in names else [])])
     is_new = column(IS_NEW)
     mapped = rows.select([index for index, name in enumerate(names) if name not in ENGINE_COLUMNS])
     previous_identity: dict[str, str] = {}

@@ -561,9 +561,9 @@ class Snapshot:
 
         A member acknowledged in another target than ``target`` (the export's now) moves.
         When state holds exactly the members (the same keys, row hashes and target:
-        :meth:`_same_as_members`), every member is unchanged and neither the duplicate-key
-        check nor the join runs, which are most of an unchanged plan's time; otherwise keys
-        are checked, then joined.
+        :meth:`_same_as_members`), every member is unchanged and the join doesn't run, most of
+        an unchanged plan's time; otherwise the members are joined, then their keys checked
+        (:meth:`_diffed_a_key_twice`) and their identities.
         """
         self.target = target
         with self._every_core():
