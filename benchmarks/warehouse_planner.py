@@ -63,7 +63,8 @@ def member_state_by_sql(url: str, rows: int, ws: common.Workspace) -> None:
     from segship.engine.state import MembersLocation, open_state_at
 
     from segship.engine.digest import signed_64
-    from segship.engine.planners import ColumnType, literal, quote
+    from segship.engine.planners import ColumnType
+    from segship.sql_text import literal, quote
     from segship.engine.planners.postgres import PostgresDialect
 
     dialect = PostgresDialect()

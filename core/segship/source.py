@@ -9,7 +9,6 @@ segments' SQL then runs.
 
 from __future__ import annotations
 
-import re
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -21,16 +20,6 @@ from segship.errors import SegshipError
 if TYPE_CHECKING:
     import duckdb
     import pyarrow as pa
-
-
-#: What may end a query and can't end a subquery: trailing semicolons, with the whitespace around them.
-_QUERY_END = re.compile(r"[\s;]+\Z")
-
-
-def segment_subquery(sql: str) -> str:
-    """A segment's query as a parenthesised subquery: on lines of its own, so that a trailing ``--``
-    comment ends before the parenthesis, and without the semicolons a query may end with."""
-    return f"(\n{_QUERY_END.sub('', sql)}\n)"
 
 
 class SourceError(SegshipError):

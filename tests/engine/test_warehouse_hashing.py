@@ -13,7 +13,7 @@ import duckdb
 import pyarrow as pa
 import pytest
 
-from segship.engine.planners import quote
+from segship.sql_text import quote
 from segship.engine.planners.postgres import PostgresDialect
 from segship.engine.snapshot import PlanError
 from segship.source import SourceContext

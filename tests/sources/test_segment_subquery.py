@@ -5,7 +5,7 @@ from __future__ import annotations
 import duckdb
 import pytest
 
-from segship.source import segment_subquery
+from segship.sql_text import segment_subquery
 
 
 @pytest.mark.parametrize("sql", [

@@ -36,13 +36,11 @@ from segship.engine.planners import (
     MEMBERS,
     ROW_DIGEST,
     WarehouseDialect,
-    literal,
-    quote,
 )
 from segship.engine.snapshot import PlanError
 from segship.engine.state import MembersDigest
 from segship.log import redact_text
-from segship.source import segment_subquery
+from segship.sql_text import literal, quote, segment_subquery
 
 if TYPE_CHECKING:
     from adbc_driver_manager.dbapi import Connection, Cursor

@@ -24,7 +24,6 @@ from segship.config import Config, ExportConfig, SegmentConfig
 from segship.embedded_duckdb import quote_identifier
 from segship.engine.digest import KEY_HASH, MIX, DigestTally, key_hash_sql, mix_sql
 from segship.engine.report import ExportPlan
-from segship.engine.planners import quote
 from segship.engine.snapshot import (
     COLUMN_HASHES,
     EXAMPLES,
@@ -41,6 +40,7 @@ from segship.engine.state import MembersDigest
 from segship.engine.warehouse_members import DIGEST, PREVIOUS_HASHES, PREVIOUS_IDENTITY, PREVIOUS_TARGET
 from segship.engine.warehouse_state import WarehouseState
 from segship.plugins import Plugins
+from segship.sql_text import quote
 
 
 class WarehouseSnapshot:

@@ -12,8 +12,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from segship import hookimpl
-from segship.engine.planners import quote
-from segship.source import segment_subquery
+from segship.sql_text import quote, segment_subquery
 from segship.sources.adbc_database import AdbcDatabaseSource, register_url_password
 
 if TYPE_CHECKING:

@@ -170,16 +170,6 @@ class WarehouseDialect(ABC):
         ``ANALYZE``, which autovacuum never does for a temporary table); nothing where it knows them anyway."""
 
 
-def quote(identifier: str) -> str:
-    """A quoted SQL identifier (standard double quotes: every dialect here takes them)."""
-    return '"' + identifier.replace('"', '""') + '"'
-
-
-def literal(text: str) -> str:
-    """A SQL string literal."""
-    return "'" + text.replace("'", "''") + "'"
-
-
 def dialect_for(source_type: str) -> WarehouseDialect | None:
     """The dialect of a source type that can hold a planner; None for one that can't."""
     if source_type == "postgres":

@@ -24,8 +24,9 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
-from segship.engine.planners import MEMBER_DIGESTS, MEMBERS, ROW_DIGEST, ColumnType, WarehouseDialect, literal, quote
+from segship.engine.planners import MEMBER_DIGESTS, MEMBERS, ROW_DIGEST, ColumnType, WarehouseDialect
 from segship.engine.snapshot import WHITESPACE, PlanError
+from segship.sql_text import literal, quote
 
 if TYPE_CHECKING:
     import pyarrow as pa
