@@ -21,7 +21,8 @@ sys.path.insert(0, str(Path(__file__).parent))
 
 from common import profiles  # noqa: E402
 
-from segship.embedded_duckdb import connect, quote_identifier  # noqa: E402
+from segship.embedded_duckdb import connect  # noqa: E402
+from segship.sql_text import quote  # noqa: E402
 from segship.engine import hashing  # noqa: E402
 
 COLUMNS = ["customer_id", "email", "first_name", "last_name", "country", "phone"]
@@ -46,7 +47,7 @@ def main() -> int:
     db.execute(f"CREATE VIEW crm AS SELECT * FROM read_parquet('{path}')")
     relation = db.sql("SELECT * FROM crm")
     types = dict(zip(relation.columns, relation.types, strict=True))
-    values = [f"s.{quote_identifier(c)}" for c in COLUMNS]
+    values = [f"s.{quote(c)}" for c in COLUMNS]
     encodings = hashing.encodings("s", COLUMNS, types)
     key = "CAST(s.customer_id AS VARCHAR)"
     mapped = ", ".join(values)
@@ -65,7 +66,7 @@ def main() -> int:
         return drain
 
     none = "0::BIGINT"
-    values = [f"s.{quote_identifier(c)}" for c in COLUMNS]
+    values = [f"s.{quote(c)}" for c in COLUMNS]
     row_hash = hashing.row_hash_sql([f"c[{index + 1}]" for index in range(len(COLUMNS))])
     figures = {
         "plan, no hash (scan + key)": plan_query(none),

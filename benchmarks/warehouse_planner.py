@@ -64,8 +64,8 @@ def member_state_by_sql(url: str, rows: int, ws: common.Workspace) -> None:
 
     from segship.engine.digest import signed_64
     from segship.engine.planners import ColumnType
-    from segship.sql_text import literal, quote
     from segship.engine.planners.postgres import PostgresDialect
+    from segship.sql_text import literal, quote
 
     dialect = PostgresDialect()
     started = time.perf_counter()

@@ -90,11 +90,3 @@ def lock(connection: duckdb.DuckDBPyConnection) -> None:
 def available_cores() -> int:
     """Cores this process may run on (its CPU affinity, where the OS tells it)."""
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-
-
-def quote_identifier(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
-
-
-def quote_literal(text: str) -> str:
-    return "'" + text.replace("'", "''") + "'"

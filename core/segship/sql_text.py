@@ -1,6 +1,6 @@
 """SQL text every database segship speaks to takes: a quoted identifier, a string literal, and a
-segment's query as a subquery. Shared by the sources that select columns in their database and
-by the warehouse planner's statements (:mod:`segship.engine.planners`)."""
+segment's query as a subquery. The engine's DuckDB statements, the sources' and the warehouse
+planner's (:mod:`segship.engine.planners`) all quote with these."""
 
 from __future__ import annotations
 

@@ -64,7 +64,7 @@ from typing import TYPE_CHECKING
 
 import pyarrow as pa
 
-from segship.embedded_duckdb import quote_identifier, quote_literal
+from segship.sql_text import literal, quote
 
 if TYPE_CHECKING:
     from duckdb import DuckDBPyType
@@ -130,8 +130,8 @@ def encoding(value: str, dtype: DuckDBPyType, depth: int = 0) -> str:
         return _composite(value, "l", f"array_to_string({items}, '')")
     if kind == "struct":
         fields = sorted(dtype.children, key=lambda field: field[0])
-        parts = [f"{_framed(quote_literal(name))} || "
-                 f"{_framed(encoding(f'struct_extract({value}, {quote_literal(name)})', child, depth + 1))}"
+        parts = [f"{_framed(literal(name))} || "
+                 f"{_framed(encoding(f'struct_extract({value}, {literal(name)})', child, depth + 1))}"
                  for name, child in fields]
         return _composite(value, "r", " || ".join(parts) if parts else "''")
     if kind == "map":
@@ -172,7 +172,7 @@ def row_hash_sql(column_hashes: Sequence[str]) -> str:
 
 def encodings(alias: str, columns: Sequence[str], types: Mapping[str, DuckDBPyType]) -> list[str]:
     """SQL for the encodings of ``columns`` of the relation ``alias``, whose DuckDB types are ``types``."""
-    return [encoding(f"{alias}.{quote_identifier(column)}", types[column]) for column in columns]
+    return [encoding(f"{alias}.{quote(column)}", types[column]) for column in columns]
 
 
 def column_hash_bytes(hashes: pa.Array, count: int) -> pa.Array:

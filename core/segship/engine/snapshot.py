@@ -42,7 +42,6 @@ import pyarrow as pa
 from segship import embedded_duckdb
 from segship.config import Config, ExportConfig, SegmentConfig
 from segship.destination import IdentityRule
-from segship.embedded_duckdb import quote_identifier, quote_literal
 from segship.engine import hashing
 from segship.engine.digest import (
     DIGEST_KIND,
@@ -60,6 +59,7 @@ from segship.engine.state import MembersDigest
 from segship.errors import SegshipError
 from segship.plugins import Plugins
 from segship.source import Source, SourceError
+from segship.sql_text import literal, quote
 
 #: DuckDB's own memory for the snapshot, the diff and the send join (beyond it, it spills).
 SNAPSHOT_MEMORY_MB = 128
@@ -121,7 +121,7 @@ def identity_sql(rule: IdentityRule, value: str) -> str:
     if rule.normalisation in ("trim", "lower"):
         # DuckDB trims by a set of characters slowly (benchmarks/RESULTS.md, identity conflicts): only
         # what starts or ends with one of them is trimmed
-        whitespace = quote_literal(WHITESPACE)
+        whitespace = literal(WHITESPACE)
         text = (f"(CASE WHEN contains({whitespace}, left({text}, 1)) OR contains({whitespace}, right({text}, 1)) "
                 f"THEN trim({text}, {whitespace}) ELSE {text} END)")
     if rule.normalisation == "lower":
@@ -130,7 +130,7 @@ def identity_sql(rule: IdentityRule, value: str) -> str:
     if rule.max_length is not None:
         accepted += f" AND length({text}) <= {int(rule.max_length)}"
     if rule.pattern is not None:
-        accepted += f" AND regexp_full_match({text}, {quote_literal(rule.pattern)})"
+        accepted += f" AND regexp_full_match({text}, {literal(rule.pattern)})"
     return f"CASE WHEN {accepted} THEN {text} END"
 
 
@@ -241,7 +241,7 @@ class Snapshot:
             connection = None
             if self._source(name).attach(self.db, catalog):
                 connection = self.db.cursor()  # its own default catalog; the engine's tables are named
-                connection.execute(f"USE {quote_identifier(catalog)}")
+                connection.execute(f"USE {quote(catalog)}")
             self._attached[name] = connection
         return self._attached[name]
 
@@ -286,7 +286,7 @@ class Snapshot:
             used = list(dict.fromkeys([segment.key, *self.columns]))
             streamed = self.db.from_arrow(self._source(segment.source).read_columns(segment.sql, used))
             self._check_columns(segment, streamed.columns)
-            kept = ", ".join(map(quote_identifier, used))
+            kept = ", ".join(map(quote, used))
             try:
                 with self._every_core():
                     streamed.project(kept).create(f"{ENGINE}.{table}")
@@ -345,7 +345,7 @@ class Snapshot:
 
     def _row_identity(self) -> str:
         """SQL of a segment row's normalised identity (its row aliased ``s``)."""
-        return identity_sql(self.identity, "s." + quote_identifier(self.identity.column))
+        return identity_sql(self.identity, "s." + quote(self.identity.column))
 
     def _row_hash(self, column_hashes: str) -> str:
         """SQL for the row hash from the list column ``column_hashes`` (computed once, read per column)."""
@@ -372,7 +372,7 @@ class Snapshot:
         self.db.execute("CREATE TABLE snapshot (key VARCHAR, seg INTEGER, row_hash BIGINT"
                         f"{', ident UBIGINT' if ident else ''})")
         for part in self.segments:
-            key = f"CAST(s.{quote_identifier(part.segment.key)} AS VARCHAR)"
+            key = f"CAST(s.{quote(part.segment.key)} AS VARCHAR)"
 
             def select(encodings: list[str], key: str = key, seg: int = part.index) -> str:
                 hashes = f", {hashing.column_hashes_sql(encodings)} AS column_hashes" if row_hashes else ""
@@ -419,9 +419,9 @@ class Snapshot:
         """
         if self._duplicates_unchecked:
             self._check_duplicate_keys()
-        values = [f"s.{quote_identifier(c)}" for c in self.columns]
+        values = [f"s.{quote(c)}" for c in self.columns]
         for position, part in enumerate(self.segments):
-            key = f"CAST(s.{quote_identifier(part.segment.key)} AS VARCHAR)"
+            key = f"CAST(s.{quote(part.segment.key)} AS VARCHAR)"
             relation = self._query(part, lambda encodings, key=key: f"{key} AS key, {select(values, encodings)}",
                                    f"SEMI JOIN {ENGINE}.members m ON m.key = {key} AND m.seg = {part.index}")
             self._load(part, relation, table, create=position == 0)
@@ -481,7 +481,7 @@ class Snapshot:
         self._identity_table = "member_identities"
         value = self._row_identity()
         for position, part in enumerate(self.segments):
-            key = f"CAST(s.{quote_identifier(part.segment.key)} AS VARCHAR)"
+            key = f"CAST(s.{quote(part.segment.key)} AS VARCHAR)"
             relation = self._query(part, lambda _, key=key: f"{key} AS key, {value} AS identity")
             self._load(part, relation.project(f"key, {IDENT} AS ident"), self._identity_table, create=position == 0)
         return self._identity_table
@@ -493,7 +493,7 @@ class Snapshot:
         value = self._row_identity()
         found: dict[str, str] = {}
         for part in self.segments:
-            key = f"CAST(s.{quote_identifier(part.segment.key)} AS VARCHAR)"
+            key = f"CAST(s.{quote(part.segment.key)} AS VARCHAR)"
             found.update(self._query(part, lambda _, key=key: f"{key} AS key, {value} AS identity",
                                      f"SEMI JOIN {ENGINE}.identity_keys k ON k.key = {key}").fetchall())
         return found
@@ -505,7 +505,7 @@ class Snapshot:
         self.db.from_arrow(pa.table({"identity": pa.array(list(identities), pa.string())})).create("listed")
         value = self._row_identity()
         for position, part in enumerate(self.segments):
-            key = f"CAST(s.{quote_identifier(part.segment.key)} AS VARCHAR)"
+            key = f"CAST(s.{quote(part.segment.key)} AS VARCHAR)"
             self._load(part, self._query(part, lambda _, key=key: f"{key} AS key, {value} AS identity"),
                        "row_identities", create=position == 0)
         return self.db.execute(
@@ -716,7 +716,7 @@ class Snapshot:
         with its hashes, ``MIX`` and ``KEY_HASH`` (after :meth:`plan`)."""
         if self._staged:
             self.db.execute(f"SET memory_limit = '{SEND_MEMORY_MB}MB'")
-        mapped = ", ".join(f"s.{quote_identifier(c)}" for c in self.columns)
+        mapped = ", ".join(f"s.{quote(c)}" for c in self.columns)
         if keys is not None:
             # a table of the engine's: a view registered here would not be seen from an attached source's cursor
             self.db.execute("DROP TABLE IF EXISTS wanted")
@@ -726,7 +726,7 @@ class Snapshot:
             filter_ = f"WHERE a.action IN {SENT_ACTIONS}"
         uniform = self._uniform_action() if keys is None else None
         for part in self.segments:
-            key = f"CAST(s.{quote_identifier(part.segment.key)} AS VARCHAR)"
+            key = f"CAST(s.{quote(part.segment.key)} AS VARCHAR)"
 
             # a member moving to a new target joins it: sent whole, as a new one is (and a row sent again
             # that was never acknowledged)

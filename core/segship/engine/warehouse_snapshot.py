@@ -21,7 +21,6 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from segship.config import Config, ExportConfig, SegmentConfig
-from segship.embedded_duckdb import quote_identifier
 from segship.engine.digest import KEY_HASH, MIX, DigestTally, key_hash_sql, mix_sql
 from segship.engine.report import ExportPlan
 from segship.engine.snapshot import (
@@ -188,7 +187,7 @@ class WarehouseSnapshot:
         segment, as the local planner's, but the plan reads every segment at once, so every row comes in
         the first and the others are empty."""
         reader = self.members.read(self.members.send_query(self.columns, keys))
-        mapped = ", ".join(quote_identifier(column) for column in self.columns)
+        mapped = ", ".join(quote(column) for column in self.columns)
         relation = self.db.from_arrow(reader).project(
             f"{mapped}, segship_key AS {KEY}, segship_column_hashes AS {COLUMN_HASHES}, segship_new AS {IS_NEW}, "
             f"segship_row_hash AS {ROW_HASH}, {mix_sql(KEY, ROW_HASH, str(int(self.target)))} AS {MIX}, "

@@ -14,8 +14,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from segship import embedded_duckdb, hookimpl
-from segship.embedded_duckdb import quote_identifier, quote_literal
 from segship.source import Source, SourceContext, SourceError
+from segship.sql_text import literal, quote
 
 if TYPE_CHECKING:
     import duckdb
@@ -89,7 +89,7 @@ class DuckDBSource(Source):
             if path.suffix == ".duckdb" or path.suffix == ".db":
                 if not path.exists():
                     raise SourceError(f"source {self.context.name!r}: database {path} does not exist")
-                connection.execute(f"ATTACH {quote_literal(str(path))} AS {quote_identifier(catalog)} (READ_ONLY)")
+                connection.execute(f"ATTACH {literal(str(path))} AS {quote(catalog)} (READ_ONLY)")
                 return True
             files = [row[0] for row in connection.execute("SELECT file FROM glob(?)", [str(path)]).fetchall()]
             if not files:
@@ -102,13 +102,13 @@ class DuckDBSource(Source):
                                   "set format: csv, parquet or json")
             if reader in READER_EXTENSIONS:
                 connection.execute(f"LOAD {READER_EXTENSIONS[reader]}")
-            connection.execute(f"ATTACH ':memory:' AS {quote_identifier(catalog)}")
-            view = f"{quote_identifier(catalog)}.main.{quote_identifier(self.context.name)}"
-            listed = ", ".join(map(quote_literal, files))
+            connection.execute(f"ATTACH ':memory:' AS {quote(catalog)}")
+            view = f"{quote(catalog)}.main.{quote(self.context.name)}"
+            listed = ", ".join(map(literal, files))
             try:
                 connection.execute(f"CREATE VIEW {view} AS SELECT * FROM {reader}([{listed}])")
             except duckdb.Error:
-                connection.execute(f"DETACH {quote_identifier(catalog)}")  # attached whole or not at all
+                connection.execute(f"DETACH {quote(catalog)}")  # attached whole or not at all
                 raise
             embedded_duckdb.allow_reading(connection, files)
         except duckdb.Error as exc:
