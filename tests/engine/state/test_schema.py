@@ -7,7 +7,7 @@ import sqlite3
 import pytest
 
 from segship.destination import Member
-from segship.engine.state import StateError, TargetInstance, open_state_at
+from segship.engine.state import MembersDigest, StateError, TargetInstance, open_state_at
 from segship.engine.state.postgres import MIGRATIONS as POSTGRES_MIGRATIONS
 from segship.engine.state.postgres import SCHEMA_VERSION as POSTGRES_SCHEMA_VERSION
 from segship.engine.state.sql.schema import TABLES, statements
@@ -105,6 +105,23 @@ def test_a_schema_6_state_file_gains_instances_and_its_targets_adopt_the_first_o
     assert store.target_instances("sync") == {1: TargetInstance(instance, "brevo"),
                                               2: TargetInstance(instance, "brevo")}
     store.close()
+
+
+def test_a_digest_recorded_before_buckets_were_kept_is_read_without_them(tmp_path):
+    path = tmp_path / "state.db"
+    with sqlite3.connect(path) as db:  # as segship wrote it before digests by bucket (schema 12)
+        for script in MIGRATIONS[:12]:
+            for statement in statements(script):
+                db.execute(statement)
+        db.execute("PRAGMA user_version=12")
+        db.execute("INSERT INTO exports (id, name, fingerprint, columns, hash_version) VALUES (1, 'sync', 'fp', '[]', 2)")
+        db.execute("INSERT INTO member_digests VALUES (1, 'kind', 3, -7)")
+    db.close()
+    store = open_state_at(path)
+    try:
+        assert store.members_digest("sync") == MembersDigest("kind", 3, -7, None)
+    finally:
+        store.close()
 
 
 def test_rejects_of_an_earlier_schema_are_the_destinations_since_the_run_that_saw_them_on_both_backends(

@@ -66,6 +66,8 @@ class MembersDigest(NamedTuple):
     kind: str
     members: int
     digest: int
+    #: by bucket of their keys, for a bucketed kind (``engine/buckets.py``; then ``digest`` is 0)
+    buckets: bytes | None = None
 
 
 class TargetInstance(NamedTuple):

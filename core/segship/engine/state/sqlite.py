@@ -53,7 +53,7 @@ from segship.engine.state.sql import SqlState
 from segship.engine.state.sql.caches import StateCache
 from segship.engine.state.sql.connection import on_state_thread
 from segship.engine.state.sql.members import MEMBER_UPDATES
-from segship.engine.state.sql.schema import INSTANCES_MIGRATION, MEMBER_LOCATIONS_MIGRATION, REJECT_ORIGINS_AND_DROPPED_FIELDS, SYNC_LOG_MIGRATION, TABLES, migrate, statements
+from segship.engine.state.sql.schema import INSTANCES_MIGRATION, MEMBER_DIGEST_BUCKETS_MIGRATION, MEMBER_LOCATIONS_MIGRATION, REJECT_ORIGINS_AND_DROPPED_FIELDS, SYNC_LOG_MIGRATION, TABLES, migrate, statements
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -213,6 +213,7 @@ MIGRATIONS: list[str] = [
     # 12: the member-level sync log (sql/schema.py); its id is the rowid: the order of writing
     SYNC_LOG_MIGRATION.format(id="INTEGER PRIMARY KEY", integer="INTEGER",
                               at="strftime('%Y-%m-%dT%H:%M:%SZ', l.at, 'unixepoch')"),
+    MEMBER_DIGEST_BUCKETS_MIGRATION.format(blob="BLOB"),  # 13: a members' digest by bucket (sql/schema.py)
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 

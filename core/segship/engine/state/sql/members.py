@@ -106,17 +106,18 @@ class SqlMembers(SqlExports, MemberStore):
     # -- the digest ------------------------------------------------------------------------------------
 
     def members_digest(self, export: str) -> MembersDigest | None:
-        row = self.one("SELECT d.kind, d.members, d.digest FROM member_digests d JOIN exports e ON e.id = d.export_id "
-                       "WHERE e.name = ?", (export,))
-        return MembersDigest(row[0], int(row[1]), int(row[2])) if row else None
+        row = self.one("SELECT d.kind, d.members, d.digest, d.buckets FROM member_digests d "
+                       "JOIN exports e ON e.id = d.export_id WHERE e.name = ?", (export,))
+        return MembersDigest(row[0], int(row[1]), int(row[2]), None if row[3] is None else bytes(row[3])) \
+            if row else None
 
     @on_state_thread
     def record_members_digest(self, export: str, digest: MembersDigest) -> None:
         with self.transaction():
             export_id = self.export_id(export, create=True)
             self.execute("DELETE FROM member_digests WHERE export_id = ?", (export_id,))
-            self.execute("INSERT INTO member_digests VALUES (?, ?, ?, ?)",
-                         (export_id, digest.kind, digest.members, digest.digest))
+            self.execute("INSERT INTO member_digests VALUES (?, ?, ?, ?, ?)",
+                         (export_id, digest.kind, digest.members, digest.digest, digest.buckets))
         self.deleted_digests.done.discard(export_id)
 
     def _members_written(self, export_id: int) -> None:

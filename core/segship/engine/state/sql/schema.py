@@ -8,8 +8,9 @@
 - ``members``: per export id and key, the acknowledged row hash, column hashes, the
   identity, NULL when it equals the key (Braze: the key is the external id), which keeps
   the largest table small, and the id of the target the member is in;
-- ``member_digests``: per export id, the digest of its members (``MembersDigest``), deleted
-  by the first write to them in a run (``members.py``);
+- ``member_digests``: per export id, the digest of its members (``MembersDigest``, with its
+  buckets when it is bucketed: ``engine/buckets.py``), deleted by the first write to them in a
+  run (``members.py``);
 - ``export_destinations``: per export id, the connection, destination type, settings and
   mapping its last run built its destination from (``RecordedDestination``, ``destinations.py``);
 - ``stale_identities`` (with the target to remove each from), ``rejects``, ``dropped_fields``,
@@ -43,7 +44,7 @@ TABLES: dict[str, pa.Schema] = {
     "members": pa.schema([("export_id", pa.int64()), ("key", pa.string()), ("row_hash", pa.int64()),
                           ("column_hashes", pa.binary()), ("identity", pa.string()), ("target", pa.int32())]),
     "member_digests": pa.schema([("export_id", pa.int64()), ("kind", pa.string()), ("members", pa.int64()),
-                                 ("digest", pa.int64())]),
+                                 ("digest", pa.int64()), ("buckets", pa.binary())]),
     "export_destinations": pa.schema([("export_id", pa.int64()), ("connection", pa.string()), ("type", pa.string()),
                                       ("settings", pa.string()), ("mapping", pa.string())]),
     "stale_identities": pa.schema([("export", pa.string()), ("key", pa.string()), ("identity", pa.string()),
@@ -110,6 +111,11 @@ MEMBER_LOCATIONS_MIGRATION = """
     )
     """
 
+#: The migration that keeps a members' digest by bucket (engine/buckets.py), the same in both backends
+#: but for the type of bytes (SQLite schema 13, PostgreSQL 10). Digests recorded before have none.
+MEMBER_DIGEST_BUCKETS_MIGRATION = """
+    ALTER TABLE member_digests ADD COLUMN buckets {blob}
+    """
 
 #: A migration both backends apply (with their integer type and table options): rejects say who refused
 #: them (a mapping's with the row's hash and the mapping's fingerprint: a plan knows in bulk which are
