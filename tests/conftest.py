@@ -167,14 +167,22 @@ def postgres_url(postgres_server: PostgresServer) -> str:
 class StateTarget:
     """Where a test's state lives: ``yaml`` is the value of the config's ``state:``, ``env`` what it reads.
 
-    ``warehouse`` (the ``warehouse`` variant): the URL of a PostgreSQL database that holds the test's
-    source table, planned there (``planner: {schema: segship}``), with state in a SQLite file.
+    ``warehouse`` (the ``warehouse`` and ``streamed`` variants): the URL of a PostgreSQL database that
+    holds the test's source table, with state in a SQLite file. ``planned``: the export is planned
+    there (``planner: {schema: segship}``); else (``streamed``) its rows stream to the local planner,
+    which plans them by bucket (``engine/buckets.py``).
     """
 
     backend: str
     yaml: str
     env: dict[str, str]
     warehouse: str | None = None
+    planned: bool = True
+
+    @property
+    def planner(self) -> str | None:
+        """The URL of the warehouse whose planner schema keeps the export's members, if one does."""
+        return self.warehouse if self.planned else None
 
     def state_location(self, root: Path) -> str | Path:
         """What ``open_state_at`` opens: the PostgreSQL URL, or the SQLite file in ``root``."""
@@ -205,12 +213,13 @@ def _loaded(value: object, type_: str) -> object:
 @pytest.fixture(params=["sqlite", "postgres"])
 def state_target(request: pytest.FixtureRequest) -> StateTarget:
     """Each state backend in turn: a SQLite file in the config's folder, or a new PostgreSQL database
-    (and, for tests that parametrize it so, ``warehouse``: see :class:`StateTarget`)."""
+    (and, for tests that parametrize it so, ``warehouse`` and ``streamed``: see :class:`StateTarget`)."""
     if request.param == "sqlite":
         return StateTarget("sqlite", "{path: .segship/state.db}", {})
-    if request.param == "warehouse":
+    if request.param in ("warehouse", "streamed"):
         url = request.getfixturevalue("postgres_url")
-        return StateTarget("warehouse", "{path: .segship/state.db}", {"WAREHOUSE_URL": url}, warehouse=url)
+        return StateTarget(request.param, "{path: .segship/state.db}", {"WAREHOUSE_URL": url}, warehouse=url,
+                           planned=request.param == "warehouse")
     url = request.getfixturevalue("postgres_url")
     return StateTarget("postgres", '{url: "${env:SEGSHIP_STATE_URL}"}', {"SEGSHIP_STATE_URL": url})
 

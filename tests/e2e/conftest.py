@@ -22,6 +22,8 @@ WAREHOUSE_TYPES = {"customer_id": "text", "email": "text", "first_name": "text",
                    "lifetime_value": "bigint"}
 CSV_SOURCE = "{type: duckdb, path: profiles.csv}"
 WAREHOUSE_SOURCE = '{type: postgres, url: "${env:WAREHOUSE_URL}", planner: {schema: segship}}'
+#: The same table streamed to the local planner (the ``streamed`` variant).
+STREAMED_SOURCE = '{type: postgres, url: "${env:WAREHOUSE_URL}"}'
 
 CONFIG = """
 version: 1
@@ -86,7 +88,8 @@ class Project:
 
     def configure(self, *, braze_batch: int = 75, max_removed: float = 1.0, segment_id: str = SEGMENT_ID,
                   membership_attribute: str = "segship_segments", list_id: int = LIST_ID) -> None:
-        source = WAREHOUSE_SOURCE if self.state_target.warehouse else CSV_SOURCE
+        source = CSV_SOURCE if not self.state_target.warehouse else \
+            WAREHOUSE_SOURCE if self.state_target.planned else STREAMED_SOURCE
         (self.root / "segship.yaml").write_text(CONFIG.format(
             state=self.state_target.yaml, source=source, braze_batch=braze_batch, segment_id=segment_id, list_id=list_id,
             max_removed=max_removed, membership_attribute=membership_attribute))
@@ -112,10 +115,10 @@ class Project:
 
     def acknowledged(self, export: str) -> set[str]:
         """Keys the state says the destination acknowledged (the ``warehouse`` variant: its planner schema's)."""
-        if self.state_target.warehouse:
+        if self.state_target.planner:
             import adbc_driver_postgresql.dbapi as postgresql
 
-            with postgresql.connect(self.state_target.warehouse) as connection, connection.cursor() as cursor:
+            with postgresql.connect(self.state_target.planner) as connection, connection.cursor() as cursor:
                 cursor.execute("SELECT to_regclass('segship.segship_members') IS NOT NULL")
                 if not cursor.fetchone()[0]:  # no run made it yet
                     return set()

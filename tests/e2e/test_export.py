@@ -16,7 +16,7 @@ from .conftest import COLUMNS, LIST_ID, WAREHOUSE_TYPES, accept_identity_conflic
 
 EXPORTS = ("vip-braze", "vip-brevo")
 #: Every promise on each state backend, and with the export's source planned in its warehouse.
-pytestmark = pytest.mark.parametrize("state_target", ["sqlite", "postgres", "warehouse"], indirect=True)
+pytestmark = pytest.mark.parametrize("state_target", ["sqlite", "postgres", "warehouse", "streamed"], indirect=True)
 
 
 def rows(count: int, **overrides: dict) -> list[dict]:

@@ -14,7 +14,7 @@ import pytest
 from .conftest import accept_identity_conflicts, profile
 
 #: Each state backend, and the export's source planned in its warehouse (the same checks, in its SQL).
-pytestmark = pytest.mark.parametrize("state_target", ["sqlite", "postgres", "warehouse"], indirect=True)
+pytestmark = pytest.mark.parametrize("state_target", ["sqlite", "postgres", "warehouse", "streamed"], indirect=True)
 
 
 def rows(count: int) -> list[dict]:

@@ -28,6 +28,8 @@ segments:
 #: The same profiles as a table of a warehouse whose planner plans them (the ``warehouse`` variant).
 WAREHOUSE_PROFILES = PROFILES.replace("{type: duckdb, path: profiles.csv}",
                                       '{type: postgres, url: "${env:WAREHOUSE_URL}", planner: {schema: segship}}')
+#: The same table streamed to the local planner (the ``streamed`` variant).
+STREAMED_PROFILES = WAREHOUSE_PROFILES.replace(", planner: {schema: segship}", "")
 WAREHOUSE_TYPES = {"id": "bigint", "email": "text", "name": "text", "value": "bigint"}
 CONFIG = """
 version: 1
@@ -74,7 +76,8 @@ class Workspace:
     def configure(self, segments: str = "everyone", batch_size: int = 10, extra: str = "", settings: str = "",
                   sources: str | None = None) -> None:
         if sources is None:
-            sources = WAREHOUSE_PROFILES if self.state_target.warehouse else PROFILES
+            sources = PROFILES if not self.state_target.warehouse else \
+                WAREHOUSE_PROFILES if self.state_target.planned else STREAMED_PROFILES
         (self.root / "segship.yaml").write_text(CONFIG.format(
             state=self.state_target.yaml, segments=segments, batch_size=batch_size, extra=extra, settings=settings,
             sources=sources))

@@ -73,6 +73,22 @@ def test_a_conflict_appearing_after_a_clean_run_stops_the_next_one(workspace, se
     assert report.outcome == "failed" and "'user1@example.com' (keys '1', '5')" in report.message
 
 
+def test_a_new_key_with_the_identity_of_a_key_state_holds_stops_the_plan(workspace, monkeypatch):
+    """An identity made of the key (as Braze's external_id): only a key state doesn't hold can bring a
+    shared one, and it is looked for among every member's."""
+    monkeypatch.setattr(MemoryDestination, "identity_rule", classmethod(
+        lambda cls, mapping: IdentityRule(mapping["id"], "lower", None, "id")))
+    rows = [("a1", "a@example.com", "Ann", 1), ("b2", "b@example.com", "Bob", 2)]
+    workspace.write(rows)
+    assert workspace.run().outcome == "succeeded"
+    rows = [(key, email, name + "!", value) for key, email, name, value in rows]
+    workspace.write(rows)  # changed, not new
+    assert workspace.run().plan["update"] == 2
+    workspace.write([*rows, ("A1", "c@example.com", "Cy", 3)])  # a1 and b2 unchanged
+    report = workspace.run()
+    assert report.outcome == "failed" and "'a1' (keys 'A1', 'a1')" in report.message
+
+
 def test_one_key_in_two_segments_and_a_duplicated_key_are_no_identity_conflict(
         workspace, emails_compared_case_insensitively):
     workspace.configure(segments="everyone, rich")

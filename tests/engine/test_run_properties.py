@@ -18,7 +18,10 @@ import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
+from segship.engine import buckets
 from segship.engine.digest import DIGEST_KIND, mix_sql, signed_64
+from segship.engine.planning import plan_export
+from segship.engine.snapshot import Snapshot
 from segship.engine.state import MembersDigest
 from segship.plugins import Plugins
 
@@ -64,8 +67,8 @@ def cut_short(kind: str, after: int, monkeypatch: pytest.MonkeyPatch) -> None:
 def assert_any_digest_is_of_the_members(workspace: Workspace, target: StateTarget = SQLITE_STATE) -> None:
     """A digest state holds is the one of the members it holds (the next plan trusts it instead of them);
     so is the one a planner schema holds of its members (summed again here in PostgreSQL)."""
-    if target.warehouse is not None:
-        recorded, summed = recorded_and_summed(target.warehouse, "sync")
+    if target.planner is not None:
+        recorded, summed = recorded_and_summed(target.planner, "sync")
         assert recorded in (None, summed)
     state = workspace.state()
     try:
@@ -73,11 +76,35 @@ def assert_any_digest_is_of_the_members(workspace: Workspace, target: StateTarge
         members = state.acknowledged("sync").read_all()  # noqa: F841 - read by DuckDB below
     finally:
         state.close()
-    if recorded is not None:
+    if recorded is not None and recorded.buckets is not None:  # a bucketed digest: each bucket's count
+        with duckdb.connect() as db:
+            counted = dict(db.execute(f"SELECT {buckets.bucket_sql('key')}, count(*) FROM members GROUP BY ALL")
+                           .fetchall())
+        record = buckets.decode(recorded.buckets).to_pylist()
+        assert {row["bucket"] for row in record} >= set(counted)
+        assert [row for row in record if row["members"] not in (buckets.DIRTY, counted.get(row["bucket"]))] == []
+        assert recorded.members == sum(counted.values())
+    elif recorded is not None:
         with duckdb.connect() as db:
             count, total = db.execute(f"SELECT count(*), coalesce(sum({mix_sql('key', 'row_hash', 'target')}"
                                       "::HUGEINT), 0) FROM members").fetchone()
         assert recorded == MembersDigest(DIGEST_KIND, count, signed_64(int(total)))
+
+
+def assert_the_plan_by_bucket_is_the_full_one(workspace: Workspace) -> None:
+    """What a plan by bucket finds (only the buckets that differ from state's record diffed) is what
+    diffing every member finds."""
+    def plan():
+        state = workspace.state()
+        try:
+            return plan_export(workspace.config(), "sync", workspace.plugins, state)
+        finally:
+            state.close()
+
+    by_bucket = plan()
+    with pytest.MonkeyPatch.context() as unbucketed:
+        unbucketed.setattr(Snapshot, "_bucketed", lambda self: False)
+        assert by_bucket == plan()
 
 
 def replay(history: list, plugins: Plugins, target: StateTarget = SQLITE_STATE) -> None:
@@ -92,6 +119,8 @@ def replay(history: list, plugins: Plugins, target: StateTarget = SQLITE_STATE) 
         segment: dict[int, tuple[str, bool, int]] = {}
         for segment, cut, refused in history:
             workspace.write(rows_of(segment))
+            if target.warehouse is not None and not target.planned:
+                assert_the_plan_by_bucket_is_the_full_one(workspace)
             MemoryDestination.refuse = {str(key) for key in refused}
             with pytest.MonkeyPatch.context() as faults:
                 if cut is not None:
@@ -100,6 +129,8 @@ def replay(history: list, plugins: Plugins, target: StateTarget = SQLITE_STATE) 
             assert_any_digest_is_of_the_members(workspace, target)
             MemoryDestination.refuse, MemoryDestination.fail_after_calls = set(), None
 
+        if target.warehouse is not None and not target.planned:
+            assert_the_plan_by_bucket_is_the_full_one(workspace)
         clean = workspace.run()
         assert clean.outcome in ("succeeded", "rejects"), clean.message
         assert_any_digest_is_of_the_members(workspace, target)
@@ -111,16 +142,20 @@ def replay(history: list, plugins: Plugins, target: StateTarget = SQLITE_STATE) 
                 for key in expected} == expected
 
         calls = len(MemoryDestination.calls)
+        if target.warehouse is not None and not target.planned:
+            assert_the_plan_by_bucket_is_the_full_one(workspace)
         again = workspace.run()
         assert (again.upserted, again.removed, len(MemoryDestination.calls)) == (0, 0, calls)
         # the bad emails, refused by the mapping as they are: not mapped again, still refused
         assert (again.rejected, again.plan["refused"]) == (0, len(segment) - len(expected))
 
 
-def planned_in_a_warehouse(server: PostgresServer) -> StateTarget:
-    """The variant whose source is a table of a new PostgreSQL database, planned there."""
+def planned_in_a_warehouse(server: PostgresServer, *, planned: bool = True) -> StateTarget:
+    """The variant whose source is a table of a new PostgreSQL database, planned there (or, not
+    ``planned``, streamed to the local planner, which plans by bucket)."""
     url = server.create_database("planned")
-    return StateTarget("warehouse", "{path: .segship/state.db}", {"WAREHOUSE_URL": url}, warehouse=url)
+    return StateTarget("warehouse" if planned else "streamed", "{path: .segship/state.db}", {"WAREHOUSE_URL": url},
+                       warehouse=url, planned=planned)
 
 
 @settings(max_examples=6, deadline=None,  # each example is 3 or 4 runs of the export
@@ -139,22 +174,45 @@ def test_the_same_holds_when_a_warehouse_plans_the_export(history, memory_plugin
     replay(history, memory_plugins, planned_in_a_warehouse(postgres_server))
 
 
+@settings(max_examples=8, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@given(history=steps)
+@example(history=[({1: ("Ann", False, 0)}, None, set())])
+@example(history=[({key: ("Ann", True, key) for key in range(1, 21)}, None, set()),  # then one changes, one leaves
+                  ({**{key: ("Ann", True, key) for key in range(1, 20)}, 7: ("Bob", True, 7)}, None, set())])
+def test_the_same_holds_when_the_local_planner_plans_a_streamed_segment_by_bucket(
+        history, memory_plugins: Plugins, postgres_server: PostgresServer, monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.setattr(buckets, "BUCKET_BITS", 2)  # four buckets: several members in each
+    replay(history, memory_plugins, planned_in_a_warehouse(postgres_server, planned=False))
+
+
+def variant(name: str, request: pytest.FixtureRequest) -> StateTarget:
+    """``local``: a DuckDB source file; ``warehouse``: a PostgreSQL table planned there; ``streamed``: the
+    same table streamed to the local planner, which plans it by bucket (four buckets here)."""
+    if name == "local":
+        return SQLITE_STATE
+    if name == "streamed":
+        request.getfixturevalue("monkeypatch").setattr(buckets, "BUCKET_BITS", 2)
+    return planned_in_a_warehouse(request.getfixturevalue("postgres_server"), planned=name == "warehouse")
+
+
+VARIANTS = pytest.mark.parametrize("name", ["local", "warehouse", "streamed"])
+
+
 @pytest.mark.parametrize("history", [
     [({1: ("Ann", True, 0)}, ("answer_lost", 0), set()), ({1: ("Ann", True, 0)}, None, set())],  # stays: re-sent
     [({1: ("Ann", True, 0), 2: ("Bob", True, 5)}, None, set()), ({2: ("Bob", True, 5)}, ("answer_lost", 1), set()),
      ({2: ("Bob", True, 6)}, None, set())],  # a lost removal answer: removed again
 ])
-@pytest.mark.parametrize("planned", [False, True], ids=["local", "warehouse"])
-def test_a_lost_answer_is_sent_again(history, planned, memory_plugins: Plugins, request):
-    replay(history, memory_plugins, planned_in_a_warehouse(request.getfixturevalue("postgres_server"))
-           if planned else SQLITE_STATE)
+@VARIANTS
+def test_a_lost_answer_is_sent_again(history, name, memory_plugins: Plugins, request):
+    replay(history, memory_plugins, variant(name, request))
 
 
-@pytest.mark.parametrize("planned", [False, True], ids=["local", "warehouse"])
-def test_a_member_whose_join_answer_was_lost_and_who_then_leaves_is_removed(planned, memory_plugins: Plugins,
-                                                                            request):
+@VARIANTS
+def test_a_member_whose_join_answer_was_lost_and_who_then_leaves_is_removed(name, memory_plugins: Plugins, request):
     replay([({1: ("Ann", True, 0)}, ("answer_lost", 0), set()), ({}, None, set())], memory_plugins,
-           planned_in_a_warehouse(request.getfixturevalue("postgres_server")) if planned else SQLITE_STATE)
+           variant(name, request))
 
 
 def test_a_removal_the_destination_refuses_keeps_the_member_and_its_digest_out(memory_plugins: Plugins):

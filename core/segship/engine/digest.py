@@ -10,6 +10,7 @@ stored beyond a digest that names the DuckDB that made it (``DIGEST_KIND``).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import duckdb
@@ -64,6 +65,10 @@ class DigestTally:
     total: int                                # the sum of their mixes, then of each acknowledged row's
     planned: tuple[int, int] = (0, 0)         # rows to send: how many, the sum of their keys' hashes
     acknowledged: tuple[int, int] = (0, 0)    # rows acknowledged: the same
+    #: a bucketed digest's kind, and how to make its buckets as the plan found the members
+    #: (``engine/buckets.py``): the digest instead of the sum of mixes, whose unchanged part such a plan
+    #: doesn't compute
+    buckets: tuple[str, Callable[[], bytes]] | None = None
 
     def add(self, acknowledged: pa.RecordBatch) -> None:
         self.total += pa.compute.sum(acknowledged.column(MIX)).as_py() or 0
@@ -76,4 +81,7 @@ class DigestTally:
         (planned, planned_keys), (acknowledged, keys) = self.planned, self.acknowledged
         if acknowledged != planned or signed_64(keys) != signed_64(planned_keys):
             return None
+        if self.buckets is not None:
+            kind, record = self.buckets
+            return MembersDigest(kind, self.unchanged + acknowledged, 0, record())
         return MembersDigest(DIGEST_KIND, self.unchanged + acknowledged, signed_64(self.total))

@@ -70,8 +70,10 @@ def plan_against_state(snapshot: Snapshot, state: StateStore, cls: type[Destinat
 
     When state has a digest of the members (``StateStore.members_digest``: recorded by a
     plan that found nothing to do or by a run that completed, dropped by any write since)
-    and the segments are read in the engine's DuckDB (``Snapshot.reads_in_place``), state is
-    read only if the members don't sum to it, after them. With ``write``, batches a killed run
+    and the segments are read in the engine's DuckDB (``Snapshot.reads_state_after``), state is
+    read only if the members don't sum to it, after them. A single streamed segment's digest
+    is by bucket (``engine/buckets.py``): only the buckets that differ from it are hashed, and
+    state's rows of those buckets read (after the segment) and diffed. With ``write``, batches a killed run
     sent and never saw answered are folded into the members first
     (``StateStore.settle_in_flight``), changed settings mark every member for a re-send, a
     new target is recorded, hashes state made with an older hash version are converted
@@ -111,14 +113,14 @@ def plan_against_state(snapshot: Snapshot, state: StateStore, cls: type[Destinat
     recorded = state.members_digest(name) if row_hashes and not convert else None
     # state is read while the segments are hashed, on another core, unless the digest may spare it and
     # the segments are read on every core anyway; hashes of an older version are converted first
-    overlap = not convert and (recorded is None or not snapshot.reads_in_place())
+    overlap = not convert and (recorded is None or not snapshot.reads_state_after(recorded))
     # keys sharing an identity: a plan the digest may spare reads identities only if it doesn't (read
     # in place, they cost a pass over one column; streamed, they come with the rows)
     identities = recorded is None or overlap
     converted = 0
     with ThreadPoolExecutor(1, thread_name_prefix="segship-acknowledged") as reader:
         reading = reader.submit(snapshot.read_acknowledged, state.acknowledged(name)) if overlap else None
-        snapshot.build(row_hashes=row_hashes, identities=identities)
+        snapshot.build(row_hashes=row_hashes, identities=identities, recorded=recorded, target=target_id)
         if reading is not None:
             reading.result()
         elif convert:

@@ -42,7 +42,8 @@ import pyarrow as pa
 from segship import embedded_duckdb
 from segship.config import Config, ExportConfig, SegmentConfig
 from segship.destination import IdentityRule
-from segship.engine import hashing
+from segship.engine import buckets, hashing
+from segship.engine.buckets import DIFFERING, RECORDED_BUCKETS, SEGMENT_BUCKETS, bucket_sql
 from segship.engine.digest import (
     DIGEST_KIND,
     KEY_HASH,
@@ -207,6 +208,11 @@ class Snapshot:
         self.tally: DigestTally | None = None  # the digest a run leaves, from what the plan leaves as it is
         self._members_sums: dict[int, int] = {}  # target -> the members' sum of mixes (see _digest_sum)
         self._rejects = False  # the export's rejects are loaded (read_rejects)
+        # a bucketed snapshot's digest kind (engine/buckets.py); then, with a record of that kind, the members
+        # (and acknowledged rows) are only those of the buckets that differ from it, and the others' number
+        self._buckets_kind: str | None = None
+        self._narrowed = False
+        self._clean_members = 0
 
     def close(self) -> None:
         try:
@@ -287,6 +293,11 @@ class Snapshot:
             streamed = self.db.from_arrow(self._source(segment.source).read_columns(segment.sql, used))
             self._check_columns(segment, streamed.columns)
             kept = ", ".join(map(quote, used))
+            if self._bucketed():
+                key = f"CAST({quote(segment.key)} AS VARCHAR)"
+                values = [(column, quote(column)) for column in self.columns]
+                row_mix = buckets.row_mix_sql(key, values, dict(zip(streamed.columns, streamed.types, strict=True)))
+                kept += f", {bucket_sql(key)} AS {buckets.BUCKET}, {row_mix} AS {buckets.ROW_MIX}"
             try:
                 with self._every_core():
                     streamed.project(kept).create(f"{ENGINE}.{table}")
@@ -309,6 +320,13 @@ class Snapshot:
                                               f"FROM segment_rows AS s {tail}")
         except (duckdb.Error, SourceError) as exc:
             raise self.error(part.segment, f"failed: {exc}") from None
+
+    def reads_state_after(self, recorded: MembersDigest) -> bool:
+        """Whether state is best read after the segments, given its digest ``recorded``: when they are read on
+        every core (their members may sum to it), or counted by bucket against a bucketed one (state's rows
+        of the buckets that differ are read, if any)."""
+        return self.reads_in_place() or \
+            (recorded.buckets is not None and recorded.kind.startswith(buckets.kind_prefix()) and self._bucketed())
 
     def reads_in_place(self) -> bool:
         """Whether every segment's source attaches to the engine's DuckDB (its rows are then read on
@@ -353,7 +371,8 @@ class Snapshot:
 
     # -- planning -------------------------------------------------------------------------------
 
-    def build(self, *, row_hashes: bool = True, identities: bool = True) -> None:
+    def build(self, *, row_hashes: bool = True, identities: bool = True, recorded: MembersDigest | None = None,
+              target: int = 1) -> None:
         """Load (key, segment, row hash, and with ``identities`` the hash of the normalised identity when
         the destination declares how it compares them) of every segment row and check the keys.
 
@@ -361,8 +380,16 @@ class Snapshot:
         single segment's rows are not hashed here (0): their MD5s would serve no diff, and the
         rows sent are hashed as they are read again. Without ``identities`` (a plan the digest
         may spare, ``identity_conflicts: error``), the diff reads them if it needs them.
+
+        A single streamed segment is bucketed (:mod:`segship.engine.buckets`, members in ``target``):
+        when state's digest ``recorded`` is a bucketed one of its kind, only the members of the
+        buckets that differ from it are loaded (and the diff reads identities if it needs them).
         """
         row_hashes = row_hashes or len(self.segments) > 1  # segments' rows must agree
+        tail = ""
+        if self._bucketed():  # counted for the record a run leaves, and to narrow the plan to where it differs
+            self._count_buckets(target)
+            tail = self._narrow(recorded) if row_hashes and recorded is not None else ""
         identity = ident = ""
         if self.identity is not None and (identities or self.export.identity_conflicts == "first"):
             identity = f", {self._row_identity()} AS identity"
@@ -379,7 +406,7 @@ class Snapshot:
                 return f"{key} AS key, {seg} AS seg{hashes}{identity}"
 
             row_hash = self._row_hash("column_hashes") if row_hashes else "0::BIGINT"
-            relation = self._query(part, select).project(f"key, seg, {row_hash} AS row_hash{ident}")
+            relation = self._query(part, select, tail).project(f"key, seg, {row_hash} AS row_hash{ident}")
             self._load(part, relation, "snapshot")
         self._check_null_keys()
         # one segment's duplicate keys are looked for only when the plan can't rule them out (its
@@ -396,6 +423,46 @@ class Snapshot:
             self.db.execute("DROP TABLE snapshot")
         if ident and self.export.identity_conflicts == "first":
             self._leave_out_identity_conflicts()
+
+    def _bucketed(self) -> bool:
+        """Whether the members are counted by bucket: one segment, streamed (its staged rows are the ones
+        sent), and each of its rows a member (no identity conflicts left out)."""
+        return len(self.segments) == 1 and not self.reads_in_place() and \
+            (self.identity is None or self.export.identity_conflicts != "first")
+
+    def _count_buckets(self, target: int) -> None:
+        """Count the single segment's members (in ``target``) by bucket, and name the kind of their digest."""
+        part = self.segments[0]
+        rows, types = self._rows(part)
+        self._buckets_kind = buckets.buckets_kind([types[c] for c in [part.segment.key, *self.columns]])
+        counted = buckets.segment_buckets_sql("segment_rows", str(int(target)))
+        self._load(part, rows.query("segment_rows", counted), SEGMENT_BUCKETS, create=True)
+
+    def _narrow(self, recorded: MembersDigest) -> str:
+        """When state's ``recorded`` digest is a bucketed one of the counted buckets' kind, find the buckets
+        that differ from it and return the ``_query`` tail that keeps only their rows; else ''."""
+        if recorded.kind != self._buckets_kind or recorded.buckets is None:
+            return ""
+        self.db.from_arrow(buckets.decode(recorded.buckets)).create(f"{ENGINE}.{RECORDED_BUCKETS}")
+        with self._every_core():
+            self.db.execute(f"CREATE TABLE {DIFFERING} AS {buckets.DIFFERING_SQL}")
+            self._clean_members = int(self.db.execute(
+                f"SELECT coalesce(sum(members), 0) FROM {SEGMENT_BUCKETS} ANTI JOIN {DIFFERING} USING (bucket)"
+            ).fetchall()[0][0])
+        self._narrowed = True
+        return f"SEMI JOIN {ENGINE}.{DIFFERING} d ON d.bucket = s.{buckets.BUCKET}"
+
+    def _bucket_record(self) -> tuple[str, Callable[[], bytes]] | None:
+        """The kind of the bucketed digest a run leaves when it completes as planned, and how to make it
+        (from the diff's ``actions``; only a run that records it needs it)."""
+        if self._buckets_kind is None:
+            return None
+
+        def record() -> bytes:
+            with self.db.cursor() as cursor:  # (a connection of its own: the snapshot's may hold a result)
+                return buckets.encode(cursor.sql(buckets.record_sql("actions")).to_arrow_table())
+
+        return self._buckets_kind, record
 
     def _load(self, part: _SegmentSource, relation: duckdb.DuckDBPyRelation, table: str, *,
               create: bool = False) -> None:
@@ -476,14 +543,36 @@ class Snapshot:
                                       [(identities.get(keys[0], "?"), keys) for (keys,) in groups])
 
     def _load_identities(self) -> str:
-        """Read (key, identity hash) of every segment row into a table of its own, which it names (for a
-        plan whose build skipped them)."""
+        """Read (key, identity hash) of the segment rows whose identity a row the diff doesn't leave
+        unchanged has into a table of its own, which it names (for a plan whose build skipped them).
+
+        Only such an identity can be shared: the unchanged members' rows are those the destination
+        acknowledged, and a run acknowledges no two keys with one identity (its plan checked them).
+        When the identity is the key's, only the keys state doesn't hold are such rows.
+        """
         self._identity_table = "member_identities"
         value = self._row_identity()
+        # an identity made of the key: a key state holds keeps the identity it was acknowledged with
+        keyed = all(part.segment.key == self.identity.column for part in self.segments)
+        self.db.execute("CREATE TABLE changed_keys AS SELECT DISTINCT key FROM actions "
+                        f"WHERE action NOT IN ('unchanged', 'remove'){' AND target IS NULL' if keyed else ''}")
+        if not self._count("changed_keys"):
+            self.db.execute(f"CREATE TABLE {self._identity_table} (key VARCHAR, ident UBIGINT)")
+            return self._identity_table
+        for position, part in enumerate(self.segments):
+            key = f"CAST(s.{quote(part.segment.key)} AS VARCHAR)"
+            relation = self._query(part, lambda _, key=key: f"{value} AS identity",
+                                   f"SEMI JOIN {ENGINE}.changed_keys c ON c.key = {key}")
+            # (no filter of NULLs here: DuckDB would push it below the join, normalising every row's identity)
+            self._load(part, relation.project(f"{IDENT} AS ident"), "changed_identities", create=position == 0)
         for position, part in enumerate(self.segments):
             key = f"CAST(s.{quote(part.segment.key)} AS VARCHAR)"
             relation = self._query(part, lambda _, key=key: f"{key} AS key, {value} AS identity")
-            self._load(part, relation.project(f"key, {IDENT} AS ident"), self._identity_table, create=position == 0)
+            self._load(part, relation.project(f"key, {IDENT} AS ident")
+                       .filter(f"ident IN (SELECT ident FROM {ENGINE}.changed_identities)"),
+                       self._identity_table, create=position == 0)
+        self.db.execute("DROP TABLE changed_keys")
+        self.db.execute("DROP TABLE changed_identities")
         return self._identity_table
 
     def _identities_of(self, keys: Sequence[str]) -> dict[str, str]:
@@ -533,10 +622,12 @@ class Snapshot:
         Through a DuckDB cursor of its own, so it may run on another thread while :meth:`build`
         hashes the segments (the two take about as long: reading state overlaps with hashing).
         """
+        # only the buckets that differ from state's record, when build counted the members by bucket against it
+        narrowed = f" a SEMI JOIN {DIFFERING} d ON d.bucket = {bucket_sql('a.key')}" if self._narrowed else ""
         cursor = self.db.cursor()
         try:
             cursor.register("acknowledged_rows", acknowledged)
-            cursor.execute("CREATE TABLE acknowledged AS SELECT key, row_hash, target FROM acknowledged_rows")
+            cursor.execute(f"CREATE TABLE acknowledged AS SELECT key, row_hash, target FROM acknowledged_rows{narrowed}")
             cursor.unregister("acknowledged_rows")
         finally:
             cursor.close()
@@ -571,8 +662,11 @@ class Snapshot:
 
     def unchanged_plan(self, recorded: MembersDigest, target: int = 1) -> ExportPlan | None:
         """The plan, every member unchanged, when the members sum to ``recorded`` (state's digest, a
-        record of exactly what state holds: :meth:`_same_as_members` without reading state); else None."""
+        record of exactly what state holds: :meth:`_same_as_members` without reading state), or when
+        no bucket differs from a bucketed one (:meth:`build`); else None."""
         self.target = target
+        if self._narrowed:
+            return None if self._count(DIFFERING) else self._all_unchanged(ExportPlan(self.export.name), 0)
         with self._every_core():
             if recorded.kind != DIGEST_KIND or self._count("members") != recorded.members or \
                     signed_64(self._members_sum(target)) != recorded.digest:
@@ -599,9 +693,12 @@ class Snapshot:
                                        ).fetchone()
         planned = self.db.execute(f"SELECT count(*), coalesce(sum({key_hash_sql('key')})::HUGEINT, 0) FROM actions "
                                   f"WHERE action IN {SENT_ACTIONS}").fetchone()
-        self.tally = DigestTally(count, int(total), (planned[0], int(planned[1])))
+        # the members of buckets that agree with state's record are unchanged, and not in actions
+        self.tally = DigestTally(count + self._clean_members, int(total), (planned[0], int(planned[1])),
+                                 buckets=self._bucket_record())
         for action, count in self.db.execute("SELECT action, count(*) FROM actions GROUP BY action").fetchall():
             setattr(plan, action, count)
+        plan.unchanged += self._clean_members
         plan.members = plan.add + plan.update + plan.unchanged + plan.move + plan.retry + plan.refused
         plan.acknowledged = plan.update + plan.unchanged + plan.remove + plan.move
         if plan.refused:
@@ -655,14 +752,15 @@ class Snapshot:
 
     def _all_unchanged(self, plan: ExportPlan, total: int) -> ExportPlan:
         self.db.execute("DROP TABLE IF EXISTS acknowledged")  # if state was read, it is not needed
-        plan.members = plan.acknowledged = plan.unchanged = self._count("members")
-        self.tally = DigestTally(plan.members, total)
+        plan.members = plan.acknowledged = plan.unchanged = self._count("members") + self._clean_members
         self.db.execute("CREATE VIEW actions AS SELECT key, seg, 'unchanged' AS action, NULL::INTEGER AS target "
                         "FROM members")
+        self.tally = DigestTally(plan.members, total, buckets=self._bucket_record())
         return plan
 
     def _count(self, table: str) -> int:
-        return self.db.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
+        # (fetched to the end: a result left open on the connection would refuse a later register())
+        return self.db.execute(f"SELECT count(*) FROM {table}").fetchall()[0][0]
 
     def _members_sum(self, target: int) -> int:
         if target not in self._members_sums:
@@ -764,7 +862,8 @@ class Snapshot:
     def _uniform_action(self) -> str | None:
         """'add', 'update', 'move' or 'retry' when a single segment's every row is sent with that action,
         else None."""
-        if len(self.segments) != 1 or self.left_out:  # rows left out are in the segment, not in the plan
+        # rows left out are in the segment, not in the plan; nor are the members of buckets that agree
+        if len(self.segments) != 1 or self.left_out or self._clean_members:
             return None
         sent = self.db.execute("SELECT DISTINCT action FROM actions WHERE action <> 'remove'").fetchall()
         return sent[0][0] if len(sent) == 1 and sent[0][0] in ("add", "update", "move", "retry") else None

@@ -69,10 +69,11 @@ class WarehouseSnapshot:
 
     # -- the parts of the local planner's protocol that have nothing to do here -------------------------
 
-    def reads_in_place(self) -> bool:
-        return True  # the warehouse reads the segment where it is
+    def reads_state_after(self, recorded: MembersDigest) -> bool:
+        return True  # the warehouse reads the segment where it is, and diffs it against its members
 
-    def build(self, *, row_hashes: bool = True, identities: bool = True) -> None:
+    def build(self, *, row_hashes: bool = True, identities: bool = True, recorded: MembersDigest | None = None,
+              target: int = 1) -> None:
         """Nothing to build: the warehouse hashes the segment as it classifies it (:meth:`plan`)."""
 
     def read_acknowledged(self, acknowledged: pa.RecordBatchReader) -> None:
