@@ -88,7 +88,8 @@ def test_values_the_canonical_encoding_tells_apart_mix_apart(sql_type, values):
     with duckdb.connect() as db:
         rows = db.sql(" UNION ALL ".join(f"SELECT CAST({value} AS {sql_type}) AS v" for value in values))
         mix = buckets.row_mix_sql("'k'", [("v", "v")], {"v": rows.types[0]})
-        hashed, mixed = rows.query("rows", f"SELECT count(DISTINCT hash(v)), count(DISTINCT {mix}) FROM rows").fetchall()[0]
+        hashed, mixed = rows.query("rows", f"SELECT count(DISTINCT hash(v)), count(DISTINCT {mix}) FROM rows"
+                                   ).fetchall()[0]
     assert hashed < len(values) and mixed == len(values)
 
 

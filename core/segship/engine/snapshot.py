@@ -21,10 +21,14 @@ IDs, one email: one profile at the destination) are found with a GROUP BY: they 
 plan (``identity_conflicts: error``), or all but the lowest key are left out (``first``).
 With ``error`` a plan that finds every member unchanged (the digest, or state holding
 exactly the members) skips the check: those members and rows are the ones the destination
-acknowledged, and a run acknowledges no two keys with one identity; any change checks every
-member again. So a plan the digest may spare doesn't compute identities while it reads the
-segments (:meth:`Snapshot.build`), and reads them again, alone, only if the digest doesn't
-hold.
+acknowledged, and a run acknowledges no two keys with one identity; any change has the
+identities of the rows it changes looked for among every member's. So a plan the digest may
+spare doesn't compute identities while it reads the segments (:meth:`Snapshot.build`), and
+reads them again, alone, only if the digest doesn't hold.
+
+An export of a single streamed segment keeps its digest by bucket of keys (:mod:`segship.engine.buckets`):
+its staged rows are counted by bucket, and only the buckets that differ from state's record are
+hashed and diffed against state's rows of those buckets.
 """
 
 from __future__ import annotations
@@ -627,7 +631,8 @@ class Snapshot:
         cursor = self.db.cursor()
         try:
             cursor.register("acknowledged_rows", acknowledged)
-            cursor.execute(f"CREATE TABLE acknowledged AS SELECT key, row_hash, target FROM acknowledged_rows{narrowed}")
+            cursor.execute(f"CREATE TABLE acknowledged AS SELECT key, row_hash, target FROM acknowledged_rows"
+                           f"{narrowed}")
             cursor.unregister("acknowledged_rows")
         finally:
             cursor.close()

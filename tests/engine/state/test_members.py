@@ -82,8 +82,8 @@ def test_earlier_fingerprints_hash_versions_and_converted_hashes(store):
     assert store.hash_version("sync") == HASH_VERSION
 
 
-@pytest.mark.parametrize("digest", [MembersDigest("kind", 2, -5), MembersDigest("bucketed kind", 2, 0, b"\x00by\xffbucket")],
-                         ids=["summed", "bucketed"])
+@pytest.mark.parametrize("digest", [MembersDigest("kind", 2, -5),
+                                    MembersDigest("bucketed kind", 2, 0, b"\x00by\xffbucket")], ids=["summed", "bucketed"])
 def test_a_members_digest_holds_until_any_write_to_the_members(store, digest):
 
     def recorded_then(write) -> MembersDigest | None:

@@ -114,7 +114,8 @@ def test_a_digest_recorded_before_buckets_were_kept_is_read_without_them(tmp_pat
             for statement in statements(script):
                 db.execute(statement)
         db.execute("PRAGMA user_version=12")
-        db.execute("INSERT INTO exports (id, name, fingerprint, columns, hash_version) VALUES (1, 'sync', 'fp', '[]', 2)")
+        db.execute("INSERT INTO exports (id, name, fingerprint, columns, hash_version) "
+                   "VALUES (1, 'sync', 'fp', '[]', 2)")
         db.execute("INSERT INTO member_digests VALUES (1, 'kind', 3, -7)")
     db.close()
     store = open_state_at(path)
