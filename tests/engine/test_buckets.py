@@ -104,3 +104,22 @@ def test_the_kind_names_the_types_and_the_mix_the_order_of_values():
     table = pa.table({"bucket": pa.array([0, 7], pa.uint32()), "members": [3, buckets.DIRTY],
                       "mix": pa.array([2**64 - 1, 5], pa.uint64())})
     assert buckets.decode(buckets.encode(table)).equals(table)
+
+
+@STREAMED
+def test_a_record_of_another_kind_is_not_used_and_the_run_records_its_own(workspace, monkeypatch):
+    """As after a DuckDB upgrade or a column's new type: every member is diffed, nobody is sent again."""
+    workspace.write(profiles(30))
+    assert workspace.run().outcome == "succeeded"
+    monkeypatch.setattr(buckets, "BUCKET_BITS", 4)  # another kind of record than the one state holds
+    workspace.write(profiles(30, changed={5: "Changed"}))
+    report = workspace.run()
+    assert (report.upserted, report.plan["update"], report.plan["unchanged"]) == (1, 1, 29)
+    state = workspace.state()
+    try:
+        recorded = state.members_digest("sync")
+    finally:
+        state.close()
+    assert recorded.kind.startswith(buckets.kind_prefix()) and "4-bit" in recorded.kind
+    record = buckets.decode(recorded.buckets).to_pydict()
+    assert sum(record["members"]) == 30 and max(record["bucket"]) < 16
