@@ -319,10 +319,12 @@ def make_state_from_before_instances(project: Instances) -> None:
         state.summary()  # folds SQLite's member journal
         state.execute("DROP VIEW segship_sync_log")  # a later migration's (the sync log), over exports
         for table, column in (("targets", "instance"), ("targets", "connection"), ("exports", "instance"),
-                              ("exports", "credentials"), *(("rejects", column) for column in (
+                              ("exports", "credentials"), ("member_digests", "buckets"),
+                              *(("rejects", column) for column in (
                                   "origin", "row_hash", "fingerprint", "kind", "since_run"))):
             state.execute(f"ALTER TABLE {table} DROP COLUMN {column}")
-        # later migrations' (segship retire, alerts, dropped fields, the warehouse planner, the sync log)
+        # later migrations' (segship retire, alerts, dropped fields, the warehouse planner, the sync log;
+        # the digests' buckets above)
         for table in ("export_destinations", "alerts", "dropped_fields", "member_locations", "sync_log",
                       "sync_log_runs"):
             state.execute(f"DROP TABLE {table}")
