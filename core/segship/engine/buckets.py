@@ -7,16 +7,16 @@ the few that changed. Instead, the export's members fall into ``2 ** BUCKET_BITS
 their key's hash, and per bucket state keeps (beside the members' digest, and dropped with it by
 any write to the members: :class:`~segship.engine.state.MembersDigest`) how many members the
 bucket has and the exact sum, modulo 2**64, of a cheap mix of each one's key, mapped values as
-the source typed them, and target (DuckDB's ``hash``: no text encoding, no MD5). A plan computes
+the source typed them, and target (DuckDB's ``hash``, no MD5). A plan computes
 the same of the segment; a bucket whose count and sum are the ones recorded is unchanged, member
 for member, but by a 64-bit coincidence, and only the members and the acknowledged rows of the
 buckets that differ are hashed and diffed. A bucket recorded as ``DIRTY`` always differs.
 
 Two values the canonical encoding tells apart must mix apart (but by a 64-bit coincidence).
 DuckDB's ``hash`` of a string, or of a number of up to 64 bits, does; of some other types it
-does not, systematically: a HUGEINT (a DECIMAL wider than 18 digits) hashes its two halves
-xor-ed, so 0 and -1 collide; a NULL list, ``[]`` and ``[NULL]`` collide, as do intervals of one
-day and one month. Those columns are mixed by their canonical encoding instead (:func:`mixed`).
+does not, systematically: a HUGEINT (a DECIMAL wider than 18 digits, a UUID) hashes its two
+halves xor-ed, so 0 and -1 collide; a NULL list, ``[]`` and ``[NULL]`` collide, as do intervals
+of one day and one month. Those columns are mixed by their canonical encoding instead (:func:`mixed`).
 
 What a recorded bucket claims is that a full diff would find each of its members unchanged and
 no one to remove from it. A plan records the segment's buckets (:func:`record_sql`); they are

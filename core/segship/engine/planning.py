@@ -73,8 +73,8 @@ def plan_against_state(snapshot: Snapshot, state: StateStore, cls: type[Destinat
     and the segments are read in the engine's DuckDB (``Snapshot.reads_state_after``), state is
     read only if the members don't sum to it, after them. A single streamed segment's digest
     is by bucket (``engine/buckets.py``): only the buckets that differ from it are hashed, and
-    state's rows of those buckets read (after the segment) and diffed. With ``write``, batches a killed run
-    sent and never saw answered are folded into the members first
+    state's rows of those buckets read (after the segment) and diffed. With ``write``, batches
+    a killed run sent and never saw answered are folded into the members first
     (``StateStore.settle_in_flight``), changed settings mark every member for a re-send, a
     new target is recorded, hashes state made with an older hash version are converted
     (each in one transaction, before anything is sent), and a plan with nothing to do
@@ -112,7 +112,8 @@ def plan_against_state(snapshot: Snapshot, state: StateStore, cls: type[Destinat
     # a digest of state can spare reading it: when the members sum to it, every one is unchanged
     recorded = state.members_digest(name) if row_hashes and not convert else None
     # state is read while the segments are hashed, on another core, unless the digest may spare it and
-    # the segments are read on every core anyway; hashes of an older version are converted first
+    # the segments are read on every core anyway, or it is by bucket (only the buckets that differ are
+    # read, after the segment); hashes of an older version are converted first
     overlap = not convert and (recorded is None or not snapshot.reads_state_after(recorded))
     # keys sharing an identity: a plan the digest may spare reads identities only if it doesn't (read
     # in place, they cost a pass over one column; streamed, they come with the rows)
